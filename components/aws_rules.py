@@ -1,0 +1,310 @@
+"""AWS constraints that Pulumi mocks cannot check, validated before anything is sent to AWS.
+
+Each check names the AWS rule it enforces. A violation raises ``AwsConstraintError`` with
+the setting's name, the value given and what is allowed, so ``pulumi preview`` fails with a
+message a platform engineer can act on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+
+
+class AwsConstraintError(ValueError):
+    """A value AWS would reject (or that would break the pipeline) was given."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}: {value!r} is not valid; allowed: {allowed}")
+
+
+# --- Fargate ---------------------------------------------------------------------------
+# AWS rule: Fargate task cpu/memory must be one of the documented pairs (ECS developer guide,
+# "Task CPU and memory"); 8 and 16 vCPU need Linux platform version 1.4.0 or later.
+def _fargate_table() -> dict[int, tuple[int, ...]]:
+    gib = 1024
+    return {
+        256: (512, 1 * gib, 2 * gib),
+        512: tuple(m * gib for m in range(1, 5)),
+        1024: tuple(m * gib for m in range(2, 9)),
+        2048: tuple(m * gib for m in range(4, 17)),
+        4096: tuple(m * gib for m in range(8, 31)),
+        8192: tuple(m * gib for m in range(16, 61, 4)),
+        16384: tuple(m * gib for m in range(32, 121, 8)),
+    }
+
+
+FARGATE_CPU_MEMORY: dict[int, tuple[int, ...]] = _fargate_table()
+FARGATE_ARCHITECTURES = ("ARM64", "X86_64")
+
+
+def fargate_pair(cpu: int, memory: int, key: str = "cpu/memory") -> tuple[int, int]:
+    if cpu not in FARGATE_CPU_MEMORY:
+        raise AwsConstraintError(
+            f"{key} (cpu)", cpu, f"Fargate cpu units {sorted(FARGATE_CPU_MEMORY)}"
+        )
+    allowed = FARGATE_CPU_MEMORY[cpu]
+    if memory not in allowed:
+        raise AwsConstraintError(
+            f"{key} (memory)",
+            memory,
+            f"for cpu {cpu}, memory MiB in {list(allowed)}",
+        )
+    return cpu, memory
+
+
+def fargate_architecture(value: str, key: str = "architecture") -> str:
+    upper = value.upper().replace("AMD64", "X86_64").replace("ARM", "ARM").strip()
+    if upper not in FARGATE_ARCHITECTURES:
+        raise AwsConstraintError(key, value, "ARM64 or X86_64")
+    return upper
+
+
+def docker_platform(architecture: str) -> str:
+    """Docker build platform matching an ECS runtimePlatform cpuArchitecture."""
+    return {"ARM64": "linux/arm64", "X86_64": "linux/amd64"}[fargate_architecture(architecture)]
+
+
+# AWS rule: ECS container stopTimeout on Fargate is at most 120 seconds.
+FARGATE_MAX_STOP_TIMEOUT = 120
+
+
+def stop_timeout(seconds: int, key: str = "stopTimeout") -> int:
+    if not 2 <= seconds <= FARGATE_MAX_STOP_TIMEOUT:
+        raise AwsConstraintError(key, seconds, f"2..{FARGATE_MAX_STOP_TIMEOUT} seconds on Fargate")
+    return seconds
+
+
+# --- CloudWatch Logs -------------------------------------------------------------------
+# AWS rule: PutRetentionPolicy accepts only these day counts (CloudWatch Logs API reference).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+
+
+def log_retention(days: int, key: str = "logRetentionDays") -> int:
+    if days not in LOG_RETENTION_DAYS:
+        raise AwsConstraintError(key, days, f"one of {list(LOG_RETENTION_DAYS)}")
+    return days
+
+
+# --- SQS -------------------------------------------------------------------------------
+# AWS rule: queue names are 1-80 characters of [A-Za-z0-9_-]; a FIFO queue's name must end
+# in ".fifo" (the suffix counts toward the 80).
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,75}\.fifo$")
+SQS_MAX_VISIBILITY_TIMEOUT = 43_200  # 12 hours
+SQS_MAX_RECEIVE_COUNT = 1000
+
+
+def fifo_queue_name(name: str, key: str = "queue name") -> str:
+    if not _QUEUE_NAME.match(name):
+        raise AwsConstraintError(key, name, "1-80 chars of [A-Za-z0-9_-] ending in '.fifo'")
+    return name
+
+
+def visibility_timeout_for(consumer_timeout_seconds: int, batch_window_seconds: int = 0) -> int:
+    """AWS guidance for a Lambda SQS trigger: visibility timeout at least six times the
+    function timeout plus the batching window, so a message is not redelivered while a
+    throttled or retried invocation still holds it."""
+    value = 6 * consumer_timeout_seconds + batch_window_seconds
+    if value > SQS_MAX_VISIBILITY_TIMEOUT:
+        raise AwsConstraintError(
+            "launcher timeout",
+            consumer_timeout_seconds,
+            f"6 x timeout must fit SQS's {SQS_MAX_VISIBILITY_TIMEOUT} s visibility limit",
+        )
+    return value
+
+
+# AWS rule: an SQS event source mapping on a FIFO queue takes batch size 1..10 and no
+# batching window; maximum concurrency is 2..1000.
+def sqs_batch_size(size: int, key: str = "batchSize") -> int:
+    if not 1 <= size <= 10:
+        raise AwsConstraintError(key, size, "1..10 for a FIFO queue trigger")
+    return size
+
+
+def esm_max_concurrency(value: int, key: str = "maxConcurrency") -> int:
+    if not 2 <= value <= 1000:
+        raise AwsConstraintError(key, value, "2..1000 (Lambda SQS scaling config)")
+    return value
+
+
+# --- Lambda ----------------------------------------------------------------------------
+# AWS rule: memory 128..10240 MB in 1 MB steps; timeout 1..900 s.
+def lambda_memory(mb: int, key: str = "memory") -> int:
+    if not 128 <= mb <= 10_240:
+        raise AwsConstraintError(key, mb, "128..10240 MB")
+    return mb
+
+
+def lambda_timeout(seconds: int, key: str = "timeout") -> int:
+    if not 1 <= seconds <= 900:
+        raise AwsConstraintError(key, seconds, "1..900 seconds")
+    return seconds
+
+
+# AWS rule: API Gateway REST integrations time out at 29 s by default; the API handler must
+# answer well before that or the client sees a 504.
+API_GATEWAY_INTEGRATION_TIMEOUT = 29
+
+
+def api_handler_timeout(seconds: int, key: str = "apiHandler.timeout") -> int:
+    lambda_timeout(seconds, key)
+    if seconds > API_GATEWAY_INTEGRATION_TIMEOUT:
+        raise AwsConstraintError(
+            key, seconds, f"at most {API_GATEWAY_INTEGRATION_TIMEOUT} s (API Gateway timeout)"
+        )
+    return seconds
+
+
+# --- Networking ------------------------------------------------------------------------
+def cidr(value: str, key: str = "allowedIps") -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError as exc:
+        raise AwsConstraintError(key, value, f"an IPv4/IPv6 CIDR such as 203.0.113.0/24 ({exc})")
+
+
+def cidrs(values: Iterable[str], key: str = "allowedIps") -> tuple[str, ...]:
+    return tuple(cidr(v, f"{key}[{i}]") for i, v in enumerate(values))
+
+
+_SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_VPC = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+
+
+def subnet_id(value: str, key: str = "subnetIds") -> str:
+    if not _SUBNET.match(value):
+        raise AwsConstraintError(key, value, "a subnet id like subnet-0abc1234")
+    return value
+
+
+def vpc_id(value: str, key: str = "vpcId") -> str:
+    if not _VPC.match(value):
+        raise AwsConstraintError(key, value, "a VPC id like vpc-0abc1234")
+    return value
+
+
+# --- EventBridge Scheduler -------------------------------------------------------------
+# AWS rule: ScheduleExpression is at(yyyy-mm-ddThh:mm:ss), rate(value unit) or a six-field
+# cron(minutes hours day-of-month month day-of-week year) in which one of day-of-month /
+# day-of-week must be '?'.
+_AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\(([^()]+)\)$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/\-#L W]+$")
+
+
+def schedule_expression(expr: str, key: str = "schedule") -> str:
+    expr = expr.strip()
+    allowed = (
+        "at(yyyy-mm-ddThh:mm:ss), rate(N minute[s]|hour[s]|day[s]) or "
+        "cron(min hour day-of-month month day-of-week year) with '?' in one day field"
+    )
+    if m := _RATE.match(expr):
+        n, unit = int(m.group(1)), m.group(2)
+        if n < 1 or (n == 1) != (not unit.endswith("s")):
+            raise AwsConstraintError(key, expr, allowed + " (1 takes a singular unit)")
+        return expr
+    if m := _AT.match(expr):
+        y, mo, d, h, mi, s = (int(g) for g in m.groups())
+        if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
+            raise AwsConstraintError(key, expr, allowed)
+        return expr
+    if m := _CRON.match(expr):
+        fields = m.group(1).split()
+        if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
+            raise AwsConstraintError(key, expr, allowed + " (six fields)")
+        dom, dow = fields[2], fields[4]
+        if (dom == "?") == (dow == "?"):
+            raise AwsConstraintError(key, expr, allowed + " (exactly one of day fields is '?')")
+        _cron_range(fields[0], 0, 59, key, expr)
+        _cron_range(fields[1], 0, 23, key, expr)
+        return expr
+    raise AwsConstraintError(key, expr, allowed)
+
+
+def _cron_range(field: str, lo: int, hi: int, key: str, expr: str) -> None:
+    for part in re.split(r"[,/\-]", field):
+        if part.isdigit() and not lo <= int(part) <= hi:
+            raise AwsConstraintError(key, expr, f"values {lo}..{hi} in that field")
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    import zoneinfo
+
+    return frozenset(zoneinfo.available_timezones())
+
+
+def timezone(name: str, key: str = "timezone") -> str:
+    # AWS rule: ScheduleExpressionTimezone is an IANA time zone name.
+    if name not in _zones() and name != "UTC":
+        raise AwsConstraintError(key, name, "an IANA time zone such as UTC or Europe/Berlin")
+    return name
+
+
+# AWS rule: FlexibleTimeWindow MaximumWindowInMinutes is 1..1440 when the mode is FLEXIBLE.
+def flexible_window(minutes: int | None, key: str = "flexibleWindowMinutes") -> int | None:
+    if minutes is not None and not 1 <= minutes <= 1440:
+        raise AwsConstraintError(key, minutes, "None (OFF) or 1..1440 minutes")
+    return minutes
+
+
+# AWS rule: Scheduler RetryPolicy: MaximumRetryAttempts 0..185, MaximumEventAgeInSeconds 60..86400.
+def scheduler_retry(attempts: int, max_age_seconds: int, key: str = "retry") -> tuple[int, int]:
+    if not 0 <= attempts <= 185:
+        raise AwsConstraintError(f"{key}.attempts", attempts, "0..185")
+    if not 60 <= max_age_seconds <= 86_400:
+        raise AwsConstraintError(f"{key}.maxEventAgeSeconds", max_age_seconds, "60..86400")
+    return attempts, max_age_seconds
+
+
+# --- Names -----------------------------------------------------------------------------
+_WORKER = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def worker_name(name: str, key: str = "worker name") -> str:
+    # Our rule, derived from AWS's tightest consumer: it becomes part of an SQS FIFO name
+    # (80 chars), an IAM role name (64 chars) and an ECR repository name (lowercase).
+    if not _WORKER.match(name) or len(name) > 32:
+        raise AwsConstraintError(key, name, "1-32 lowercase letters, digits and single hyphens")
+    return name
+
+
+def email(value: str, key: str = "alertEmail") -> str:
+    if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", value):
+        raise AwsConstraintError(key, value, "an e-mail address")
+    return value
+
+
+# AWS rule: API Gateway usage plan / stage throttling: rate > 0, burst >= 1; quota periods.
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+
+
+def throttle(rate: float, burst: int, key: str = "api.throttle") -> tuple[float, int]:
+    if rate <= 0 or rate > 10_000:
+        raise AwsConstraintError(f"{key}.rateLimit", rate, "0 < rate <= 10000 requests/s")
+    if not 1 <= burst <= 5_000:
+        raise AwsConstraintError(f"{key}.burstLimit", burst, "1..5000")
+    return rate, burst
+
+
+def quota(limit: int, period: str, key: str = "api.quota") -> tuple[int, str]:
+    if limit < 1:
+        raise AwsConstraintError(f"{key}.limit", limit, "a positive request count")
+    if period not in QUOTA_PERIODS:
+        raise AwsConstraintError(f"{key}.period", period, ", ".join(QUOTA_PERIODS))
+    return limit, period
+
+
+# AWS rule: ECR lifecycle policy rule countNumber >= 1.
+def keep_images(count: int, key: str = "keepImages") -> int:
+    if not 1 <= count <= 1000:
+        raise AwsConstraintError(key, count, "1..1000 images")
+    return count

@@ -1,0 +1,219 @@
+"""The job contract: every name the infrastructure (``components/``) and the runtime
+(``handlers/``, ``workers/``) share, defined once.
+
+Nothing here imports anything heavier than the standard library: this module is
+packaged into every Lambda zip and every worker image, and sits on the cold-start path.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from enum import Enum
+from typing import Final
+
+
+class Env:
+    """Environment variable names set by the components and read by the runtime."""
+
+    STACK: Final = "BATCH_STACK"
+    JOBS_TABLE: Final = "BATCH_JOBS_TABLE"
+    RESULTS_BUCKET: Final = "BATCH_RESULTS_BUCKET"
+    CLUSTER_ARN: Final = "BATCH_CLUSTER_ARN"
+    SUBNETS: Final = "BATCH_SUBNETS"  # comma-separated subnet ids
+    SECURITY_GROUPS: Final = "BATCH_SECURITY_GROUPS"  # comma-separated security group ids
+    ASSIGN_PUBLIC_IP: Final = "BATCH_ASSIGN_PUBLIC_IP"  # "ENABLED" | "DISABLED"
+    FAILURE_TOPIC_ARN: Final = "BATCH_FAILURE_TOPIC_ARN"
+    SLACK_WEBHOOK_SECRET_ARN: Final = "BATCH_SLACK_WEBHOOK_SECRET_ARN"  # optional
+    NOTION_SECRET_ARN: Final = "BATCH_NOTION_SECRET_ARN"  # optional; JSON {"token", "database_id"}
+    API_URL: Final = "BATCH_API_URL"  # optional; used for links in notifications
+    RESULT_URL_TTL_SECONDS: Final = "BATCH_RESULT_URL_TTL_SECONDS"
+    JOB_TTL_DAYS: Final = "BATCH_JOB_TTL_DAYS"
+    HEARTBEAT_STALE_SECONDS: Final = "BATCH_HEARTBEAT_STALE_SECONDS"
+    LOG_LEVEL: Final = "BATCH_LOG_LEVEL"
+    # Set on the worker container (task definition environment or RunTask overrides).
+    JOB_ID: Final = "BATCH_JOB_ID"
+    JOB_ATTEMPT: Final = "BATCH_JOB_ATTEMPT"
+    WORKER_NAME: Final = "BATCH_WORKER_NAME"
+    WORKER_TIMEOUT_SECONDS: Final = "BATCH_WORKER_TIMEOUT_SECONDS"
+    MODEL_ID: Final = "BATCH_MODEL_ID"  # Bedrock model id; unset -> offline backend
+    MODEL_BACKEND: Final = "BATCH_MODEL_BACKEND"  # "bedrock" | "offline"
+    # boto3 itself honours AWS_ENDPOINT_URL; the local pipeline sets it to the moto server.
+    AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
+
+
+class JobStatus(str, Enum):
+    QUEUED = "QUEUED"
+    DISPATCHED = "DISPATCHED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+# Every allowed transition. A transition is a conditional write on the current status
+# (and, for worker-side transitions, on the attempt number), so none happens twice and
+# no stale actor overwrites a newer state. RUNNING/DISPATCHED -> QUEUED is a retry.
+TRANSITIONS: Final[dict[JobStatus, frozenset[JobStatus]]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.DISPATCHED, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.DISPATCHED: frozenset(
+        {JobStatus.RUNNING, JobStatus.QUEUED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.QUEUED, JobStatus.CANCELLED}
+    ),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def can_transition(current: JobStatus, new: JobStatus) -> bool:
+    return new in TRANSITIONS[current]
+
+
+class Table:
+    """The jobs table: one string partition key, ``pk``; job and worker items share it."""
+
+    PK: Final = "pk"
+    TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; DynamoDB TTL deletes old jobs
+    # Global secondary indexes: (name, hash key, range key). All project everything.
+    BY_WORKER_STATUS: Final = "by-worker-status"  # worker_status = "<worker>#<STATUS>"
+    BY_WORKER: Final = "by-worker"
+    BY_STATUS: Final = "by-status"  # the sweep finds DISPATCHED/RUNNING jobs here
+    BY_KIND: Final = "by-kind"  # kind = "job" | "worker": list all jobs, list all workers
+    INDEXES: Final[tuple[tuple[str, str, str], ...]] = (
+        (BY_WORKER_STATUS, "worker_status", "created_at"),
+        (BY_WORKER, "worker", "created_at"),
+        (BY_STATUS, "status", "created_at"),
+        (BY_KIND, "kind", "created_at"),
+    )
+    KIND_JOB: Final = "job"
+    KIND_WORKER: Final = "worker"
+
+
+class JobField:
+    """Attribute names of a job item."""
+
+    JOB_ID: Final = "job_id"
+    WORKER: Final = "worker"
+    STATUS: Final = "status"
+    WORKER_STATUS: Final = "worker_status"
+    KIND: Final = "kind"
+    CREATED_AT: Final = "created_at"  # ISO-8601 UTC with microseconds, sorts as text
+    UPDATED_AT: Final = "updated_at"
+    TIMESTAMPS: Final = "timestamps"  # map STATUS -> ISO time it was last entered
+    INPUT: Final = "input"  # the job input, when it fits in the item
+    INPUT_S3_KEY: Final = "input_s3_key"  # else a pointer into the results bucket
+    CPU: Final = "cpu"
+    MEMORY: Final = "memory"
+    ATTEMPTS: Final = "attempts"  # attempt number of the current / last run, starts at 0
+    MAX_ATTEMPTS: Final = "max_attempts"
+    TIMEOUT_SECONDS: Final = "timeout_seconds"
+    TASK_DEFINITION: Final = "task_definition"  # ARN with revision, fixed at submit time
+    TASK_ARN: Final = "task_arn"
+    HEARTBEAT_AT: Final = "heartbeat_at"
+    PROGRESS: Final = "progress"  # {"done": int, "total": int}
+    RESULT_KEY: Final = "result_key"
+    ERROR: Final = "error"  # {"type", "message", "exit_code", "stop_reason"}
+    IDEMPOTENCY_KEY: Final = "idempotency_key"
+    REQUEST_HASH: Final = "request_hash"  # detects an Idempotency-Key reused for another body
+    CANCEL_REQUESTED: Final = "cancel_requested"
+    SOURCE: Final = "source"  # "api" | "schedule"
+    EXPIRES_AT: Final = Table.TTL_ATTRIBUTE
+
+
+class WorkerField:
+    """Attribute names of a worker registration item (written by the FargateWorker component)."""
+
+    NAME: Final = "name"
+    DESCRIPTION: Final = "description"
+    TASK_DEFINITION: Final = "task_definition"  # ARN with revision
+    CONTAINER_NAME: Final = "container_name"
+    QUEUE_URL: Final = "queue_url"
+    DLQ_URL: Final = "dlq_url"
+    CPU: Final = "cpu"  # default task cpu units
+    MEMORY: Final = "memory"  # default task memory MiB
+    MAX_CPU: Final = "max_cpu"  # largest override a job may ask for
+    MAX_MEMORY: Final = "max_memory"
+    MAX_ATTEMPTS: Final = "max_attempts"
+    TIMEOUT_SECONDS: Final = "timeout_seconds"
+    MAX_CONCURRENCY: Final = "max_concurrency"  # max tasks of this worker at once
+    CAPACITY_STRATEGY: Final = "capacity_strategy"  # JSON list of {capacityProvider, weight, base}
+    SPOT_FALLBACK: Final = "spot_fallback"  # retry on FARGATE when Spot has no capacity
+    INPUT_SCHEMA: Final = "input_schema"  # JSON text of the worker's input JSON schema
+    ARCHITECTURE: Final = "architecture"
+
+
+CONTAINER_NAME: Final = "worker"
+MAX_INLINE_INPUT_BYTES: Final = 64 * 1024  # larger inputs go to S3 (DynamoDB items max 400 KB)
+MAX_REQUEST_BYTES: Final = 1024 * 1024  # POST /jobs body limit (SQS/Lambda limits are higher)
+TAG_JOB_ID: Final = "batch:job-id"  # ECS task tag carrying the job id
+
+WORKER_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+WORKER_NAME_MAX: Final = 32
+# Job ids are "<worker>_<32 hex>": the worker prefix lets IAM scope a task role to its own
+# rows (dynamodb:LeadingKeys "job#<worker>_*"); only [A-Za-z0-9_-], so the id is valid as
+# ECS startedBy, an SQS message group id and a URL path segment.
+JOB_ID_RE: Final = re.compile(r"^([a-z][a-z0-9]*(?:-[a-z0-9]+)*)_([0-9a-f]{32})$")
+
+
+def new_job_id(worker: str, token_hex: str | None = None) -> str:
+    return f"{worker}_{token_hex or secrets.token_hex(16)}"
+
+
+def worker_of_job_id(job_id: str) -> str | None:
+    m = JOB_ID_RE.match(job_id)
+    return m.group(1) if m else None
+
+
+def job_pk(job_id: str) -> str:
+    return f"job#{job_id}"
+
+
+def job_pk_prefix(worker: str) -> str:
+    """What every pk of this worker's jobs starts with (IAM LeadingKeys pattern: prefix + '*')."""
+    return f"job#{worker}_"
+
+
+def worker_pk(worker: str) -> str:
+    return f"worker#{worker}"
+
+
+def worker_status(worker: str, status: JobStatus | str) -> str:
+    return f"{worker}#{JobStatus(status).value}"
+
+
+def results_prefix(worker: str) -> str:
+    """S3 prefix a worker's task role may write; ends with '/'."""
+    return f"results/{worker}/"
+
+
+def result_key(worker: str, job_id: str) -> str:
+    # One fixed key per job: a retry overwrites, never duplicates.
+    return f"{results_prefix(worker)}{job_id}/result.json"
+
+
+def inputs_prefix(worker: str) -> str:
+    return f"inputs/{worker}/"
+
+
+def input_key(worker: str, job_id: str) -> str:
+    return f"{inputs_prefix(worker)}{job_id}.json"
+
+
+def queue_message(job_id: str, attempt: int) -> dict[str, str]:
+    """SQS FIFO send arguments (without QueueUrl) for one dispatch of one attempt."""
+    import json
+
+    return {
+        "MessageBody": json.dumps({"job_id": job_id, "attempt": attempt}),
+        "MessageGroupId": job_id,
+        "MessageDeduplicationId": f"{job_id}-{attempt}",
+    }
