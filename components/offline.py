@@ -1,0 +1,538 @@
+"""Run a Pulumi program offline under mocks and return what it would create.
+
+This is the ONE place where provider calls (caller identity, region, VPC lookups, ECR
+credentials, ...) are answered and where fake-but-realistic resource outputs (ARNs, URLs,
+ids, image digests) are made up. Tests, the local pipeline, the cost estimator and the
+policy checklist all read the same recorded graph, so they agree on what a stack contains.
+
+Every run gets a fresh event loop, fresh Pulumi settings and fresh config, so runs can be
+repeated in one process (``pulumi`` keeps its state in module globals and context vars).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import runpy
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi.runtime
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime import stack as runtime_stack
+
+ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+PARTITION = "aws"
+DEFAULT_PROJECT = "ai-batch"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = PROJECT_ROOT / "__main__.py"
+
+# Pulumi marks a secret value on the wire with this signature key.
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
+
+# Fake network inventory of the "default VPC" the mocks answer with.
+DEFAULT_VPC_ID = "vpc-0a1b2c3d4e5f60718"
+DEFAULT_SUBNET_IDS = ("subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002")
+
+
+@dataclass(frozen=True)
+class MockResource:
+    """One registered resource: inputs use wire (camelCase) names with secrets unwrapped."""
+
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    parent: str | None  # logical name of the parent resource (None: the stack)
+    custom: bool
+
+
+@dataclass
+class StackGraph:
+    """Everything a program registered, in registration order, plus its resolved exports."""
+
+    resources: list[MockResource]
+    exports: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, type_token: str) -> list[MockResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, type_token: str, name: str) -> MockResource:
+        matches = [r for r in self.of_type(type_token) if r.name == name]
+        if len(matches) == 1:
+            return matches[0]
+        candidates = sorted(r.name for r in self.of_type(type_token))
+        problem = "no" if not matches else f"{len(matches)}"
+        listing = candidates or "none of that type"
+        raise KeyError(f"{problem} {type_token} named {name!r}; candidates: {listing}")
+
+    def types(self) -> dict[str, int]:
+        """Resource count per type token (the inventory)."""
+        counts: dict[str, int] = {}
+        for r in self.resources:
+            counts[r.type] = counts.get(r.type, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def unwrap_secrets(value: Any) -> Any:
+    """Strip Pulumi's secret envelopes anywhere in a deserialized value."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == _SECRET_VALUE and "value" in value:
+            return unwrap_secrets(value["value"])
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def _digest(*parts: str, length: int = 64) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+def _service_of(type_token: str) -> str:
+    """``aws:sqs/queue:Queue`` -> ``sqs`` (the ARN service name where it differs)."""
+    module = type_token.split(":")[1].split("/")[0]
+    return {
+        "lambda": "lambda",
+        "cloudwatch": "events",
+        "apigateway": "apigateway",
+        "index": "aws",
+    }.get(module, module)
+
+
+class AwsMocks(pulumi_mocks.Mocks):
+    """Fake AWS: deterministic ids and realistic ARNs, URLs and digests."""
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    # --- provider functions --------------------------------------------------------------
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        token, a = args.token, args.args
+        account, region = ACCOUNT_ID, REGION
+        answers: dict[str, Callable[[], dict[str, Any]]] = {
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
+                "accountId": account,
+                "arn": f"arn:aws:iam::{account}:user/offline",
+                "userId": "AIDAOFFLINEUSER00000",
+                "id": account,
+            },
+            "aws:index/getRegion:getRegion": lambda: {
+                "name": region,
+                "region": region,
+                "id": region,
+                "endpoint": f"ec2.{region}.amazonaws.com",
+                "description": "US East (N. Virginia)",
+            },
+            "aws:index/getPartition:getPartition": lambda: {
+                "partition": PARTITION,
+                "dnsSuffix": "amazonaws.com",
+                "reverseDnsPrefix": "com.amazonaws",
+                "id": PARTITION,
+            },
+            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
+                "names": [f"{region}a", f"{region}b", f"{region}c"],
+                "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
+                "id": region,
+            },
+            "aws:ec2/getVpc:getVpc": lambda: {
+                "id": a.get("id") or DEFAULT_VPC_ID,
+                "arn": f"arn:aws:ec2:{region}:{account}:vpc/{a.get('id') or DEFAULT_VPC_ID}",
+                "cidrBlock": "172.31.0.0/16",
+                "default": a.get("default", True),
+                "mainRouteTableId": "rtb-0a1b2c3d4e5f60001",
+                "ownerId": account,
+                "state": "available",
+            },
+            "aws:ec2/getSubnets:getSubnets": lambda: {
+                "ids": list(DEFAULT_SUBNET_IDS),
+                "id": region,
+                "filters": a.get("filters"),
+            },
+            "aws:ec2/getSubnet:getSubnet": lambda: {
+                "id": a.get("id") or DEFAULT_SUBNET_IDS[0],
+                "vpcId": DEFAULT_VPC_ID,
+                "availabilityZone": f"{region}a",
+            },
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": lambda: {
+                "authorizationToken": "QVdTOm9mZmxpbmUtdG9rZW4=",  # base64("AWS:offline-token")
+                "userName": "AWS",
+                "password": "offline-token",
+                "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
+                "expiresAt": "2099-01-01T00:00:00Z",
+                "id": region,
+            },
+            "aws:iam/getPolicyDocument:getPolicyDocument": lambda: {
+                "json": _policy_json(a),
+                "minifiedJson": _policy_json(a),
+                "id": _digest(_policy_json(a), length=10),
+            },
+        }
+        if token not in answers:
+            raise NotImplementedError(
+                f"components.offline: no mocked answer for provider call {token}; "
+                "add one in components/offline.py AwsMocks.call"
+            )
+        return answers[token]()  # a bare dict: MockMonitor reads a tuple as (result, failures)
+
+    # --- resources -----------------------------------------------------------------------
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = unwrap_secrets(dict(args.inputs))
+        if not args.custom:
+            return f"{args.name}-component", {}
+        physical = self._physical_name(args.typ, args.name, inputs)
+        rid, extra = _outputs_for(args.typ, args.name, physical, inputs)
+        outputs = {**inputs, **extra}
+        outputs.setdefault("id", rid)
+        return rid, outputs
+
+    def _physical_name(self, typ: str, name: str, inputs: Mapping[str, Any]) -> str:
+        for key in ("name", "bucket", "functionName", "family", "roleName", "dashboardName"):
+            value = inputs.get(key)
+            if isinstance(value, str) and value:
+                return value
+        # Pulumi auto-naming: logical name + 7 random hex (deterministic here).
+        return f"{name}-{_digest(typ, name, length=7)}"
+
+
+def _policy_json(args: Mapping[str, Any]) -> str:
+    statements = []
+    for s in args.get("statements") or []:
+        out: dict[str, Any] = {"Effect": s.get("effect", "Allow")}
+        if s.get("sid"):
+            out["Sid"] = s["sid"]
+        if s.get("actions"):
+            out["Action"] = s["actions"]
+        if s.get("resources"):
+            out["Resource"] = s["resources"]
+        for p in s.get("principals") or []:
+            out.setdefault("Principal", {})[p["type"]] = p["identifiers"]
+        for c in s.get("conditions") or []:
+            out.setdefault("Condition", {}).setdefault(c["test"], {})[c["variable"]] = c[
+                "values"
+            ]
+        statements.append(out)
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _outputs_for(
+    typ: str, name: str, physical: str, inputs: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Physical id and the computed outputs AWS would return for one resource."""
+    acct, region = ACCOUNT_ID, REGION
+    svc = _service_of(typ)
+    short = _digest(typ, name, length=10)
+    arn_base = f"arn:aws:{svc}:{region}:{acct}"
+    out: dict[str, Any] = {"arn": f"{arn_base}:{typ.rsplit(':', 1)[-1].lower()}/{physical}"}
+    rid = physical
+
+    match typ:
+        case "aws:sqs/queue:Queue":
+            out["arn"] = f"{arn_base}:{physical}"
+            out["url"] = f"https://sqs.{region}.amazonaws.com/{acct}/{physical}"
+            rid = out["url"]
+        case "aws:dynamodb/table:Table":
+            out["arn"] = f"{arn_base}:table/{physical}"
+            out["streamArn"] = f"{out['arn']}/stream/2026-01-01T00:00:00.000"
+        case "aws:s3/bucket:Bucket" | "aws:s3/bucketV2:BucketV2":
+            out["arn"] = f"arn:aws:s3:::{physical}"
+            out["bucket"] = physical
+            out["bucketDomainName"] = f"{physical}.s3.amazonaws.com"
+            out["bucketRegionalDomainName"] = f"{physical}.s3.{region}.amazonaws.com"
+            out["region"] = region
+        case "aws:iam/role:Role":
+            out["arn"] = f"arn:aws:iam::{acct}:role/{physical}"
+            out["name"] = physical
+            out["uniqueId"] = f"AROA{short.upper()}"
+        case "aws:iam/policy:Policy":
+            out["arn"] = f"arn:aws:iam::{acct}:policy/{physical}"
+        case "aws:iam/rolePolicy:RolePolicy":
+            rid = f"{inputs.get('role')}:{physical}"
+            out.pop("arn")
+        case "aws:lambda/function:Function":
+            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{physical}"
+            out["invokeArn"] = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+                f"{out['arn']}/invocations"
+            )
+            out["qualifiedArn"] = f"{out['arn']}:1"
+            out["qualifiedInvokeArn"] = out["invokeArn"].replace(out["arn"], out["qualifiedArn"])
+            out["version"] = "1"
+            out["name"] = physical
+        case "aws:lambda/alias:Alias":
+            fn = inputs.get("functionName", physical)
+            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{fn}:{physical}"
+            out["invokeArn"] = (
+                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
+                f"{out['arn']}/invocations"
+            )
+        case "aws:lambda/eventSourceMapping:EventSourceMapping":
+            rid = f"{_digest(typ, name, length=8)}-0000-4000-8000-{short}00"
+            out["uuid"] = rid
+            fn = str(inputs.get("functionName", ""))
+            out["functionArn"] = (
+                fn if fn.startswith("arn:") else f"arn:aws:lambda:{region}:{acct}:function:{fn}"
+            )
+        case "aws:ecs/cluster:Cluster":
+            out["arn"] = f"arn:aws:ecs:{region}:{acct}:cluster/{physical}"
+        case "aws:ecs/taskDefinition:TaskDefinition":
+            out["arn"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{physical}:1"
+            out["arnWithoutRevision"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{physical}"
+            out["revision"] = 1
+        case "aws:ecr/repository:Repository":
+            out["arn"] = f"arn:aws:ecr:{region}:{acct}:repository/{physical}"
+            out["repositoryUrl"] = f"{acct}.dkr.ecr.{region}.amazonaws.com/{physical}"
+            out["registryId"] = acct
+        case "docker:index/image:Image":
+            image = str(inputs.get("imageName") or physical)
+            repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
+            out.pop("arn")
+            out["imageName"] = image
+            out["repoDigest"] = f"{repo}@sha256:{_digest(typ, name, image)}"
+            rid = out["repoDigest"]
+        case "aws:sns/topic:Topic":
+            out["arn"] = f"arn:aws:sns:{region}:{acct}:{physical}"
+            rid = out["arn"]
+        case "aws:sns/topicSubscription:TopicSubscription":
+            out["arn"] = f"{inputs.get('topic')}:{_digest(typ, name, length=8)}"
+            rid = out["arn"]
+        case "aws:cloudwatch/logGroup:LogGroup":
+            out["arn"] = f"arn:aws:logs:{region}:{acct}:log-group:{physical}"
+        case "aws:cloudwatch/eventRule:EventRule":
+            out["arn"] = f"arn:aws:events:{region}:{acct}:rule/{physical}"
+        case "aws:cloudwatch/metricAlarm:MetricAlarm":
+            out["arn"] = f"arn:aws:cloudwatch:{region}:{acct}:alarm:{physical}"
+        case "aws:cloudwatch/dashboard:Dashboard":
+            out.pop("arn")
+            out["dashboardArn"] = f"arn:aws:cloudwatch::{acct}:dashboard/{physical}"
+        case "aws:scheduler/schedule:Schedule":
+            group = inputs.get("groupName", "default")
+            out["arn"] = f"arn:aws:scheduler:{region}:{acct}:schedule/{group}/{physical}"
+        case "aws:secretsmanager/secret:Secret":
+            out["arn"] = f"arn:aws:secretsmanager:{region}:{acct}:secret:{physical}-{short[:6]}"
+            rid = out["arn"]
+        case "aws:apigateway/restApi:RestApi":
+            rid = short
+            out["arn"] = f"arn:aws:apigateway:{region}::/restapis/{rid}"
+            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{rid}"
+            out["rootResourceId"] = _digest("root", name, length=10)
+            out["createdDate"] = "2026-01-01T00:00:00Z"
+        case "aws:apigateway/stage:Stage":
+            api = inputs.get("restApi", "api")
+            stage = inputs.get("stageName", physical)
+            out["arn"] = f"arn:aws:apigateway:{region}::/restapis/{api}/stages/{stage}"
+            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api}/{stage}"
+            out["invokeUrl"] = f"https://{api}.execute-api.{region}.amazonaws.com/{stage}"
+        case "aws:apigateway/deployment:Deployment":
+            rid = short
+            api = inputs.get("restApi", "api")
+            out.pop("arn")
+            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api}/"
+            out["invokeUrl"] = f"https://{api}.execute-api.{region}.amazonaws.com/"
+        case "aws:apigateway/apiKey:ApiKey":
+            rid = short
+            out["arn"] = f"arn:aws:apigateway:{region}::/apikeys/{rid}"
+            out.setdefault("value", _digest("key", name, length=40))
+        case "aws:apigateway/usagePlan:UsagePlan":
+            rid = short
+            out["arn"] = f"arn:aws:apigateway:{region}::/usageplans/{rid}"
+        case "aws:ec2/securityGroup:SecurityGroup":
+            rid = f"sg-{_digest(typ, name, length=17)}"
+            out["arn"] = f"arn:aws:ec2:{region}:{acct}:security-group/{rid}"
+            out["ownerId"] = acct
+        case "aws:ec2/vpcEndpoint:VpcEndpoint":
+            rid = f"vpce-{_digest(typ, name, length=17)}"
+            out["arn"] = f"arn:aws:ec2:{region}:{acct}:vpc-endpoint/{rid}"
+            out["prefixListId"] = f"pl-{_digest('pl', name, length=8)}"
+        case _:
+            pass
+    return rid, out
+
+
+# --- running programs ------------------------------------------------------------------
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps every registration with its parent, in order (MockMonitor keeps only state)."""
+
+    def __init__(self, mocks: AwsMocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[MockResource] = []
+        self._names_by_urn: dict[str, str] = {}
+        self._record_lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        urn = response.urn
+        inputs = unwrap_secrets(pulumi.runtime.rpc.deserialize_properties(request.object))
+        state = self.resources[urn].state
+        with self._record_lock:
+            self._names_by_urn[urn] = request.name
+            parent = self._names_by_urn.get(request.parent) if request.parent else None
+            self.recorded.append(
+                MockResource(
+                    type=request.type,
+                    name=request.name,
+                    inputs=inputs,
+                    outputs=unwrap_secrets(dict(state)),
+                    parent=parent,
+                    custom=bool(request.custom),
+                )
+            )
+        return response
+
+
+_RUN_LOCK = threading.Lock()
+
+
+def run_program(
+    program: Callable[[], None],
+    *,
+    stack: str = "dev",
+    config: Mapping[str, str] | None = None,
+    project: str = DEFAULT_PROJECT,
+) -> StackGraph:
+    """Run ``program`` under mocks (preview=False, so every apply runs) and record it.
+
+    ``config`` keys are full Pulumi config keys (``ai-batch:logRetentionDays``); values are
+    strings as Pulumi stores them (JSON text for structured values).
+    """
+    with _RUN_LOCK:
+        loop = asyncio.new_event_loop()
+        previous_loop = _current_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return _run(loop, program, stack, dict(config or {}), project)
+        finally:
+            _reset_pulumi()
+            loop.close()
+            asyncio.set_event_loop(previous_loop)
+
+
+def _current_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        return None
+
+
+def _run(
+    loop: asyncio.AbstractEventLoop,
+    program: Callable[[], None],
+    stack: str,
+    config: dict[str, str],
+    project: str,
+) -> StackGraph:
+    _reset_pulumi()
+    runtime_config.set_all_config(config, [])
+    mocks = AwsMocks(stack)
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    root = runtime_settings.get_root_resource()
+    assert isinstance(root, runtime_stack.Stack)
+
+    async def main() -> dict[str, Any]:
+        error: BaseException | None = None
+        try:
+            program()
+        except BaseException as exc:  # re-raised once the runtime has drained
+            error = exc
+        await runtime_stack.wait_for_rpcs()
+        if error is not None:
+            raise error
+        exports: dict[str, Any] = {}
+        for key, value in dict(root.outputs).items():
+            exports[key] = await pulumi.Output.from_input(value).future(with_unknowns=False)
+        await runtime_stack.wait_for_rpcs()
+        return exports
+
+    exports = loop.run_until_complete(main())
+    return StackGraph(resources=list(monitor.recorded), exports=unwrap_secrets(exports))
+
+
+def _reset_pulumi() -> None:
+    runtime_settings.reset_options()
+    runtime_settings.SETTINGS.rpc_manager.clear()
+    runtime_settings.SETTINGS.outputs.clear()
+    runtime_config.set_all_config({}, [])
+
+
+# --- stack config ----------------------------------------------------------------------
+
+
+def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The config of ``Pulumi.<stack>.yaml`` as Pulumi hands it to a program: full keys,
+    string values, structured values as JSON text, secure values as placeholders."""
+    import yaml
+
+    path = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack config {path}")
+    doc = yaml.safe_load(path.read_text()) or {}
+    project = _project_name()
+    config: dict[str, str] = {}
+    for key, value in (doc.get("config") or {}).items():
+        full = key if ":" in key else f"{project}:{key}"
+        config[full] = _config_string(value)
+    for key, value in (overrides or {}).items():
+        config[key if ":" in key else f"{project}:{key}"] = value
+    return config
+
+
+def _config_string(value: Any) -> str:
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        # An encrypted value can only be decrypted by the Pulumi CLI; offline we use a marker.
+        return "offline-placeholder-secret"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _project_name() -> str:
+    import yaml
+
+    path = PROJECT_ROOT / "Pulumi.yaml"
+    if path.exists():
+        doc = yaml.safe_load(path.read_text()) or {}
+        return str(doc.get("name", DEFAULT_PROJECT))
+    return DEFAULT_PROJECT
+
+
+def evaluate_stack(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> StackGraph:
+    """Run the real ``__main__.py`` for ``stack`` (its Pulumi.<stack>.yaml plus overrides)."""
+    config = stack_config(stack, overrides)
+
+    def program() -> None:
+        root = str(PROJECT_ROOT)
+        added = root not in sys.path
+        if added:
+            sys.path.insert(0, root)
+        try:
+            runpy.run_path(str(PROGRAM), run_name="__main__")
+        finally:
+            if added:
+                sys.path.remove(root)
+
+    cwd = os.getcwd()
+    os.chdir(PROJECT_ROOT)  # Pulumi runs a program from its project directory
+    try:
+        return run_program(program, stack=stack, config=config, project=_project_name())
+    finally:
+        os.chdir(cwd)
