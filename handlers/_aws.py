@@ -1,0 +1,73 @@
+"""Shared boto3 client cache and environment helpers for the Lambda handlers.
+
+Clients are created lazily on first use and then reused for the life of the execution
+environment (cold-start cost is paid once, not at import time). boto3 honours
+``AWS_ENDPOINT_URL`` by itself, so the same code reaches moto locally and AWS in production.
+Tests that change the endpoint or credentials call :func:`reset_clients`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def client(service: str) -> Any:
+    """A cached low-level boto3 client for ``service`` (thread-safe creation)."""
+    found = _clients.get(service)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(service)
+        if found is None:
+            import boto3
+            from botocore.config import Config
+
+            # Short connect timeout and standard retries: a Lambda should fail fast and let
+            # its event source retry rather than hang until its own timeout.
+            config = Config(
+                connect_timeout=5,
+                read_timeout=20,
+                retries={"mode": "standard", "max_attempts": 3},
+            )
+            found = boto3.session.Session().client(service, config=config)  # type: ignore[attr-defined]
+            _clients[service] = found
+        return found
+
+
+def set_client(service: str, value: Any) -> None:
+    """Install a client (e.g. a fault-injecting wrapper in tests) for ``service``."""
+    with _lock:
+        _clients[service] = value
+
+
+def reset_clients() -> None:
+    """Forget every cached client, so the next use picks up the current environment."""
+    with _lock:
+        _clients.clear()
+
+
+def env(name: str, default: str | None = None) -> str:
+    """A required environment variable (``default`` when given and unset)."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise RuntimeError(f"environment variable {name} is not set")
+        return default
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return int(value)
+
+
+def env_list(name: str) -> list[str]:
+    """A comma-separated environment variable as a list (empty when unset)."""
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
