@@ -167,7 +167,8 @@ def cidr(value: str, key: str = "allowedIps") -> str:
     try:
         return str(ipaddress.ip_network(value, strict=True))
     except ValueError as exc:
-        raise AwsConstraintError(key, value, f"an IPv4/IPv6 CIDR such as 203.0.113.0/24 ({exc})")
+        allowed = f"an IPv4/IPv6 CIDR such as 203.0.113.0/24 ({exc})"
+        raise AwsConstraintError(key, value, allowed) from exc
 
 
 def cidrs(values: Iterable[str], key: str = "allowedIps") -> tuple[str, ...]:
@@ -212,7 +213,7 @@ def schedule_expression(expr: str, key: str = "schedule") -> str:
             raise AwsConstraintError(key, expr, allowed + " (1 takes a singular unit)")
         return expr
     if m := _AT.match(expr):
-        y, mo, d, h, mi, s = (int(g) for g in m.groups())
+        _y, mo, d, h, mi, s = (int(g) for g in m.groups())
         if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
             raise AwsConstraintError(key, expr, allowed)
         return expr
@@ -308,3 +309,73 @@ def keep_images(count: int, key: str = "keepImages") -> int:
     if not 1 <= count <= 1000:
         raise AwsConstraintError(key, count, "1..1000 images")
     return count
+
+
+# --- Added for the stack config (components/config.py) ----------------------------------
+# AWS rule: an EventBridge *rule* ScheduleExpression is rate(...) or cron(...) only (at() is
+# EventBridge Scheduler syntax), and the finest rate is one minute.
+def event_rule_schedule(expr: str, key: str = "schedule") -> str:
+    expr = expr.strip()
+    if expr.startswith("at("):
+        raise AwsConstraintError(key, expr, "rate(...) or cron(...) for an EventBridge rule")
+    return schedule_expression(expr, key)
+
+
+# Our rule: a share is a whole percent; ECS capacity provider weights are 0..1000 integers.
+def percent(value: int, key: str = "percent") -> int:
+    if not 0 <= value <= 100:
+        raise AwsConstraintError(key, value, "a whole percent 0..100")
+    return value
+
+
+# AWS rule: S3 lifecycle Expiration Days and DynamoDB TTL horizons must be positive integers.
+def positive_days(days: int, key: str = "days", maximum: int = 3650) -> int:
+    if not 1 <= days <= maximum:
+        raise AwsConstraintError(key, days, f"1..{maximum} days")
+    return days
+
+
+# AWS rule: provisioned concurrency is a positive count (0 here means "none"); it counts
+# against the account's regional concurrency limit (1000 by default, often 10 on new accounts).
+def provisioned_concurrency(value: int, key: str = "provisionedConcurrency") -> int:
+    if not 0 <= value <= 1000:
+        raise AwsConstraintError(key, value, "0 (off) .. 1000")
+    return value
+
+
+# AWS rule: Bedrock model ids look like provider.model-name[:version]; cross-region inference
+# profiles prefix a geography (us., eu., apac., global.).
+_BEDROCK_MODEL = re.compile(
+    r"^(?:(us|eu|apac|us-gov|global)\.)?[a-z0-9-]+\.[A-Za-z0-9.:_-]{1,200}$"
+)
+
+
+def bedrock_model_id(value: str, key: str = "bedrockModelId") -> str:
+    if not _BEDROCK_MODEL.match(value):
+        raise AwsConstraintError(
+            key, value, "a Bedrock model id such as anthropic.claude-3-haiku-20240307-v1:0"
+        )
+    return value
+
+
+def https_url(value: str, key: str = "url", host_suffix: str | None = None) -> str:
+    """An https URL (optionally on a given host); never echoes the value (it may be secret)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    ok = parts.scheme == "https" and bool(parts.hostname)
+    if ok and host_suffix is not None:
+        ok = (parts.hostname or "").endswith(host_suffix)
+    if not ok:
+        where = f" on {host_suffix}" if host_suffix else ""
+        raise AwsConstraintError(key, "<redacted>", f"an https:// URL{where}")
+    return value
+
+
+_ROUTE_TABLE = re.compile(r"^rtb-[0-9a-f]{8,17}$")
+
+
+def route_table_id(value: str, key: str = "routeTableIds") -> str:
+    if not _ROUTE_TABLE.match(value):
+        raise AwsConstraintError(key, value, "a route table id like rtb-0abc1234")
+    return value
