@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 
@@ -42,7 +42,7 @@ class Env:
     AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     QUEUED = "QUEUED"
     DISPATCHED = "DISPATCHED"
     RUNNING = "RUNNING"

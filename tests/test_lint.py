@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TYPED_PACKAGES = ["components", "handlers", "workers", "jobcontract", "cli", "local_pipeline", "cost"]
+TYPED_PACKAGES = [
+    "components", "handlers", "workers", "jobcontract", "cli", "local_pipeline", "cost"
+]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
