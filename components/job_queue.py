@@ -1,0 +1,250 @@
+"""``JobQueue``: one worker's SQS FIFO queue, its FIFO dead-letter queue and the launcher trigger.
+
+What it makes:
+- ``<prefix>-<name>.fifo``: the job queue (SSE, no content-based deduplication: producers set
+  ``MessageDeduplicationId = job id + attempt``, see ``jobcontract.queue_message``), redriving
+  to ``<prefix>-<name>-dlq.fifo`` after ``max_receive_count`` receives;
+- a queue policy on both queues that denies any request not made over TLS, and a redrive-allow
+  policy so only this queue may use the DLQ;
+- an SQS event source mapping to the consumer Lambda (the launcher): FIFO batch size <= 10,
+  ``ReportBatchItemFailures``, a maximum concurrency;
+- an inline policy on the consumer's role to receive from this queue only;
+- when ``alarm_topic_arn`` is given, a CloudWatch alarm on DLQ depth > 0.
+
+Idle cost: nothing (SQS bills per request; the Lambda poller is free; one alarm is about
+$0.10/month when enabled).
+
+Usage::
+
+    JobQueue("image-alt-generator", JobQueueArgs(
+        name_prefix="ai-batch-dev", consumer=launcher.function,
+        consumer_role_name=launcher.role.name, consumer_timeout_seconds=60,
+        max_concurrency=10, alarm_topic_arn=topic.arn))
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components import aws_rules
+from components.aws_rules import AwsConstraintError
+
+# AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
+SQS_MAX_RETENTION_SECONDS = 1_209_600
+SQS_MIN_RETENTION_SECONDS = 60
+DEFAULT_RETENTION_SECONDS = 4 * 24 * 3600
+CONSUMER_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ChangeMessageVisibility",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobQueueArgs:
+    """Arguments of ``JobQueue``."""
+
+    name_prefix: str
+    """Physical name prefix, ``<project>-<stack>``. Required. Example: ``"ai-batch-dev"``."""
+    consumer: aws.lambda_.Function
+    """The Lambda that consumes the queue (the launcher). Required."""
+    consumer_role_name: pulumi.Input[str]
+    """Name of the consumer's IAM role; receives an inline policy for this queue only.
+    Required. Example: ``launcher.role.name``."""
+    consumer_timeout_seconds: int
+    """The consumer's timeout; the visibility timeout is six times it (AWS guidance).
+    Required. Example: ``60``."""
+    max_concurrency: int = 10
+    """Most concurrent consumer invocations for this queue (2..1000). Default ``10``."""
+    batch_size: int = 10
+    """Messages per invocation (1..10 on FIFO). Default ``10``."""
+    max_receive_count: int = 5
+    """Receives before a message moves to the DLQ (1..1000). Default ``5``."""
+    alarm_topic_arn: pulumi.Input[str] | None = None
+    """SNS topic for the DLQ-depth alarm; ``None`` (default) creates no alarm."""
+    message_retention_seconds: int = DEFAULT_RETENTION_SECONDS
+    """How long the job queue keeps a message: 60 s .. < 14 days. Default 4 days
+    (``345600``). The DLQ always keeps 14 days, the maximum."""
+    kms_master_key_id: pulumi.Input[str] | None = None
+    """A KMS key for SSE instead of SQS-managed keys. Default ``None`` (SSE-SQS, free)."""
+
+
+def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
+    queue_name = aws_rules.fifo_queue_name(f"{args.name_prefix}-{name}.fifo", "queue name")
+    dlq_name = aws_rules.fifo_queue_name(f"{args.name_prefix}-{name}-dlq.fifo", "DLQ name")
+    aws_rules.sqs_batch_size(args.batch_size, "batch_size")
+    aws_rules.esm_max_concurrency(args.max_concurrency, "max_concurrency")
+    # AWS rule: RedrivePolicy maxReceiveCount is 1..1000.
+    if not 1 <= args.max_receive_count <= aws_rules.SQS_MAX_RECEIVE_COUNT:
+        raise AwsConstraintError(
+            "max_receive_count", args.max_receive_count, f"1..{aws_rules.SQS_MAX_RECEIVE_COUNT}"
+        )
+    # AWS rule: retention 60..1209600 s; a DLQ must keep messages longer than its source
+    # (a FIFO message keeps its original enqueue time when redriven), so the source stays
+    # strictly below the DLQ's 14 days.
+    retention = args.message_retention_seconds
+    if not SQS_MIN_RETENTION_SECONDS <= retention < SQS_MAX_RETENTION_SECONDS:
+        raise AwsConstraintError(
+            "message_retention_seconds",
+            retention,
+            f"{SQS_MIN_RETENTION_SECONDS}..{SQS_MAX_RETENTION_SECONDS - 1} "
+            "(below the DLQ's 14 days)",
+        )
+    visibility = aws_rules.visibility_timeout_for(args.consumer_timeout_seconds)
+    return queue_name, dlq_name, visibility
+
+
+def deny_insecure_transport(queue_arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A queue policy denying every request not made over TLS."""
+    doc: dict[str, Any] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "sqs:*",
+                "Resource": queue_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+    return pulumi.Output.json_dumps(doc)
+
+
+class JobQueue(pulumi.ComponentResource):
+    """A FIFO job queue + FIFO DLQ + TLS-only policies + launcher trigger (+ DLQ alarm)."""
+
+    queue: aws.sqs.Queue
+    dlq: aws.sqs.Queue
+    event_source_mapping: aws.lambda_.EventSourceMapping
+    dlq_alarm: aws.cloudwatch.MetricAlarm | None
+    consumer_policy: aws.iam.RolePolicy
+
+    def __init__(
+        self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("aibatch:index:JobQueue", name, None, opts)
+        queue_name, dlq_name, visibility = _validate(args, name)
+        child = pulumi.ResourceOptions(parent=self)
+        sse: dict[str, Any] = (
+            {"kms_master_key_id": args.kms_master_key_id}
+            if args.kms_master_key_id is not None
+            else {"sqs_managed_sse_enabled": True}
+        )
+
+        self.dlq = aws.sqs.Queue(
+            f"{name}-dlq",
+            name=dlq_name,
+            fifo_queue=True,
+            content_based_deduplication=False,
+            message_retention_seconds=SQS_MAX_RETENTION_SECONDS,
+            visibility_timeout_seconds=visibility,
+            **sse,
+            opts=child,
+        )
+        self.queue = aws.sqs.Queue(
+            f"{name}-queue",
+            name=queue_name,
+            fifo_queue=True,
+            # Producers set MessageDeduplicationId = job id + attempt (jobcontract.queue_message):
+            # a retry of the same job is a new message, a double submit of one attempt is not.
+            content_based_deduplication=False,
+            # Throughput per message group (= per job), not per queue.
+            deduplication_scope="messageGroup",
+            fifo_throughput_limit="perMessageGroupId",
+            message_retention_seconds=args.message_retention_seconds,
+            visibility_timeout_seconds=visibility,
+            receive_wait_time_seconds=20,
+            redrive_policy=self.dlq.arn.apply(
+                lambda arn: json.dumps(
+                    {"deadLetterTargetArn": arn, "maxReceiveCount": args.max_receive_count}
+                )
+            ),
+            **sse,
+            opts=child,
+        )
+        aws.sqs.RedriveAllowPolicy(
+            f"{name}-dlq-redrive-allow",
+            queue_url=self.dlq.id,
+            redrive_allow_policy=self.queue.arn.apply(
+                lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
+            ),
+            opts=child,
+        )
+        for suffix, q in (("queue", self.queue), ("dlq", self.dlq)):
+            aws.sqs.QueuePolicy(
+                f"{name}-{suffix}-tls-only",
+                queue_url=q.id,
+                policy=deny_insecure_transport(q.arn),
+                opts=child,
+            )
+
+        self.consumer_policy = aws.iam.RolePolicy(
+            f"{name}-consume",
+            role=args.consumer_role_name,
+            policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "ConsumeJobQueue",
+                            "Effect": "Allow",
+                            "Action": list(CONSUMER_ACTIONS),
+                            "Resource": self.queue.arn,
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        # Lambda checks the role's SQS rights when the mapping is created: policy first.
+        self.event_source_mapping = aws.lambda_.EventSourceMapping(
+            f"{name}-trigger",
+            event_source_arn=self.queue.arn,
+            function_name=args.consumer.arn,
+            batch_size=args.batch_size,
+            function_response_types=["ReportBatchItemFailures"],
+            scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
+                maximum_concurrency=args.max_concurrency
+            ),
+            enabled=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.consumer_policy]),
+        )
+
+        self.dlq_alarm = None
+        if args.alarm_topic_arn is not None:
+            self.dlq_alarm = aws.cloudwatch.MetricAlarm(
+                f"{name}-dlq-depth",
+                alarm_description=(
+                    f"Messages in {dlq_name}: jobs of '{name}' could not be dispatched. "
+                    "Inspect them, then retry with `batchctl retry`."
+                ),
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dlq.name},
+                statistic="Maximum",
+                period=300,
+                evaluation_periods=1,
+                threshold=0,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[args.alarm_topic_arn],
+                ok_actions=[args.alarm_topic_arn],
+                opts=child,
+            )
+
+        self.register_outputs(
+            {
+                "queue_url": self.queue.url,
+                "queue_arn": self.queue.arn,
+                "dlq_url": self.dlq.url,
+                "dlq_arn": self.dlq.arn,
+            }
+        )
