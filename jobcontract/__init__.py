@@ -40,6 +40,12 @@ class Env:
     MODEL_BACKEND: Final = "BATCH_MODEL_BACKEND"  # "bedrock" | "offline"
     # boto3 itself honours AWS_ENDPOINT_URL; the local pipeline sets it to the moto server.
     AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
+    # Worker runtime extras. A scheduled task starts without BATCH_JOB_ID: the runtime then
+    # creates its own job from BATCH_SCHEDULED_INPUT (JSON) and the task ARN (ECS metadata,
+    # or BATCH_TASK_ARN when run locally).
+    SCHEDULED_INPUT: Final = "BATCH_SCHEDULED_INPUT"
+    TASK_ARN: Final = "BATCH_TASK_ARN"
+    HEARTBEAT_INTERVAL_SECONDS: Final = "BATCH_HEARTBEAT_INTERVAL_SECONDS"  # default 30
 
 
 class JobStatus(StrEnum):
@@ -149,6 +155,18 @@ class WorkerField:
     SPOT_FALLBACK: Final = "spot_fallback"  # retry on FARGATE when Spot has no capacity
     INPUT_SCHEMA: Final = "input_schema"  # JSON text of the worker's input JSON schema
     ARCHITECTURE: Final = "architecture"
+
+
+class WorkerExit:
+    """Exit codes of a worker container (``workers.runtime``); the reconciler reads them from
+    the ECS STOPPED event. The job item is the truth: these explain, they do not decide."""
+
+    OK: Final = 0  # SUCCEEDED, or FAILED on a permanent error: recorded, nothing to retry
+    CRASH: Final = 1  # unexpected exception: job left RUNNING (error recorded) -> retry
+    CONFIG: Final = 2  # missing/invalid environment: the task definition is wrong
+    NOT_RUNNABLE: Final = 3  # job not DISPATCHED to this attempt (stale, cancelled): no work
+    TIMEOUT: Final = 124  # worker timeout reached: FAILED (type "Timeout") recorded
+    INTERRUPTED: Final = 143  # SIGTERM (Spot interruption, stop): progress saved -> retry
 
 
 CONTAINER_NAME: Final = "worker"
