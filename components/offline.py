@@ -221,9 +221,7 @@ def _policy_json(args: Mapping[str, Any]) -> str:
         for p in s.get("principals") or []:
             out.setdefault("Principal", {})[p["type"]] = p["identifiers"]
         for c in s.get("conditions") or []:
-            out.setdefault("Condition", {}).setdefault(c["test"], {})[c["variable"]] = c[
-                "values"
-            ]
+            out.setdefault("Condition", {}).setdefault(c["test"], {})[c["variable"]] = c["values"]
         statements.append(out)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
@@ -494,10 +492,22 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
     return config
 
 
+OFFLINE_SECRET = "offline-placeholder-secret"
+
+
+def _without_ciphertext(value: Any) -> Any:
+    """Encrypted values can only be decrypted by the Pulumi CLI; offline they become a marker."""
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return OFFLINE_SECRET
+        return {k: _without_ciphertext(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_ciphertext(v) for v in value]
+    return value
+
+
 def _config_string(value: Any) -> str:
-    if isinstance(value, dict) and set(value) == {"secure"}:
-        # An encrypted value can only be decrypted by the Pulumi CLI; offline we use a marker.
-        return "offline-placeholder-secret"
+    value = _without_ciphertext(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
