@@ -174,6 +174,19 @@ MAX_INLINE_INPUT_BYTES: Final = 64 * 1024  # larger inputs go to S3 (DynamoDB it
 MAX_REQUEST_BYTES: Final = 1024 * 1024  # POST /jobs body limit (SQS/Lambda limits are higher)
 TAG_JOB_ID: Final = "batch:job-id"  # ECS task tag carrying the job id
 
+# AWS rule: Fargate task cpu units -> allowed memory MiB (ECS developer guide, "Task CPU and
+# memory"). Defined here once so the API handler (job overrides) and components/aws_rules.py
+# (task definitions) enforce the same table; 8 and 16 vCPU need platform version 1.4.0+.
+FARGATE_CPU_MEMORY: Final[dict[int, tuple[int, ...]]] = {
+    256: (512, 1024, 2048),
+    512: tuple(m * 1024 for m in range(1, 5)),
+    1024: tuple(m * 1024 for m in range(2, 9)),
+    2048: tuple(m * 1024 for m in range(4, 17)),
+    4096: tuple(m * 1024 for m in range(8, 31)),
+    8192: tuple(m * 1024 for m in range(16, 61, 4)),
+    16384: tuple(m * 1024 for m in range(32, 121, 8)),
+}
+
 WORKER_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 WORKER_NAME_MAX: Final = 32
 # Job ids are "<worker>_<32 hex>": the worker prefix lets IAM scope a task role to its own
