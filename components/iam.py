@@ -1,0 +1,293 @@
+"""IAM policy building, CDK-grants style: action lists defined once, statements built from them.
+
+Every grant is action-level (never ``service:*``) and names its resources. ``Resource: "*"``
+appears only for actions AWS does not scope to a resource; each such constant says which.
+Statements take plain strings or ``pulumi.Output``s; ``policy_document`` resolves them to
+the JSON text a role policy takes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+Resource = str | pulumi.Output[str]
+Conditions = Mapping[str, Mapping[str, Any]]
+
+# --- action lists (the one place they are written down) -------------------------------------
+TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem")
+TABLE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+TABLE_RW_ACTIONS = (*TABLE_READ_ACTIONS, *TABLE_WRITE_ACTIONS, "dynamodb:ConditionCheckItem")
+API_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+)
+LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+SWEEP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
+QUEUE_CONSUME_ACTIONS = (
+    "sqs:ReceiveMessage",
+    "sqs:DeleteMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueAttributes",
+)
+OBJECT_READ_ACTIONS = ("s3:GetObject",)
+OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
+TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
+SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
+ECS_RUN_TASK_ACTIONS = ("ecs:RunTask",)
+ECS_TASK_READ_ACTIONS = ("ecs:DescribeTasks",)
+ECS_STOP_TASK_ACTIONS = ("ecs:StopTask",)
+# AWS rule: ecs:ListTasks is authorized against the container instance (or nothing) and
+# can only be narrowed with the ecs:cluster condition key, so it takes Resource "*".
+ECS_LIST_TASKS_ACTIONS = ("ecs:ListTasks",)
+PASS_ROLE_ACTIONS = ("iam:PassRole",)
+LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+ECR_PULL_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:BatchGetImage",
+)
+# AWS rule: ecr:GetAuthorizationToken is account-level and supports only Resource "*".
+ECR_AUTH_ACTIONS = ("ecr:GetAuthorizationToken",)
+# AWS rule: cloudwatch:PutMetricData has no resource type; scope it with cloudwatch:namespace.
+PUT_METRIC_ACTIONS = ("cloudwatch:PutMetricData",)
+BEDROCK_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
+LAMBDA_INVOKE_ACTIONS = ("lambda:InvokeFunction",)
+
+# Actions that AWS only authorizes with Resource "*" (checked by tests over every policy).
+STAR_RESOURCE_ACTIONS = frozenset((*ECS_LIST_TASKS_ACTIONS, *ECR_AUTH_ACTIONS, *PUT_METRIC_ACTIONS))
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One IAM statement; resources and condition values may be pulumi Outputs."""
+
+    actions: Sequence[str]
+    resources: Sequence[Resource]
+    conditions: Conditions | None = None
+    sid: str | None = None
+    effect: str = "Allow"
+    principals: Mapping[str, Any] | str | None = None
+    """Resource policies only: ``"*"`` or ``{"Service": ...}`` / ``{"AWS": ...}``."""
+
+    def __post_init__(self) -> None:
+        if self.effect not in ("Allow", "Deny"):
+            raise ValueError(f"effect {self.effect!r}: Allow or Deny")
+        if not self.actions:
+            raise ValueError(f"statement {self.sid}: at least one action")
+        for action in self.actions:
+            service, _, name = action.partition(":")
+            if not service or not name:
+                raise ValueError(f"IAM action {action!r}: service:Action")
+            # Our rule: Allow grants are action-level; a wildcard would grant future actions.
+            if "*" in action and self.effect == "Allow":
+                raise ValueError(f"IAM action {action!r}: name one action, no wildcards")
+        if not self.resources:
+            raise ValueError(f"statement {self.sid or self.actions}: at least one resource")
+        if any(isinstance(r, str) and r == "*" for r in self.resources):
+            unscoped = [a for a in self.actions if a not in STAR_RESOURCE_ACTIONS]
+            if unscoped and self.effect == "Allow":
+                raise ValueError(f'Resource "*" for resource-scoped actions {unscoped}')
+
+
+def _statement_json(s: Statement) -> pulumi.Output[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "Effect": s.effect,
+        "Action": sorted(set(s.actions)),
+        "Resource": list(s.resources),
+    }
+    if s.sid:
+        body["Sid"] = s.sid
+    if s.conditions:
+        body["Condition"] = {k: dict(v) for k, v in s.conditions.items()}
+    if s.principals:
+        body["Principal"] = s.principals if isinstance(s.principals, str) else dict(s.principals)
+    resolved: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(body)  # type: ignore[arg-type]
+    return resolved
+
+
+def policy_document(*statements: Statement) -> pulumi.Output[str]:
+    """JSON policy document from statements (Outputs inside are resolved)."""
+    if not statements:
+        raise ValueError("a policy needs at least one statement")
+    parts = [_statement_json(s) for s in statements]
+    return pulumi.Output.all(*parts).apply(
+        lambda resolved: json.dumps({"Version": "2012-10-17", "Statement": list(resolved)})
+    )
+
+
+def assume_role_policy(service: str, *, source_account: str | None = None) -> str:
+    """Trust policy letting one AWS service assume the role (optionally only for our account,
+    the confused-deputy guard AWS recommends for service principals)."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if source_account:
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+# --- grants ----------------------------------------------------------------------------------
+
+
+def table_and_indexes(table_arn: Resource) -> list[Resource]:
+    """The table ARN and ``<arn>/index/*`` (Query on a GSI is authorized on the index ARN)."""
+    return [table_arn, pulumi.Output.concat(table_arn, "/index/*")]
+
+
+def table_actions(
+    actions: Sequence[str],
+    table_arn: Resource,
+    *,
+    leading_keys: Sequence[str] | None = None,
+    sid: str | None = None,
+) -> Statement:
+    """Table actions on the table and its indexes; ``leading_keys`` narrows to items whose
+    partition key matches (``dynamodb:LeadingKeys``, e.g. ``job#<worker>_*``)."""
+    conditions = None
+    if leading_keys:
+        conditions = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(leading_keys)}}
+    return Statement(actions, table_and_indexes(table_arn), conditions, sid)
+
+
+def table_rw(table_arn: Resource, **kw: Any) -> Statement:
+    return table_actions(TABLE_RW_ACTIONS, table_arn, **kw)
+
+
+def queue_send(queue_arn: Resource, sid: str | None = None) -> Statement:
+    return Statement(QUEUE_SEND_ACTIONS, [queue_arn], sid=sid)
+
+
+def queue_consume(queue_arn: Resource, sid: str | None = None) -> Statement:
+    return Statement(QUEUE_CONSUME_ACTIONS, [queue_arn], sid=sid)
+
+
+def bucket_prefix_read(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
+    return Statement(OBJECT_READ_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
+
+
+def bucket_prefix_write(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
+    return Statement(OBJECT_WRITE_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
+
+
+def _objects(bucket_arn: Resource, prefix: str) -> pulumi.Output[str]:
+    if "*" in prefix:
+        raise ValueError(f"prefix {prefix!r}: give the literal prefix, '*' is appended")
+    return pulumi.Output.concat(bucket_arn, "/", prefix, "*")
+
+
+def topic_publish(topic_arn: Resource, sid: str | None = None) -> Statement:
+    return Statement(TOPIC_PUBLISH_ACTIONS, [topic_arn], sid=sid)
+
+
+def secret_read(secret_arns: Sequence[Resource], sid: str | None = None) -> Statement:
+    return Statement(SECRET_READ_ACTIONS, list(secret_arns), sid=sid)
+
+
+def log_group_write(log_group_arn: Resource, sid: str | None = None) -> Statement:
+    """Write to one log group's streams (``<group arn>:log-stream:*``)."""
+    return Statement(
+        LOG_WRITE_ACTIONS, [pulumi.Output.concat(log_group_arn, ":log-stream:*")], sid=sid
+    )
+
+
+def cluster_condition(cluster_arn: Resource) -> dict[str, dict[str, Any]]:
+    """``ArnEquals ecs:cluster``: the action applies to tasks of this cluster only."""
+    return {"ArnEquals": {"ecs:cluster": cluster_arn}}
+
+
+def task_arns_of(cluster_arn: Resource) -> pulumi.Output[str]:
+    """``arn:...:task/<cluster name>/*`` from ``arn:...:cluster/<cluster name>``."""
+    return pulumi.Output.from_input(cluster_arn).apply(
+        lambda arn: arn.replace(":cluster/", ":task/", 1) + "/*"
+    )
+
+
+def ecs_tasks_in_cluster(actions: Sequence[str], cluster_arn: Resource) -> Statement:
+    """Task-level ECS actions (DescribeTasks, StopTask) on this cluster's tasks only."""
+    return Statement(actions, [task_arns_of(cluster_arn)], cluster_condition(cluster_arn))
+
+
+def ecs_list_tasks(cluster_arn: Resource) -> Statement:
+    # AWS rule: ecs:ListTasks has no task resource; Resource "*" + ecs:cluster condition.
+    return Statement(ECS_LIST_TASKS_ACTIONS, ["*"], cluster_condition(cluster_arn))
+
+
+def run_task(task_definition_arn_without_revision: Resource, cluster_arn: Resource) -> Statement:
+    """``ecs:RunTask`` on every revision of one task definition family, in one cluster."""
+    family = pulumi.Output.concat(task_definition_arn_without_revision, ":*")
+    return Statement(ECS_RUN_TASK_ACTIONS, [family], cluster_condition(cluster_arn))
+
+
+def pass_role(role_arns: Sequence[Resource], service: str = "ecs-tasks.amazonaws.com") -> Statement:
+    """``iam:PassRole`` on exactly these roles, and only to ``service``."""
+    return Statement(
+        PASS_ROLE_ACTIONS,
+        list(role_arns),
+        {"StringEquals": {"iam:PassedToService": service}},
+    )
+
+
+def put_metric_data(namespace: str) -> Statement:
+    # AWS rule: cloudwatch:PutMetricData supports only Resource "*"; the namespace condition
+    # keeps a role from writing into other namespaces.
+    return Statement(
+        PUT_METRIC_ACTIONS, ["*"], {"StringEquals": {"cloudwatch:namespace": namespace}}
+    )
+
+
+def ecr_pull(repository_arn: Resource) -> list[Statement]:
+    """Pull one repository's images: the account-level token plus layer reads on the repo."""
+    return [
+        # AWS rule: ecr:GetAuthorizationToken supports only Resource "*".
+        Statement(ECR_AUTH_ACTIONS, ["*"]),
+        Statement(ECR_PULL_ACTIONS, [repository_arn]),
+    ]
+
+
+def bedrock_model_arns(model_id: str, region: Resource, account_id: Resource) -> list[Resource]:
+    """ARNs ``bedrock:InvokeModel`` is checked against for a model id.
+
+    A plain model id is a foundation model in this region. A cross-region inference profile
+    (``us.``/``eu.``/``apac.``/``global.`` prefix) is checked on the profile in this account
+    and on the underlying foundation model in every region the profile routes to.
+    """
+    prefixes = ("us.", "eu.", "apac.", "us-gov.", "global.")
+    for prefix in prefixes:
+        if model_id.startswith(prefix):
+            base = model_id[len(prefix) :]
+            profile = pulumi.Output.concat(
+                "arn:aws:bedrock:", region, ":", account_id, ":inference-profile/", model_id
+            )
+            return [profile, f"arn:aws:bedrock:*::foundation-model/{base}"]
+    return [pulumi.Output.concat("arn:aws:bedrock:", region, "::foundation-model/", model_id)]
+
+
+def bedrock_invoke(model_id: str, region: Resource, account_id: Resource) -> Statement:
+    return Statement(
+        BEDROCK_INVOKE_ACTIONS, bedrock_model_arns(model_id, region, account_id), sid="InvokeModel"
+    )
+
+
+def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource]) -> Statement:
+    """Resource-policy statement denying every request not made over TLS.
+
+    A Deny may use a service wildcard (``s3:*``): denying more is never a privilege grant.
+    """
+    return Statement(
+        actions,
+        resources,
+        {"Bool": {"aws:SecureTransport": "false"}},
+        sid="DenyInsecureTransport",
+        effect="Deny",
+        principals="*",
+    )
