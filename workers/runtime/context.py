@@ -1,0 +1,224 @@
+"""What a worker handler sees: :class:`JobContext` (job, input, progress, ``map``, stop flag)
+and the exceptions that tell the runtime how a job ended."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+from workers.runtime.logs import JsonLogger
+from workers.runtime.model import ModelClient
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+StopReason = Literal["interrupted", "timeout", "cancelled", "lost"]
+MAX_ERROR_MESSAGE = 500
+
+
+class PermanentError(Exception):
+    """A failure no retry can fix (bad input): the job is marked FAILED with this message.
+    Raised inside a ``map`` item function it only fails that item."""
+
+
+class StopRequested(Exception):
+    """The job must stop before finishing (SIGTERM, timeout, cancel): raised by
+    :meth:`JobContext.map` / :meth:`JobContext.check_stop`; the runtime handles it."""
+
+    def __init__(self, reason: StopReason, done: int | None = None, total: int | None = None):
+        self.reason, self.done, self.total = reason, done, total
+        super().__init__(f"stop requested: {reason}")
+
+
+def error_summary(exc: BaseException) -> dict[str, str]:
+    """The ``{"type", "message"}`` shape stored on items and per-item results."""
+    return {"type": type(exc).__name__, "message": str(exc)[:MAX_ERROR_MESSAGE]}
+
+
+class StopFlag:
+    """A once-set, thread-safe flag that remembers why the job has to stop (first reason wins)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._reason: StopReason | None = None
+        self._lock = threading.Lock()
+
+    def set(self, reason: StopReason) -> bool:
+        """Set the flag; True when this call was the first."""
+        with self._lock:
+            if self._reason is not None:
+                return False
+            self._reason = reason
+        self._event.set()
+        return True
+
+    @property
+    def reason(self) -> StopReason | None:
+        return self._reason
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+class ProgressTracker:
+    """Holds the latest ``{"done", "total"}`` and writes it at most every ``min_interval``
+    seconds (the heartbeat also carries it): a 10,000-item batch must not mean 10,000 writes."""
+
+    def __init__(self, write: Callable[[dict[str, int]], None], min_interval: float = 5.0) -> None:
+        self._write = write
+        self._min_interval = min_interval
+        self._lock = threading.Lock()
+        self._current: dict[str, int] | None = None
+        self._last_written: dict[str, int] | None = None
+        self._last_write_at = float("-inf")
+
+    def snapshot(self) -> dict[str, int] | None:
+        with self._lock:
+            return dict(self._current) if self._current is not None else None
+
+    def update(self, done: int, total: int) -> None:
+        with self._lock:
+            self._current = {"done": max(0, int(done)), "total": max(0, int(total))}
+            due = time.monotonic() - self._last_write_at >= self._min_interval
+        if due:
+            self.flush()
+
+    def mark_written(self, progress: Mapping[str, int] | None) -> None:
+        """Record that ``progress`` reached the table by another write (heartbeat, final)."""
+        with self._lock:
+            self._last_written = dict(progress) if progress is not None else None
+            self._last_write_at = time.monotonic()
+
+    def flush(self) -> None:
+        """Write the current progress now unless it is already stored."""
+        with self._lock:
+            current = dict(self._current) if self._current is not None else None
+            if current is None or current == self._last_written:
+                return
+            self._last_write_at = time.monotonic()
+        self._write(current)
+        self.mark_written(current)
+
+
+@dataclass(frozen=True)
+class ItemResult(Generic[R]):
+    """One item's outcome from :meth:`JobContext.map`: a value or an error, never both."""
+
+    index: int
+    value: R | None = None
+    error: dict[str, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class JobContext:
+    """The job being run, as handed to a ``@worker`` handler."""
+
+    def __init__(
+        self,
+        *,
+        job: Mapping[str, Any],
+        worker: str,
+        attempt: int,
+        input: Mapping[str, Any],
+        logger: JsonLogger,
+        stop: StopFlag,
+        progress: ProgressTracker,
+        model: ModelClient | None = None,
+        read_object: Callable[[str], bytes] | None = None,
+    ) -> None:
+        self.job: Mapping[str, Any] = job
+        self.job_id: str = str(job["job_id"])
+        self.worker = worker
+        self.attempt = attempt
+        self.input: Mapping[str, Any] = input
+        self.model = model
+        self._logger = logger
+        self._stop = stop
+        self._progress = progress
+        self._read_object = read_object
+
+    # --- stop -------------------------------------------------------------------------
+    @property
+    def should_stop(self) -> bool:
+        """True once SIGTERM, the timeout or a cancel arrived: take no new work."""
+        return self._stop.is_set()
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return self._stop.reason
+
+    def check_stop(self, done: int | None = None, total: int | None = None) -> None:
+        """Raise :class:`StopRequested` when the job must stop (for handlers with own loops)."""
+        reason = self._stop.reason
+        if reason is not None:
+            raise StopRequested(reason, done, total)
+
+    # --- progress and logs ------------------------------------------------------------
+    def progress(self, done: int, total: int) -> None:
+        """Report progress; stored throttled (and with every heartbeat)."""
+        self._progress.update(done, total)
+
+    def log(self, event: str, **fields: Any) -> None:
+        self._logger.info(event, **fields)
+
+    def read_object(self, key: str) -> bytes:
+        """Bytes of ``key`` in the results bucket (e.g. an uploaded image)."""
+        if self._read_object is None:
+            raise PermanentError("no object store configured")
+        return self._read_object(key)
+
+    # --- batches ----------------------------------------------------------------------
+    def map(
+        self, fn: Callable[[T], R], items: Iterable[T], *, concurrency: int = 4
+    ) -> list[ItemResult[R]]:
+        """Apply ``fn`` to every item, at most ``concurrency`` at once, in input order.
+
+        An exception in one item becomes that item's ``error``; the batch goes on. When the
+        job must stop, no new item starts, the running ones finish, progress is stored and
+        :class:`StopRequested` is raised.
+        """
+        seq = list(items)
+        total = len(seq)
+        limit = max(1, int(concurrency))
+        results: list[ItemResult[R] | None] = [None] * total
+        done = 0
+        self.progress(0, total)
+        with ThreadPoolExecutor(max_workers=min(limit, max(total, 1))) as pool:
+            pending: dict[Future[ItemResult[R]], int] = {}
+            next_index = 0
+            while next_index < total or pending:
+                while next_index < total and len(pending) < limit and not self.should_stop:
+                    future = pool.submit(self._run_item, fn, seq[next_index], next_index)
+                    pending[future] = next_index
+                    next_index += 1
+                if not pending:
+                    break
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    results[pending.pop(future)] = future.result()
+                    done += 1
+                self.progress(done, total)
+        if done < total:
+            self._progress.flush()
+            reason = self._stop.reason or "interrupted"
+            self._logger.warning("map_stopped", reason=reason, done=done, total=total)
+            raise StopRequested(reason, done, total)
+        return [r for r in results if r is not None]
+
+    def _run_item(self, fn: Callable[[T], R], item: T, index: int) -> ItemResult[R]:
+        try:
+            return ItemResult(index=index, value=fn(item))
+        except Exception as exc:  # one bad item must not fail the batch
+            summary = error_summary(exc)
+            self._logger.warning("item_failed", index=index, **summary)
+            return ItemResult(index=index, error=summary)

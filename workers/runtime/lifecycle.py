@@ -1,0 +1,535 @@
+"""Running one job: claim it, heartbeat, call the handler, store the result, record the end.
+
+Lifecycle (every job write is conditional on status and on ``attempts == BATCH_JOB_ATTEMPT``,
+so a stale task can neither start nor finish a newer attempt):
+
+1. ``DISPATCHED -> RUNNING`` for this attempt, with the task ARN (ECS metadata endpoint) and a
+   first heartbeat; the ALL_NEW item is the job (no second read). A scheduled task (started
+   without ``BATCH_JOB_ID``) instead creates its own job ``<worker>_<task id>`` in RUNNING.
+2. A heartbeat thread writes ``heartbeat_at`` (and progress) every
+   ``BATCH_HEARTBEAT_INTERVAL_SECONDS`` (30); a cancel request or a lost fence stops the job.
+3. The handler runs. Outcomes (exit codes: ``workers.runtime.exit_codes``):
+   - returns a dict -> ``result.json`` at ``jobcontract.result_key`` (a retry overwrites the
+     same key), then ``RUNNING -> SUCCEEDED`` with ``result_key``; exit 0;
+   - raises ``PermanentError`` (bad input) -> ``FAILED`` with the error; exit 0;
+   - raises anything else -> a crash: the error is recorded on the still-RUNNING item and
+     the process exits 1, so the reconciler retries (or fails it after max attempts);
+   - SIGTERM (Spot interruption, StopTask) -> no new items, running items finish, progress
+     is saved, exit 143: the reconciler retries;
+   - the worker timeout (``BATCH_WORKER_TIMEOUT_SECONDS``, or the job's ``timeout_seconds``
+     if smaller) -> no new items, ``FAILED`` with ``error.type == "Timeout"``, exit 124. A
+     handler that ignores the stop flag is ended after a short grace period the same way:
+     the timeout is decided here, not left to the sweep, because a retry of a job that ran
+     out of time would most likely run out of time again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any, TextIO
+
+from jobcontract import (
+    JOB_ID_RE,
+    Env,
+    JobField,
+    JobStatus,
+    new_job_id,
+    result_key,
+    worker_of_job_id,
+)
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+from workers.runtime import exit_codes
+from workers.runtime.context import (
+    JobContext,
+    PermanentError,
+    ProgressTracker,
+    StopFlag,
+    StopReason,
+    StopRequested,
+    error_summary,
+)
+from workers.runtime.definition import WorkerDefinition
+from workers.runtime.ecs_metadata import task_id, task_metadata
+from workers.runtime.logs import JsonLogger
+from workers.runtime.model import ModelClient, ModelConfigError, model_client_from_env
+
+DEFAULT_HEARTBEAT_SECONDS = 30.0
+MAX_PROGRESS_WRITE_INTERVAL = 5.0
+
+
+class ConfigError(ValueError):
+    """The container environment cannot run a job (names the variable)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The runtime's view of the container environment (``jobcontract.Env``)."""
+
+    table: str
+    bucket: str
+    worker: str
+    job_id: str | None
+    attempt: int | None
+    timeout_seconds: float | None
+    heartbeat_seconds: float
+    scheduled_input: str | None
+    task_arn: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], worker: str) -> Settings:
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                raise ConfigError(f"{name} is not set")
+            return value
+
+        def positive(name: str, default: float | None) -> float | None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            try:
+                value = float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name}={raw!r} is not a number") from exc
+            if value <= 0:
+                raise ConfigError(f"{name}={raw!r} must be positive")
+            return value
+
+        configured = env.get(Env.WORKER_NAME, "").strip()
+        if configured and configured != worker:
+            raise ConfigError(f"{Env.WORKER_NAME}={configured!r} but this image runs {worker!r}")
+        job_id = env.get(Env.JOB_ID, "").strip() or None
+        attempt: int | None = None
+        if job_id is not None:
+            if not JOB_ID_RE.match(job_id) or worker_of_job_id(job_id) != worker:
+                raise ConfigError(f"{Env.JOB_ID}={job_id!r} is not a job of {worker!r}")
+            raw_attempt = required(Env.JOB_ATTEMPT)
+            if not raw_attempt.isdigit() or int(raw_attempt) < 1:
+                raise ConfigError(f"{Env.JOB_ATTEMPT}={raw_attempt!r} must be an integer >= 1")
+            attempt = int(raw_attempt)
+        heartbeat = positive(Env.HEARTBEAT_INTERVAL_SECONDS, DEFAULT_HEARTBEAT_SECONDS)
+        return cls(
+            table=required(Env.JOBS_TABLE),
+            bucket=required(Env.RESULTS_BUCKET),
+            worker=worker,
+            job_id=job_id,
+            attempt=attempt,
+            timeout_seconds=positive(Env.WORKER_TIMEOUT_SECONDS, None),
+            heartbeat_seconds=heartbeat or DEFAULT_HEARTBEAT_SECONDS,
+            scheduled_input=env.get(Env.SCHEDULED_INPUT),
+            task_arn=env.get(Env.TASK_ARN, "").strip() or None,
+        )
+
+
+def run_worker(
+    definition: WorkerDefinition,
+    env: Mapping[str, str] | None = None,
+    *,
+    store: JobStore | None = None,
+    s3: Any = None,
+    model: ModelClient | None = None,
+    stream: TextIO | None = None,
+    install_signal_handlers: bool = True,
+    hard_exit: Callable[[int], None] = os._exit,
+) -> int:
+    """Run the one job this process was started for; returns the process exit code."""
+    environ: Mapping[str, str] = os.environ if env is None else env
+    logger = JsonLogger(stream, worker=definition.name)
+    try:
+        settings = Settings.from_env(environ, definition.name)
+        chosen_model = model if model is not None else model_client_from_env(environ)
+    except (ConfigError, ModelConfigError) as exc:
+        logger.error("config_error", message=str(exc))
+        return exit_codes.CONFIG
+    if s3 is None:
+        import boto3
+
+        s3 = boto3.client("s3")
+    job_run = _JobRun(
+        definition,
+        settings,
+        environ,
+        store=store or JobStore(settings.table),
+        s3=s3,
+        model=chosen_model,
+        logger=logger,
+        hard_exit=hard_exit,
+    )
+    restore = _install_signal_handlers(job_run.stop, logger) if install_signal_handlers else None
+    try:
+        return job_run.execute()
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _install_signal_handlers(stop: StopFlag, logger: JsonLogger) -> Callable[[], None] | None:
+    """SIGTERM/SIGINT set the stop flag instead of killing the process (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.set("interrupted"):
+            logger.warning("signal_received", signal=signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+class _JobRun:
+    """State of one run; ``execute`` is the whole lifecycle described in the module doc."""
+
+    def __init__(
+        self,
+        definition: WorkerDefinition,
+        settings: Settings,
+        env: Mapping[str, str],
+        *,
+        store: JobStore,
+        s3: Any,
+        model: ModelClient | None,
+        logger: JsonLogger,
+        hard_exit: Callable[[int], None],
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.env = env
+        self.store = store
+        self.s3 = s3
+        self.model = model
+        self.logger = logger
+        self.hard_exit = hard_exit
+        self.stop = StopFlag()
+        self.finished = threading.Event()
+        self.finishing = threading.Lock()  # held by whoever records the end of the job
+        self.job_id = ""
+        self.attempt = 0
+        self.timeout: float | None = None
+        self.progress = ProgressTracker(
+            self._write_progress, min(MAX_PROGRESS_WRITE_INTERVAL, settings.heartbeat_seconds)
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def execute(self) -> int:
+        started = time.monotonic()
+        try:
+            job = self._claim()
+        except ConfigError as exc:
+            self.logger.error("config_error", message=str(exc))
+            return exit_codes.CONFIG
+        if job is None:
+            return exit_codes.NOT_RUNNABLE
+        self.timeout = _effective_timeout(self.settings.timeout_seconds, job)
+        threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
+        if self.timeout is not None:
+            threads.append(threading.Thread(target=self._watchdog, name="watchdog", daemon=True))
+        for thread in threads:
+            thread.start()
+        try:
+            code = self._run_handler(job)
+        finally:
+            self.finished.set()
+            for thread in threads:
+                thread.join(timeout=5)
+        self.logger.info(
+            "job_exit", exit_code=code, duration_ms=int((time.monotonic() - started) * 1000)
+        )
+        return code
+
+    def _claim(self) -> dict[str, Any] | None:
+        """Mark the job RUNNING for this attempt (or create a scheduled job); None = not ours."""
+        meta = task_metadata(self.env)
+        task_arn = self.settings.task_arn or (str(meta["TaskARN"]) if meta else None)
+        fields: dict[str, Any] = {JobField.HEARTBEAT_AT: now_iso()}
+        if task_arn:
+            fields[JobField.TASK_ARN] = task_arn
+        if self.settings.job_id is None:
+            return self._create_scheduled_job(task_arn, meta, fields)
+        assert self.settings.attempt is not None
+        self.job_id, self.attempt = self.settings.job_id, self.settings.attempt
+        self.logger.bind(job_id=self.job_id, attempt=self.attempt)
+        try:
+            job = self.store.transition(
+                self.job_id,
+                JobStatus.DISPATCHED,
+                JobStatus.RUNNING,
+                attempt=self.attempt,
+                set_fields=fields,
+            )
+        except TransitionConflict as conflict:
+            current = conflict.current or {}
+            self.logger.warning(
+                "job_not_runnable",
+                status=current.get(JobField.STATUS, "absent"),
+                attempts=current.get(JobField.ATTEMPTS),
+            )
+            return None
+        self.logger.info("job_running", task_arn=task_arn)
+        return job
+
+    def _create_scheduled_job(
+        self, task_arn: str | None, meta: Mapping[str, Any] | None, fields: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        worker = self.definition.name
+        raw = self.settings.scheduled_input
+        try:
+            scheduled_input = json.loads(raw) if raw and raw.strip() else {}
+        except ValueError as exc:
+            raise ConfigError(f"{Env.SCHEDULED_INPUT} is not JSON: {exc}") from exc
+        if not isinstance(scheduled_input, dict):
+            raise ConfigError(f"{Env.SCHEDULED_INPUT} must be a JSON object")
+        tail = task_id(task_arn) if task_arn else None
+        self.job_id, self.attempt = new_job_id(worker, tail), 1
+        self.logger.bind(job_id=self.job_id, attempt=self.attempt)
+        registration = self.store.get_worker(worker) or {}
+        job: dict[str, Any] = {
+            JobField.JOB_ID: self.job_id,
+            JobField.WORKER: worker,
+            JobField.STATUS: JobStatus.RUNNING.value,
+            JobField.SOURCE: "schedule",
+            JobField.INPUT: scheduled_input,
+            JobField.ATTEMPTS: 1,
+            JobField.MAX_ATTEMPTS: int(registration.get("max_attempts", 1)),
+            **fields,
+        }
+        definition = (
+            f"{meta['Family']}:{meta['Revision']}"
+            if meta and meta.get("Family") and meta.get("Revision")
+            else registration.get("task_definition")
+        )
+        if definition:
+            job[JobField.TASK_DEFINITION] = str(definition)
+        if registration.get("timeout_seconds"):
+            job[JobField.TIMEOUT_SECONDS] = int(registration["timeout_seconds"])
+        ttl_days = self.env.get(Env.JOB_TTL_DAYS, "").strip()
+        if ttl_days.isdigit():
+            expires = datetime.now(UTC) + timedelta(days=int(ttl_days))
+            job[JobField.EXPIRES_AT] = int(expires.timestamp())
+        try:
+            created = self.store.create(job)
+        except JobExists:
+            self.logger.warning("scheduled_job_exists")
+            return None
+        self.logger.info("job_running", task_arn=task_arn, source="schedule")
+        return created
+
+    def _run_handler(self, job: Mapping[str, Any]) -> int:
+        try:
+            job_input = self._load_input(job)
+            ctx = JobContext(
+                job=job,
+                worker=self.definition.name,
+                attempt=self.attempt,
+                input=job_input,
+                logger=self.logger,
+                stop=self.stop,
+                progress=self.progress,
+                model=self.model,
+                read_object=self._read_object,
+            )
+            output = self.definition.handler(ctx)
+            if not isinstance(output, Mapping):
+                raise TypeError(f"handler returned {type(output).__name__}, not a mapping")
+        except StopRequested as stopped:
+            return self._stopped(stopped)
+        except PermanentError as exc:
+            return self._finish_failed(error_summary(exc), exit_codes.OK)
+        except Exception as exc:
+            return self._crashed(exc)
+        try:
+            return self._succeed(output)
+        except Exception as exc:
+            return self._crashed(exc)
+
+    # --- outcomes -------------------------------------------------------------------------
+    def _succeed(self, output: Mapping[str, Any]) -> int:
+        with self.finishing:
+            key = result_key(self.definition.name, self.job_id)
+            document = {
+                "job_id": self.job_id,
+                "worker": self.definition.name,
+                "attempt": self.attempt,
+                "completed_at": now_iso(),
+                "output": output,
+            }
+            body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+            progress = self.progress.snapshot()
+            try:
+                # Fence before the write: a stale attempt must not overwrite a newer result.
+                self.store.heartbeat(self.job_id, self.attempt, progress)
+                self.s3.put_object(
+                    Bucket=self.settings.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentType="application/json",
+                )
+                fields: dict[str, Any] = {JobField.RESULT_KEY: key}
+                if progress is not None:
+                    fields[JobField.PROGRESS] = progress
+                self.store.transition(
+                    self.job_id,
+                    JobStatus.RUNNING,
+                    JobStatus.SUCCEEDED,
+                    attempt=self.attempt,
+                    set_fields=fields,
+                    remove_fields=(JobField.ERROR,),
+                )
+            except TransitionConflict as conflict:
+                return self._lost(conflict)
+        self.logger.info("job_succeeded", result_key=key, result_bytes=len(body))
+        return exit_codes.OK
+
+    def _finish_failed(self, error: dict[str, Any], code: int) -> int:
+        with self.finishing:
+            fields: dict[str, Any] = {JobField.ERROR: {**error, "exit_code": code}}
+            progress = self.progress.snapshot()
+            if progress is not None:
+                fields[JobField.PROGRESS] = progress
+            try:
+                self.store.transition(
+                    self.job_id,
+                    JobStatus.RUNNING,
+                    JobStatus.FAILED,
+                    attempt=self.attempt,
+                    set_fields=fields,
+                )
+            except TransitionConflict as conflict:
+                return self._lost(conflict)
+        self.logger.error("job_failed", **error)
+        return code
+
+    def _crashed(self, exc: BaseException) -> int:
+        summary = error_summary(exc)
+        self.logger.error("job_crashed", **summary)
+        self._record_on_running({**summary, "exit_code": exit_codes.CRASH})
+        return exit_codes.CRASH
+
+    def _stopped(self, stopped: StopRequested) -> int:
+        reason: StopReason = stopped.reason
+        where = f"{stopped.done}/{stopped.total} items" if stopped.total is not None else "early"
+        if reason == "timeout":
+            message = f"worker timeout of {self.timeout:g}s reached after {where}"
+            return self._finish_failed({"type": "Timeout", "message": message}, exit_codes.TIMEOUT)
+        if reason == "interrupted":
+            self._record_on_running(
+                {
+                    "type": "Interrupted",
+                    "message": f"SIGTERM: stopped after {where}; retry expected",
+                    "exit_code": exit_codes.INTERRUPTED,
+                }
+            )
+            self.logger.warning("job_interrupted", progress=self.progress.snapshot())
+            return exit_codes.INTERRUPTED
+        self.logger.warning("job_abandoned", reason=reason)
+        return exit_codes.NOT_RUNNABLE
+
+    def _lost(self, conflict: TransitionConflict) -> int:
+        current = conflict.current or {}
+        self.logger.warning(
+            "job_taken_over",
+            status=current.get(JobField.STATUS, "absent"),
+            attempts=current.get(JobField.ATTEMPTS),
+        )
+        return exit_codes.NOT_RUNNABLE
+
+    def _record_on_running(self, error: dict[str, Any]) -> None:
+        """Store ``error`` (and progress) on the RUNNING item for the reconciler and people."""
+        fields: dict[str, Any] = {JobField.ERROR: error}
+        progress = self.progress.snapshot()
+        if progress is not None:
+            fields[JobField.PROGRESS] = progress
+        try:
+            self.store.update(
+                self.job_id, status=JobStatus.RUNNING, attempt=self.attempt, set_fields=fields
+            )
+            self.progress.mark_written(progress)
+        except Exception as exc:  # visibility only: the exit code still tells the reconciler
+            self.logger.warning("error_not_recorded", **error_summary(exc))
+
+    # --- I/O helpers ----------------------------------------------------------------------
+    def _load_input(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
+        pointer = job.get(JobField.INPUT_S3_KEY)
+        if pointer:
+            try:
+                data = json.loads(self._read_object(str(pointer)))
+            except ValueError as exc:
+                raise PermanentError(f"input object {pointer} is not JSON: {exc}") from exc
+        else:
+            data = job.get(JobField.INPUT, {})
+        if not isinstance(data, Mapping):
+            raise PermanentError("job input is not a JSON object")
+        return data
+
+    def _read_object(self, key: str) -> bytes:
+        try:
+            response = self.s3.get_object(Bucket=self.settings.bucket, Key=key)
+        except self.s3.exceptions.NoSuchKey as exc:
+            raise PermanentError(f"s3 object {key} does not exist") from exc
+        return bytes(response["Body"].read())
+
+    def _write_progress(self, progress: dict[str, int]) -> None:
+        try:
+            self.store.heartbeat(self.job_id, self.attempt, progress)
+        except TransitionConflict:
+            if self.stop.set("lost"):
+                self.logger.warning("job_lost", reason="progress write rejected")
+        except Exception as exc:  # progress is best effort; the heartbeat retries it
+            self.logger.warning("progress_not_written", **error_summary(exc))
+
+    # --- background threads ---------------------------------------------------------------
+    def _heartbeat_loop(self) -> None:
+        while not self.finished.wait(self.settings.heartbeat_seconds):
+            progress = self.progress.snapshot()
+            try:
+                item = self.store.heartbeat(self.job_id, self.attempt, progress)
+                self.progress.mark_written(progress)
+            except TransitionConflict as conflict:
+                current = conflict.current or {}
+                if self.stop.set("lost"):
+                    self.logger.warning("job_lost", status=current.get(JobField.STATUS, "absent"))
+                continue
+            except Exception as exc:  # a missed beat is not fatal; the sweep tolerates a few
+                self.logger.warning("heartbeat_failed", **error_summary(exc))
+                continue
+            if item.get(JobField.CANCEL_REQUESTED) and self.stop.set("cancelled"):
+                self.logger.warning("cancel_requested")
+
+    def _watchdog(self) -> None:
+        assert self.timeout is not None
+        if self.finished.wait(self.timeout):
+            return
+        if self.stop.set("timeout"):
+            self.logger.warning("timeout_reached", timeout_seconds=self.timeout)
+        grace = min(30.0, max(1.0, self.timeout * 0.1))
+        if self.finished.wait(grace) or not self.finishing.acquire(blocking=False):
+            return
+        # The handler ignored the stop flag: record the timeout and end the process here.
+        self.finishing.release()
+        self.logger.error("handler_unresponsive", grace_seconds=grace)
+        code = self._finish_failed(
+            {
+                "type": "Timeout",
+                "message": f"worker timeout of {self.timeout:g}s reached; handler did not stop",
+            },
+            exit_codes.TIMEOUT,
+        )
+        self.hard_exit(code)
+
+
+def _effective_timeout(configured: float | None, job: Mapping[str, Any]) -> float | None:
+    from_job = job.get(JobField.TIMEOUT_SECONDS)
+    candidates = [float(v) for v in (configured, from_job) if v]
+    return min(candidates) if candidates else None
