@@ -31,19 +31,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components import aws_rules
+from components import aws_rules, iam
 from components.aws_rules import AwsConstraintError
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
 SQS_MIN_RETENTION_SECONDS = 60
 DEFAULT_RETENTION_SECONDS = 4 * 24 * 3600
-CONSUMER_ACTIONS = (
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:GetQueueAttributes",
-    "sqs:ChangeMessageVisibility",
-)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,24 +92,6 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
         )
     visibility = aws_rules.visibility_timeout_for(args.consumer_timeout_seconds)
     return queue_name, dlq_name, visibility
-
-
-def deny_insecure_transport(queue_arn: pulumi.Input[str]) -> pulumi.Output[str]:
-    """A queue policy denying every request not made over TLS."""
-    doc: dict[str, Any] = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyInsecureTransport",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "sqs:*",
-                "Resource": queue_arn,
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }
-        ],
-    }
-    return pulumi.Output.json_dumps(doc)
 
 
 class JobQueue(pulumi.ComponentResource):
@@ -182,26 +158,14 @@ class JobQueue(pulumi.ComponentResource):
             aws.sqs.QueuePolicy(
                 f"{name}-{suffix}-tls-only",
                 queue_url=q.id,
-                policy=deny_insecure_transport(q.arn),
+                policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [q.arn])),
                 opts=child,
             )
 
         self.consumer_policy = aws.iam.RolePolicy(
             f"{name}-consume",
             role=args.consumer_role_name,
-            policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "ConsumeJobQueue",
-                            "Effect": "Allow",
-                            "Action": list(CONSUMER_ACTIONS),
-                            "Resource": self.queue.arn,
-                        }
-                    ],
-                }
-            ),
+            policy=iam.policy_document(iam.queue_consume(self.queue.arn, sid="ConsumeJobQueue")),
             opts=child,
         )
         # Lambda checks the role's SQS rights when the mapping is created: policy first.

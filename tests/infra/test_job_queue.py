@@ -91,7 +91,7 @@ def test_both_queues_deny_non_tls(graph: StackGraph) -> None:
         assert pol["queueUrl"] == q.outputs["url"]
         (stmt,) = json.loads(pol["policy"])["Statement"]
         assert stmt["Effect"] == "Deny"
-        assert stmt["Resource"] == q.outputs["arn"]
+        assert stmt["Resource"] == [q.outputs["arn"]]
         assert stmt["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
@@ -112,7 +112,7 @@ def test_consumer_policy_scoped_to_this_queue(graph: StackGraph) -> None:
     assert pol["role"] == graph.named("aws:iam/role:Role", "launcher-role").outputs["name"]
     (stmt,) = json.loads(pol["policy"])["Statement"]
     assert stmt["Effect"] == "Allow"
-    assert stmt["Resource"] == graph.named(QUEUE, "summarize-queue").outputs["arn"]
+    assert stmt["Resource"] == [graph.named(QUEUE, "summarize-queue").outputs["arn"]]
     assert set(stmt["Action"]) == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
