@@ -1,0 +1,540 @@
+"""FargateWorker under Pulumi mocks: image, task definition, roles, queue and registration.
+
+The platform is a small stand-in built from real aws resources (``fake_platform``), so these
+tests depend only on the attributes FargateWorker reads; other infra tests import it too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+
+import jobcontract
+from components import iam
+from components.aws_rules import AwsConstraintError
+from components.config import StackConfig, parse_config
+from components.fargate_worker import FargateWorker, FargateWorkerArgs, looks_secret
+from components.offline import MockResource, StackGraph, run_program
+from jobcontract import Env, WorkerField
+
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+TASK_DEF = "aws:ecs/taskDefinition:TaskDefinition"
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:notion-token-AbCdEf"
+SSM_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/batch/model-key"
+
+
+def fake_platform(config: StackConfig) -> Any:
+    """A stand-in for BatchPlatform: the attributes components read, from real resources."""
+    prefix = config.name_prefix
+
+    def function(name: str, timeout: int) -> SimpleNamespace:
+        role = aws.iam.Role(
+            f"{name}-role",
+            name=f"{prefix}-{name}",
+            assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"),
+        )
+        fn = aws.lambda_.Function(
+            name,
+            name=f"{prefix}-{name}",
+            role=role.arn,
+            runtime="python3.13",
+            handler=f"handlers.{name}.handler",
+            timeout=timeout,
+        )
+        return SimpleNamespace(function=fn, role=role)
+
+    fns = config.functions
+    functions = SimpleNamespace(
+        api=function("api", fns.api.timeout),
+        launcher=function("launcher", fns.launcher.timeout),
+        reconciler=function("reconciler", fns.reconciler.timeout),
+        sweep=function("sweep", fns.sweep.timeout),
+    )
+    sg = aws.ec2.SecurityGroup("tasks", description="egress only")
+    subnet_ids = pulumi.Output.from_input(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"])
+    security_group_ids = sg.id.apply(lambda i: [i])
+    assign = config.network.assign_public_ip
+
+    def network_configuration() -> pulumi.Output[dict[str, Any]]:
+        return pulumi.Output.all(subnet_ids, security_group_ids).apply(
+            lambda v: {
+                "subnets": v[0],
+                "securityGroups": v[1],
+                "assignPublicIp": "ENABLED" if assign else "DISABLED",
+            }
+        )
+
+    def capacity_provider_strategy() -> list[dict[str, Any]]:
+        return [
+            {"capacityProvider": s.capacity_provider, "weight": s.weight, "base": s.base}
+            for s in config.capacity_strategy()
+        ]
+
+    return SimpleNamespace(
+        config=config,
+        name_prefix=prefix,
+        cluster=aws.ecs.Cluster("cluster", name=prefix),
+        jobs_table=aws.dynamodb.Table(
+            "jobs",
+            name=f"{prefix}-jobs",
+            hash_key="pk",
+            attributes=[{"name": "pk", "type": "S"}],
+            billing_mode="PAY_PER_REQUEST",
+        ),
+        results_bucket=aws.s3.Bucket("results", bucket=f"{prefix}-results"),
+        failure_topic=aws.sns.Topic("failures", name=f"{prefix}-failures"),
+        subnet_ids=subnet_ids,
+        security_group_ids=security_group_ids,
+        assign_public_ip=assign,
+        network_configuration=network_configuration,
+        capacity_provider_strategy=capacity_provider_strategy,
+        log_retention_days=config.log_retention_days,
+        alarms_enabled=config.alarms,
+        protect=config.protect,
+        functions=functions,
+    )
+
+
+def stack_config(stack: str = "dev", **values: Any) -> StackConfig:
+    return parse_config(values, project="ai-batch", stack=stack)
+
+
+def worker_dir(root: Path, name: str = "summarize") -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Dockerfile").write_text(
+        "ARG BASE_IMAGE=python:3.13-slim\nFROM ${BASE_IMAGE}\nCOPY . /app\n"
+    )
+    return folder
+
+
+def run_worker(
+    config: StackConfig,
+    source: Path,
+    name: str = "summarize",
+    **overrides: Any,
+) -> StackGraph:
+    def program() -> None:
+        platform = fake_platform(config)
+        FargateWorker(
+            name, FargateWorkerArgs(platform=platform, source_dir=str(source), **overrides)
+        )
+
+    return run_program(program, stack=config.stack)
+
+
+def policy(resource: MockResource) -> list[dict[str, Any]]:
+    statements: list[dict[str, Any]] = json.loads(resource.inputs["policy"])["Statement"]
+    return statements
+
+
+def by_sid(statements: list[dict[str, Any]], sid: str) -> dict[str, Any]:
+    (match,) = [s for s in statements if s.get("Sid") == sid]
+    return match
+
+
+def container_of(graph: StackGraph, name: str = "summarize") -> dict[str, Any]:
+    (container,) = json.loads(graph.named(TASK_DEF, f"{name}-task").inputs["containerDefinitions"])
+    assert isinstance(container, dict)
+    return container
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return worker_dir(tmp_path_factory.mktemp("workers"))
+
+
+@pytest.fixture(scope="module")
+def graph(source: Path) -> StackGraph:
+    return run_worker(
+        stack_config(logRetentionDays=30, spotShare=70),
+        source,
+        description="Summaries",
+        cpu=1024,
+        memory=2048,
+        max_cpu=4096,
+        max_memory=8192,
+        environment={"SUMMARY_STYLE": "short"},
+        secrets={"NOTION_TOKEN": SECRET_ARN + ":token::", "MODEL_KEY": SSM_ARN},
+        policy_statements=[
+            iam.Statement(
+                ["bedrock:InvokeModel"],
+                ["arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku"],
+                sid="Bedrock",
+            )
+        ],
+        max_concurrency=25,
+    )
+
+
+# --- image and task definition ------------------------------------------------------------
+
+
+def test_image_platform_matches_task_architecture(graph: StackGraph) -> None:
+    image = graph.named("docker:index/image:Image", "summarize-image").inputs
+    task = graph.named(TASK_DEF, "summarize-task").inputs
+    arch = task["runtimePlatform"]["cpuArchitecture"]
+    assert arch == "ARM64"
+    assert task["runtimePlatform"]["operatingSystemFamily"] == "LINUX"
+    assert image["build"]["platform"] == {"ARM64": "linux/arm64"}[arch]
+    assert image["build"]["dockerfile"].endswith("summarize/Dockerfile")
+
+
+@pytest.mark.parametrize(("arch", "docker"), [("X86_64", "linux/amd64"), ("arm64", "linux/arm64")])
+def test_architecture_choice_flows_to_image_and_task(source: Path, arch: str, docker: str) -> None:
+    g = run_worker(stack_config(), source, architecture=arch)
+    task = g.named(TASK_DEF, "summarize-task").inputs
+    assert task["runtimePlatform"]["cpuArchitecture"] == arch.upper()
+    assert g.named("docker:index/image:Image", "summarize-image").inputs["build"]["platform"] == (
+        docker
+    )
+
+
+def test_image_pinned_by_digest(graph: StackGraph) -> None:
+    image = graph.named("docker:index/image:Image", "summarize-image")
+    container = container_of(graph)
+    assert container["image"] == image.outputs["repoDigest"]
+    assert "@sha256:" in container["image"]
+    repo = graph.named("aws:ecr/repository:Repository", "summarize-repo").outputs
+    assert container["image"].startswith(repo["repositoryUrl"] + "@sha256:")
+
+
+def test_image_pushed_with_ecr_credentials(graph: StackGraph) -> None:
+    image = graph.named("docker:index/image:Image", "summarize-image").inputs
+    repo = graph.named("aws:ecr/repository:Repository", "summarize-repo").outputs
+    assert image["registry"]["server"] == repo["repositoryUrl"]
+    assert image["registry"]["username"] == "AWS"
+    assert image["registry"]["password"] == "offline-token"
+    assert image["imageName"].startswith(repo["repositoryUrl"] + ":")
+
+
+def test_task_definition_shape(graph: StackGraph) -> None:
+    task = graph.named(TASK_DEF, "summarize-task").inputs
+    assert task["family"] == "ai-batch-dev-summarize"
+    assert task["requiresCompatibilities"] == ["FARGATE"]
+    assert task["networkMode"] == "awsvpc"
+    assert (task["cpu"], task["memory"]) == ("1024", "2048")
+    assert (
+        task["executionRoleArn"]
+        == graph.named("aws:iam/role:Role", "summarize-exec-role").outputs["arn"]
+    )
+    assert (
+        task["taskRoleArn"]
+        == graph.named("aws:iam/role:Role", "summarize-task-role").outputs["arn"]
+    )
+    container = container_of(graph)
+    assert container["name"] == jobcontract.CONTAINER_NAME
+    assert container["essential"] is True
+    assert container["stopTimeout"] == 120
+    assert container["readonlyRootFilesystem"] is True
+    assert {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False} in container[
+        "mountPoints"
+    ]
+    assert task["volumes"] == [{"name": "tmp"}]
+
+
+def test_awslogs_to_own_group_with_retention(graph: StackGraph) -> None:
+    group = graph.named("aws:cloudwatch/logGroup:LogGroup", "summarize-logs")
+    assert group.inputs["retentionInDays"] == 30
+    logs = container_of(graph)["logConfiguration"]
+    assert logs["logDriver"] == "awslogs"
+    assert logs["options"]["awslogs-group"] == group.outputs["name"]
+    assert logs["options"]["awslogs-region"] == "us-east-1"
+
+
+def test_environment_and_secrets(graph: StackGraph) -> None:
+    container = container_of(graph)
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    table = graph.named("aws:dynamodb/table:Table", "jobs").outputs["name"]
+    bucket = graph.named("aws:s3/bucket:Bucket", "results").outputs["bucket"]
+    assert env[Env.JOBS_TABLE] == table
+    assert env[Env.RESULTS_BUCKET] == bucket
+    assert env[Env.WORKER_NAME] == "summarize"
+    assert env[Env.WORKER_TIMEOUT_SECONDS] == "3600"
+    assert env["SUMMARY_STYLE"] == "short"
+    assert Env.JOB_ID not in env
+    assert container["secrets"] == [
+        {"name": "MODEL_KEY", "valueFrom": SSM_ARN},
+        {"name": "NOTION_TOKEN", "valueFrom": SECRET_ARN + ":token::"},
+    ]
+    assert not {s["name"] for s in container["secrets"]} & set(env)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["OPENAI_API_KEY", "NOTION_TOKEN", "DB_PASSWORD", "CLIENT_SECRET", "AWS_SECRET_ACCESS_KEY"],
+)
+def test_secret_looking_plain_env_is_refused(source: Path, name: str) -> None:
+    with pytest.raises(AwsConstraintError, match="secrets") as info:
+        run_worker(stack_config(), source, environment={name: "sk-live-123"})
+    assert info.value.value == name
+
+
+def test_pointer_names_are_not_secrets() -> None:
+    assert not looks_secret("BATCH_NOTION_SECRET_ARN")
+    assert not looks_secret("MODEL_ID")
+    assert not looks_secret("SUMMARY_STYLE")
+    assert looks_secret("api_key")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "ok"),
+    [
+        (256, 512, True),
+        (512, 4096, True),
+        (1024, 2048, True),
+        (4096, 30720, True),
+        (16384, 122880, True),
+        (256, 4096, False),
+        (1024, 1024, False),
+        (3000, 8192, False),
+        (8192, 18432, False),
+    ],
+)
+def test_fargate_cpu_memory_pairs(source: Path, cpu: int, memory: int, ok: bool) -> None:
+    if ok:
+        g = run_worker(stack_config(), source, cpu=cpu, memory=memory)
+        task = g.named(TASK_DEF, "summarize-task").inputs
+        assert (task["cpu"], task["memory"]) == (str(cpu), str(memory))
+        return
+    with pytest.raises(AwsConstraintError, match="not valid; allowed") as info:
+        run_worker(stack_config(), source, cpu=cpu, memory=memory)
+    assert "cpu/memory" in info.value.key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key_part"),
+    [
+        ({"max_cpu": 512, "max_memory": 1024}, "max_cpu/max_memory"),
+        ({"max_cpu": 2048, "max_memory": 1024}, "max_cpu/max_memory"),
+        ({"architecture": "ppc64"}, "architecture"),
+        ({"timeout_seconds": 30}, "timeout_seconds"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 11}, "max_attempts"),
+        ({"spot_share": 101}, "spot_share"),
+        ({"environment": {Env.JOBS_TABLE: "x"}}, "environment"),
+        ({"environment": {"1BAD": "x"}}, "environment"),
+        ({"secrets": {"NOTION_TOKEN": "plain-value"}}, "secrets"),
+        ({"input_schema": {"type": "array"}}, "input_schema"),
+    ],
+)
+def test_invalid_args_name_the_setting(
+    source: Path, overrides: dict[str, Any], key_part: str
+) -> None:
+    with pytest.raises(AwsConstraintError) as info:
+        run_worker(stack_config(), source, **overrides)
+    assert key_part in info.value.key
+
+
+def test_missing_dockerfile_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(AwsConstraintError, match="Dockerfile") as info:
+        run_worker(stack_config(), tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(info.value)
+
+
+def test_default_source_dir_is_workers_folder() -> None:
+    def program() -> None:
+        FargateWorker("no-such-worker", FargateWorkerArgs(platform=fake_platform(stack_config())))
+
+    with pytest.raises(AwsConstraintError) as info:
+        run_program(program)
+    assert str(Path("workers") / "no-such-worker" / "Dockerfile") in str(info.value)
+
+
+def test_invalid_worker_name(source: Path) -> None:
+    with pytest.raises(AwsConstraintError) as info:
+        run_worker(stack_config(), source, name="Bad_Name")
+    assert info.value.key == "worker name"
+
+
+# --- IAM ------------------------------------------------------------------------------------
+
+
+def all_policies(graph: StackGraph) -> dict[str, list[dict[str, Any]]]:
+    return {r.name: policy(r) for r in graph.of_type(ROLE_POLICY)}
+
+
+def test_no_wildcard_actions_and_star_only_for_ecr_token(graph: StackGraph) -> None:
+    policies = all_policies(graph)
+    assert policies, "expected inline role policies"
+    for name, statements in policies.items():
+        for s in statements:
+            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+            resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+            assert all("*" not in a for a in actions), (name, s)
+            if "*" in resources:
+                assert actions == ["ecr:GetAuthorizationToken"], (name, s)
+
+
+def test_task_role_scoped_to_own_rows_and_prefixes(graph: StackGraph) -> None:
+    statements = policy(graph.named(ROLE_POLICY, "summarize-task-policy"))
+    table_arn = graph.named("aws:dynamodb/table:Table", "jobs").outputs["arn"]
+    bucket_arn = graph.named("aws:s3/bucket:Bucket", "results").outputs["arn"]
+    rows = by_sid(statements, "OwnJobRowsOnly")
+    assert table_arn in rows["Resource"]
+    assert set(rows["Action"]) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert rows["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["job#summarize_*"]}
+    }
+    results = by_sid(statements, "OwnResults")
+    assert results["Resource"] == [f"{bucket_arn}/results/summarize/*"]
+    assert set(results["Action"]) == {"s3:PutObject", "s3:GetObject"}
+    inputs = by_sid(statements, "OwnInputs")
+    assert inputs["Resource"] == [f"{bucket_arn}/inputs/summarize/*"]
+    assert inputs["Action"] == ["s3:GetObject"]
+    declared = by_sid(statements, "Bedrock")
+    assert declared["Action"] == ["bedrock:InvokeModel"]
+    # Nothing else on the table or the bucket.
+    for s in statements:
+        for r in s["Resource"]:
+            assert not r.startswith(bucket_arn) or "/summarize/" in r
+
+
+def test_execution_role_scoped(graph: StackGraph) -> None:
+    statements = policy(graph.named(ROLE_POLICY, "summarize-exec-policy"))
+    repo_arn = graph.named("aws:ecr/repository:Repository", "summarize-repo").outputs["arn"]
+    group_arn = graph.named("aws:cloudwatch/logGroup:LogGroup", "summarize-logs").outputs["arn"]
+    pulls = [s for s in statements if "ecr:BatchGetImage" in s["Action"]]
+    assert [s["Resource"] for s in pulls] == [[repo_arn]]
+    logs = by_sid(statements, "WriteOwnLogs")
+    assert logs["Resource"] == [f"{group_arn}:log-stream:*"]
+    assert by_sid(statements, "ReadOwnSecrets")["Resource"] == [SECRET_ARN]
+    assert by_sid(statements, "ReadOwnSecrets")["Action"] == ["secretsmanager:GetSecretValue"]
+    assert by_sid(statements, "ReadOwnParameters")["Resource"] == [SSM_ARN]
+
+
+def test_roles_trust_ecs_tasks_of_this_account(graph: StackGraph) -> None:
+    for role in ("summarize-exec-role", "summarize-task-role"):
+        trust = json.loads(graph.named("aws:iam/role:Role", role).inputs["assumeRolePolicy"])
+        (stmt,) = trust["Statement"]
+        assert stmt["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert stmt["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+
+
+def test_launcher_may_run_only_this_family_in_this_cluster(graph: StackGraph) -> None:
+    pol = graph.named(ROLE_POLICY, "summarize-launcher-run")
+    launcher_role = graph.named("aws:iam/role:Role", "launcher-role").outputs
+    assert pol.inputs["role"] == launcher_role["id"]
+    statements = policy(pol)
+    cluster_arn = graph.named("aws:ecs/cluster:Cluster", "cluster").outputs["arn"]
+    task = graph.named(TASK_DEF, "summarize-task").outputs
+    run = by_sid(statements, "RunThisWorker")
+    assert run["Action"] == ["ecs:RunTask"]
+    assert run["Resource"] == [task["arnWithoutRevision"] + ":*"]
+    assert run["Resource"][0].endswith(":task-definition/ai-batch-dev-summarize:*")
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": cluster_arn}}
+    passes = by_sid(statements, "PassThisWorkersRoles")
+    roles = {
+        graph.named("aws:iam/role:Role", r).outputs["arn"]
+        for r in ("summarize-task-role", "summarize-exec-role")
+    }
+    assert passes["Action"] == ["iam:PassRole"]
+    assert set(passes["Resource"]) == roles and len(passes["Resource"]) == 2
+    assert passes["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+    tag = by_sid(statements, "TagTasksAtLaunch")
+    assert tag["Action"] == ["ecs:TagResource"]
+    assert tag["Resource"] == [cluster_arn.replace(":cluster/", ":task/") + "/*"]
+    assert tag["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+
+
+def test_enqueuers_may_send_to_this_queue_only(graph: StackGraph) -> None:
+    queue_arn = graph.named("aws:sqs/queue:Queue", "summarize-queue").outputs["arn"]
+    for fn in ("api", "reconciler", "sweep"):
+        pol = graph.named(ROLE_POLICY, f"summarize-{fn}-send")
+        assert pol.inputs["role"] == graph.named("aws:iam/role:Role", f"{fn}-role").outputs["id"]
+        (stmt,) = policy(pol)
+        assert "sqs:SendMessage" in stmt["Action"]
+        assert stmt["Resource"] == [queue_arn]
+
+
+# --- queue and registration ---------------------------------------------------------------
+
+
+def test_queue_consumed_by_launcher_with_derived_visibility(graph: StackGraph) -> None:
+    queue = graph.named("aws:sqs/queue:Queue", "summarize-queue").inputs
+    launcher = graph.named("aws:lambda/function:Function", "launcher").inputs
+    assert queue["name"] == "ai-batch-dev-summarize.fifo"
+    assert queue["visibilityTimeoutSeconds"] == 6 * launcher["timeout"]
+    esm = graph.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
+    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 25}
+    # dev: alarms off -> no DLQ alarm.
+    assert graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
+
+
+def test_dlq_alarm_when_alarms_on(source: Path) -> None:
+    g = run_worker(stack_config("prod", alarms=True), source)
+    alarm = g.named("aws:cloudwatch/metricAlarm:MetricAlarm", "summarize-dlq-depth").inputs
+    assert alarm["alarmActions"] == [g.named("aws:sns/topic:Topic", "failures").outputs["arn"]]
+
+
+def test_registration_item(graph: StackGraph) -> None:
+    reg = graph.named("aws:dynamodb/tableItem:TableItem", "summarize-registration").inputs
+    assert reg["hashKey"] == jobcontract.Table.PK
+    assert reg["tableName"] == graph.named("aws:dynamodb/table:Table", "jobs").outputs["name"]
+    item = json.loads(reg["item"])
+    task = graph.named(TASK_DEF, "summarize-task").outputs
+    queue = graph.named("aws:sqs/queue:Queue", "summarize-queue").outputs
+    dlq = graph.named("aws:sqs/queue:Queue", "summarize-dlq").outputs
+    assert item[jobcontract.Table.PK] == {"S": "worker#summarize"}
+    assert item["kind"] == {"S": "worker"}
+    assert item[WorkerField.TASK_DEFINITION] == {"S": task["arn"]}
+    assert item[WorkerField.CONTAINER_NAME] == {"S": jobcontract.CONTAINER_NAME}
+    assert item[WorkerField.QUEUE_URL] == {"S": queue["url"]}
+    assert item[WorkerField.DLQ_URL] == {"S": dlq["url"]}
+    assert item[WorkerField.CPU] == {"N": "1024"}
+    assert item[WorkerField.MAX_MEMORY] == {"N": "8192"}
+    assert item[WorkerField.MAX_ATTEMPTS] == {"N": "3"}
+    assert item[WorkerField.MAX_CONCURRENCY] == {"N": "25"}
+    assert item[WorkerField.SPOT_FALLBACK] == {"BOOL": True}
+    assert item[WorkerField.ARCHITECTURE] == {"S": "ARM64"}
+    assert json.loads(item[WorkerField.INPUT_SCHEMA]["S"]) == {"type": "object"}
+    strategy = json.loads(item[WorkerField.CAPACITY_STRATEGY]["S"])
+    assert strategy == [
+        {"capacityProvider": "FARGATE_SPOT", "weight": 7, "base": 0},
+        {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
+    ]
+    # Every WorkerField is present.
+    fields = {v for k, v in vars(WorkerField).items() if k.isupper()}
+    assert fields <= set(item)
+
+
+def test_worker_spot_share_overrides_platform(source: Path) -> None:
+    g = run_worker(stack_config(spotShare=100), source, spot_share=0, spot_fallback=False)
+    item = json.loads(
+        g.named("aws:dynamodb/tableItem:TableItem", "summarize-registration").inputs["item"]
+    )
+    assert json.loads(item[WorkerField.CAPACITY_STRATEGY]["S"]) == [
+        {"capacityProvider": "FARGATE", "weight": 1, "base": 0}
+    ]
+    assert item[WorkerField.SPOT_FALLBACK] == {"BOOL": False}
+
+
+def test_ecr_repository(graph: StackGraph) -> None:
+    repo = graph.named("aws:ecr/repository:Repository", "summarize-repo").inputs
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
+    assert repo["forceDelete"] is True  # dev: protect off
+    lifecycle = json.loads(
+        graph.named("aws:ecr/lifecyclePolicy:LifecyclePolicy", "summarize-repo-lifecycle").inputs[
+            "policy"
+        ]
+    )
+    (rule,) = lifecycle["rules"]
+    assert rule["selection"]["countType"] == "imageCountMoreThan"
+    assert rule["selection"]["countNumber"] == 10  # StackConfig default keep_images
+
+
+def test_children_are_parented(graph: StackGraph) -> None:
+    worker = graph.named("aibatch:index:FargateWorker", "summarize")
+    assert worker.parent is None and not worker.custom
+    for r in graph.resources:
+        if r.name.startswith("summarize-"):
+            assert r.parent == "summarize", r.name  # the worker or its JobQueue
