@@ -204,6 +204,10 @@ class AwsMocks(pulumi_mocks.Mocks):
             value = inputs.get(key)
             if isinstance(value, str) and value:
                 return value
+        for key in ("namePrefix", "bucketPrefix"):
+            value = inputs.get(key)
+            if isinstance(value, str) and value:  # AWS appends a unique 26-character suffix
+                return f"{value}{_digest(typ, name, length=26)}"
         # Pulumi auto-naming: logical name + 7 random hex (deterministic here).
         return f"{name}-{_digest(typ, name, length=7)}"
 

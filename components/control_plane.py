@@ -1,0 +1,231 @@
+"""``ControlPlane``: the four Lambdas that move jobs through their states.
+
+- ``api``: the REST API handler (submit, status, list, cancel, retry; presigned result URLs).
+- ``launcher``: consumes the worker queues and calls ``ecs:RunTask``.
+- ``reconciler``: ECS "Task State Change" (STOPPED) events of this cluster -> retry / fail /
+  notify.
+- ``sweep``: on a schedule, finds jobs past their timeout or silent (no heartbeat) and stops
+  or fails them; it also catches the rare ECS event that was never delivered.
+
+Each function gets only its base grants here. Per-worker grants (``sqs:SendMessage`` on a
+worker's queue, ``ecs:RunTask`` + ``iam:PassRole`` for its task definition and roles) are
+added by each ``FargateWorker``, so adding a worker edits no other component.
+
+Reserved concurrency is left unset on purpose: new accounts can have a regional
+concurrency limit as low as 10, and AWS refuses a reservation that would leave fewer than
+10 unreserved executions, so a default reservation would break first deployments. The
+launcher's parallelism is bounded per queue by the event source mapping's maximum
+concurrency instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_aws as aws
+
+from components import iam
+from components.config import FunctionConfig
+from components.python_function import PythonFunction, PythonFunctionArgs
+from jobcontract import Env
+
+if TYPE_CHECKING:
+    from components.platform import BatchPlatform
+
+ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
+ECS_TASK_STATE_CHANGE = "ECS Task State Change"
+
+
+@dataclass(frozen=True)
+class ControlPlaneArgs:
+    """Arguments of ``ControlPlane``."""
+
+    platform: BatchPlatform
+    """Required. The platform this control plane serves (table, bucket, cluster, topic)."""
+
+
+def task_stopped_pattern(cluster_arn: str) -> dict[str, object]:
+    """EventBridge pattern: STOPPED task events of one cluster only."""
+    return {
+        "source": [ECS_TASK_STOPPED_PATTERN_SOURCE],
+        "detail-type": [ECS_TASK_STATE_CHANGE],
+        "detail": {"clusterArn": [cluster_arn], "lastStatus": ["STOPPED"]},
+    }
+
+
+class ControlPlane(pulumi.ComponentResource):
+    """The control-plane Lambdas of one platform (see the module docstring)."""
+
+    api: PythonFunction
+    launcher: PythonFunction
+    reconciler: PythonFunction
+    sweep: PythonFunction
+    task_stopped_rule: aws.cloudwatch.EventRule
+    sweep_rule: aws.cloudwatch.EventRule
+
+    def __init__(
+        self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("aibatch:index:ControlPlane", name, None, opts)
+        platform = args.platform
+        cfg = platform.config
+        child = pulumi.ResourceOptions(parent=self)
+        table_arn = platform.jobs_table.arn
+        bucket_arn = platform.results_bucket.arn
+        cluster_arn = platform.cluster.arn
+        topic_arn = platform.failure_topic.arn
+
+        environment: dict[str, pulumi.Input[str]] = {
+            Env.STACK: cfg.stack,
+            Env.JOBS_TABLE: platform.jobs_table.name,
+            Env.RESULTS_BUCKET: platform.results_bucket.bucket,
+            Env.CLUSTER_ARN: cluster_arn,
+            Env.SUBNETS: platform.subnet_ids.apply(",".join),
+            Env.SECURITY_GROUPS: platform.security_group_ids.apply(",".join),
+            Env.ASSIGN_PUBLIC_IP: "ENABLED" if platform.assign_public_ip else "DISABLED",
+            Env.FAILURE_TOPIC_ARN: topic_arn,
+            Env.RESULT_URL_TTL_SECONDS: str(cfg.results.url_ttl_seconds),
+            Env.JOB_TTL_DAYS: str(cfg.job_ttl_days),
+            Env.HEARTBEAT_STALE_SECONDS: str(cfg.heartbeat_stale_seconds),
+            Env.LOG_LEVEL: cfg.log_level,
+        }
+        if platform.slack_webhook_secret is not None:
+            environment[Env.SLACK_WEBHOOK_SECRET_ARN] = platform.slack_webhook_secret.arn
+        if platform.notion_secret is not None:
+            environment[Env.NOTION_SECRET_ARN] = platform.notion_secret.arn
+
+        notify = [iam.topic_publish(topic_arn, sid="PublishFailures")]
+        if platform.failure_topic_key is not None:
+            # Publishing to a topic encrypted with a customer managed key needs the key too.
+            notify.append(
+                iam.Statement(
+                    ("kms:GenerateDataKey", "kms:Decrypt"),
+                    [platform.failure_topic_key.arn],
+                    sid="EncryptForFailureTopic",
+                )
+            )
+        if platform.secret_arns:
+            notify.append(iam.secret_read(platform.secret_arns, sid="ReadNotificationSecrets"))
+
+        def function(
+            key: str, fn: FunctionConfig, description: str, statements: list[iam.Statement]
+        ) -> PythonFunction:
+            return PythonFunction(
+                key,
+                PythonFunctionArgs(
+                    handler=f"handlers.{key}.handler",
+                    memory=fn.memory,
+                    timeout=fn.timeout,
+                    environment=environment,
+                    log_retention_days=cfg.log_retention_days,
+                    policy_statements=statements,
+                    provisioned_concurrency=fn.provisioned_concurrency,
+                    description=description,
+                    log_level=cfg.log_level,
+                    name_prefix=platform.name_prefix,
+                ),
+                opts=child,
+            )
+
+        fns = cfg.functions
+        self.api = function(
+            "api",
+            fns.api,
+            "REST API handler: submit, status, list, cancel, retry",
+            [
+                iam.table_actions(iam.API_TABLE_ACTIONS, table_arn, sid="JobsTable"),
+                # Presigned GET of results and PUT of large inputs are signed with this role.
+                iam.Statement(
+                    iam.OBJECT_READ_ACTIONS,
+                    [pulumi.Output.concat(bucket_arn, "/results/*")],
+                    sid="ReadResults",
+                ),
+                iam.Statement(
+                    iam.OBJECT_WRITE_ACTIONS,
+                    [pulumi.Output.concat(bucket_arn, "/inputs/*")],
+                    sid="WriteLargeInputs",
+                ),
+            ],
+        )
+        self.launcher = function(
+            "launcher",
+            fns.launcher,
+            "Dispatches queued jobs to Fargate (ecs:RunTask)",
+            [
+                iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
+                iam.ecs_list_tasks(cluster_arn),
+                iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
+            ],
+        )
+        self.reconciler = function(
+            "reconciler",
+            fns.reconciler,
+            "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
+            [
+                iam.table_rw(table_arn, sid="JobsTable"),
+                iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
+                *notify,
+            ],
+        )
+        self.sweep = function(
+            "sweep",
+            fns.sweep,
+            "Stops and fails jobs past their timeout or without heartbeat",
+            [
+                iam.table_actions(iam.SWEEP_TABLE_ACTIONS, table_arn, sid="JobsTable"),
+                iam.ecs_tasks_in_cluster(
+                    (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS), cluster_arn
+                ),
+                *notify,  # a job failed by the sweep is reported like any other failure
+            ],
+        )
+
+        # --- triggers ---------------------------------------------------------------------
+        self.task_stopped_rule = aws.cloudwatch.EventRule(
+            f"{name}-task-stopped",
+            name=f"{platform.name_prefix}-task-stopped",
+            description="STOPPED tasks of this cluster -> reconciler",
+            event_pattern=cluster_arn.apply(lambda arn: json.dumps(task_stopped_pattern(arn))),
+            opts=child,
+        )
+        self._target(f"{name}-task-stopped", self.task_stopped_rule, self.reconciler)
+
+        self.sweep_rule = aws.cloudwatch.EventRule(
+            f"{name}-sweep-schedule",
+            name=f"{platform.name_prefix}-sweep",
+            description="Periodic timeout / lost-task sweep",
+            schedule_expression=cfg.sweep_rate,
+            opts=child,
+        )
+        self._target(f"{name}-sweep-schedule", self.sweep_rule, self.sweep)
+
+        self.register_outputs(
+            {
+                "api_function": self.api.function.name,
+                "launcher_function": self.launcher.function.name,
+                "reconciler_function": self.reconciler.function.name,
+                "sweep_function": self.sweep.function.name,
+            }
+        )
+
+    def _target(self, name: str, rule: aws.cloudwatch.EventRule, fn: PythonFunction) -> None:
+        permission = fn.allow_invoke(
+            f"{name}-invoke",
+            "events.amazonaws.com",
+            rule.arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-target",
+            rule=rule.name,
+            arn=fn.target_arn,
+            # EventBridge retries a failed async delivery for up to 24 h by default; an hour
+            # is plenty (the sweep catches anything lost), and keeps stale events out.
+            retry_policy=aws.cloudwatch.EventTargetRetryPolicyArgs(
+                maximum_event_age_in_seconds=3600, maximum_retry_attempts=10
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
+        )
