@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jobcontract import Env
 from workers.runtime import exit_codes
@@ -32,11 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.environ.get(Env.WORKER_NAME),
         help=f"worker (folder) name; default ${Env.WORKER_NAME}",
     )
+    parser.add_argument(
+        "--workers-dir",
+        type=Path,
+        default=None,
+        help="folder holding <worker>/main.py (default: this checkout's workers/)",
+    )
     args = parser.parse_args(argv)
     if not args.worker:
         parser.error(f"--worker or {Env.WORKER_NAME} is required")
     try:
-        definition = load_worker(args.worker)
+        definition = load_worker(args.worker, args.workers_dir)
     except WorkerNotFound as exc:
         JsonLogger(worker=args.worker).error("worker_not_found", message=str(exc))
         return exit_codes.CONFIG

@@ -1,0 +1,337 @@
+"""The worker runtime against a real moto server: success, errors, fencing, cancel, timeout,
+scheduled runs and idempotent results (in-process; SIGTERM is in test_runtime_signals.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import boto3
+import pytest
+
+from jobcontract import Env, JobStatus, result_key, results_prefix
+from workers.runtime import JobContext, PermanentError, exit_codes, run_worker, worker
+
+from .conftest import WORKER, RuntimeEnv
+
+
+def run(defn: Any, env: dict[str, str], **kwargs: Any) -> tuple[int, list[dict[str, Any]]]:
+    stream = io.StringIO()
+    code = run_worker(defn, env, stream=stream, install_signal_handlers=False, **kwargs)
+    return code, [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def read_result(bucket: str, key: str) -> dict[str, Any]:
+    return json.loads(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+@worker(name=WORKER)
+def upper(ctx: JobContext) -> dict[str, Any]:
+    """Upper-cases items; an item 'bad' fails alone; sleeps a little to let heartbeats beat."""
+
+    def one(item: str) -> str:
+        time.sleep(0.03)
+        if item == "bad":
+            raise ValueError("bad item")
+        return item.upper()
+
+    results = ctx.map(one, ctx.input["items"], concurrency=2)
+    return {"items": [{"value": r.value} if r.ok else {"error": r.error} for r in results]}
+
+
+def test_success_path_writes_result_and_records_everything(runtime_env: RuntimeEnv) -> None:
+    items = ["a", "bad", "c", "d", "e", "f"]
+    job_id = runtime_env.dispatched_job({"items": items})
+    task_arn = "arn:aws:ecs:us-east-1:000000000000:task/test-cluster/" + "ab" * 16
+    code, logs = run(upper, runtime_env.job_env(job_id, **{Env.TASK_ARN: task_arn}))
+
+    assert code == exit_codes.OK
+    job = runtime_env.store.get(job_id)
+    assert job is not None
+    assert job["status"] == JobStatus.SUCCEEDED
+    assert job["result_key"] == result_key(WORKER, job_id)
+    assert job["progress"] == {"done": len(items), "total": len(items)}
+    assert job["task_arn"] == task_arn
+    assert job["timestamps"]["RUNNING"] <= job["heartbeat_at"] <= job["timestamps"]["SUCCEEDED"]
+    assert job["worker_status"] == f"{WORKER}#SUCCEEDED"
+    doc = read_result(runtime_env.resources.bucket, job["result_key"])
+    assert doc["job_id"] == job_id and doc["attempt"] == 1
+    out = doc["output"]["items"]
+    assert [o.get("value") for o in out] == ["A", None, "C", "D", "E", "F"]
+    assert out[1]["error"] == {"type": "ValueError", "message": "bad item"}
+    # structured logs: every line names the job; the end is logged with the exit code
+    assert all(line["worker"] == WORKER for line in logs)
+    assert {line["job_id"] for line in logs if "job_id" in line} == {job_id}
+    assert [line["event"] for line in logs][-2:] == ["job_succeeded", "job_exit"]
+
+
+def test_heartbeat_thread_writes_while_handler_runs(runtime_env: RuntimeEnv) -> None:
+    job_id = runtime_env.dispatched_job({})
+    beats: list[str] = []
+
+    @worker(name=WORKER)
+    def slow(ctx: JobContext) -> dict[str, Any]:
+        for _ in range(6):
+            time.sleep(0.05)
+            job = runtime_env.store.get(ctx.job_id)
+            assert job is not None
+            beats.append(job["heartbeat_at"])
+        return {}
+
+    code, _ = run(slow, runtime_env.job_env(job_id))
+    assert code == exit_codes.OK
+    assert len(set(beats)) >= 3, beats  # heartbeat_at kept moving during the run
+
+
+def test_input_is_read_from_s3_pointer(runtime_env: RuntimeEnv) -> None:
+    key = "inputs/echo/big.json"
+    boto3.client("s3").put_object(
+        Bucket=runtime_env.resources.bucket, Key=key, Body=json.dumps({"items": ["x", "y"]})
+    )
+    job_id = runtime_env.dispatched_job({}, input_s3_key=key)
+    code, _ = run(upper, runtime_env.job_env(job_id))
+    assert code == exit_codes.OK
+    doc = read_result(runtime_env.resources.bucket, result_key(WORKER, job_id))
+    assert doc["output"]["items"] == [{"value": "X"}, {"value": "Y"}]
+
+
+def test_permanent_error_marks_failed_and_exits_zero(runtime_env: RuntimeEnv) -> None:
+    @worker(name=WORKER)
+    def picky(ctx: JobContext) -> dict[str, Any]:
+        raise PermanentError("documents must not be empty")
+
+    job_id = runtime_env.dispatched_job({})
+    code, logs = run(picky, runtime_env.job_env(job_id))
+    assert code == exit_codes.OK
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert job["error"] == {
+        "type": "PermanentError",
+        "message": "documents must not be empty",
+        "exit_code": 0,
+    }
+    assert "result_key" not in job
+    assert any(line["event"] == "job_failed" for line in logs)
+
+
+def test_crash_exits_nonzero_and_leaves_job_running_for_reconciler(
+    runtime_env: RuntimeEnv,
+) -> None:
+    @worker(name=WORKER)
+    def broken(ctx: JobContext) -> dict[str, Any]:
+        raise KeyError("boom")
+
+    job_id = runtime_env.dispatched_job({})
+    code, _ = run(broken, runtime_env.job_env(job_id))
+    assert code == exit_codes.CRASH
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.RUNNING
+    assert job["error"]["type"] == "KeyError" and job["error"]["exit_code"] == 1
+    objects = boto3.client("s3").list_objects_v2(
+        Bucket=runtime_env.resources.bucket, Prefix=results_prefix(WORKER)
+    )
+    assert objects.get("KeyCount", 0) == 0
+
+
+def test_stale_attempt_cannot_start(runtime_env: RuntimeEnv) -> None:
+    job_id = runtime_env.dispatched_job({"items": ["a"]}, attempts=2)
+    code, logs = run(upper, runtime_env.job_env(job_id, attempt=1))
+    assert code == exit_codes.NOT_RUNNABLE
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.DISPATCHED and job["attempts"] == 2
+    assert any(line["event"] == "job_not_runnable" for line in logs)
+
+
+def test_stale_attempt_cannot_finish_or_write_result(runtime_env: RuntimeEnv) -> None:
+    store = runtime_env.store
+
+    @worker(name=WORKER)
+    def overtaken(ctx: JobContext) -> dict[str, Any]:
+        # Meanwhile the reconciler retried the job and a newer task claimed it.
+        store.transition(ctx.job_id, "RUNNING", "QUEUED", increment_attempts=True)
+        store.transition(ctx.job_id, "QUEUED", "DISPATCHED")
+        store.transition(ctx.job_id, "DISPATCHED", "RUNNING", attempt=2)
+        return {"stale": True}
+
+    job_id = runtime_env.dispatched_job({})
+    code, _ = run(overtaken, runtime_env.job_env(job_id, attempt=1))
+    assert code == exit_codes.NOT_RUNNABLE
+    job = store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.RUNNING and job["attempts"] == 2
+    objects = boto3.client("s3").list_objects_v2(
+        Bucket=runtime_env.resources.bucket, Prefix=results_prefix(WORKER)
+    )
+    assert objects.get("KeyCount", 0) == 0
+
+
+def test_retry_overwrites_the_same_result_key(runtime_env: RuntimeEnv) -> None:
+    job_id = runtime_env.dispatched_job({"items": ["new"]}, attempts=2)
+    key = result_key(WORKER, job_id)
+    s3 = boto3.client("s3")
+    bucket = runtime_env.resources.bucket
+    s3.put_object(Bucket=bucket, Key=key, Body=b'{"output": "from attempt 1"}')
+    code, _ = run(upper, runtime_env.job_env(job_id, attempt=2))
+    assert code == exit_codes.OK
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=results_prefix(WORKER))
+    assert [o["Key"] for o in listed["Contents"]] == [key]
+    assert read_result(bucket, key)["output"] == {"items": [{"value": "NEW"}]}
+    assert read_result(bucket, key)["attempt"] == 2
+
+
+def test_cancel_request_stops_taking_items(runtime_env: RuntimeEnv) -> None:
+    started: list[int] = []
+
+    @worker(name=WORKER)
+    def cancellable(ctx: JobContext) -> dict[str, Any]:
+        def one(i: int) -> int:
+            started.append(i)
+            if i == 1:
+                runtime_env.store.request_cancel(ctx.job_id)
+            time.sleep(0.05)
+            return i
+
+        ctx.map(one, range(200), concurrency=1)
+        return {}
+
+    job_id = runtime_env.dispatched_job({})
+    code, logs = run(cancellable, runtime_env.job_env(job_id))
+    assert code == exit_codes.NOT_RUNNABLE
+    assert len(started) < 50  # stopped within a few heartbeats, not after 200 items
+    assert any(line["event"] == "cancel_requested" for line in logs)
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.RUNNING  # the reconciler finishes it
+
+
+def test_timeout_stops_items_and_marks_failed(runtime_env: RuntimeEnv) -> None:
+    @worker(name=WORKER)
+    def slow_items(ctx: JobContext) -> dict[str, Any]:
+        ctx.map(lambda i: time.sleep(0.05), range(100), concurrency=2)
+        return {}
+
+    job_id = runtime_env.dispatched_job({})
+    started = time.monotonic()
+    code, _ = run(slow_items, runtime_env.job_env(job_id, **{Env.WORKER_TIMEOUT_SECONDS: "0.4"}))
+    assert code == exit_codes.TIMEOUT
+    assert time.monotonic() - started < 2.5
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert job["error"]["type"] == "Timeout" and job["error"]["exit_code"] == exit_codes.TIMEOUT
+    assert 0 < job["progress"]["done"] < job["progress"]["total"] == 100
+
+
+def test_job_timeout_field_is_enforced_when_smaller(runtime_env: RuntimeEnv) -> None:
+    @worker(name=WORKER)
+    def cooperative(ctx: JobContext) -> dict[str, Any]:
+        while True:
+            ctx.check_stop()
+            time.sleep(0.02)
+
+    job_id = runtime_env.dispatched_job({}, timeout_seconds=0.3)
+    code, _ = run(cooperative, runtime_env.job_env(job_id, **{Env.WORKER_TIMEOUT_SECONDS: "60"}))
+    assert code == exit_codes.TIMEOUT
+
+
+def test_unresponsive_handler_is_ended_by_the_watchdog(runtime_env: RuntimeEnv) -> None:
+    exited = threading.Event()
+    codes: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        codes.append(code)
+        exited.set()
+
+    @worker(name=WORKER)
+    def hung(ctx: JobContext) -> dict[str, Any]:
+        exited.wait(10)  # ignores ctx.should_stop
+        return {}
+
+    job_id = runtime_env.dispatched_job({})
+    started = time.monotonic()
+    run(
+        hung,
+        runtime_env.job_env(job_id, **{Env.WORKER_TIMEOUT_SECONDS: "0.2"}),
+        hard_exit=fake_exit,
+    )
+    assert codes == [exit_codes.TIMEOUT]
+    assert time.monotonic() - started < 5
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert "did not stop" in job["error"]["message"]
+
+
+class _Metadata(BaseHTTPRequestHandler):
+    payload: dict[str, Any] = {}
+
+    def do_GET(self) -> None:
+        body = json.dumps(self.payload).encode() if self.path == "/v4/abc/task" else b"{}"
+        self.send_response(200 if self.path == "/v4/abc/task" else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_scheduled_run_creates_its_own_job_from_task_metadata(runtime_env: RuntimeEnv) -> None:
+    task_hex = "0123456789abcdef" * 2
+    arn = f"arn:aws:ecs:us-east-1:000000000000:task/test-cluster/{task_hex}"
+    _Metadata.payload = {"TaskARN": arn, "Family": "test-echo", "Revision": "7"}
+    server = HTTPServer(("127.0.0.1", 0), _Metadata)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = runtime_env.env(
+            **{
+                Env.SCHEDULED_INPUT: json.dumps({"items": ["nightly"]}),
+                "ECS_CONTAINER_METADATA_URI_V4": f"http://127.0.0.1:{server.server_port}/v4/abc",
+            }
+        )
+        code, _ = run(upper, env)
+        # A second start of the same task (same id) does not run the job twice.
+        again, _ = run(upper, env | {Env.TASK_ARN: arn})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == exit_codes.OK
+    job_id = f"{WORKER}_{task_hex}"
+    job = runtime_env.store.get(job_id)
+    assert job is not None
+    assert job["status"] == JobStatus.SUCCEEDED and job["source"] == "schedule"
+    assert job["attempts"] == 1 and job["max_attempts"] == 4  # from the registration
+    assert job["input"] == {"items": ["nightly"]}
+    assert job["task_arn"] == arn and job["task_definition"] == "test-echo:7"
+    assert "RUNNING" in job["timestamps"] and "QUEUED" not in job["timestamps"]
+    doc = read_result(runtime_env.resources.bucket, result_key(WORKER, job_id))
+    assert doc["output"] == {"items": [{"value": "NIGHTLY"}]}
+    assert again == exit_codes.NOT_RUNNABLE
+
+
+def test_scheduled_run_with_bad_input_is_a_config_error(runtime_env: RuntimeEnv) -> None:
+    code, logs = run(upper, runtime_env.env(**{Env.SCHEDULED_INPUT: "[1, 2"}))
+    assert code == exit_codes.CONFIG
+    assert logs[-1]["event"] == "config_error"
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({Env.JOBS_TABLE: ""}, Env.JOBS_TABLE),
+        ({Env.JOB_ID: "other_" + "0" * 32, Env.JOB_ATTEMPT: "1"}, Env.JOB_ID),
+        ({Env.JOB_ID: "echo_" + "0" * 32}, Env.JOB_ATTEMPT),
+        ({Env.JOB_ID: "echo_" + "0" * 32, Env.JOB_ATTEMPT: "zero"}, Env.JOB_ATTEMPT),
+        ({Env.WORKER_NAME: "content-analyzer"}, Env.WORKER_NAME),
+        ({Env.WORKER_TIMEOUT_SECONDS: "-1"}, Env.WORKER_TIMEOUT_SECONDS),
+        ({Env.MODEL_BACKEND: "bedrock", Env.MODEL_ID: ""}, Env.MODEL_ID),
+    ],
+)
+def test_config_errors_exit_2_naming_the_variable(
+    runtime_env: RuntimeEnv, overrides: dict[str, str], needle: str
+) -> None:
+    code, logs = run(upper, runtime_env.env(**overrides))
+    assert code == exit_codes.CONFIG
+    assert needle in logs[-1]["message"]
