@@ -257,7 +257,9 @@ def _fixed_lines(model: StackCostModel, usage: Usage, prices: PriceBook) -> list
             lines.append(Line("Lambda", f"{fn.role} provisioned concurrency", gb_s,
                               "GB-s", prices[arch_key] * (1 if fn.arch == ARM64 else 1.25),
                               True))
-    scheduled = sum(s.invocations_per_month for s in model.schedules)
+    scheduled = sum(
+        s.invocations_per_month for s in model.schedules if s.via == "scheduler"
+    )
     if scheduled:
         billable = max(0.0, scheduled - prices["scheduler_included_invocations"])
         lines.append(Line("EventBridge Scheduler", "invocations beyond the $0 tier of 14 M",
@@ -361,7 +363,7 @@ def _job_lines(
                       prices["dynamodb_wru_million"] / 1e6, fixed, name))
     lines.append(Line("DynamoDB", "job reads", rru, "RRU",
                       prices["dynamodb_rru_million"] / 1e6, fixed, name))
-    ttl_days = prices.assumption("job_ttl_days")
+    ttl_days = model.job_ttl_days
     overhead_kb = prices.assumption("dynamodb_item_overhead_bytes") / KB
     stored_gb = jobs * (ttl_days / (prices.hours_per_month / 24)) * (1 + g) * (
         p.item_kb + overhead_kb
@@ -377,7 +379,7 @@ def _job_lines(
     if p.result_downloads and via_api:
         lines.append(Line("S3", "result GET (presigned download)", jobs * p.result_downloads,
                           "requests", prices["s3_get_thousand"] / 1e3, fixed, name))
-    expiry = prices.assumption("results_expiry_days")
+    expiry = model.results_expiry_days
     lines.append(Line("S3", "result storage, steady state",
                       jobs * p.result_kb * expiry / (prices.hours_per_month / 24) / GB_IN_KB,
                       "GB-month", prices["s3_storage_gb_month"], fixed, name))

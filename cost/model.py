@@ -72,6 +72,7 @@ class ScheduleSpec:
     expression: str
     target: str  # "lambda" | "ecs"
     worker: str | None = None  # the worker a scheduled ECS task runs
+    via: str = "scheduler"  # "scheduler" (billed per invocation) | "rule" (EventBridge rule: free)
 
     @property
     def invocations_per_month(self) -> float:
@@ -97,6 +98,8 @@ class StackCostModel:
     reconciler_events_per_task: int = 1  # 1 when the ECS rule matches STOPPED only
     pitr: bool = False
     gsi_count: int = 4
+    job_ttl_days: int = 30  # DynamoDB TTL on finished jobs: how long items are stored
+    results_expiry_days: int = 30  # S3 lifecycle expiry of results
 
     def worker(self, name: str) -> WorkerSpec:
         for w in self.workers:
@@ -442,6 +445,11 @@ def _schedules(graph: StackGraph, workers: Iterable[WorkerSpec]) -> tuple[Schedu
                 worker=worker,
             )
         )
+    for rule in graph.of_type(EVENT_RULE):
+        expression = rule.inputs.get("scheduleExpression")
+        if expression and str(rule.inputs.get("state", "ENABLED")).upper() != "DISABLED":
+            out.append(ScheduleSpec(name=rule.name, expression=str(expression),
+                                    target="lambda", via="rule"))
     return tuple(out)
 
 
@@ -461,6 +469,23 @@ def _config_float(config: Mapping[str, str], key: str) -> float | None:
     except ValueError:
         return None
     return number / 100 if number > 1 else number  # "70" or "0.7"
+
+
+def _config_json(config: Mapping[str, str], key: str) -> dict[str, Any]:
+    value = _config_value(config, key)
+    try:
+        doc = json.loads(value) if value else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _config_int(config: Mapping[str, str], key: str, default: int) -> int:
+    value = _config_value(config, key)
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
 
 
 def _public_ip(graph: StackGraph, config: Mapping[str, str]) -> bool:
@@ -517,6 +542,8 @@ def model_from_graph(
         reconciler_events_per_task=_reconciler_events(graph),
         pitr=bool(pitr),
         gsi_count=gsis,
+        job_ttl_days=_config_int(cfg, "jobTtlDays", 30),
+        results_expiry_days=int(_config_json(cfg, "results").get("expireDays", 30)),
     )
 
 
