@@ -1,0 +1,332 @@
+"""A local stand-in for the API Gateway REST API: HTTP -> Lambda proxy event -> the real handler.
+
+moto cannot serve a REST API, so this does what the deployed stage does in front of the
+handler, with the same answers API Gateway gives:
+- a path or method the API does not declare: 403 ``{"message": "Missing Authentication Token"}``
+  (REST APIs answer unknown routes that way, whatever the key);
+- source IP outside the resource policy's allow-list: 403 with the execute-api deny message;
+- a missing or wrong ``x-api-key``: 403 ``{"message": "Forbidden"}``;
+- a body over 10 MB: 413 (API Gateway's payload limit);
+- a handler exception or malformed proxy response: 502 ``{"message": "Internal server error"}``.
+Routes come from the stack's OpenAPI document, so they cannot drift from what is deployed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+log = logging.getLogger("local_pipeline.api")
+
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway REST payload limit
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# Local-only admin routes (not part of the deployed API); they require the API key too.
+ADMIN_PREFIX = "/_local/"
+
+ProxyHandler = Callable[[dict[str, Any]], Any]
+AdminHandler = Callable[[str, str, bytes], tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One declared resource path, e.g. ``/jobs/{id}``, and its methods (upper case)."""
+
+    resource: str
+    methods: frozenset[str]
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        parts = [
+            f"(?P<{seg[1:-1].rstrip('+')}>[^/]+)" if seg.startswith("{") else re.escape(seg)
+            for seg in self.resource.strip("/").split("/")
+        ]
+        return re.compile("^/" + "/".join(parts) + "/?$") if parts != [""] else re.compile("^/$")
+
+
+def routes_from_openapi(document: Mapping[str, Any]) -> list[Route]:
+    """The resources and methods an OpenAPI document declares (x-amazon-* keys ignored)."""
+    routes = []
+    for path, item in (document.get("paths") or {}).items():
+        item = item or {}
+        methods = {m.upper() for m in item if m.lower() in HTTP_METHODS}
+        if "x-amazon-apigateway-any-method" in item:
+            methods.update(m.upper() for m in HTTP_METHODS)
+        routes.append(Route(str(path), frozenset(methods)))
+    # Literal segments win over parameters, as in API Gateway.
+    routes.sort(key=lambda r: (r.resource.count("{"), -len(r.resource)))
+    return routes
+
+
+def match_route(routes: Iterable[Route], path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in routes:
+        m = route.pattern.match(path)
+        if m:
+            return route, dict(m.groupdict())
+    return None
+
+
+def allowed_networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+
+@dataclass
+class GatewayConfig:
+    routes: list[Route]
+    api_key: str
+    stage: str
+    allowed_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    api_id: str = "local"
+    api_key_id: str = "local-key"
+
+
+def build_event(
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    route: Route,
+    path_params: dict[str, str],
+    source_ip: str,
+    config: GatewayConfig,
+) -> dict[str, Any]:
+    """The REST API Lambda proxy integration event (payload format 1.0)."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    q_single: dict[str, str] = {}
+    q_multi: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        q_single[name] = value
+        q_multi.setdefault(name, []).append(value)
+    text: str | None
+    encoded = False
+    if not body:
+        text = None
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text, encoded = base64.b64encode(body).decode("ascii"), True
+    request_id = str(uuid.uuid4())
+    now = time.time()
+    return {
+        "resource": route.resource,
+        "path": path,
+        "httpMethod": method,
+        "headers": single or None,
+        "multiValueHeaders": multi or None,
+        "queryStringParameters": q_single or None,
+        "multiValueQueryStringParameters": q_multi or None,
+        "pathParameters": path_params or None,
+        "stageVariables": None,
+        "body": text,
+        "isBase64Encoded": encoded,
+        "requestContext": {
+            "resourceId": "local",
+            "resourcePath": route.resource,
+            "httpMethod": method,
+            "path": f"/{config.stage}{path}",
+            "stage": config.stage,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "requestTimeEpoch": int(now * 1000),
+            "protocol": "HTTP/1.1",
+            "domainName": single.get("Host", "localhost"),
+            "apiId": config.api_id,
+            "accountId": "000000000000",
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": single.get("User-Agent"),
+                "apiKey": config.api_key,
+                "apiKeyId": config.api_key_id,
+            },
+        },
+    }
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str | None:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+class LocalApiGateway:
+    """ThreadingHTTPServer on loopback in front of the API handler."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        handler: ProxyHandler,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        admin: AdminHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.handler = handler
+        self.admin = admin
+        gateway = self
+
+        class _RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.client_address[0], *args)
+
+            def _serve(self) -> None:
+                gateway.serve(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+
+        self._server = ThreadingHTTPServer((host, port), _RequestHandler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="local-api-gateway", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # --- one request -----------------------------------------------------------------------
+    def serve(self, req: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(req.path)
+        path, query = split.path or "/", split.query
+        headers = list(req.headers.items())
+        method = req.command.upper()
+        length = int(req.headers.get("Content-Length") or 0)
+        if length > MAX_PAYLOAD_BYTES:
+            # Read and drop the body in chunks so the client sees the answer, not a reset.
+            remaining = length
+            while remaining > 0:
+                chunk = req.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+            self._reply(req, 413, {"message": "Request Too Long"}, "RequestTooLongException")
+            return
+        body = req.rfile.read(length) if length else b""
+        source_ip = str(req.client_address[0])
+
+        if path.startswith(ADMIN_PREFIX) and self.admin is not None:
+            if not self._key_ok(headers):
+                self._reply(req, 403, {"message": "Forbidden"}, "ForbiddenException")
+                return
+            status, payload = self.admin(method, path[len(ADMIN_PREFIX) - 1 :], body)
+            self._reply(req, status, payload)
+            return
+
+        found = match_route(self.config.routes, path)
+        if found is None or method not in found[0].methods:
+            self._reply(
+                req, 403, {"message": "Missing Authentication Token"},
+                "MissingAuthenticationTokenException",
+            )
+            return
+        route, params = found
+        if self.config.allowed_ips and not self._ip_ok(source_ip):
+            message = (
+                "User: anonymous is not authorized to perform: execute-api:Invoke on resource: "
+                f"arn:aws:execute-api:local:000000000000:{self.config.api_id}/"
+                f"{self.config.stage}/{method}{path}"
+            )
+            self._reply(req, 403, {"Message": message}, "AccessDeniedException")
+            return
+        if not self._key_ok(headers):
+            self._reply(req, 403, {"message": "Forbidden"}, "ForbiddenException")
+            return
+        event = build_event(
+            method=method, path=path, query=query, headers=headers, body=body, route=route,
+            path_params=params, source_ip=source_ip, config=self.config,
+        )
+        try:
+            response = self.handler(event)
+            status, out_headers, out_body = self._proxy_response(response)
+        except Exception:
+            log.exception("API handler failed for %s %s", method, path)
+            self._reply(req, 502, {"message": "Internal server error"})
+            return
+        self._send(req, status, out_headers, out_body, event["requestContext"]["requestId"])
+
+    def _key_ok(self, headers: list[tuple[str, str]]) -> bool:
+        given = _header(headers, "x-api-key") or ""
+        return hmac.compare_digest(given.encode(), self.config.api_key.encode())
+
+    def _ip_ok(self, ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return any(address in net for net in self.config.allowed_ips)
+
+    @staticmethod
+    def _proxy_response(response: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+        if not isinstance(response, dict) or not isinstance(response.get("statusCode"), int):
+            raise ValueError(f"malformed Lambda proxy response: {response!r:.200}")
+        headers: list[tuple[str, str]] = [
+            (str(k), str(v)) for k, v in (response.get("headers") or {}).items()
+        ]
+        for k, values in (response.get("multiValueHeaders") or {}).items():
+            headers.extend((str(k), str(v)) for v in values)
+        raw = response.get("body") or ""
+        body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
+        return int(response["statusCode"]), headers, body
+
+    def _reply(
+        self,
+        req: BaseHTTPRequestHandler,
+        status: int,
+        payload: Any,
+        error_type: str | None = None,
+    ) -> None:
+        headers = [("Content-Type", "application/json")]
+        if error_type:
+            headers.append(("x-amzn-ErrorType", error_type))
+        self._send(req, status, headers, json.dumps(payload).encode(), str(uuid.uuid4()))
+
+    @staticmethod
+    def _send(
+        req: BaseHTTPRequestHandler,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        request_id: str,
+    ) -> None:
+        req.send_response(status)
+        names = {k.lower() for k, _ in headers}
+        for key, value in headers:
+            if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                req.send_header(key, value)
+        if "content-type" not in names:
+            req.send_header("Content-Type", "application/json")
+        req.send_header("x-amzn-RequestId", request_id)
+        req.send_header("Content-Length", str(len(body)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(body)
