@@ -1,0 +1,138 @@
+"""``batchctl cost``: what a stack costs idle and per job, from its own program and config.
+
+The stack is evaluated offline (``__main__.py`` under Pulumi mocks), so the estimate always
+follows the declared workers and the stack's config; no AWS account is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+DEFAULT_VOLUMES = (100, 1_000, 10_000)
+
+
+def _per_worker(
+    values: Sequence[str] | None, flag: str, default: float
+) -> float | dict[str, float]:
+    """``["500"]`` -> 500.0 (global); ``["alt=200", "meta=30"]`` -> per worker."""
+    if not values:
+        return default
+    per: dict[str, float] = {}
+    total: float | None = None
+    for raw in values:
+        name, sep, number = raw.partition("=")
+        text = number if sep else name
+        try:
+            value = float(text)
+        except ValueError:
+            raise SystemExit(f"batchctl cost: {flag} wants N or WORKER=N, got {raw!r}") from None
+        if value < 0:
+            raise SystemExit(f"batchctl cost: {flag} must not be negative, got {raw!r}")
+        if sep:
+            per[name] = value
+        else:
+            total = value
+    if per and total is not None:
+        raise SystemExit(f"batchctl cost: give {flag} either once globally or per worker")
+    return per if per else (total if total is not None else default)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``cost`` on the CLI's subparsers (called by cli/main.py)."""
+    p = subparsers.add_parser(
+        "cost",
+        help="estimate a stack's monthly cost (idle + per job) and compare with EC2",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    configure(p)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to use")
+    p.add_argument("--jobs-per-month", action="append", metavar="N|WORKER=N",
+                   help="job volume: once globally (split evenly) or per worker; default 1000")
+    p.add_argument("--duration-seconds", action="append", metavar="S|WORKER=S",
+                   help="run time of one job, globally or per worker; default 60")
+    p.add_argument("--startup-seconds", type=float, default=30.0,
+                   help="billed image pull + start per task (the clock starts at the pull)")
+    p.add_argument("--status-polls", type=int, default=3,
+                   help="client GET /jobs/{id} calls per job (billed)")
+    p.add_argument("--image-gb", type=float, default=0.15,
+                   help="compressed image size per worker image in ECR")
+    p.add_argument("--spot-discount", type=float, default=None,
+                   help="Fargate Spot discount as a fraction (default: the price book's)")
+    p.add_argument("--free-tier", action="store_true",
+                   help="apply the always-free allowances (off by default)")
+    p.add_argument("--compare-ec2", default="t4g.medium", metavar="INSTANCE",
+                   help="always-on instance for the side-by-side comparison")
+    p.add_argument("--volumes", default=",".join(str(v) for v in DEFAULT_VOLUMES),
+                   help="job volumes for the comparison, comma-separated")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cost.estimator import (
+        compare_ec2,
+        comparison_json,
+        estimate,
+        format_comparison,
+        format_estimate,
+        usage_from_args,
+    )
+    from cost.model import JobProfile, model_from_stack
+    from cost.prices import PriceBookError, load_prices
+
+    jobs = _per_worker(args.jobs_per_month, "--jobs-per-month", 1000.0)
+    durations = _per_worker(args.duration_seconds, "--duration-seconds", 60.0)
+    try:
+        volumes = tuple(int(v) for v in str(args.volumes).split(",") if v.strip())
+    except ValueError:
+        print(f"batchctl cost: --volumes wants integers, got {args.volumes!r}", file=sys.stderr)
+        return 2
+    try:
+        prices = load_prices()
+        model = model_from_stack(args.stack)
+        usage = usage_from_args(
+            model, jobs, durations,
+            startup_seconds=args.startup_seconds,
+            profile=JobProfile(status_polls=args.status_polls),
+            image_gb=args.image_gb,
+            apply_free_tier=args.free_tier,
+            spot_discount=args.spot_discount,
+        )
+        est = estimate(model, usage, prices)
+        rows = compare_ec2(model, usage, volumes, args.compare_ec2, prices) if volumes else []
+    except (FileNotFoundError, KeyError, PriceBookError, ValueError) as exc:
+        print(f"batchctl cost: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({
+            "estimate": est.to_json(),
+            "comparison": comparison_json(rows),
+            "model": asdict(model),
+        }, indent=2))
+        return 0
+    print(format_estimate(est))
+    if rows:
+        print()
+        print(f"Serverless vs an always-on {args.compare_ec2} (same job mix and duration):")
+        print(format_comparison(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry (``python -m cli.cost``) for when cli/main.py is not wired yet."""
+    parser = argparse.ArgumentParser(prog="batchctl cost", description=__doc__)
+    configure(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
