@@ -1,0 +1,236 @@
+"""Pure parts of the runtime: map, progress throttling, logs, model client (Stubber), loader."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+
+from jobcontract import Env
+from workers.runtime import (
+    BedrockClient,
+    ImageInput,
+    ModelError,
+    StopRequested,
+    model_client_from_env,
+)
+from workers.runtime.context import ProgressTracker, StopFlag
+from workers.runtime.loader import WorkerNotFound, load_worker
+from workers.runtime.logs import JsonLogger
+from workers.runtime.model import ModelConfigError
+from workers.runtime.testing import make_context
+
+
+def test_map_bounds_concurrency_keeps_order_and_isolates_errors() -> None:
+    active, peak = 0, 0
+    lock = threading.Lock()
+
+    def one(i: int) -> int:
+        nonlocal active, peak
+        with lock:
+            active += 1
+            peak = max(peak, active)
+        time.sleep(0.01)
+        with lock:
+            active -= 1
+        if i % 7 == 3:
+            raise RuntimeError(f"item {i}")
+        return i * i
+
+    writes: list[dict[str, int]] = []
+    ctx = make_context("echo", {}, progress_log=writes)
+    results = ctx.map(one, range(30), concurrency=3)
+    assert peak <= 3 and peak >= 2
+    assert [r.index for r in results] == list(range(30))
+    assert [r.value for r in results if r.ok] == [i * i for i in range(30) if i % 7 != 3]
+    failed = [r for r in results if not r.ok]
+    assert [r.index for r in failed] == [3, 10, 17, 24]
+    assert failed[0].error == {"type": "RuntimeError", "message": "item 3"}
+    assert writes[-1] == {"done": 30, "total": 30}
+
+
+def test_map_raises_stop_requested_without_starting_new_items() -> None:
+    stop = StopFlag()
+    seen: list[int] = []
+
+    def one(i: int) -> int:
+        seen.append(i)
+        if i == 4:
+            stop.set("interrupted")
+        return i
+
+    ctx = make_context("echo", {}, stop=stop)
+    with pytest.raises(StopRequested) as info:
+        ctx.map(one, range(100), concurrency=1)
+    assert seen == [0, 1, 2, 3, 4]
+    assert (info.value.reason, info.value.done, info.value.total) == ("interrupted", 5, 100)
+
+
+def test_stop_flag_keeps_first_reason() -> None:
+    stop = StopFlag()
+    assert stop.set("timeout") is True
+    assert stop.set("interrupted") is False
+    assert stop.reason == "timeout" and stop.is_set()
+
+
+def test_progress_tracker_throttles_writes() -> None:
+    writes: list[dict[str, int]] = []
+    tracker = ProgressTracker(writes.append, min_interval=60.0)
+    for done in range(1000):
+        tracker.update(done, 1000)
+    assert writes == [{"done": 0, "total": 1000}]  # first write immediate, rest throttled
+    tracker.flush()
+    assert writes[-1] == {"done": 999, "total": 1000}
+    tracker.flush()
+    assert len(writes) == 2  # nothing new, nothing written
+
+
+def test_json_logger_writes_one_object_per_line_with_bound_fields() -> None:
+    stream = io.StringIO()
+    log = JsonLogger(stream, worker="echo")
+    log.bind(job_id="echo_x", attempt=2)
+    log.info("hello", n=1)
+    log.error("oops", message="multi\nline")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    first, second = (json.loads(line) for line in lines)
+    assert first["event"] == "hello" and first["n"] == 1 and first["level"] == "INFO"
+    assert first["job_id"] == "echo_x" and first["attempt"] == 2 and first["worker"] == "echo"
+    assert second["message"] == "multi\nline" and second["level"] == "ERROR"
+
+
+# --- Bedrock Converse: exact request shape -----------------------------------------------
+def bedrock_stub() -> tuple[Any, Stubber]:
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client, Stubber(client)
+
+
+def converse_response(text: str) -> dict[str, Any]:
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 10, "outputTokens": 5, "totalTokens": 15},
+        "metrics": {"latencyMs": 12},
+    }
+
+
+def test_bedrock_request_shape_with_image_and_system() -> None:
+    client, stub = bedrock_stub()
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
+    stub.add_response(
+        "converse",
+        converse_response("  A red bicycle.  "),
+        {
+            "modelId": "anthropic.claude-3-haiku-20240307-v1:0",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"image": {"format": "png", "source": {"bytes": png}}},
+                        {"text": "Describe it."},
+                    ],
+                }
+            ],
+            "inferenceConfig": {"maxTokens": 80, "temperature": 0.1},
+            "system": [{"text": "You write alt text."}],
+        },
+    )
+    model = BedrockClient("anthropic.claude-3-haiku-20240307-v1:0", client=client)
+    with stub:
+        text = model.generate(
+            "Describe it.",
+            system="You write alt text.",
+            images=[ImageInput(png, "png")],
+            max_tokens=80,
+            temperature=0.1,
+        )
+    stub.assert_no_pending_responses()
+    assert text == "A red bicycle."
+
+
+def test_bedrock_retries_throttling_with_backoff_then_succeeds() -> None:
+    client, stub = bedrock_stub()
+    sleeps: list[float] = []
+    expected = {
+        "modelId": "m",
+        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
+        "inferenceConfig": {"maxTokens": 300, "temperature": 0.2},
+    }
+    stub.add_client_error(
+        "converse", "ThrottlingException", http_status_code=429, expected_params=expected
+    )
+    stub.add_client_error(
+        "converse", "ServiceUnavailableException", http_status_code=503, expected_params=expected
+    )
+    stub.add_response("converse", converse_response("ok"), expected)
+    model = BedrockClient("m", client=client, base_delay=0.5, sleep=sleeps.append)
+    with stub:
+        assert model.generate("hi") == "ok"
+    assert len(sleeps) == 2
+    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0  # exponential with jitter
+
+
+def test_bedrock_gives_up_on_non_retryable_and_after_max_attempts() -> None:
+    client, stub = bedrock_stub()
+    stub.add_client_error(
+        "converse",
+        "ValidationException",
+        http_status_code=400,
+        expected_params={"modelId": "m", "messages": ANY, "inferenceConfig": ANY},
+    )
+    for _ in range(2):
+        stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
+    model = BedrockClient("m", client=client, max_attempts=2, sleep=lambda _: None)
+    with stub:
+        with pytest.raises(ModelError, match="ValidationException"):
+            model.generate("x")
+        with pytest.raises(ModelError, match="ThrottlingException"):
+            model.generate("x")
+    stub.assert_no_pending_responses()
+
+
+def test_bedrock_rejects_oversized_images_and_empty_output() -> None:
+    client, stub = bedrock_stub()
+    model = BedrockClient("m", client=client)
+    with pytest.raises(ModelError, match="exceeds"):
+        model.request("x", images=[ImageInput(b"0" * 4_000_000, "jpeg")])
+    stub.add_response("converse", {**converse_response(""), "stopReason": "max_tokens"})
+    with stub, pytest.raises(ModelError, match="no text"):
+        model.generate("x")
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, None),
+        ({Env.MODEL_BACKEND: "offline", Env.MODEL_ID: "m"}, None),
+        ({Env.MODEL_ID: "m"}, "m"),
+        ({Env.MODEL_BACKEND: "bedrock", Env.MODEL_ID: "m2"}, "m2"),
+    ],
+)
+def test_model_client_selection(env: dict[str, str], expected: str | None) -> None:
+    chosen = model_client_from_env(env)
+    assert (chosen.model_id if chosen else None) == expected
+
+
+def test_model_client_selection_rejects_unknown_backend() -> None:
+    with pytest.raises(ModelConfigError):
+        model_client_from_env({Env.MODEL_BACKEND: "openai"})
+
+
+def test_loader_finds_each_seed_worker_by_folder_name() -> None:
+    for name in ("image-alt-generator", "meta-desc-generator", "content-analyzer"):
+        assert load_worker(name).name == name
+    with pytest.raises(WorkerNotFound):
+        load_worker("Not_A_Name")
