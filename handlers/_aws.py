@@ -8,9 +8,19 @@ Tests that change the endpoint or credentials call :func:`reset_clients`.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import threading
+import time
 from typing import Any
+
+# Imported at module level on purpose: Lambda runs module import in its (CPU-boosted) init
+# phase, so the first request does not pay for it. Clients themselves are created lazily.
+import boto3
+from botocore.config import Config
+
+from jobcontract import Env
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -24,9 +34,6 @@ def client(service: str) -> Any:
     with _lock:
         found = _clients.get(service)
         if found is None:
-            import boto3
-            from botocore.config import Config
-
             # Short connect timeout and standard retries: a Lambda should fail fast and let
             # its event source retry rather than hang until its own timeout.
             config = Config(
@@ -46,9 +53,26 @@ def set_client(service: str, value: Any) -> None:
 
 
 def reset_clients() -> None:
-    """Forget every cached client, so the next use picks up the current environment."""
+    """Forget every cached client (and the worker registration cache), so the next use picks
+    up the current environment. Tests call this after changing the endpoint or env."""
     with _lock:
         _clients.clear()
+    registry = sys.modules.get("handlers.registry")
+    if registry is not None:
+        registry.clear_cache()
+
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+def log(level: str, event: str, **fields: Any) -> None:
+    """One structured JSON log line (CloudWatch Logs Insights can query every field)."""
+    threshold = _LEVELS.get(os.environ.get(Env.LOG_LEVEL, "INFO").upper(), 20)
+    if _LEVELS.get(level, 20) < threshold:
+        return
+    record = {"level": level, "event": event, "time": time.time(), **fields}
+    sys.stdout.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def env(name: str, default: str | None = None) -> str:

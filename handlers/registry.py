@@ -1,0 +1,140 @@
+"""Worker registrations (the ``worker#<name>`` items the FargateWorker component writes).
+
+Parsed into a typed, immutable view and cached briefly per Lambda execution environment:
+a deploy that changes a worker is visible within ``CACHE_SECONDS``, while a burst of
+requests costs one read per worker, not one per request.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobcontract import CONTAINER_NAME, WorkerField
+from jobcontract.schema import SchemaError, Validator
+from jobcontract.store import JobStore
+
+CACHE_SECONDS = 30.0
+
+
+class RegistrationError(ValueError):
+    """A registration item is malformed (a deploy problem, never the caller's fault)."""
+
+
+@dataclass(frozen=True)
+class WorkerRegistration:
+    name: str
+    description: str
+    task_definition: str
+    container_name: str
+    queue_url: str
+    dlq_url: str
+    cpu: int
+    memory: int
+    max_cpu: int
+    max_memory: int
+    max_attempts: int
+    timeout_seconds: int
+    max_concurrency: int
+    capacity_strategy: tuple[dict[str, Any], ...]
+    spot_fallback: bool
+    input_schema: dict[str, Any]
+    architecture: str
+    validator: Validator = field(compare=False, repr=False)
+
+    @property
+    def family(self) -> str:
+        """Task definition family (``arn:...:task-definition/<family>:<revision>``)."""
+        return family_of(self.task_definition)
+
+    def limits(self) -> dict[str, int]:
+        return {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "max_cpu": self.max_cpu,
+            "max_memory": self.max_memory,
+            "timeout_seconds": self.timeout_seconds,
+            "max_attempts": self.max_attempts,
+            "max_concurrency": self.max_concurrency,
+        }
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> WorkerRegistration:
+        try:
+            schema_raw = item.get(WorkerField.INPUT_SCHEMA) or '{"type": "object"}'
+            schema = json.loads(schema_raw) if isinstance(schema_raw, str) else dict(schema_raw)
+            strategy_raw = item.get(WorkerField.CAPACITY_STRATEGY) or "[]"
+            strategy = (
+                json.loads(strategy_raw) if isinstance(strategy_raw, str) else list(strategy_raw)
+            )
+            return cls(
+                name=str(item[WorkerField.NAME]),
+                description=str(item.get(WorkerField.DESCRIPTION, "")),
+                task_definition=str(item[WorkerField.TASK_DEFINITION]),
+                container_name=str(item.get(WorkerField.CONTAINER_NAME) or CONTAINER_NAME),
+                queue_url=str(item[WorkerField.QUEUE_URL]),
+                dlq_url=str(item.get(WorkerField.DLQ_URL, "")),
+                cpu=int(item[WorkerField.CPU]),
+                memory=int(item[WorkerField.MEMORY]),
+                max_cpu=int(item.get(WorkerField.MAX_CPU, item[WorkerField.CPU])),
+                max_memory=int(item.get(WorkerField.MAX_MEMORY, item[WorkerField.MEMORY])),
+                max_attempts=int(item.get(WorkerField.MAX_ATTEMPTS, 3)),
+                timeout_seconds=int(item.get(WorkerField.TIMEOUT_SECONDS, 3600)),
+                max_concurrency=int(item.get(WorkerField.MAX_CONCURRENCY, 10)),
+                capacity_strategy=tuple(dict(s) for s in strategy),
+                spot_fallback=bool(item.get(WorkerField.SPOT_FALLBACK, False)),
+                input_schema=schema,
+                architecture=str(item.get(WorkerField.ARCHITECTURE, "X86_64")),
+                validator=Validator(schema),
+            )
+        except (KeyError, TypeError, ValueError, SchemaError) as exc:
+            raise RegistrationError(f"worker registration {item.get('pk')}: {exc}") from exc
+
+
+def family_of(task_definition: str) -> str:
+    """``arn:aws:ecs:r:a:task-definition/fam:3`` or ``fam:3`` or ``fam`` -> ``fam``."""
+    tail = task_definition.rsplit("/", 1)[-1]
+    return tail.split(":", 1)[0]
+
+
+_cache: dict[tuple[str, str], tuple[float, WorkerRegistration | None]] = {}
+_lock = threading.Lock()
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def get_worker(store: JobStore, name: str) -> WorkerRegistration | None:
+    key = (store.table_name, name)
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(key)
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    item = store.get_worker(name)
+    found = WorkerRegistration.from_item(item) if item else None
+    with _lock:
+        _cache[key] = (now, found)
+    return found
+
+
+def list_workers(store: JobStore) -> list[WorkerRegistration]:
+    found = [WorkerRegistration.from_item(item) for item in store.list_workers()]
+    now = time.monotonic()
+    with _lock:
+        for worker in found:
+            _cache[(store.table_name, worker.name)] = (now, worker)
+    return found
+
+
+def worker_by_family(store: JobStore, family: str) -> WorkerRegistration | None:
+    """The worker whose task definition has ``family`` (scheduled runs carry no job id)."""
+    for worker in list_workers(store):
+        if worker.family == family:
+            return worker
+    return None

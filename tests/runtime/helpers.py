@@ -1,0 +1,92 @@
+"""Helpers shared by the runtime tests: API Gateway proxy events and SQS/ECS event shapes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+
+
+def api_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    raw_body: str | None = None,
+) -> dict[str, Any]:
+    text = raw_body if raw_body is not None else (None if body is None else json.dumps(body))
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers or {},
+        "multiValueHeaders": {k: [v] for k, v in (headers or {}).items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": None,
+        "body": text,
+        "isBase64Encoded": False,
+        "requestContext": {"requestId": "test", "stage": "v1"},
+    }
+
+
+def call(
+    method: str, path: str, body: Any = None, **kwargs: Any
+) -> tuple[int, Any, dict[str, str]]:
+    from handlers import api
+
+    out = api.handler(api_event(method, path, body, **kwargs), None)
+    assert out["headers"]["Content-Type"] == "application/json"
+    return out["statusCode"], json.loads(out["body"]), out["headers"]
+
+
+def queue_depth(queue_url: str) -> int:
+    attrs = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def receive_all(queue_url: str) -> list[dict[str, Any]]:
+    """Every visible message (bodies parsed), received and deleted."""
+    sqs = boto3.client("sqs")
+    out: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(m)
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def sqs_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SQS event source batch as Lambda delivers it, from received messages."""
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def table_items(table: str) -> list[dict[str, Any]]:
+    return boto3.client("dynamodb").scan(TableName=table)["Items"]
