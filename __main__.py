@@ -1,0 +1,89 @@
+"""ai-batch: a serverless AI batch pipeline on AWS.
+
+    client -> API Gateway (API key) -> api Lambda -> jobs table + one SQS FIFO queue per worker
+           -> launcher Lambda -> ecs:RunTask on Fargate / Fargate Spot -> results in S3
+    ECS "task stopped" events -> reconciler Lambda (retry / fail / notify)
+    EventBridge Scheduler -> a worker's task as a scheduled job
+
+Read top to bottom, this file is the architecture: config -> platform -> API -> workers ->
+scheduled task -> (alarms) -> exports. Adding a worker = one ``FargateWorker`` here + one
+folder ``workers/<name>/``.
+"""
+
+import pulumi
+
+from components import iam, seed_workers
+from components.batch_api import BatchApi, BatchApiArgs
+from components.config import load_config
+from components.fargate_worker import FargateWorker, FargateWorkerArgs
+from components.observability import Observability, ObservabilityArgs
+from components.platform import BatchPlatform, BatchPlatformArgs
+from components.scheduled_task import ScheduledTask, ScheduledTaskArgs
+
+# 1. Every setting of this stack, validated before anything is declared.
+config = load_config()
+
+# 2. What all workers share: network, cluster, jobs table, results bucket, failure topic,
+#    and the control-plane Lambdas (api handler, launcher, reconciler, sweep).
+platform = BatchPlatform("platform", BatchPlatformArgs(config=config))
+
+# 3. The REST API in front of the api handler (OpenAPI document in components/openapi.yaml).
+api = BatchApi("api", BatchApiArgs(platform=platform))
+
+# 4. The seed workers. Each may call the configured Bedrock model and nothing else new.
+seed_workers.check_schemas()
+invoke_model = iam.bedrock_invoke(config.bedrock_model_id, platform.region, platform.account_id)
+workers = {
+    seed.name: FargateWorker(
+        seed.name,
+        FargateWorkerArgs(
+            platform=platform,
+            description=seed.description,
+            cpu=seed.cpu,
+            memory=seed.memory,
+            timeout_seconds=seed.timeout_seconds,
+            max_attempts=seed.max_attempts,
+            max_concurrency=seed.max_concurrency,
+            policy_statements=[invoke_model],
+            input_schema=seed.input_schema,
+        ),
+    )
+    for seed in seed_workers.SEED_WORKERS
+}
+
+# 5. One scheduled task: a nightly content analysis, recorded and retried like any job.
+ScheduledTask(
+    "nightly-content-analysis",
+    ScheduledTaskArgs(
+        platform=platform,
+        worker=workers[seed_workers.SCHEDULED_WORKER],
+        schedule=seed_workers.SCHEDULE,
+        timezone=seed_workers.SCHEDULE_TIMEZONE,
+        input=dict(seed_workers.SCHEDULED_INPUT),
+    ),
+)
+
+# 6. Alarms and the dashboard where the stack asks for them (prod).
+if config.alarms:
+    Observability(
+        "observability",
+        ObservabilityArgs(
+            platform=platform,
+            api_name=api.rest_api.name,
+            api_stage=api.stage.stage_name,
+            queues={name: w.queue.queue.name for name, w in workers.items()},
+            dlqs={name: w.queue.dlq.name for name, w in workers.items()},
+        ),
+    )
+
+# 7. What a client and an operator need.
+pulumi.export("apiUrl", api.url)
+pulumi.export("apiKeyId", api.api_key_id)
+pulumi.export("apiKey", pulumi.Output.secret(api.api_key_value))
+pulumi.export("resultsBucket", platform.results_bucket.bucket)
+pulumi.export("jobsTable", platform.jobs_table.name)
+pulumi.export("clusterArn", platform.cluster.arn)
+pulumi.export("clusterName", platform.cluster.name)
+pulumi.export("failureTopicArn", platform.failure_topic.arn)
+pulumi.export("queueUrls", {name: w.queue.queue.url for name, w in workers.items()})
+pulumi.export("dlqUrls", {name: w.queue.dlq.url for name, w in workers.items()})
