@@ -176,6 +176,7 @@ T_SECURITY_GROUP: Final = "aws:ec2/securityGroup:SecurityGroup"
 T_SG_RULE: Final = "aws:ec2/securityGroupRule:SecurityGroupRule"
 T_SG_INGRESS: Final = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 T_VPC_ENDPOINT: Final = "aws:ec2/vpcEndpoint:VpcEndpoint"
+T_KMS_KEY: Final = "aws:kms/key:Key"
 T_IAM_POLICY_HOLDERS: Final = frozenset({T_ROLE, T_ROLE_POLICY, T_POLICY, T_USER_POLICY})
 
 # --- deliberate departures from common rule packs (why, in one line each) -----------------
@@ -225,7 +226,6 @@ RESOURCE_STAR_ALLOWED_ACTIONS: Final = frozenset(
         "cloudwatch:putmetricdata",  # no resource type; scope with cloudwatch:namespace
         "xray:puttracesegments",
         "xray:puttelemetryrecords",
-        "ecs:describetasks",  # (accepted) ECS task ARNs are unknown before RunTask
         "ecs:listtasks",  # takes container-instance ARNs only
         "bedrock:listfoundationmodels",
         "sts:getcalleridentity",
@@ -430,6 +430,14 @@ def _secret_encryption(_t: str, inputs: Mapping[str, Any], _c: RuleContext) -> l
     if not isinstance(key, str) or not key.strip():
         return ["kmsKeyId, when set, must name a KMS key (omit it for aws/secretsmanager)"]
     return []
+
+
+def _kms_rotation(_t: str, inputs: Mapping[str, Any], _c: RuleContext) -> list[str]:
+    # A CMK exists only where AWS needs one (alarms -> encrypted topic); rotate it yearly.
+    value = inputs.get("enableKeyRotation")
+    if value is UNKNOWN or _truthy(value):
+        return []
+    return ["enableKeyRotation must be true"]
 
 
 # --- production data protection -----------------------------------------------------------
@@ -1092,6 +1100,8 @@ RESOURCE_RULES: Final[tuple[ResourceRule, ...]] = (
     ResourceRule("secret-encryption",
                  "Secrets use aws/secretsmanager (default) or a named KMS key.",
                  Severity.MEDIUM, frozenset({T_SECRET}), _secret_encryption, ()),
+    ResourceRule("kms-key-rotation", "Customer managed KMS keys rotate automatically.",
+                 Severity.MEDIUM, frozenset({T_KMS_KEY}), _kms_rotation, ("AwsSolutions-KMS5",)),
     ResourceRule("dynamodb-pitr-in-production",
                  "Production tables have point-in-time recovery.", Severity.MEDIUM,
                  frozenset({T_TABLE}), _dynamodb_pitr, ("AwsSolutions-DDB3",)),

@@ -59,6 +59,8 @@ RESOURCE_CASES: tuple[Case, ...] = (
          {"retentionInDays": 14, "kmsKeyId": "alias/logs"}, "key ARN"),
     Case("secret-encryption", rules.T_SECRET, {"name": "s"}, {"name": "s", "kmsKeyId": " "},
          "kmsKeyId"),
+    Case("kms-key-rotation", rules.T_KMS_KEY, {"enableKeyRotation": True}, {"description": "k"},
+         "enableKeyRotation"),
     Case("dynamodb-pitr-in-production", rules.T_TABLE, {"pointInTimeRecovery": {"enabled": True}},
          {"pointInTimeRecovery": {"enabled": False}}, "pointInTimeRecovery", PROD),
     Case("deletion-protection-in-production", rules.T_TABLE, {"deletionProtectionEnabled": True},

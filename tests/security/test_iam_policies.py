@@ -1,0 +1,210 @@
+"""Every IAM policy the components generate, taken from the mocked dev and prod programs:
+
+- every action name exists (policy_sentry's action table) -- checked FIRST, because one
+  unknown action hides the other parliament findings of its statement;
+- parliament reports nothing of MEDIUM severity or above;
+- no ``*`` / ``service:*`` action; ``Resource: "*"`` only for allow-listed actions;
+- scoping: a worker's task role reaches only its own job rows (``dynamodb:LeadingKeys``) and
+  its own S3 prefixes; RunTask names one task family in one cluster; PassRole names only the
+  roles of the worker being run, for ecs-tasks.amazonaws.com.
+
+Trust (assume-role) policies are checked separately: parliament's identity-policy auditors do
+not apply to them, so they get the principal check of policy/rules.py instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import pytest
+
+from components.offline import StackGraph
+from policy import rules
+
+SEVERITIES = ["MUTE", "INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL"]
+STACKS = ["dev", "prod"]
+
+
+@dataclass(frozen=True)
+class Policy:
+    label: str  # "<type> <logical name>[ inline name]"
+    holder: str  # logical name of the RolePolicy/Policy/Role resource
+    role: str | None  # role reference (name or id) for RolePolicy
+    document: dict[str, Any]
+
+
+def identity_policies(graph: StackGraph) -> list[Policy]:
+    out = []
+    for r in graph.resources:
+        if not r.custom:
+            continue
+        for label, doc in rules.policy_documents(r.type, r.inputs):
+            parsed = rules.parse_json(doc)
+            assert isinstance(parsed, dict), f"{r.type} {r.name}: policy is not JSON: {doc!r}"
+            out.append(Policy(f"{r.type} {r.name} {label}", r.name, r.inputs.get("role"), parsed))
+    return out
+
+
+def statements(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    stmts = doc["Statement"]
+    return stmts if isinstance(stmts, list) else [stmts]
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+@cache
+def known_actions() -> frozenset[str]:
+    from policy_sentry.querying.all import get_all_actions
+
+    return frozenset(get_all_actions(lowercase=True))
+
+
+def worker_names(graph: StackGraph) -> list[str]:
+    return [r.name for r in graph.resources if r.type == "aibatch:index:FargateWorker"]
+
+
+def role_arn(graph: StackGraph, logical: str) -> str:
+    return str(graph.named(rules.T_ROLE, logical).outputs["arn"])
+
+
+@pytest.fixture(params=STACKS)
+def graph(request: pytest.FixtureRequest, security_graphs: dict[str, StackGraph]) -> StackGraph:
+    return security_graphs[request.param]
+
+
+def test_there_are_policies_to_check(graph: StackGraph) -> None:
+    policies = identity_policies(graph)
+    workers = worker_names(graph)
+    assert len(workers) >= 3, workers
+    # per worker: exec + task + launcher-run + 3 senders; plus the control plane's own.
+    assert len(policies) >= 6 * len(workers) + 4
+
+
+def test_every_action_exists(graph: StackGraph) -> None:
+    unknown = [
+        (p.label, a)
+        for p in identity_policies(graph)
+        for s in statements(p.document)
+        for a in as_list(s.get("Action", []))
+        if a.lower() not in known_actions()
+    ]
+    assert unknown == []
+
+
+def test_parliament_finds_nothing_medium_or_above(graph: StackGraph) -> None:
+    import parliament
+
+    problems = []
+    for p in identity_policies(graph):
+        result = parliament.analyze_policy_string(json.dumps(p.document))
+        for f in result.findings:
+            if SEVERITIES.index(f.severity) >= SEVERITIES.index("MEDIUM"):
+                problems.append(f"{p.label}: {f.severity} {f.issue} {f.detail}")
+    assert problems == [], "\n".join(problems)
+
+
+def test_parliament_would_catch_a_bad_policy() -> None:
+    """The gate can fail: an unscoped PassRole is a parliament finding of MEDIUM or above."""
+    import parliament
+
+    bad = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "iam:PassRole", "Resource": "*"}]}
+    found = parliament.analyze_policy_string(json.dumps(bad)).findings
+    assert any(SEVERITIES.index(f.severity) >= SEVERITIES.index("MEDIUM") for f in found)
+
+
+def test_no_wildcard_actions_and_star_only_where_aws_requires(graph: StackGraph) -> None:
+    problems = []
+    for p in identity_policies(graph):
+        for s in statements(p.document):
+            if s.get("Effect") != "Allow":
+                continue
+            assert "NotAction" not in s and "NotResource" not in s, p.label
+            actions = [a.lower() for a in as_list(s["Action"])]
+            problems += [f"{p.label}: {a}" for a in actions if "*" in a]
+            if "*" in as_list(s["Resource"]):
+                extra = set(actions) - rules.RESOURCE_STAR_ALLOWED_ACTIONS
+                problems += [f"{p.label}: Resource * for {sorted(extra)}"] if extra else []
+    assert problems == []
+
+
+def test_task_roles_reach_only_their_own_rows_and_prefixes(graph: StackGraph) -> None:
+    for worker in worker_names(graph):
+        task = graph.named(rules.T_ROLE_POLICY, f"{worker}-task-policy")
+        doc = json.loads(task.inputs["policy"])
+        saw_table = saw_results = False
+        for s in statements(doc):
+            actions = [a.lower() for a in as_list(s["Action"])]
+            resources = [str(r) for r in as_list(s["Resource"])]
+            if any(a.startswith("dynamodb:") for a in actions):
+                saw_table = True
+                keys = s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+                assert as_list(keys) == [f"job#{worker}_*"], (worker, keys)
+                assert all(":table/" in r for r in resources)
+                assert not any(a in ("dynamodb:scan", "dynamodb:deletetable") for a in actions)
+            if any(a.startswith("s3:") for a in actions):
+                for r in resources:
+                    m = re.fullmatch(r"arn:aws:s3:::[^/]+/(results|inputs)/([a-z0-9-]+)/\*", r)
+                    assert m and m.group(2) == worker, (worker, r)
+                    saw_results |= m.group(1) == "results" and "s3:putobject" in actions
+            for other in worker_names(graph):
+                if other != worker and not worker.startswith(other):
+                    assert all(f"/{other}/" not in r for r in resources), (worker, r)
+        assert saw_table and saw_results, worker
+
+
+def test_run_task_names_one_family_in_one_cluster(graph: StackGraph) -> None:
+    cluster = graph.of_type("aws:ecs/cluster:Cluster")
+    assert len(cluster) == 1
+    cluster_arn = cluster[0].outputs["arn"]
+    run_task_statements = 0
+    for p in identity_policies(graph):
+        for s in statements(p.document):
+            if "ecs:runtask" not in [a.lower() for a in as_list(s["Action"])]:
+                continue
+            run_task_statements += 1
+            for r in as_list(s["Resource"]):
+                assert re.fullmatch(r"arn:aws:ecs:[^:]+:\d{12}:task-definition/[\w-]+:\*", r), r
+            cond = s.get("Condition", {})
+            clusters = [v for op in cond.values() for k, v in op.items() if k == "ecs:cluster"]
+            assert clusters and all(as_list(c) == [cluster_arn] for c in clusters), (p.label, s)
+    assert run_task_statements >= len(worker_names(graph))
+
+
+def test_pass_role_names_only_the_workers_roles(graph: StackGraph) -> None:
+    for worker in worker_names(graph):
+        own = {role_arn(graph, f"{worker}-task-role"), role_arn(graph, f"{worker}-exec-role")}
+        run = graph.named(rules.T_ROLE_POLICY, f"{worker}-launcher-run")
+        doc = json.loads(run.inputs["policy"])
+        passes = [s for s in statements(doc) if "iam:PassRole" in as_list(s["Action"])]
+        assert len(passes) == 1
+        assert set(as_list(passes[0]["Resource"])) == own
+        assert passes[0]["Condition"] == {
+            "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+        }
+    # Any PassRole anywhere (scheduler roles too) names roles of this stack, never more.
+    all_roles = {str(r.outputs["arn"]) for r in graph.of_type(rules.T_ROLE)}
+    for p in identity_policies(graph):
+        for s in statements(p.document):
+            if "iam:passrole" in [a.lower() for a in as_list(s["Action"])]:
+                assert set(as_list(s["Resource"])) <= all_roles, p.label
+                assert "iam:PassedToService" in json.dumps(s.get("Condition", {})), p.label
+
+
+def test_trust_policies_name_only_services(graph: StackGraph) -> None:
+    problems = []
+    for role in graph.of_type(rules.T_ROLE):
+        problems += [f"{role.name}: {m}" for m in rules.check_resource(
+            rules.T_ROLE, {"assumeRolePolicy": role.inputs["assumeRolePolicy"]})]
+        trust = json.loads(role.inputs["assumeRolePolicy"])
+        services = {s for st in statements(trust) for s in as_list(st["Principal"]["Service"])}
+        assert services and services <= {
+            "lambda.amazonaws.com", "ecs-tasks.amazonaws.com", "scheduler.amazonaws.com",
+            "events.amazonaws.com", "apigateway.amazonaws.com"}, (role.name, services)
+    assert problems == []
