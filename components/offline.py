@@ -56,6 +56,9 @@ class MockResource:
     outputs: dict[str, Any]
     parent: str | None  # logical name of the parent resource (None: the stack)
     custom: bool
+    protect: bool = False  # ResourceOptions(protect=...)
+    retain_on_delete: bool = False  # ResourceOptions(retain_on_delete=...)
+    depends_on: tuple[str, ...] = ()  # logical names of explicit + input dependencies
 
 
 @dataclass
@@ -386,6 +389,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         with self._record_lock:
             self._names_by_urn[urn] = request.name
             parent = self._names_by_urn.get(request.parent) if request.parent else None
+            depends_on = tuple(
+                sorted({self._names_by_urn.get(u, u) for u in request.dependencies})
+            )
             self.recorded.append(
                 MockResource(
                     type=request.type,
@@ -394,6 +400,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     outputs=unwrap_secrets(dict(state)),
                     parent=parent,
                     custom=bool(request.custom),
+                    protect=bool(getattr(request, "protect", False)),
+                    retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
+                    depends_on=depends_on,
                 )
             )
         return response
