@@ -161,8 +161,8 @@ def create_job(req: Request) -> Response:
     worker_name = payload.get("worker")
     if not isinstance(worker_name, str) or not worker_name:
         raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
-    if "input" not in payload:
-        raise ApiError(400, "invalid_request", "'input' is required")
+    if not isinstance(payload.get("input"), dict):
+        raise ApiError(400, "invalid_request", "'input' is required and must be a JSON object")
     key = req.header("idempotency-key")
     if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
         raise ApiError(
@@ -304,10 +304,12 @@ def _storable_inline(value: Any, depth: int = 0) -> bool:
 
 def _known_worker(store: JobStore, name: str) -> WorkerRegistration:
     if len(name) > WORKER_NAME_MAX or not WORKER_NAME_RE.match(name):
-        raise ApiError(400, "unknown_worker", f"no worker named {name[:64]!r}")
+        raise ApiError(
+            400, "invalid_request", f"'worker' is not a valid worker name: {name[:64]!r}"
+        )
     worker = get_worker(store, name)
     if worker is None:
-        raise ApiError(400, "unknown_worker", f"no worker named {name!r}; see GET /workers")
+        raise ApiError(404, "unknown_worker", f"no worker named {name!r}; see GET /workers")
     return worker
 
 
@@ -323,8 +325,8 @@ def _resources(worker: WorkerRegistration, cpu: Any, memory: Any) -> tuple[int, 
     eff_memory = worker.memory if memory is None else int(memory)
     if eff_cpu > worker.max_cpu or eff_memory > worker.max_memory:
         raise ApiError(
-            400,
-            "invalid_resources",
+            422,
+            "resources_exceed_limits",
             f"{worker.name} allows at most cpu {worker.max_cpu} and memory {worker.max_memory} "
             f"(asked cpu {eff_cpu}, memory {eff_memory})",
         )
@@ -375,6 +377,7 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         ("error", JobField.ERROR),
         ("heartbeat_at", JobField.HEARTBEAT_AT),
         ("task_definition", JobField.TASK_DEFINITION),
+        ("task_arn", JobField.TASK_ARN),
     ):
         if item.get(name) is not None:
             view[public] = item[name]
