@@ -1,0 +1,255 @@
+"""ControlPlane + PythonFunction under mocks: functions, least-privilege roles, triggers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from components.offline import StackGraph
+from components.python_function import code_archive
+from jobcontract import Env
+from tests.infra.policies import actions_of, as_list, grants, role_policy
+
+FUNCTION = "aws:lambda/function:Function"
+KEYS = ("api", "launcher", "reconciler", "sweep")
+FUNCTIONS_OVERRIDE = json.dumps(
+    {
+        "api": {"memory": 384, "timeout": 12},
+        "launcher": {"memory": 640, "timeout": 45},
+        "reconciler": {"memory": 768, "timeout": 70},
+        "sweep": {"memory": 896, "timeout": 200},
+    }
+)
+SECRETS = json.dumps(
+    {
+        "slackWebhook": "https://hooks.slack.com/services/T0/B0/cp",
+        "notionToken": "secret_cp",
+        "notionDatabaseId": "0123456789abcdef0123456789abcdef",
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def sized() -> StackGraph:
+    from tests.fixtures.pulumi_mocks import build_platform_graph
+
+    return build_platform_graph("dev", {"ai-batch:functions": FUNCTIONS_OVERRIDE})
+
+
+def test_functions_are_arm64_python313_sized_from_config(sized: StackGraph) -> None:
+    sizes = json.loads(FUNCTIONS_OVERRIDE)
+    for key in KEYS:
+        fn = sized.named(FUNCTION, f"{key}-function").inputs
+        assert fn["name"] == f"ai-batch-dev-{key}"
+        assert fn["architectures"] == ["arm64"]
+        assert fn["runtime"] == "python3.13"
+        assert fn["handler"] == f"handlers.{key}.handler"
+        assert int(fn["memorySize"]) == sizes[key]["memory"]
+        assert int(fn["timeout"]) == sizes[key]["timeout"]
+        # Reserved concurrency stays unset (see ControlPlane's docstring).
+        assert "reservedConcurrentExecutions" not in fn or fn["reservedConcurrentExecutions"] in (
+            None,
+            -1,
+        )
+
+
+def test_each_function_logs_json_to_its_own_log_group(dev_platform: StackGraph) -> None:
+    for key in KEYS:
+        fn = dev_platform.named(FUNCTION, f"{key}-function")
+        group = dev_platform.named("aws:cloudwatch/logGroup:LogGroup", f"{key}-logs")
+        assert group.inputs["name"] == f"/aws/lambda/{fn.inputs['name']}"
+        assert group.inputs["retentionInDays"] == 7
+        assert fn.inputs["loggingConfig"]["logFormat"] == "JSON"
+        assert fn.inputs["loggingConfig"]["logGroup"] == group.inputs["name"]
+        assert f"{key}-logs" in fn.depends_on and f"{key}-policy" in fn.depends_on
+        stmts = role_policy(dev_platform, f"{key}-policy")
+        (logs,) = grants(stmts, "logs:PutLogEvents")
+        assert logs["Resource"] == [f"{group.outputs['arn']}:log-stream:*"]
+        assert set(as_list(logs["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        role = dev_platform.named("aws:iam/role:Role", f"{key}-role")
+        trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        assert trust == [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "lambda.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ]
+
+
+def test_environment_comes_from_the_job_contract(dev_platform: StackGraph) -> None:
+    table = dev_platform.named("aws:dynamodb/table:Table", "platform-jobs").outputs
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs
+    cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs
+    topic = dev_platform.named("aws:sns/topic:Topic", "platform-failures").outputs
+    sg = dev_platform.of_type("aws:ec2/securityGroup:SecurityGroup")[0].outputs
+    for key in KEYS:
+        env = dev_platform.named(FUNCTION, f"{key}-function").inputs["environment"]["variables"]
+        assert env[Env.JOBS_TABLE] == table["name"]
+        assert env[Env.RESULTS_BUCKET] == bucket["bucket"]
+        assert env[Env.CLUSTER_ARN] == cluster["arn"]
+        assert env[Env.FAILURE_TOPIC_ARN] == topic["arn"]
+        assert env[Env.SECURITY_GROUPS] == sg["id"]
+        assert env[Env.SUBNETS] == "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002"
+        assert env[Env.ASSIGN_PUBLIC_IP] == "ENABLED"
+        assert env[Env.JOB_TTL_DAYS] == "14" and env[Env.STACK] == "dev"
+        assert Env.SLACK_WEBHOOK_SECRET_ARN not in env and Env.NOTION_SECRET_ARN not in env
+
+
+def _table_resources(graph: StackGraph) -> list[str]:
+    arn = graph.named("aws:dynamodb/table:Table", "platform-jobs").outputs["arn"]
+    return [arn, f"{arn}/index/*"]
+
+
+def test_api_role(dev_platform: StackGraph) -> None:
+    stmts = role_policy(dev_platform, "api-policy")
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    assert actions_of(stmts) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "s3:GetObject",
+        "s3:PutObject",
+    }
+    for action in ("dynamodb:GetItem", "dynamodb:Query"):
+        (s,) = grants(stmts, action)
+        assert s["Resource"] == _table_resources(dev_platform)
+    assert grants(stmts, "s3:GetObject")[0]["Resource"] == [f"{bucket}/results/*"]
+    assert grants(stmts, "s3:PutObject")[0]["Resource"] == [f"{bucket}/inputs/*"]
+
+
+def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
+    stmts = role_policy(dev_platform, "launcher-policy")
+    cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
+    assert actions_of(stmts) == {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "ecs:ListTasks",
+        "ecs:DescribeTasks",
+    }
+    (list_tasks,) = grants(stmts, "ecs:ListTasks")
+    assert list_tasks["Resource"] == ["*"]  # AWS: ListTasks takes no task resource
+    assert list_tasks["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    (describe,) = grants(stmts, "ecs:DescribeTasks")
+    assert describe["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
+    assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    # RunTask and PassRole come from each worker, never as a base grant.
+    assert not grants(stmts, "ecs:RunTask") and not grants(stmts, "iam:PassRole")
+
+
+def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
+    stmts = role_policy(dev_platform, "sweep-policy")
+    cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
+    (stop,) = grants(stmts, "ecs:StopTask")
+    assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
+    assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    assert set(as_list(grants(stmts, "dynamodb:UpdateItem")[0]["Action"])) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+    }
+    assert not grants(stmts, "dynamodb:DeleteItem")
+
+
+def test_reconciler_reads_only_the_notification_secrets(
+    platform_graph: Callable[..., StackGraph], dev_platform: StackGraph
+) -> None:
+    plain = role_policy(dev_platform, "reconciler-policy")
+    assert not grants(plain, "secretsmanager:GetSecretValue")
+    topic = dev_platform.named("aws:sns/topic:Topic", "platform-failures").outputs["arn"]
+    assert grants(plain, "sns:Publish")[0]["Resource"] == [topic]
+
+    graph = platform_graph("dev", {"ai-batch:notifications": SECRETS})
+    stmts = role_policy(graph, "reconciler-policy")
+    secrets = {s.outputs["arn"] for s in graph.of_type("aws:secretsmanager/secret:Secret")}
+    assert len(secrets) == 2
+    (read,) = grants(stmts, "secretsmanager:GetSecretValue")
+    assert set(read["Resource"]) == secrets
+    env = graph.named(FUNCTION, "reconciler-function").inputs["environment"]["variables"]
+    assert {env[Env.SLACK_WEBHOOK_SECRET_ARN], env[Env.NOTION_SECRET_ARN]} == secrets
+    # The API handler never reads notification secrets.
+    assert not grants(role_policy(graph, "api-policy"), "secretsmanager:GetSecretValue")
+
+
+def test_prod_publishers_may_use_the_topic_key(prod_platform: StackGraph) -> None:
+    key = prod_platform.named("aws:kms/key:Key", "platform-topic-key").outputs["arn"]
+    for key_name in ("reconciler", "sweep"):
+        (kms,) = grants(role_policy(prod_platform, f"{key_name}-policy"), "kms:GenerateDataKey")
+        assert kms["Resource"] == [key]
+    assert not grants(role_policy(prod_platform, "api-policy"), "kms:GenerateDataKey")
+
+
+def test_reconciler_rule_matches_stopped_tasks_of_this_cluster_only(
+    dev_platform: StackGraph,
+) -> None:
+    cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
+    rule = dev_platform.named("aws:cloudwatch/eventRule:EventRule", "platform-control-task-stopped")
+    assert json.loads(rule.inputs["eventPattern"]) == {
+        "source": ["aws.ecs"],
+        "detail-type": ["ECS Task State Change"],
+        "detail": {"clusterArn": [cluster], "lastStatus": ["STOPPED"]},
+    }
+    reconciler = dev_platform.named(FUNCTION, "reconciler-function").outputs
+    target = dev_platform.named(
+        "aws:cloudwatch/eventTarget:EventTarget", "platform-control-task-stopped-target"
+    ).inputs
+    assert target["arn"] == reconciler["arn"] and target["rule"] == rule.outputs["name"]
+    permission = dev_platform.named(
+        "aws:lambda/permission:Permission", "platform-control-task-stopped-invoke"
+    ).inputs
+    assert permission["principal"] == "events.amazonaws.com"
+    assert permission["sourceArn"] == rule.outputs["arn"]
+    assert permission["function"] == reconciler["name"]
+    assert permission["action"] == "lambda:InvokeFunction"
+
+
+def test_sweep_runs_on_the_configured_schedule(
+    dev_platform: StackGraph, prod_platform: StackGraph
+) -> None:
+    for graph, rate in ((dev_platform, "rate(10 minutes)"), (prod_platform, "rate(5 minutes)")):
+        rule = graph.named("aws:cloudwatch/eventRule:EventRule", "platform-control-sweep-schedule")
+        assert rule.inputs["scheduleExpression"] == rate
+        sweep = graph.named(FUNCTION, "sweep-function").outputs
+        permission = graph.named(
+            "aws:lambda/permission:Permission", "platform-control-sweep-schedule-invoke"
+        ).inputs
+        assert permission["sourceArn"] == rule.outputs["arn"]
+        assert permission["function"] == sweep["name"]
+
+
+def test_provisioned_concurrency_uses_a_live_alias(
+    platform_graph: Callable[..., StackGraph],
+) -> None:
+    graph = platform_graph(
+        "dev", {"ai-batch:functions": json.dumps({"api": {"provisionedConcurrency": 2}})}
+    )
+    api = graph.named(FUNCTION, "api-function")
+    assert api.inputs["publish"] is True
+    alias = graph.named("aws:lambda/alias:Alias", "api-alias")
+    assert (
+        alias.inputs["name"] == "live" and alias.inputs["functionVersion"] == api.outputs["version"]
+    )
+    config = graph.named(
+        "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig", "api-provisioned"
+    ).inputs
+    assert config["qualifier"] == "live" and config["provisionedConcurrentExecutions"] == 2
+    # Only the API handler gets warm instances.
+    assert len(graph.of_type("aws:lambda/alias:Alias")) == 1
+
+
+def test_code_zip_holds_only_handler_and_contract_sources() -> None:
+    names = sorted(code_archive().assets)
+    assert "jobcontract/__init__.py" in names
+    assert any(n.startswith("handlers/") for n in names)
+    for name in names:
+        assert name.endswith(".py"), name
+        assert name.split("/")[0] in ("handlers", "jobcontract"), name
+        assert "__pycache__" not in name and "/tests/" not in name and "/test_" not in name
