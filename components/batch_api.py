@@ -1,0 +1,407 @@
+"""``BatchApi``: the public REST API, built from the one OpenAPI document ``openapi.yaml``.
+
+What it makes:
+- a REGIONAL API Gateway REST API whose body is ``openapi.yaml`` with the API handler's
+  invoke ARN filled in: Lambda proxy integration, request validation at the edge, an API key
+  required on every method, gateway error responses in the API's own error shape;
+- a deployment that is replaced whenever the rendered document, the integration or the
+  resource policy changes (``triggers`` = their hash), and a stage pointing at it, with
+  stage-wide throttling (``MethodSettings "*/*"``) and JSON access logs to its own log group;
+- a usage plan (throttle + quota from the stack config), one API key attached to it;
+- with ``api.allowedIps``: a resource policy allowing ``execute-api:Invoke`` only from those
+  CIDRs. Without it there is no resource policy: the API key and usage plan are the gate, and
+  an "allow everyone" policy would add nothing but a redeploy on every change;
+- the Lambda permission for API Gateway, scoped to this API's stage;
+- only with ``api.manageCloudWatchRole``: API Gateway's CloudWatch role. That setting is ONE
+  per account and region (``aws.apigateway.Account``): managing it here overwrites whatever
+  another stack set, so it is off unless configured.
+
+Idle cost: nothing (REST APIs bill $3.50 per million requests; log storage by volume).
+
+Usage::
+
+    api = BatchApi("api", BatchApiArgs(platform=platform))
+    pulumi.export("api_url", api.url)
+    pulumi.export("api_key", api.api_key_value)   # a secret output
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+import yaml
+
+from components import aws_rules, iam
+
+if TYPE_CHECKING:
+    from components.platform import BatchPlatform
+    from components.python_function import PythonFunction
+
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
+INVOKE_ARN_PLACEHOLDER = "{{API_HANDLER_INVOKE_ARN}}"
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# What API Gateway's account-wide CloudWatch role needs (the AWS-managed
+# AmazonAPIGatewayPushToCloudWatchLogs policy, but limited to this account's log groups).
+APIGW_LOGS_ACTIONS = (
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:GetLogEvents",
+    "logs:FilterLogEvents",
+)
+# One JSON object per request (CloudWatch Logs Insights parses it without a pattern).
+ACCESS_LOG_FORMAT: Mapping[str, str] = {
+    "requestId": "$context.requestId",
+    "extendedRequestId": "$context.extendedRequestId",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "apiKeyId": "$context.identity.apiKeyId",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.resourcePath",
+    "path": "$context.path",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "latency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integrationStatus",
+    "errorMessage": "$context.error.message",
+    "errorType": "$context.error.responseType",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchApiArgs:
+    """Arguments of ``BatchApi``. Throttle, quota, allow-list and the CloudWatch-role switch
+    come from the stack config (``platform.config.api``)."""
+
+    platform: BatchPlatform
+    """The shared platform. Required."""
+    handler: PythonFunction | None = None
+    """The Lambda behind every route. Default ``None``: ``platform.functions.api``."""
+    stage_name: str | None = None
+    """Stage (first path segment of the URL). Default ``None``: ``api.stageName`` (``v1``)."""
+    document_path: str | None = None
+    """The OpenAPI document. Default ``None``: ``components/openapi.yaml``."""
+    access_logs: bool = True
+    """JSON access logs to the API's own log group. Default ``True``. NOTE: API Gateway writes
+    them with the account-wide CloudWatch role, which must exist in the account/region
+    (set ``api.manageCloudWatchRole: true`` once per account, or set it up outside)."""
+
+
+def load_openapi(path: Path | str = OPENAPI_PATH) -> dict[str, Any]:
+    """The OpenAPI document as data (placeholders intact): documentation and contract."""
+    doc = yaml.safe_load(Path(path).read_text())
+    if not isinstance(doc, dict) or not str(doc.get("openapi", "")).startswith("3."):
+        raise ValueError(f"{path}: not an OpenAPI 3 document")
+    return doc
+
+
+def render_openapi(invoke_arn: str, path: Path | str = OPENAPI_PATH) -> str:
+    """The document as API Gateway imports it: JSON, the handler's invoke ARN filled in."""
+    doc = load_openapi(path)
+    placeholders = 0
+
+    def fill(value: Any) -> Any:
+        nonlocal placeholders
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if value == INVOKE_ARN_PLACEHOLDER:
+            placeholders += 1
+            return invoke_arn
+        return value
+
+    rendered = fill(doc)
+    check_document(rendered)
+    if placeholders == 0:
+        raise ValueError(f"{path}: no {INVOKE_ARN_PLACEHOLDER} placeholder to fill")
+    return json.dumps(rendered, sort_keys=True, separators=(",", ":"))
+
+
+def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(path, METHOD, operation) for every operation of the document."""
+    ops: list[tuple[str, str, dict[str, Any]]] = []
+    for path, item in (doc.get("paths") or {}).items():
+        for method in HTTP_METHODS:
+            if method in item:
+                ops.append((path, method.upper(), item[method]))
+    return ops
+
+
+def check_document(doc: Mapping[str, Any]) -> None:
+    """Refuse a document that would deploy an open or unintegrated method."""
+    schemes = (doc.get("components") or {}).get("securitySchemes") or {}
+    key_schemes = {
+        name
+        for name, s in schemes.items()
+        if s.get("type") == "apiKey" and s.get("in") == "header" and s.get("name") == "x-api-key"
+    }
+    if not key_schemes:
+        raise ValueError("OpenAPI document: no apiKey security scheme on header x-api-key")
+    for path, method, op in operations(doc):
+        security = op.get("security", doc.get("security")) or []
+        if not any(set(req) & key_schemes for req in security):
+            raise ValueError(f"OpenAPI document: {method} {path} does not require the API key")
+        integration = op.get("x-amazon-apigateway-integration") or {}
+        if integration.get("type") != "aws_proxy":
+            raise ValueError(f"OpenAPI document: {method} {path} has no Lambda proxy integration")
+
+
+def deployment_hash(body: str, policy: str) -> str:
+    """What a deployment is a snapshot of: any change to it needs a new deployment."""
+    return hashlib.sha256(f"{body}\n--policy--\n{policy}".encode()).hexdigest()
+
+
+def ip_allow_policy(execution_arn: str, cidrs: tuple[str, ...]) -> str:
+    """Resource policy: Invoke allowed, and denied from any source outside ``cidrs``."""
+    resource = f"{execution_arn}/*"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "AllowInvoke",
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": resource,
+                },
+                {
+                    "Sid": "DenyOutsideAllowList",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "execute-api:Invoke",
+                    "Resource": resource,
+                    "Condition": {"NotIpAddress": {"aws:SourceIp": list(cidrs)}},
+                },
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+class BatchApi(pulumi.ComponentResource):
+    """The REST API from ``openapi.yaml``: stage, throttling, usage plan, API key, logs."""
+
+    rest_api: aws.apigateway.RestApi
+    deployment: aws.apigateway.Deployment
+    stage: aws.apigateway.Stage
+    usage_plan: aws.apigateway.UsagePlan
+    api_key: aws.apigateway.ApiKey
+    resource_policy: aws.apigateway.RestApiPolicy | None
+    cloudwatch_account: aws.apigateway.Account | None
+    access_log_group: aws.cloudwatch.LogGroup | None
+    url: pulumi.Output[str]
+    api_key_id: pulumi.Output[str]
+    api_key_value: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BatchApiArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("aibatch:index:BatchApi", name, None, opts)
+        platform = args.platform
+        cfg = platform.config.api
+        handler = args.handler if args.handler is not None else platform.functions.api
+        stage_name = args.stage_name or cfg.stage_name
+        # AWS rule: API Gateway stage names are 1-128 characters of [A-Za-z0-9_-].
+        if not (
+            1 <= len(stage_name) <= 128 and stage_name.replace("-", "").replace("_", "").isalnum()
+        ):
+            raise aws_rules.AwsConstraintError("stage_name", stage_name, "1-128 of [A-Za-z0-9_-]")
+        rate, burst = aws_rules.throttle(cfg.throttle.rate_limit, cfg.throttle.burst_limit)
+        quota_limit, quota_period = aws_rules.quota(cfg.quota.limit, cfg.quota.period)
+        allowed_ips = aws_rules.cidrs(cfg.allowed_ips, "api.allowedIps")
+        document = Path(args.document_path) if args.document_path else OPENAPI_PATH
+        check_document(load_openapi(document))  # fail at preview, before any Output resolves
+        prefix = platform.name_prefix
+        child = pulumi.ResourceOptions(parent=self)
+
+        body = pulumi.Output.from_input(handler.invoke_arn).apply(
+            lambda arn: render_openapi(arn, document)
+        )
+        self.rest_api = aws.apigateway.RestApi(
+            f"{name}-rest-api",
+            name=f"{prefix}-api",
+            description=f"AI batch pipeline API ({prefix}), from openapi.yaml",
+            body=body,
+            endpoint_configuration=aws.apigateway.RestApiEndpointConfigurationArgs(
+                types="REGIONAL"
+            ),
+            api_key_source="HEADER",
+            put_rest_api_mode="overwrite",
+            opts=child,
+        )
+
+        self.resource_policy = None
+        policy_text: pulumi.Output[str] = pulumi.Output.from_input("")
+        if allowed_ips:
+            policy_text = self.rest_api.execution_arn.apply(
+                lambda arn: ip_allow_policy(arn, allowed_ips)
+            )
+            self.resource_policy = aws.apigateway.RestApiPolicy(
+                f"{name}-ip-allow-list",
+                rest_api_id=self.rest_api.id,
+                policy=policy_text,
+                opts=child,
+            )
+
+        handler.allow_invoke(
+            f"{name}-invoke-handler",
+            "apigateway.amazonaws.com",
+            pulumi.Output.concat(self.rest_api.execution_arn, "/", stage_name, "/*"),
+            opts=child,
+        )
+
+        # A deployment is a snapshot: it must be taken after the body (and policy) are in
+        # place, and replaced whenever they change. Replacement creates the new one first
+        # (Pulumi's default), the stage moves to it, then the old one is deleted.
+        self.deployment = aws.apigateway.Deployment(
+            f"{name}-deployment",
+            rest_api=self.rest_api.id,
+            description="snapshot of openapi.yaml + integration + resource policy",
+            triggers={
+                "redeployment": pulumi.Output.all(body, policy_text).apply(
+                    lambda parts: deployment_hash(parts[0], parts[1])
+                )
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[r for r in (self.rest_api, self.resource_policy) if r is not None],
+                replace_on_changes=["triggers"],
+                delete_before_replace=False,
+            ),
+        )
+
+        self.cloudwatch_account = None
+        stage_deps: list[pulumi.Resource] = []
+        if cfg.manage_cloudwatch_role:
+            self.cloudwatch_account = self._cloudwatch_role(name, platform)
+            stage_deps.append(self.cloudwatch_account)
+
+        self.access_log_group = None
+        access_logs = None
+        if args.access_logs:
+            # Access logging needs API Gateway's account-wide CloudWatch role to exist.
+            self.access_log_group = aws.cloudwatch.LogGroup(
+                f"{name}-access-logs",
+                name=f"/aibatch/{prefix}/api-access",
+                retention_in_days=aws_rules.log_retention(platform.log_retention_days),
+                opts=child,
+            )
+            access_logs = aws.apigateway.StageAccessLogSettingsArgs(
+                destination_arn=self.access_log_group.arn,
+                format=json.dumps(dict(ACCESS_LOG_FORMAT), separators=(",", ":")),
+            )
+        self.stage = aws.apigateway.Stage(
+            f"{name}-stage",
+            rest_api=self.rest_api.id,
+            deployment=self.deployment.id,
+            stage_name=stage_name,
+            description=f"{prefix} API stage",
+            access_log_settings=access_logs,
+            xray_tracing_enabled=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=stage_deps),
+        )
+        aws.apigateway.MethodSettings(
+            f"{name}-stage-throttle",
+            rest_api=self.rest_api.id,
+            stage_name=self.stage.stage_name,
+            method_path="*/*",
+            settings=aws.apigateway.MethodSettingsSettingsArgs(
+                throttling_rate_limit=rate,
+                throttling_burst_limit=burst,
+                metrics_enabled=True,
+                # Execution logs would also need the account role and can log bodies: off.
+                logging_level="OFF",
+                data_trace_enabled=False,
+            ),
+            opts=child,
+        )
+
+        self.usage_plan = aws.apigateway.UsagePlan(
+            f"{name}-usage-plan",
+            name=f"{prefix}-default",
+            description="Throttle and quota per API key (from the stack config)",
+            api_stages=[
+                aws.apigateway.UsagePlanApiStageArgs(
+                    api_id=self.rest_api.id, stage=self.stage.stage_name
+                )
+            ],
+            throttle_settings=aws.apigateway.UsagePlanThrottleSettingsArgs(
+                rate_limit=rate, burst_limit=burst
+            ),
+            quota_settings=aws.apigateway.UsagePlanQuotaSettingsArgs(
+                limit=quota_limit, period=quota_period
+            ),
+            opts=child,
+        )
+        self.api_key = aws.apigateway.ApiKey(
+            f"{name}-key",
+            name=f"{prefix}-default",
+            description="Default API key (value: `pulumi stack output api_key --show-secrets`)",
+            enabled=True,
+            opts=child,
+        )
+        aws.apigateway.UsagePlanKey(
+            f"{name}-usage-plan-key",
+            key_id=self.api_key.id,
+            key_type="API_KEY",
+            usage_plan_id=self.usage_plan.id,
+            opts=child,
+        )
+
+        self.url = self.stage.invoke_url
+        self.api_key_id = self.api_key.id
+        self.api_key_value = pulumi.Output.secret(self.api_key.value)
+        self.register_outputs(
+            {"url": self.url, "api_key_id": self.api_key_id, "api_key_value": self.api_key_value}
+        )
+
+    def _cloudwatch_role(self, name: str, platform: BatchPlatform) -> aws.apigateway.Account:
+        """API Gateway's account-wide CloudWatch role (only when the config asks for it)."""
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity_output().account_id
+        region = aws.get_region_output().region
+        partition = aws.get_partition_output().partition
+        role = aws.iam.Role(
+            f"{name}-cloudwatch-role",
+            name=f"{platform.name_prefix}-apigw-cloudwatch",
+            description="API Gateway account setting: writes API logs to CloudWatch Logs",
+            assume_role_policy=account.apply(
+                lambda acct: iam.assume_role_policy("apigateway.amazonaws.com", source_account=acct)
+            ),
+            opts=child,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-cloudwatch-logs",
+            role=role.id,
+            policy=iam.policy_document(
+                iam.Statement(
+                    APIGW_LOGS_ACTIONS,
+                    [
+                        pulumi.Output.concat(
+                            "arn:", partition, ":logs:", region, ":", account, ":log-group:*"
+                        )
+                    ],
+                    sid="ApiGatewayLogs",
+                )
+            ),
+            opts=child,
+        )
+        return aws.apigateway.Account(
+            f"{name}-cloudwatch-account-setting",
+            cloudwatch_role_arn=role.arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )

@@ -1,0 +1,302 @@
+"""BatchApi under Pulumi mocks: body from openapi.yaml, keys, throttling, logs, redeploys."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pytest
+
+from components.aws_rules import AwsConstraintError
+from components.batch_api import (
+    ACCESS_LOG_FORMAT,
+    INVOKE_ARN_PLACEHOLDER,
+    BatchApi,
+    BatchApiArgs,
+    operations,
+)
+from components.config import StackConfig
+from components.offline import StackGraph, run_program
+from components.python_function import PythonFunction, PythonFunctionArgs
+from tests.infra.test_fargate_worker import fake_platform, stack_config
+
+REST_API = "aws:apigateway/restApi:RestApi"
+DEPLOYMENT = "aws:apigateway/deployment:Deployment"
+STAGE = "aws:apigateway/stage:Stage"
+
+
+def run_api(config: StackConfig, **overrides: Any) -> StackGraph:
+    def program() -> None:
+        platform = fake_platform(config)
+        handler = PythonFunction(
+            "api-handler",
+            PythonFunctionArgs(
+                handler="handlers.api.handler", timeout=10, name_prefix=config.name_prefix
+            ),
+        )
+        api = BatchApi("api", BatchApiArgs(platform=platform, handler=handler, **overrides))
+        pulumi.export("url", api.url)
+        pulumi.export("api_key_id", api.api_key_id)
+        pulumi.export("api_key", api.api_key_value)
+
+    return run_program(program, stack=config.stack)
+
+
+def body_of(graph: StackGraph) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(graph.named(REST_API, "api-rest-api").inputs["body"])
+    return doc
+
+
+@pytest.fixture(scope="module")
+def graph() -> StackGraph:
+    return run_api(
+        stack_config(
+            api={
+                "throttle": {"rateLimit": 7, "burstLimit": 15},
+                "quota": {"limit": 1234, "period": "WEEK"},
+                "allowedIps": ["203.0.113.0/24", "2001:db8::/32"],
+            },
+            logRetentionDays=30,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def plain_graph() -> StackGraph:
+    return run_api(stack_config())
+
+
+def test_body_is_the_openapi_document_with_the_handler_integrated(graph: StackGraph) -> None:
+    body = body_of(graph)
+    assert body["openapi"].startswith("3.0")
+    handler = graph.named("aws:lambda/function:Function", "api-handler-function").outputs
+    ops = operations(body)
+    assert {(p, m) for p, m, _ in ops} == {
+        ("/jobs", "POST"),
+        ("/jobs", "GET"),
+        ("/jobs/{id}", "GET"),
+        ("/jobs/{id}/cancel", "POST"),
+        ("/workers", "GET"),
+    }
+    for path, method, op in ops:
+        integration = op["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy", (path, method)
+        assert integration["httpMethod"] == "POST"
+        assert integration["uri"] == handler["invokeArn"]
+    assert INVOKE_ARN_PLACEHOLDER not in json.dumps(body)
+
+
+def test_every_method_requires_the_api_key(graph: StackGraph) -> None:
+    body = body_of(graph)
+    scheme = body["components"]["securitySchemes"]["api_key"]
+    assert scheme == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert body["x-amazon-apigateway-api-key-source"] == "HEADER"
+    for path, method, op in operations(body):
+        assert {"api_key": []} in op["security"], (path, method)
+    assert graph.named(REST_API, "api-rest-api").inputs["apiKeySource"] == "HEADER"
+
+
+def test_request_validation_at_the_edge(graph: StackGraph) -> None:
+    body = body_of(graph)
+    validators = body["x-amazon-apigateway-request-validators"]
+    assert validators["all"] == {"validateRequestBody": True, "validateRequestParameters": True}
+    default = body["x-amazon-apigateway-request-validator"]
+    assert validators[default]["validateRequestParameters"] is True
+    create = body["paths"]["/jobs"]["post"]
+    assert create["x-amazon-apigateway-request-validator"] == "all"
+    assert create["requestBody"]["required"] is True
+
+
+def test_regional_endpoint(graph: StackGraph) -> None:
+    rest = graph.named(REST_API, "api-rest-api").inputs
+    assert rest["endpointConfiguration"]["types"] == "REGIONAL"
+    assert rest["name"] == "ai-batch-dev-api"
+
+
+def test_usage_plan_throttle_and_quota_from_config(graph: StackGraph) -> None:
+    plan = graph.named("aws:apigateway/usagePlan:UsagePlan", "api-usage-plan").inputs
+    assert plan["throttleSettings"] == {"rateLimit": 7, "burstLimit": 15}
+    assert plan["quotaSettings"] == {"limit": 1234, "period": "WEEK"}
+    rest_id = graph.named(REST_API, "api-rest-api").outputs["id"]
+    assert plan["apiStages"] == [{"apiId": rest_id, "stage": "v1"}]
+    key = graph.named("aws:apigateway/apiKey:ApiKey", "api-key").outputs
+    link = graph.named("aws:apigateway/usagePlanKey:UsagePlanKey", "api-usage-plan-key").inputs
+    assert link["keyId"] == key["id"]
+    assert link["keyType"] == "API_KEY"
+    assert (
+        link["usagePlanId"]
+        == graph.named("aws:apigateway/usagePlan:UsagePlan", "api-usage-plan").outputs["id"]
+    )
+
+
+def test_stage_wide_throttling(graph: StackGraph) -> None:
+    settings = graph.named("aws:apigateway/methodSettings:MethodSettings", "api-stage-throttle")
+    assert settings.inputs["methodPath"] == "*/*"
+    assert settings.inputs["stageName"] == "v1"
+    assert settings.inputs["settings"]["throttlingRateLimit"] == 7
+    assert settings.inputs["settings"]["throttlingBurstLimit"] == 15
+    assert settings.inputs["settings"]["dataTraceEnabled"] is False
+
+
+def test_json_access_logs_with_retention(graph: StackGraph) -> None:
+    stage = graph.named(STAGE, "api-stage").inputs
+    group = graph.named("aws:cloudwatch/logGroup:LogGroup", "api-access-logs")
+    assert group.inputs["retentionInDays"] == 30
+    settings = stage["accessLogSettings"]
+    assert settings["destinationArn"] == group.outputs["arn"]
+    fmt = json.loads(settings["format"])
+    assert fmt == dict(ACCESS_LOG_FORMAT)
+    for field in ("requestId", "ip", "status", "latency", "httpMethod", "resourcePath"):
+        assert fmt[field].startswith("$context."), field
+
+
+def test_stage_uses_the_deployment(graph: StackGraph) -> None:
+    stage = graph.named(STAGE, "api-stage").inputs
+    deployment = graph.named(DEPLOYMENT, "api-deployment").outputs
+    assert stage["deployment"] == deployment["id"]
+    assert stage["stageName"] == "v1"
+    names = [r.name for r in graph.resources]
+    # Registration order mirrors the dependency order: body, policy, deployment, stage.
+    assert names.index("api-rest-api") < names.index("api-ip-allow-list")
+    assert names.index("api-ip-allow-list") < names.index("api-deployment")
+    assert names.index("api-deployment") < names.index("api-stage")
+
+
+def test_resource_policy_with_allow_list(graph: StackGraph) -> None:
+    pol = graph.named("aws:apigateway/restApiPolicy:RestApiPolicy", "api-ip-allow-list").inputs
+    rest = graph.named(REST_API, "api-rest-api").outputs
+    assert pol["restApiId"] == rest["id"]
+    statements = {s["Sid"]: s for s in json.loads(pol["policy"])["Statement"]}
+    resource = rest["executionArn"] + "/*"
+    assert statements["AllowInvoke"]["Effect"] == "Allow"
+    assert statements["AllowInvoke"]["Resource"] == resource
+    deny = statements["DenyOutsideAllowList"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Action"] == "execute-api:Invoke"
+    assert deny["Resource"] == resource
+    assert deny["Condition"] == {
+        "NotIpAddress": {"aws:SourceIp": ["203.0.113.0/24", "2001:db8::/32"]}
+    }
+
+
+def test_no_resource_policy_without_allow_list(plain_graph: StackGraph) -> None:
+    assert plain_graph.of_type("aws:apigateway/restApiPolicy:RestApiPolicy") == []
+
+
+def test_lambda_permission_scoped_to_this_api(graph: StackGraph) -> None:
+    perm = graph.named("aws:lambda/permission:Permission", "api-invoke-handler").inputs
+    rest = graph.named(REST_API, "api-rest-api").outputs
+    assert perm["principal"] == "apigateway.amazonaws.com"
+    assert perm["action"] == "lambda:InvokeFunction"
+    assert perm["sourceArn"] == f"{rest['executionArn']}/v1/*"
+
+
+def test_cloudwatch_account_role_only_when_configured(
+    graph: StackGraph, plain_graph: StackGraph
+) -> None:
+    assert graph.of_type("aws:apigateway/account:Account") == []
+    assert plain_graph.of_type("aws:apigateway/account:Account") == []
+    managed = run_api(stack_config(api={"manageCloudWatchRole": True}))
+    account = managed.named("aws:apigateway/account:Account", "api-cloudwatch-account-setting")
+    role = managed.named("aws:iam/role:Role", "api-cloudwatch-role")
+    assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    (stmt,) = json.loads(
+        managed.named("aws:iam/rolePolicy:RolePolicy", "api-cloudwatch-logs").inputs["policy"]
+    )["Statement"]
+    assert all("*" not in a for a in stmt["Action"])
+    assert stmt["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:*"]
+
+
+def test_outputs_url_and_secret_key(graph: StackGraph) -> None:
+    stage = graph.named(STAGE, "api-stage").outputs
+    key = graph.named("aws:apigateway/apiKey:ApiKey", "api-key").outputs
+    assert graph.exports["url"] == stage["invokeUrl"]
+    assert graph.exports["api_key_id"] == key["id"]
+    assert graph.exports["api_key"] == key["value"]
+
+
+def test_api_key_value_is_a_secret_output() -> None:
+    seen: dict[str, bool] = {}
+
+    def program() -> None:
+        config = stack_config()
+        platform = fake_platform(config)
+        handler = PythonFunction(
+            "api-handler",
+            PythonFunctionArgs(handler="handlers.api.handler", name_prefix=config.name_prefix),
+        )
+        api = BatchApi("api", BatchApiArgs(platform=platform, handler=handler))
+
+        async def check() -> None:
+            seen["secret"] = await api.api_key_value.is_secret()
+            seen["id_secret"] = await api.api_key_id.is_secret()
+
+        pulumi.Output.from_input(check())  # awaited while the program drains
+
+    run_program(program)
+    assert seen == {"secret": True, "id_secret": False}
+
+
+def test_deployment_trigger_changes_with_the_document(tmp_path: Any) -> None:
+    from components.batch_api import OPENAPI_PATH
+
+    changed = tmp_path / "openapi.yaml"
+    changed.write_text(
+        OPENAPI_PATH.read_text().replace("title: AI batch pipeline API", "title: Changed API")
+    )
+    a = run_api(stack_config())
+    b = run_api(stack_config())
+    c = run_api(stack_config(), document_path=str(changed))
+    d = run_api(stack_config(api={"allowedIps": ["198.51.100.7/32"]}))
+
+    def trigger(g: StackGraph) -> str:
+        value: str = g.named(DEPLOYMENT, "api-deployment").inputs["triggers"]["redeployment"]
+        return value
+
+    assert trigger(a) == trigger(b)  # deterministic: no redeploy without a change
+    assert trigger(c) != trigger(a)  # document changed
+    assert trigger(d) != trigger(a)  # resource policy changed
+    assert len(trigger(a)) == 64
+
+
+def test_deployment_trigger_changes_with_the_integration() -> None:
+    def program(function_name: str) -> StackGraph:
+        def inner() -> None:
+            config = stack_config()
+            platform = fake_platform(config)
+            handler = PythonFunction(
+                function_name,
+                PythonFunctionArgs(handler="handlers.api.handler", name_prefix="ai-batch-dev"),
+            )
+            BatchApi("api", BatchApiArgs(platform=platform, handler=handler))
+
+        return run_program(inner)
+
+    first = program("api-handler").named(DEPLOYMENT, "api-deployment").inputs["triggers"]
+    second = program("api-handler-2").named(DEPLOYMENT, "api-deployment").inputs["triggers"]
+    assert first != second
+
+
+def test_document_without_api_key_is_refused(tmp_path: Any) -> None:
+    from components.batch_api import OPENAPI_PATH
+
+    text = OPENAPI_PATH.read_text()
+    # Drop the security requirement of one operation and the global default.
+    open_doc = text.replace("security:\n  - api_key: []\n", "", 1).replace(
+        "      operationId: listWorkers\n      summary: The registered workers, their limits and "
+        "input schemas\n      security:\n        - api_key: []\n",
+        "      operationId: listWorkers\n      summary: open\n",
+    )
+    assert open_doc != text
+    path = tmp_path / "open.yaml"
+    path.write_text(open_doc)
+    with pytest.raises(ValueError, match="GET /workers does not require the API key"):
+        run_api(stack_config(), document_path=str(path))
+
+
+def test_invalid_stage_name_refused() -> None:
+    with pytest.raises(AwsConstraintError):
+        run_api(stack_config(), stage_name="v 1")
