@@ -1,0 +1,1 @@
+"""batchctl, the command-line client (``cli.main:main``)."""

@@ -1,0 +1,405 @@
+"""The ``batchctl`` commands. Each takes the parsed arguments and returns an exit code;
+failures are raised as ``CliError`` (see ``cli.api.Exit``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from cli.api import (
+    STATE_ENV,
+    ApiClient,
+    CliError,
+    Endpoint,
+    Exit,
+    fetch_url,
+    resolve_endpoint,
+)
+from cli.logs import TERMINAL, print_aws, print_local
+
+FAILED_STATES = frozenset({"FAILED", "CANCELLED"})
+
+
+def _endpoint(args: argparse.Namespace) -> Endpoint:
+    return resolve_endpoint(
+        api_url=getattr(args, "api_url", None),
+        api_key=getattr(args, "api_key", None),
+        stack=getattr(args, "stack", None),
+    )
+
+
+def _client(args: argparse.Namespace) -> ApiClient:
+    return ApiClient(_endpoint(args))
+
+
+def _out(text: str = "", stream: TextIO | None = None) -> None:
+    print(text, file=stream or sys.stdout)
+
+
+def _read_input(spec: str | None) -> Any:
+    if spec is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise CliError(Exit.USAGE, "give the job input with --input FILE, or pipe it (-)")
+        spec = "-"
+    try:
+        text = sys.stdin.read() if spec == "-" else Path(spec).read_text()
+    except OSError as exc:
+        raise CliError(Exit.USAGE, f"cannot read input {spec}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CliError(Exit.USAGE, f"input {spec} is not JSON: {exc}") from None
+
+
+# --- submit / status ----------------------------------------------------------------------
+def submit(args: argparse.Namespace) -> int:
+    job_input = _read_input(args.input)
+    client = _client(args)
+    body: dict[str, Any] = {"worker": args.worker, "input": job_input}
+    if args.cpu is not None:
+        body["cpu"] = args.cpu
+    if args.memory is not None:
+        body["memory"] = args.memory
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    status, job = client.request("POST", "/jobs", body=body, headers=headers)
+    job_id = str(job["job_id"])
+    if not args.wait:
+        _out(job_id)
+        return Exit.OK
+    print(f"submitted {job_id}" + (" (replayed)" if status == 200 else ""), file=sys.stderr)
+    final = wait_for(client, job_id, timeout=args.timeout, poll=args.poll, stream=sys.stderr)
+    return finish(final)
+
+
+def wait_for(
+    client: ApiClient, job_id: str, *, timeout: float, poll: float, stream: TextIO
+) -> dict[str, Any]:
+    """Poll the job until it ends, drawing a progress bar fed by its progress field."""
+    bar = ProgressBar(stream)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    try:
+        while True:
+            _, job = client.request("GET", f"/jobs/{job_id}")
+            bar.update(job)
+            if job["status"] in TERMINAL:
+                return dict(job)
+            if deadline is not None and time.monotonic() > deadline:
+                raise CliError(
+                    Exit.JOB_FAILED, f"job {job_id} still {job['status']} after {timeout:g} s"
+                )
+            time.sleep(poll)
+    finally:
+        bar.close()
+
+
+def finish(job: dict[str, Any]) -> int:
+    """Print the result (SUCCEEDED) or the error; exit code from the final status."""
+    if job["status"] == "SUCCEEDED":
+        result = job.get("result") or {}
+        if result.get("url"):
+            data = fetch_url(str(result["url"]))
+            try:
+                _out(json.dumps(json.loads(data), indent=2))
+            except ValueError:
+                _out(data.decode("utf-8", "replace"))
+        else:
+            _out(json.dumps({"job_id": job["job_id"], "status": job["status"]}))
+        return Exit.OK
+    error = job.get("error") or {}
+    detail = error.get("message") or error.get("stop_reason") or "no error recorded"
+    print(
+        f"job {job['job_id']} {job['status']}: {error.get('type', job['status'].lower())}: "
+        f"{detail} (attempts {job.get('attempts')})",
+        file=sys.stderr,
+    )
+    return Exit.JOB_FAILED
+
+
+class ProgressBar:
+    """One status line on a terminal; one line per change otherwise (logs, CI)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last = ""
+
+    def update(self, job: dict[str, Any]) -> None:
+        progress = job.get("progress") or {}
+        done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+        if total > 0:
+            filled = min(self.WIDTH, self.WIDTH * done // total)
+            bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
+        else:
+            bar = f"[{'.' * self.WIDTH}]"
+        line = f"{bar} {job['status']} attempt {job.get('attempts', 0)}"
+        if line == self.last:
+            return
+        self.last = line
+        if self.tty:
+            self.stream.write("\r\x1b[2K" + line)
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def status(args: argparse.Namespace) -> int:
+    _, job = _client(args).request("GET", f"/jobs/{args.job_id}")
+    if args.json:
+        _out(json.dumps(job, indent=2, sort_keys=True))
+    else:
+        rows = [
+            ("job", job["job_id"]), ("worker", job.get("worker")), ("status", job["status"]),
+            ("attempts", f"{job.get('attempts')}/{job.get('max_attempts')}"),
+            ("created", job.get("created_at")), ("updated", job.get("updated_at")),
+        ]
+        progress = job.get("progress")
+        if progress:
+            rows.append(("progress", f"{progress.get('done')}/{progress.get('total')}"))
+        if job.get("error"):
+            error = job["error"]
+            rows.append(("error", f"{error.get('type')}: {error.get('message')}"))
+        if (job.get("result") or {}).get("url"):
+            rows.append(("result", job["result"]["url"]))
+        for name, value in rows:
+            _out(f"{name:<9} {value}")
+    return Exit.JOB_FAILED if job["status"] in FAILED_STATES else Exit.OK
+
+
+# --- list / workers -----------------------------------------------------------------------
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def list_jobs(args: argparse.Namespace) -> int:
+    client = _client(args)
+    cursor = args.cursor
+    jobs: list[dict[str, Any]] = []
+    while True:
+        query = {"worker": args.worker, "status": args.status, "limit": args.limit,
+                 "cursor": cursor}
+        _, page = client.request("GET", "/jobs", query=query)
+        jobs += page.get("jobs") or []
+        cursor = page.get("next_cursor")
+        if not (args.all and cursor):
+            break
+    if args.json:
+        _out(json.dumps({"jobs": jobs, "next_cursor": cursor}, indent=2))
+        return Exit.OK
+    rows = []
+    for j in jobs:
+        progress = j.get("progress") or {}
+        done = f"{progress.get('done')}/{progress.get('total')}" if progress else ""
+        rows.append([j["job_id"], j.get("worker", ""), j["status"],
+                     str(j.get("attempts", "")), str(j.get("created_at", "")), done])
+    if rows:
+        _out(_table(rows, ["JOB ID", "WORKER", "STATUS", "ATTEMPTS", "CREATED", "PROGRESS"]))
+    else:
+        _out("no jobs")
+    if cursor:
+        _out(f"next cursor: {cursor}  (batchctl list --cursor {cursor})")
+    return Exit.OK
+
+
+def workers(args: argparse.Namespace) -> int:
+    _, body = _client(args).request("GET", "/workers")
+    items = body.get("workers") or []
+    if args.json:
+        _out(json.dumps(items, indent=2))
+        return Exit.OK
+    rows = []
+    for w in items:
+        limits = w.get("limits") or {}
+        rows.append([
+            w["name"], f"{limits.get('cpu')}/{limits.get('memory')}",
+            f"{limits.get('max_cpu')}/{limits.get('max_memory')}",
+            str(limits.get("max_attempts", "")), str(limits.get("timeout_seconds", "")),
+            str(w.get("description", "")),
+        ])
+    _out(_table(rows, ["WORKER", "CPU/MEM", "MAX CPU/MEM", "ATTEMPTS", "TIMEOUT S",
+                       "DESCRIPTION"]))
+    return Exit.OK
+
+
+# --- cancel / logs / retry ----------------------------------------------------------------
+def cancel(args: argparse.Namespace) -> int:
+    _, job = _client(args).request("POST", f"/jobs/{args.job_id}/cancel")
+    what = "cancelled" if job["status"] == "CANCELLED" else "cancel requested (task stopping)"
+    _out(f"{job['job_id']} {what}: {job['status']}")
+    return Exit.OK
+
+
+def logs(args: argparse.Namespace) -> int:
+    endpoint = _endpoint(args)
+    client = ApiClient(endpoint)
+    _, job = client.request("GET", f"/jobs/{args.job_id}")
+
+    def job_status() -> str:
+        return str(client.request("GET", f"/jobs/{args.job_id}")[1]["status"])
+
+    if endpoint.is_local:
+        logs_dir = Path(str(endpoint.local_state["logs_dir"]))
+        return print_local(logs_dir, args.job_id, sys.stdout, follow=args.follow,
+                           job_status=job_status)
+    session = _aws_session(endpoint)
+    cluster = endpoint.stack_outputs.get("clusterArn")
+    return print_aws(session, job, sys.stdout, cluster=cluster, follow=args.follow,
+                     job_status=job_status)
+
+
+def _aws_session(endpoint: Endpoint) -> Any:
+    import boto3
+
+    if endpoint.is_local:
+        return _LocalSession(str(endpoint.local_state["moto_endpoint"]))
+    return boto3.session.Session()  # type: ignore[attr-defined]
+
+
+class _LocalSession:
+    """boto3 clients for the local pipeline's moto server."""
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        self.endpoint = endpoint
+        self._session = boto3.session.Session(  # type: ignore[attr-defined]
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        )
+
+    def client(self, service: str) -> Any:
+        return self._session.client(service, endpoint_url=self.endpoint)
+
+
+def retry(args: argparse.Namespace) -> int:
+    endpoint = _endpoint(args)
+    if endpoint.is_local:
+        urls = endpoint.local_state.get("workers", {}).get(args.worker) or {}
+        queue_url, dlq_url = urls.get("queue_url"), urls.get("dlq_url")
+    else:
+        queue_url = (endpoint.stack_outputs.get("queueUrls") or {}).get(args.worker)
+        dlq_url = (endpoint.stack_outputs.get("dlqUrls") or {}).get(args.worker)
+        if not endpoint.stack_outputs:
+            raise CliError(Exit.USAGE, "retry needs --stack NAME (queue URLs come from outputs)")
+    if not queue_url or not dlq_url:
+        raise CliError(Exit.NOT_FOUND, f"no queues known for worker {args.worker!r}")
+    moved = redrive(_aws_session(endpoint).client("sqs"), dlq_url, queue_url, args.max)
+    _out(f"moved {moved} message(s) from {args.worker}'s dead-letter queue to its job queue")
+    return Exit.OK
+
+
+def redrive(sqs: Any, dlq_url: str, queue_url: str, limit: int = 0) -> int:
+    """Receive from the DLQ, re-send to the queue with a fresh deduplication id (the old
+    one may still be inside FIFO's 5-minute window), then delete from the DLQ."""
+    moved = 0
+    while not limit or moved < limit:
+        batch = min(10, limit - moved) if limit else 10
+        messages = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=batch, WaitTimeSeconds=0,
+            MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+            MessageAttributeNames=["All"], VisibilityTimeout=60,
+        ).get("Messages", [])
+        if not messages:
+            break
+        for m in messages:
+            attrs = m.get("Attributes") or {}
+            group = attrs.get("MessageGroupId") or m["MessageId"]
+            dedup = f"{attrs.get('MessageDeduplicationId', m['MessageId'])}-r{int(time.time())}"
+            send: dict[str, Any] = {
+                "QueueUrl": queue_url, "MessageBody": m["Body"], "MessageGroupId": group,
+                "MessageDeduplicationId": dedup[-128:],
+            }
+            if m.get("MessageAttributes"):
+                send["MessageAttributes"] = m["MessageAttributes"]
+            sqs.send_message(**send)
+            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
+            moved += 1
+    return moved
+
+
+# --- local --------------------------------------------------------------------------------
+def local_up(args: argparse.Namespace) -> int:
+    from local_pipeline.pipeline import LocalPipeline, LocalPipelineError
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    for noisy in ("werkzeug", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    pipeline = LocalPipeline(
+        stack=args.stack, host=args.host, port=args.port, api_key=args.api_key,
+        max_tasks=args.workers, docker=args.docker, sweep_interval=args.sweep_interval,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            pipeline.start()
+        except LocalPipelineError as exc:
+            raise CliError(Exit.USAGE, str(exc)) from None
+        except OSError as exc:
+            raise CliError(Exit.USAGE, f"cannot start the local pipeline: {exc}") from None
+        _out(f"Local pipeline for stack {args.stack!r} is up.")
+        _out(f"  API URL: {pipeline.api_url}")
+        _out(f"  API key: {pipeline.api_key}")
+        _out(f"  moto:    {pipeline.moto_endpoint}   logs: {pipeline.logs_dir}")
+        _out("In another shell (batchctl also finds ./local-state/endpoint.json by itself):")
+        _out(f"  export BATCH_API_URL={pipeline.api_url} BATCH_API_KEY={pipeline.api_key}")
+        _out("  batchctl workers")
+        _out("Ctrl-C stops everything.")
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        _out("stopping...")
+    finally:
+        pipeline.stop()
+        signal.signal(signal.SIGTERM, previous)
+    _out("stopped; nothing left running.")
+    return Exit.OK
+
+
+def _local_endpoint() -> Endpoint:
+    # Only the state file: a BATCH_API_URL pointing at AWS must not receive local calls.
+    environ = {k: v for k, v in os.environ.items() if k == STATE_ENV}
+    endpoint = resolve_endpoint(api_url=None, api_key=None, stack=None, environ=environ)
+    if not endpoint.is_local:
+        raise CliError(Exit.UNREACHABLE, "no local pipeline running (start `batchctl local`)")
+    return endpoint
+
+
+def local_run_schedule(args: argparse.Namespace) -> int:
+    client = ApiClient(_local_endpoint())
+    _, body = client.request("POST", f"/_local/schedules/{args.name}/run")
+    _out(json.dumps(body, indent=2, default=str))
+    return Exit.OK
+
+
+def local_sweep(args: argparse.Namespace) -> int:
+    client = ApiClient(_local_endpoint())
+    _, body = client.request("POST", "/_local/sweep")
+    _out(json.dumps(body, indent=2, default=str))
+    return Exit.OK
