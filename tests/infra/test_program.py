@@ -1,0 +1,170 @@
+"""The real ``__main__.py`` under mocks, for dev and prod: inventory, exports, stack differences
+and the properties every resource of the program must have, whichever component made it."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from components import iam
+from components.offline import StackGraph
+from components.seed_workers import SEED_WORKERS
+from tests.infra.policies import as_list, identity_policies
+
+pytestmark = pytest.mark.xdist_group("pulumi")
+
+WORKERS = sorted(w.name for w in SEED_WORKERS)
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+# What alarms=true adds on top of the same program: Observability (8 Lambda + 2 API alarms,
+# one dashboard), the customer managed key CloudWatch needs to publish to the encrypted
+# topic, and one DLQ alarm per worker queue (JobQueue).
+OBSERVABILITY_ALARMS = 10
+
+
+def _ancestors(graph: StackGraph, name: str) -> list[str]:
+    by_name = {r.name: r for r in graph.resources}
+    chain, current = [], by_name[name].parent
+    while current is not None:
+        chain.append(current)
+        current = by_name[current].parent
+    return chain
+
+
+def test_exports(dev_graph: StackGraph, prod_graph: StackGraph) -> None:
+    for stack, graph in (("dev", dev_graph), ("prod", prod_graph)):
+        e = graph.exports
+        assert e["apiUrl"].startswith("https://") and e["apiUrl"].endswith("/v1")
+        assert isinstance(e["apiKey"], str) and len(e["apiKey"]) >= 20
+        assert e["apiKeyId"]
+        assert e["jobsTable"] == f"ai-batch-{stack}-jobs"
+        assert e["resultsBucket"].startswith(f"ai-batch-{stack}-results-")
+        assert e["clusterArn"].endswith(f":cluster/ai-batch-{stack}")
+        assert e["clusterName"] == f"ai-batch-{stack}"
+        assert e["failureTopicArn"].endswith(f":ai-batch-{stack}-job-failures")
+        assert sorted(e["queueUrls"]) == WORKERS == sorted(e["dlqUrls"])
+        for urls in (e["queueUrls"], e["dlqUrls"]):
+            assert all(u.endswith(".fifo") for u in urls.values())
+        assert not set(e["queueUrls"].values()) & set(e["dlqUrls"].values())
+
+
+def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
+    counts = dev_graph.types()
+    n = len(WORKERS)
+    assert counts["aibatch:index:BatchPlatform"] == 1
+    assert counts["aibatch:index:ControlPlane"] == 1
+    assert counts["aibatch:index:BatchApi"] == 1
+    assert counts["aibatch:index:FargateWorker"] == n
+    assert counts["aibatch:index:JobQueue"] == n
+    assert counts["aibatch:index:ScheduledTask"] == 1
+    assert counts["aws:lambda/function:Function"] == 4  # the control plane only
+    assert counts["aws:ecs/cluster:Cluster"] == 1
+    assert counts["aws:dynamodb/table:Table"] == 1
+    assert counts["aws:s3/bucket:Bucket"] == 1
+    assert counts["aws:sns/topic:Topic"] == 1
+    assert counts["aws:ecr/repository:Repository"] == n
+    assert counts["docker:index/image:Image"] == n
+    assert counts["aws:ecs/taskDefinition:TaskDefinition"] == n
+    assert counts["aws:sqs/queue:Queue"] == 2 * n + counts.get("aibatch:index:ScheduledTask", 0) * (
+        1 if _scheduler_dlq(dev_graph) else 0
+    )
+    assert counts["aws:dynamodb/tableItem:TableItem"] == n  # one registration per worker
+    assert counts["aws:scheduler/schedule:Schedule"] == 1
+    assert counts["aws:apigateway/restApi:RestApi"] == 1
+    assert "aibatch:index:Observability" not in counts
+    assert ALARM not in counts and "aws:cloudwatch/dashboard:Dashboard" not in counts
+
+
+def _scheduler_dlq(graph: StackGraph) -> bool:
+    (schedule,) = graph.of_type("aws:scheduler/schedule:Schedule")
+    return bool(schedule.inputs["target"].get("deadLetterConfig"))
+
+
+def test_prod_differs_from_dev_exactly_by_observability(
+    dev_graph: StackGraph, prod_graph: StackGraph
+) -> None:
+    dev, prod = Counter(dev_graph.types()), Counter(prod_graph.types())
+    assert not dev - prod  # prod removes nothing
+    added = dict(prod - dev)
+    dlq_alarms = added.get(ALARM, 0) - OBSERVABILITY_ALARMS
+    assert dlq_alarms == len(WORKERS)
+    assert added == {
+        "aibatch:index:Observability": 1,
+        "aws:cloudwatch/dashboard:Dashboard": 1,
+        "aws:kms/key:Key": 1,
+        ALARM: OBSERVABILITY_ALARMS + len(WORKERS),
+    }
+    topic_arn = prod_graph.exports["failureTopicArn"]
+    for alarm in prod_graph.of_type(ALARM):
+        assert alarm.inputs["alarmActions"] == [topic_arn], alarm.name
+
+
+def test_dev_and_prod_settings_differ_where_expected(
+    dev_graph: StackGraph, prod_graph: StackGraph
+) -> None:
+    def table(g: StackGraph) -> dict[str, object]:
+        return g.of_type("aws:dynamodb/table:Table")[0].inputs
+
+    assert table(dev_graph)["pointInTimeRecovery"] == {"enabled": False}
+    assert table(prod_graph)["pointInTimeRecovery"] == {"enabled": True}
+    for graph, days in ((dev_graph, 7), (prod_graph, 90)):
+        groups = graph.of_type("aws:cloudwatch/logGroup:LogGroup")
+        assert len(groups) >= 4 + len(WORKERS)
+        assert {g.name: g.inputs.get("retentionInDays") for g in groups} == {
+            g.name: days for g in groups
+        }
+    protected = {(r.type, r.name) for r in prod_graph.resources if r.protect}
+    assert ("aws:dynamodb/table:Table", "platform-jobs") in protected
+    assert ("aws:s3/bucket:Bucket", "platform-results") in protected
+    assert not [r.name for r in dev_graph.resources if r.protect or r.retain_on_delete]
+    spot = {
+        g: [
+            s["capacityProvider"]
+            for s in graph.of_type("aws:ecs/clusterCapacityProviders:ClusterCapacityProviders")[
+                0
+            ].inputs["defaultCapacityProviderStrategies"]
+        ]
+        for g, graph in (("dev", dev_graph), ("prod", prod_graph))
+    }
+    assert spot == {"dev": ["FARGATE_SPOT"], "prod": ["FARGATE_SPOT", "FARGATE"]}
+
+
+def test_every_identity_policy_is_action_level_and_scoped(
+    dev_graph: StackGraph, prod_graph: StackGraph
+) -> None:
+    for graph in (dev_graph, prod_graph):
+        count = 0
+        for owner, stmts in identity_policies(graph):
+            for s in stmts:
+                if s["Effect"] != "Allow":
+                    continue
+                count += 1
+                actions = as_list(s["Action"])
+                assert all("*" not in a for a in actions), (owner.name, s)
+                if "*" in as_list(s["Resource"]):
+                    assert set(actions) <= iam.STAR_RESOURCE_ACTIONS, (owner.name, s)
+        assert count > 30
+
+
+def test_workers_may_invoke_only_the_configured_model(dev_graph: StackGraph) -> None:
+    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    expected = [f"arn:aws:bedrock:us-east-1::foundation-model/{model}"]
+    invoking = [
+        s
+        for _, stmts in identity_policies(dev_graph)
+        for s in stmts
+        if "bedrock:InvokeModel" in as_list(s["Action"])
+    ]
+    assert len(invoking) == len(WORKERS)
+    assert all(s["Resource"] == expected for s in invoking)
+
+
+def test_everything_belongs_to_a_component(dev_graph: StackGraph) -> None:
+    top_level = {r.name for r in dev_graph.resources if r.parent is None}
+    assert all(
+        r.type.startswith("aibatch:index:") for r in dev_graph.resources if r.parent is None
+    ), top_level
+    seen = Counter((r.type, r.name) for r in dev_graph.resources)
+    assert [k for k, v in seen.items() if v > 1] == []
+    # The reconciler and launcher live inside the platform's control plane.
+    assert _ancestors(dev_graph, "reconciler-function")[-2:] == ["platform-control", "platform"]
