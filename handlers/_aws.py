@@ -57,9 +57,10 @@ def reset_clients() -> None:
     up the current environment. Tests call this after changing the endpoint or env."""
     with _lock:
         _clients.clear()
-    registry = sys.modules.get("handlers.registry")
-    if registry is not None:
-        registry.clear_cache()
+    for name in ("handlers.registry", "handlers.notify"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.clear_cache()
 
 
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}

@@ -1,0 +1,331 @@
+"""Launcher: SQS FIFO batch -> one Fargate task per job (``ecs.RunTask``).
+
+Per message ``{"job_id", "attempt"}``:
+
+1. Skip (delete the message) when the job is gone, terminal, cancelled or the message is
+   stale (its attempt is not the job's current one): duplicates are harmless.
+2. Respect the worker's max concurrency (``ListTasks`` of the task family, once per worker
+   per batch): at the cap the message goes back (``batchItemFailures``) unclaimed, and SQS
+   redelivers it after the queue's visibility timeout.
+3. Claim: ``QUEUED -> DISPATCHED`` with ``attempts + 1``, conditional on status and attempt.
+   Only one invocation can win a claim, so only one can launch this attempt.
+4. ``RunTask`` with a ``clientToken`` derived from (job id, attempt): ECS treats a repeated
+   call with the same token as the same launch. Spot without capacity falls back once to
+   on-demand Fargate when the worker allows it.
+5. Record the task ARN (conditional on DISPATCHED + attempt).
+
+Throttling, capacity and transient errors leave the claim in place and return the message
+as a batch item failure. When it comes back, a job that is DISPATCHED on the next attempt
+with no task ARN is *resumed*: RunTask again with the same client token (so a launch whose
+response was lost is not duplicated). Permanent launch errors (bad task definition, access
+denied) fail the job. A message that keeps failing lands in the DLQ, and the sweep retries
+or fails a job left DISPATCHED without a task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers import _aws
+from handlers.registry import WorkerRegistration, get_worker
+from jobcontract import JOB_ID_RE, TAG_JOB_ID, Env, JobField, JobStatus
+from jobcontract.store import JobStore, TransitionConflict
+
+TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServerException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "LimitExceededException",
+    }
+)
+ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+
+
+class LaunchRetry(Exception):
+    """Transient: give the message back to SQS, keep the claim."""
+
+
+class LaunchFailed(Exception):
+    """Permanent: the job cannot be launched as configured."""
+
+
+@dataclass
+class LaunchOutcome:
+    job_id: str
+    action: str  # launched | skipped | deferred | retry | failed | invalid
+    task_arn: str | None = None
+    detail: str = ""
+
+
+def _store() -> JobStore:
+    return JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
+
+
+def client_token(job_id: str, attempt: int) -> str:
+    """RunTask idempotency token: at most 64 ASCII characters, one per (job, attempt)."""
+    return hashlib.sha256(f"{job_id}#{attempt}".encode()).hexdigest()[:64]
+
+
+def parse_message(body: str) -> tuple[str, int]:
+    data = json.loads(body)
+    job_id, attempt = data["job_id"], data["attempt"]
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise ValueError(f"bad job id {job_id!r}")
+    if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 0:
+        raise ValueError(f"bad attempt {attempt!r}")
+    return job_id, attempt
+
+
+class Launcher:
+    """One batch's state: per-worker running counts are looked up once and then tracked."""
+
+    def __init__(self, store: JobStore | None = None) -> None:
+        self.store = store or _store()
+        self.ecs = _aws.client("ecs")
+        self.cluster = _aws.env(Env.CLUSTER_ARN)
+        self._running: dict[str, int] = {}
+
+    # --- concurrency ------------------------------------------------------------------
+    def _running_count(self, worker: WorkerRegistration) -> int:
+        if worker.name not in self._running:
+            count = 0
+            for page in self.ecs.get_paginator("list_tasks").paginate(
+                cluster=self.cluster, family=worker.family, desiredStatus="RUNNING"
+            ):
+                count += len(page.get("taskArns", []))
+            self._running[worker.name] = count
+        return self._running[worker.name]
+
+    # --- one message ------------------------------------------------------------------
+    def process(self, body: str) -> LaunchOutcome:
+        try:
+            job_id, attempt = parse_message(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return LaunchOutcome("", "invalid", detail=str(exc))
+        job = self.store.get(job_id)
+        if job is None:
+            return LaunchOutcome(job_id, "skipped", detail="no such job")
+        status = JobStatus(job[JobField.STATUS])
+        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        resume = (
+            status == JobStatus.DISPATCHED
+            and attempts == attempt + 1
+            and not job.get(JobField.TASK_ARN)
+        )
+        if not resume and (status != JobStatus.QUEUED or attempts != attempt):
+            return LaunchOutcome(
+                job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
+            )
+        if job.get(JobField.CANCEL_REQUESTED):
+            return self._cancel_unlaunched(job_id, status, attempts)
+        worker = get_worker(self.store, str(job[JobField.WORKER]))
+        if worker is None:
+            return self._fail(job, status, attempts, "LaunchFailed", "worker is not registered")
+        if not resume and self._running_count(worker) >= worker.max_concurrency:
+            return LaunchOutcome(job_id, "deferred", detail="worker at max concurrency")
+        if not resume:
+            try:
+                job = self.store.transition(
+                    job_id,
+                    JobStatus.QUEUED,
+                    JobStatus.DISPATCHED,
+                    attempt=attempt,
+                    increment_attempts=True,
+                )
+            except TransitionConflict as exc:
+                now = exc.current.get(JobField.STATUS) if exc.current else "absent"
+                return LaunchOutcome(job_id, "skipped", detail=f"claim lost (job {now})")
+        run_attempt = int(job[JobField.ATTEMPTS])
+        try:
+            task_arn, provider = self._run_task(job, worker, run_attempt)
+        except LaunchRetry as exc:
+            return LaunchOutcome(job_id, "retry", detail=str(exc))
+        except LaunchFailed as exc:
+            return self._fail(job, JobStatus.DISPATCHED, run_attempt, "LaunchFailed", str(exc))
+        self._running[worker.name] = self._running_count(worker) + 1
+        return self._record(job_id, run_attempt, task_arn, provider)
+
+    def _run_task(
+        self, job: dict[str, Any], worker: WorkerRegistration, attempt: int
+    ) -> tuple[str, str]:
+        strategy = [dict(s) for s in worker.capacity_strategy]
+        try:
+            return self._run_once(job, worker, attempt, strategy)
+        except LaunchRetry as exc:
+            uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy)
+            if not (worker.spot_fallback and uses_spot and "capacity" in str(exc).lower()):
+                raise
+            _aws.log("WARNING", "spot_fallback", job_id=job[JobField.JOB_ID], reason=str(exc))
+            return self._run_once(job, worker, attempt, ON_DEMAND, fallback=True)
+
+    def _run_once(
+        self,
+        job: dict[str, Any],
+        worker: WorkerRegistration,
+        attempt: int,
+        strategy: list[dict[str, Any]],
+        *,
+        fallback: bool = False,
+    ) -> tuple[str, str]:
+        job_id = str(job[JobField.JOB_ID])
+        container: dict[str, Any] = {
+            "name": worker.container_name,
+            "environment": [
+                {"name": Env.JOB_ID, "value": job_id},
+                {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
+            ],
+        }
+        overrides: dict[str, Any] = {"containerOverrides": [container]}
+        cpu, memory = job.get(JobField.CPU), job.get(JobField.MEMORY)
+        if cpu is not None and memory is not None:
+            overrides["cpu"], overrides["memory"] = str(cpu), str(memory)
+            container["memory"] = int(memory)  # the container may carry a hard limit
+        kwargs: dict[str, Any] = {
+            "cluster": self.cluster,
+            "taskDefinition": str(job.get(JobField.TASK_DEFINITION) or worker.task_definition),
+            "count": 1,
+            "startedBy": job_id,
+            "tags": [{"key": TAG_JOB_ID, "value": job_id}],
+            "enableECSManagedTags": True,
+            "propagateTags": "TASK_DEFINITION",
+            "overrides": overrides,
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": _aws.env_list(Env.SUBNETS),
+                    "securityGroups": _aws.env_list(Env.SECURITY_GROUPS),
+                    "assignPublicIp": _aws.env(Env.ASSIGN_PUBLIC_IP, "DISABLED"),
+                }
+            },
+            # The on-demand fallback is another launch decision: its own token.
+            "clientToken": client_token(job_id, attempt)[: 63 if fallback else 64]
+            + ("f" if fallback else ""),
+        }
+        if strategy:
+            kwargs["capacityProviderStrategy"] = strategy
+        else:
+            kwargs["launchType"] = "FARGATE"
+        try:
+            resp = self.ecs.run_task(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            if code in TRANSIENT_CODES or "capacity" in message.lower():
+                raise LaunchRetry(f"{code}: {message}") from exc
+            raise LaunchFailed(f"{code}: {message}") from exc
+        except BotoCoreError as exc:  # connection problems: try again later
+            raise LaunchRetry(str(exc)) from exc
+        tasks = resp.get("tasks", [])
+        if tasks:
+            default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
+            provider = str(tasks[0].get("capacityProviderName") or default)
+            return str(tasks[0]["taskArn"]), provider
+        reasons = "; ".join(
+            f"{f.get('reason', '')} {f.get('detail', '')}".strip() for f in resp.get("failures", [])
+        )
+        upper = reasons.upper()
+        if "CAPACITY" in upper or "RESOURCE:" in upper or "THROTTL" in upper or not reasons:
+            raise LaunchRetry(reasons or "RunTask started no task")
+        raise LaunchFailed(reasons)
+
+    # --- outcomes ---------------------------------------------------------------------
+    def _record(self, job_id: str, attempt: int, task_arn: str, provider: str) -> LaunchOutcome:
+        try:
+            job = self.store.update(
+                job_id,
+                status=JobStatus.DISPATCHED,
+                attempt=attempt,
+                set_fields={JobField.TASK_ARN: task_arn, "capacity_provider": provider},
+            )
+        except TransitionConflict as exc:
+            # The job moved on while we launched (e.g. the sweep gave up on it): this task
+            # belongs to no attempt any more, so it must not run.
+            current = exc.current or {}
+            if current.get(JobField.TASK_ARN) != task_arn:
+                self._stop(task_arn, job_id, "Orphaned launch: job moved on")
+                return LaunchOutcome(job_id, "skipped", task_arn, "job moved on during launch")
+            job = current
+        if job.get(JobField.CANCEL_REQUESTED):
+            self._stop(task_arn, job_id, f"Cancelled by API request for job {job_id}")
+        _aws.log("INFO", "job_launched", job_id=job_id, attempt=attempt, task_arn=task_arn)
+        return LaunchOutcome(job_id, "launched", task_arn)
+
+    def _stop(self, task_arn: str, job_id: str, reason: str) -> None:
+        try:
+            self.ecs.stop_task(cluster=self.cluster, task=task_arn, reason=reason[:255])
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("WARNING", "stop_task_failed", job_id=job_id, error=str(exc))
+
+    def _cancel_unlaunched(self, job_id: str, status: JobStatus, attempts: int) -> LaunchOutcome:
+        with contextlib.suppress(TransitionConflict):
+            self.store.transition(job_id, status, JobStatus.CANCELLED, attempt=attempts)
+        return LaunchOutcome(job_id, "skipped", detail="cancel requested before launch")
+
+    def _fail(
+        self, job: dict[str, Any], status: JobStatus, attempt: int, kind: str, message: str
+    ) -> LaunchOutcome:
+        job_id = str(job[JobField.JOB_ID])
+        error = {"type": kind, "message": message[:1000], "exit_code": None, "stop_reason": None}
+        try:
+            failed = self.store.transition(
+                job_id, status, JobStatus.FAILED, attempt=attempt, set_fields={"error": error}
+            )
+        except TransitionConflict:
+            return LaunchOutcome(job_id, "skipped", detail="job moved on")
+        _aws.log("ERROR", "launch_failed", job_id=job_id, error=message)
+        from handlers import notify
+
+        notify.job_finished(failed)
+        return LaunchOutcome(job_id, "failed", detail=message)
+
+
+def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """The SQS partial-batch response: failed message ids are redelivered by SQS."""
+    launcher = Launcher()
+    failures: list[dict[str, str]] = []
+    failed_groups: set[str] = set()
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        group = str((record.get("attributes") or {}).get("MessageGroupId", ""))
+        if group and group in failed_groups:
+            # FIFO order within a message group: nothing after a failed message of the same
+            # group may be processed before it (each job is its own group).
+            failures.append({"itemIdentifier": message_id})
+            continue
+        try:
+            outcome = launcher.process(str(record.get("body", "")))
+        except (ClientError, BotoCoreError) as exc:  # DynamoDB/ECS trouble: try again later
+            _aws.log("ERROR", "launcher_aws_error", message_id=message_id, error=str(exc))
+            failures.append({"itemIdentifier": message_id})
+            failed_groups.add(group)
+            continue
+        _aws.log(
+            "INFO" if outcome.action in ("launched", "skipped") else "WARNING",
+            f"launch_{outcome.action}",
+            job_id=outcome.job_id or None,
+            message_id=message_id,
+            detail=outcome.detail,
+        )
+        if outcome.action in ("deferred", "retry", "invalid"):
+            # An invalid body is returned too: after maxReceiveCount it lands in the DLQ,
+            # where it can be inspected, instead of vanishing.
+            failures.append({"itemIdentifier": message_id})
+            failed_groups.add(group)
+    return {"batchItemFailures": failures}
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """Lambda entry point (SQS event source with ReportBatchItemFailures)."""
+    return process_records(list(event.get("Records", [])))

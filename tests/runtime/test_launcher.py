@@ -1,0 +1,224 @@
+"""The launcher against the real moto server (ECS RunTask, SQS, DynamoDB over HTTP)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from handlers import _aws, launcher
+from jobcontract import TAG_JOB_ID, Env, JobField
+from jobcontract.store import JobStore
+from tests.fixtures.moto_server import WorkerSpec
+from tests.runtime.helpers import call, receive_all, sqs_event
+
+pytestmark = pytest.mark.xdist_group("moto")
+
+SPOT_FIRST = (
+    {"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
+    {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
+)
+
+
+class FaultyEcs:
+    """The real moto ECS client, with scripted RunTask faults (one per call, in order)."""
+
+    def __init__(self, faults: list[Any]) -> None:
+        self.real = boto3.client("ecs")
+        self.faults = list(faults)
+        self.run_calls: list[dict[str, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def run_task(self, **kwargs: Any) -> Any:
+        self.run_calls.append(kwargs)
+        fault = self.faults.pop(0) if self.faults else None
+        if fault is None:
+            return self.real.run_task(**kwargs)
+        if isinstance(fault, dict):
+            return fault  # a RunTask response with failures
+        code, message = fault
+        raise ClientError({"Error": {"Code": code, "Message": message}}, "RunTask")
+
+
+@pytest.fixture
+def res(pipeline_resources):
+    return pipeline_resources(
+        [
+            WorkerSpec("echo", capacity_strategy=SPOT_FIRST, max_concurrency=2),
+            WorkerSpec("solo", spot_fallback=False),
+        ]
+    )
+
+
+def submit(worker: str = "echo", **extra: Any) -> str:
+    status, body, _ = call("POST", "/jobs", {"worker": worker, "input": _input(worker), **extra})
+    assert status == 202, body
+    return body["job_id"]
+
+
+def _input(worker: str) -> dict[str, Any]:
+    return {"items": ["a"]}
+
+
+def deliver(res, worker: str = "echo") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    messages = receive_all(res.workers[worker].queue_url)
+    event = sqs_event(res.workers[worker].queue_arn, messages)
+    return launcher.handler(event, None), messages
+
+
+def test_dispatch_runs_one_task_with_contract_shape(res) -> None:
+    job_id = submit(cpu=512, memory=2048)
+    out, messages = deliver(res)
+    assert out == {"batchItemFailures": []} and len(messages) == 1
+    job = JobStore(res.table_name).get(job_id)
+    assert job is not None
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 1
+    ecs = boto3.client("ecs")
+    task = ecs.describe_tasks(
+        cluster=res.cluster_arn, tasks=[job[JobField.TASK_ARN]], include=["TAGS"]
+    )["tasks"][0]
+    assert task["startedBy"] == job_id
+    assert {"key": TAG_JOB_ID, "value": job_id} in task["tags"]
+    assert task["taskDefinitionArn"] == res.workers["echo"].task_definition_arn
+    assert task["overrides"]["cpu"] == "512" and task["overrides"]["memory"] == "2048"
+    env = {e["name"]: e["value"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
+    assert env == {Env.JOB_ID: job_id, Env.JOB_ATTEMPT: "1"}
+
+
+def test_duplicate_delivery_launches_once(res) -> None:
+    fake = FaultyEcs([])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    event = sqs_event(res.workers["echo"].queue_arn, messages + messages)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    assert len(fake.run_calls) == 1
+    tasks = boto3.client("ecs").list_tasks(cluster=res.cluster_arn, startedBy=job_id)["taskArns"]
+    assert len(tasks) == 1
+
+
+def test_cancelled_job_is_skipped(res) -> None:
+    job_id = submit()
+    assert call("POST", f"/jobs/{job_id}/cancel")[0] == 200
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    assert boto3.client("ecs").list_tasks(cluster=res.cluster_arn)["taskArns"] == []
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "CANCELLED"
+
+
+def test_concurrency_cap_defers_without_claiming(res) -> None:
+    ids = [submit() for _ in range(3)]
+    out, messages = deliver(res)
+    assert len(out["batchItemFailures"]) == 1  # max_concurrency 2
+    store = JobStore(res.table_name)
+    statuses = sorted(store.get(i)[JobField.STATUS] for i in ids)
+    assert statuses == ["DISPATCHED", "DISPATCHED", "QUEUED"]
+    deferred = out["batchItemFailures"][0]["itemIdentifier"]
+    body = json.loads(next(m["Body"] for m in messages if m["MessageId"] == deferred))
+    assert store.get(body["job_id"])[JobField.ATTEMPTS] == 0
+    # Once a task stops, the redelivered message launches.
+    ecs = boto3.client("ecs")
+    first = store.get(ids[0])[JobField.TASK_ARN] or store.get(ids[1])[JobField.TASK_ARN]
+    ecs.stop_task(cluster=res.cluster_arn, task=first, reason="done")
+    retry = [m for m in messages if m["MessageId"] == deferred]
+    again = launcher.handler(sqs_event(res.workers["echo"].queue_arn, retry), None)
+    assert again == {"batchItemFailures": []}
+    assert store.get(body["job_id"])[JobField.STATUS] == "DISPATCHED"
+
+
+def test_throttling_keeps_claim_and_resumes_with_same_token(res) -> None:
+    fake = FaultyEcs([("ThrottlingException", "Rate exceeded")])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    event = sqs_event(res.workers["echo"].queue_arn, messages)
+    out = launcher.handler(event, None)
+    assert out == {"batchItemFailures": [{"itemIdentifier": messages[0]["MessageId"]}]}
+    store = JobStore(res.table_name)
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and JobField.TASK_ARN not in job
+    # Redelivery resumes the same attempt: no second claim, same idempotency token.
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    job = store.get(job_id)
+    assert job[JobField.ATTEMPTS] == 1 and job[JobField.TASK_ARN]
+    assert len(fake.run_calls) == 2
+    assert fake.run_calls[0]["clientToken"] == fake.run_calls[1]["clientToken"]
+
+
+def test_spot_capacity_falls_back_to_on_demand(res) -> None:
+    capacity = {"tasks": [], "failures": [{"reason": "Capacity is unavailable at this time."}]}
+    fake = FaultyEcs([capacity])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    assert [c["capacityProviderStrategy"][0]["capacityProvider"] for c in fake.run_calls] == [
+        "FARGATE_SPOT",
+        "FARGATE",
+    ]
+    assert len(fake.run_calls[1]["capacityProviderStrategy"]) == 1
+    assert JobStore(res.table_name).get(job_id)[JobField.TASK_ARN]
+
+
+def test_capacity_failure_after_fallback_returns_message(res) -> None:
+    err = ("ClientException", "Capacity is unavailable at this time. Please try again later")
+    fake = FaultyEcs([err, err])
+    _aws.set_client("ecs", fake)
+    submit()
+    out, messages = deliver(res)
+    assert out["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+    assert len(fake.run_calls) == 2
+
+
+def test_no_fallback_when_worker_disallows_it(res) -> None:
+    err = ("ClientException", "Capacity is unavailable at this time.")
+    fake = FaultyEcs([err])
+    _aws.set_client("ecs", fake)
+    submit("solo")
+    out, _ = deliver(res, "solo")
+    assert len(out["batchItemFailures"]) == 1 and len(fake.run_calls) == 1
+
+
+def test_permanent_launch_error_fails_job(res) -> None:
+    fake = FaultyEcs([("InvalidParameterException", "TaskDefinition is inactive")])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "FAILED"
+    assert job[JobField.ERROR]["type"] == "LaunchFailed"
+
+
+def test_stale_and_malformed_messages(res) -> None:
+    job_id = submit()
+    receive_all(res.workers["echo"].queue_url)
+    stale = {
+        "MessageId": "m1",
+        "ReceiptHandle": "r",
+        "Body": json.dumps({"job_id": job_id, "attempt": 3}),
+    }
+    bad = {"MessageId": "m2", "ReceiptHandle": "r", "Body": "not json"}
+    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, [stale, bad]), None)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "QUEUED"
+
+
+def test_fifo_group_order_is_kept_after_a_failure(res) -> None:
+    fake = FaultyEcs([("ThrottlingException", "slow down")])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    dup = dict(messages[0], MessageId="dup")
+    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, [messages[0], dup]), None)
+    assert [f["itemIdentifier"] for f in out["batchItemFailures"]] == [
+        messages[0]["MessageId"],
+        "dup",
+    ]
+    assert len(fake.run_calls) == 1 and job_id
