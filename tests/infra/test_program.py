@@ -168,3 +168,32 @@ def test_everything_belongs_to_a_component(dev_graph: StackGraph) -> None:
     assert [k for k, v in seen.items() if v > 1] == []
     # The reconciler and launcher live inside the platform's control plane.
     assert _ancestors(dev_graph, "reconciler-function")[-2:] == ["platform-control", "platform"]
+
+
+def test_prod_alarms_watch_every_function_and_the_api(prod_graph: StackGraph) -> None:
+    import json
+
+    alarms = {a.name: a.inputs for a in prod_graph.of_type(ALARM) if a.parent == "observability"}
+    functions = {f.inputs["name"] for f in prod_graph.of_type("aws:lambda/function:Function")}
+    watched = {
+        (a["dimensions"]["FunctionName"], a["metricName"])
+        for a in alarms.values()
+        if a["namespace"] == "AWS/Lambda"
+    }
+    assert watched == {(f, m) for f in functions for m in ("Errors", "Throttles")}
+    (api,) = prod_graph.of_type("aws:apigateway/restApi:RestApi")
+    api_alarms = {a["metricName"]: a for a in alarms.values() if a["namespace"] == "AWS/ApiGateway"}
+    assert set(api_alarms) == {"5XXError", "Latency"}
+    assert api_alarms["5XXError"]["statistic"] == "Average"  # 0/1 per request: a rate
+    assert 0 < api_alarms["5XXError"]["threshold"] < 1
+    assert api_alarms["Latency"]["extendedStatistic"] == "p99"
+    for alarm in api_alarms.values():
+        assert alarm["dimensions"]["ApiName"] == api.outputs["name"]
+        assert alarm["dimensions"]["Stage"] == "v1"
+    (dashboard,) = prod_graph.of_type("aws:cloudwatch/dashboard:Dashboard")
+    body = json.loads(dashboard.inputs["dashboardBody"])
+    text = json.dumps(body)
+    queue_names = [q.inputs.get("name") for q in prod_graph.of_type("aws:sqs/queue:Queue")]
+    assert all(name in text for name in queue_names if name)
+    titles = {w["properties"]["title"] for w in body["widgets"]}
+    assert {"API latency (ms)", "Running tasks", "Lambda errors and throttles"} <= titles
