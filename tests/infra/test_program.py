@@ -18,7 +18,7 @@ WORKERS = sorted(w.name for w in SEED_WORKERS)
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 # What alarms=true adds on top of the same program: Observability (8 Lambda + 2 API alarms,
 # one dashboard), the customer managed key CloudWatch needs to publish to the encrypted
-# topic, and one DLQ alarm per worker queue (JobQueue).
+# topic, and one alarm per dead-letter queue (JobQueue, ScheduledTask).
 OBSERVABILITY_ALARMS = 10
 
 
@@ -86,13 +86,13 @@ def test_prod_differs_from_dev_exactly_by_observability(
     dev, prod = Counter(dev_graph.types()), Counter(prod_graph.types())
     assert not dev - prod  # prod removes nothing
     added = dict(prod - dev)
-    dlq_alarms = added.get(ALARM, 0) - OBSERVABILITY_ALARMS
-    assert dlq_alarms == len(WORKERS)
+    # One DLQ alarm per dead-letter queue: each worker's, and the scheduled task's.
+    dlq_alarms = len(WORKERS) + dev["aibatch:index:ScheduledTask"]
     assert added == {
         "aibatch:index:Observability": 1,
         "aws:cloudwatch/dashboard:Dashboard": 1,
         "aws:kms/key:Key": 1,
-        ALARM: OBSERVABILITY_ALARMS + len(WORKERS),
+        ALARM: OBSERVABILITY_ALARMS + dlq_alarms,
     }
     topic_arn = prod_graph.exports["failureTopicArn"]
     for alarm in prod_graph.of_type(ALARM):
@@ -193,7 +193,9 @@ def test_prod_alarms_watch_every_function_and_the_api(prod_graph: StackGraph) ->
     (dashboard,) = prod_graph.of_type("aws:cloudwatch/dashboard:Dashboard")
     body = json.loads(dashboard.inputs["dashboardBody"])
     text = json.dumps(body)
-    queue_names = [q.inputs.get("name") for q in prod_graph.of_type("aws:sqs/queue:Queue")]
-    assert all(name in text for name in queue_names if name)
+    urls = [*prod_graph.exports["queueUrls"].values(), *prod_graph.exports["dlqUrls"].values()]
+    queue_names = [url.rsplit("/", 1)[1] for url in urls]
+    assert len(queue_names) == 2 * len(WORKERS)
+    assert all(f'"{name}"' in text for name in queue_names)
     titles = {w["properties"]["title"] for w in body["widgets"]}
     assert {"API latency (ms)", "Running tasks", "Lambda errors and throttles"} <= titles
