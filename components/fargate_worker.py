@@ -50,6 +50,7 @@ from components.aws_rules import AwsConstraintError
 from components.config import StackConfig
 from components.job_queue import JobQueue, JobQueueArgs
 from jobcontract import Env, WorkerField
+from jobcontract.schema import SchemaError, check_schema
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
@@ -247,6 +248,10 @@ def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validate
     schema = dict(args.input_schema)
     if schema.get("type") != "object":
         raise AwsConstraintError(f"{name}: input_schema.type", schema.get("type"), "'object'")
+    try:  # the API checks inputs with this validator: only its JSON-schema subset works
+        check_schema(schema)
+    except SchemaError as exc:
+        raise AwsConstraintError(f"{name}: input_schema", schema, str(exc)) from None
     schema_json = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     if len(schema_json.encode()) > MAX_INPUT_SCHEMA_BYTES:
         raise AwsConstraintError(
@@ -350,6 +355,7 @@ class FargateWorker(pulumi.ComponentResource):
     spot_fallback: bool
     architecture: str
     family: str
+    input_schema: dict[str, Any]
 
     def __init__(
         self, name: str, args: FargateWorkerArgs, opts: pulumi.ResourceOptions | None = None
@@ -360,6 +366,7 @@ class FargateWorker(pulumi.ComponentResource):
         self.worker_name = name
         self.architecture = v.architecture
         self.family = v.family
+        self.input_schema = json.loads(v.input_schema_json)
         child = pulumi.ResourceOptions(parent=self)
         keep_images = (
             args.keep_images if args.keep_images is not None else platform.config.keep_images

@@ -322,6 +322,7 @@ def test_fargate_cpu_memory_pairs(source: Path, cpu: int, memory: int, ok: bool)
         ({"environment": {"1BAD": "x"}}, "environment"),
         ({"secrets": {"NOTION_TOKEN": "plain-value"}}, "secrets"),
         ({"input_schema": {"type": "array"}}, "input_schema"),
+        ({"input_schema": {"type": "object", "patternProperties": {}}}, "input_schema"),
     ],
 )
 def test_invalid_args_name_the_setting(

@@ -1,0 +1,293 @@
+"""``ScheduledTask``: run a FargateWorker's task on a schedule (EventBridge Scheduler).
+
+What it makes:
+- an EventBridge Scheduler schedule (``cron(...)``, ``rate(...)`` or ``at(...)``, validated;
+  IANA time zone; optional flexible window) whose templated ECS target runs the worker's task
+  definition in the platform's cluster, with the platform's network configuration and the
+  worker's capacity provider strategy (Fargate Spot allowed), a retry policy and a dead-letter
+  queue for runs Scheduler could not start;
+- that dead-letter queue (standard SQS, SSE, TLS-only) and, when alarms are on, an alarm on
+  its depth to the failure topic;
+- its own role, assumable only by ``scheduler.amazonaws.com`` for this account: ``ecs:RunTask``
+  on the worker's task definition family in this cluster, ``iam:PassRole`` on the worker's two
+  roles (to ECS tasks only), ``ecs:TagResource`` at launch, ``sqs:SendMessage`` on its DLQ.
+
+A scheduled run is a job like any other. The target's ``Input`` is what Scheduler hands to
+RunTask as the task ``overrides`` (a JSON ``TaskOverride``; AWS rejects other JSON with
+"Unable to convert target input to TaskOverride"), so the job input travels as the container
+environment variable ``BATCH_SCHEDULED_INPUT``. The task starts without ``BATCH_JOB_ID``; the
+worker runtime then records the run as job ``<worker>_<ECS task id>`` with ``source =
+"schedule"``, so it is listed, retried and reported like a submitted job.
+
+Idle cost: nothing (Scheduler: 14 million invocations/month free, then $1 per million).
+
+Usage::
+
+    ScheduledTask("nightly-audit", ScheduledTaskArgs(
+        platform=platform, worker=content_analyzer, schedule="cron(0 3 * * ? *)",
+        timezone="Europe/Berlin", input={"urls": ["https://example.com/"]}))
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+import jobcontract
+from components import aws_rules, iam
+from components.aws_rules import AwsConstraintError
+from components.fargate_worker import FargateWorker
+from jobcontract import Env
+from jobcontract.schema import Validator
+
+if TYPE_CHECKING:
+    from components.platform import BatchPlatform
+
+TAG_SCHEDULE = "batch:schedule"
+TAG_SOURCE = "batch:source"
+# AWS rule: ECS RunTask overrides are limited to 8192 characters of JSON in total.
+MAX_OVERRIDES_CHARS = 8192
+# AWS rule: schedule names are 1-64 characters of [0-9A-Za-z_.-].
+_SCHEDULE_NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
+DLQ_RETENTION_SECONDS = 1_209_600  # 14 days, the SQS maximum
+SCHEDULER_DLQ_ACTIONS = ("sqs:SendMessage",)
+TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScheduledTaskArgs:
+    """Arguments of ``ScheduledTask``."""
+
+    platform: BatchPlatform
+    """The shared platform (cluster, network, failure topic). Required."""
+    worker: FargateWorker
+    """The worker whose task runs. Required."""
+    schedule: str
+    """``cron(min hour dom month dow year)``, ``rate(N unit)`` or ``at(yyyy-mm-ddThh:mm:ss)``.
+    Required. Example: ``"cron(0 3 * * ? *)"`` (03:00 every day)."""
+    timezone: str = "UTC"
+    """IANA time zone of the expression. Default ``"UTC"``. Example: ``"Europe/Berlin"``."""
+    input: Mapping[str, Any] = field(default_factory=dict)
+    """The job input (checked against the worker's input schema). Default ``{}``."""
+    flexible_window_minutes: int | None = None
+    """Let Scheduler start up to this many minutes late to spread load (1..1440). Default
+    ``None``: start on time."""
+    retry_attempts: int = 2
+    """Scheduler's retries when RunTask fails (e.g. no Spot capacity), 0..185. Default ``2``."""
+    max_event_age_seconds: int = 3600
+    """Give up retrying after this long, 60..86400. Default ``3600``."""
+    enabled: bool = True
+    """Schedule state. Default ``True``."""
+    description: str = ""
+    """Shown in the console. Default ``""``."""
+
+
+def task_overrides(job_input: Mapping[str, Any]) -> str:
+    """The target ``Input``: a RunTask ``TaskOverride`` putting the job input in the env."""
+    overrides = {
+        "containerOverrides": [
+            {
+                "name": jobcontract.CONTAINER_NAME,
+                "environment": [
+                    {
+                        "name": Env.SCHEDULED_INPUT,
+                        "value": json.dumps(dict(job_input), sort_keys=True, separators=(",", ":")),
+                    }
+                ],
+            }
+        ]
+    }
+    return json.dumps(overrides, sort_keys=True, separators=(",", ":"))
+
+
+def _validate(name: str, args: ScheduledTaskArgs, name_prefix: str) -> tuple[str, str]:
+    aws_rules.schedule_expression(args.schedule, f"{name}: schedule")
+    aws_rules.timezone(args.timezone, f"{name}: timezone")
+    aws_rules.flexible_window(args.flexible_window_minutes, f"{name}: flexible_window_minutes")
+    aws_rules.scheduler_retry(args.retry_attempts, args.max_event_age_seconds, f"{name}: retry")
+    schedule_name = f"{name_prefix}-{name}"
+    if not _SCHEDULE_NAME.match(schedule_name):
+        raise AwsConstraintError(f"{name}: schedule name", schedule_name, "1-64 of [0-9A-Za-z_.-]")
+    problems = Validator(args.worker.input_schema).errors(dict(args.input))
+    if problems:
+        raise AwsConstraintError(
+            f"{name}: input",
+            dict(args.input),
+            f"an input matching worker {args.worker.worker_name}'s schema ({'; '.join(problems)})",
+        )
+    overrides = task_overrides(args.input)
+    if len(overrides) > MAX_OVERRIDES_CHARS:
+        raise AwsConstraintError(
+            f"{name}: input",
+            f"{len(overrides)} characters of overrides",
+            f"at most {MAX_OVERRIDES_CHARS} (ECS RunTask overrides limit); pass a pointer instead",
+        )
+    return schedule_name, overrides
+
+
+class ScheduledTask(pulumi.ComponentResource):
+    """An EventBridge Scheduler schedule running a worker's task, with its DLQ and role."""
+
+    schedule: aws.scheduler.Schedule
+    role: aws.iam.Role
+    dlq: aws.sqs.Queue
+    dlq_alarm: aws.cloudwatch.MetricAlarm | None
+
+    def __init__(
+        self, name: str, args: ScheduledTaskArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("aibatch:index:ScheduledTask", name, None, opts)
+        platform, worker = args.platform, args.worker
+        schedule_name, overrides = _validate(name, args, platform.name_prefix)
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity_output().account_id
+        region = aws.get_region_output().region
+        partition = aws.get_partition_output().partition
+        cluster_arn = platform.cluster.arn
+
+        self.dlq = aws.sqs.Queue(
+            f"{name}-dlq",
+            name=f"{schedule_name}-dlq",
+            sqs_managed_sse_enabled=True,
+            message_retention_seconds=DLQ_RETENTION_SECONDS,
+            opts=child,
+        )
+        aws.sqs.QueuePolicy(
+            f"{name}-dlq-tls-only",
+            queue_url=self.dlq.id,
+            policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [self.dlq.arn])),
+            opts=child,
+        )
+
+        schedule_arn = pulumi.Output.concat(
+            "arn:", partition, ":scheduler:", region, ":", account, ":schedule/default/",
+            schedule_name,
+        )  # fmt: skip
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            name=f"{schedule_name}-scheduler"[:64],
+            description=f"EventBridge Scheduler: runs {worker.worker_name} tasks for {name}",
+            assume_role_policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "scheduler.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            # Confused-deputy guard: only this account's schedule.
+                            "Condition": {
+                                "StringEquals": {"aws:SourceAccount": account},
+                                "ArnLike": {"aws:SourceArn": schedule_arn},
+                            },
+                        }
+                    ],
+                }
+            ),
+            opts=child,
+        )
+        family_arn = pulumi.Output.concat(worker.task_definition.arn_without_revision, ":*")
+        policy = aws.iam.RolePolicy(
+            f"{name}-run-task",
+            role=self.role.id,
+            policy=iam.policy_document(
+                iam.Statement(
+                    iam.ECS_RUN_TASK_ACTIONS,
+                    [family_arn],
+                    {"ArnLike": {"ecs:cluster": cluster_arn}},
+                    sid="RunWorkerTask",
+                ),
+                iam.Statement(
+                    TAG_AT_LAUNCH_ACTIONS,
+                    [iam.task_arns_of(cluster_arn)],
+                    {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+                    sid="TagTaskAtLaunch",
+                ),
+                iam.Statement(
+                    iam.PASS_ROLE_ACTIONS,
+                    [worker.task_role.arn, worker.execution_role.arn],
+                    {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+                    sid="PassWorkerRoles",
+                ),
+                iam.Statement(SCHEDULER_DLQ_ACTIONS, [self.dlq.arn], sid="DeadLetter"),
+            ),
+            opts=child,
+        )
+
+        network = platform.network_configuration()
+        window = args.flexible_window_minutes
+        self.schedule = aws.scheduler.Schedule(
+            f"{name}-schedule",
+            name=schedule_name,
+            group_name="default",
+            description=args.description or f"Runs worker {worker.worker_name} ({name})",
+            schedule_expression=args.schedule.strip(),
+            schedule_expression_timezone=args.timezone,
+            state="ENABLED" if args.enabled else "DISABLED",
+            flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(
+                mode="FLEXIBLE" if window else "OFF", maximum_window_in_minutes=window
+            ),
+            target=aws.scheduler.ScheduleTargetArgs(
+                arn=cluster_arn,
+                role_arn=self.role.arn,
+                input=overrides,
+                retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
+                    maximum_retry_attempts=args.retry_attempts,
+                    maximum_event_age_in_seconds=args.max_event_age_seconds,
+                ),
+                dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(
+                    arn=self.dlq.arn
+                ),
+                ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
+                    task_definition_arn=worker.task_definition.arn,
+                    task_count=1,
+                    # No launch type: a capacity provider strategy replaces it (AWS rule).
+                    capacity_provider_strategies=[
+                        aws.scheduler.ScheduleTargetEcsParametersCapacityProviderStrategyArgs(
+                            capacity_provider=s["capacityProvider"],
+                            weight=s["weight"],
+                            base=s["base"],
+                        )
+                        for s in worker.capacity_provider_strategy
+                    ],
+                    network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
+                        subnets=network.apply(lambda n: n["subnets"]),
+                        security_groups=network.apply(lambda n: n["securityGroups"]),
+                        assign_public_ip=network.apply(lambda n: n["assignPublicIp"] == "ENABLED"),
+                    ),
+                    enable_ecs_managed_tags=True,
+                    tags={TAG_SCHEDULE: name, TAG_SOURCE: "schedule"},
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+
+        self.dlq_alarm = None
+        if platform.alarms_enabled:
+            self.dlq_alarm = aws.cloudwatch.MetricAlarm(
+                f"{name}-dlq-depth",
+                alarm_description=(
+                    f"Scheduled runs of {name} that never started (see {schedule_name}-dlq)"
+                ),
+                namespace="AWS/SQS",
+                metric_name="ApproximateNumberOfMessagesVisible",
+                dimensions={"QueueName": self.dlq.name},
+                statistic="Maximum",
+                period=300,
+                evaluation_periods=1,
+                threshold=0,
+                comparison_operator="GreaterThanThreshold",
+                treat_missing_data="notBreaching",
+                alarm_actions=[platform.failure_topic.arn],
+                opts=child,
+            )
+
+        self.register_outputs(
+            {"schedule_arn": self.schedule.arn, "dlq_url": self.dlq.url, "role_arn": self.role.arn}
+        )
