@@ -76,7 +76,10 @@ def stack_outputs(stack: str, *, runner: Any = subprocess.run) -> dict[str, Any]
     try:
         done = runner(
             ["pulumi", "stack", "output", "--json", "--show-secrets", "-s", stack],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     except FileNotFoundError:
         raise CliError(

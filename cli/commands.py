@@ -163,9 +163,12 @@ def status(args: argparse.Namespace) -> int:
         _out(json.dumps(job, indent=2, sort_keys=True))
     else:
         rows = [
-            ("job", job["job_id"]), ("worker", job.get("worker")), ("status", job["status"]),
+            ("job", job["job_id"]),
+            ("worker", job.get("worker")),
+            ("status", job["status"]),
             ("attempts", f"{job.get('attempts')}/{job.get('max_attempts')}"),
-            ("created", job.get("created_at")), ("updated", job.get("updated_at")),
+            ("created", job.get("created_at")),
+            ("updated", job.get("updated_at")),
         ]
         progress = job.get("progress")
         if progress:
@@ -183,8 +186,10 @@ def status(args: argparse.Namespace) -> int:
 # --- list / workers -----------------------------------------------------------------------
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, *rows]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -193,8 +198,12 @@ def list_jobs(args: argparse.Namespace) -> int:
     cursor = args.cursor
     jobs: list[dict[str, Any]] = []
     while True:
-        query = {"worker": args.worker, "status": args.status, "limit": args.limit,
-                 "cursor": cursor}
+        query = {
+            "worker": args.worker,
+            "status": args.status,
+            "limit": args.limit,
+            "cursor": cursor,
+        }
         _, page = client.request("GET", "/jobs", query=query)
         jobs += page.get("jobs") or []
         cursor = page.get("next_cursor")
@@ -207,8 +216,16 @@ def list_jobs(args: argparse.Namespace) -> int:
     for j in jobs:
         progress = j.get("progress") or {}
         done = f"{progress.get('done')}/{progress.get('total')}" if progress else ""
-        rows.append([j["job_id"], j.get("worker", ""), j["status"],
-                     str(j.get("attempts", "")), str(j.get("created_at", "")), done])
+        rows.append(
+            [
+                j["job_id"],
+                j.get("worker", ""),
+                j["status"],
+                str(j.get("attempts", "")),
+                str(j.get("created_at", "")),
+                done,
+            ]
+        )
     if rows:
         _out(_table(rows, ["JOB ID", "WORKER", "STATUS", "ATTEMPTS", "CREATED", "PROGRESS"]))
     else:
@@ -227,14 +244,17 @@ def workers(args: argparse.Namespace) -> int:
     rows = []
     for w in items:
         limits = w.get("limits") or {}
-        rows.append([
-            w["name"], f"{limits.get('cpu')}/{limits.get('memory')}",
-            f"{limits.get('max_cpu')}/{limits.get('max_memory')}",
-            str(limits.get("max_attempts", "")), str(limits.get("timeout_seconds", "")),
-            str(w.get("description", "")),
-        ])
-    _out(_table(rows, ["WORKER", "CPU/MEM", "MAX CPU/MEM", "ATTEMPTS", "TIMEOUT S",
-                       "DESCRIPTION"]))
+        rows.append(
+            [
+                w["name"],
+                f"{limits.get('cpu')}/{limits.get('memory')}",
+                f"{limits.get('max_cpu')}/{limits.get('max_memory')}",
+                str(limits.get("max_attempts", "")),
+                str(limits.get("timeout_seconds", "")),
+                str(w.get("description", "")),
+            ]
+        )
+    _out(_table(rows, ["WORKER", "CPU/MEM", "MAX CPU/MEM", "ATTEMPTS", "TIMEOUT S", "DESCRIPTION"]))
     return Exit.OK
 
 
@@ -256,12 +276,14 @@ def logs(args: argparse.Namespace) -> int:
 
     if endpoint.is_local:
         logs_dir = Path(str(endpoint.local_state["logs_dir"]))
-        return print_local(logs_dir, args.job_id, sys.stdout, follow=args.follow,
-                           job_status=job_status)
+        return print_local(
+            logs_dir, args.job_id, sys.stdout, follow=args.follow, job_status=job_status
+        )
     session = _aws_session(endpoint)
     cluster = endpoint.stack_outputs.get("clusterArn")
-    return print_aws(session, job, sys.stdout, cluster=cluster, follow=args.follow,
-                     job_status=job_status)
+    return print_aws(
+        session, job, sys.stdout, cluster=cluster, follow=args.follow, job_status=job_status
+    )
 
 
 def _aws_session(endpoint: Endpoint) -> Any:
@@ -311,9 +333,12 @@ def redrive(sqs: Any, dlq_url: str, queue_url: str, limit: int = 0) -> int:
     while not limit or moved < limit:
         batch = min(10, limit - moved) if limit else 10
         messages = sqs.receive_message(
-            QueueUrl=dlq_url, MaxNumberOfMessages=batch, WaitTimeSeconds=0,
+            QueueUrl=dlq_url,
+            MaxNumberOfMessages=batch,
+            WaitTimeSeconds=0,
             MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
-            MessageAttributeNames=["All"], VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=60,
         ).get("Messages", [])
         if not messages:
             break
@@ -322,7 +347,9 @@ def redrive(sqs: Any, dlq_url: str, queue_url: str, limit: int = 0) -> int:
             group = attrs.get("MessageGroupId") or m["MessageId"]
             dedup = f"{attrs.get('MessageDeduplicationId', m['MessageId'])}-r{int(time.time())}"
             send: dict[str, Any] = {
-                "QueueUrl": queue_url, "MessageBody": m["Body"], "MessageGroupId": group,
+                "QueueUrl": queue_url,
+                "MessageBody": m["Body"],
+                "MessageGroupId": group,
                 "MessageDeduplicationId": dedup[-128:],
             }
             if m.get("MessageAttributes"):
@@ -344,8 +371,13 @@ def local_up(args: argparse.Namespace) -> int:
     for noisy in ("werkzeug", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     pipeline = LocalPipeline(
-        stack=args.stack, host=args.host, port=args.port, api_key=args.api_key,
-        max_tasks=args.workers, docker=args.docker, sweep_interval=args.sweep_interval,
+        stack=args.stack,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        max_tasks=args.workers,
+        docker=args.docker,
+        sweep_interval=args.sweep_interval,
     )
     stop = threading.Event()
 

@@ -88,9 +88,7 @@ def _task_ids(session: Any, cluster: str | None, job_id: str) -> list[str]:
     ecs = session.client("ecs")
     arns: list[str] = []
     for status in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, startedBy=job_id, desiredStatus=status)[
-            "taskArns"
-        ]
+        arns += ecs.list_tasks(cluster=cluster, startedBy=job_id, desiredStatus=status)["taskArns"]
     return [a.rsplit("/", 1)[-1] for a in arns]
 
 

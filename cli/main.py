@@ -53,15 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", parents=[endpoint], help="submit a job")
     p.add_argument("worker")
-    p.add_argument("--input", "-i", default=None,
-                   help="JSON input file, or - for stdin (default: stdin when piped)")
+    p.add_argument(
+        "--input",
+        "-i",
+        default=None,
+        help="JSON input file, or - for stdin (default: stdin when piped)",
+    )
     p.add_argument("--cpu", type=int, help="task CPU units override (e.g. 1024)")
     p.add_argument("--memory", type=int, help="task memory MiB override (e.g. 2048)")
     p.add_argument("--idempotency-key", help="replays return the same job")
-    p.add_argument("--wait", action="store_true",
-                   help="follow progress on stderr, then print the result or the error")
-    p.add_argument("--timeout", type=float, default=0,
-                   help="with --wait: give up after this many seconds (0 = never)")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow progress on stderr, then print the result or the error",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=0,
+        help="with --wait: give up after this many seconds (0 = never)",
+    )
     p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     p.set_defaults(run=commands.submit)
 
@@ -72,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", parents=[endpoint], help="list jobs, newest first")
     p.add_argument("--worker")
-    p.add_argument("--status", type=str.upper,
-                   choices=["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"])
+    p.add_argument(
+        "--status",
+        type=str.upper,
+        choices=["QUEUED", "DISPATCHED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
+    )
     p.add_argument("--limit", type=int, default=20, help="page size (1..100)")
     p.add_argument("--cursor", help="continue from a previous page's next cursor")
     p.add_argument("--all", action="store_true", help="follow cursors to the last page")
@@ -90,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.cancel)
 
     p = sub.add_parser(
-        "retry", parents=[endpoint],
+        "retry",
+        parents=[endpoint],
         help="re-drive a worker's dead-letter queue into its job queue",
         description="Move messages from WORKER's dead-letter queue back to its job queue "
         "(receive, re-send with a fresh deduplication id, delete). The launcher then "
@@ -112,11 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080, help="API port (0 = any free port)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--api-key", help="API key to require (default: a random one)")
-    p.add_argument("--docker", action="store_true",
-                   help="run each task's real worker image (needs a Docker engine)")
+    p.add_argument(
+        "--docker",
+        action="store_true",
+        help="run each task's real worker image (needs a Docker engine)",
+    )
     p.add_argument("--workers", type=int, default=4, help="most worker processes at once")
-    p.add_argument("--sweep-interval", type=float, default=None,
-                   help="seconds between sweeps (default: the stack's sweepRate)")
+    p.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=None,
+        help="seconds between sweeps (default: the stack's sweepRate)",
+    )
     p.add_argument("--verbose", "-v", action="store_true")
     p.set_defaults(run=commands.local_up)
     local_sub = p.add_subparsers(dest="local_command", metavar="ACTION")

@@ -2,13 +2,15 @@
 
 moto cannot serve a REST API, so this does what the deployed stage does in front of the
 handler, with the same answers API Gateway gives:
-- a path or method the API does not declare: 403 ``{"message": "Missing Authentication Token"}``
-  (REST APIs answer unknown routes that way, whatever the key);
-- source IP outside the resource policy's allow-list: 403 with the execute-api deny message;
-- a missing or wrong ``x-api-key``: 403 ``{"message": "Forbidden"}``;
-- a body over 10 MB: 413 (API Gateway's payload limit);
-- a handler exception or malformed proxy response: 502 ``{"message": "Internal server error"}``.
-Routes come from the stack's OpenAPI document, so they cannot drift from what is deployed.
+- a path or method the API does not declare: MISSING_AUTHENTICATION_TOKEN (AWS default 403
+  ``{"message": "Missing Authentication Token"}``, whatever the key);
+- source IP outside the resource policy's allow-list: ACCESS_DENIED (403);
+- a missing or wrong ``x-api-key``: INVALID_API_KEY (403 ``{"message": "Forbidden"}``);
+- a body over 10 MB: REQUEST_TOO_LARGE (413, API Gateway's payload limit);
+- a handler exception or malformed proxy response: 502 ``Internal server error``.
+Routes and the customised gateway responses (``x-amazon-apigateway-gateway-responses``) come
+from the stack's OpenAPI document, so they cannot drift from what is deployed. Edge request
+validation is not emulated: the handler validates every request itself.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -81,14 +83,53 @@ def allowed_networks(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network | ipadd
     return [ipaddress.ip_network(c, strict=False) for c in cidrs]
 
 
+@dataclass(frozen=True)
+class GatewayResponse:
+    """A customised gateway response (``x-amazon-apigateway-gateway-responses``)."""
+
+    status: int | None
+    template: str | None
+
+
+def gateway_responses(document: Mapping[str, Any]) -> dict[str, GatewayResponse]:
+    found = {}
+    for kind, spec in (document.get("x-amazon-apigateway-gateway-responses") or {}).items():
+        templates = (spec or {}).get("responseTemplates") or {}
+        status = spec.get("statusCode")
+        found[str(kind)] = GatewayResponse(
+            int(status) if status is not None else None, templates.get("application/json")
+        )
+    return found
+
+
 @dataclass
 class GatewayConfig:
     routes: list[Route]
     api_key: str
     stage: str
     allowed_ips: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    responses: dict[str, GatewayResponse] = field(default_factory=dict)
     api_id: str = "local"
     api_key_id: str = "local-key"
+
+    def render(self, kind: str, status: int, message: str, request_id: str) -> tuple[int, bytes]:
+        """Status and body API Gateway sends for a gateway error of type ``kind``: the
+        customised response if the document has one, else DEFAULT_4XX/5XX, else AWS's."""
+        default = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+        custom = self.responses.get(kind)
+        fallback = self.responses.get(default)
+        out_status = (custom.status if custom else None) or status
+        template = (custom.template if custom else None) or (
+            fallback.template if fallback else None
+        )
+        if template is None:
+            return out_status, json.dumps({"message": message}).encode()
+        body = (
+            template.replace("$context.error.messageString", json.dumps(message))
+            .replace("$context.error.message", message)
+            .replace("$context.requestId", request_id)
+        )
+        return out_status, body.encode()
 
 
 def build_event(
@@ -232,14 +273,14 @@ class LocalApiGateway:
                 if not chunk:
                     break
                 remaining -= len(chunk)
-            self._reply(req, 413, {"message": "Request Too Long"}, "RequestTooLongException")
+            self._gateway_error(req, "REQUEST_TOO_LARGE", 413, "Request Too Long")
             return
         body = req.rfile.read(length) if length else b""
         source_ip = str(req.client_address[0])
 
         if path.startswith(ADMIN_PREFIX) and self.admin is not None:
             if not self._key_ok(headers):
-                self._reply(req, 403, {"message": "Forbidden"}, "ForbiddenException")
+                self._gateway_error(req, "INVALID_API_KEY", 403, "Forbidden")
                 return
             status, payload = self.admin(method, path[len(ADMIN_PREFIX) - 1 :], body)
             self._reply(req, status, payload)
@@ -247,9 +288,8 @@ class LocalApiGateway:
 
         found = match_route(self.config.routes, path)
         if found is None or method not in found[0].methods:
-            self._reply(
-                req, 403, {"message": "Missing Authentication Token"},
-                "MissingAuthenticationTokenException",
+            self._gateway_error(
+                req, "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token"
             )
             return
         route, params = found
@@ -259,21 +299,28 @@ class LocalApiGateway:
                 f"arn:aws:execute-api:local:000000000000:{self.config.api_id}/"
                 f"{self.config.stage}/{method}{path}"
             )
-            self._reply(req, 403, {"Message": message}, "AccessDeniedException")
+            self._gateway_error(req, "ACCESS_DENIED", 403, message)
             return
         if not self._key_ok(headers):
-            self._reply(req, 403, {"message": "Forbidden"}, "ForbiddenException")
+            self._gateway_error(req, "INVALID_API_KEY", 403, "Forbidden")
             return
         event = build_event(
-            method=method, path=path, query=query, headers=headers, body=body, route=route,
-            path_params=params, source_ip=source_ip, config=self.config,
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            route=route,
+            path_params=params,
+            source_ip=source_ip,
+            config=self.config,
         )
         try:
             response = self.handler(event)
             status, out_headers, out_body = self._proxy_response(response)
         except Exception:
             log.exception("API handler failed for %s %s", method, path)
-            self._reply(req, 502, {"message": "Internal server error"})
+            self._gateway_error(req, "DEFAULT_5XX", 502, "Internal server error")
             return
         self._send(req, status, out_headers, out_body, event["requestContext"]["requestId"])
 
@@ -298,16 +345,30 @@ class LocalApiGateway:
         body = base64.b64decode(raw) if response.get("isBase64Encoded") else str(raw).encode()
         return int(response["statusCode"]), headers, body
 
+    _ERROR_TYPES = {
+        "REQUEST_TOO_LARGE": "RequestTooLongException",
+        "INVALID_API_KEY": "ForbiddenException",
+        "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
+        "ACCESS_DENIED": "AccessDeniedException",
+    }
+
+    def _gateway_error(
+        self, req: BaseHTTPRequestHandler, kind: str, status: int, message: str
+    ) -> None:
+        request_id = str(uuid.uuid4())
+        out_status, body = self.config.render(kind, status, message, request_id)
+        headers = [("Content-Type", "application/json")]
+        if kind in self._ERROR_TYPES:
+            headers.append(("x-amzn-ErrorType", self._ERROR_TYPES[kind]))
+        self._send(req, out_status, headers, body, request_id)
+
     def _reply(
         self,
         req: BaseHTTPRequestHandler,
         status: int,
         payload: Any,
-        error_type: str | None = None,
     ) -> None:
         headers = [("Content-Type", "application/json")]
-        if error_type:
-            headers.append(("x-amzn-ErrorType", error_type))
         self._send(req, status, headers, json.dumps(payload).encode(), str(uuid.uuid4()))
 
     @staticmethod

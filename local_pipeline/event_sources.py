@@ -132,8 +132,7 @@ class SqsPoller:
         try:
             result = queue.invoke(sqs_event(messages, queue.queue_arn, self.region))
             failed = {
-                str(f["itemIdentifier"])
-                for f in ((result or {}).get("batchItemFailures") or [])
+                str(f["itemIdentifier"]) for f in ((result or {}).get("batchItemFailures") or [])
             }
         except Exception as exc:
             log.exception("function for %s raised: the whole batch is retried", queue.queue_url)

@@ -252,9 +252,9 @@ class LocalFargate:
                 by_cluster.setdefault(task.cluster_arn, []).append(task)
         for cluster, tasks in by_cluster.items():
             for chunk in _chunks(tasks, 100):
-                described = self.ecs.describe_tasks(
-                    cluster=cluster, tasks=[t.arn for t in chunk]
-                )["tasks"]
+                described = self.ecs.describe_tasks(cluster=cluster, tasks=[t.arn for t in chunk])[
+                    "tasks"
+                ]
                 for desc in described:
                     if desc.get("desiredStatus") != "STOPPED":
                         continue
@@ -323,8 +323,15 @@ class LocalFargate:
     def _spawn(self, task: LocalTask) -> None:
         env = self.process_env(task)
         if self.docker:
-            args = ["docker", "run", "--rm", "--name", f"batch-local-{task.task_id}",
-                    "--network", "host"]
+            args = [
+                "docker",
+                "run",
+                "--rm",
+                "--name",
+                f"batch-local-{task.task_id}",
+                "--network",
+                "host",
+            ]
             for key, value in env.items():
                 if key not in _INHERITED and key != "PYTHONPATH":
                     args += ["-e", f"{key}={value}"]
@@ -434,7 +441,9 @@ def docker_available() -> bool:
     try:
         done = subprocess.run(
             ["docker", "info", "--format", "{{.ServerVersion}}"],
-            capture_output=True, timeout=15, check=False,
+            capture_output=True,
+            timeout=15,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from jobcontract import Env, WorkerField
-from local_pipeline.api_gateway import GatewayConfig, LocalApiGateway, Route, routes_from_openapi
+from local_pipeline.api_gateway import (
+    GatewayConfig,
+    LocalApiGateway,
+    Route,
+    gateway_responses,
+    routes_from_openapi,
+)
 from local_pipeline.event_sources import PolledQueue, SqsPoller, Ticker, rate_seconds
 from local_pipeline.fargate import LocalFargate, docker_available
 from local_pipeline.lambdas import LocalLambda
@@ -148,8 +154,10 @@ class LocalPipeline:
         self._lambdas = {name: LocalLambda(fn) for name, fn in prov.functions.items()}
 
         stack_settings = _stack_settings(self.stack, self.overrides)
+        document = _openapi_document(graph)
         config = GatewayConfig(
-            routes=_routes(graph) or _FALLBACK_ROUTES,
+            routes=routes_from_openapi(document) or _FALLBACK_ROUTES,
+            responses=gateway_responses(document),
             api_key=self.api_key,
             stage=stack_settings.get("stage", "v1"),
             allowed_ips=_networks(stack_settings.get("allowed_ips", [])),
@@ -279,8 +287,15 @@ class LocalPipeline:
     def run_sweep(self) -> Any:
         """Invoke the sweep Lambda now, with a scheduled event."""
         return self._lambda_by_role("sweep").invoke(
-            {"version": "0", "id": secrets.token_hex(8), "detail-type": "Scheduled Event",
-             "source": "aws.events", "region": REGION, "resources": [], "detail": {}}
+            {
+                "version": "0",
+                "id": secrets.token_hex(8),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "region": REGION,
+                "resources": [],
+                "detail": {},
+            }
         )
 
     def run_schedule(self, name: str) -> dict[str, Any]:
@@ -291,8 +306,11 @@ class LocalPipeline:
         payload: Any = json.loads(schedule.input) if schedule.input else {}
         if schedule.function is not None:
             result = self._lambdas[schedule.function].invoke(payload)
-            return {"schedule": schedule.logical_name, "invoked": schedule.function,
-                    "result": result}
+            return {
+                "schedule": schedule.logical_name,
+                "invoked": schedule.function,
+                "result": result,
+            }
         params = schedule.ecs_parameters or {}
         kwargs: dict[str, Any] = {
             "cluster": schedule.target_arn,
@@ -335,24 +353,32 @@ class LocalPipeline:
         failures = response.get("failures") or []
         if failures:
             raise LocalPipelineError(f"RunTask for schedule {name!r} failed: {failures}")
-        return {"schedule": schedule.logical_name,
-                "task_arns": [t["taskArn"] for t in response["tasks"]]}
+        return {
+            "schedule": schedule.logical_name,
+            "task_arns": [t["taskArn"] for t in response["tasks"]],
+        }
 
     def _admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         """Local-only routes under /_local/ (API key required): schedules, sweep, state."""
         parts = [p for p in path.split("/") if p]
         try:
-            if method == "POST" and len(parts) == 3 and parts[0] == "schedules" \
-                    and parts[2] == "run":
+            if (
+                method == "POST"
+                and len(parts) == 3
+                and parts[0] == "schedules"
+                and parts[2] == "run"
+            ):
                 return 200, self.run_schedule(parts[1])
             if method == "POST" and parts == ["sweep"]:
                 return 200, {"result": self.run_sweep()}
             if method == "GET" and parts == ["schedules"]:
                 assert self.provisioned is not None
-                return 200, {"schedules": [
-                    {"name": s.logical_name, "expression": s.expression}
-                    for s in self.provisioned.schedules
-                ]}
+                return 200, {
+                    "schedules": [
+                        {"name": s.logical_name, "expression": s.expression}
+                        for s in self.provisioned.schedules
+                    ]
+                }
         except KeyError as exc:
             return 404, {"message": str(exc.args[0]) if exc.args else "not found"}
         except LocalPipelineError as exc:
@@ -430,19 +456,22 @@ def _reset_handler_clients() -> None:
     _aws.reset_clients()
 
 
-def _routes(graph: Any) -> list[Route]:
-    """Routes from the OpenAPI document the stack's RestApi was built from."""
+def _openapi_document(graph: Any) -> dict[str, Any]:
+    """The OpenAPI document the stack's RestApi was built from (its ``body`` input)."""
     import yaml
 
     for api in graph.of_type("aws:apigateway/restApi:RestApi"):
         body = api.inputs.get("body")
         if body:
-            doc = json.loads(body) if body.lstrip().startswith("{") else yaml.safe_load(body)
-            return routes_from_openapi(doc)
+            doc: dict[str, Any] = (
+                json.loads(body) if body.lstrip().startswith("{") else yaml.safe_load(body)
+            )
+            return doc
     path = PROJECT_ROOT / "components" / "openapi.yaml"
     if path.exists():
-        return routes_from_openapi(yaml.safe_load(path.read_text()))
-    return []
+        found: dict[str, Any] = yaml.safe_load(path.read_text())
+        return found
+    return {}
 
 
 def _stack_settings(stack: str, overrides: Mapping[str, str]) -> dict[str, Any]:

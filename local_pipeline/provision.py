@@ -280,12 +280,8 @@ class Provisioner:
             real = ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{index}.0/24")["Subnet"]
             self.subs.add(mock_id, real["SubnetId"])
             self.result.subnets.append(real["SubnetId"])
-        declared = {
-            str(r.outputs.get("id")): r for r in self.graph.of_type(T_SECURITY_GROUP)
-        }
-        group_ids = sorted(
-            set(declared) | {m for s in strings for m in _SG_RE.findall(s)}
-        )
+        declared = {str(r.outputs.get("id")): r for r in self.graph.of_type(T_SECURITY_GROUP)}
+        group_ids = sorted(set(declared) | {m for s in strings for m in _SG_RE.findall(s)})
         for index, mock_id in enumerate(group_ids):
             r = declared.get(mock_id)
             name = str(r.inputs.get("name") or r.name) if r else f"local-group-{index}"
@@ -400,9 +396,9 @@ class Provisioner:
                 if i.get(key) is not None:
                     attributes[attr] = _attr_text(i[key])
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-                "Attributes"
-            ]["QueueArn"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
             self.subs.add(mock_url, url)
             self.subs.add(r.outputs.get("arn"), arn)
             self.result.queues[r.name] = url
@@ -421,7 +417,9 @@ class Provisioner:
             log.info("skipping %s subscription %s (unreachable locally)", i.get("protocol"), r.name)
             return
         self.client("sns").subscribe(
-            TopicArn=i["topic"], Protocol="sqs", Endpoint=i["endpoint"],
+            TopicArn=i["topic"],
+            Protocol="sqs",
+            Endpoint=i["endpoint"],
             Attributes={"RawMessageDelivery": str(bool(i.get("rawMessageDelivery"))).lower()},
         )
 
@@ -447,7 +445,8 @@ class Provisioner:
         platform = i.get("runtimePlatform")
         if platform:
             kwargs["runtimePlatform"] = {
-                k: v for k, v in platform.items()
+                k: v
+                for k, v in platform.items()
                 if k in ("cpuArchitecture", "operatingSystemFamily")
             }
         arn = self.client("ecs").register_task_definition(**kwargs)["taskDefinition"][
@@ -470,9 +469,7 @@ class Provisioner:
         i = r.inputs
         variables = dict(((i.get("environment") or {}).get("variables")) or {})
         env = {
-            k: str(v)
-            for k, v in self.subs.apply(variables).items()
-            if k not in _LAMBDA_ONLY_ENV
+            k: str(v) for k, v in self.subs.apply(variables).items() if k not in _LAMBDA_ONLY_ENV
         }
         name = _physical(r, "name")
         self.result.functions[r.name] = LocalFunction(

@@ -32,7 +32,9 @@ def _program() -> None:
         ],
         global_secondary_indexes=[
             aws.dynamodb.TableGlobalSecondaryIndexArgs(
-                name=Table.BY_KIND, hash_key="kind", range_key="created_at",
+                name=Table.BY_KIND,
+                hash_key="kind",
+                range_key="created_at",
                 projection_type="ALL",
             )
         ],
@@ -44,43 +46,70 @@ def _program() -> None:
     sg = aws.ec2.SecurityGroup("tasks", name="t-tasks", description="egress only")
     dlq = aws.sqs.Queue("echo-dlq", name="t-echo-dlq.fifo", fifo_queue=True)
     queue = aws.sqs.Queue(
-        "echo", name="t-echo.fifo", fifo_queue=True, visibility_timeout_seconds=360,
+        "echo",
+        name="t-echo.fifo",
+        fifo_queue=True,
+        visibility_timeout_seconds=360,
         redrive_policy=dlq.arn.apply(
             lambda arn: json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 2})
         ),
     )
     td = aws.ecs.TaskDefinition(
-        "echo", family="t-echo", cpu="256", memory="512", network_mode="awsvpc",
+        "echo",
+        family="t-echo",
+        cpu="256",
+        memory="512",
+        network_mode="awsvpc",
         requires_compatibilities=["FARGATE"],
         container_definitions=json.dumps(
-            [{"name": "worker", "image": "example.invalid/echo", "essential": True,
-              "environment": [{"name": Env.WORKER_NAME, "value": "echo"}]}]
+            [
+                {
+                    "name": "worker",
+                    "image": "example.invalid/echo",
+                    "essential": True,
+                    "environment": [{"name": Env.WORKER_NAME, "value": "echo"}],
+                }
+            ]
         ),
     )
     item = pulumi.Output.all(queue.url, dlq.url, td.arn).apply(
-        lambda a: json.dumps({
-            Table.PK: {"S": worker_pk("echo")}, "kind": {"S": Table.KIND_WORKER},
-            "created_at": {"S": "2026-01-01T00:00:00Z"}, WorkerField.NAME: {"S": "echo"},
-            WorkerField.QUEUE_URL: {"S": a[0]}, WorkerField.DLQ_URL: {"S": a[1]},
-            WorkerField.TASK_DEFINITION: {"S": a[2]},
-        })
+        lambda a: json.dumps(
+            {
+                Table.PK: {"S": worker_pk("echo")},
+                "kind": {"S": Table.KIND_WORKER},
+                "created_at": {"S": "2026-01-01T00:00:00Z"},
+                WorkerField.NAME: {"S": "echo"},
+                WorkerField.QUEUE_URL: {"S": a[0]},
+                WorkerField.DLQ_URL: {"S": a[1]},
+                WorkerField.TASK_DEFINITION: {"S": a[2]},
+            }
+        )
     )
-    aws.dynamodb.TableItem("echo-registration", table_name=table.name, hash_key=Table.PK,
-                           item=item)
+    aws.dynamodb.TableItem("echo-registration", table_name=table.name, hash_key=Table.PK, item=item)
     env = pulumi.Output.all(table.name, bucket.bucket, topic.arn, cluster.arn, sg.id).apply(
         lambda a: {
-            Env.JOBS_TABLE: a[0], Env.RESULTS_BUCKET: a[1], Env.FAILURE_TOPIC_ARN: a[2],
-            Env.CLUSTER_ARN: a[3], Env.SECURITY_GROUPS: a[4],
+            Env.JOBS_TABLE: a[0],
+            Env.RESULTS_BUCKET: a[1],
+            Env.FAILURE_TOPIC_ARN: a[2],
+            Env.CLUSTER_ARN: a[3],
+            Env.SECURITY_GROUPS: a[4],
             Env.SUBNETS: "subnet-0a1b2c3d4e5f60001,subnet-0a1b2c3d4e5f60002",
         }
     )
     launcher = aws.lambda_.Function(
-        "launcher", name="t-launcher", handler="handlers.launcher.handler", runtime="python3.12",
-        role="arn:aws:iam::123456789012:role/x", timeout=60,
+        "launcher",
+        name="t-launcher",
+        handler="handlers.launcher.handler",
+        runtime="python3.12",
+        role="arn:aws:iam::123456789012:role/x",
+        timeout=60,
         environment=aws.lambda_.FunctionEnvironmentArgs(variables=env),
     )
     aws.lambda_.EventSourceMapping(
-        "echo-trigger", event_source_arn=queue.arn, function_name=launcher.arn, batch_size=10,
+        "echo-trigger",
+        event_source_arn=queue.arn,
+        function_name=launcher.arn,
+        batch_size=10,
         function_response_types=["ReportBatchItemFailures"],
     )
 
@@ -108,8 +137,12 @@ def test_table_matches_declared_key_indexes_and_ttl(provisioned: Provisioned) ->
     desc = ddb.describe_table(TableName="t-jobs")["Table"]
     assert desc["KeySchema"] == [{"AttributeName": Table.PK, "KeyType": "HASH"}]
     gsis = {g["IndexName"]: g["KeySchema"] for g in desc["GlobalSecondaryIndexes"]}
-    assert gsis == {Table.BY_KIND: [{"AttributeName": "kind", "KeyType": "HASH"},
-                                    {"AttributeName": "created_at", "KeyType": "RANGE"}]}
+    assert gsis == {
+        Table.BY_KIND: [
+            {"AttributeName": "kind", "KeyType": "HASH"},
+            {"AttributeName": "created_at", "KeyType": "RANGE"},
+        ]
+    }
     ttl = ddb.describe_time_to_live(TableName="t-jobs")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == Table.TTL_ATTRIBUTE
     assert provisioned.jobs_table == "t-jobs"
@@ -146,8 +179,12 @@ def test_lambda_env_and_event_source_use_moto_values(
     assert fn.env[Env.CLUSTER_ARN] == provisioned.cluster_arns["cluster"]
     assert fn.env[Env.SECURITY_GROUPS] in provisioned.security_groups
     assert fn.env[Env.SUBNETS].split(",") == provisioned.subnets
-    mocked = {str(v) for r in graph.resources for k, v in r.outputs.items()
-              if k in ("url", "id") and str(v).startswith("https://sqs.")}
+    mocked = {
+        str(v)
+        for r in graph.resources
+        for k, v in r.outputs.items()
+        if k in ("url", "id") and str(v).startswith("https://sqs.")
+    }
     assert not any(m in json.dumps(fn.env) for m in mocked)
     (source,) = provisioned.event_sources
     assert source.queue_url == provisioned.queues["echo"]

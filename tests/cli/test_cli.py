@@ -1,0 +1,299 @@
+"""batchctl: endpoint resolution and exit codes, against a local gateway with a fake handler.
+
+The gateway stand-in (local_pipeline.api_gateway) enforces the key and routes exactly as in
+the local pipeline; the handler behind it is scripted per test, so each exit code is driven
+by the HTTP answer that should produce it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.api import Endpoint, Exit, resolve_endpoint
+from cli.main import main
+from local_pipeline.api_gateway import GatewayConfig, LocalApiGateway, Route
+
+KEY = "k" * 40
+ROUTES = [
+    Route("/jobs", frozenset({"GET", "POST"})),
+    Route("/workers", frozenset({"GET"})),
+    Route("/jobs/{id}/cancel", frozenset({"POST"})),
+    Route("/jobs/{id}", frozenset({"GET"})),
+]
+JOB_ID = "echo_" + "a" * 32
+
+
+def _proxy(status: int, body: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(body),
+    }
+
+
+class FakeApi:
+    """Routes -> scripted proxy responses; records the events it received."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.answer: Callable[[dict[str, Any]], dict[str, Any]] = lambda e: _proxy(200, {})
+
+    def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(event)
+        return self.answer(event)
+
+
+@pytest.fixture
+def api(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[LocalApiGateway, FakeApi]]:
+    for var in ("BATCH_API_URL", "BATCH_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BATCH_LOCAL_STATE", str(tmp_path / "none.json"))
+    fake = FakeApi()
+    gateway = LocalApiGateway(GatewayConfig(ROUTES, KEY, "v1", []), fake)
+    gateway.start()
+    try:
+        yield gateway, fake
+    finally:
+        gateway.stop()
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- endpoint resolution --------------------------------------------------------------------
+def test_flags_beat_env_and_env_beats_state(tmp_path: Path) -> None:
+    state = tmp_path / "endpoint.json"
+    state.write_text(json.dumps({"api_url": "http://state", "api_key": "state-key"}))
+    env = {
+        "BATCH_API_URL": "http://env",
+        "BATCH_API_KEY": "env-key",
+        "BATCH_LOCAL_STATE": str(state),
+    }
+    flags = resolve_endpoint(api_url="http://flag/", api_key="flag-key", stack=None, environ=env)
+    assert (flags.api_url, flags.api_key, flags.source) == ("http://flag", "flag-key", "flags")
+    from_env = resolve_endpoint(api_url=None, api_key=None, stack=None, environ=env)
+    assert (from_env.api_url, from_env.api_key, from_env.source) == ("http://env", "env-key", "env")
+    local = resolve_endpoint(
+        api_url=None, api_key=None, stack=None, environ={"BATCH_LOCAL_STATE": str(state)}
+    )
+    assert (local.api_url, local.api_key, local.source) == ("http://state", "state-key", "local")
+    assert local.is_local and not from_env.is_local
+
+
+def test_stack_outputs_come_from_pulumi(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    def runner(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        calls.append(cmd)
+        out = {
+            "apiUrl": "https://x.execute-api.us-east-1.amazonaws.com/v1",
+            "apiKey": "s3cret",
+            "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/c",
+        }
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(out), "")
+
+    ep = resolve_endpoint(api_url=None, api_key=None, stack="dev", environ={}, runner=runner)
+    assert calls == [["pulumi", "stack", "output", "--json", "--show-secrets", "-s", "dev"]]
+    assert ep.api_url.endswith("/v1") and ep.api_key == "s3cret" and ep.source == "stack:dev"
+    assert ep.stack_outputs["clusterArn"].endswith("cluster/c")
+
+
+def test_missing_stack_is_not_found(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def runner(cmd: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 255, "", "error: no stack named 'nope' found")
+
+    from cli.api import CliError
+
+    with pytest.raises(CliError) as info:
+        resolve_endpoint(api_url=None, api_key=None, stack="nope", environ={}, runner=runner)
+    assert info.value.code == Exit.NOT_FOUND and "no stack named 'nope'" in info.value.message
+
+
+def test_pulumi_missing_is_a_usage_error() -> None:
+    from cli.api import CliError
+
+    def runner(cmd: list[str], **_: Any) -> Any:
+        raise FileNotFoundError("pulumi")
+
+    with pytest.raises(CliError) as info:
+        resolve_endpoint(api_url=None, api_key=None, stack="dev", environ={}, runner=runner)
+    assert info.value.code == Exit.USAGE and "Pulumi CLI" in info.value.message
+
+
+def test_no_endpoint_anywhere_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("BATCH_API_URL", "BATCH_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BATCH_LOCAL_STATE", str(tmp_path / "missing.json"))
+    code, _, err = _run(capsys, "status", JOB_ID)
+    assert code == Exit.USAGE and "no API endpoint" in err
+
+
+# --- exit codes -----------------------------------------------------------------------------
+def test_unreachable_endpoint_exits_5(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATCH_LOCAL_STATE", str(tmp_path / "none.json"))
+    url = f"http://127.0.0.1:{_free_port()}"
+    code, _, err = _run(capsys, "workers", "--api-url", url, "--api-key", KEY)
+    assert code == Exit.UNREACHABLE and "cannot reach" in err
+
+
+def test_wrong_key_exits_4_and_never_reaches_the_handler(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+    code, _, err = _run(capsys, "workers", "--api-url", gateway.url, "--api-key", "wrong" * 8)
+    assert code == Exit.AUTH and "API key" in err
+    assert fake.events == []
+
+
+def test_unknown_worker_exits_3(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    gateway, fake = api
+    fake.answer = lambda e: _proxy(
+        404, {"error": {"code": "unknown_worker", "message": "no worker named 'nope'"}}
+    )
+    (tmp_path / "in.json").write_text('{"items": []}')
+    code, _, err = _run(
+        capsys,
+        "submit",
+        "nope",
+        "--input",
+        str(tmp_path / "in.json"),
+        "--api-url",
+        gateway.url,
+        "--api-key",
+        KEY,
+    )
+    assert code == Exit.NOT_FOUND and "no worker named 'nope'" in err
+    assert json.loads(fake.events[0]["body"]) == {"worker": "nope", "input": {"items": []}}
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (400, Exit.USAGE),
+        (409, Exit.USAGE),
+        (422, Exit.USAGE),
+        (404, Exit.NOT_FOUND),
+        (500, Exit.SERVER),
+        (503, Exit.SERVER),
+    ],
+)
+def test_http_errors_map_to_exit_codes(
+    api: tuple[LocalApiGateway, FakeApi],
+    capsys: pytest.CaptureFixture[str],
+    status: int,
+    expected: int,
+) -> None:
+    gateway, fake = api
+    fake.answer = lambda e: _proxy(status, {"error": {"code": "x", "message": f"said {status}"}})
+    code, _, err = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == expected and f"said {status}" in err
+
+
+def test_handler_crash_is_a_502_server_error(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+
+    def boom(event: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    fake.answer = boom
+    code, _, err = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.SERVER and "502" in err
+
+
+def test_status_of_a_failed_job_exits_1(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+    fake.answer = lambda e: _proxy(
+        200,
+        {
+            "job_id": JOB_ID,
+            "worker": "echo",
+            "status": "FAILED",
+            "attempts": 3,
+            "max_attempts": 3,
+            "error": {"type": "Crash", "message": "exit 1"},
+        },
+    )
+    code, out, _ = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.JOB_FAILED and "Crash: exit 1" in out
+    event = fake.events[0]
+    assert event["pathParameters"] == {"id": JOB_ID} and event["resource"] == "/jobs/{id}"
+
+
+def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--status", "BOGUS"]) == Exit.USAGE
+    assert main(["no-such-command"]) == Exit.USAGE
+
+
+def test_list_follows_cursors_with_all(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+
+    def pages(event: dict[str, Any]) -> dict[str, Any]:
+        cursor = (event["queryStringParameters"] or {}).get("cursor")
+        n = 0 if cursor is None else int(cursor)
+        job = {
+            "job_id": f"echo_{n:032x}",
+            "worker": "echo",
+            "status": "QUEUED",
+            "attempts": 0,
+            "created_at": f"2026-01-01T00:00:0{n}Z",
+        }
+        return _proxy(200, {"jobs": [job], "next_cursor": str(n + 1) if n < 2 else None})
+
+    fake.answer = pages
+    code, out, _ = _run(
+        capsys,
+        "list",
+        "--all",
+        "--limit",
+        "1",
+        "--worker",
+        "echo",
+        "--api-url",
+        gateway.url,
+        "--api-key",
+        KEY,
+    )
+    assert code == Exit.OK
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [
+        f"echo_{n:032x}" for n in range(3)
+    ]
+    assert fake.events[0]["queryStringParameters"] == {"worker": "echo", "limit": "1"}
+    code, out, _ = _run(capsys, "list", "--limit", "1", "--api-url", gateway.url, "--api-key", KEY)
+    assert "next cursor: 1" in out
+
+
+def test_local_endpoint_is_flagged_local(tmp_path: Path) -> None:
+    ep = Endpoint("http://a", "k", "local", {}, {"api_url": "http://a"})
+    assert ep.is_local
+    assert not Endpoint("http://b", "k", "flags", {}, {"api_url": "http://a"}).is_local
