@@ -199,6 +199,17 @@ def new_job_id(worker: str, token_hex: str | None = None) -> str:
     return f"{worker}_{token_hex or secrets.token_hex(16)}"
 
 
+def scheduled_job_id(worker: str, task_arn: str) -> str | None:
+    """Job id of a scheduled run (a task started without BATCH_JOB_ID): ``<worker>_<task id>``.
+
+    Fargate task ids are 32 hex digits; emulators (moto) use hyphenated UUIDs, which this
+    normalises to the same 32 hex. The worker runtime and the reconciler both derive the id
+    here, so they agree on it. None when the ARN carries no such id.
+    """
+    tail = task_arn.rsplit("/", 1)[-1].replace("-", "").lower()
+    return new_job_id(worker, tail) if re.fullmatch(r"[0-9a-f]{32}", tail) else None
+
+
 def worker_of_job_id(job_id: str) -> str | None:
     m = JOB_ID_RE.match(job_id)
     return m.group(1) if m else None
