@@ -90,3 +90,42 @@ def sqs_event(queue_arn: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def table_items(table: str) -> list[dict[str, Any]]:
     return boto3.client("dynamodb").scan(TableName=table)["Items"]
+
+
+def stopped_event(
+    cluster_arn: str,
+    task_arn: str,
+    *,
+    exit_code: int | None = 0,
+    stop_code: str = "EssentialContainerExited",
+    stopped_reason: str = "Essential container in task exited",
+    container_reason: str | None = None,
+) -> dict[str, Any]:
+    """An EventBridge "ECS Task State Change" (STOPPED) event for a task known to moto."""
+    task = boto3.client("ecs").describe_tasks(cluster=cluster_arn, tasks=[task_arn])["tasks"][0]
+    container: dict[str, Any] = {"name": "worker", "lastStatus": "STOPPED"}
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    if container_reason:
+        container["reason"] = container_reason
+    detail = {
+        "clusterArn": cluster_arn,
+        "taskArn": task_arn,
+        "taskDefinitionArn": task["taskDefinitionArn"],
+        "lastStatus": "STOPPED",
+        "desiredStatus": "STOPPED",
+        "stopCode": stop_code,
+        "stoppedReason": stopped_reason,
+        "containers": [container],
+        "overrides": task.get("overrides", {"containerOverrides": []}),
+    }
+    if task.get("startedBy"):
+        detail["startedBy"] = task["startedBy"]
+    return {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "resources": [task_arn],
+        "detail": detail,
+    }

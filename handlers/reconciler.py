@@ -1,0 +1,313 @@
+"""Reconciler: EventBridge "ECS Task State Change" (lastStatus STOPPED) -> job state.
+
+The job item is the truth; a stopped task only tells us that an attempt ended. For a job that
+is still DISPATCHED/RUNNING on *this* task (task ARN or attempt fence):
+
+- cancel requested -> CANCELLED;
+- otherwise the attempt failed (Spot interruption, out of memory, crash, a timeout stop by
+  the sweep, a task that never started, or exit 0 without the worker recording success):
+  back to QUEUED (``attempts`` kept; the launcher increments it) and a new SQS message, until
+  ``max_attempts`` runs were started; then FAILED with ``{type, message, exit_code,
+  stop_reason}``.
+
+Terminal jobs are sent to the notification sinks once (``notified_at`` is set with a
+conditional write). Every write is conditional on status, attempt and task ARN, so an event
+delivered twice (EventBridge is at-least-once) does nothing the second time.
+
+Scheduled runs (EventBridge Scheduler -> RunTask) carry no ``BATCH_JOB_ID``: their job id is
+``<worker>_<task id>``, the worker found by task definition family. If the worker runtime never
+created that job (the task died first), it is created here and handled as a failed attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers import _aws, notify
+from handlers.registry import WorkerRegistration, family_of, get_worker, worker_by_family
+from jobcontract import (
+    CONTAINER_NAME,
+    JOB_ID_RE,
+    TAG_JOB_ID,
+    Env,
+    JobField,
+    JobStatus,
+    WorkerExit,
+    queue_message,
+    scheduled_job_id,
+    worker_of_job_id,
+)
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+
+ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
+NOTIFIED_AT = "notified_at"
+OOM_EXIT_CODE = 137  # SIGKILL: what the OOM killer sends
+
+
+@dataclass(frozen=True)
+class StoppedTask:
+    """What the reconciler needs from an ECS task state change event."""
+
+    task_arn: str
+    cluster_arn: str
+    task_definition_arn: str
+    started_by: str | None
+    stop_code: str
+    stopped_reason: str
+    exit_code: int | None
+    container_reason: str
+    env: dict[str, str]
+    tags: dict[str, str]
+
+    @classmethod
+    def from_detail(cls, detail: dict[str, Any]) -> StoppedTask:
+        containers = detail.get("containers") or []
+        worker_container = next(
+            (c for c in containers if c.get("name") == CONTAINER_NAME),
+            containers[0] if containers else {},
+        )
+        env: dict[str, str] = {}
+        for override in (detail.get("overrides") or {}).get("containerOverrides") or []:
+            if override.get("name") in (CONTAINER_NAME, None):
+                for pair in override.get("environment") or []:
+                    env[str(pair.get("name"))] = str(pair.get("value"))
+        tags = {str(t.get("key")): str(t.get("value")) for t in detail.get("tags") or []}
+        exit_code = worker_container.get("exitCode")
+        return cls(
+            task_arn=str(detail.get("taskArn", "")),
+            cluster_arn=str(detail.get("clusterArn", "")),
+            task_definition_arn=str(detail.get("taskDefinitionArn", "")),
+            started_by=detail.get("startedBy"),
+            stop_code=str(detail.get("stopCode", "")),
+            stopped_reason=str(detail.get("stoppedReason", "")),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            container_reason=str(worker_container.get("reason", "")),
+            env=env,
+            tags=tags,
+        )
+
+
+def classify(task: StoppedTask) -> dict[str, Any]:
+    """Why an attempt ended, as the job's ``error`` (type, message, exit code, stop reason)."""
+    reason = task.stopped_reason
+    if task.stop_code in ("SpotInterruption", "TerminationNotice"):
+        kind, message = "SpotInterruption", "Fargate Spot capacity was reclaimed"
+    elif "outofmemory" in task.container_reason.replace(" ", "").lower() or (
+        task.exit_code == OOM_EXIT_CODE
+    ):
+        kind, message = "OutOfMemory", "the container ran out of memory"
+    elif reason.startswith("Timeout"):
+        kind, message = "Timeout", reason
+    elif reason.startswith("Heartbeat"):
+        kind, message = "HeartbeatLost", reason
+    elif task.stop_code == "TaskFailedToStart" or task.exit_code is None:
+        kind, message = "TaskFailedToStart", task.container_reason or reason or "task never ran"
+    elif task.exit_code == WorkerExit.INTERRUPTED:
+        kind, message = "Interrupted", "the worker was stopped (SIGTERM) and saved its progress"
+    elif task.exit_code == 0:
+        kind, message = "WorkerExitedEarly", "the worker exited 0 without recording a result"
+    else:
+        kind, message = "WorkerError", f"the worker exited with code {task.exit_code}"
+    return {
+        "type": kind,
+        "message": message[:1000],
+        "exit_code": task.exit_code,
+        "stop_reason": (reason or task.stop_code or None),
+    }
+
+
+class Reconciler:
+    def __init__(self, store: JobStore | None = None) -> None:
+        self.store = store or JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
+
+    def handle_event(self, event: dict[str, Any]) -> str:
+        """Apply one event; returns what was done (for logs and tests)."""
+        detail = event.get("detail") or {}
+        if detail.get("lastStatus") != "STOPPED":
+            return "ignored: not STOPPED"
+        task = StoppedTask.from_detail(detail)
+        cluster = _aws.env(Env.CLUSTER_ARN, "")
+        if cluster and task.cluster_arn and not _same_cluster(cluster, task.cluster_arn):
+            return "ignored: other cluster"
+        job_id = self._job_id(task)
+        if job_id is None:
+            return "ignored: not a job task"
+        job = self.store.get(job_id)
+        if job is None:
+            if task.env.get(Env.JOB_ID):
+                return "ignored: unknown job"
+            job = self._create_scheduled(job_id, task)
+            if job is None:
+                return "ignored: unknown worker"
+        return self.apply(job, task)
+
+    def _job_id(self, task: StoppedTask) -> str | None:
+        for candidate in (task.env.get(Env.JOB_ID), task.started_by, task.tags.get(TAG_JOB_ID)):
+            if candidate and JOB_ID_RE.match(candidate):
+                return candidate
+        worker = worker_by_family(self.store, family_of(task.task_definition_arn))
+        if worker is None:
+            return None
+        return scheduled_job_id(worker.name, task.task_arn)
+
+    def _create_scheduled(self, job_id: str, task: StoppedTask) -> dict[str, Any] | None:
+        worker_name = worker_of_job_id(job_id)
+        worker = get_worker(self.store, worker_name) if worker_name else None
+        if worker is None:
+            return None
+        raw = task.env.get(Env.SCHEDULED_INPUT, "")
+        try:
+            scheduled_input = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            scheduled_input = {"raw": raw}
+        job = {
+            JobField.JOB_ID: job_id,
+            JobField.WORKER: worker.name,
+            JobField.STATUS: JobStatus.DISPATCHED.value,
+            JobField.SOURCE: "schedule",
+            JobField.INPUT: scheduled_input,
+            JobField.ATTEMPTS: 1,
+            JobField.MAX_ATTEMPTS: worker.max_attempts,
+            JobField.TIMEOUT_SECONDS: worker.timeout_seconds,
+            JobField.TASK_DEFINITION: task.task_definition_arn or worker.task_definition,
+            JobField.TASK_ARN: task.task_arn,
+            JobField.CPU: worker.cpu,
+            JobField.MEMORY: worker.memory,
+        }
+        try:
+            created = self.store.create(job)
+        except JobExists as exc:  # the worker runtime created it after all
+            return exc.existing
+        _aws.log("INFO", "scheduled_job_recorded", job_id=job_id, task_arn=task.task_arn)
+        return created
+
+    def apply(self, job: dict[str, Any], task: StoppedTask) -> str:
+        status = JobStatus(job[JobField.STATUS])
+        recorded_task = job.get(JobField.TASK_ARN)
+        if status.terminal:
+            if recorded_task in (None, task.task_arn):
+                self._notify_once(job)
+                return f"terminal: {status.value}"
+            return "ignored: terminal, other task"
+        if status not in ACTIVE:
+            return f"ignored: job is {status.value}"
+        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        if recorded_task is not None and recorded_task != task.task_arn:
+            return "ignored: event for an older task"
+        if recorded_task is None and task.env.get(Env.JOB_ATTEMPT) not in (None, str(attempts)):
+            return "ignored: event for an older attempt"
+        expect = {JobField.TASK_ARN: recorded_task}
+        if job.get(JobField.CANCEL_REQUESTED):
+            return self._finish(job, status, attempts, expect, JobStatus.CANCELLED, None)
+        error = classify(task)
+        max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
+        if attempts < max_attempts:
+            return self._retry(job, status, attempts, expect, error)
+        return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
+
+    def _retry(
+        self,
+        job: dict[str, Any],
+        status: JobStatus,
+        attempts: int,
+        expect: dict[str, Any],
+        error: dict[str, Any],
+    ) -> str:
+        job_id = str(job[JobField.JOB_ID])
+        try:
+            self.store.transition(
+                job_id,
+                status,
+                JobStatus.QUEUED,
+                attempt=attempts,
+                expect=expect,
+                set_fields={JobField.ERROR: {**error, "attempt": attempts}},
+                remove_fields=[JobField.TASK_ARN, JobField.HEARTBEAT_AT],
+            )
+        except TransitionConflict:
+            return "ignored: job moved on"
+        worker = get_worker(self.store, str(job[JobField.WORKER]))
+        sent = worker is not None and _send(worker, job_id, attempts)
+        _aws.log(
+            "WARNING",
+            "job_retry",
+            job_id=job_id,
+            attempt=attempts,
+            error_type=error["type"],
+            enqueued=sent,
+        )
+        return f"retry: {error['type']}"
+
+    def _finish(
+        self,
+        job: dict[str, Any],
+        status: JobStatus,
+        attempts: int,
+        expect: dict[str, Any],
+        target: JobStatus,
+        error: dict[str, Any] | None,
+    ) -> str:
+        job_id = str(job[JobField.JOB_ID])
+        fields: dict[str, Any] = {}
+        if error is not None:
+            fields[JobField.ERROR] = {**error, "attempt": attempts}
+        try:
+            done = self.store.transition(
+                job_id,
+                status,
+                target,
+                attempt=attempts,
+                expect=expect,
+                set_fields=fields or None,
+            )
+        except TransitionConflict:
+            return "ignored: job moved on"
+        _aws.log(
+            "ERROR" if target == JobStatus.FAILED else "INFO",
+            f"job_{target.value.lower()}",
+            job_id=job_id,
+            attempts=attempts,
+            error=error,
+        )
+        self._notify_once(done)
+        return f"final: {target.value}"
+
+    def _notify_once(self, job: dict[str, Any]) -> None:
+        try:
+            claimed = self.store.update(
+                str(job[JobField.JOB_ID]),
+                status=job[JobField.STATUS],
+                set_fields={NOTIFIED_AT: now_iso()},
+                expect={NOTIFIED_AT: None},
+            )
+        except TransitionConflict:
+            return  # already notified (duplicate event) or the job changed
+        notify.job_finished(claimed)
+
+
+def _same_cluster(configured: str, actual: str) -> bool:
+    return configured == actual or configured.rsplit("/", 1)[-1] == actual.rsplit("/", 1)[-1]
+
+
+def _send(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:
+    try:
+        _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **queue_message(job_id, attempt))
+    except (ClientError, BotoCoreError) as exc:
+        # The job is QUEUED in the table; the sweep re-sends messages of stale QUEUED jobs.
+        _aws.log("ERROR", "enqueue_failed", job_id=job_id, error=str(exc))
+        return False
+    return True
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, str]:
+    """Lambda entry point (EventBridge rule on ECS Task State Change, lastStatus STOPPED).
+
+    AWS errors propagate so that EventBridge / Lambda retry the event asynchronously."""
+    outcome = Reconciler().handle_event(event)
+    detail = event.get("detail") or {}
+    _aws.log("INFO", "task_stopped", task_arn=detail.get("taskArn"), outcome=outcome)
+    return {"outcome": outcome}

@@ -1,0 +1,210 @@
+"""The reconciler against the real moto server: retries, final failure + notification,
+duplicate events, cancellation and scheduled runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+
+from handlers import launcher, reconciler
+from jobcontract import Env, JobField
+from jobcontract.store import JobStore
+from tests.fixtures.moto_server import WorkerSpec
+from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
+
+pytestmark = pytest.mark.xdist_group("moto")
+
+
+@pytest.fixture
+def res(pipeline_resources):
+    return pipeline_resources([WorkerSpec("echo", max_attempts=2)])
+
+
+@pytest.fixture
+def topic_queue(res) -> str:
+    """An SQS queue subscribed to the failure topic: what was published can be read back."""
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="failures-tap")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    boto3.client("sns").subscribe(
+        TopicArn=res.topic_arn,
+        Protocol="sqs",
+        Endpoint=arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return url
+
+
+def launch(res) -> tuple[str, str]:
+    """Submit a job and run the launcher: (job id, task ARN)."""
+    status, body, _ = call("POST", "/jobs", {"worker": "echo", "input": {"items": ["a"]}})
+    assert status == 202
+    return body["job_id"], relaunch(res, body["job_id"])
+
+
+def relaunch(res, job_id: str) -> str:
+    messages = receive_all(res.workers["echo"].queue_url)
+    assert [json.loads(m["Body"])["job_id"] for m in messages] == [job_id]
+    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
+    assert out == {"batchItemFailures": []}
+    job = JobStore(res.table_name).get(job_id)
+    return job[JobField.TASK_ARN]
+
+
+def reconcile(event: dict[str, Any]) -> str:
+    return reconciler.handler(event, None)["outcome"]
+
+
+def test_spot_interruption_retries_then_final_failure_notifies(res, topic_queue) -> None:
+    store = JobStore(res.table_name)
+    job_id, task1 = launch(res)
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    event = stopped_event(
+        res.cluster_arn,
+        task1,
+        exit_code=143,
+        stop_code="SpotInterruption",
+        stopped_reason="Your Spot Task was interrupted.",
+    )
+    assert reconcile(event) == "retry: SpotInterruption"
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
+    assert JobField.TASK_ARN not in job
+    assert job[JobField.ERROR]["type"] == "SpotInterruption"
+    # The same event again changes nothing and sends nothing.
+    assert reconcile(event).startswith("ignored")
+    task2 = relaunch(res, job_id)  # exactly one retry message was sent
+    assert store.get(job_id)[JobField.ATTEMPTS] == 2
+    # Attempt 2 of 2 dies of OOM: final failure, published once.
+    oom = stopped_event(
+        res.cluster_arn,
+        task2,
+        exit_code=137,
+        container_reason="OutOfMemoryError: Container killed due to memory usage",
+    )
+    assert reconcile(oom) == "final: FAILED"
+    assert reconcile(oom) == "terminal: FAILED"
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "FAILED"
+    assert job[JobField.ERROR] == {
+        "type": "OutOfMemory",
+        "message": "the container ran out of memory",
+        "exit_code": 137,
+        "stop_reason": "Essential container in task exited",
+        "attempt": 2,
+    }
+    published = [json.loads(m["Body"]) for m in receive_all(topic_queue)]
+    assert len(published) == 1
+    assert published[0]["job_id"] == job_id and published[0]["status"] == "FAILED"
+    assert published[0]["error"]["type"] == "OutOfMemory"
+    assert receive_all(res.workers["echo"].queue_url) == []
+
+
+def test_event_for_older_task_is_ignored(res) -> None:
+    job_id, task1 = launch(res)
+    store = JobStore(res.table_name)
+    event = stopped_event(res.cluster_arn, task1, exit_code=1)
+    assert reconcile(event) == "retry: WorkerError"
+    task2 = relaunch(res, job_id)
+    assert task2 != task1
+    assert reconcile(event).startswith("ignored")
+    assert store.get(job_id)[JobField.STATUS] == "DISPATCHED"
+
+
+def test_exit_zero_without_success_is_a_failed_attempt(res) -> None:
+    _job_id, task = launch(res)
+    assert reconcile(stopped_event(res.cluster_arn, task, exit_code=0)) == (
+        "retry: WorkerExitedEarly"
+    )
+
+
+def test_succeeded_job_is_left_alone(res, topic_queue) -> None:
+    job_id, task = launch(res)
+    store = JobStore(res.table_name)
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    store.transition(job_id, "RUNNING", "SUCCEEDED", attempt=1)
+    assert reconcile(stopped_event(res.cluster_arn, task)) == "terminal: SUCCEEDED"
+    assert store.get(job_id)[JobField.STATUS] == "SUCCEEDED"
+    assert receive_all(topic_queue) == []  # success is not a failure notification
+
+
+def test_cancel_requested_ends_cancelled(res) -> None:
+    job_id, task = launch(res)
+    status, _view, _ = call("POST", f"/jobs/{job_id}/cancel")
+    assert status == 202
+    event = stopped_event(
+        res.cluster_arn,
+        task,
+        exit_code=143,
+        stop_code="UserInitiated",
+        stopped_reason=f"Cancelled by API request for job {job_id}",
+    )
+    assert reconcile(event) == "final: CANCELLED"
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "CANCELLED"
+
+
+def test_timeout_stop_is_classified(res) -> None:
+    _job_id, task = launch(res)
+    event = stopped_event(
+        res.cluster_arn,
+        task,
+        exit_code=143,
+        stop_code="UserInitiated",
+        stopped_reason="Timeout: job ran longer than 900 s",
+    )
+    assert reconcile(event) == "retry: Timeout"
+
+
+def test_other_cluster_and_non_stopped_events_are_ignored(res) -> None:
+    job_id, task = launch(res)
+    event = stopped_event(res.cluster_arn, task, exit_code=1)
+    other = json.loads(json.dumps(event))
+    other["detail"]["clusterArn"] = "arn:aws:ecs:us-east-1:000000000000:cluster/elsewhere"
+    assert reconcile(other) == "ignored: other cluster"
+    running = json.loads(json.dumps(event))
+    running["detail"]["lastStatus"] = "RUNNING"
+    assert reconcile(running) == "ignored: not STOPPED"
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "DISPATCHED"
+
+
+def test_scheduled_run_without_job_is_recorded_and_retried(res) -> None:
+    ecs = boto3.client("ecs")
+    task = ecs.run_task(
+        cluster=res.cluster_arn,
+        taskDefinition=res.workers["echo"].task_definition_arn,
+        launchType="FARGATE",
+        networkConfiguration={
+            "awsvpcConfiguration": {"subnets": list(res.subnet_ids), "securityGroups": []}
+        },
+        overrides={
+            "containerOverrides": [
+                {
+                    "name": "worker",
+                    "environment": [
+                        {"name": Env.SCHEDULED_INPUT, "value": '{"items": ["nightly"]}'}
+                    ],
+                }
+            ]
+        },
+    )["tasks"][0]["taskArn"]
+    event = stopped_event(
+        res.cluster_arn,
+        task,
+        exit_code=None,
+        stop_code="TaskFailedToStart",
+        stopped_reason="CannotPullContainerError",
+    )
+    assert reconcile(event) == "retry: TaskFailedToStart"
+    job_id = "echo_" + task.rsplit("/", 1)[-1].replace("-", "")
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.SOURCE] == "schedule" and job[JobField.STATUS] == "QUEUED"
+    assert job[JobField.INPUT] == {"items": ["nightly"]}
+    assert job[JobField.TASK_DEFINITION] == res.workers["echo"].task_definition_arn
+    # The retry goes through the launcher like any job.
+    relaunch(res, job_id)
+    assert reconcile(event).startswith("ignored")
