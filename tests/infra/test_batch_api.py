@@ -101,8 +101,7 @@ def test_request_validation_at_the_edge(graph: StackGraph) -> None:
     body = body_of(graph)
     validators = body["x-amazon-apigateway-request-validators"]
     assert validators["all"] == {"validateRequestBody": True, "validateRequestParameters": True}
-    default = body["x-amazon-apigateway-request-validator"]
-    assert validators[default]["validateRequestParameters"] is True
+    assert body["x-amazon-apigateway-request-validator"] == "all"
     create = body["paths"]["/jobs"]["post"]
     assert create["x-amazon-apigateway-request-validator"] == "all"
     assert create["requestBody"]["required"] is True
@@ -300,3 +299,10 @@ def test_document_without_api_key_is_refused(tmp_path: Any) -> None:
 def test_invalid_stage_name_refused() -> None:
     with pytest.raises(AwsConstraintError):
         run_api(stack_config(), stage_name="v 1")
+
+
+def test_security_checklist_passes(graph: StackGraph, plain_graph: StackGraph) -> None:
+    from tests.infra.test_fargate_worker import checklist_violations
+
+    assert checklist_violations(graph, "api-") == []
+    assert checklist_violations(plain_graph, "api-", "prod") == []

@@ -539,3 +539,20 @@ def test_children_are_parented(graph: StackGraph) -> None:
     for r in graph.resources:
         if r.name.startswith("summarize-"):
             assert r.parent == "summarize", r.name  # the worker or its JobQueue
+
+
+def checklist_violations(graph: StackGraph, prefix: str, stack: str = "dev") -> list[str]:
+    """The project's security checklist (policy/rules.py) over one component's resources."""
+    rules = pytest.importorskip("policy.rules")
+    context = rules.RuleContext(stack, stack == "prod")
+    return [
+        str(v)
+        for v in rules.check_graph(graph.resources, context)
+        if v.resource.split(" ", 1)[-1].startswith(prefix)
+    ]
+
+
+def test_security_checklist_passes(graph: StackGraph, source: Path) -> None:
+    assert checklist_violations(graph, "summarize") == []
+    prod = run_worker(stack_config("prod", protect=True, alarms=True), source)
+    assert checklist_violations(prod, "summarize", "prod") == []

@@ -162,3 +162,9 @@ def test_invalid_args_are_refused(overrides: dict[str, Any], key: str) -> None:
     with pytest.raises(AwsConstraintError) as info:
         _graph(**overrides)
     assert info.value.key == key
+
+
+def test_security_checklist_passes(graph: StackGraph) -> None:
+    from tests.infra.test_fargate_worker import checklist_violations
+
+    assert checklist_violations(graph, "summarize") == []

@@ -196,3 +196,10 @@ def test_invalid_settings_are_refused(
         run_schedule(source, **overrides)
     assert info.value.key.startswith("nightly: ")
     assert key_part in info.value.key
+
+
+def test_security_checklist_passes(graph: StackGraph) -> None:
+    from tests.infra.test_fargate_worker import checklist_violations
+
+    assert checklist_violations(graph, "nightly") == []
+    assert checklist_violations(graph, "audit") == []
