@@ -83,7 +83,7 @@ def stop_timeout(seconds: int, key: str = "stopTimeout") -> int:
 LOG_RETENTION_DAYS = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
-)
+)  # fmt: skip
 
 
 def log_retention(days: int, key: str = "logRetentionDays") -> int:

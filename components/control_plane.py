@@ -148,6 +148,8 @@ class ControlPlane(pulumi.ComponentResource):
                     [pulumi.Output.concat(bucket_arn, "/inputs/*")],
                     sid="WriteLargeInputs",
                 ),
+                # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
+                iam.ecs_tasks_in_cluster(iam.ECS_STOP_TASK_ACTIONS, cluster_arn),
             ],
         )
         self.launcher = function(
@@ -158,6 +160,7 @@ class ControlPlane(pulumi.ComponentResource):
                 iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
                 iam.ecs_list_tasks(cluster_arn),
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
+                *notify,  # a job that cannot be launched at all is failed and reported here
             ],
         )
         self.reconciler = function(
@@ -165,7 +168,7 @@ class ControlPlane(pulumi.ComponentResource):
             fns.reconciler,
             "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
             [
-                iam.table_rw(table_arn, sid="JobsTable"),
+                iam.table_actions(iam.RECONCILER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
                 *notify,
             ],

@@ -30,6 +30,8 @@ API_TABLE_ACTIONS = (
 )
 LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
 SWEEP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+# Jobs are created only by the API; every later change is a conditional UpdateItem.
+RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",

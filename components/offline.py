@@ -389,9 +389,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         with self._record_lock:
             self._names_by_urn[urn] = request.name
             parent = self._names_by_urn.get(request.parent) if request.parent else None
-            depends_on = tuple(
-                sorted({self._names_by_urn.get(u, u) for u in request.dependencies})
-            )
+            depends_on = tuple(sorted({self._names_by_urn.get(u, u) for u in request.dependencies}))
             self.recorded.append(
                 MockResource(
                     type=request.type,

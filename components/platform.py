@@ -157,7 +157,9 @@ class BatchPlatform(pulumi.ComponentResource):
 
         self.security_group = aws.ec2.SecurityGroup(
             f"{name}-tasks",
-            name=f"{self.name_prefix}-tasks",
+            # A prefix, not a fixed name: a replacement (e.g. new description) is created
+            # before the old group is deleted, and two groups cannot share a name.
+            name_prefix=f"{self.name_prefix}-tasks-",
             description=f"{self.name_prefix} Fargate tasks: no inbound, HTTPS out only",
             vpc_id=self.vpc_id,
             ingress=[],  # nothing connects to a batch task

@@ -115,7 +115,12 @@ def test_api_role(dev_platform: StackGraph) -> None:
         "dynamodb:Query",
         "s3:GetObject",
         "s3:PutObject",
+        "ecs:StopTask",
     }
+    cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
+    (stop,) = grants(stmts, "ecs:StopTask")
+    assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    assert not grants(stmts, "sqs:SendMessage")  # each worker grants its own queue
     for action in ("dynamodb:GetItem", "dynamodb:Query"):
         (s,) = grants(stmts, action)
         assert s["Resource"] == _table_resources(dev_platform)
@@ -134,6 +139,7 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "dynamodb:Query",
         "ecs:ListTasks",
         "ecs:DescribeTasks",
+        "sns:Publish",
     }
     (list_tasks,) = grants(stmts, "ecs:ListTasks")
     assert list_tasks["Resource"] == ["*"]  # AWS: ListTasks takes no task resource
@@ -181,7 +187,7 @@ def test_reconciler_reads_only_the_notification_secrets(
 
 def test_prod_publishers_may_use_the_topic_key(prod_platform: StackGraph) -> None:
     key = prod_platform.named("aws:kms/key:Key", "platform-topic-key").outputs["arn"]
-    for key_name in ("reconciler", "sweep"):
+    for key_name in ("launcher", "reconciler", "sweep"):
         (kms,) = grants(role_policy(prod_platform, f"{key_name}-policy"), "kms:GenerateDataKey")
         assert kms["Resource"] == [key]
     assert not grants(role_policy(prod_platform, "api-policy"), "kms:GenerateDataKey")
@@ -253,3 +259,58 @@ def test_code_zip_holds_only_handler_and_contract_sources() -> None:
         assert name.endswith(".py"), name
         assert name.split("/")[0] in ("handlers", "jobcontract"), name
         assert "__pycache__" not in name and "/tests/" not in name and "/test_" not in name
+
+
+def test_reconciler_never_creates_or_deletes_jobs(dev_platform: StackGraph) -> None:
+    stmts = role_policy(dev_platform, "reconciler-policy")
+    table = {a for a in actions_of(stmts) if a.startswith("dynamodb:")}
+    assert table == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+
+
+@pytest.mark.parametrize(
+    ("actions", "resources", "effect", "problem"),
+    [
+        (["s3:*"], ["arn:aws:s3:::b/*"], "Allow", "no wildcards"),
+        (["s3:Get*"], ["arn:aws:s3:::b/*"], "Allow", "no wildcards"),
+        (["s3:GetObject"], ["*"], "Allow", 'Resource "*"'),
+        (["GetObject"], ["arn:aws:s3:::b/*"], "Allow", "service:Action"),
+        (["s3:GetObject"], [], "Allow", "at least one resource"),
+        (["s3:GetObject"], ["arn:aws:s3:::b/*"], "Maybe", "Allow or Deny"),
+    ],
+)
+def test_statements_refuse_wildcards_and_unscoped_resources(
+    actions: list[str], resources: list[str], effect: str, problem: str
+) -> None:
+    from components import iam
+
+    with pytest.raises(ValueError, match=problem.replace("*", "\\*")):
+        iam.Statement(actions, resources, effect=effect)
+
+
+def test_star_resource_allowed_only_for_actions_aws_cannot_scope() -> None:
+    from components import iam
+
+    assert iam.Statement(["ecr:GetAuthorizationToken"], ["*"]).resources == ["*"]
+    assert iam.Statement(["s3:*"], ["*"], effect="Deny").effect == "Deny"  # deny may be broad
+
+
+def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph]) -> None:
+    from components import iam
+
+    got: dict[str, list[str]] = {}
+
+    def program() -> None:
+        import pulumi
+
+        for model in ("anthropic.claude-3-haiku-20240307-v1:0", "us.amazon.nova-lite-v1:0"):
+            arns = iam.bedrock_model_arns(model, "us-east-1", "123456789012")
+            pulumi.Output.all(*arns).apply(lambda a, m=model: got.setdefault(m, list(a)))
+
+    run_component(program)
+    assert got["anthropic.claude-3-haiku-20240307-v1:0"] == [
+        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+    ]
+    assert got["us.amazon.nova-lite-v1:0"] == [
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0",
+    ]
