@@ -64,7 +64,13 @@ class StoppedTask:
     tags: dict[str, str]
 
     @classmethod
+    def lost(cls, task_arn: str, cluster_arn: str, reason: str) -> StoppedTask:
+        """A task ECS no longer knows (its STOPPED event never reached us)."""
+        return cls(task_arn, cluster_arn, "", None, "TaskLost", reason, None, "", {}, {})
+
+    @classmethod
     def from_detail(cls, detail: dict[str, Any]) -> StoppedTask:
+        """From an event's ``detail`` or a ``DescribeTasks`` task (same field names)."""
         containers = detail.get("containers") or []
         worker_container = next(
             (c for c in containers if c.get("name") == CONTAINER_NAME),
@@ -104,6 +110,8 @@ def classify(task: StoppedTask) -> dict[str, Any]:
         kind, message = "Timeout", reason
     elif reason.startswith("Heartbeat"):
         kind, message = "HeartbeatLost", reason
+    elif reason.startswith("TaskLost"):
+        kind, message = "TaskLost", reason
     elif task.stop_code == "TaskFailedToStart" or task.exit_code is None:
         kind, message = "TaskFailedToStart", task.container_reason or reason or "task never ran"
     elif task.exit_code == WorkerExit.INTERRUPTED:

@@ -1,0 +1,179 @@
+"""Sweep (scheduled every few minutes): what no event will ever fix.
+
+Fargate has no task timeout, and events can be lost, so periodically:
+
+- RUNNING past ``timeout_seconds`` (+ a grace period for the worker's own timeout handling)
+  from when it started -> ``ecs.StopTask`` with reason ``"Timeout: ..."``; the reconciler
+  finishes the job when the STOPPED event arrives (retry or FAILED).
+- RUNNING without a heartbeat for ``BATCH_HEARTBEAT_STALE_SECONDS`` (default 300) ->
+  ``StopTask`` with reason ``"Heartbeat: ..."``.
+- DISPATCHED for longer than ``BATCH_DISPATCH_STALE_SECONDS`` (default 900; the task never
+  started) -> ``StopTask`` with reason ``"Timeout: task did not start ..."``.
+- For those, when the task is already STOPPED or unknown to ECS (its event was lost), or the
+  launch never recorded a task, the job is settled here directly with the reconciler's
+  conditional transitions (so the sweep and a late event cannot both act).
+- QUEUED for longer than ``BATCH_REDRIVE_SECONDS`` (default 900): the SQS message is re-sent
+  (an SQS send that failed after the job was written, a message dropped to the DLQ). The
+  launcher's claim is conditional, so a duplicate is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers import _aws
+from handlers.reconciler import Reconciler, StoppedTask
+from handlers.registry import get_worker
+from jobcontract import Env, JobField, JobStatus, queue_message
+from jobcontract.store import JobStore, parse_iso
+
+DEFAULT_HEARTBEAT_STALE = 300
+DISPATCH_STALE_ENV = "BATCH_DISPATCH_STALE_SECONDS"
+DEFAULT_DISPATCH_STALE = 900
+REDRIVE_ENV = "BATCH_REDRIVE_SECONDS"
+DEFAULT_REDRIVE = 900
+TIMEOUT_GRACE_SECONDS = 120  # the worker's own timeout exits first (Fargate stopTimeout max)
+
+
+@dataclass
+class SweepReport:
+    stopped: list[str] = field(default_factory=list)  # job ids whose task was stopped
+    settled: dict[str, str] = field(default_factory=dict)  # job id -> reconciler outcome
+    redriven: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stopped": self.stopped, "settled": self.settled, "redriven": self.redriven}
+
+
+def _age(now: datetime, stamp: Any) -> float | None:
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    return (now - parse_iso(stamp)).total_seconds()
+
+
+class Sweeper:
+    def __init__(self, store: JobStore | None = None, now: datetime | None = None) -> None:
+        self.store = store or JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
+        self.now = now or datetime.now(UTC)
+        self.cluster = _aws.env(Env.CLUSTER_ARN)
+        self.ecs = _aws.client("ecs")
+        self.reconciler = Reconciler(self.store)
+        self.heartbeat_stale = _aws.env_int(Env.HEARTBEAT_STALE_SECONDS, DEFAULT_HEARTBEAT_STALE)
+        self.dispatch_stale = _aws.env_int(DISPATCH_STALE_ENV, DEFAULT_DISPATCH_STALE)
+        self.redrive_after = _aws.env_int(REDRIVE_ENV, DEFAULT_REDRIVE)
+        self.report = SweepReport()
+
+    def run(self) -> SweepReport:
+        due: list[tuple[dict[str, Any], str]] = []
+        for job in self.store.list_by_status(JobStatus.RUNNING):
+            reason = self._running_problem(job)
+            if reason:
+                due.append((job, reason))
+        for job in self.store.list_by_status(JobStatus.DISPATCHED):
+            reason = self._dispatched_problem(job)
+            if reason:
+                due.append((job, reason))
+        self._act(due)
+        for job in self.store.list_by_status(JobStatus.QUEUED):
+            self._maybe_redrive(job)
+        return self.report
+
+    # --- what is wrong ----------------------------------------------------------------
+    def _running_problem(self, job: dict[str, Any]) -> str | None:
+        stamps = job.get(JobField.TIMESTAMPS) or {}
+        started = _age(self.now, stamps.get(JobStatus.RUNNING.value))
+        timeout = int(job.get(JobField.TIMEOUT_SECONDS) or 0)
+        if started is not None and timeout and started > timeout + TIMEOUT_GRACE_SECONDS:
+            return f"Timeout: job ran longer than its {timeout} s timeout"
+        beat = _age(self.now, job.get(JobField.HEARTBEAT_AT) or stamps.get("RUNNING"))
+        if beat is not None and beat > self.heartbeat_stale:
+            return f"Heartbeat: no heartbeat for {int(beat)} s (limit {self.heartbeat_stale} s)"
+        return None
+
+    def _dispatched_problem(self, job: dict[str, Any]) -> str | None:
+        stamps = job.get(JobField.TIMESTAMPS) or {}
+        waited = _age(self.now, stamps.get(JobStatus.DISPATCHED.value))
+        if waited is not None and waited > self.dispatch_stale:
+            return f"Timeout: task did not start within {self.dispatch_stale} s"
+        return None
+
+    # --- acting -----------------------------------------------------------------------
+    def _act(self, due: list[tuple[dict[str, Any], str]]) -> None:
+        arns = [str(j[JobField.TASK_ARN]) for j, _ in due if j.get(JobField.TASK_ARN)]
+        known = self._describe(arns)
+        for job, reason in due:
+            job_id = str(job[JobField.JOB_ID])
+            task_arn = job.get(JobField.TASK_ARN)
+            if not task_arn:
+                lost = StoppedTask.lost("", self.cluster, f"TaskLost: never launched ({reason})")
+                self.report.settled[job_id] = self.reconciler.apply(job, lost)
+                continue
+            task = known.get(str(task_arn))
+            if task is None:
+                lost = StoppedTask.lost(str(task_arn), self.cluster, f"TaskLost: {reason}")
+                self.report.settled[job_id] = self.reconciler.apply(job, lost)
+            elif task.get("lastStatus") == "STOPPED":
+                stopped = StoppedTask.from_detail(task)
+                self.report.settled[job_id] = self.reconciler.apply(job, stopped)
+            else:
+                self._stop(job_id, str(task_arn), reason)
+
+    def _describe(self, arns: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(arns), 100):
+            resp = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns[start : start + 100])
+            for task in resp.get("tasks", []):
+                found[str(task["taskArn"])] = task
+        return found
+
+    def _stop(self, job_id: str, task_arn: str, reason: str) -> None:
+        try:
+            self.ecs.stop_task(cluster=self.cluster, task=task_arn, reason=reason[:255])
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("WARNING", "sweep_stop_failed", job_id=job_id, error=str(exc))
+            return
+        _aws.log("WARNING", "sweep_stopped_task", job_id=job_id, task_arn=task_arn, reason=reason)
+        self.report.stopped.append(job_id)
+
+    def _maybe_redrive(self, job: dict[str, Any]) -> None:
+        stamps = job.get(JobField.TIMESTAMPS) or {}
+        waited = _age(self.now, job.get(JobField.UPDATED_AT) or stamps.get("QUEUED"))
+        if waited is None or waited <= self.redrive_after:
+            return
+        job_id = str(job[JobField.JOB_ID])
+        worker = get_worker(self.store, str(job[JobField.WORKER]))
+        if worker is None:
+            return
+        attempt = int(job.get(JobField.ATTEMPTS, 0))
+        try:
+            _aws.client("sqs").send_message(
+                QueueUrl=worker.queue_url, **queue_message(job_id, attempt)
+            )
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("ERROR", "sweep_redrive_failed", job_id=job_id, error=str(exc))
+            return
+        # Touch updated_at so the next sweep waits again before re-sending.
+        try:
+            self.store.update(
+                job_id, status=JobStatus.QUEUED, attempt=attempt, set_fields={"redriven": True}
+            )
+        except Exception as exc:  # the job moved on (e.g. launched): nothing to do
+            _aws.log("INFO", "sweep_redrive_raced", job_id=job_id, error=str(exc))
+        self.report.redriven.append(job_id)
+
+
+def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:
+    """Lambda entry point (EventBridge Scheduler, e.g. rate(5 minutes))."""
+    report = Sweeper().run().as_dict()
+    _aws.log(
+        "INFO",
+        "sweep_done",
+        stopped=len(report["stopped"]),
+        settled=len(report["settled"]),
+        redriven=len(report["redriven"]),
+    )
+    return report
