@@ -106,6 +106,10 @@ def task_overrides(job_input: Mapping[str, Any]) -> str:
     return json.dumps(overrides, sort_keys=True, separators=(",", ":"))
 
 
+def role_name(schedule_name: str) -> str:
+    return f"{schedule_name}-scheduler"
+
+
 def _validate(name: str, args: ScheduledTaskArgs, name_prefix: str) -> tuple[str, str]:
     aws_rules.schedule_expression(args.schedule, f"{name}: schedule")
     aws_rules.timezone(args.timezone, f"{name}: timezone")
@@ -114,6 +118,11 @@ def _validate(name: str, args: ScheduledTaskArgs, name_prefix: str) -> tuple[str
     schedule_name = f"{name_prefix}-{name}"
     if not _SCHEDULE_NAME.match(schedule_name):
         raise AwsConstraintError(f"{name}: schedule name", schedule_name, "1-64 of [0-9A-Za-z_.-]")
+    # AWS rule: IAM role names are at most 64 characters.
+    if len(role_name(schedule_name)) > 64:
+        raise AwsConstraintError(
+            f"{name}: role name", role_name(schedule_name), "at most 64 characters (shorten name)"
+        )
     problems = Validator(args.worker.input_schema).errors(dict(args.input))
     if problems:
         raise AwsConstraintError(
@@ -171,7 +180,7 @@ class ScheduledTask(pulumi.ComponentResource):
         )  # fmt: skip
         self.role = aws.iam.Role(
             f"{name}-role",
-            name=f"{schedule_name}-scheduler"[:64],
+            name=role_name(schedule_name),
             description=f"EventBridge Scheduler: runs {worker.worker_name} tasks for {name}",
             assume_role_policy=pulumi.Output.json_dumps(
                 {

@@ -162,6 +162,21 @@ def test_no_alarm_in_dev_alarm_in_prod(graph: StackGraph, source: Path) -> None:
     assert alarm["alarmActions"] == [prod.named("aws:sns/topic:Topic", "failures").outputs["arn"]]
 
 
+def test_long_names_are_refused_not_truncated(source: Path) -> None:
+    def program() -> None:
+        platform = fake_platform(stack_config())
+        worker = FargateWorker(
+            "audit", FargateWorkerArgs(platform=platform, source_dir=str(source))
+        )
+        ScheduledTask(
+            "a-rather-long-schedule-name-for-a-nightly-job",
+            ScheduledTaskArgs(platform=platform, worker=worker, schedule="rate(1 day)"),
+        )
+
+    with pytest.raises(AwsConstraintError, match="role name"):
+        run_program(program)
+
+
 def test_on_time_and_disabled(source: Path) -> None:
     g = run_schedule(source, schedule="rate(1 hour)", enabled=False, timezone="UTC")
     s = g.named(SCHEDULE, "nightly-schedule").inputs
