@@ -4,8 +4,8 @@ Input (``input_schema.json``): ``{"documents": [{"id": "...", "text": "..."}]}``
 Output: ``{"backend", "documents": [{"id", "analysis" | "error"}], "summary"}``.
 
 Backends:
-- ``OfflineAnalyzer`` (no model configured): key phrases from RAKE candidate runs (Rose et
-  al., 2010) scored by occurrences x length with C-value-style nesting, topics as clusters
+- ``OfflineAnalyzer`` (no model configured): key phrases: n-grams of RAKE candidate runs (Rose
+  et al., 2010) ranked by a C-value score (Frantzi et al., 2000), topics as clusters
   of key phrases that occur in the same sentences,
   Flesch reading ease and Flesch-Kincaid grade with a syllable heuristic.
 - ``BedrockAnalyzer`` (``BATCH_MODEL_ID`` set): the model proposes keywords and topics as
@@ -103,10 +103,11 @@ def content_runs(sentence: str) -> list[tuple[str, ...]]:
 
 
 def key_phrases(text: str, limit: int = MAX_KEYWORDS) -> list[dict[str, Any]]:
-    """Top key phrases: every 1-3 word n-gram inside a RAKE candidate run, scored by
-    occurrences x length (repeated multi-word terms first), plus the mean frequency of its
-    words as a tie-break. As in C-value, an n-gram never seen outside one longer phrase is
-    dropped in favour of that phrase, and no chosen phrase repeats another's words."""
+    """Top key phrases, C-value style (Frantzi et al., 2000): every 1-3 word n-gram inside a
+    RAKE candidate run scores length x (occurrences - mean occurrences of the repeated longer
+    phrases that contain it), so "bees" inside a repeated "honey bees" counts only for its
+    other uses; the mean frequency of its words breaks ties. No chosen phrase repeats
+    another's words."""
     runs = [r for s in sentences(text) for r in content_runs(s)]
     counts: Counter[tuple[str, ...]] = Counter()
     for run in runs:
@@ -114,21 +115,24 @@ def key_phrases(text: str, limit: int = MAX_KEYWORDS) -> list[dict[str, Any]]:
             for i in range(len(run) - n + 1):
                 counts[run[i : i + n]] += 1
     word_freq = {gram[0]: c for gram, c in counts.items() if len(gram) == 1}
-    longer: defaultdict[tuple[str, ...], int] = defaultdict(int)  # best count of a superset
+    nested_in: defaultdict[tuple[str, ...], list[int]] = defaultdict(list)
     for gram, count in counts.items():
-        for n in range(1, len(gram)):
-            for i in range(len(gram) - n + 1):
-                sub = gram[i : i + n]
-                longer[sub] = max(longer[sub], count)
+        if count < 2:
+            continue  # a one-off longer phrase is not a term that can absorb its parts
+        subs = {gram[i : i + n] for n in range(1, len(gram)) for i in range(len(gram) - n + 1)}
+        for sub in subs:
+            nested_in[sub].append(count)
 
     def score(gram: tuple[str, ...]) -> float:
+        supers = nested_in.get(gram)
+        own = counts[gram] - (sum(supers) / len(supers) if supers else 0.0)
         mean_freq = sum(word_freq[w] for w in gram) / len(gram)
-        return counts[gram] * len(gram) + 0.1 * mean_freq
+        return len(gram) * own + 0.1 * mean_freq
 
     candidates = [
         gram
         for gram, count in counts.items()
-        if longer.get(gram, 0) < count and (len(gram) > 1 or len(gram[0]) > 3)
+        if (len(gram) > 1 or len(gram[0]) > 3) and score(gram) > 0.5
     ]
     ranked = sorted(candidates, key=lambda g: (-score(g), g))
     if not ranked:
@@ -174,8 +178,7 @@ def topics(
             clusters.append([kw])
     total = sum(float(k["score"]) for k in keywords) or 1.0
     weighted = [
-        (round(sum(float(k["score"]) for k in cluster) / total, 3), cluster)
-        for cluster in clusters
+        (round(sum(float(k["score"]) for k in cluster) / total, 3), cluster) for cluster in clusters
     ]
     weighted.sort(key=lambda pair: -pair[0])
     return [
