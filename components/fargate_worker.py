@@ -77,6 +77,12 @@ RESERVED_ENV = frozenset(
         Env.TASK_ARN,
     }
 )
+# With a read-only root filesystem, point caches and temp files at the writable /tmp volume.
+READONLY_ROOT_ENV: Mapping[str, str] = {
+    "TMPDIR": "/tmp",
+    "XDG_CACHE_HOME": "/tmp/.cache",
+    "PYTHONDONTWRITEBYTECODE": "1",
+}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = frozenset(
     {"KEY", "TOKEN", "SECRET", "SECRETS", "PASSWORD", "PASSWD", "PWD", "CREDENTIAL",
@@ -487,8 +493,10 @@ class FargateWorker(pulumi.ComponentResource):
             Env.RESULTS_BUCKET: platform.results_bucket.bucket,
             Env.WORKER_NAME: name,
             Env.WORKER_TIMEOUT_SECONDS: str(args.timeout_seconds),
+            Env.MODEL_BACKEND: "bedrock",
             Env.MODEL_ID: platform.config.bedrock_model_id,
             Env.LOG_LEVEL: platform.config.log_level,
+            **(READONLY_ROOT_ENV if args.readonly_root_filesystem else {}),
             **dict(args.environment),
         }
         secrets = [
