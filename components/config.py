@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -345,8 +346,22 @@ def load_config(project: str | None = None, stack: str | None = None) -> StackCo
     return parse_config(_top_level_values(project), project=project, stack=stack)
 
 
+# AWS rule: the results bucket is named "<project>-<stack>-results-" + 26 characters, and
+# S3 bucket prefixes are at most 37 characters of [a-z0-9-] (bucket names: 63, lowercase).
+NAME_PREFIX_MAX = 37 - len("-results-")
+_NAME_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+
+
 def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> StackConfig:
     """Build a ``StackConfig`` from already-read values (keys without the project prefix)."""
+    prefix = f"{project}-{stack}".lower()
+    if len(prefix) > NAME_PREFIX_MAX or not _NAME_PREFIX.match(prefix) or "--" in prefix:
+        raise ConfigError(
+            "pulumi stack name",
+            stack,
+            f"lowercase letters, digits and single hyphens, with '{project}-<stack>' at most "
+            f"{NAME_PREFIX_MAX} characters (it prefixes bucket, table and function names)",
+        )
     top = _Reader(f"{project}:", values, _TOP_LEVEL_KEYS)
     return StackConfig(
         project=project,

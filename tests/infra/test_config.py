@@ -254,3 +254,14 @@ def test_dev_and_prod_differ_where_a_platform_engineer_expects() -> None:
     assert 0 < prod.spot_share < dev.spot_share
     assert dev.network.mode == "public"
     assert prod.results.expire_days > dev.results.expire_days
+
+
+@pytest.mark.parametrize("stack", ["my_stack", "Dev.EU", "a-very-long-stack-name-indeed", "x--y"])
+def test_stack_names_that_cannot_prefix_aws_names_are_refused(stack: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({}, project="ai-batch", stack=stack)
+    assert info.value.key == "pulumi stack name" and info.value.value == stack
+
+
+def test_stack_names_are_lowercased_into_the_prefix() -> None:
+    assert parse_config({}, project="ai-batch", stack="Staging").name_prefix == "ai-batch-staging"
