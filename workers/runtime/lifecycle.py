@@ -394,20 +394,24 @@ class _JobRun:
 
     def _finish_failed(self, error: dict[str, Any], code: int) -> int:
         with self.finishing:
-            fields: dict[str, Any] = {JobField.ERROR: {**error, "exit_code": code}}
-            progress = self.progress.snapshot()
-            if progress is not None:
-                fields[JobField.PROGRESS] = progress
-            try:
-                self.store.transition(
-                    self.job_id,
-                    JobStatus.RUNNING,
-                    JobStatus.FAILED,
-                    attempt=self.attempt,
-                    set_fields=fields,
-                )
-            except TransitionConflict as conflict:
-                return self._lost(conflict)
+            return self._record_failed(error, code)
+
+    def _record_failed(self, error: dict[str, Any], code: int) -> int:
+        """RUNNING -> FAILED for this attempt; the caller holds ``finishing``."""
+        fields: dict[str, Any] = {JobField.ERROR: {**error, "exit_code": code}}
+        progress = self.progress.snapshot()
+        if progress is not None:
+            fields[JobField.PROGRESS] = progress
+        try:
+            self.store.transition(
+                self.job_id,
+                JobStatus.RUNNING,
+                JobStatus.FAILED,
+                attempt=self.attempt,
+                set_fields=fields,
+            )
+        except TransitionConflict as conflict:
+            return self._lost(conflict)
         self.logger.error("job_failed", **error)
         return code
 
@@ -515,18 +519,16 @@ class _JobRun:
             self.logger.warning("timeout_reached", timeout_seconds=self.timeout)
         grace = min(30.0, max(1.0, self.timeout * 0.1))
         if self.finished.wait(grace) or not self.finishing.acquire(blocking=False):
-            return
-        # The handler ignored the stop flag: record the timeout and end the process here.
-        self.finishing.release()
-        self.logger.error("handler_unresponsive", grace_seconds=grace)
-        code = self._finish_failed(
-            {
-                "type": "Timeout",
-                "message": f"worker timeout of {self.timeout:g}s reached; handler did not stop",
-            },
-            exit_codes.TIMEOUT,
-        )
-        self.hard_exit(code)
+            return  # done, or the main thread is recording the end right now
+        # The handler ignored the stop flag: record the timeout and end the process here,
+        # holding ``finishing`` so the main thread cannot record another end meanwhile.
+        try:
+            self.logger.error("handler_unresponsive", grace_seconds=grace)
+            message = f"worker timeout of {self.timeout:g}s reached; handler did not stop"
+            code = self._record_failed({"type": "Timeout", "message": message}, exit_codes.TIMEOUT)
+            self.hard_exit(code)
+        finally:
+            self.finishing.release()
 
 
 def _effective_timeout(configured: float | None, job: Mapping[str, Any]) -> float | None:
