@@ -316,7 +316,9 @@ def source_fingerprint(*folders: Path) -> str:
         if not folder.is_dir():
             continue
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            if "__pycache__" in path.parts or path.suffix == ".pyc":
+            if {"__pycache__", "tests"} & set(
+                path.relative_to(folder).parts
+            ) or path.suffix == ".pyc":
                 continue
             digest.update(str(path.relative_to(folder)).encode())
             digest.update(path.read_bytes())
