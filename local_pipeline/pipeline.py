@@ -261,7 +261,7 @@ class LocalPipeline:
                 }
                 for name, item in self.provisioned.workers.items()
             },
-            "schedules": [s.logical_name for s in self.provisioned.schedules],
+            "schedules": [s.component or s.logical_name for s in self.provisioned.schedules],
         }
         path = self.state_dir / STATE_FILE
         tmp = path.with_suffix(".tmp")
@@ -322,7 +322,11 @@ class LocalPipeline:
         )
         if strategy:
             kwargs["capacityProviderStrategy"] = [
-                {k: v for k, v in s.items() if k in ("capacityProvider", "weight", "base")}
+                {
+                    "capacityProvider": s["capacityProvider"],
+                    "weight": int(s.get("weight") or 0),
+                    "base": int(s.get("base") or 0),
+                }
                 for s in strategy
             ]
         else:
@@ -375,14 +379,15 @@ class LocalPipeline:
                 assert self.provisioned is not None
                 return 200, {
                     "schedules": [
-                        {"name": s.logical_name, "expression": s.expression}
+                        {"name": s.component or s.logical_name, "expression": s.expression}
                         for s in self.provisioned.schedules
                     ]
                 }
         except KeyError as exc:
             return 404, {"message": str(exc.args[0]) if exc.args else "not found"}
-        except LocalPipelineError as exc:
-            return 500, {"message": str(exc)}
+        except Exception as exc:  # an admin action failed: say why instead of dropping
+            log.exception("local admin %s %s failed", method, path)
+            return 500, {"message": f"{type(exc).__name__}: {exc}"}
         return 404, {"message": f"no local admin route {method} /_local{path}"}
 
     # --- stop ------------------------------------------------------------------------------

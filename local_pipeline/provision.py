@@ -124,6 +124,7 @@ class LocalSchedule:
     input: str | None
     ecs_parameters: dict[str, Any] | None
     function: str | None  # logical name of the LocalFunction for a Lambda target
+    component: str | None = None  # the declaring component (e.g. the ScheduledTask's name)
 
 
 @dataclass
@@ -168,9 +169,9 @@ class Provisioned:
 
     def schedule(self, name: str) -> LocalSchedule:
         for s in self.schedules:
-            if name in (s.name, s.logical_name):
+            if name in (s.name, s.logical_name, s.component):
                 return s
-        known = sorted(s.logical_name for s in self.schedules)
+        known = sorted(s.component or s.logical_name for s in self.schedules)
         raise KeyError(f"no schedule named {name!r}; the stack has {known}")
 
 
@@ -522,6 +523,7 @@ class Provisioner:
                 input=substituted.get("input"),
                 ecs_parameters=substituted.get("ecsParameters"),
                 function=function,
+                component=r.parent,
             )
         )
 

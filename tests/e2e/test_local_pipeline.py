@@ -1,0 +1,357 @@
+"""End to end through the local pipeline: the dev stack's own resources in moto, the real API
+handler behind the local gateway, the real launcher, reconciler and worker runtime, worker
+processes started from the tasks the launcher runs.
+
+One pipeline for the module (start-up evaluates the stack and provisions moto: seconds), so
+everything here runs in one xdist worker. The worker processes go through
+``tests/e2e/fault_worker.py``, which runs the real runtime unless the job input carries a
+fault marker (crash / hang)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cli.main import main as batchctl
+from jobcontract import Env
+from local_pipeline.pipeline import LocalPipeline
+
+pytestmark = pytest.mark.xdist_group("e2e-local-pipeline")
+
+FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
+TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+# A 2x1 PNG (red, blue): the image worker decodes headers and colours itself, offline.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAABCAIAAAB7QOjdAAAAEElEQVR4nGP4z8DAwMDAAAAP/AH/"
+    "u8ZcVQAAAABJRU5ErkJggg=="
+)
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc; zombies excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
+    state = tmp_path_factory.mktemp("local-state")
+    children_before = set(_children(os.getpid()))
+    local = LocalPipeline(
+        stack="dev",
+        port=0,
+        state_dir=state,
+        max_tasks=4,
+        sweep_interval=3600,  # the sweep is driven explicitly below
+        poll_interval=0.1,
+        redelivery_seconds=1,
+        worker_command=lambda w: [sys.executable, str(FAULT_WORKER), "--worker", w],
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("BATCH_API_URL", "BATCH_API_KEY"):
+            mp.delenv(var, raising=False)
+        mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
+        local.start()
+        try:
+            yield local
+        finally:
+            local.stop()
+    # Clean shutdown: no worker process, no emulation thread, no state file left behind.
+    assert set(_children(os.getpid())) - children_before == set()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("local-")]
+    assert not (state / "endpoint.json").exists()
+    assert os.environ.get(Env.AWS_ENDPOINT_URL) != local.moto_endpoint
+
+
+def call(
+    p: LocalPipeline, method: str, path: str, body: Any = None, key: str | None = None
+) -> tuple[int, Any]:
+    req = urllib.request.Request(
+        p.api_url + path,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+    )
+    req.add_header("x-api-key", p.api_key if key is None else key)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def submit(p: LocalPipeline, worker: str, job_input: Any) -> str:
+    status, body = call(p, "POST", "/jobs", {"worker": worker, "input": job_input})
+    assert status == 202, body
+    return str(body["job_id"])
+
+
+def wait(
+    p: LocalPipeline, job_id: str, until: set[str] = TERMINAL, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, job = call(p, "GET", f"/jobs/{job_id}")
+        assert status == 200, job
+        if job["status"] in until:
+            return dict(job)
+        assert time.monotonic() < deadline, f"{job_id} stuck in {job['status']}: {job}"
+        time.sleep(0.2)
+
+
+def result_of(job: dict[str, Any]) -> dict[str, Any]:
+    with urllib.request.urlopen(job["result"]["url"], timeout=30) as resp:  # presigned GET
+        data: dict[str, Any] = json.loads(resp.read())
+    return data
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = batchctl(list(argv))
+    out, err = capsys.readouterr()
+    # The real handlers run in this process and log JSON lines to stdout: not CLI output.
+    out = "".join(line for line in out.splitlines(True) if not line.startswith('{"level":'))
+    return code, out, err
+
+
+# --- the gateway ------------------------------------------------------------------------------
+def test_gateway_enforces_key_and_routes_like_api_gateway(pipeline: LocalPipeline) -> None:
+    assert call(pipeline, "GET", "/workers", key="wrong-key-" * 3)[0] == 403
+    assert call(pipeline, "GET", "/workers", key="")[0] == 403
+    status, body = call(pipeline, "GET", "/no/such/route")
+    assert status == 404 and body["error"]["code"] == "not_found"  # the stack's custom answer
+    assert call(pipeline, "DELETE", "/workers")[0] == 404  # undeclared method: same answer
+    status, body = call(pipeline, "GET", "/workers")
+    assert status == 200
+    assert {w["name"] for w in body["workers"]} == {
+        "image-alt-generator",
+        "meta-desc-generator",
+        "content-analyzer",
+    }
+
+
+# --- the three seed workers -----------------------------------------------------------------
+def test_three_seed_workers_produce_results(pipeline: LocalPipeline) -> None:
+    s3 = pipeline.client("s3")
+    bucket = os.environ[Env.RESULTS_BUCKET]
+    s3.put_object(Bucket=bucket, Key="inputs/e2e/two-pixels.png", Body=PNG, ContentType="image/png")
+    jobs = {
+        "image-alt-generator": submit(
+            pipeline,
+            "image-alt-generator",
+            {"images": [{"s3_key": "inputs/e2e/two-pixels.png", "context": "a banner"}]},
+        ),
+        "meta-desc-generator": submit(
+            pipeline,
+            "meta-desc-generator",
+            {
+                "pages": [
+                    {
+                        "url": "https://example.com/a",
+                        "html": "<html><head><title>Quiet lakes</title>"
+                        "</head><body><p>Quiet lakes reflect the sky. Visitors paddle at dawn. "
+                        "The lakes freeze in winter.</p></body></html>",
+                    }
+                ]
+            },
+        ),
+        "content-analyzer": submit(
+            pipeline,
+            "content-analyzer",
+            {
+                "documents": [
+                    {
+                        "id": "d1",
+                        "text": "Serverless batch jobs scale to zero. Batch jobs cost "
+                        "nothing when idle. Queues absorb bursts.",
+                    }
+                ]
+            },
+        ),
+    }
+    for worker, job_id in jobs.items():
+        job = wait(pipeline, job_id)
+        assert job["status"] == "SUCCEEDED", job
+        assert job["attempts"] == 1 and job["worker"] == worker
+        result = result_of(job)
+        assert result["job_id"] == job_id and result["worker"] == worker
+        assert result["output"]["backend"] == "offline"
+    text = json.dumps(result_of(wait(pipeline, jobs["meta-desc-generator"])))
+    assert "lake" in text.lower()  # the description comes from the page, not a template
+
+
+# --- failure, retry, notification -----------------------------------------------------------
+def test_crashing_job_is_retried_then_failed_and_reported(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sns, sqs = pipeline.client("sns"), pipeline.client("sqs")
+    inbox = sqs.create_queue(QueueName="e2e-failure-inbox")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=os.environ[Env.FAILURE_TOPIC_ARN], Protocol="sqs", Endpoint=inbox_arn)
+
+    job_input = tmp_path / "crash.json"
+    job_input.write_text(json.dumps({"documents": [{"id": "x", "text": "E2E-CRASH"}]}))
+    code, out, err = run_cli(
+        capsys,
+        "submit",
+        "content-analyzer",
+        "--input",
+        str(job_input),
+        "--wait",
+        "--poll",
+        "0.2",
+        "--timeout",
+        "90",
+    )
+    assert code == 1, (out, err)  # FAILED -> exit 1, with the error on stderr
+    assert "FAILED" in err and "attempts 3" in err
+    job_id = err.split("submitted ", 1)[1].split()[0]
+    _, job = call(pipeline, "GET", f"/jobs/{job_id}")
+    assert job["status"] == "FAILED" and job["attempts"] == job["max_attempts"] == 3
+    assert job["error"].get("exit_code") == 1, job["error"]
+    # Every attempt ran as its own task with its own process log.
+    code, out, _ = run_cli(capsys, "logs", job_id)
+    assert code == 0 and out.count("e2e: simulated crash") == 3
+
+    deadline, bodies = time.monotonic() + 20, ""
+    while job_id not in bodies:
+        assert time.monotonic() < deadline, "no failure notification on the topic"
+        messages = sqs.receive_message(QueueUrl=inbox, WaitTimeSeconds=1).get("Messages", [])
+        bodies += "".join(m["Body"] for m in messages)
+
+
+# --- cancel -----------------------------------------------------------------------------------
+def test_cancel_stops_the_running_task(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = submit(pipeline, "content-analyzer", {"documents": [{"id": "h", "text": "E2E-HANG"}]})
+    job = wait(pipeline, job_id, until={"DISPATCHED", "RUNNING"})
+    assert job.get("task_arn")
+    log_file = pipeline.logs_dir / f"{job['task_arn'].rsplit('/', 1)[-1]}.log"
+    deadline = time.monotonic() + 20
+    while not (log_file.exists() and "hanging until SIGTERM" in log_file.read_text()):
+        assert time.monotonic() < deadline, "hang worker never started"
+        time.sleep(0.1)
+    code, out, _ = run_cli(capsys, "cancel", job_id)
+    assert code == 0 and "cancel requested" in out
+    job = wait(pipeline, job_id, timeout=30)
+    assert job["status"] == "CANCELLED", job
+    code, _, err = run_cli(capsys, "status", job_id)
+    assert code == 1  # CANCELLED is not success for scripts
+    code, _, err = run_cli(capsys, "cancel", job_id)
+    assert code == 2 and "409" in err  # already terminal
+
+
+# --- the CLI against the pipeline -------------------------------------------------------------
+def test_cli_commands(
+    pipeline: LocalPipeline,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_input = tmp_path / "doc.json"
+    job_input.write_text(json.dumps({"documents": [{"id": "c", "text": "Short text. Tiny."}]}))
+    code, out, err = run_cli(
+        capsys,
+        "submit",
+        "content-analyzer",
+        "-i",
+        str(job_input),
+        "--wait",
+        "--poll",
+        "0.2",
+        "--idempotency-key",
+        "e2e-cli-1",
+    )
+    assert code == 0, err
+    assert json.loads(out)["output"]["documents"][0]["id"] == "c"  # the result itself
+    assert "SUCCEEDED" in err  # the progress line on stderr
+    job_id = err.split("submitted ", 1)[1].split()[0]
+
+    code, out, _ = run_cli(
+        capsys, "submit", "content-analyzer", "-i", str(job_input), "--idempotency-key", "e2e-cli-1"
+    )
+    assert code == 0 and out.strip() == job_id  # a replay, not a new job
+
+    code, out, _ = run_cli(capsys, "status", job_id, "--json")
+    assert code == 0 and json.loads(out)["status"] == "SUCCEEDED"
+
+    code, out, _ = run_cli(
+        capsys, "list", "--worker", "content-analyzer", "--status", "succeeded", "--all"
+    )
+    assert code == 0 and job_id in out and out.splitlines()[0].split()[:2] == ["JOB", "ID"]
+
+    code, out, _ = run_cli(capsys, "logs", job_id)
+    assert code == 0 and "job_succeeded" in out
+
+    code, out, _ = run_cli(capsys, "workers")
+    assert code == 0 and all(
+        w in out for w in ("image-alt-generator", "meta-desc-generator", "content-analyzer")
+    )
+
+    code, _, err = run_cli(capsys, "submit", "no-such-worker", "-i", str(job_input))
+    assert code == 3 and "no-such-worker" in err
+    code, _, err = run_cli(capsys, "status", "content-analyzer_" + "0" * 32)
+    assert code == 3
+    code, _, err = run_cli(capsys, "workers", "--api-url", pipeline.api_url, "--api-key", "x" * 40)
+    assert code == 4
+
+
+def test_retry_redrives_the_dead_letter_queue(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = json.loads((pipeline.state_dir / "endpoint.json").read_text())
+    urls = state["workers"]["meta-desc-generator"]
+    sqs = pipeline.client("sqs")
+    body = json.dumps({"job_id": "meta-desc-generator_" + "f" * 32, "attempt": 0})
+    sqs.send_message(
+        QueueUrl=urls["dlq_url"], MessageBody=body, MessageGroupId="g", MessageDeduplicationId="d1"
+    )
+    code, out, _ = run_cli(capsys, "retry", "meta-desc-generator")
+    assert code == 0 and "moved 1 message" in out
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=urls["dlq_url"], AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_scheduled_task_runs_on_demand_as_a_recorded_job(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, "local", "run-schedule", "nightly-content-analysis")
+    assert code == 0, out
+    task_arn = json.loads(out)["task_arns"][0]
+    deadline = time.monotonic() + 30
+    while True:
+        _, page = call(pipeline, "GET", "/jobs?worker=content-analyzer&limit=50")
+        mine = [j for j in page["jobs"] if j.get("source") == "schedule"]
+        if mine and mine[0]["status"] in TERMINAL:
+            break
+        assert time.monotonic() < deadline, f"no scheduled job finished for {task_arn}"
+        time.sleep(0.3)
+    assert mine[0]["status"] == "SUCCEEDED"
+    code, _, err = run_cli(capsys, "local", "run-schedule", "no-such-schedule")
+    assert code == 3 and "no-such-schedule" in err
