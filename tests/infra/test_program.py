@@ -199,3 +199,45 @@ def test_prod_alarms_watch_every_function_and_the_api(prod_graph: StackGraph) ->
     assert all(f'"{name}"' in text for name in queue_names)
     titles = {w["properties"]["title"] for w in body["widgets"]}
     assert {"API latency (ms)", "Running tasks", "Lambda errors and throttles"} <= titles
+
+
+def test_offline_runs_are_isolated_and_resolve_every_output() -> None:
+    import pulumi
+    import pulumi_aws as aws
+
+    from components.offline import run_program
+
+    applied: list[str] = []
+
+    def program() -> None:
+        queue = aws.sqs.Queue("q", name="x.fifo", fifo_queue=True)
+        secret = pulumi.Output.secret(pulumi.Config("ai-batch").require("token"))
+        aws.secretsmanager.SecretVersion("v", secret_id="s", secret_string=secret)
+        queue.arn.apply(applied.append)
+        pulumi.export("url", queue.url)
+        pulumi.export("token", secret)
+
+    first = run_program(program, config={"ai-batch:token": "t0ken"})
+    second = run_program(program, stack="prod", config={"ai-batch:token": "other"})
+    assert len(first.resources) == len(second.resources) == 2
+    assert applied == ["arn:aws:sqs:us-east-1:123456789012:x.fifo"] * 2
+    assert first.exports == {
+        "url": "https://sqs.us-east-1.amazonaws.com/123456789012/x.fifo",
+        "token": "t0ken",
+    }
+    version = second.named("aws:secretsmanager/secretVersion:SecretVersion", "v")
+    assert version.inputs["secretString"] == "other"  # secret envelope unwrapped
+    with pytest.raises(KeyError, match="candidates: \\['q'\\]"):
+        second.named("aws:sqs/queue:Queue", "missing")
+
+
+def test_offline_refuses_unmocked_provider_calls() -> None:
+    import pulumi_aws as aws
+
+    from components.offline import run_program
+
+    def program() -> None:
+        aws.ec2.get_ami(most_recent=True, owners=["amazon"])
+
+    with pytest.raises(Exception, match="no mocked answer for provider call aws:ec2/getAmi"):
+        run_program(program)
