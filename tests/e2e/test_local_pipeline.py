@@ -355,3 +355,11 @@ def test_scheduled_task_runs_on_demand_as_a_recorded_job(
     assert mine[0]["status"] == "SUCCEEDED"
     code, _, err = run_cli(capsys, "local", "run-schedule", "no-such-schedule")
     assert code == 3 and "no-such-schedule" in err
+
+
+def test_sweep_runs_on_demand(pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "local", "sweep")
+    assert code == 0, err
+    report = json.loads(out)["result"]
+    assert {"stopped", "settled", "redriven"} <= set(report)
+    assert report["stopped"] == []  # nothing here runs past its timeout
