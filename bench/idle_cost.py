@@ -1,0 +1,59 @@
+"""Benchmark 5: the dev stack's idle monthly cost, from the estimator (no jobs at all).
+
+Evaluates the real ``__main__.py`` for ``dev`` under mocks, reads its cost model (the three
+seed workers, their queues, Lambdas, schedules, alarms...) and prices a month with zero API
+jobs. Also shows the same month with the always-free allowances applied, since a small
+account usually has them. Target: <= $0.50 without the free tier.
+
+    python -m bench.idle_cost [--stack dev]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.common import BenchResult, emit, not_available
+
+NAME = "dev stack idle cost"
+UNIT = "$/month"
+TARGET = "<= 0.50"
+
+
+def run(stack: str) -> BenchResult:
+    from components.offline import PROGRAM
+    from cost.estimator import estimate, format_estimate
+    from cost.model import Usage, model_from_stack
+
+    if not PROGRAM.exists():
+        return not_available(NAME, UNIT, TARGET, "__main__.py has not landed yet")
+    model = model_from_stack(stack)
+    idle = estimate(model, Usage())
+    free = estimate(model, Usage(apply_free_tier=True))
+    print(format_estimate(idle).split("\nPer-job monthly costs")[0])
+    print()
+    print(f"idle, free tier not applied: ${idle.fixed_total:.4f}/month")
+    print(f"idle, always-free allowances applied: ${free.fixed_total:.4f}/month")
+    for service, cost in idle.by_service(fixed=True).items():
+        print(f"  {service:<22} ${cost:.4f}")
+    detail = (
+        f"{len(model.workers)} workers, {len(model.queues)} polled queues; "
+        f"with free tier ${free.fixed_total:.2f}"
+    )
+    return BenchResult(
+        NAME, round(idle.fixed_total, 4), UNIT, TARGET, idle.fixed_total <= 0.50, detail
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", default="dev")
+    args = parser.parse_args(argv)
+    result = run(args.stack)
+    if result.figure is None:
+        print(f"{NAME}: not measured: {result.detail}")
+    emit(result)
+    return 0 if result.ok is not False else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
