@@ -118,7 +118,7 @@ class LocalFargate:
         self.workers = workers
         self.max_tasks = max(1, max_tasks)
         self.docker = docker
-        self.docker_image = docker_image or (lambda w: f"ai-batch-local/{w}:latest")
+        self.docker_image = docker_image or default_docker_image
         self.command = command or (
             lambda w: [sys.executable, "-m", "workers.runtime.run", "--worker", w]
         )
@@ -157,7 +157,7 @@ class LocalFargate:
             try:
                 task.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                task.process.kill()
+                self._kill(task)
                 task.process.wait(timeout=10)
             if task.log_file is not None:
                 task.log_file.close()
@@ -273,7 +273,7 @@ class LocalFargate:
             if task.kill_at is not None and task.process is not None and now > task.kill_at:
                 if task.process.poll() is None:
                     log.warning("task %s outlived its stop timeout: SIGKILL", task.task_id)
-                    task.process.kill()
+                    self._kill(task)
                 task.kill_at = None
 
     def _reap(self) -> None:
@@ -308,6 +308,22 @@ class LocalFargate:
                 self._finish(task, exit_code=None, stop_code="TaskFailedToStart")
 
     # --- processes -------------------------------------------------------------------------
+    def container_name(self, task: LocalTask) -> str:
+        return f"batch-local-{task.task_id}"
+
+    def _kill(self, task: LocalTask) -> None:
+        """SIGKILL the process; with --docker also the container (killing the ``docker run``
+        client alone would leave the container running)."""
+        if self.docker:
+            subprocess.run(
+                ["docker", "rm", "-f", self.container_name(task)],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        if task.process is not None and task.process.poll() is None:
+            task.process.kill()
+
     def process_env(self, task: LocalTask) -> dict[str, str]:
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
         pythonpath = [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
@@ -324,14 +340,9 @@ class LocalFargate:
         env = self.process_env(task)
         if self.docker:
             args = [
-                "docker",
-                "run",
-                "--rm",
-                "--name",
-                f"batch-local-{task.task_id}",
-                "--network",
-                "host",
-            ]
+                "docker", "run", "--rm", "--name", self.container_name(task),
+                "--network", "host", "--stop-timeout", str(task.stop_timeout),
+            ]  # fmt: skip
             for key, value in env.items():
                 if key not in _INHERITED and key != "PYTHONPATH":
                     args += ["-e", f"{key}={value}"]
@@ -432,6 +443,23 @@ class LocalFargate:
             "resources": [task.arn],
             "detail": detail,
         }
+
+
+def default_docker_image(worker: str) -> str:
+    """The local tag ``--docker`` runs for a worker (build it from workers/<name>/Dockerfile)."""
+    return f"ai-batch-local/{worker}:latest"
+
+
+def missing_images(images: list[str]) -> list[str]:
+    """The images of ``images`` the local Docker engine does not have."""
+    return [
+        image
+        for image in images
+        if subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, timeout=60, check=False
+        ).returncode
+        != 0
+    ]
 
 
 def docker_available() -> bool:

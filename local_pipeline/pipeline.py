@@ -31,7 +31,12 @@ from local_pipeline.api_gateway import (
     routes_from_openapi,
 )
 from local_pipeline.event_sources import PolledQueue, SqsPoller, Ticker, rate_seconds
-from local_pipeline.fargate import LocalFargate, docker_available
+from local_pipeline.fargate import (
+    LocalFargate,
+    default_docker_image,
+    docker_available,
+    missing_images,
+)
 from local_pipeline.lambdas import LocalLambda
 from local_pipeline.provision import Provisioned, provision
 
@@ -155,6 +160,8 @@ class LocalPipeline:
             raise LocalPipelineError(f"unknown stack {self.stack!r}: {exc}") from exc
         self.provisioned = prov = provision(graph, self.moto_endpoint)
         self._lambdas = {name: LocalLambda(fn) for name, fn in prov.functions.items()}
+        if self.docker:
+            self._check_images(sorted(prov.workers))
 
         stack_settings = _stack_settings(self.stack, self.overrides)
         document = _openapi_document(graph)
@@ -207,6 +214,19 @@ class LocalPipeline:
         if self.write_state:
             self._write_state()
         log.info("local pipeline up: %s (moto %s)", self.api_url, self.moto_endpoint)
+
+    def _check_images(self, workers: list[str]) -> None:
+        missing = missing_images([default_docker_image(w) for w in workers])
+        if missing:
+            builds = "; ".join(
+                f"docker build -f workers/{image.split('/', 1)[1].split(':')[0]}/Dockerfile "
+                f"-t {image} ."
+                for image in missing
+            )
+            raise LocalPipelineError(
+                f"--docker: images not built: {', '.join(missing)}. From the repository root: "
+                f"{builds}"
+            )
 
     def aws_env(self) -> dict[str, str]:
         """What points boto3 (in handlers and worker processes) at the moto server."""
