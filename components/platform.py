@@ -25,7 +25,8 @@ from jobcontract import Table
 # the VPC resolver, which security groups do not filter. Port 80 is deliberately closed:
 # workers fetch over TLS only.
 TASK_EGRESS_PORT = 443
-FAILURE_TOPIC_METRIC_SOURCES = ("cloudwatch.amazonaws.com",)
+# Service principals allowed to publish to the failure topic (CloudWatch alarm actions).
+ALARM_PUBLISHERS = ("cloudwatch.amazonaws.com",)
 
 
 @dataclass(frozen=True)
@@ -358,7 +359,7 @@ class BatchPlatform(pulumi.ComponentResource):
                 [self.failure_topic.arn],
                 {"StringEquals": {"aws:SourceAccount": self.account_id}},
                 sid="CloudWatchAlarms",
-                principals={"Service": list(FAILURE_TOPIC_METRIC_SOURCES)},
+                principals={"Service": list(ALARM_PUBLISHERS)},
             ),
         ]
         aws.sns.TopicPolicy(
