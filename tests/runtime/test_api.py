@@ -14,8 +14,6 @@ from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import api_event, call, queue_depth, receive_all, table_items
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 ECHO = WorkerSpec("echo", cpu=256, memory=512, max_cpu=1024, max_memory=4096, max_attempts=4)
 OTHER = WorkerSpec(
     "other",

@@ -15,8 +15,6 @@ from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import call, receive_all, sqs_event
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 SPOT_FIRST = (
     {"capacityProvider": "FARGATE_SPOT", "weight": 4, "base": 0},
     {"capacityProvider": "FARGATE", "weight": 1, "base": 0},

@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 
 import boto3
-import pytest
 
 from jobcontract import Env, Table, WorkerField, worker_pk
 from tests.fixtures.moto_server import WorkerSpec
-
-pytestmark = pytest.mark.xdist_group("moto")
 
 
 def test_pipeline_resources_are_usable(pipeline_resources, monkeypatch) -> None:

@@ -20,8 +20,6 @@ from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import receive_all, stopped_event
 from tests.runtime.test_reconciler import launch
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 
 class Recorder:
     def __init__(self) -> None:

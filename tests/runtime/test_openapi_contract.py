@@ -24,8 +24,6 @@ from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import api_event
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 DOC_PATH = Path(__file__).resolve().parents[2] / "components" / "openapi.yaml"
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 # Answered by the handler only when called directly; behind API Gateway an undocumented

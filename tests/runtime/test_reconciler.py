@@ -15,8 +15,6 @@ from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 
 @pytest.fixture
 def res(pipeline_resources):

@@ -120,7 +120,7 @@ def test_same_verdict_as_jsonschema(schema: dict[str, Any]) -> None:
     ours = Validator(schema)
     seen = {"valid": 0, "invalid": 0}
 
-    @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_values(schema))
     def check(instance: Any) -> None:
         expected = reference.is_valid(instance)

@@ -18,8 +18,6 @@ from jobcontract.store import (
 )
 from tests.fixtures.moto_server import WorkerSpec
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 
 @pytest.fixture
 def store(pipeline_resources) -> JobStore:

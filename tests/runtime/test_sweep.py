@@ -16,8 +16,6 @@ from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import receive_all, stopped_event
 from tests.runtime.test_reconciler import launch
 
-pytestmark = pytest.mark.xdist_group("moto")
-
 
 @pytest.fixture
 def res(pipeline_resources):
