@@ -17,6 +17,7 @@ Nothing accepted is ever lost, and nothing is launched twice.
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import json
 import re
@@ -105,9 +106,24 @@ def _store() -> JobStore:
     return JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
 
 
+# Base URL of the API as the caller reached it (set per request by ``handler``).
+_base_url: contextvars.ContextVar[str] = contextvars.ContextVar("base_url", default="")
+
+
 def _links(job_id: str) -> dict[str, str]:
-    base = _aws.env(Env.API_URL, "").rstrip("/")
+    base = (_aws.env(Env.API_URL, "") or _base_url.get()).rstrip("/")
     return {"self": f"{base}/jobs/{job_id}", "cancel": f"{base}/jobs/{job_id}/cancel"}
+
+
+def base_url(event: dict[str, Any]) -> str:
+    """``https://<domain>/<stage or base path>`` from an API Gateway event, or "" when the
+    event does not say (then links are relative). ``BATCH_API_URL`` takes precedence."""
+    context = event.get("requestContext") or {}
+    domain, full_path = context.get("domainName"), context.get("path")
+    path = str(event.get("path") or "")
+    if not domain or not isinstance(full_path, str) or not full_path.endswith(path):
+        return ""
+    return f"https://{domain}{full_path[: len(full_path) - len(path)]}"
 
 
 def _error_body(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
@@ -566,7 +582,11 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         return Response(exc.status, _error_body(exc.code, exc.message)).to_proxy()
     if context is not None and not req.request_id:
         req.request_id = str(getattr(context, "aws_request_id", ""))
-    response = handle(req)
+    token = _base_url.set(base_url(event))
+    try:
+        response = handle(req)
+    finally:
+        _base_url.reset(token)
     _aws.log(
         "INFO",
         "request",

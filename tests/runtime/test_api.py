@@ -324,3 +324,13 @@ def test_base64_body_and_bad_base64(res) -> None:
 
 def test_status_enum_matches_contract() -> None:
     assert set(JobStatus.__members__) == {s.value for s in JobStatus}
+
+
+def test_links_follow_the_stage_url(res, monkeypatch) -> None:
+    event = api_event("POST", "/jobs", {"worker": "echo", "input": {"items": []}})
+    event["requestContext"].update({"domainName": "abc.execute-api.example", "path": "/v1/jobs"})
+    body = json.loads(api.handler(event, None)["body"])
+    assert body["links"]["self"] == f"https://abc.execute-api.example/v1/jobs/{body['job_id']}"
+    monkeypatch.setenv("BATCH_API_URL", "https://api.example.test/prod/")
+    body = json.loads(api.handler(event, None)["body"])
+    assert body["links"]["cancel"] == f"https://api.example.test/prod/jobs/{body['job_id']}/cancel"
