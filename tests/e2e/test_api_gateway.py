@@ -1,0 +1,142 @@
+"""The local API Gateway stand-in: the proxy event it builds and the answers it gives before
+the handler is reached (key, allow-list, unknown routes, payload limit, handler crash)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local_pipeline import api_gateway
+from local_pipeline.api_gateway import (
+    GatewayConfig,
+    LocalApiGateway,
+    gateway_responses,
+    routes_from_openapi,
+)
+
+KEY = "a-local-api-key-of-some-length"
+DOC = {
+    "paths": {
+        "/jobs": {"get": {}, "post": {}},
+        "/jobs/{id}": {"get": {}},
+        "/jobs/{id}/cancel": {"post": {}},
+        "/workers": {"get": {}, "parameters": []},
+    },
+    "x-amazon-apigateway-gateway-responses": {
+        "INVALID_API_KEY": {
+            "statusCode": 403,
+            "responseTemplates": {"application/json": '{"error": {"code": "forbidden"}}'},
+        },
+        "DEFAULT_4XX": {
+            "responseTemplates": {
+                "application/json": '{"error": {"code": "bad", '
+                '"message": $context.error.messageString}}'
+            }
+        },
+    },
+}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[LocalApiGateway, list[dict[str, Any]]]]:
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        events.append(event)
+        if event["path"] == "/workers" and event["queryStringParameters"] == {"boom": "1"}:
+            raise RuntimeError("handler bug")
+        return {"statusCode": 201, "headers": {"X-Seen": "yes"}, "body": json.dumps({"ok": 1})}
+
+    config = GatewayConfig(
+        routes_from_openapi(DOC), KEY, "v1",
+        [ipaddress.ip_network("127.0.0.0/8")], gateway_responses(DOC),
+    )  # fmt: skip
+    gateway = LocalApiGateway(config, handler)
+    gateway.start()
+    try:
+        yield gateway, events
+    finally:
+        gateway.stop()
+
+
+def _call(
+    url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, dict(resp.headers), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def test_proxy_event_shape(served: tuple[LocalApiGateway, list[dict[str, Any]]]) -> None:
+    gateway, events = served
+    status, headers, body = _call(
+        gateway.url + "/jobs/abc/cancel?x=1&x=2&y=",
+        "POST",
+        b'{"a": 1}',
+        {"x-api-key": KEY, "Content-Type": "application/json"},
+    )
+    assert (status, headers["X-Seen"], body) == (201, "yes", {"ok": 1})
+    (event,) = events
+    assert event["resource"] == "/jobs/{id}/cancel" and event["path"] == "/jobs/abc/cancel"
+    assert event["httpMethod"] == "POST" and event["pathParameters"] == {"id": "abc"}
+    assert event["queryStringParameters"] == {"x": "2", "y": ""}
+    assert event["multiValueQueryStringParameters"] == {"x": ["1", "2"], "y": [""]}
+    assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
+    ctx = event["requestContext"]
+    assert ctx["stage"] == "v1" and ctx["path"] == "/v1/jobs/abc/cancel"
+    assert ctx["identity"]["sourceIp"] == "127.0.0.1" and ctx["requestId"]
+
+
+def test_binary_body_arrives_base64(served: tuple[LocalApiGateway, list[dict[str, Any]]]) -> None:
+    gateway, events = served
+    _call(gateway.url + "/jobs", "POST", b"\xff\xfe", {"x-api-key": KEY})
+    assert events[0]["isBase64Encoded"] is True and events[0]["body"] == "//4="
+
+
+def test_key_route_and_method_checks_never_reach_the_handler(
+    served: tuple[LocalApiGateway, list[dict[str, Any]]],
+) -> None:
+    gateway, events = served
+    assert _call(gateway.url + "/workers")[0:3:2] == (403, {"error": {"code": "forbidden"}})
+    assert _call(gateway.url + "/workers", headers={"x-api-key": KEY + "x"})[0] == 403
+    status, _, body = _call(gateway.url + "/nope", headers={"x-api-key": KEY})
+    # not customised: API Gateway's own status with the DEFAULT_4XX template
+    assert status == 403
+    assert body == {"error": {"code": "bad", "message": "Missing Authentication Token"}}
+    assert _call(gateway.url + "/workers", "DELETE", headers={"x-api-key": KEY})[0] == 403
+    assert events == []
+
+
+def test_ip_outside_the_allow_list_is_denied(
+    served: tuple[LocalApiGateway, list[dict[str, Any]]],
+) -> None:
+    gateway, events = served
+    gateway.config.allowed_ips = [ipaddress.ip_network("10.0.0.0/8")]
+    status, _, body = _call(gateway.url + "/workers", headers={"x-api-key": KEY})
+    assert status == 403 and "not authorized" in body["error"]["message"]
+    assert events == []
+
+
+def test_payload_over_the_limit_is_413(
+    served: tuple[LocalApiGateway, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gateway, events = served
+    monkeypatch.setattr(api_gateway, "MAX_PAYLOAD_BYTES", 1000)
+    status, _, _ = _call(gateway.url + "/jobs", "POST", b"x" * 1001, {"x-api-key": KEY})
+    assert status == 413 and events == []
+    assert _call(gateway.url + "/jobs", "POST", b"x" * 1000, {"x-api-key": KEY})[0] == 201
+
+
+def test_handler_exception_is_502(served: tuple[LocalApiGateway, list[dict[str, Any]]]) -> None:
+    gateway, _ = served
+    status, _, body = _call(gateway.url + "/workers?boom=1", headers={"x-api-key": KEY})
+    assert (status, body) == (502, {"message": "Internal server error"})  # no DEFAULT_5XX
