@@ -35,7 +35,7 @@ from workers.runtime.text import normalize_space, sentences, trim
 MAX_ALT = 125
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 15
-MAX_DECODE_BYTES = 2_500_000  # raw PNG scanline bytes decoded in pure Python (~1 s at most)
+MAX_DECODE_BYTES = 2_500_000  # raw PNG bytes decoded in pure Python: about 2 s at most
 COLOR_SAMPLES = 20_000
 
 
