@@ -1,0 +1,111 @@
+"""The local SQS event source: what it deletes, what it leaves for redelivery, and the DLQ."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from local_pipeline.event_sources import PolledQueue, SqsPoller, rate_seconds, sqs_event
+
+
+def _sqs(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    ).client("sqs", endpoint_url=endpoint)
+
+
+@pytest.fixture
+def queues(moto_reset: str) -> tuple[Any, str, str, str]:
+    sqs = _sqs(moto_reset)
+    dlq = sqs.create_queue(QueueName="p-dlq.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName="p.fifo",
+        Attributes={
+            "FifoQueue": "true",
+            "VisibilityTimeout": "300",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}),
+        },
+    )["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for n in range(3):
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps({"n": n}),
+            MessageGroupId=f"g{n}",
+            MessageDeduplicationId=f"d{n}",
+        )
+    return sqs, url, arn, dlq
+
+
+def _count(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]) + int(
+        attrs["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def test_reported_failures_stay_and_the_rest_is_deleted(
+    queues: tuple[Any, str, str, str],
+) -> None:
+    sqs, url, arn, _ = queues
+    seen: list[dict[str, Any]] = []
+
+    def launcher(event: dict[str, Any]) -> dict[str, Any]:
+        seen.extend(event["Records"])
+        failed = [r["messageId"] for r in event["Records"] if json.loads(r["body"])["n"] == 1]
+        return {"batchItemFailures": [{"itemIdentifier": m} for m in failed]}
+
+    poller = SqsPoller(
+        sqs, [PolledQueue(url, arn, 10, launcher)], region="us-east-1", redelivery_seconds=0
+    )
+    assert poller.poll_once(poller.queues[0]) == 3
+    record = seen[0]
+    assert record["eventSource"] == "aws:sqs" and record["eventSourceARN"] == arn
+    assert record["attributes"]["MessageGroupId"].startswith("g")
+    assert _count(sqs, url) == 1  # only the reported failure is left
+    seen.clear()
+    poller.poll_once(poller.queues[0])  # visible again at once (redelivery_seconds=0)
+    assert [json.loads(r["body"])["n"] for r in seen] == [1]
+    assert seen[0]["attributes"]["ApproximateReceiveCount"] == "2"
+
+
+def test_a_raising_function_leaves_the_batch_and_moto_redrives_it(
+    queues: tuple[Any, str, str, str],
+) -> None:
+    sqs, url, arn, dlq = queues
+
+    def broken(event: dict[str, Any]) -> None:
+        raise RuntimeError("launcher crashed")
+
+    poller = SqsPoller(
+        sqs, [PolledQueue(url, arn, 10, broken)], region="us-east-1", redelivery_seconds=0
+    )
+    for _ in range(3):
+        poller.poll_once(poller.queues[0])
+        time.sleep(0.05)
+    assert len(poller.errors) == 2 and _count(sqs, url) == 0  # the third receive redrove
+    assert _count(sqs, dlq) == 3
+
+
+def test_sqs_event_and_rates() -> None:
+    event = sqs_event(
+        [{"MessageId": "m", "ReceiptHandle": "r", "Body": "{}", "Attributes": {"A": 1}}],
+        "arn:q",
+        "us-east-1",
+    )
+    assert event["Records"][0]["attributes"] == {"A": "1"}
+    assert rate_seconds("rate(10 minutes)") == 600 and rate_seconds("rate(1 hour)") == 3600
+    assert rate_seconds("cron(0 3 * * ? *)") is None
