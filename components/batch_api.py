@@ -293,7 +293,17 @@ class BatchApi(pulumi.ComponentResource):
         self.access_log_group = None
         access_logs = None
         if args.access_logs:
-            # Access logging needs API Gateway's account-wide CloudWatch role to exist.
+            # AWS rule: stage access logging needs API Gateway's account-wide CloudWatch role
+            # (CreateStage fails with "CloudWatch Logs role ARN must be set in account
+            # settings"). Not read-able at preview, so say it out loud when we don't manage it.
+            if not cfg.manage_cloudwatch_role:
+                pulumi.log.warn(
+                    "api.manageCloudWatchRole is false: this stack assumes the account's API "
+                    "Gateway CloudWatch role is already set (check: aws apigateway get-account). "
+                    "If it is not, the stage fails to create; set api.manageCloudWatchRole: true "
+                    "in ONE stack per account/region.",
+                    resource=self,
+                )
             self.access_log_group = aws.cloudwatch.LogGroup(
                 f"{name}-access-logs",
                 name=f"/aibatch/{prefix}/api-access",
