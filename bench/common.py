@@ -51,8 +51,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; this process if None)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+@dataclass(frozen=True)
+class MotoProcess:
+    endpoint: str
+    pid: int
+
+
 @contextmanager
-def moto_server_process() -> Iterator[str]:
+def moto_server_process() -> Iterator[MotoProcess]:
     """A moto server in its own process (so the code measured has this process's core)."""
     port = free_port()
     exe = Path(sys.executable).with_name("moto_server")
@@ -74,7 +89,7 @@ def moto_server_process() -> Iterator[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError("moto server did not start") from None
                 time.sleep(0.1)
-        yield endpoint
+        yield MotoProcess(endpoint, proc.pid)
     finally:
         proc.terminate()
         try:
