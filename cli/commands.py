@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -287,11 +288,18 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def _aws_session(endpoint: Endpoint) -> Any:
+    """boto3 for the stack: the moto server locally, else the default credential chain in
+    the API's region (taken from the execute-api URL when no region is configured)."""
     import boto3
 
     if endpoint.is_local:
         return _LocalSession(str(endpoint.local_state["moto_endpoint"]))
-    return boto3.session.Session()  # type: ignore[attr-defined]
+    session = boto3.session.Session()  # type: ignore[attr-defined]
+    if session.region_name is None:
+        match = re.search(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com", endpoint.api_url)
+        if match:
+            session = boto3.session.Session(region_name=match.group(1))  # type: ignore[attr-defined]
+    return session
 
 
 class _LocalSession:

@@ -104,9 +104,17 @@ def _events(logs: Any, group: str, stream: str, token: str | None) -> tuple[list
 
 
 def aws_streams(
-    session: Any, group: str, prefix: str, job_id: str, cluster: str | None
+    session: Any,
+    group: str,
+    prefix: str,
+    job_id: str,
+    cluster: str | None,
+    task_arn: str | None = None,
 ) -> list[str]:
-    streams = [f"{prefix}/{CONTAINER_NAME}/{t}" for t in _task_ids(session, cluster, job_id)]
+    task_ids = _task_ids(session, cluster, job_id)
+    if task_arn and task_arn.rsplit("/", 1)[-1] not in task_ids:
+        task_ids.append(task_arn.rsplit("/", 1)[-1])  # the job's latest task, from the API
+    streams = [f"{prefix}/{CONTAINER_NAME}/{t}" for t in task_ids]
     if streams:
         return streams
     # ECS keeps stopped tasks about an hour; the worker's JSON logs carry the job id.
@@ -141,7 +149,10 @@ def print_aws(
     logs = session.client("logs")
     tokens: dict[str, str | None] = {}
     while True:
-        for stream in aws_streams(session, group, prefix, str(job["job_id"]), cluster):
+        streams = aws_streams(
+            session, group, prefix, str(job["job_id"]), cluster, job.get("task_arn")
+        )
+        for stream in streams:
             if stream not in tokens:
                 tokens[stream] = None
                 out.write(f"==> {group} {stream} <==\n")
