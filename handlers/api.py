@@ -293,6 +293,12 @@ def _json_body(body: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise ApiError(400, "invalid_request", "request body must be a JSON object")
+    try:  # JSON escapes can spell lone surrogates: valid JSON text, not valid Unicode
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400, "invalid_json", "request body contains invalid Unicode (a lone surrogate)"
+        ) from exc
     return payload
 
 

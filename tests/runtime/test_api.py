@@ -140,6 +140,7 @@ BAD_REQUESTS = [
     ({"worker": "echo", "input": {"items": ["a"]}, "cpu": "512"}, None, 400, "invalid_resources"),
     ({"worker": "echo", "input": {"items": ["a"]}, "memory": True}, None, 400, "invalid_resources"),
     (None, "[" * 100_000 + "]" * 100_000, 400, "invalid_json"),
+    (None, '{"worker": "echo", "input": {"items": ["\\ud800"]}}', 400, "invalid_json"),
 ]
 
 
