@@ -227,14 +227,17 @@ def test_crashing_job_is_retried_then_failed_and_reported(
         "90",
     )
     assert code == 1, (out, err)  # FAILED -> exit 1, with the error on stderr
-    assert "FAILED" in err and "attempts 3" in err
+    assert "FAILED" in err
     job_id = err.split("submitted ", 1)[1].split()[0]
     _, job = call(pipeline, "GET", f"/jobs/{job_id}")
-    assert job["status"] == "FAILED" and job["attempts"] == job["max_attempts"] == 3
+    attempts = job["max_attempts"]
+    assert attempts >= 2, "the seed worker must allow a retry for this test to mean anything"
+    assert job["status"] == "FAILED" and job["attempts"] == attempts, job
+    assert f"attempts {attempts}" in err
     assert job["error"].get("exit_code") == 1, job["error"]
     # Every attempt ran as its own task with its own process log.
     code, out, _ = run_cli(capsys, "logs", job_id)
-    assert code == 0 and out.count("e2e: simulated crash") == 3
+    assert code == 0 and out.count("e2e: simulated crash") == attempts
 
     deadline, bodies = time.monotonic() + 20, ""
     while job_id not in bodies:
