@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from jobcontract import Env, JobStatus, result_key, results_prefix
+from jobcontract import Env, JobStatus, result_key, results_prefix, scheduled_job_id
 from workers.runtime import JobContext, PermanentError, exit_codes, run_worker, worker
 
 from .conftest import WORKER, RuntimeEnv
@@ -335,3 +335,20 @@ def test_config_errors_exit_2_naming_the_variable(
     code, logs = run(upper, runtime_env.env(**overrides))
     assert code == exit_codes.CONFIG
     assert needle in logs[-1]["message"]
+
+
+def test_scheduled_run_id_matches_what_the_reconciler_derives(runtime_env: RuntimeEnv) -> None:
+    """Emulators use hyphenated UUID task ids; runtime and reconciler must agree on the id."""
+    arn = (
+        "arn:aws:ecs:us-east-1:000000000000:task/test-cluster/1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    )
+    scheduled = {Env.TASK_ARN: arn, Env.SCHEDULED_INPUT: '{"items": []}'}
+    code, logs = run(upper, runtime_env.env(**scheduled))
+    assert code == exit_codes.OK
+    expected = scheduled_job_id(WORKER, arn)
+    assert expected == f"{WORKER}_1b4e28ba2fa111d2883f0016d3cca427"
+    job = runtime_env.store.get(expected)
+    assert (
+        job is not None and job["status"] == JobStatus.SUCCEEDED and job["input"] == {"items": []}
+    )
+    assert {line.get("job_id") for line in logs if "job_id" in line} == {expected}

@@ -43,6 +43,7 @@ from jobcontract import (
     JobStatus,
     new_job_id,
     result_key,
+    scheduled_job_id,
     worker_of_job_id,
 )
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
@@ -57,7 +58,7 @@ from workers.runtime.context import (
     error_summary,
 )
 from workers.runtime.definition import WorkerDefinition
-from workers.runtime.ecs_metadata import task_id, task_metadata
+from workers.runtime.ecs_metadata import task_metadata
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient, ModelConfigError, model_client_from_env
 
@@ -291,8 +292,10 @@ class _JobRun:
             raise ConfigError(f"{Env.SCHEDULED_INPUT} is not JSON: {exc}") from exc
         if not isinstance(scheduled_input, dict):
             raise ConfigError(f"{Env.SCHEDULED_INPUT} must be a JSON object")
-        tail = task_id(task_arn) if task_arn else None
-        self.job_id, self.attempt = new_job_id(worker, tail), 1
+        # The reconciler derives the same id from the STOPPED task (jobcontract.scheduled_job_id);
+        # without a task ARN (a bare local run) the id is random.
+        derived = scheduled_job_id(worker, task_arn) if task_arn else None
+        self.job_id, self.attempt = derived or new_job_id(worker), 1
         self.logger.bind(job_id=self.job_id, attempt=self.attempt)
         registration = self.store.get_worker(worker) or {}
         job: dict[str, Any] = {
