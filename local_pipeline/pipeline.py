@@ -184,7 +184,7 @@ class LocalPipeline:
             cluster_arns=list(prov.cluster_arns.values()),
             base_env={**self.aws_env(), **self.worker_env},
             logs_dir=self.logs_dir,
-            deliver=self._deliver_ecs_event,
+            deliver=self.deliver_ecs_event,
             workers=prov.workers,
             max_tasks=self.max_tasks,
             docker=self.docker,
@@ -293,7 +293,7 @@ class LocalPipeline:
         tmp.replace(path)
 
     # --- runtime emulation -----------------------------------------------------------------
-    def _deliver_ecs_event(self, event: dict[str, Any]) -> None:
+    def deliver_ecs_event(self, event: dict[str, Any]) -> None:
         """EventBridge -> reconciler; async invocations are retried twice, as in AWS."""
         assert self.provisioned is not None
         targets = self.provisioned.ecs_event_functions or [
