@@ -37,9 +37,17 @@ class ApiCall:
     operation: str
     empty: bool  # a ReceiveMessage that returned no message
     job_id: str | None = None
+    what: str = ""  # for UpdateItem: the attribute names it touches (tells writes apart)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
+
+
+def _what(operation: str, params: Any) -> str:
+    if operation != "UpdateItem" or not isinstance(params, dict):
+        return ""
+    names = sorted(set((params.get("ExpressionAttributeNames") or {}).values()))
+    return ",".join(n for n in names if n not in ("pk",))[:70]
 
 
 def actor_of_stack() -> str:
@@ -95,6 +103,7 @@ class CallRecorder:
                 operation_name,
                 empty,
                 os.environ.get("BATCH_JOB_ID"),
+                _what(operation_name, api_params),
             )
             recorder.record(call)
             return result

@@ -60,7 +60,10 @@ def sample_input(schema: Any, depth: int = 0) -> Any:
         typ = next((t for t in typ if t != "null"), "string")
     if typ == "object" or "properties" in schema:
         props = schema.get("properties") or {}
-        required = schema.get("required") or list(props)[:1]
+        options = schema.get("oneOf") or schema.get("anyOf") or [{}]
+        required = list(schema.get("required") or [])
+        required += [k for k in options[0].get("required") or [] if k not in required]
+        required = required or list(props)[:1]
         return {k: sample_input(props.get(k, {}), depth + 1) for k in required}
     if typ == "array":
         count = max(1, int(schema.get("minItems", 1)))
@@ -104,7 +107,11 @@ def run(jobs_per_worker: int, only: list[str], timeout: float) -> BenchResult:
         from local_pipeline.pipeline import LocalPipeline
     except ImportError as exc:
         return not_available(NAME, UNIT, TARGET, f"local pipeline not importable: {exc}")
+    import logging
+
     import boto3
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
 
     from bench.count_hook import (
         CALLS_FILE_ENV,
@@ -121,11 +128,17 @@ def run(jobs_per_worker: int, only: list[str], timeout: float) -> BenchResult:
     worker_env = {"PYTHONPATH": pythonpath, CALLS_FILE_ENV: str(calls_file)}
 
     invocations: Counter[str] = Counter()
-    original_invoke = local_lambdas.LocalLambda.invoke
+    original_handler = local_lambdas.LocalLambda.handler  # a property, read on every invoke
 
-    def counted_invoke(self: Any, event: Any, *args: Any, **kwargs: Any) -> Any:
-        invocations[self.function.role] += 1
-        return original_invoke(self, event, *args, **kwargs)
+    def counting_handler(self: Any) -> Any:
+        handler = original_handler.fget(self)  # type: ignore[attr-defined]
+        role = self.function.role
+
+        def invoke(event: Any, context: Any) -> Any:
+            invocations[role] += 1
+            return handler(event, context)
+
+        return invoke
 
     recorder = CallRecorder()
     statuses: Counter[str] = Counter()
@@ -144,7 +157,7 @@ def run(jobs_per_worker: int, only: list[str], timeout: float) -> BenchResult:
         schemas = {w["name"]: w.get("input_schema") or {} for w in workers}
         table = os.environ["BATCH_JOBS_TABLE"]
         observer = boto3.session.Session().client("dynamodb")
-        local_lambdas.LocalLambda.invoke = counted_invoke  # type: ignore[method-assign]
+        local_lambdas.LocalLambda.handler = property(counting_handler)  # type: ignore[method-assign,assignment]
         recorder.install()
         try:
             job_ids: list[str] = []
@@ -180,7 +193,7 @@ def run(jobs_per_worker: int, only: list[str], timeout: float) -> BenchResult:
             time.sleep(3)  # let the reconciler see the last STOPPED events
         finally:
             recorder.uninstall()
-            local_lambdas.LocalLambda.invoke = original_invoke  # type: ignore[method-assign]
+            local_lambdas.LocalLambda.handler = original_handler  # type: ignore[method-assign]
     if pending:
         statuses["unfinished"] += len(pending)
     calls = recorder.calls + read_calls_file(calls_file)
@@ -210,6 +223,11 @@ def _report(
     print("\nBy actor and operation (per job):")
     for (actor, service, op), n in sorted(by_op.items()):
         print(f"  {actor:<11} {service:<10} {op:<24} {n / jobs:6.2f}")
+    writes = Counter((c.actor, c.what) for c in billable if c.what)
+    if writes:
+        print("\nUpdateItem calls by the attributes they touch (per job):")
+        for (actor, what), n in sorted(writes.items()):
+            print(f"  {actor:<11} {n / jobs:5.2f}  {what}")
     free = Counter(
         (c.actor, c.service, c.operation)
         for c in calls
