@@ -347,12 +347,16 @@ def _job_lines(
                           prices["sqs_fifo_million"] / 1e6, fixed, name, POOL_SQS))
         wru += jobs * job_item_write_units(p.item_kb, g, changes_status=False)  # PutItem
         wru += jobs * job_item_write_units(p.item_kb, g, changes_status=True)  # DISPATCHED
+        wru += jobs * p.launcher_record_writes * job_item_write_units(
+            p.item_kb, g, changes_status=False
+        )
         rru += jobs * (p.api_reads + p.launcher_reads + p.status_polls * read_units(p.item_kb))
     else:
         wru += jobs * job_item_write_units(p.item_kb, g, changes_status=False)  # recorded
     heartbeats = math.floor(wu.duration_seconds / p.heartbeat_seconds)
     wru += jobs * 2 * job_item_write_units(p.item_kb, g, changes_status=True)  # RUNNING, done
-    wru += jobs * heartbeats * job_item_write_units(p.item_kb, g, changes_status=False)
+    plain_writes = heartbeats + p.progress_writes + p.reconciler_writes
+    wru += jobs * plain_writes * job_item_write_units(p.item_kb, g, changes_status=False)
     events = model.reconciler_events_per_task
     reconciler = _lambda(model, "reconciler")
     lines += _lambda_lines(reconciler, jobs * events, p.reconciler_ms, prices, fixed=fixed,

@@ -113,10 +113,12 @@ class StackCostModel:
 
 @dataclass(frozen=True)
 class JobProfile:
-    """The AWS work one job causes, besides its Fargate time (defaults: DESIGN.md's flow).
+    """The AWS work one job causes, besides its Fargate time.
 
-    These are the assumptions behind the per-job figures; ``bench/requests_per_job.py``
-    measures the real counts in the local pipeline so they can be checked against it.
+    Request counts are the ones ``bench/requests_per_job.py`` measured in the local pipeline
+    (2026-11-23): api PutItem + SendMessage; launcher GetItem + 2 UpdateItem (claim, task
+    ARN) + free ECS calls; worker 2 transitions + 2 progress/heartbeat UpdateItem + result
+    PutObject; reconciler GetItem + UpdateItem; the mapping's receive + delete.
     """
 
     item_kb: float = 1.0  # job item size (input inline up to 64 KB: raise this for big inputs)
@@ -125,6 +127,9 @@ class JobProfile:
     result_downloads: int = 1  # presigned S3 GET of the result by the client
     result_kb: float = 4.0
     heartbeat_seconds: int = 60  # worker heartbeat period (each one is a job-item write)
+    progress_writes: float = 2.0  # progress/heartbeat writes even a short job makes
+    launcher_record_writes: float = 1.0  # task ARN recorded after RunTask
+    reconciler_writes: float = 1.0  # outcome recorded on the STOPPED event
     esm_batch_fill: float = 1.0  # messages per launcher batch (1 = worst case, low volume)
     # Lambda billed duration per invocation (ms).
     api_ms: float = 60.0
@@ -132,9 +137,9 @@ class JobProfile:
     reconciler_ms: float = 60.0
     sweep_ms: float = 150.0
     # Reads (request units) per job.
-    api_reads: float = 1.0  # worker registration GetItem
-    launcher_reads: float = 2.0  # job GetItem + concurrency count query
-    worker_reads: float = 1.0  # job GetItem
+    api_reads: float = 0.0  # worker registration: cached per Lambda instance
+    launcher_reads: float = 1.0  # job GetItem (the concurrency check is a free ecs.ListTasks)
+    worker_reads: float = 0.0  # the RUNNING claim returns the item
     reconciler_reads: float = 1.0
     sweep_reads_per_run: float = 1.0  # two empty GSI queries, 0.5 RRU each
     # Log bytes ingested.
