@@ -1,6 +1,7 @@
 """meta-desc-generator: a meta description (at most 160 characters) for each web page.
 
-Input (``input_schema.json``): ``{"pages": [{"url": "...", "html": "..." | "text": "..."}]}``.
+Input (``input_schema.json``): ``{"pages": [{"url": "...", "html": "..." | "text": "..."}],
+"max_length"?: 50-320}``.
 The worker does not crawl: pages arrive with their HTML or text.
 Output: ``{"backend", "pages": [{"url", "description", "length", "title"} | {"url", "error"}],
 "summary"}``.
@@ -17,17 +18,15 @@ Backends:
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workers.runtime import JobContext, ModelClient, PermanentError, worker
-from workers.runtime.text import HtmlText, content_words, html_to_text, sentences, trim, words
+from workers.runtime.text import HtmlText, html_to_text, pack_sentences, rank_sentences, trim
 
-MAX_LENGTH = 160
-TARGET_MIN = 110  # shorter descriptions waste the snippet space search engines show
+MAX_LENGTH = 160  # default; the input may ask for 50-320 (``max_length``)
+TARGET_SHARE = 0.7  # stop adding sentences past 70 % of the limit; shorter wastes the snippet
 MAX_MODEL_CHARS = 6_000
 MIN_SENTENCE_WORDS = 5
 
@@ -43,7 +42,7 @@ class Page:
 class Describer(Protocol):
     name: str
 
-    def describe(self, page: Page) -> str: ...
+    def describe(self, page: Page, max_length: int = MAX_LENGTH) -> str: ...
 
 
 def read_page(raw: Mapping[str, Any]) -> Page:
@@ -59,50 +58,20 @@ def read_page(raw: Mapping[str, Any]) -> Page:
 
 
 class OfflineExtractiveSummarizer:
-    """Word-frequency + position + title-overlap sentence scoring, packed into 160 chars."""
+    """Word-frequency + position + title-overlap sentence scoring, packed into the limit."""
 
     name = "offline"
 
-    def describe(self, page: Page) -> str:
-        candidates = [s for s in sentences(page.body) if len(words(s)) >= MIN_SENTENCE_WORDS]
-        if not candidates:  # headings-only or very short pages
+    def describe(self, page: Page, max_length: int = MAX_LENGTH) -> str:
+        ranked = rank_sentences(
+            page.body, " ".join([page.title, *page.headings]), MIN_SENTENCE_WORDS
+        )
+        if not ranked:  # headings-only or very short pages
             fallback = " ".join([page.title, *page.headings, page.body]).strip()
             if not fallback:
                 raise PermanentError("page has no text to describe")
-            return trim(fallback, MAX_LENGTH)
-        scores = self.scores(page, candidates)
-        ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
-        picked: list[int] = []
-        length = -1
-        for i in ranked:
-            extra = len(candidates[i]) + 1
-            if length + extra <= MAX_LENGTH:
-                picked.append(i)
-                length += extra
-            if length >= TARGET_MIN:
-                break
-        if not picked:
-            return trim(candidates[ranked[0]], MAX_LENGTH)
-        return " ".join(candidates[i] for i in sorted(picked))
-
-    @staticmethod
-    def scores(page: Page, candidates: list[str]) -> list[float]:
-        """Mean normalised frequency of a sentence's content words (what the page is
-        about), + up to 0.5 for appearing early, + up to 0.5 for title/heading overlap."""
-        freq = Counter(content_words(page.body))
-        top = max(freq.values(), default=1)
-        title_words = set(content_words(" ".join([page.title, *page.headings])))
-        out: list[float] = []
-        for position, sentence in enumerate(candidates):
-            terms = content_words(sentence)
-            if not terms:
-                out.append(0.0)
-                continue
-            density = sum(freq[t] / top for t in terms) / math.sqrt(len(terms))
-            early = 0.5 / (1 + position)
-            overlap = 0.5 * len(set(terms) & title_words) / max(1, len(title_words))
-            out.append(density + early + overlap)
-        return out
+            return trim(fallback, max_length)
+        return pack_sentences(ranked, max_length, target_min=int(max_length * TARGET_SHARE))
 
 
 class BedrockMetaDescriber:
@@ -125,14 +94,15 @@ class BedrockMetaDescriber:
             f"Body:\n<body>\n{page.body[:MAX_MODEL_CHARS]}\n</body>"
         )
 
-    def describe(self, page: Page) -> str:
+    def describe(self, page: Page, max_length: int = MAX_LENGTH) -> str:
+        system = self.SYSTEM.replace("120-155", f"{int(max_length * 0.75)}-{max_length - 5}")
         answer = self.model.generate(
-            self.prompt(page), system=self.SYSTEM, max_tokens=120, temperature=0.3
+            self.prompt(page), system=system, max_tokens=max(120, max_length), temperature=0.3
         )
         cleaned = answer.strip().strip("\"'\u201c\u201d").replace("\n", " ")
         if cleaned.lower().startswith("meta description:"):
             cleaned = cleaned.split(":", 1)[1]
-        return trim(cleaned, MAX_LENGTH)
+        return trim(cleaned, max_length)
 
 
 def describer_for(model: ModelClient | None) -> Describer:
@@ -141,17 +111,20 @@ def describer_for(model: ModelClient | None) -> Describer:
 
 @worker(name="meta-desc-generator")
 def handle(ctx: JobContext) -> dict[str, Any]:
-    """A meta description of at most 160 characters for each page."""
+    """A meta description (at most ``max_length``, default 160 characters) for each page."""
     pages = ctx.input.get("pages")
     if not isinstance(pages, list) or not pages:
         raise PermanentError("input.pages must be a non-empty list")
     describer = describer_for(ctx.model)
+    max_length = int(ctx.input.get("max_length") or MAX_LENGTH)
+    if not 50 <= max_length <= 320:
+        raise PermanentError("input.max_length must be 50..320")
 
     def one(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, Mapping):
             raise PermanentError("page must be an object")
         page = read_page(raw)
-        description = describer.describe(page)
+        description = describer.describe(page, max_length)
         return {"description": description, "length": len(description), "title": page.title}
 
     results = ctx.map(one, pages, concurrency=4 if ctx.model else 2)

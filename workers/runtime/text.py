@@ -1,9 +1,12 @@
 """A small standard-library text toolkit shared by the seed workers' offline backends:
-tokens, sentences, stop words, syllables, HTML to text, length-limited trimming."""
+tokens, sentences, stop words, syllables, HTML to text, length-limited trimming and
+extractive sentence ranking."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -213,3 +216,48 @@ def html_to_text(html: str) -> HtmlText:
     parser.feed(html)
     parser.close()
     return parser.out
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    index: int  # position in the text
+    text: str
+    score: float
+
+
+def rank_sentences(body: str, focus: str = "", min_words: int = 5) -> list[ScoredSentence]:
+    """Sentences of ``body`` best first, for extractive summaries: the mean normalised
+    frequency of a sentence's content words (what the text is about), + up to 0.5 for
+    appearing early, + up to 0.5 for sharing words with ``focus`` (title, headings)."""
+    candidates = [s for s in sentences(body) if len(words(s)) >= min_words]
+    freq = Counter(content_words(body))
+    top = max(freq.values(), default=1)
+    focus_words = set(content_words(focus))
+    scored: list[ScoredSentence] = []
+    for position, sentence in enumerate(candidates):
+        terms = content_words(sentence)
+        if not terms:
+            scored.append(ScoredSentence(position, sentence, 0.0))
+            continue
+        density = sum(freq[t] / top for t in terms) / math.sqrt(len(terms))
+        early = 0.5 / (1 + position)
+        overlap = 0.5 * len(set(terms) & focus_words) / max(1, len(focus_words))
+        scored.append(ScoredSentence(position, sentence, density + early + overlap))
+    return sorted(scored, key=lambda s: (-s.score, s.index))
+
+
+def pack_sentences(ranked: list[ScoredSentence], limit: int, target_min: int = 0) -> str:
+    """The best sentences that fit in ``limit`` characters, in text order (stops once
+    ``target_min`` is reached); the best one trimmed when none fits; "" when none given."""
+    picked: list[ScoredSentence] = []
+    length = -1
+    for sentence in ranked:
+        extra = len(sentence.text) + 1
+        if length + extra <= limit:
+            picked.append(sentence)
+            length += extra
+        if target_min and length >= target_min:
+            break
+    if not picked:
+        return trim(ranked[0].text, limit) if ranked else ""
+    return " ".join(s.text for s in sorted(picked, key=lambda s: s.index))

@@ -45,7 +45,7 @@ def describe(raw: dict[str, str]) -> str:
 
 def test_description_is_extractive_and_within_limits() -> None:
     text = describe({"url": "https://example.com/skillet", "html": SKILLET})
-    assert meta.TARGET_MIN <= len(text) <= meta.MAX_LENGTH
+    assert int(meta.MAX_LENGTH * meta.TARGET_SHARE) <= len(text) <= meta.MAX_LENGTH
     body = normalize_space(meta.read_page({"url": "u", "html": SKILLET}).body)
     for sentence in sentences(text):
         assert sentence in body  # whole sentences copied from the page body
@@ -130,7 +130,7 @@ def test_bedrock_describer_request_shape_and_limit_enforcement() -> None:
                     ],
                 }
             ],
-            "inferenceConfig": {"maxTokens": 120, "temperature": 0.3},
+            "inferenceConfig": {"maxTokens": 160, "temperature": 0.3},
             "system": [{"text": meta.BedrockMetaDescriber.SYSTEM}],
         },
     )
@@ -146,3 +146,14 @@ def test_bedrock_describer_request_shape_and_limit_enforcement() -> None:
 def test_pages_without_content_are_rejected(raw: dict[str, str]) -> None:
     with pytest.raises(meta.PermanentError):
         meta.read_page(raw)
+
+
+def test_max_length_input_bounds_every_description() -> None:
+    pages = [{"url": "https://a", "html": SKILLET}, {"url": "https://b", "text": LONG_SENTENCE}]
+    short = meta.handle(make_context("meta-desc-generator", {"pages": pages, "max_length": 80}))
+    assert all(0 < p["length"] <= 80 for p in short["pages"])
+    long = meta.handle(make_context("meta-desc-generator", {"pages": pages, "max_length": 320}))
+    assert long["pages"][0]["length"] > 160  # room for more whole sentences
+    assert all(p["length"] <= 320 for p in long["pages"])
+    with pytest.raises(meta.PermanentError):
+        meta.handle(make_context("meta-desc-generator", {"pages": pages, "max_length": 10}))
