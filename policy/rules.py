@@ -230,6 +230,7 @@ RESOURCE_STAR_ALLOWED_ACTIONS: Final = frozenset(
         "bedrock:listfoundationmodels",
         "sts:getcalleridentity",
         "ec2:describenetworkinterfaces",
+        "logs:describeloggroups",  # authorized on "*" only (API Gateway's CloudWatch role)
     }
 )
 
