@@ -392,7 +392,9 @@ def local_up(args: argparse.Namespace) -> int:
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    # Explicit handlers: Ctrl-C (SIGINT) and SIGTERM both mean "stop cleanly", also when the
+    # process was started with SIGINT ignored (e.g. `batchctl local &` from a script).
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
             pipeline.start()
@@ -409,15 +411,13 @@ def local_up(args: argparse.Namespace) -> int:
         _out("  batchctl workers")
         _out("Ctrl-C stops everything.")
         sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
+        while not stop.wait(0.5):
             pass
         _out("stopping...")
     finally:
         pipeline.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     _out("stopped; nothing left running.")
     return Exit.OK
 

@@ -36,6 +36,8 @@ def test_local_prints_endpoint_serves_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "local", "--port", "0", "--api-key", "k" * 32],
         cwd=tmp_path,
+        # As from `batchctl local &` in a script: SIGINT starts ignored; Ctrl-C must still stop.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
