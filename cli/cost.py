@@ -30,15 +30,15 @@ def _per_worker(
         try:
             value = float(text)
         except ValueError:
-            raise SystemExit(f"batchctl cost: {flag} wants N or WORKER=N, got {raw!r}") from None
+            raise ValueError(f"{flag} wants N or WORKER=N, got {raw!r}") from None
         if value < 0:
-            raise SystemExit(f"batchctl cost: {flag} must not be negative, got {raw!r}")
+            raise ValueError(f"{flag} must not be negative, got {raw!r}")
         if sep:
             per[name] = value
         else:
             total = value
     if per and total is not None:
-        raise SystemExit(f"batchctl cost: give {flag} either once globally or per worker")
+        raise ValueError(f"give {flag} either once globally or per worker, not both")
     return per if per else (total if total is not None else default)
 
 
@@ -77,7 +77,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run)
 
 
+def _importable_cost_package() -> None:
+    """An editable install made before ``cost/`` joined the packages cannot import it; the
+    package sits next to ``cli/`` in the checkout, so look there (``./dev`` reinstalls)."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("cost") is None:
+        sys.path.append(str(Path(__file__).resolve().parent.parent))
+
+
 def run(args: argparse.Namespace) -> int:
+    _importable_cost_package()
     from cost.estimator import (
         compare_ec2,
         comparison_json,
@@ -89,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
     from cost.model import JobProfile, model_from_stack
     from cost.prices import PriceBookError, load_prices
 
-    jobs = _per_worker(args.jobs_per_month, "--jobs-per-month", 1000.0)
-    durations = _per_worker(args.duration_seconds, "--duration-seconds", 60.0)
     try:
+        jobs = _per_worker(args.jobs_per_month, "--jobs-per-month", 1000.0)
+        durations = _per_worker(args.duration_seconds, "--duration-seconds", 60.0)
         volumes = tuple(int(v) for v in str(args.volumes).split(",") if v.strip())
-    except ValueError:
-        print(f"batchctl cost: --volumes wants integers, got {args.volumes!r}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"batchctl cost: {exc}", file=sys.stderr)
         return 2
     try:
         prices = load_prices()

@@ -1,0 +1,89 @@
+"""``batchctl cost``: argument handling and output, on a hand-built model (fast) and once on
+the real dev stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+import cli.cost as cost_cli
+from components.offline import PROGRAM
+from cost.model import LambdaSpec, QueueSpec, StackCostModel, WorkerSpec
+
+MODEL = StackCostModel(
+    stack="t",
+    workers=(WorkerSpec("alt", 1024, 2048, spot_share=1.0), WorkerSpec("meta", 512, 1024)),
+    lambdas=(LambdaSpec("api", "api", 256), LambdaSpec("launcher", "launcher", 256)),
+    queues=(QueueSpec("alt.fifo", 10), QueueSpec("meta.fifo", 10)),
+)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    cost_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["cost", *argv])
+
+
+@pytest.fixture
+def hand_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cost.model.model_from_stack", lambda stack, overrides=None: MODEL)
+
+
+def test_per_worker_values() -> None:
+    assert cost_cli._per_worker(None, "--x", 7.0) == 7.0
+    assert cost_cli._per_worker(["500"], "--x", 7.0) == 500.0
+    assert cost_cli._per_worker(["a=1", "b=2.5"], "--x", 7.0) == {"a": 1.0, "b": 2.5}
+    for bad in (["a=x"], ["-1"], ["5", "a=1"]):
+        with pytest.raises(ValueError, match="--x"):
+            cost_cli._per_worker(bad, "--x", 7.0)
+
+
+def test_json_output(hand_model: None, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse("--jobs-per-month", "alt=300", "--jobs-per-month", "meta=100",
+                  "--duration-seconds", "120", "--json", "--volumes", "100,1000")
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    workers = {w["name"]: w for w in out["estimate"]["workers"]}
+    assert workers["alt"]["jobs_per_month"] == 300 and workers["meta"]["jobs_per_month"] == 100
+    assert workers["alt"]["billed_seconds"] == 150  # 120 s + 30 s start-up
+    monthly = out["estimate"]["monthly"]
+    assert monthly["total"] == pytest.approx(monthly["idle"] + monthly["jobs"])
+    assert [r["jobs_per_month"] for r in out["comparison"]] == [100, 1000]
+    assert out["comparison"][0]["ec2_instance"] == "t4g.medium"
+    assert out["estimate"]["free_tier_applied"] is False
+
+
+def test_free_tier_flag_lowers_the_bill(hand_model: None,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    totals = []
+    for extra in ((), ("--free-tier",)):
+        args = _parse("--json", "--volumes", "", *extra)
+        assert args.func(args) == 0
+        totals.append(json.loads(capsys.readouterr().out)["estimate"]["monthly"]["idle"])
+    # Two polled queues: 1,314,000 requests; free tier covers 1,000,000 of them.
+    assert totals[0] - totals[1] == pytest.approx(1_000_000 * 0.5e-6, rel=1e-3)
+
+
+def test_table_output_and_errors(hand_model: None, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse("--compare-ec2", "m7g.large")
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "Idle (fixed) monthly costs" in text and "m7g.large always-on" in text
+    assert _parse("--compare-ec2", "x9.huge").func(_parse("--compare-ec2", "x9.huge")) == 2
+    assert "x9.huge" in capsys.readouterr().err
+    args = _parse("--jobs-per-month", "nobody=5")
+    assert args.func(args) == 2
+    assert "nobody" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not PROGRAM.exists(), reason="__main__.py has not landed yet")
+def test_dev_stack_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse("--stack", "dev", "--json")
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    names = {w["name"] for w in out["estimate"]["workers"]}
+    assert names >= {"image-alt-generator", "meta-desc-generator", "content-analyzer"}
+    assert out["estimate"]["monthly"]["idle"] > 0  # polled queues and ECR cost something
+    assert all(r["cheaper"] == "serverless" for r in out["comparison"])
