@@ -1,4 +1,5 @@
-"""content-analyzer: keywords, topics, reading level and counts for each document.
+"""content-analyzer: keywords, topics, reading level, sentiment, a summary and counts for each
+document.
 
 Input (``input_schema.json``): ``{"documents": [{"id": "...", "text": "..."}]}``.
 Output: ``{"backend", "documents": [{"id", "analysis" | "error"}], "summary"}``.
@@ -6,11 +7,13 @@ Output: ``{"backend", "documents": [{"id", "analysis" | "error"}], "summary"}``.
 Backends:
 - ``OfflineAnalyzer`` (no model configured): key phrases: n-grams of RAKE candidate runs (Rose
   et al., 2010) ranked by a C-value score (Frantzi et al., 2000), topics as clusters
-  of key phrases that occur in the same sentences,
-  Flesch reading ease and Flesch-Kincaid grade with a syllable heuristic.
-- ``BedrockAnalyzer`` (``BATCH_MODEL_ID`` set): the model proposes keywords and topics as
-  JSON; counts and reading level stay local (they are arithmetic, not judgement), and any
-  field the model's answer lacks or garbles falls back to the offline result.
+  of key phrases that occur in the same sentences, Flesch reading ease and Flesch-Kincaid
+  grade with a syllable heuristic, lexicon polarity with negation for sentiment, and an
+  extractive summary (``workers.runtime.text.rank_sentences``).
+- ``BedrockAnalyzer`` (``BATCH_MODEL_ID`` set): the model proposes keywords, topics,
+  sentiment and a summary as JSON; counts and reading level stay local (arithmetic, not
+  judgement), and any field the model's answer lacks or garbles falls back to the offline
+  result.
 """
 
 from __future__ import annotations
@@ -23,7 +26,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from workers.runtime import JobContext, ModelClient, ModelError, PermanentError, worker
-from workers.runtime.text import STOPWORDS, sentences, syllables, words
+from workers.runtime.text import (
+    STOPWORDS,
+    pack_sentences,
+    rank_sentences,
+    sentences,
+    syllables,
+    trim,
+    words,
+)
 
 MAX_KEYWORDS = 10
 MAX_TOPICS = 5
@@ -191,6 +202,83 @@ def topics(
     ]
 
 
+# --- summary and sentiment ------------------------------------------------------------------
+SUMMARY_LENGTH = 300
+
+POSITIVE = frozenset(
+    """
+    amazing beautiful benefit benefits best better brilliant calm clean clear comfortable
+    delight delighted delightful easy effective efficient enjoy enjoyed excellent exciting
+    fantastic fast favourite favorite fine fresh friendly glad good great happy healthy helpful
+    ideal impressive improve improved improvement love loved lovely nice perfect pleasant
+    pleased positive powerful recommend reliable safe satisfied simple smooth strong success
+    successful superb sweet thank thanks useful valuable win wonderful
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+NEGATIVE = frozenset(
+    """
+    angry annoying awful bad bitter broken bug bugs complaint confusing crash crashed damage
+    damaged dangerous delay delayed difficult dirty disappointed disappointing error errors
+    expensive fail failed failure fault faulty fear hard harmful hate hated horrible hurt
+    issue issues late lose loss noisy poor problem problems risk risky rude sad slow terrible
+    ugly unhappy unreliable unsafe useless weak worse worst wrong
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+NEGATIONS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "without",
+        "hardly",
+        "isn't",
+        "wasn't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "can't",
+        "cannot",
+        "won't",
+        "aren't",
+        "nor",
+    }
+)
+
+
+def sentiment(text: str) -> dict[str, Any]:
+    """Lexicon polarity: opinion words counted, flipped after a negation within three
+    words; score = (positive - negative) / (positive + negative), in [-1, 1]."""
+    positive = negative = 0
+    since_negation = 99
+    for token in (w.lower() for w in words(text)):
+        if token in NEGATIONS or token.endswith("n't"):
+            since_negation = 0
+            continue
+        since_negation += 1
+        polarity = 1 if token in POSITIVE else -1 if token in NEGATIVE else 0
+        if polarity and since_negation <= 3:
+            polarity = -polarity
+        positive += polarity > 0
+        negative += polarity < 0
+    total = positive + negative
+    score = (positive - negative) / total if total else 0.0
+    label = "positive" if score >= 0.25 else "negative" if score <= -0.25 else "neutral"
+    if total and abs(score) < 0.25:
+        label = "mixed"
+    return {
+        "label": label,
+        "score": round(score, 3),
+        "positive_terms": positive,
+        "negative_terms": negative,
+    }
+
+
+def summary(text: str) -> str:
+    """Extractive: the most central sentences that fit in ``SUMMARY_LENGTH`` characters."""
+    ranked = rank_sentences(text, min_words=4) or rank_sentences(text, min_words=1)
+    return pack_sentences(ranked, SUMMARY_LENGTH, target_min=int(SUMMARY_LENGTH * 0.6))
+
+
 class OfflineAnalyzer:
     """Key phrases + keyword-cluster topics + Flesch readability, all local."""
 
@@ -199,7 +287,13 @@ class OfflineAnalyzer:
     def analyze(self, text: str) -> Analysis:
         stats = reading_level(text)
         keywords = key_phrases(text)
-        return {**stats, "keywords": keywords, "topics": topics(text, keywords)}
+        return {
+            **stats,
+            "keywords": keywords,
+            "topics": topics(text, keywords),
+            "sentiment": sentiment(text),
+            "summary": summary(text),
+        }
 
 
 class BedrockAnalyzer:
@@ -208,7 +302,9 @@ class BedrockAnalyzer:
     SYSTEM = (
         "You analyse documents for a content team. Reply with one JSON object and nothing "
         'else: {"keywords": [up to 10 short key phrases found in the text, most important '
-        'first], "topics": [{"label": "2-4 words", "keywords": ["..."]}] (at most 5)}.'
+        'first], "topics": [{"label": "2-4 words", "keywords": ["..."]}] (at most 5), '
+        '"sentiment": "positive" | "negative" | "neutral" | "mixed", "summary": "at most '
+        '300 characters"}.'
     )
 
     def __init__(self, model: ModelClient) -> None:
@@ -248,6 +344,12 @@ class BedrockAnalyzer:
             ]
         else:
             merged["fallback"] = "offline topics (model answer had none)"
+        label = answer.get("sentiment")
+        if label in ("positive", "negative", "neutral", "mixed"):
+            merged["sentiment"] = {**base["sentiment"], "label": label, "source": "model"}
+        text_summary = answer.get("summary")
+        if isinstance(text_summary, str) and text_summary.strip():
+            merged["summary"] = trim(text_summary, SUMMARY_LENGTH)
         return merged
 
 

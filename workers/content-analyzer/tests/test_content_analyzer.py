@@ -12,7 +12,7 @@ from botocore.stub import Stubber
 
 from workers.runtime import BedrockClient, PermanentError
 from workers.runtime.testing import load_worker_module, make_context
-from workers.runtime.text import words
+from workers.runtime.text import sentences, words
 
 analyzer = load_worker_module("content-analyzer")
 
@@ -146,6 +146,7 @@ def test_bedrock_backend_request_shape_and_json_parsing() -> None:
         {"keyword": "net metering", "rank": 2},
     ]
     assert result["topics"] == [{"label": "Solar power", "keywords": ["solar panels"]}]
+    assert result["summary"] == analyzer.OfflineAnalyzer().analyze(SOLAR)["summary"]
     assert result["word_count"] == len(words(SOLAR))  # counts stay local
     assert "fallback" not in result
 
@@ -164,3 +165,41 @@ def test_input_schema_limits_batch_size() -> None:
     schema = json.loads((Path(analyzer.__file__).parent / "input_schema.json").read_text())
     assert schema["properties"]["documents"]["maxItems"] == 500
     assert schema["required"] == ["documents"]
+
+
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("The new phone is excellent. The battery is great and the screen is lovely.", "positive"),
+        ("The update was terrible. The app crashed twice and support was rude.", "negative"),
+        ("The service was not good. The food was never fresh.", "negative"),
+        ("The train leaves at nine. It stops in three towns.", "neutral"),
+        ("The room was clean but the street was noisy.", "mixed"),
+    ],
+)
+def test_sentiment_polarity_handles_negation(text: str, label: str) -> None:
+    result = analyzer.sentiment(text)
+    assert result["label"] == label, result
+    assert -1 <= result["score"] <= 1
+
+
+def test_summary_is_extractive_and_bounded() -> None:
+    result = analyzer.OfflineAnalyzer().analyze(SOLAR)
+    assert 0 < len(result["summary"]) <= analyzer.SUMMARY_LENGTH
+    flat = " ".join(SOLAR.split())
+    for sentence in sentences(result["summary"]):
+        assert sentence in flat
+
+
+def test_bedrock_sentiment_and_summary_are_used_when_valid() -> None:
+    answer = (
+        '{"keywords": ["solar"], "topics": [], "sentiment": "positive", '
+        '"summary": "Solar and wind power explained."}'
+    )
+    _, stub, model = _stubbed(answer)
+    with stub:
+        result = analyzer.BedrockAnalyzer(model).analyze(SOLAR)
+    assert result["sentiment"]["label"] == "positive"
+    assert result["sentiment"]["source"] == "model"
+    assert result["summary"] == "Solar and wind power explained."
+    assert result["topics"] == []
