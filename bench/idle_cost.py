@@ -11,6 +11,7 @@ account usually has them. Target: <= $0.50 without the free tier.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from bench.common import BenchResult, emit, not_available
 
@@ -35,6 +36,9 @@ def run(stack: str) -> BenchResult:
     print(f"idle, always-free allowances applied: ${free.fixed_total:.4f}/month")
     for service, cost in idle.by_service(fixed=True).items():
         print(f"  {service:<22} ${cost:.4f}")
+    print("\nWhat would change the idle figure (estimator what-ifs, free tier not applied):")
+    for label, variant in _what_ifs(model):
+        print(f"  ${estimate(variant, Usage()).fixed_total:.4f}  {label}")
     detail = (
         f"{len(model.workers)} workers, {len(model.queues)} polled queues; "
         f"with free tier ${free.fixed_total:.2f}"
@@ -42,6 +46,26 @@ def run(stack: str) -> BenchResult:
     return BenchResult(
         NAME, round(idle.fixed_total, 4), UNIT, TARGET, idle.fixed_total <= 0.50, detail
     )
+
+
+def _what_ifs(model: Any) -> list[tuple[str, Any]]:
+    from dataclasses import replace
+
+    from cost.model import QueueSpec
+
+    lean_queues = tuple(QueueSpec(q.name, None) for q in model.queues)
+    fewer_images = tuple(replace(w, kept_images=2) for w in model.workers)
+    return [
+        ("no maximum concurrency on the event source mappings (AWS may poll with 2, not 5)",
+         replace(model, queues=lean_queues)),
+        ("one shared FIFO queue for every worker (5 pollers)",
+         replace(model, queues=model.queues[:1])),
+        ("ECR lifecycle keeping 2 images instead of "
+         f"{model.workers[0].kept_images if model.workers else 0}",
+         replace(model, workers=fewer_images)),
+        ("all three: one queue, 2 pollers, 2 images",
+         replace(model, queues=lean_queues[:1], workers=fewer_images)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,8 @@ def run_one(bench: Benchmark, timeout: float) -> Outcome:
         returncode = -9
     seconds = time.perf_counter() - start
     results = [json.loads(ln[len(RESULT_PREFIX) :]) for ln in lines if ln.startswith(RESULT_PREFIX)]
+    if not results and bench.module == "handler_imports":
+        results = _handler_imports_result(lines)
     if not results:
         results = [
             {
@@ -100,6 +102,30 @@ def run_one(bench: Benchmark, timeout: float) -> Outcome:
             }
         ]
     return Outcome(bench, results, returncode, seconds, "\n".join(lines[-40:]))
+
+
+def _handler_imports_result(lines: list[str]) -> list[dict[str, object]]:
+    """bench/handler_imports.py (the handlers engineer's) prints a table, no RESULT line:
+    read each handler's ratio to bare boto3 off its rows ``<module> <median ms> <x boto3>``."""
+    ratios: dict[str, float] = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[0].startswith("handlers."):
+            try:
+                ratios[parts[0]] = float(parts[2])
+            except ValueError:
+                continue
+    if not ratios:
+        return []
+    worst = max(ratios, key=lambda m: ratios[m])
+    return [{
+        "name": "handler import time vs bare boto3 (worst handler)",
+        "figure": ratios[worst],
+        "unit": "x boto3",
+        "target": "<= 1.2",
+        "ok": ratios[worst] <= 1.2,
+        "detail": ", ".join(f"{m.removeprefix('handlers.')} {r:.2f}x" for m, r in ratios.items()),
+    }]
 
 
 def _figure(result: dict[str, object]) -> str:
