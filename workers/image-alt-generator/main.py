@@ -1,7 +1,8 @@
 """image-alt-generator: alt text (at most 125 characters) for each image.
 
-Input (``input_schema.json``): ``{"images": [{"url" | "s3_key", "context"?, "filename"?}]}``;
-``url`` is fetched over HTTP(S), ``s3_key`` is read from the results bucket.
+Input (``input_schema.json``): ``{"images": [{"url" | "s3_key", "context"?}], "language"?}``;
+``url`` is fetched over HTTP(S), ``s3_key`` is read from the results bucket; an item may also
+carry ``filename`` when called directly (the file name otherwise comes from the URL or key).
 Output: ``{"backend", "images": [{"source", "alt", "length", "width", "height", "format"} |
 {"source", "error"}], "summary"}``.
 
@@ -25,7 +26,7 @@ import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from workers.runtime import ImageInput, JobContext, ModelClient, PermanentError, worker
@@ -68,7 +69,7 @@ class LoadedImage:
     info: ImageInfo
     filename: str = ""
     context: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    language: str = ""  # BCP 47 tag from the job input; the offline backend writes English
 
 
 # --- header decoding -------------------------------------------------------------------------
@@ -301,10 +302,11 @@ class BedrockAltText:
         self.name = f"bedrock:{model.model_id}"
 
     def prompt(self, image: LoadedImage) -> str:
+        language = f" in the language {image.language!r}" if image.language else ""
         return (
             f"Page context: {image.context or '(none)'}\n"
             f"File name: {image.filename or '(none)'}\n"
-            "Write the alt text for this image."
+            f"Write the alt text for this image{language}."
         )
 
     def alt_text(self, image: LoadedImage) -> str:
@@ -341,6 +343,7 @@ def load_image(
     raw: Mapping[str, Any],
     read_object: Callable[[str], bytes],
     fetch: Callable[[str], bytes] = fetch_url,
+    language: str = "",
 ) -> LoadedImage:
     url, key = raw.get("url"), raw.get("s3_key")
     if isinstance(url, str) and url:
@@ -356,6 +359,7 @@ def load_image(
         info=image_info(data),
         filename=filename,
         context=str(raw.get("context") or ""),
+        language=language,
     )
 
 
@@ -366,11 +370,12 @@ def handle(ctx: JobContext) -> dict[str, Any]:
     if not isinstance(images, list) or not images:
         raise PermanentError("input.images must be a non-empty list")
     writer = writer_for(ctx.model)
+    language = str(ctx.input.get("language") or "")
 
     def one(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, Mapping):
             raise PermanentError("image must be an object")
-        image = load_image(raw, ctx.read_object)
+        image = load_image(raw, ctx.read_object, language=language)
         alt = writer.alt_text(image)
         info = image.info
         return {

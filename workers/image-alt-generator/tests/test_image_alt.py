@@ -282,3 +282,11 @@ def test_bedrock_alt_text_sends_image_bytes_and_context() -> None:
         text = writer.alt_text(image)
     stub.assert_no_pending_responses()
     assert text == "Blue Acme logo on a white background"
+
+
+def test_bedrock_prompt_asks_for_the_job_language() -> None:
+    png = make_png(8, 8, two_tone)
+    image = alt.load_image({"s3_key": "inputs/x/logo.png"}, lambda _: png, language="de")
+    prompt = alt.BedrockAltText(BedrockClient("m", client=object())).prompt(image)
+    assert prompt.endswith("Write the alt text for this image in the language 'de'.")
+    assert "File name: inputs/x/logo.png" in prompt
