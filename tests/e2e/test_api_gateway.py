@@ -140,3 +140,14 @@ def test_handler_exception_is_502(served: tuple[LocalApiGateway, list[dict[str, 
     gateway, _ = served
     status, _, body = _call(gateway.url + "/workers?boom=1", headers={"x-api-key": KEY})
     assert (status, body) == (502, {"message": "Internal server error"})  # no DEFAULT_5XX
+
+
+def test_gateway_settings_come_from_the_stack_config() -> None:
+    from local_pipeline.pipeline import _stack_settings
+
+    api = json.dumps({"allowedIps": ["10.0.0.0/8"], "stageName": "beta"})
+    settings = _stack_settings(
+        "dev", {"ai-batch:api": api, "ai-batch:sweepRate": "rate(2 minutes)"}
+    )
+    assert settings == {"stage": "beta", "allowed_ips": ["10.0.0.0/8"], "sweep_seconds": 120}
+    assert _stack_settings("dev", {})["allowed_ips"] == []
