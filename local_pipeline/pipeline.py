@@ -27,6 +27,7 @@ from local_pipeline.api_gateway import (
     GatewayConfig,
     LocalApiGateway,
     Route,
+    allowed_networks,
     gateway_responses,
     routes_from_openapi,
 )
@@ -170,7 +171,7 @@ class LocalPipeline:
             responses=gateway_responses(document),
             api_key=self.api_key,
             stage=stack_settings.get("stage", "v1"),
-            allowed_ips=_networks(stack_settings.get("allowed_ips", [])),
+            allowed_ips=allowed_networks(stack_settings.get("allowed_ips", [])),
         )
         api = self._lambda_by_role("api")
         self._gateway = LocalApiGateway(
@@ -520,9 +521,3 @@ def _stack_settings(stack: str, overrides: Mapping[str, str]) -> dict[str, Any]:
         "allowed_ips": list(config.api.allowed_ips),
         "sweep_seconds": rate_seconds(config.sweep_rate),
     }
-
-
-def _networks(cidrs: list[str]) -> Any:
-    from local_pipeline.api_gateway import allowed_networks
-
-    return allowed_networks(cidrs)
