@@ -41,7 +41,7 @@ def client(service: str) -> Any:
                 read_timeout=20,
                 retries={"mode": "standard", "max_attempts": 3},
             )
-            found = boto3.session.Session().client(service, config=config)  # type: ignore[attr-defined]
+            found = boto3.session.Session().client(service, config=config)
             _clients[service] = found
         return found
 
