@@ -39,9 +39,12 @@ def run(stack: str) -> BenchResult:
     print("\nWhat would change the idle figure (estimator what-ifs, free tier not applied):")
     for label, variant in _what_ifs(model):
         print(f"  ${estimate(variant, Usage()).fixed_total:.4f}  {label}")
+    top = ", ".join(
+        f"{svc} ${cost:.2f}" for svc, cost in list(idle.by_service(fixed=True).items())[:2]
+    )
     detail = (
-        f"{len(model.workers)} workers, {len(model.queues)} polled queues; "
-        f"with free tier ${free.fixed_total:.2f}"
+        f"{len(model.workers)} workers, {len(model.queues)} polled queues; mostly {top}; "
+        f"with the free tier ${free.fixed_total:.2f}"
     )
     return BenchResult(
         NAME, round(idle.fixed_total, 4), UNIT, TARGET, idle.fixed_total <= 0.50, detail

@@ -249,7 +249,13 @@ def _report(
     )
     per_job = len(billable) / jobs
     print(f"\nTotal: {per_job:.2f} billable AWS requests per job (target {TARGET})")
-    detail = ", ".join(f"{s} {n / jobs:.1f}" for s, n in by_service.most_common())
+    detail = (
+        "by service: "
+        + ", ".join(f"{s} {n / jobs:.1f}" for s, n in by_service.most_common())
+        + "; by actor: "
+        + ", ".join(f"{a} {by_actor.get(a, 0) / jobs:.1f}" for a in PER_JOB_ACTORS)
+        + f"; {jobs} jobs"
+    )
     ok = per_job <= 8 and statuses.get("SUCCEEDED", 0) == jobs
     if statuses.get("SUCCEEDED", 0) != jobs:
         detail += f"; outcomes {dict(statuses)}"
