@@ -467,6 +467,9 @@ def estimate(
         "Not priced: data transfer out, KMS on AWS-managed keys, SNS failure notices "
         "(failures only), Secrets Manager API calls at task start ($0.05 per 10,000).",
     ]
+    if model.container_insights:
+        notes.append("Container Insights is on: its CloudWatch metrics are billed and NOT "
+                     "included here (see https://aws.amazon.com/cloudwatch/pricing/).")
     if not usage.apply_free_tier:
         notes.append("Free tier NOT applied (use --free-tier for always-free allowances).")
     return Estimate(

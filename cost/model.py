@@ -98,6 +98,7 @@ class StackCostModel:
     reconciler_events_per_task: int = 1  # 1 when the ECS rule matches STOPPED only
     pitr: bool = False
     gsi_count: int = 4
+    container_insights: bool = False  # paid CloudWatch metrics, not priced here (noted)
     job_ttl_days: int = 30  # DynamoDB TTL on finished jobs: how long items are stored
     results_expiry_days: int = 30  # S3 lifecycle expiry of results
 
@@ -547,6 +548,12 @@ def model_from_graph(
         reconciler_events_per_task=_reconciler_events(graph),
         pitr=bool(pitr),
         gsi_count=gsis,
+        container_insights=any(
+            str(setting.get("value", "")).startswith("enabled")
+            for cluster in graph.of_type("aws:ecs/cluster:Cluster")
+            for setting in cluster.inputs.get("settings") or []
+            if setting.get("name") == "containerInsights"
+        ),
         job_ttl_days=_config_int(cfg, "jobTtlDays", 30),
         results_expiry_days=int(_config_json(cfg, "results").get("expireDays", 30)),
     )

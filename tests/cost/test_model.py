@@ -138,3 +138,18 @@ def test_dev_stack_model_from_the_real_program(dev_graph: StackGraph) -> None:
     assert model.alarms == 0 and model.dashboards == 0  # dev: alarms off
     assert model.nat_gateways == 0 and model.interface_endpoint_azs == 0
     assert model.public_ip is True
+
+
+@pytest.mark.skipif(not PROGRAM.exists(), reason="__main__.py has not landed yet")
+def test_prod_stack_model_differs_where_prod_config_does(prod_graph: StackGraph) -> None:
+    prod = model_from_graph(prod_graph, stack="prod")
+    assert all(w.spot_share == pytest.approx(0.7) for w in prod.workers)  # spotShare 70
+    assert prod.alarms > 0 and prod.dashboards == 1  # alarms: true
+    assert prod.pitr is True
+    assert prod.container_insights is True
+    assert prod.log_retention_days == 90
+    est = estimate(prod, Usage(image_gb=0.0))
+    fixed = est.by_service(fixed=True)
+    # alarms x $0.10 + one dashboard x $3.00
+    assert fixed["CloudWatch"] == pytest.approx(prod.alarms * 0.10 + 3.00)
+    assert any("Container Insights" in note for note in est.notes)
