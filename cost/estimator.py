@@ -460,7 +460,8 @@ def estimate(
         f"Prices: {prices.region}, checked {prices.checked}, source per figure in "
         "cost/prices.json.",
         f"Fargate Spot priced at {discount:.0%} off on-demand; real Spot prices vary.",
-        "Billed task time = job duration + startup (image pull onwards), one-minute minimum.",
+        "Billed task time = job duration + startup (image pull onwards), one-minute minimum; "
+        "the task's public IPv4 (public mode) is prorated over the same time.",
         "Idle SQS polling: Lambda long-polls every mapped queue (20 s polls); with maximum "
         "concurrency set on the mapping AWS keeps 5 pollers, otherwise as few as 2.",
         "Scheduled ECS runs are counted in the idle cost: they happen with no API jobs.",
