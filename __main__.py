@@ -45,7 +45,6 @@ workers = {
             max_attempts=seed.max_attempts,
             max_concurrency=seed.max_concurrency,
             policy_statements=[invoke_model],
-            input_schema=seed.input_schema,
         ),
     )
     for seed in seed_workers.SEED_WORKERS

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
+INPUT_SCHEMA_FILE = "input_schema.json"  # in the worker folder, read by default
 REGISTRATION_CREATED_AT = "1970-01-01T00:00:00.000000Z"  # fixed: the item must not churn
 MAX_INPUT_SCHEMA_BYTES = 32 * 1024  # our rule: the registration item stays far below 400 KB
 TIMEOUT_RANGE = (60, 86_400)  # our rule: the sweep fails longer runs; split day-long work
@@ -153,8 +154,10 @@ class FargateWorkerArgs:
     """Extra task-role statements (``components.iam.Statement``, which refuses wildcard
     actions and ``Resource: "*"`` on scoped actions). Default none. Example:
     ``[iam.bedrock_invoke("anthropic.claude-3-haiku-20240307-v1:0", region, account_id)]``."""
-    input_schema: Mapping[str, Any] = field(default_factory=lambda: dict(DEFAULT_INPUT_SCHEMA))
-    """JSON schema of a job's ``input`` (checked by the API). Default ``{"type": "object"}``."""
+    input_schema: Mapping[str, Any] | None = None
+    """JSON schema of a job's ``input`` (checked by the API). Default ``None``: the worker
+    folder's ``input_schema.json`` (so the schema lives beside the code that reads the input),
+    or ``{"type": "object"}`` when the folder has none."""
     keep_images: int | None = None
     """Images the ECR lifecycle policy keeps (1..1000). Default ``None``: the stack's
     ``ecr.keepImages``."""
@@ -198,6 +201,20 @@ def secret_resource_arn(value_from: str) -> str:
         return ":".join(value_from.split(":")[:7])
     return value_from
 
+
+
+def _folder_schema(source: Path) -> dict[str, Any]:
+    """The worker folder's ``input_schema.json``, or the permissive default."""
+    path = source / INPUT_SCHEMA_FILE
+    if not path.is_file():
+        return dict(DEFAULT_INPUT_SCHEMA)
+    try:
+        loaded = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise AwsConstraintError(str(path), "invalid JSON", f"a JSON schema ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise AwsConstraintError(str(path), type(loaded).__name__, "a JSON object")
+    return loaded
 
 def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validated:
     aws_rules.worker_name(name, "worker name")
@@ -251,7 +268,9 @@ def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validate
                 "a Secrets Manager secret ARN or an SSM parameter ARN",
             )
 
-    schema = dict(args.input_schema)
+    source = Path(args.source_dir) if args.source_dir else Path("workers") / name
+    source = source if source.is_absolute() else REPO_ROOT / source
+    schema = dict(args.input_schema) if args.input_schema is not None else _folder_schema(source)
     if schema.get("type") != "object":
         raise AwsConstraintError(f"{name}: input_schema.type", schema.get("type"), "'object'")
     try:  # the API checks inputs with this validator: only its JSON-schema subset works
@@ -264,8 +283,6 @@ def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validate
             f"{name}: input_schema", f"{len(schema_json)} bytes", f"<= {MAX_INPUT_SCHEMA_BYTES}"
         )
 
-    source = Path(args.source_dir) if args.source_dir else Path("workers") / name
-    source = source if source.is_absolute() else REPO_ROOT / source
     dockerfile = source / "Dockerfile"
     if not dockerfile.is_file():
         raise AwsConstraintError(

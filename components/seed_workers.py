@@ -1,96 +1,21 @@
-"""The three seed workers the stack ships with: their input schemas and task sizes.
+"""The three seed workers the stack ships with: their task sizes and the nightly schedule.
 
-One place that ``__main__.py`` (deployment) and tests read, so a worker's declared input
-schema (checked by the API with ``jobcontract.schema``) and its size are written once. The
-worker code itself lives in ``workers/<name>/``.
+A worker's input schema lives in its folder (``workers/<name>/input_schema.json``), beside the
+code that reads the input; ``FargateWorker`` picks it up from there.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from components.fargate_worker import INPUT_SCHEMA_FILE
 from jobcontract import schema as jobschema
 
-_TEXT_LIMIT = 100_000  # characters of one page/document: fits a model context comfortably
-_ITEMS_LIMIT = 500  # items per job: a job is minutes of work, not a day
-
-
-IMAGE_ALT_INPUT: Mapping[str, Any] = {
-    "type": "object",
-    "description": "Images to describe; each by https URL or by key in the results bucket",
-    "required": ["images"],
-    "additionalProperties": False,
-    "properties": {
-        "images": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": _ITEMS_LIMIT,
-            "items": {
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "url": {"type": "string", "format": "uri", "pattern": "^https://"},
-                    "s3_key": {"type": "string", "minLength": 1, "pattern": "^inputs/"},
-                    "context": {"type": "string", "maxLength": 2000},
-                },
-                "oneOf": [{"required": ["url"]}, {"required": ["s3_key"]}],
-            },
-        },
-        "language": {"type": "string", "minLength": 2, "maxLength": 8},
-    },
-}
-
-META_DESC_INPUT: Mapping[str, Any] = {
-    "type": "object",
-    "description": "Pages to write meta descriptions for; each with its html or text",
-    "required": ["pages"],
-    "additionalProperties": False,
-    "properties": {
-        "pages": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": _ITEMS_LIMIT,
-            "items": {
-                "type": "object",
-                "required": ["url"],
-                "additionalProperties": False,
-                "properties": {
-                    "url": {"type": "string", "format": "uri"},
-                    "html": {"type": "string", "maxLength": _TEXT_LIMIT},
-                    "text": {"type": "string", "maxLength": _TEXT_LIMIT},
-                },
-                "oneOf": [{"required": ["html"]}, {"required": ["text"]}],
-            },
-        },
-        "max_length": {"type": "integer", "minimum": 50, "maximum": 320},
-    },
-}
-
-CONTENT_ANALYZER_INPUT: Mapping[str, Any] = {
-    "type": "object",
-    "description": "Documents to analyse (topics, sentiment, readability, summary)",
-    "required": ["documents"],
-    "additionalProperties": False,
-    "properties": {
-        "documents": {
-            "type": "array",
-            "minItems": 1,
-            "maxItems": _ITEMS_LIMIT,
-            "items": {
-                "type": "object",
-                "required": ["id", "text"],
-                "additionalProperties": False,
-                "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 200},
-                    "text": {"type": "string", "minLength": 1, "maxLength": _TEXT_LIMIT},
-                },
-            },
-        },
-    },
-}
-
+WORKERS_DIR = Path(__file__).resolve().parents[1] / "workers"
 
 @dataclass(frozen=True)
 class SeedWorker:
@@ -103,7 +28,6 @@ class SeedWorker:
     timeout_seconds: int
     max_attempts: int
     max_concurrency: int
-    input_schema: Mapping[str, Any]
 
 
 SEED_WORKERS: tuple[SeedWorker, ...] = (
@@ -115,7 +39,6 @@ SEED_WORKERS: tuple[SeedWorker, ...] = (
         timeout_seconds=1800,
         max_attempts=3,
         max_concurrency=5,
-        input_schema=IMAGE_ALT_INPUT,
     ),
     SeedWorker(
         name="meta-desc-generator",
@@ -125,7 +48,6 @@ SEED_WORKERS: tuple[SeedWorker, ...] = (
         timeout_seconds=1800,
         max_attempts=3,
         max_concurrency=5,
-        input_schema=META_DESC_INPUT,
     ),
     SeedWorker(
         name="content-analyzer",
@@ -135,7 +57,6 @@ SEED_WORKERS: tuple[SeedWorker, ...] = (
         timeout_seconds=3600,
         max_attempts=3,
         max_concurrency=5,
-        input_schema=CONTENT_ANALYZER_INPUT,
     ),
 )
 
@@ -157,10 +78,16 @@ def by_name(name: str) -> SeedWorker:
     raise KeyError(f"no seed worker {name!r}; known: {[w.name for w in SEED_WORKERS]}")
 
 
+def input_schema(name: str) -> dict[str, Any]:
+    """A seed worker's input schema, from its folder (the file FargateWorker deploys)."""
+    return dict(json.loads((WORKERS_DIR / name / INPUT_SCHEMA_FILE).read_text()))
+
+
 def check_schemas() -> None:
-    """Fail early if a seed schema uses something the API's validator cannot enforce."""
+    """Fail early if a seed schema uses something the API's validator cannot enforce, or the
+    scheduled input would be rejected by its own worker."""
     for worker in SEED_WORKERS:
-        jobschema.check_schema(worker.input_schema)
-    problems = jobschema.validate(dict(SCHEDULED_INPUT), by_name(SCHEDULED_WORKER).input_schema)
+        jobschema.check_schema(input_schema(worker.name))
+    problems = jobschema.validate(dict(SCHEDULED_INPUT), input_schema(SCHEDULED_WORKER))
     if problems:
         raise ValueError(f"scheduled input does not match {SCHEDULED_WORKER}'s schema: {problems}")

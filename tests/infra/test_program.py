@@ -3,6 +3,7 @@ and the properties every resource of the program must have, whichever component 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -247,3 +248,18 @@ def test_offline_refuses_unmocked_provider_calls() -> None:
 
     with pytest.raises(Exception, match="no mocked answer for provider call aws:ec2/getAmi"):
         run_program(program)
+
+
+def test_each_worker_registers_the_input_schema_of_its_folder(dev_graph: StackGraph) -> None:
+    """The API validates inputs against the registered schema; it must be the file that sits
+    beside the worker's code (``workers/<name>/input_schema.json``), not a copy."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    registered = {}
+    for item in dev_graph.of_type("aws:dynamodb/tableItem:TableItem"):
+        attrs = json.loads(item.inputs["item"])
+        registered[attrs["name"]["S"]] = json.loads(attrs["input_schema"]["S"])
+    assert set(registered) == {w.name for w in SEED_WORKERS}
+    for name, schema in registered.items():
+        assert schema == json.loads((root / "workers" / name / "input_schema.json").read_text())

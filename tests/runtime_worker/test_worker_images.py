@@ -136,14 +136,3 @@ def test_image_layout_alone_can_import_and_start_the_worker(name: str, tmp_path:
     assert report == {"code": 2, "leaked": []}, proc.stderr
     log = json.loads(lines[-2])
     assert log["event"] == "config_error" and log["worker"] == name
-
-
-@pytest.mark.parametrize("name", WORKERS)
-def test_input_schema_file_matches_the_deployed_schema(name: str) -> None:
-    """``workers/<name>/input_schema.json`` (next to the code) and the schema the stack
-    registers (``components.seed_workers``) must not drift apart."""
-    seed_workers = pytest.importorskip("components.seed_workers")
-    on_disk = json.loads((REPO_ROOT / "workers" / name / "input_schema.json").read_text())
-    on_disk.pop("$comment", None)
-    deployed = json.loads(json.dumps(seed_workers.by_name(name).input_schema))
-    assert on_disk == deployed
