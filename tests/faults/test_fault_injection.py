@@ -1,0 +1,631 @@
+"""Nothing lost: 1,000 jobs through the real handlers and the real worker runtime, with faults.
+
+Wiring (the same the local pipeline uses, driven step by step so faults land where we want):
+API handler (``handlers.api``) -> jobs table + SQS FIFO -> an SQS event source emulation
+(receive up to 10, ``ReportBatchItemFailures``, redrive to the DLQ after maxReceiveCount) ->
+``handlers.launcher`` -> ECS ``RunTask`` in moto -> the worker runtime
+(``workers.runtime.lifecycle.run_worker``, in-process) -> ECS "Task State Change" STOPPED
+events -> ``handlers.reconciler``; ``handlers.sweep`` runs every few rounds with its clock set
+past the hung tasks' timeout. Everything talks to its own moto server process over HTTP
+(a subprocess, so the server has the second core to itself).
+
+Injected faults (seeded, so a failure reproduces): worker crashes (exception -> exit 1;
+killed outright -> exit 137), permanent worker errors, Spot interruptions (the stop flag the
+SIGTERM handler sets, mid-job, then a STOPPED event with stopCode SpotInterruption), RunTask
+throttling (ThrottlingException) and capacity errors (RunTask ``failures``), a launcher crash
+in the middle of a batch (after RunTask succeeded, before the task ARN is recorded), duplicate
+SQS deliveries (a processed message made visible again, and extra copies sent), reconciler
+events delivered twice (and late), hung workers past their timeout (only the sweep ends them),
+cancels through the API, and Idempotency-Key replays.
+
+Why in-process workers: spawning 1,000 ``python -m workers.runtime.run`` processes takes
+minutes on 2 cores; the bulk runs the same runtime code (``run_worker``) in this process with
+a tiny worker definition. Real worker processes, including a real SIGTERM mid-job, are
+exercised by the worker runtime's own tests and the local pipeline's e2e tests.
+
+ECS is moto's, with one fidelity fix: RunTask honours ``clientToken`` (AWS returns the same
+task for a repeated token; moto ignores it), so a launcher that resumes a launch whose
+response it lost does not double-launch here either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from jobcontract import CONTAINER_NAME, TAG_JOB_ID, Env, JobField, JobStatus
+from tests.fixtures.moto_server import WorkerSpec, create_pipeline_resources
+
+pytestmark = pytest.mark.xdist_group("faults")
+
+SEED = 20261123
+JOBS = int(os.environ.get("FAULTS_JOBS", "1000"))  # the test asserts 1,000 unless overridden
+WORKERS = (
+    WorkerSpec("alpha", max_attempts=3, timeout_seconds=60, max_concurrency=400),
+    WorkerSpec("beta", max_attempts=2, timeout_seconds=60, max_concurrency=400),
+)
+MAX_ATTEMPTS = {w.name: w.max_attempts for w in WORKERS}
+# Worker fates per launched task (the rest succeed).
+FATES = {
+    "crash": 0.06,  # handler raises -> runtime records the error, exit 1
+    "killed": 0.03,  # the process dies without the runtime noticing (OOM kill), exit 137
+    "spot": 0.06,  # SIGTERM mid-job (stop flag) + stopCode SpotInterruption, exit 143
+    "permanent": 0.02,  # PermanentError -> FAILED by the runtime, exit 0
+    "hung": 0.02,  # never finishes, no event: only the sweep can end it
+}
+RUN_TASK_THROTTLE = 0.05
+RUN_TASK_NO_CAPACITY = 0.05
+DUPLICATE_DELIVERY = 0.05
+DUPLICATE_EVENT = 0.10
+CANCEL_SHARE = 0.02
+REPLAY_SHARE = 0.03
+
+
+def roll(*parts: object) -> float:
+    """A seeded, order-independent random number in [0, 1) for one decision: the same job,
+    attempt and delivery always get the same fault, however threads interleave."""
+    digest = hashlib.sha256("|".join(map(str, (SEED, *parts))).encode()).hexdigest()
+    return int(digest[:13], 16) / 16**13
+
+
+# --- a moto server of our own ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_process() -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+# --- fault-injecting ECS client -------------------------------------------------------------
+
+
+class LauncherCrash(Exception):
+    """The launcher Lambda dies mid-batch (not a boto error: nothing in the handler catches
+    it, so the whole invocation fails and every message of the batch comes back)."""
+
+
+@dataclass
+class Launch:
+    job_id: str
+    attempt: int
+    task_arn: str
+    worker: str
+
+
+class FaultyEcs:
+    """The real (moto) ECS client, plus injected RunTask faults, clientToken idempotency and
+    a record of every task actually started."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.lock = threading.Lock()
+        self.by_token: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[str] = Counter()
+        self.started: list[Launch] = []
+        self.stopped_by_api: list[tuple[str, str]] = []  # (task arn, reason)
+        self.faults: Counter[str] = Counter()
+        self.crash_in: threading.local = threading.local()  # per launcher invocation
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def run_task(self, **kwargs: Any) -> dict[str, Any]:
+        token = str(kwargs.get("clientToken"))
+        with self.lock:
+            if token in self.by_token:
+                self.faults["client_token_replay"] += 1
+                return self.by_token[token]
+            self.calls[token] += 1
+            chance = roll("run_task", token, self.calls[token])
+        if chance < RUN_TASK_THROTTLE:
+            with self.lock:
+                self.faults["run_task_throttled"] += 1
+            raise ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask"
+            )
+        if chance < RUN_TASK_THROTTLE + RUN_TASK_NO_CAPACITY:
+            with self.lock:
+                self.faults["run_task_no_capacity"] += 1
+            return {
+                "tasks": [],
+                "failures": [{"reason": "Capacity is unavailable at this time. Please try "
+                                        "again later or in a different availability zone"}],
+            }
+        response: dict[str, Any] = self.real.run_task(**kwargs)
+        env = {
+            e["name"]: e["value"]
+            for o in kwargs["overrides"]["containerOverrides"]
+            for e in o.get("environment", [])
+        }
+        task_arn = response["tasks"][0]["taskArn"]
+        job_id = env[Env.JOB_ID]
+        with self.lock:
+            self.by_token[token] = response
+            self.started.append(
+                Launch(job_id, int(env[Env.JOB_ATTEMPT]), task_arn, job_id.rsplit("_", 1)[0])
+            )
+        if getattr(self.crash_in, "armed", False):
+            self.crash_in.armed = False
+            with self.lock:
+                self.faults["launcher_crash_after_run_task"] += 1
+            raise LauncherCrash("launcher died between RunTask and recording the task")
+        return response
+
+    def stop_task(self, **kwargs: Any) -> dict[str, Any]:
+        with self.lock:
+            self.stopped_by_api.append((kwargs["task"], kwargs.get("reason", "")))
+        return dict(self.real.stop_task(**kwargs))
+
+
+class CountingS3:
+    """Counts result writes per job (a second success would write a second time)."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.result_writes: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if kwargs["Key"].startswith("results/"):
+            self.result_writes[kwargs["Key"].split("/")[2]] += 1
+        return self.real.put_object(**kwargs)
+
+
+# --- the harness ----------------------------------------------------------------------------
+
+
+@dataclass
+class Harness:
+    endpoint: str
+    ecs: FaultyEcs
+    s3: CountingS3
+    res: Any
+    sqs: Any = None
+    ddb: Any = None  # one client shared by the in-process workers (creation is not thread-safe)
+    pending_events: list[dict[str, Any]] = field(default_factory=list)
+    hung: dict[str, Launch] = field(default_factory=dict)  # task arn -> launch
+    fates: Counter[str] = field(default_factory=Counter)
+    succeeded_transitions: Counter[str] = field(default_factory=Counter)
+    launcher_invocations: int = 0
+    launched_seen: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=8))
+
+    def count(self, what: str) -> None:
+        with self.lock:
+            self.fates[what] += 1
+
+    # -- API ---------------------------------------------------------------------------
+    def api(self, method: str, path: str, body: Any = None,
+            headers: dict[str, str] | None = None) -> tuple[int, Any]:
+        from handlers import api
+
+        event = {
+            "resource": path, "path": path, "httpMethod": method,
+            "headers": headers or {}, "multiValueHeaders": None,
+            "queryStringParameters": None, "multiValueQueryStringParameters": None,
+            "pathParameters": None, "body": None if body is None else json.dumps(body),
+            "isBase64Encoded": False, "requestContext": {"requestId": "faults", "stage": "v1"},
+        }
+        out = api.handler(event, None)
+        return int(out["statusCode"]), json.loads(out["body"])
+
+    # -- SQS event source --------------------------------------------------------------
+    def launcher_round(self) -> int:
+        """Poll every queue until it is empty, like the Lambda poller: several concurrent
+        invocations per queue, batches of up to 10."""
+        futures = [self.pool.submit(self._poll, worker)
+                   for worker in self.res.workers.values() for _ in range(3)]
+        return sum(f.result() for f in futures)
+
+    def _poll(self, worker: Any) -> int:
+        from handlers import launcher
+
+        handled = 0
+        while True:
+            got = self.sqs.receive_message(
+                QueueUrl=worker.queue_url, MaxNumberOfMessages=10,
+                AttributeNames=["All"], VisibilityTimeout=30,
+            ).get("Messages", [])
+            if not got:
+                return handled
+            handled += len(got)
+            records = [{
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"], "attributes": m.get("Attributes", {}),
+                "eventSource": "aws:sqs", "eventSourceARN": worker.queue_arn,
+            } for m in got]
+            with self.lock:
+                self.launcher_invocations += 1
+            batch_key = sorted(
+                (m["Body"], m.get("Attributes", {}).get("ApproximateReceiveCount")) for m in got)
+            # A launcher crash in the middle of a batch, now and then.
+            self.ecs.crash_in.armed = len(records) > 3 and roll("crash", batch_key) < 0.08
+            try:
+                failed = {f["itemIdentifier"] for f in
+                          launcher.handler({"Records": records})["batchItemFailures"]}
+            except LauncherCrash:
+                failed = {r["messageId"] for r in records}  # the invocation failed
+            self.ecs.crash_in.armed = False
+            for m in got:
+                receives = m.get("Attributes", {}).get("ApproximateReceiveCount")
+                if m["MessageId"] in failed:
+                    # Visibility timeout elapsed: the message comes back.
+                    self.sqs.change_message_visibility(
+                        QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                        VisibilityTimeout=0)
+                elif roll("redeliver", m["Body"], receives) < DUPLICATE_DELIVERY:
+                    # At-least-once: a processed message is delivered again.
+                    self.count("duplicate_sqs_delivery")
+                    self.sqs.change_message_visibility(
+                        QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"],
+                        VisibilityTimeout=0)
+                else:
+                    self.sqs.delete_message(
+                        QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    # -- Fargate -----------------------------------------------------------------------
+    def run_new_tasks(self) -> int:
+        with self.ecs.lock:
+            new = self.ecs.started[self.launched_seen:]
+            self.launched_seen = len(self.ecs.started)
+        fates = [self._fate(launch) for launch in new]
+        results = list(self.pool.map(self._run_task, new, fates))
+        for launch, fate, code in zip(new, fates, results, strict=True):
+            self.fates[fate] += 1
+            if fate == "hung":
+                self.hung[launch.task_arn] = launch
+                continue
+            self._stopped(launch, code, fate)
+        return len(new)
+
+    @staticmethod
+    def _fate(launch: Launch) -> str:
+        chance, acc = roll("fate", launch.job_id, launch.attempt), 0.0
+        for fate, share in FATES.items():
+            acc += share
+            if chance < acc:
+                return fate
+        return "ok"
+
+    def _run_task(self, launch: Launch, fate: str) -> int | None:
+        from jobcontract.store import JobStore
+        from workers.runtime.context import PermanentError, StopRequested
+        from workers.runtime.definition import WorkerDefinition
+        from workers.runtime.lifecycle import run_worker
+
+        class Killed(BaseException):
+            """The process is gone (SIGKILL): nothing in the runtime runs after this."""
+
+        def handle(ctx: Any) -> dict[str, Any]:
+            ctx.progress(0, 2)
+            if fate == "crash":
+                raise RuntimeError("worker bug")
+            if fate in ("killed", "hung"):
+                raise Killed()
+            if fate == "permanent":
+                raise PermanentError("input cannot be processed")
+            if fate == "spot":
+                ctx.progress(1, 2)
+                ctx._stop.set("interrupted")  # what the SIGTERM handler does
+                ctx.check_stop(1, 2)
+                raise StopRequested("interrupted", 1, 2)
+            return {"items": len(ctx.input.get("items", [])), "attempt": ctx.attempt}
+
+        definition = WorkerDefinition(name=launch.worker, handler=handle)
+        env = {
+            Env.JOBS_TABLE: self.res.table_name, Env.RESULTS_BUCKET: self.res.bucket,
+            Env.WORKER_NAME: launch.worker, Env.JOB_ID: launch.job_id,
+            Env.JOB_ATTEMPT: str(launch.attempt), Env.TASK_ARN: launch.task_arn,
+            Env.HEARTBEAT_INTERVAL_SECONDS: "3600", Env.MODEL_BACKEND: "offline",
+        }
+        try:
+            with open(os.devnull, "w") as sink:
+                return run_worker(definition, env, store=JobStore(self.res.table_name, self.ddb),
+                                  s3=self.s3, install_signal_handlers=False, stream=sink)
+        except Killed:
+            return None
+
+    def _stopped(self, launch: Launch, code: int | None, fate: str) -> None:
+        exit_code = {"killed": 137}.get(fate, code)
+        detail: dict[str, Any] = {
+            "taskArn": launch.task_arn, "clusterArn": self.res.cluster_arn,
+            "taskDefinitionArn": self.res.workers[launch.worker].task_definition_arn,
+            "startedBy": launch.job_id, "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+            "stopCode": "SpotInterruption" if fate == "spot" else "EssentialContainerExited",
+            "stoppedReason": {"spot": "Your Spot Task was interrupted.",
+                              "killed": "OutOfMemoryError: Container killed due to memory usage"
+                              }.get(fate, "Essential container in task exited"),
+            "containers": [{"name": CONTAINER_NAME, "exitCode": exit_code,
+                            "reason": "OutOfMemoryError" if fate == "killed" else ""}],
+            "overrides": {"containerOverrides": [{"name": CONTAINER_NAME, "environment": [
+                {"name": Env.JOB_ID, "value": launch.job_id},
+                {"name": Env.JOB_ATTEMPT, "value": str(launch.attempt)}]}]},
+            "tags": [{"key": TAG_JOB_ID, "value": launch.job_id}],
+        }
+        if exit_code is None:
+            detail["containers"][0].pop("exitCode")
+        with _quiet(ClientError):
+            self.ecs.real.stop_task(cluster=self.res.cluster_arn, task=launch.task_arn)
+        self.pending_events.append({
+            "version": "0", "id": f"evt-{launch.task_arn[-12:]}", "source": "aws.ecs",
+            "detail-type": "ECS Task State Change", "detail": detail,
+        })
+
+    def deliver_events(self) -> None:
+        """EventBridge is at-least-once, concurrent and unordered: some events arrive twice
+        at once, some again a round later (after the job moved on)."""
+        events, self.pending_events = self.pending_events, []
+        late: list[dict[str, Any]] = []
+
+        def deliver(event: dict[str, Any]) -> None:
+            from handlers import reconciler
+
+            detail = event["detail"]
+            reconciler.handler(event)
+            key = (detail["startedBy"], detail["taskArn"])
+            chance = roll("event", *key)
+            if chance < DUPLICATE_EVENT:
+                self.count("duplicate_event")
+                if chance < DUPLICATE_EVENT / 2:
+                    reconciler.handler(event)
+                else:
+                    with self.lock:
+                        late.append(event)
+
+        list(self.pool.map(deliver, events))
+        self.pending_events.extend(e for e in late if not e.get("redelivered"))
+        for e in late:
+            e["redelivered"] = True
+
+    def sweep(self, minutes_ahead: float) -> dict[str, Any]:
+        """The periodic sweep, its clock set ahead (hung tasks are now past their timeout);
+        tasks it stops produce their STOPPED events like any other."""
+        from handlers.sweep import Sweeper
+
+        before = len(self.ecs.stopped_by_api)
+        report = Sweeper(now=datetime.now(UTC) + timedelta(minutes=minutes_ahead)).run()
+        for task_arn, reason in self.ecs.stopped_by_api[before:]:
+            launch = self.hung.pop(task_arn, None)
+            if launch is None:
+                continue
+            self._stopped(launch, 137, "hung")
+            self.pending_events[-1]["detail"]["stoppedReason"] = reason
+            self.pending_events[-1]["detail"]["stopCode"] = "UserInitiated"
+        return dict(report.as_dict())
+
+
+class _quiet:
+    def __init__(self, *types: type[BaseException]) -> None:
+        self.types = types
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, typ: Any, exc: Any, tb: Any) -> bool:
+        return typ is not None and issubclass(typ, self.types)
+
+
+def _all_jobs(ddb: Any, table: str) -> dict[str, dict[str, Any]]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    de = TypeDeserializer()
+    out: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        page = ddb.scan(**kwargs)
+        for raw in page["Items"]:
+            item = {k: de.deserialize(v) for k, v in raw.items()}
+            if item.get("kind") == "job":
+                out[str(item[JobField.JOB_ID])] = item
+        if "LastEvaluatedKey" not in page:
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _drain(queue_url: str, sqs: Any) -> list[dict[str, Any]]:
+    found = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                  VisibilityTimeout=300).get("Messages", [])
+        if not got:
+            return found
+        found += got
+
+
+# --- the test -------------------------------------------------------------------------------
+
+
+def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
+    moto_process: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = time.monotonic()
+    rng = random.Random(SEED)  # sampling of cancels and duplicate sends
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_process)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_process}/moto-api/reset", data=b"", method="POST")).read()
+    res = create_pipeline_resources(moto_process, WORKERS, prefix="faults")
+    for key, value in res.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BATCH_REDRIVE_SECONDS", "60")
+
+    from handlers import _aws
+    from jobcontract import store as store_module
+
+    _aws.reset_clients()
+    ecs = FaultyEcs(boto3.client("ecs"))
+    _aws.set_client("ecs", ecs)
+    s3 = CountingS3(boto3.client("s3"))
+    sqs = boto3.client("sqs")
+    # Failure notifications land in a queue subscribed to the topic.
+    sink_url = sqs.create_queue(QueueName="faults-notifications")["QueueUrl"]
+    sink_arn = sqs.get_queue_attributes(QueueUrl=sink_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=sink_arn,
+                                  Attributes={"RawMessageDelivery": "true"})
+
+    h = Harness(moto_process, ecs, s3, res, sqs=sqs, ddb=boto3.client("dynamodb"))
+    # Count every successful transition to SUCCEEDED, whoever makes it.
+    real_transition = store_module.JobStore.transition
+
+    def counting_transition(self: Any, job_id: str, current: Any, new: Any, **kw: Any) -> Any:
+        out = real_transition(self, job_id, current, new, **kw)
+        if JobStatus(new) == JobStatus.SUCCEEDED:
+            h.succeeded_transitions[job_id] += 1
+        return out
+
+    monkeypatch.setattr(store_module.JobStore, "transition", counting_transition)
+
+    # 1) submit: 1,000 accepted jobs, some replays with the same Idempotency-Key.
+    def submit(i: int) -> tuple[str, str, bool]:
+        worker = "alpha" if i % 3 else "beta"
+        body = {"worker": worker, "input": {"items": [f"item-{i}"]}}
+        key = {"Idempotency-Key": f"faults-{i}"}
+        status, out = h.api("POST", "/jobs", body, key)
+        assert status == 202, out
+        replayed = roll("replay", i) < REPLAY_SHARE
+        if replayed:
+            again, out2 = h.api("POST", "/jobs", body, key)
+            assert again in (200, 202) and out2["job_id"] == out["job_id"], out2
+        return out["job_id"], worker, replayed
+
+    submitted = list(h.pool.map(submit, range(JOBS)))
+    accepted = {job_id: worker for job_id, worker, _ in submitted}
+    replays = sum(replayed for _, _, replayed in submitted)
+    assert len(accepted) == JOBS
+    # Extra copies of some messages (a producer retry, a redrive): duplicates at the source.
+    for job_id, worker in rng.sample(sorted(accepted.items()), 30):
+        from jobcontract import queue_message
+
+        msg = queue_message(job_id, 0)
+        msg["MessageDeduplicationId"] += "-dup"
+        sqs.send_message(QueueUrl=res.workers[worker].queue_url, **msg)
+    # Some cancels before anything runs.
+    cancelled_by_api = set()
+    for job_id in rng.sample(sorted(accepted), int(JOBS * CANCEL_SHARE)):
+        status, _ = h.api("POST", f"/jobs/{job_id}/cancel")
+        assert status in (200, 202)
+        cancelled_by_api.add(job_id)
+
+    # 2) run until the system is quiet.
+    rounds = 0
+    for rounds in range(1, 200):
+        handled = h.launcher_round()
+        ran = h.run_new_tasks()
+        h.deliver_events()
+        report: dict[str, Any] = {}
+        if rounds % 3 == 0 or (handled == 0 and ran == 0):
+            report = h.sweep(minutes_ahead=30)
+            h.deliver_events()
+        jobs = _all_jobs(boto3.client("dynamodb"), res.table_name)
+        active = [j for j in jobs.values() if not JobStatus(j[JobField.STATUS]).terminal]
+        if not active and not h.pending_events and not h.hung:
+            break
+        if handled == 0 and ran == 0 and not report.get("redriven") and not report.get(
+                "stopped") and not report.get("settled") and not h.pending_events:
+            # Nothing moves: what is left must be parked in a DLQ (checked below).
+            break
+    elapsed = time.monotonic() - started
+
+    # 3) the invariants.
+    jobs = _all_jobs(boto3.client("dynamodb"), res.table_name)
+    dlq_jobs = {
+        json.loads(m["Body"])["job_id"]
+        for w in res.workers.values() for m in _drain(w.dlq_url, sqs)
+    }
+    notified = {json.loads(m["Body"]).get("job_id") for m in _drain(sink_url, sqs)}
+    statuses = Counter(str(j[JobField.STATUS]) for j in jobs.values())
+    print(f"\n{JOBS} jobs in {elapsed:.1f} s, {rounds} rounds, "
+          f"{h.launcher_invocations} launcher invocations, {len(ecs.started)} tasks started")
+    print("final statuses:", dict(sorted(statuses.items())))
+    print("worker fates:", dict(sorted(h.fates.items())))
+    print("ECS faults:", dict(sorted(ecs.faults.items())))
+    print(f"replayed submits: {replays}, cancelled via API: {len(cancelled_by_api)}, "
+          f"in a DLQ: {len(dlq_jobs)}, failure notifications: {len(notified - {None})}")
+
+    assert set(jobs) == set(accepted), "a job was lost or invented"
+    stuck = {jid: j[JobField.STATUS] for jid, j in jobs.items()
+             if not JobStatus(j[JobField.STATUS]).terminal and jid not in dlq_jobs}
+    assert stuck == {}, f"{len(stuck)} jobs neither terminal nor in a DLQ"
+    for job_id, job in jobs.items():
+        status = JobStatus(job[JobField.STATUS])
+        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        assert attempts <= MAX_ATTEMPTS[accepted[job_id]], (job_id, attempts)
+        if status == JobStatus.FAILED:
+            error = job.get(JobField.ERROR) or {}
+            assert error.get("type") and error.get("message"), (job_id, error)
+            assert job_id in notified, f"FAILED job {job_id} was not reported on the topic"
+        if status == JobStatus.SUCCEEDED:
+            assert job.get(JobField.RESULT_KEY), job_id
+        assert h.succeeded_transitions[job_id] == (1 if status == JobStatus.SUCCEEDED else 0), (
+            job_id, status, h.succeeded_transitions[job_id])
+        assert s3.result_writes[job_id] <= 1, f"{job_id}: {s3.result_writes[job_id]} result writes"
+    for job_id in cancelled_by_api:
+        assert jobs[job_id][JobField.STATUS] == JobStatus.CANCELLED.value
+    # Launches: never two tasks for one attempt; never more runs than max attempts.
+    per_attempt = Counter((launch.job_id, launch.attempt) for launch in ecs.started)
+    assert max(per_attempt.values()) == 1, per_attempt.most_common(3)
+    runs = Counter(launch.job_id for launch in ecs.started)
+    assert all(runs[j] <= MAX_ATTEMPTS[w] for j, w in accepted.items())
+    # The faults really happened (the test is not vacuous).
+    for fate in ("crash", "killed", "spot", "permanent", "hung", "duplicate_event",
+                 "duplicate_sqs_delivery"):
+        assert h.fates[fate] > 0, fate
+    for fault in ("run_task_throttled", "run_task_no_capacity", "launcher_crash_after_run_task"):
+        assert ecs.faults[fault] > 0, fault
+    assert statuses[JobStatus.SUCCEEDED.value] > JOBS * 0.7
+    assert statuses[JobStatus.FAILED.value] > 0
+    assert elapsed < 180, f"took {elapsed:.0f} s"
