@@ -366,3 +366,23 @@ def test_sweep_runs_on_demand(pipeline: LocalPipeline, capsys: pytest.CaptureFix
     report = json.loads(out)["result"]
     assert {"stopped", "settled", "redriven"} <= set(report)
     assert report["stopped"] == []  # nothing here runs past its timeout
+
+
+def test_logs_follow_until_the_job_ends(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job_id = submit(pipeline, "content-analyzer", {"documents": [{"id": "f", "text": "E2E-HANG"}]})
+    job = wait(pipeline, job_id, until={"DISPATCHED", "RUNNING"})
+    log_file = pipeline.logs_dir / f"{job['task_arn'].rsplit('/', 1)[-1]}.log"
+    deadline = time.monotonic() + 20
+    while not (log_file.exists() and "hanging until SIGTERM" in log_file.read_text()):
+        assert time.monotonic() < deadline, "hang worker never started"
+        time.sleep(0.1)
+    canceller = threading.Timer(1.0, call, (pipeline, "POST", f"/jobs/{job_id}/cancel"))
+    canceller.start()
+    try:
+        code, out, _ = run_cli(capsys, "logs", job_id, "--follow")
+    finally:
+        canceller.join()
+    assert code == 0 and "hanging until SIGTERM" in out
+    assert wait(pipeline, job_id)["status"] == "CANCELLED"
