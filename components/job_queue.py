@@ -58,8 +58,11 @@ class JobQueueArgs:
     """Most concurrent consumer invocations for this queue (2..1000). Default ``10``."""
     batch_size: int = 10
     """Messages per invocation (1..10 on FIFO). Default ``10``."""
-    max_receive_count: int = 5
-    """Receives before a message moves to the DLQ (1..1000). Default ``5``."""
+    max_receive_count: int = 20
+    """Receives before a message moves to the DLQ (1..1000). Default ``20``: the launcher hands
+    back messages it must defer (worker at its concurrency cap, throttling) with a doubling
+    visibility backoff, so 20 receives cover hours of waiting, while a poison message still
+    reaches the DLQ."""
     alarm_topic_arn: pulumi.Input[str] | None = None
     """SNS topic for the DLQ-depth alarm; ``None`` (default) creates no alarm."""
     message_retention_seconds: int = DEFAULT_RETENTION_SECONDS

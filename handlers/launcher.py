@@ -5,8 +5,9 @@ Per message ``{"job_id", "attempt"}``:
 1. Skip (delete the message) when the job is gone, terminal, cancelled or the message is
    stale (its attempt is not the job's current one): duplicates are harmless.
 2. Respect the worker's max concurrency (``ListTasks`` of the task family, once per worker
-   per batch): at the cap the message goes back (``batchItemFailures``) unclaimed, and SQS
-   redelivers it after the queue's visibility timeout.
+   per batch): at the cap the message goes back (``batchItemFailures``) unclaimed, with a
+   visibility backoff (``retry_visibility``: 30 s doubling to 15 min), so a job waiting for a
+   slot is retried soon at first and spends its DLQ receive budget over hours, not minutes.
 3. Claim: ``QUEUED -> DISPATCHED`` with ``attempts + 1``, conditional on status and attempt.
    Only one invocation can win a claim, so only one can launch this attempt.
 4. ``RunTask`` with a ``clientToken`` derived from (job id, attempt): ECS treats a repeated
@@ -323,7 +324,42 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
             # where it can be inspected, instead of vanishing.
             failures.append({"itemIdentifier": message_id})
             failed_groups.add(group)
+            if outcome.action != "invalid":
+                _back_off(record)
     return {"batchItemFailures": failures}
+
+
+BACKOFF_FIRST_SECONDS = 30
+BACKOFF_MAX_SECONDS = 900
+
+
+def retry_visibility(receive_count: int) -> int:
+    """Visibility timeout for a message handed back for a retry: 30 s, doubling per
+    receive, capped at 15 min. With the queue's maxReceiveCount of 20 a job can wait about
+    four hours for a free slot before its message reaches the DLQ (where the DLQ alarm fires,
+    and ``batchctl retry`` re-drives it)."""
+    exponent = max(0, min(receive_count - 1, 10))
+    return min(BACKOFF_FIRST_SECONDS * 2**exponent, BACKOFF_MAX_SECONDS)
+
+
+def _queue_url(queue_arn: str) -> str:
+    # arn:aws:sqs:<region>:<account>:<name> -> the queue URL SQS accepts in every region.
+    _, partition, _, region, account, name = queue_arn.split(":", 5)
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
+def _back_off(record: dict[str, Any]) -> None:
+    """Best effort: without it the message simply returns after the queue's own timeout."""
+    try:
+        receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
+        _aws.client("sqs").change_message_visibility(
+            QueueUrl=_queue_url(str(record["eventSourceARN"])),
+            ReceiptHandle=str(record["receiptHandle"]),
+            VisibilityTimeout=retry_visibility(receive_count),
+        )
+    except (KeyError, ValueError, ClientError, BotoCoreError) as exc:
+        _aws.log("WARNING", "visibility_backoff_failed", error=str(exc))
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:

@@ -74,7 +74,7 @@ def test_redrive_to_dlq_and_allow_policy(graph: StackGraph) -> None:
     queue = graph.named(QUEUE, "summarize-queue").inputs
     dlq = graph.named(QUEUE, "summarize-dlq")
     redrive = json.loads(queue["redrivePolicy"])
-    assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 5}
+    assert redrive == {"deadLetterTargetArn": dlq.outputs["arn"], "maxReceiveCount": 20}
     allow = graph.named(
         "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy", "summarize-dlq-redrive-allow"
     )

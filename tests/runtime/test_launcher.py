@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -220,3 +221,36 @@ def test_fifo_group_order_is_kept_after_a_failure(res) -> None:
         "dup",
     ]
     assert len(fake.run_calls) == 1 and job_id
+
+
+def test_retry_visibility_backs_off_and_caps() -> None:
+    assert [launcher.retry_visibility(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [
+        30, 60, 120, 240, 480, 900, 900
+    ]
+    # 20 receives (the JobQueue default maxReceiveCount) cover hours of waiting for a slot.
+    assert sum(launcher.retry_visibility(n) for n in range(1, 21)) >= 3 * 3600
+
+
+def test_deferred_message_is_hidden_with_backoff_not_redelivered_at_once(res) -> None:
+    """At the concurrency cap the message is handed back with a visibility backoff: it is
+    invisible right after (not spinning through the DLQ receive budget), then comes back."""
+    for _ in range(3):
+        submit()
+    sqs = boto3.client("sqs")
+    url = res.workers["echo"].queue_url
+    messages: list[dict[str, Any]] = []
+    while len(messages) < 3:  # received, NOT deleted: the launcher owns them now
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=2
+        )
+        messages += got.get("Messages", [])
+    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
+    assert len(out["batchItemFailures"]) == 1
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "3"  # the 2 launched + the deferred
+    deferred = out["batchItemFailures"][0]["itemIdentifier"]
+    for m in messages:
+        if m["MessageId"] != deferred:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    time.sleep(2.5)  # past the 2 s the message was received with: only the backoff hides it
+    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
