@@ -339,7 +339,7 @@ def retry_visibility(receive_count: int) -> int:
     four hours for a free slot before its message reaches the DLQ (where the DLQ alarm fires,
     and ``batchctl retry`` re-drives it)."""
     exponent = max(0, min(receive_count - 1, 10))
-    return min(BACKOFF_FIRST_SECONDS * 2**exponent, BACKOFF_MAX_SECONDS)
+    return int(min(BACKOFF_FIRST_SECONDS * 2**exponent, BACKOFF_MAX_SECONDS))
 
 
 def _queue_url(queue_arn: str) -> str:
