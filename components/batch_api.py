@@ -52,7 +52,6 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 APIGW_LOGS_ACTIONS = (
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
-    "logs:DescribeLogGroups",
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "logs:GetLogEvents",
@@ -406,7 +405,10 @@ class BatchApi(pulumi.ComponentResource):
                         )
                     ],
                     sid="ApiGatewayLogs",
-                )
+                ),
+                iam.Statement(
+                    iam.DESCRIBE_LOG_GROUPS_ACTIONS, ["*"], sid="ApiGatewayDescribeLogGroups"
+                ),
             ),
             opts=child,
         )

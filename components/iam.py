@@ -63,8 +63,18 @@ PUT_METRIC_ACTIONS = ("cloudwatch:PutMetricData",)
 BEDROCK_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
 LAMBDA_INVOKE_ACTIONS = ("lambda:InvokeFunction",)
 
+# AWS rule: logs:DescribeLogGroups lists across the account; it is authorized on "*" only.
+DESCRIBE_LOG_GROUPS_ACTIONS = ("logs:DescribeLogGroups",)
+
 # Actions that AWS only authorizes with Resource "*" (checked by tests over every policy).
-STAR_RESOURCE_ACTIONS = frozenset((*ECS_LIST_TASKS_ACTIONS, *ECR_AUTH_ACTIONS, *PUT_METRIC_ACTIONS))
+STAR_RESOURCE_ACTIONS = frozenset(
+    (
+        *ECS_LIST_TASKS_ACTIONS,
+        *ECR_AUTH_ACTIONS,
+        *PUT_METRIC_ACTIONS,
+        *DESCRIBE_LOG_GROUPS_ACTIONS,
+    )
+)
 
 
 @dataclass(frozen=True)
