@@ -202,11 +202,14 @@ def test_cloudwatch_account_role_only_when_configured(
     assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
-    (stmt,) = json.loads(
+    stmt, describe = json.loads(
         managed.named("aws:iam/rolePolicy:RolePolicy", "api-cloudwatch-logs").inputs["policy"]
     )["Statement"]
     assert all("*" not in a for a in stmt["Action"])
     assert stmt["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:*"]
+    # AWS authorizes logs:DescribeLogGroups on "*" only: alone in its own statement.
+    assert describe["Action"] in ("logs:DescribeLogGroups", ["logs:DescribeLogGroups"])
+    assert describe["Resource"] in ("*", ["*"])
 
 
 def test_outputs_url_and_secret_key(graph: StackGraph) -> None:
