@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from jobcontract import FARGATE_CPU_MEMORY
+
 
 class AwsConstraintError(ValueError):
     """A value AWS would reject (or that would break the pipeline) was given."""
@@ -23,21 +25,8 @@ class AwsConstraintError(ValueError):
 
 # --- Fargate ---------------------------------------------------------------------------
 # AWS rule: Fargate task cpu/memory must be one of the documented pairs (ECS developer guide,
-# "Task CPU and memory"); 8 and 16 vCPU need Linux platform version 1.4.0 or later.
-def _fargate_table() -> dict[int, tuple[int, ...]]:
-    gib = 1024
-    return {
-        256: (512, 1 * gib, 2 * gib),
-        512: tuple(m * gib for m in range(1, 5)),
-        1024: tuple(m * gib for m in range(2, 9)),
-        2048: tuple(m * gib for m in range(4, 17)),
-        4096: tuple(m * gib for m in range(8, 31)),
-        8192: tuple(m * gib for m in range(16, 61, 4)),
-        16384: tuple(m * gib for m in range(32, 121, 8)),
-    }
-
-
-FARGATE_CPU_MEMORY: dict[int, tuple[int, ...]] = _fargate_table()
+# "Task CPU and memory"). The table is jobcontract.FARGATE_CPU_MEMORY, shared with the API
+# handler, which checks per-job overrides against the same pairs.
 FARGATE_ARCHITECTURES = ("ARM64", "X86_64")
 
 
