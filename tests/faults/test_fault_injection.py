@@ -34,6 +34,8 @@ import hashlib
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -208,6 +210,7 @@ class Harness:
     launcher_invocations: int = 0
     launched_seen: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    returning: list[tuple[str, str]] = field(default_factory=list)  # (queue url, receipt)
     pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=8))
 
     def count(self, what: str) -> None:
@@ -233,6 +236,12 @@ class Harness:
     def launcher_round(self) -> int:
         """Poll every queue until it is empty, like the Lambda poller: several concurrent
         invocations per queue, batches of up to 10."""
+        with self.lock:
+            due, self.returning = self.returning, []
+        for queue_url, receipt in due:  # their visibility timeout has elapsed since last round
+            with _quiet(ClientError):
+                self.sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
         futures = [self.pool.submit(self._poll, worker)
                    for worker in self.res.workers.values() for _ in range(3)]
         return sum(f.result() for f in futures)
@@ -269,16 +278,14 @@ class Harness:
             for m in got:
                 receives = m.get("Attributes", {}).get("ApproximateReceiveCount")
                 if m["MessageId"] in failed:
-                    # Visibility timeout elapsed: the message comes back.
-                    self.sqs.change_message_visibility(
-                        QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"],
-                        VisibilityTimeout=0)
+                    # Comes back after its visibility timeout (next round).
+                    with self.lock:
+                        self.returning.append((worker.queue_url, m["ReceiptHandle"]))
                 elif roll("redeliver", m["Body"], receives) < DUPLICATE_DELIVERY:
-                    # At-least-once: a processed message is delivered again.
+                    # At-least-once: a processed message is delivered again (next round).
                     self.count("duplicate_sqs_delivery")
-                    self.sqs.change_message_visibility(
-                        QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"],
-                        VisibilityTimeout=0)
+                    with self.lock:
+                        self.returning.append((worker.queue_url, m["ReceiptHandle"]))
                 else:
                     self.sqs.delete_message(
                         QueueUrl=worker.queue_url, ReceiptHandle=m["ReceiptHandle"])
@@ -539,7 +546,7 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
         ran = h.run_new_tasks()
         h.deliver_events()
         report: dict[str, Any] = {}
-        idle = handled == 0 and ran == 0
+        idle = handled == 0 and ran == 0 and not h.returning
         if rounds % 3 == 0 or idle:
             report = h.sweep(minutes_ahead=30)
             h.deliver_events()
@@ -604,3 +611,125 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
     assert statuses[JobStatus.SUCCEEDED.value] > JOBS * 0.7
     assert statuses[JobStatus.FAILED.value] > 0
     # Timing is printed, not asserted: a shared 2-core runner under load would make it flaky.
+
+
+# --- a sample with real worker processes -----------------------------------------------------
+
+SLOW_WORKER = '''
+import time
+
+from workers.runtime import worker
+
+
+@worker(name="slowpoke")
+def handle(ctx):
+    """Sleeps on its first attempt when asked (so it can be interrupted), crashes when asked."""
+    if ctx.input.get("crash"):
+        raise RuntimeError("asked to crash")
+    total = 40 if ctx.input.get("slow") and ctx.attempt == 1 else 2
+    for done in range(total):
+        ctx.check_stop(done, total)
+        ctx.progress(done, total)
+        time.sleep(0.25)
+    return {"done": total, "attempt": ctx.attempt}
+'''
+
+
+def test_real_worker_processes_sigterm_and_crash(
+    moto_process: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """A sample through real ``python -m workers.runtime.run`` processes: a real SIGTERM
+    mid-job (Spot interruption) is retried and then succeeds once; a worker that crashes on
+    every attempt ends FAILED after max attempts and is reported; nothing is doubled."""
+    import signal
+
+    (tmp_path / "slowpoke").mkdir()
+    (tmp_path / "slowpoke" / "main.py").write_text(SLOW_WORKER)
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    aws = {"AWS_ENDPOINT_URL": moto_process, "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    for key, value in aws.items():
+        monkeypatch.setenv(key, value)
+    urllib.request.urlopen(urllib.request.Request(
+        f"{moto_process}/moto-api/reset", data=b"", method="POST")).read()
+    spec = WorkerSpec("slowpoke", max_attempts=3, input_schema={"type": "object"})
+    res = create_pipeline_resources(moto_process, [spec], prefix="real")
+    for key, value in res.env().items():
+        monkeypatch.setenv(key, value)
+    from handlers import _aws
+
+    _aws.reset_clients()
+    ecs = FaultyEcs(boto3.client("ecs"))
+    _aws.set_client("ecs", ecs)
+    sqs = boto3.client("sqs")
+    sink_url = sqs.create_queue(QueueName="real-notifications")["QueueUrl"]
+    sink_arn = sqs.get_queue_attributes(QueueUrl=sink_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    boto3.client("sns").subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=sink_arn,
+                                  Attributes={"RawMessageDelivery": "true"})
+    h = Harness(moto_process, ecs, CountingS3(boto3.client("s3")), res, sqs=sqs,
+                ddb=boto3.client("dynamodb"))
+    inputs = [{"slow": True}, {"slow": True}, {}, {}, {"crash": True}]
+    jobs = {}
+    for job_input in inputs:
+        status, out = h.api("POST", "/jobs", {"worker": "slowpoke", "input": job_input})
+        assert status == 202, out
+        jobs[out["job_id"]] = job_input
+    exit_codes: Counter[int] = Counter()
+    states: dict[str, str] = {}
+    for _ in range(12):
+        h.launcher_round()
+        with ecs.lock:
+            new = ecs.started[h.launched_seen:]
+            h.launched_seen = len(ecs.started)
+        procs = []
+        for launch in new:
+            env = {**os.environ, **aws, **res.env(), Env.WORKER_NAME: "slowpoke",
+                   Env.JOB_ID: launch.job_id, Env.JOB_ATTEMPT: str(launch.attempt),
+                   Env.TASK_ARN: launch.task_arn, Env.MODEL_BACKEND: "offline",
+                   Env.HEARTBEAT_INTERVAL_SECONDS: "1"}
+            procs.append((launch, subprocess.Popen(
+                [sys.executable, "-m", "workers.runtime.run", "--worker", "slowpoke",
+                 "--workers-dir", str(tmp_path)], env=env,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        for launch, proc in procs:
+            interrupted = jobs[launch.job_id].get("slow") and launch.attempt == 1
+            if interrupted:  # wait until it is RUNNING, then the Spot reclaim
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    item = h.ddb.get_item(TableName=res.table_name,
+                                          Key={"pk": {"S": f"job#{launch.job_id}"}})["Item"]
+                    if item[JobField.STATUS]["S"] == JobStatus.RUNNING.value:
+                        break
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+            exit_codes[code] += 1
+            h._stopped(launch, code, "spot" if interrupted else "ok")
+        h.deliver_events()
+        states = {jid: h.ddb.get_item(TableName=res.table_name, Key={"pk": {"S": f"job#{jid}"}}
+                                      )["Item"][JobField.STATUS]["S"] for jid in jobs}
+        if all(JobStatus(s).terminal for s in states.values()) and not h.pending_events:
+            break
+    print(f"\nreal worker processes: {len(ecs.started)} runs, exit codes {dict(exit_codes)}, "
+          f"final {Counter(states.values())}")
+    from jobcontract import WorkerExit
+
+    assert exit_codes[WorkerExit.INTERRUPTED] == 2, exit_codes  # the real SIGTERMs
+    assert exit_codes[WorkerExit.CRASH] == 3, exit_codes  # crash x max attempts
+    notified = {json.loads(m["Body"]).get("job_id") for m in _drain(sink_url, sqs)}
+    runs = Counter(launch.job_id for launch in ecs.started)
+    for job_id, job_input in jobs.items():
+        if job_input.get("crash"):
+            assert states[job_id] == JobStatus.FAILED.value
+            assert runs[job_id] == 3 and job_id in notified
+        else:
+            assert states[job_id] == JobStatus.SUCCEEDED.value
+            assert runs[job_id] == (2 if job_input.get("slow") else 1)
+    results = boto3.client("s3").list_objects_v2(Bucket=res.bucket, Prefix="results/")
+    keys = [o["Key"] for o in results.get("Contents", [])]
+    assert sorted(keys) == sorted(f"results/slowpoke/{j}/result.json" for j, i in jobs.items()
+                                  if not i.get("crash"))
