@@ -697,16 +697,19 @@ def test_real_worker_processes_sigterm_and_crash(
         for launch, proc in procs:
             interrupted = jobs[launch.job_id].get("slow") and launch.attempt == 1
             if interrupted:  # wait until it is RUNNING, then the Spot reclaim
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline:
+                deadline = time.monotonic() + 120  # process start is slow on a loaded runner
+                status = ""
+                while time.monotonic() < deadline and proc.poll() is None:
                     item = h.ddb.get_item(TableName=res.table_name,
                                           Key={"pk": {"S": f"job#{launch.job_id}"}})["Item"]
-                    if item[JobField.STATUS]["S"] == JobStatus.RUNNING.value:
+                    status = item[JobField.STATUS]["S"]
+                    if status == JobStatus.RUNNING.value:
                         break
                     time.sleep(0.1)
+                assert status == JobStatus.RUNNING.value, (launch, status, proc.poll())
                 time.sleep(0.5)
                 proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=60)
+            code = proc.wait(timeout=120)
             exit_codes[code] += 1
             h._stopped(launch, code, "spot" if interrupted else "ok")
         h.deliver_events()
