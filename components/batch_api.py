@@ -39,6 +39,7 @@ import pulumi_aws as aws
 import yaml
 
 from components import aws_rules, iam
+from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Table
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
@@ -372,6 +373,23 @@ class BatchApi(pulumi.ComponentResource):
         )
 
         self.url = self.stage.invoke_url
+        # Notification links (reconciler, launcher) need this URL; those Lambdas exist before
+        # the API, so it reaches them through the jobs table instead of their environment.
+        self.endpoint_item = aws.dynamodb.TableItem(
+            f"{name}-endpoint",
+            table_name=platform.jobs_table.name,
+            hash_key=Table.PK,
+            item=self.url.apply(
+                lambda url: json.dumps(
+                    {
+                        Table.PK: {"S": API_CONFIG_PK},
+                        API_CONFIG_URL: {"S": url},
+                        "kind": {"S": "config"},
+                    }
+                )
+            ),
+            opts=child,
+        )
         self.api_key_id = self.api_key.id
         self.api_key_value = pulumi.Output.secret(self.api_key.value)
         self.register_outputs(

@@ -22,8 +22,10 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from handlers import _aws
-from jobcontract import Env, JobField, JobStatus
+from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Env, JobField, JobStatus, Table
 from jobcontract.store import parse_iso
 
 HTTP_TIMEOUT_SECONDS = 3.0
@@ -45,10 +47,35 @@ def _secret(arn: str) -> str:
 
 def clear_cache() -> None:
     _secrets.clear()
+    _api_url.clear()
+
+
+_api_url: list[str] = []  # cached per container: the URL changes only with a redeploy
+
+
+def api_url() -> str:
+    """``BATCH_API_URL`` if set (local pipeline), else the URL BatchApi wrote to the table."""
+    if env_url := os.environ.get(Env.API_URL, ""):
+        return env_url.rstrip("/")
+    if not _api_url:
+        try:
+            item = (
+                _aws.client("dynamodb")
+                .get_item(
+                    TableName=os.environ[Env.JOBS_TABLE], Key={Table.PK: {"S": API_CONFIG_PK}}
+                )
+                .get("Item")
+                or {}
+            )
+        except (KeyError, ClientError, BotoCoreError) as exc:  # a link is nice, not needed
+            _aws.log("WARNING", "api_url_unavailable", error=str(exc))
+            return ""
+        _api_url.append(str(item.get(API_CONFIG_URL, {}).get("S", "")).rstrip("/"))
+    return _api_url[0]
 
 
 def job_link(job_id: str) -> str | None:
-    base = os.environ.get(Env.API_URL, "").rstrip("/")
+    base = api_url()
     return f"{base}/jobs/{job_id}" if base else None
 
 

@@ -224,6 +224,12 @@ def job_pk_prefix(worker: str) -> str:
     return f"job#{worker}_"
 
 
+# The deployed API's URL, written by the BatchApi component as a table item: the control-plane
+# Lambdas exist before the API (the API invokes one of them), so it cannot be in their env.
+API_CONFIG_PK: Final = "config#api"
+API_CONFIG_URL: Final = "url"
+
+
 def worker_pk(worker: str) -> str:
     return f"worker#{worker}"
 

@@ -69,7 +69,8 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     assert counts["aws:sqs/queue:Queue"] == 2 * n + counts.get("aibatch:index:ScheduledTask", 0) * (
         1 if _scheduler_dlq(dev_graph) else 0
     )
-    assert counts["aws:dynamodb/tableItem:TableItem"] == n  # one registration per worker
+    # one registration per worker + the API endpoint item (notification links)
+    assert counts["aws:dynamodb/tableItem:TableItem"] == n + 1
     assert counts["aws:scheduler/schedule:Schedule"] == 1
     assert counts["aws:apigateway/restApi:RestApi"] == 1
     assert "aibatch:index:Observability" not in counts
@@ -259,6 +260,8 @@ def test_each_worker_registers_the_input_schema_of_its_folder(dev_graph: StackGr
     registered = {}
     for item in dev_graph.of_type("aws:dynamodb/tableItem:TableItem"):
         attrs = json.loads(item.inputs["item"])
+        if attrs["kind"]["S"] != "worker":
+            continue
         registered[attrs["name"]["S"]] = json.loads(attrs["input_schema"]["S"])
     assert set(registered) == {w.name for w in SEED_WORKERS}
     for name, schema in registered.items():

@@ -170,3 +170,24 @@ def test_success_goes_to_notion_only(res, http_sink, topic_queue) -> None:
     assert receive_all(topic_queue) == []
     (page,) = recorder.requests
     assert page["body"]["properties"]["Duration (s)"]["number"] == 90.5
+
+
+def test_job_link_falls_back_to_the_url_batchapi_writes_to_the_table(res, monkeypatch) -> None:
+    """In AWS the reconciler has no BATCH_API_URL (it exists before the API); BatchApi writes
+    the stage URL as the ``config#api`` item, and links come from there."""
+    from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Table
+
+    monkeypatch.delenv(Env.API_URL)
+    notify.clear_cache()
+    assert notify.job_link("echo_" + "a" * 32) is None  # no item yet: no link, no error
+    boto3.client("dynamodb").put_item(
+        TableName=res.table_name,
+        Item={
+            Table.PK: {"S": API_CONFIG_PK},
+            API_CONFIG_URL: {"S": "https://abc.execute-api.us-east-1.amazonaws.com/v1/"},
+        },
+    )
+    notify.clear_cache()
+    assert notify.job_link("echo_" + "a" * 32) == (
+        "https://abc.execute-api.us-east-1.amazonaws.com/v1/jobs/echo_" + "a" * 32
+    )
