@@ -32,6 +32,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import aws_rules, iam
+from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
@@ -187,23 +188,14 @@ class JobQueue(pulumi.ComponentResource):
 
         self.dlq_alarm = None
         if args.alarm_topic_arn is not None:
-            self.dlq_alarm = aws.cloudwatch.MetricAlarm(
+            self.dlq_alarm = dlq_depth_alarm(
                 f"{name}-dlq-depth",
-                alarm_description=(
+                queue_name=self.dlq.name,
+                description=(
                     f"Messages in {dlq_name}: jobs of '{name}' could not be dispatched. "
                     "Inspect them, then retry with `batchctl retry`."
                 ),
-                namespace="AWS/SQS",
-                metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name},
-                statistic="Maximum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[args.alarm_topic_arn],
-                ok_actions=[args.alarm_topic_arn],
+                topic_arn=args.alarm_topic_arn,
                 opts=child,
             )
 

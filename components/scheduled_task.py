@@ -41,6 +41,7 @@ import pulumi_aws as aws
 
 import jobcontract
 from components import aws_rules, iam
+from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 from components.fargate_worker import FargateWorker
 from jobcontract import Env
@@ -279,21 +280,13 @@ class ScheduledTask(pulumi.ComponentResource):
 
         self.dlq_alarm = None
         if platform.alarms_enabled:
-            self.dlq_alarm = aws.cloudwatch.MetricAlarm(
+            self.dlq_alarm = dlq_depth_alarm(
                 f"{name}-dlq-depth",
-                alarm_description=(
+                queue_name=self.dlq.name,
+                description=(
                     f"Scheduled runs of {name} that never started (see {schedule_name}-dlq)"
                 ),
-                namespace="AWS/SQS",
-                metric_name="ApproximateNumberOfMessagesVisible",
-                dimensions={"QueueName": self.dlq.name},
-                statistic="Maximum",
-                period=300,
-                evaluation_periods=1,
-                threshold=0,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=[platform.failure_topic.arn],
+                topic_arn=platform.failure_topic.arn,
                 opts=child,
             )
 

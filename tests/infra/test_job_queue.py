@@ -130,6 +130,7 @@ def test_dlq_alarm_targets_topic(graph: StackGraph) -> None:
     assert alarm["threshold"] == 0
     assert alarm["comparisonOperator"] == "GreaterThanThreshold"
     assert alarm["alarmActions"] == [topic_arn]
+    assert alarm["okActions"] == [topic_arn]  # and says so when the DLQ drains
 
 
 def test_no_alarm_without_topic() -> None:

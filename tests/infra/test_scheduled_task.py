@@ -159,7 +159,9 @@ def test_no_alarm_in_dev_alarm_in_prod(graph: StackGraph, source: Path) -> None:
     assert graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
     prod = run_schedule(source, stack_config("prod", alarms=True))
     alarm = prod.named("aws:cloudwatch/metricAlarm:MetricAlarm", "nightly-dlq-depth").inputs
-    assert alarm["alarmActions"] == [prod.named("aws:sns/topic:Topic", "failures").outputs["arn"]]
+    topic_arn = prod.named("aws:sns/topic:Topic", "failures").outputs["arn"]
+    assert alarm["alarmActions"] == [topic_arn] and alarm["okActions"] == [topic_arn]
+    assert alarm["metricName"] == "ApproximateNumberOfMessagesVisible" and alarm["threshold"] == 0
 
 
 def test_long_names_are_refused_not_truncated(source: Path) -> None:
