@@ -35,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws
 from handlers.registry import WorkerRegistration, get_worker
-from jobcontract import JOB_ID_RE, TAG_JOB_ID, Env, JobField, JobStatus
+from jobcontract import JOB_ID_RE, TAG_JOB_ID, Env, JobField, JobStatus, worker_of_job_id
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -112,43 +112,94 @@ class Launcher:
 
     # --- one message ------------------------------------------------------------------
     def process(self, body: str) -> LaunchOutcome:
+        """One message. The common path costs two table writes and no read: the conditional
+        claim itself tells a stale, duplicate or cancelled message apart (its conflict carries
+        the current item). The job is read only on the rare paths that must decide before a
+        claim: the worker is unknown or at its concurrency cap."""
         try:
             job_id, attempt = parse_message(body)
         except (ValueError, KeyError, TypeError) as exc:
             return LaunchOutcome("", "invalid", detail=str(exc))
+        worker_name = worker_of_job_id(job_id)
+        worker = get_worker(self.store, worker_name) if worker_name else None
+        if worker is None or self._running_count(worker) >= worker.max_concurrency:
+            return self._process_after_read(job_id, attempt, worker)
+        return self._claim_and_launch(job_id, attempt, worker, None)
+
+    def _claim_and_launch(
+        self,
+        job_id: str,
+        attempt: int,
+        worker: WorkerRegistration,
+        cancel_flag: Any,
+        conflicts_left: int = 2,
+    ) -> LaunchOutcome:
+        """Claim ``QUEUED -> DISPATCHED`` for this attempt, conditional on the cancel flag too
+        (``cancel_flag`` None = absent), then launch. A lost claim is decided from the item
+        the conflict returns (no extra read)."""
+        try:
+            job = self.store.transition(
+                job_id,
+                JobStatus.QUEUED,
+                JobStatus.DISPATCHED,
+                attempt=attempt,
+                increment_attempts=True,
+                expect={JobField.CANCEL_REQUESTED: cancel_flag},
+            )
+        except TransitionConflict as exc:
+            current = exc.current
+            if current is None:
+                return LaunchOutcome(job_id, "skipped", detail="no such job")
+            status = JobStatus(current[JobField.STATUS])
+            attempts = int(current.get(JobField.ATTEMPTS, 0))
+            resume = _is_resume(current, attempt)
+            if not resume and (status != JobStatus.QUEUED or attempts != attempt):
+                return LaunchOutcome(
+                    job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
+                )
+            if current.get(JobField.CANCEL_REQUESTED):
+                return self._cancel_unlaunched(job_id, status, attempts)
+            if resume:
+                return self._launch(current, worker)
+            if conflicts_left <= 0:
+                return LaunchOutcome(job_id, "retry", detail="claim kept conflicting")
+            # QUEUED on this attempt, no cancel asked, but the flag is stored (as false):
+            # claim again on the flag as it is now.
+            flag = current.get(JobField.CANCEL_REQUESTED)
+            return self._claim_and_launch(job_id, attempt, worker, flag, conflicts_left - 1)
+        return self._launch(job, worker)
+
+    def _process_after_read(
+        self, job_id: str, attempt: int, worker: WorkerRegistration | None
+    ) -> LaunchOutcome:
+        """Unknown worker or worker at its cap: read the job first, so that a stale message
+        is deleted (not deferred), a resume is not held back by the cap, and a job of an
+        unregistered worker fails instead of waiting."""
         job = self.store.get(job_id)
         if job is None:
             return LaunchOutcome(job_id, "skipped", detail="no such job")
         status = JobStatus(job[JobField.STATUS])
         attempts = int(job.get(JobField.ATTEMPTS, 0))
-        resume = (
-            status == JobStatus.DISPATCHED
-            and attempts == attempt + 1
-            and not job.get(JobField.TASK_ARN)
-        )
+        resume = _is_resume(job, attempt)
         if not resume and (status != JobStatus.QUEUED or attempts != attempt):
             return LaunchOutcome(
                 job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
             )
         if job.get(JobField.CANCEL_REQUESTED):
             return self._cancel_unlaunched(job_id, status, attempts)
-        worker = get_worker(self.store, str(job[JobField.WORKER]))
+        if worker is None or worker.name != job.get(JobField.WORKER):
+            worker = get_worker(self.store, str(job[JobField.WORKER]))
         if worker is None:
             return self._fail(job, status, attempts, "LaunchFailed", "worker is not registered")
         if not resume and self._running_count(worker) >= worker.max_concurrency:
             return LaunchOutcome(job_id, "deferred", detail="worker at max concurrency")
-        if not resume:
-            try:
-                job = self.store.transition(
-                    job_id,
-                    JobStatus.QUEUED,
-                    JobStatus.DISPATCHED,
-                    attempt=attempt,
-                    increment_attempts=True,
-                )
-            except TransitionConflict as exc:
-                now = exc.current.get(JobField.STATUS) if exc.current else "absent"
-                return LaunchOutcome(job_id, "skipped", detail=f"claim lost (job {now})")
+        if resume:
+            return self._launch(job, worker)
+        return self._claim_and_launch(job_id, attempt, worker, job.get(JobField.CANCEL_REQUESTED))
+
+    def _launch(self, job: dict[str, Any], worker: WorkerRegistration) -> LaunchOutcome:
+        """RunTask for the claimed attempt (``job`` is DISPATCHED), then record the task."""
+        job_id = str(job[JobField.JOB_ID])
         run_attempt = int(job[JobField.ATTEMPTS])
         try:
             task_arn, provider = self._run_task(job, worker, run_attempt)
@@ -290,6 +341,16 @@ class Launcher:
 
         notify.job_finished(failed)
         return LaunchOutcome(job_id, "failed", detail=message)
+
+
+def _is_resume(job: dict[str, Any], attempt: int) -> bool:
+    """The claim of this message's attempt was made but no task was recorded: a launch whose
+    outcome is unknown (throttled, or its response lost). RunTask again with the same token."""
+    return (
+        job.get(JobField.STATUS) == JobStatus.DISPATCHED.value
+        and int(job.get(JobField.ATTEMPTS, 0)) == attempt + 1
+        and not job.get(JobField.TASK_ARN)
+    )
 
 
 def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:

@@ -254,3 +254,67 @@ def test_deferred_message_is_hidden_with_backoff_not_redelivered_at_once(res) ->
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     time.sleep(2.5)  # past the 2 s the message was received with: only the backoff hides it
     assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
+
+
+class TableCalls:
+    """Records every DynamoDB operation the handlers' client sends (botocore event hook)."""
+
+    def __init__(self) -> None:
+        self.client = _aws.client("dynamodb")
+        self.calls: list[tuple[str, str]] = []
+        self.client.meta.events.register("before-parameter-build.dynamodb", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        key = params.get("Key", {}).get("pk", {}).get("S", "")
+        self.calls.append((model.name, key))
+
+    def on_jobs(self) -> list[str]:
+        return [op for op, key in self.calls if key.startswith("job#")]
+
+
+def test_one_job_costs_exactly_two_table_writes_and_no_read(res) -> None:
+    """Benchmark 1 budget: the claim's conflict answers what a read before it would."""
+    job_id = submit()
+    calls = TableCalls()
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    assert calls.on_jobs() == ["UpdateItem", "UpdateItem"]  # claim, record task ARN
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.TASK_ARN]
+
+
+def test_queued_job_with_cancel_flag_is_cancelled_not_launched(res) -> None:
+    """A retry can leave a QUEUED job carrying a cancel request: the claim refuses it."""
+    job_id = submit()
+    store = JobStore(res.table_name)
+    store.update(job_id, status="QUEUED", set_fields={JobField.CANCEL_REQUESTED: True})
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    assert boto3.client("ecs").list_tasks(cluster=res.cluster_arn)["taskArns"] == []
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "CANCELLED" and job[JobField.ATTEMPTS] == 0
+
+
+def test_stored_false_cancel_flag_still_launches(res) -> None:
+    job_id = submit()
+    store = JobStore(res.table_name)
+    store.update(job_id, status="QUEUED", set_fields={JobField.CANCEL_REQUESTED: False})
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    assert store.get(job_id)[JobField.STATUS] == "DISPATCHED"
+
+
+def test_stale_attempt_message_is_deleted_without_a_launch(res) -> None:
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    event = sqs_event(res.workers["echo"].queue_arn, messages)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    store = JobStore(res.table_name)
+    store.transition(job_id, "DISPATCHED", "QUEUED", attempt=1, remove_fields=[JobField.TASK_ARN])
+    # The attempt-0 message again (the job now waits for attempt 1's message): skipped.
+    fake = FaultyEcs([])
+    _aws.set_client("ecs", fake)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    assert fake.run_calls == []
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
