@@ -461,3 +461,27 @@ def test_another_workers_job_id_and_malformed_ids(api: Api) -> None:
             status, out = api.request(method, path, b"" if method == "POST" else None)
             assert 400 <= status < 500, (bad, method, status, out)
     assert state(api.res) == before
+
+
+def test_local_pipeline_enforces_the_stacks_allowed_ips() -> None:
+    """End to end from stack config: an ``api.allowedIps`` override that excludes loopback
+    makes the local pipeline's API refuse us even with the right key, and write nothing."""
+    from tests.security.conftest import require_program
+
+    require_program("dev")
+    from local_pipeline.pipeline import LocalPipeline
+
+    override = {"api": json.dumps({"allowedIps": ["203.0.113.0/24"]})}
+    with LocalPipeline("dev", overrides=override, state_dir=None, max_tasks=1) as pipeline:
+        req = urllib.request.Request(
+            pipeline.api_url + "/jobs", data=GOOD_BODY, method="POST",
+            headers={"x-api-key": pipeline.api_key, "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=30)
+        assert err.value.code == 403
+        ddb = pipeline.client("dynamodb")
+        table = next(t for t in ddb.list_tables()["TableNames"] if t.endswith("-jobs"))
+        jobs = ddb.scan(TableName=table, FilterExpression="kind = :k",
+                        ExpressionAttributeValues={":k": {"S": "job"}})["Items"]
+        assert jobs == []
