@@ -303,6 +303,13 @@ def call_handler_directly(case: Any) -> tuple[int, str]:
 GOOD_BODY = json.dumps({"worker": "echo", "input": {"items": ["x"]}}).encode()
 
 
+def test_state_digest_sees_an_accepted_write(api: Api) -> None:
+    """The 'nothing changed' checks can fail: an accepted submit changes the digest."""
+    before = state(api.res)
+    api.submit("echo")
+    assert state(api.res) != before
+
+
 @pytest.mark.parametrize("key", [None, "", "wrong-key", "x" * 4096])
 def test_missing_or_wrong_api_key_is_403_and_writes_nothing(api: Api, key: str | None) -> None:
     before = state(api.res)

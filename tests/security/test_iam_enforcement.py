@@ -283,6 +283,53 @@ def test_worker_runs_its_job_and_is_fenced_from_other_workers(
                       MessageGroupId="g", MessageDeduplicationId="d3")
 
 
+def test_reconciler_retries_a_crashed_run_but_cannot_consume_or_write_results(
+    world: World, as_principal: Any
+) -> None:
+    from handlers import api, launcher, reconciler
+
+    worker = "image-alt-generator"
+    queue = world.res.workers[worker]
+    as_principal("api")
+    out = api.handler(_api_event({"worker": worker, "input": {"images": []}}))
+    job_id = json.loads(out["body"])["job_id"]
+    as_principal("launcher")
+    got = world.client("launcher", "sqs").receive_message(
+        QueueUrl=queue.queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    launcher.handler({"Records": [{"messageId": m["MessageId"], "body": m["Body"],
+                                   "receiptHandle": m["ReceiptHandle"],
+                                   "attributes": m["Attributes"]} for m in got]})
+    ddb = world.client("reconciler", "dynamodb")
+    item = ddb.get_item(TableName=world.res.table_name, Key={"pk": {"S": f"job#{job_id}"}})
+    task_arn = item["Item"][JobField.TASK_ARN]["S"]
+    as_principal("reconciler")
+    event = {"detail-type": "ECS Task State Change", "source": "aws.ecs", "detail": {
+        "taskArn": task_arn, "clusterArn": world.res.cluster_arn,
+        "taskDefinitionArn": queue.task_definition_arn, "startedBy": job_id,
+        "lastStatus": "STOPPED", "stopCode": "EssentialContainerExited",
+        "stoppedReason": "Essential container in task exited",
+        "containers": [{"name": "worker", "exitCode": 1}],
+        "overrides": {"containerOverrides": [{"name": "worker", "environment": [
+            {"name": Env.JOB_ID, "value": job_id}, {"name": Env.JOB_ATTEMPT, "value": "1"}]}]},
+    }}
+    def visible() -> int:
+        attrs = world.client("api", "sqs").get_queue_attributes(
+            QueueUrl=queue.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+    before = visible()
+    reconciler.handler(event)
+    assert visible() == before + 1  # the retry's message was sent with the reconciler's rights
+    item = ddb.get_item(TableName=world.res.table_name, Key={"pk": {"S": f"job#{job_id}"}})
+    assert item["Item"][JobField.STATUS]["S"] == JobStatus.QUEUED.value  # retried
+    sqs = world.client("reconciler", "sqs")
+    assert_denied(sqs.receive_message, QueueUrl=queue.queue_url)
+    assert_denied(sqs.send_message, QueueUrl=queue.dlq_url, MessageBody="{}",
+                  MessageGroupId="g", MessageDeduplicationId="d4")
+    assert_denied(world.client("reconciler", "s3").put_object, Bucket=world.res.bucket,
+                  Key=result_key(worker, job_id), Body=b"x")
+
+
 def test_action_level_limits_hold_for_dynamodb_and_ecs(world: World) -> None:
     """Where moto checks only actions, the generated ACTION lists are still enforced."""
     table = world.res.table_name
