@@ -161,10 +161,13 @@ class WorkerExit:
     """Exit codes of a worker container (``workers.runtime``); the reconciler reads them from
     the ECS STOPPED event. The job item is the truth: these explain, they do not decide."""
 
-    OK: Final = 0  # SUCCEEDED, or FAILED on a permanent error: recorded, nothing to retry
+    # 0 means exactly "this attempt recorded SUCCEEDED": the reconciler trusts a clean exit 0
+    # (stopCode EssentialContainerExited) without reading the job; the sweep is the backstop.
+    OK: Final = 0
     CRASH: Final = 1  # unexpected exception: job left RUNNING (error recorded) -> retry
     CONFIG: Final = 2  # missing/invalid environment: the task definition is wrong
     NOT_RUNNABLE: Final = 3  # job not DISPATCHED to this attempt (stale, cancelled): no work
+    FAILED: Final = 10  # permanent error (bad input): FAILED recorded, nothing to retry
     TIMEOUT: Final = 124  # worker timeout reached: FAILED (type "Timeout") recorded
     INTERRUPTED: Final = 143  # SIGTERM (Spot interruption, stop): progress saved -> retry
 

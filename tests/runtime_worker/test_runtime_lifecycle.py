@@ -99,20 +99,21 @@ def test_input_is_read_from_s3_pointer(runtime_env: RuntimeEnv) -> None:
     assert doc["output"]["items"] == [{"value": "X"}, {"value": "Y"}]
 
 
-def test_permanent_error_marks_failed_and_exits_zero(runtime_env: RuntimeEnv) -> None:
+def test_permanent_error_marks_failed_and_exits_failed(runtime_env: RuntimeEnv) -> None:
+    """Exit 0 is kept for "SUCCEEDED recorded" (the reconciler trusts it without a read)."""
     @worker(name=WORKER)
     def picky(ctx: JobContext) -> dict[str, Any]:
         raise PermanentError("documents must not be empty")
 
     job_id = runtime_env.dispatched_job({})
     code, logs = run(picky, runtime_env.job_env(job_id))
-    assert code == exit_codes.OK
+    assert code == exit_codes.FAILED == 10
     job = runtime_env.store.get(job_id)
     assert job is not None and job["status"] == JobStatus.FAILED
     assert job["error"] == {
         "type": "PermanentError",
         "message": "documents must not be empty",
-        "exit_code": 0,
+        "exit_code": 10,
     }
     assert "result_key" not in job
     assert any(line["event"] == "job_failed" for line in logs)
@@ -146,26 +147,92 @@ def test_stale_attempt_cannot_start(runtime_env: RuntimeEnv) -> None:
     assert any(line["event"] == "job_not_runnable" for line in logs)
 
 
-def test_stale_attempt_cannot_finish_or_write_result(runtime_env: RuntimeEnv) -> None:
+def test_stale_attempt_cannot_finish_and_its_result_never_survives(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """A stale attempt finishing first may put the object (no fence round trip on the common
+    path), but it cannot record SUCCEEDED, and the attempt that does overwrites the object."""
     store = runtime_env.store
 
     @worker(name=WORKER)
     def overtaken(ctx: JobContext) -> dict[str, Any]:
-        # Meanwhile the reconciler retried the job and a newer task claimed it.
+        # Meanwhile the reconciler retried the job and the launcher claimed attempt 2.
+        store.transition(ctx.job_id, "RUNNING", "QUEUED", increment_attempts=True)
+        store.transition(ctx.job_id, "QUEUED", "DISPATCHED")
+        return {"items": [{"value": "stale"}]}
+
+    job_id = runtime_env.dispatched_job({"items": ["fresh"]})
+    code, _ = run(overtaken, runtime_env.job_env(job_id, attempt=1))
+    assert code == exit_codes.NOT_RUNNABLE
+    job = store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.DISPATCHED and job["attempts"] == 2
+    code, _ = run(upper, runtime_env.job_env(job_id, attempt=2))
+    assert code == exit_codes.OK
+    job = store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.SUCCEEDED
+    doc = read_result(runtime_env.resources.bucket, result_key(WORKER, job_id))
+    assert doc["attempt"] == 2 and doc["output"] == {"items": [{"value": "FRESH"}]}
+
+
+def test_stale_attempt_cannot_overwrite_a_newer_result(runtime_env: RuntimeEnv) -> None:
+    store = runtime_env.store
+    bucket = runtime_env.resources.bucket
+
+    @worker(name=WORKER)
+    def overtaken(ctx: JobContext) -> dict[str, Any]:
+        # Meanwhile a newer attempt ran to the end and stored its result.
         store.transition(ctx.job_id, "RUNNING", "QUEUED", increment_attempts=True)
         store.transition(ctx.job_id, "QUEUED", "DISPATCHED")
         store.transition(ctx.job_id, "DISPATCHED", "RUNNING", attempt=2)
+        key = result_key(WORKER, ctx.job_id)
+        boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=b'{"attempt": 2}')
+        store.transition(
+            ctx.job_id, "RUNNING", "SUCCEEDED", attempt=2, set_fields={"result_key": key}
+        )
         return {"stale": True}
 
     job_id = runtime_env.dispatched_job({})
     code, _ = run(overtaken, runtime_env.job_env(job_id, attempt=1))
     assert code == exit_codes.NOT_RUNNABLE
     job = store.get(job_id)
-    assert job is not None and job["status"] == JobStatus.RUNNING and job["attempts"] == 2
-    objects = boto3.client("s3").list_objects_v2(
-        Bucket=runtime_env.resources.bucket, Prefix=results_prefix(WORKER)
+    assert job is not None and job["status"] == JobStatus.SUCCEEDED and job["attempts"] == 2
+    assert read_result(bucket, result_key(WORKER, job_id)) == {"attempt": 2}
+
+
+class CountingClients:
+    """Real boto3 clients whose requests are recorded by botocore event hooks."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.dynamodb = boto3.client("dynamodb")
+        self.s3 = boto3.client("s3")
+        for client in (self.dynamodb, self.s3):
+            client.meta.events.register("before-parameter-build", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        updates = params.get("UpdateExpression", "")
+        values = params.get("ExpressionAttributeValues", {})
+        target = values.get(":to", {}).get("S", "") if ":to" in updates else ""
+        self.calls.append(f"{model.name}{' ' + target if target else ''}")
+
+
+def test_short_job_makes_exactly_three_requests(runtime_env: RuntimeEnv) -> None:
+    """Benchmark 1 budget: RUNNING (carries the first heartbeat), the result put, SUCCEEDED
+    (carries the final progress); no progress or fence write in between."""
+    job_id = runtime_env.dispatched_job({"items": ["a", "b", "c"]})
+    clients = CountingClients()
+    env = runtime_env.job_env(job_id, **{Env.HEARTBEAT_INTERVAL_SECONDS: "30"})
+    code, _ = run(
+        upper,
+        env,
+        store=type(runtime_env.store)(runtime_env.resources.table_name, client=clients.dynamodb),
+        s3=clients.s3,
     )
-    assert objects.get("KeyCount", 0) == 0
+    assert code == exit_codes.OK
+    assert clients.calls == ["UpdateItem RUNNING", "PutObject", "UpdateItem SUCCEEDED"]
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["progress"] == {"done": 3, "total": 3}
+    assert job["heartbeat_at"]
 
 
 def test_retry_overwrites_the_same_result_key(runtime_env: RuntimeEnv) -> None:

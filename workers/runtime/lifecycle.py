@@ -8,10 +8,13 @@ so a stale task can neither start nor finish a newer attempt):
    without ``BATCH_JOB_ID``) instead creates its own job ``<worker>_<task id>`` in RUNNING.
 2. A heartbeat thread writes ``heartbeat_at`` (and progress) every
    ``BATCH_HEARTBEAT_INTERVAL_SECONDS`` (30); a cancel request or a lost fence stops the job.
+   Progress is written at most once per interval, so a short job makes no write between
+   RUNNING and its end (3 requests: RUNNING, result put, SUCCEEDED).
 3. The handler runs. Outcomes (exit codes: ``workers.runtime.exit_codes``):
    - returns a dict -> ``result.json`` at ``jobcontract.result_key`` (a retry overwrites the
      same key), then ``RUNNING -> SUCCEEDED`` with ``result_key``; exit 0;
-   - raises ``PermanentError`` (bad input) -> ``FAILED`` with the error; exit 0;
+   - raises ``PermanentError`` (bad input) -> ``FAILED`` with the error; exit 10 (exit 0
+     means exactly "SUCCEEDED recorded": the reconciler trusts it without a read);
    - raises anything else -> a crash: the error is recorded on the still-RUNNING item and
      the process exits 1, so the reconciler retries (or fails it after max attempts);
    - SIGTERM (Spot interruption, StopTask) -> no new items, running items finish, progress
@@ -63,7 +66,9 @@ from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient, ModelConfigError, model_client_from_env
 
 DEFAULT_HEARTBEAT_SECONDS = 30.0
-MAX_PROGRESS_WRITE_INTERVAL = 5.0
+# S3 answers a conditional put on an existing key with 412 PreconditionFailed, or 409
+# ConditionalRequestConflict while another conditional write of that key is in flight.
+EXISTING_OBJECT_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412"})
 
 
 class ConfigError(ValueError):
@@ -216,12 +221,16 @@ class _JobRun:
         self.stop = StopFlag()
         self.finished = threading.Event()
         self.finishing = threading.Lock()  # held by whoever records the end of the job
+        # Set once the end is being recorded: a heartbeat or progress write racing the final
+        # transition is then pointless, and its conflict is not a lost job.
+        self.ending = threading.Event()
         self.job_id = ""
         self.attempt = 0
         self.timeout: float | None = None
-        self.progress = ProgressTracker(
-            self._write_progress, min(MAX_PROGRESS_WRITE_INTERVAL, settings.heartbeat_seconds)
-        )
+        # Progress is stored at most once per heartbeat interval (the heartbeat carries it
+        # too, and the final transition stores the last value): a job shorter than one
+        # interval makes no progress write at all.
+        self.progress = ProgressTracker(self._write_progress, settings.heartbeat_seconds)
 
     # --- lifecycle ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -278,6 +287,7 @@ class _JobRun:
                 attempts=current.get(JobField.ATTEMPTS),
             )
             return None
+        self.progress.mark_written(None)  # the RUNNING write starts the progress interval
         self.logger.info("job_running", task_arn=task_arn)
         return job
 
@@ -326,6 +336,7 @@ class _JobRun:
         except JobExists:
             self.logger.warning("scheduled_job_exists")
             return None
+        self.progress.mark_written(None)
         self.logger.info("job_running", task_arn=task_arn, source="schedule")
         return created
 
@@ -349,7 +360,7 @@ class _JobRun:
         except StopRequested as stopped:
             return self._stopped(stopped)
         except PermanentError as exc:
-            return self._finish_failed(error_summary(exc), exit_codes.OK)
+            return self._finish_failed(error_summary(exc), exit_codes.FAILED)
         except Exception as exc:
             return self._crashed(exc)
         try:
@@ -360,6 +371,7 @@ class _JobRun:
     # --- outcomes -------------------------------------------------------------------------
     def _succeed(self, output: Mapping[str, Any]) -> int:
         with self.finishing:
+            self.ending.set()
             key = result_key(self.definition.name, self.job_id)
             document = {
                 "job_id": self.job_id,
@@ -371,14 +383,7 @@ class _JobRun:
             body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
             progress = self.progress.snapshot()
             try:
-                # Fence before the write: a stale attempt must not overwrite a newer result.
-                self.store.heartbeat(self.job_id, self.attempt, progress)
-                self.s3.put_object(
-                    Bucket=self.settings.bucket,
-                    Key=key,
-                    Body=body,
-                    ContentType="application/json",
-                )
+                self._put_result(key, body, progress)
                 fields: dict[str, Any] = {JobField.RESULT_KEY: key}
                 if progress is not None:
                     fields[JobField.PROGRESS] = progress
@@ -395,12 +400,36 @@ class _JobRun:
         self.logger.info("job_succeeded", result_key=key, result_bytes=len(body))
         return exit_codes.OK
 
+    def _put_result(self, key: str, body: bytes, progress: dict[str, int] | None) -> None:
+        """Store the result without overwriting a newer attempt's, in one request when no
+        object is there yet (the usual case): a conditional put (``If-None-Match: *``). If
+        one is there (an earlier attempt's, or a newer one's), fence first: the heartbeat
+        fails with ``TransitionConflict`` unless this attempt is still the job's RUNNING one,
+        and only then is the object overwritten."""
+        from botocore.exceptions import ClientError
+
+        args: dict[str, Any] = {
+            "Bucket": self.settings.bucket,
+            "Key": key,
+            "Body": body,
+            "ContentType": "application/json",
+        }
+        try:
+            self.s3.put_object(**args, IfNoneMatch="*")
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in EXISTING_OBJECT_CODES:
+                raise
+        self.store.heartbeat(self.job_id, self.attempt, progress)
+        self.s3.put_object(**args)
+
     def _finish_failed(self, error: dict[str, Any], code: int) -> int:
         with self.finishing:
             return self._record_failed(error, code)
 
     def _record_failed(self, error: dict[str, Any], code: int) -> int:
         """RUNNING -> FAILED for this attempt; the caller holds ``finishing``."""
+        self.ending.set()
         fields: dict[str, Any] = {JobField.ERROR: {**error, "exit_code": code}}
         progress = self.progress.snapshot()
         if progress is not None:
@@ -488,10 +517,12 @@ class _JobRun:
         return bytes(response["Body"].read())
 
     def _write_progress(self, progress: dict[str, int]) -> None:
+        if self.ending.is_set():
+            return  # the final transition stores the last progress
         try:
             self.store.heartbeat(self.job_id, self.attempt, progress)
         except TransitionConflict:
-            if self.stop.set("lost"):
+            if not self.ending.is_set() and self.stop.set("lost"):
                 self.logger.warning("job_lost", reason="progress write rejected")
         except Exception as exc:  # progress is best effort; the heartbeat retries it
             self.logger.warning("progress_not_written", **error_summary(exc))
@@ -499,12 +530,16 @@ class _JobRun:
     # --- background threads ---------------------------------------------------------------
     def _heartbeat_loop(self) -> None:
         while not self.finished.wait(self.settings.heartbeat_seconds):
+            if self.ending.is_set():
+                return
             progress = self.progress.snapshot()
             try:
                 item = self.store.heartbeat(self.job_id, self.attempt, progress)
                 self.progress.mark_written(progress)
             except TransitionConflict as conflict:
                 current = conflict.current or {}
+                if self.ending.is_set():
+                    return
                 if self.stop.set("lost"):
                     self.logger.warning("job_lost", status=current.get(JobField.STATUS, "absent"))
                 continue
