@@ -168,6 +168,19 @@ def send_notion(info: dict[str, Any]) -> None:
     )
 
 
+def wanted(status: str) -> bool:
+    """Whether a configured sink takes a job that ended in ``status``: SNS and Slack only
+    FAILED jobs, Notion every finished job. The reconciler skips its once-only claim (and,
+    for a clean success, its read) when nothing would be sent."""
+    if os.environ.get(Env.NOTION_SECRET_ARN):
+        return True
+    if status != JobStatus.FAILED.value:
+        return False
+    return bool(
+        os.environ.get(Env.FAILURE_TOPIC_ARN) or os.environ.get(Env.SLACK_WEBHOOK_SECRET_ARN)
+    )
+
+
 def job_finished(item: dict[str, Any]) -> dict[str, str]:
     """Send a finished job to its sinks; returns sink -> "ok" | "skipped" | error text."""
     info = summary(item)

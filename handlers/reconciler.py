@@ -11,8 +11,11 @@ is still DISPATCHED/RUNNING on *this* task (task ARN or attempt fence):
   stop_reason}``.
 
 Terminal jobs are sent to the notification sinks once (``notified_at`` is set with a
-conditional write). Every write is conditional on status, attempt and task ARN, so an event
-delivered twice (EventBridge is at-least-once) does nothing the second time.
+conditional write), when a configured sink takes that outcome (``notify.wanted``). A STOPPED
+event whose worker exited 0 normally is skipped without a read: exit 0 means the worker
+recorded SUCCEEDED (unless Notion is configured, which reports successes). Every write is
+conditional on status, attempt and task ARN, so an event delivered twice (EventBridge is
+at-least-once) does nothing the second time.
 
 Scheduled runs (EventBridge Scheduler -> RunTask) carry no ``BATCH_JOB_ID``: their job id is
 ``<worker>_<task id>``, the worker found by task definition family. If the worker runtime never
@@ -62,6 +65,20 @@ class StoppedTask:
     container_reason: str
     env: dict[str, str]
     tags: dict[str, str]
+    # The exit code is the worker container's (found by name, or the task's only container).
+    exit_code_is_worker: bool = False
+
+    @property
+    def clean_success(self) -> bool:
+        """The worker exited 0 and nothing else stopped the task. Exit 0 means exactly "this
+        attempt recorded SUCCEEDED" (``jobcontract.WorkerExit.OK``), so there is nothing to
+        reconcile; a job that is somehow still active is caught by the sweep (heartbeat /
+        dispatch staleness), which settles it through ``apply``."""
+        return (
+            self.exit_code_is_worker
+            and self.exit_code == WorkerExit.OK
+            and self.stop_code == "EssentialContainerExited"
+        )
 
     @classmethod
     def lost(cls, task_arn: str, cluster_arn: str, reason: str) -> StoppedTask:
@@ -72,10 +89,8 @@ class StoppedTask:
     def from_detail(cls, detail: dict[str, Any]) -> StoppedTask:
         """From an event's ``detail`` or a ``DescribeTasks`` task (same field names)."""
         containers = detail.get("containers") or []
-        worker_container = next(
-            (c for c in containers if c.get("name") == CONTAINER_NAME),
-            containers[0] if containers else {},
-        )
+        named = [c for c in containers if c.get("name") == CONTAINER_NAME]
+        worker_container = (named or containers or [{}])[0]
         env: dict[str, str] = {}
         for override in (detail.get("overrides") or {}).get("containerOverrides") or []:
             if override.get("name") in (CONTAINER_NAME, None):
@@ -94,6 +109,7 @@ class StoppedTask:
             container_reason=str(worker_container.get("reason", "")),
             env=env,
             tags=tags,
+            exit_code_is_worker=len(named) == 1 or len(containers) == 1,
         )
 
 
@@ -141,6 +157,9 @@ class Reconciler:
         cluster = _aws.env(Env.CLUSTER_ARN, "")
         if cluster and task.cluster_arn and not _same_cluster(cluster, task.cluster_arn):
             return "ignored: other cluster"
+        if task.clean_success and not notify.wanted(JobStatus.SUCCEEDED.value):
+            # The worker recorded SUCCEEDED and no sink reports successes: no read, no write.
+            return "skipped: exit 0, SUCCEEDED recorded by the worker"
         job_id = self._job_id(task)
         if job_id is None:
             return "ignored: not a job task"
@@ -285,6 +304,8 @@ class Reconciler:
         return f"final: {target.value}"
 
     def _notify_once(self, job: dict[str, Any]) -> None:
+        if not notify.wanted(str(job[JobField.STATUS])):
+            return  # no sink takes this outcome: nothing to send, nothing to mark
         try:
             claimed = self.store.update(
                 str(job[JobField.JOB_ID]),

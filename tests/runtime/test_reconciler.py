@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from handlers import launcher, reconciler
+from handlers import _aws, launcher, reconciler
 from jobcontract import Env, JobField
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
@@ -114,21 +114,116 @@ def test_event_for_older_task_is_ignored(res) -> None:
     assert store.get(job_id)[JobField.STATUS] == "DISPATCHED"
 
 
-def test_exit_zero_without_success_is_a_failed_attempt(res) -> None:
+class TableCalls:
+    """Counts the DynamoDB requests the handlers' client sends (botocore event hook)."""
+
+    def __init__(self) -> None:
+        self.ops: list[str] = []
+        _aws.client("dynamodb").meta.events.register(
+            "before-parameter-build.dynamodb", self._record
+        )
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.ops.append(model.name)
+
+
+def succeed(res, job_id: str) -> None:
+    store = JobStore(res.table_name)
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    store.transition(job_id, "RUNNING", "SUCCEEDED", attempt=1)
+
+
+def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
+    """Benchmark 1 budget: exit 0 + EssentialContainerExited = SUCCEEDED recorded; without a
+    sink that reports successes there is nothing to read or write."""
+    job_id, task = launch(res)
+    succeed(res, job_id)
+    calls = TableCalls()
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    assert calls.ops == []
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "SUCCEEDED" and reconciler.NOTIFIED_AT not in job
+    assert receive_all(topic_queue) == []
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "stop_code"),
+    [
+        (0, "UserInitiated"),
+        (0, "SpotInterruption"),
+        (0, "TaskFailedToStart"),
+        (1, "EssentialContainerExited"),
+        (10, "EssentialContainerExited"),
+        (None, "EssentialContainerExited"),
+    ],
+)
+def test_any_other_stop_is_read_and_reconciled(res, exit_code, stop_code) -> None:
+    job_id, task = launch(res)
+    calls = TableCalls()
+    event = stopped_event(res.cluster_arn, task, exit_code=exit_code, stop_code=stop_code)
+    assert reconcile(event).startswith("retry: ")
+    assert calls.ops[0] == "GetItem"
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "QUEUED"
+
+
+def test_exit_zero_of_a_sidecar_is_not_trusted(res) -> None:
+    """Only the worker container's exit code says SUCCEEDED was recorded."""
     _job_id, task = launch(res)
-    assert reconcile(stopped_event(res.cluster_arn, task, exit_code=0)) == (
-        "retry: WorkerExitedEarly"
-    )
+    event = stopped_event(res.cluster_arn, task, exit_code=0)
+    event["detail"]["containers"] = [
+        {"name": "log-router", "exitCode": 0},
+        {"name": "app", "exitCode": 0},
+    ]
+    assert not reconciler.StoppedTask.from_detail(event["detail"]).clean_success
+    assert reconcile(event) == "retry: WorkerExitedEarly"
+
+
+def test_skipped_exit_zero_without_success_is_caught_by_the_sweep(res, monkeypatch) -> None:
+    """Exit 0 without SUCCEEDED breaks the worker contract; should it ever happen, the event is
+    skipped, and the sweep settles the job once its heartbeat goes stale: a retry."""
+    from datetime import UTC, datetime, timedelta
+
+    from handlers.sweep import Sweeper
+
+    monkeypatch.setenv("BATCH_HEARTBEAT_STALE_SECONDS", "120")
+    store = JobStore(res.table_name)
+    job_id, task = launch(res)
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    store.heartbeat(job_id, 1)
+    assert reconcile(stopped_event(res.cluster_arn, task, exit_code=0)).startswith("skipped")
+    assert store.get(job_id)[JobField.STATUS] == "RUNNING"
+    boto3.client("ecs").stop_task(cluster=res.cluster_arn, task=task, reason="exited")
+    report = Sweeper(now=datetime.now(UTC) + timedelta(seconds=130)).run()
+    assert report.settled[job_id].startswith("retry: ")
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and JobField.TASK_ARN not in job
+    assert [json.loads(m["Body"]) for m in receive_all(res.workers["echo"].queue_url)] == [
+        {"job_id": job_id, "attempt": 1}
+    ]
 
 
 def test_succeeded_job_is_left_alone(res, topic_queue) -> None:
     job_id, task = launch(res)
-    store = JobStore(res.table_name)
-    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
-    store.transition(job_id, "RUNNING", "SUCCEEDED", attempt=1)
-    assert reconcile(stopped_event(res.cluster_arn, task)) == "terminal: SUCCEEDED"
-    assert store.get(job_id)[JobField.STATUS] == "SUCCEEDED"
+    succeed(res, job_id)
+    calls = TableCalls()
+    event = stopped_event(res.cluster_arn, task, stop_code="UserInitiated")
+    assert reconcile(event) == "terminal: SUCCEEDED"
+    assert calls.ops == ["GetItem"]  # no sink reports successes: no notified_at write
+    assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "SUCCEEDED"
     assert receive_all(topic_queue) == []  # success is not a failure notification
+
+
+def test_success_is_read_and_reported_when_notion_is_configured(res, monkeypatch) -> None:
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setenv(Env.NOTION_SECRET_ARN, "arn:aws:secretsmanager:r:1:secret:notion")
+    monkeypatch.setattr(reconciler.notify, "job_finished", sent.append)
+    job_id, task = launch(res)
+    succeed(res, job_id)
+    event = stopped_event(res.cluster_arn, task)
+    assert reconcile(event) == "terminal: SUCCEEDED"
+    assert reconcile(event) == "terminal: SUCCEEDED"  # a duplicate event reports nothing
+    assert [item[JobField.JOB_ID] for item in sent] == [job_id]
+    assert JobStore(res.table_name).get(job_id)[reconciler.NOTIFIED_AT]
 
 
 def test_cancel_requested_ends_cancelled(res) -> None:
