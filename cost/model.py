@@ -117,9 +117,11 @@ class JobProfile:
     """The AWS work one job causes, besides its Fargate time.
 
     Request counts are the ones ``bench/requests_per_job.py`` measured in the local pipeline
-    (2026-11-23): api PutItem + SendMessage; launcher GetItem + 2 UpdateItem (claim, task
-    ARN) + free ECS calls; worker 2 transitions + 2 progress/heartbeat UpdateItem + result
-    PutObject; reconciler GetItem + UpdateItem; the mapping's receive + delete.
+    (2026-11-23, 8 per job): api PutItem + SendMessage; launcher 2 UpdateItem (claim, task
+    ARN; no read: the claim's conflict carries the item) + free ECS calls; worker RUNNING and
+    SUCCEEDED transitions + result PutObject (plus one heartbeat per interval on longer jobs);
+    reconciler nothing on a clean exit 0 (a GetItem, and a ``notified_at`` write, only when a
+    sink reports the outcome: failures, or Notion); the mapping's receive + delete.
     """
 
     item_kb: float = 1.0  # job item size (input inline up to 64 KB: raise this for big inputs)
@@ -128,9 +130,9 @@ class JobProfile:
     result_downloads: int = 1  # presigned S3 GET of the result by the client
     result_kb: float = 4.0
     heartbeat_seconds: int = 60  # worker heartbeat period (each one is a job-item write)
-    progress_writes: float = 2.0  # progress/heartbeat writes even a short job makes
+    progress_writes: float = 0.0  # progress writes besides heartbeats (throttled to them)
     launcher_record_writes: float = 1.0  # task ARN recorded after RunTask
-    reconciler_writes: float = 1.0  # outcome recorded on the STOPPED event
+    reconciler_writes: float = 0.0  # notified_at: only when a sink reports the outcome
     esm_batch_fill: float = 1.0  # messages per launcher batch (1 = worst case, low volume)
     # Lambda billed duration per invocation (ms).
     api_ms: float = 60.0
@@ -139,9 +141,9 @@ class JobProfile:
     sweep_ms: float = 150.0
     # Reads (request units) per job.
     api_reads: float = 0.0  # worker registration: cached per Lambda instance
-    launcher_reads: float = 1.0  # job GetItem (the concurrency check is a free ecs.ListTasks)
+    launcher_reads: float = 0.0  # none: the conditional claim returns the item
     worker_reads: float = 0.0  # the RUNNING claim returns the item
-    reconciler_reads: float = 1.0
+    reconciler_reads: float = 0.0  # a clean exit 0 is trusted (SUCCEEDED recorded)
     sweep_reads_per_run: float = 1.0  # two empty GSI queries, 0.5 RRU each
     # Log bytes ingested.
     worker_log_kb: float = 8.0
