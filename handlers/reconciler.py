@@ -118,16 +118,19 @@ def classify(task: StoppedTask) -> dict[str, Any]:
     reason = task.stopped_reason
     if task.stop_code in ("SpotInterruption", "TerminationNotice"):
         kind, message = "SpotInterruption", "Fargate Spot capacity was reclaimed"
-    elif "outofmemory" in task.container_reason.replace(" ", "").lower() or (
-        task.exit_code == OOM_EXIT_CODE
-    ):
+    elif "outofmemory" in task.container_reason.replace(" ", "").lower():
         kind, message = "OutOfMemory", "the container ran out of memory"
+    # The sweep's own stop reasons come before exit 137: a hung worker it stops is SIGKILLed
+    # when stopTimeout runs out, which looks like an OOM kill by exit code alone.
     elif reason.startswith("Timeout"):
         kind, message = "Timeout", reason
     elif reason.startswith("Heartbeat"):
         kind, message = "HeartbeatLost", reason
     elif reason.startswith("TaskLost"):
         kind, message = "TaskLost", reason
+    elif task.exit_code == OOM_EXIT_CODE and task.stop_code != "UserInitiated":
+        # SIGKILL nobody asked for (after a StopTask it is just the grace period ending).
+        kind, message = "OutOfMemory", "the container was killed (exit 137, likely out of memory)"
     elif task.stop_code == "TaskFailedToStart" or task.exit_code is None:
         kind, message = "TaskFailedToStart", task.container_reason or reason or "task never ran"
     elif task.exit_code == WorkerExit.INTERRUPTED:

@@ -738,18 +738,13 @@ def test_real_worker_processes_sigterm_and_crash(
                                   if not i.get("crash"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING for handlers/reconciler.py classify() (issue 3): a hung worker stopped by "
-    "the sweep (StopTask reason 'Timeout: ...' / 'Heartbeat: ...', then SIGKILL -> exit 137) "
-    "is recorded as OutOfMemory because exit 137 is tested before the stop reason. Check the "
-    "sweep's reasons first (or only treat 137 as OOM when the container reason says so).",
-)
 @pytest.mark.parametrize("reason", [
     "Timeout: job ran longer than its 60 s timeout",
     "Heartbeat: no heartbeat for 400 s (limit 300 s)",
 ])
 def test_sweep_stopped_hung_worker_is_not_reported_as_oom(reason: str) -> None:
+    """A hung worker the sweep stops (StopTask 'Timeout: ...' / 'Heartbeat: ...', then SIGKILL
+    when stopTimeout runs out -> exit 137) is a timeout, not an out-of-memory kill."""
     from handlers.reconciler import StoppedTask, classify
 
     task = StoppedTask.from_detail({

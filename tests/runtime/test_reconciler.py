@@ -301,3 +301,30 @@ def test_scheduled_run_without_job_is_recorded_and_retried(res) -> None:
     # The retry goes through the launcher like any job.
     relaunch(res, job_id)
     assert reconcile(event).startswith("ignored")
+
+
+@pytest.mark.parametrize(
+    ("stop_code", "reason", "expected"),
+    [
+        # SIGKILL nobody asked for: the kernel's OOM killer is the likely sender.
+        ("EssentialContainerExited", "Essential container in task exited", "OutOfMemory"),
+        # SIGKILL after a StopTask (cancel): the stopTimeout grace period ran out.
+        ("UserInitiated", "Cancelled by API request", "WorkerError"),
+        ("UserInitiated", "Timeout: job ran longer than its 60 s timeout", "Timeout"),
+        ("UserInitiated", "Heartbeat: no heartbeat for 400 s (limit 300 s)", "HeartbeatLost"),
+    ],
+)
+def test_exit_137_is_out_of_memory_only_when_nobody_stopped_the_task(
+    stop_code: str, reason: str, expected: str
+) -> None:
+    from handlers.reconciler import StoppedTask, classify
+
+    task = StoppedTask.from_detail(
+        {
+            "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/0",
+            "stopCode": stop_code,
+            "stoppedReason": reason,
+            "containers": [{"name": "worker", "exitCode": 137}],
+        }
+    )
+    assert classify(task)["type"] == expected
