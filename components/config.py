@@ -198,6 +198,12 @@ class StackConfig:
     """Model the seed workers invoke. Default Claude 3 Haiku (on-demand in us-east-1)."""
     keep_images: int = 10
     """ECR lifecycle: images kept per worker repository. Default 10."""
+    launcher_max_concurrency: int | None = None
+    """Maximum concurrency of each worker queue's trigger (2..1000), protecting the account's
+    Lambda concurrency from a burst. Default ``None`` (unset): AWS then scales an idle queue's
+    pollers down to as few as 2 instead of 5 (the optimisation is off when the setting is on),
+    which is most of an idle stack's cost. A worker's task cap is enforced by the launcher
+    either way."""
     log_level: str = "INFO"
     """Log level of Lambdas and workers. Default INFO."""
 
@@ -224,7 +230,7 @@ _TOP_LEVEL_KEYS = (
     "network", "logRetentionDays", "protect", "pointInTimeRecovery", "alarms",
     "containerInsights", "spotShare", "spotFallback", "api", "functions", "results",
     "jobTtlDays", "sweepRate", "heartbeatStaleSeconds", "notifications", "bedrockModelId",
-    "ecr", "logLevel",
+    "ecr", "logLevel", "launcherMaxConcurrency",
 )  # fmt: skip
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -395,6 +401,15 @@ def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> Stac
             aws_rules.bedrock_model_id,
         ),
         keep_images=_ecr_keep_images(top),
+        launcher_max_concurrency=(
+            None
+            if top.raw("launcherMaxConcurrency") is None
+            else top.checked(
+                "launcherMaxConcurrency",
+                top.integer("launcherMaxConcurrency", 10),
+                aws_rules.esm_max_concurrency,
+            )
+        ),
         log_level=top.checked("logLevel", (top.string("logLevel") or "INFO"), _log_level),
     )
 

@@ -579,7 +579,7 @@ class FargateWorker(pulumi.ComponentResource):
                 consumer=launcher.function,
                 consumer_role_name=launcher.role.name,
                 consumer_timeout_seconds=platform.config.functions.launcher.timeout,
-                max_concurrency=min(max(args.max_concurrency, 2), 1000),
+                max_concurrency=platform.config.launcher_max_concurrency,
                 alarm_topic_arn=platform.failure_topic.arn if platform.alarms_enabled else None,
             ),
             opts=child,

@@ -55,8 +55,9 @@ class JobQueueArgs:
     consumer_timeout_seconds: int
     """The consumer's timeout; the visibility timeout is six times it (AWS guidance).
     Required. Example: ``60``."""
-    max_concurrency: int = 10
-    """Most concurrent consumer invocations for this queue (2..1000). Default ``10``."""
+    max_concurrency: int | None = None
+    """Most concurrent consumer invocations for this queue (2..1000). Default ``None``
+    (unset): AWS scales an idle queue's pollers down to as few as 2 only without it."""
     batch_size: int = 10
     """Messages per invocation (1..10 on FIFO). Default ``10``."""
     max_receive_count: int = 20
@@ -77,7 +78,8 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
     queue_name = aws_rules.fifo_queue_name(f"{args.name_prefix}-{name}.fifo", "queue name")
     dlq_name = aws_rules.fifo_queue_name(f"{args.name_prefix}-{name}-dlq.fifo", "DLQ name")
     aws_rules.sqs_batch_size(args.batch_size, "batch_size")
-    aws_rules.esm_max_concurrency(args.max_concurrency, "max_concurrency")
+    if args.max_concurrency is not None:
+        aws_rules.esm_max_concurrency(args.max_concurrency, "max_concurrency")
     # AWS rule: RedrivePolicy maxReceiveCount is 1..1000.
     if not 1 <= args.max_receive_count <= aws_rules.SQS_MAX_RECEIVE_COUNT:
         raise AwsConstraintError(
@@ -179,8 +181,12 @@ class JobQueue(pulumi.ComponentResource):
             function_name=args.consumer.arn,
             batch_size=args.batch_size,
             function_response_types=["ReportBatchItemFailures"],
-            scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
-                maximum_concurrency=args.max_concurrency
+            scaling_config=(
+                None
+                if args.max_concurrency is None
+                else aws.lambda_.EventSourceMappingScalingConfigArgs(
+                    maximum_concurrency=args.max_concurrency
+                )
             ),
             enabled=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.consumer_policy]),

@@ -18,7 +18,7 @@ import pytest
 import jobcontract
 from components import iam
 from components.aws_rules import AwsConstraintError
-from components.config import StackConfig, parse_config
+from components.config import ConfigError, StackConfig, parse_config
 from components.fargate_worker import FargateWorker, FargateWorkerArgs, looks_secret
 from components.offline import MockResource, StackGraph, run_program
 from jobcontract import Env, WorkerField
@@ -468,7 +468,8 @@ def test_queue_consumed_by_launcher_with_derived_visibility(graph: StackGraph) -
     assert queue["name"] == "ai-batch-dev-summarize.fifo"
     assert queue["visibilityTimeoutSeconds"] == 6 * launcher["timeout"]
     esm = graph.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
-    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 25}
+    # dev leaves launcherMaxConcurrency unset: AWS may then drop an idle queue to 2 pollers.
+    assert "scalingConfig" not in esm.inputs
     # dev: alarms off -> no DLQ alarm.
     assert graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
 
@@ -559,3 +560,13 @@ def test_security_checklist_passes(graph: StackGraph, source: Path) -> None:
     assert checklist_violations(graph, "summarize") == []
     prod = run_worker(stack_config("prod", protect=True, alarms=True), source)
     assert checklist_violations(prod, "summarize", "prod") == []
+
+
+def test_trigger_max_concurrency_comes_from_the_stack(source: Path) -> None:
+    """The worker's task cap (max_concurrency) is the launcher's business; the trigger's
+    concurrency is a stack setting (prod caps it, dev leaves it unset for idle cost)."""
+    capped = run_worker(stack_config("prod", launcherMaxConcurrency=10), source)
+    esm = capped.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
+    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 10}
+    with pytest.raises(ConfigError, match="ai-batch:launcherMaxConcurrency"):
+        stack_config("prod", launcherMaxConcurrency=1)  # AWS minimum is 2
