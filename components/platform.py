@@ -386,37 +386,47 @@ class BatchPlatform(pulumi.ComponentResource):
         self.slack_webhook_secret = None
         self.notion_secret = None
         if notes.slack_webhook is not None:
-            self.slack_webhook_secret = aws.secretsmanager.Secret(
+            self.slack_webhook_secret = self._secret(
                 f"{name}-slack-webhook",
-                name=f"{self.name_prefix}/slack-webhook",
-                description="Slack incoming-webhook URL for job failure notifications",
-                recovery_window_in_days=recovery,
-                opts=child,
-            )
-            aws.secretsmanager.SecretVersion(
-                f"{name}-slack-webhook-value",
-                secret_id=self.slack_webhook_secret.id,
-                secret_string=notes.slack_webhook,
-                opts=child,
+                "slack-webhook",
+                "Slack incoming-webhook URL for job failure notifications",
+                notes.slack_webhook,
+                recovery,
             )
         if notes.notion_token is not None and notes.notion_database_id is not None:
             database_id = notes.notion_database_id
-            self.notion_secret = aws.secretsmanager.Secret(
+            self.notion_secret = self._secret(
                 f"{name}-notion",
-                name=f"{self.name_prefix}/notion",
-                description='Notion {"token", "database_id"} for job failure pages',
-                recovery_window_in_days=recovery,
-                opts=child,
-            )
-            aws.secretsmanager.SecretVersion(
-                f"{name}-notion-value",
-                secret_id=self.notion_secret.id,
+                "notion",
+                'Notion {"token", "database_id"} for job failure pages',
                 # Still a secret: apply on a secret Output yields a secret Output.
-                secret_string=notes.notion_token.apply(
+                notes.notion_token.apply(
                     lambda token: json.dumps({"token": token, "database_id": database_id})
                 ),
-                opts=child,
+                recovery,
             )
+
+    def _secret(
+        self,
+        resource_name: str,
+        secret_name: str,
+        description: str,
+        value: pulumi.Input[str],
+        recovery_days: int,
+    ) -> aws.secretsmanager.Secret:
+        """A Secrets Manager secret holding a value from secret config (never plain env)."""
+        child = pulumi.ResourceOptions(parent=self)
+        secret = aws.secretsmanager.Secret(
+            resource_name,
+            name=f"{self.name_prefix}/{secret_name}",
+            description=description,
+            recovery_window_in_days=recovery_days,
+            opts=child,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{resource_name}-value", secret_id=secret.id, secret_string=value, opts=child
+        )
+        return secret
 
     @property
     def secret_arns(self) -> list[pulumi.Output[str]]:
