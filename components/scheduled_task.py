@@ -59,6 +59,7 @@ _SCHEDULE_NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
 DLQ_RETENTION_SECONDS = 1_209_600  # 14 days, the SQS maximum
 SCHEDULER_DLQ_ACTIONS = ("sqs:SendMessage",)
 TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)
+SCHEDULE_GROUP = "default"  # the account's built-in group: nothing to create or pay for
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -175,9 +176,12 @@ class ScheduledTask(pulumi.ComponentResource):
             opts=child,
         )
 
-        schedule_arn = pulumi.Output.concat(
-            "arn:", partition, ":scheduler:", region, ":", account, ":schedule/default/",
-            schedule_name,
+        # AWS rule: Scheduler assumes its execution role with aws:SourceArn = the schedule
+        # GROUP's ARN (never the schedule's), so a condition naming the schedule makes every
+        # invocation fail to assume the role (Scheduler user guide, "Set up the execution role").
+        group_arn = pulumi.Output.concat(
+            "arn:", partition, ":scheduler:", region, ":", account, ":schedule-group/",
+            SCHEDULE_GROUP,
         )  # fmt: skip
         self.role = aws.iam.Role(
             f"{name}-role",
@@ -191,10 +195,10 @@ class ScheduledTask(pulumi.ComponentResource):
                             "Effect": "Allow",
                             "Principal": {"Service": "scheduler.amazonaws.com"},
                             "Action": "sts:AssumeRole",
-                            # Confused-deputy guard: only this account's schedule.
+                            # Confused-deputy guard: only this account's schedule group.
                             "Condition": {
                                 "StringEquals": {"aws:SourceAccount": account},
-                                "ArnLike": {"aws:SourceArn": schedule_arn},
+                                "ArnEquals": {"aws:SourceArn": group_arn},
                             },
                         }
                     ],
@@ -235,7 +239,7 @@ class ScheduledTask(pulumi.ComponentResource):
         self.schedule = aws.scheduler.Schedule(
             f"{name}-schedule",
             name=schedule_name,
-            group_name="default",
+            group_name=SCHEDULE_GROUP,
             description=args.description or f"Runs worker {worker.worker_name} ({name})",
             schedule_expression=args.schedule.strip(),
             schedule_expression_timezone=args.timezone,

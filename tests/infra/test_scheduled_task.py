@@ -117,9 +117,11 @@ def test_role_trust_and_scope(graph: StackGraph) -> None:
     (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
-    assert trust["Condition"]["ArnLike"]["aws:SourceArn"].endswith(
-        ":schedule/default/ai-batch-dev-nightly"
-    )
+    # AWS rule: Scheduler's aws:SourceArn is the schedule group's ARN, not the schedule's.
+    assert trust["Condition"]["ArnEquals"] == {
+        "aws:SourceArn": "arn:aws:scheduler:us-east-1:123456789012:schedule-group/default"
+    }
+    assert "ArnLike" not in trust["Condition"]
 
     statements = {
         s["Sid"]: s
