@@ -52,6 +52,13 @@ TRANSIENT_CODES = frozenset(
         "LimitExceededException",
     }
 )
+# Words of the RunTask errors and ``failures[].reason`` strings real ECS sends for conditions
+# that pass: no Fargate (Spot) capacity ("Capacity is unavailable at this time..."), the
+# control plane's rate limit (a ClientException or ThrottlingException "Rate exceeded"),
+# the account's concurrent vCPU/task quota ("You've reached the limit on the number of
+# vCPUs you can run concurrently": it frees up as other tasks stop), and EC2 placement
+# ("RESOURCE:CPU"). Such a launch is retried, never failed.
+TRANSIENT_MARKERS = ("capacity", "rate exceeded", "throttl", "reached the limit", "resource:")
 ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
 
 
@@ -78,6 +85,12 @@ def _store() -> JobStore:
 def client_token(job_id: str, attempt: int) -> str:
     """RunTask idempotency token: at most 64 ASCII characters, one per (job, attempt)."""
     return hashlib.sha256(f"{job_id}#{attempt}".encode()).hexdigest()[:64]
+
+
+def is_transient_reason(text: str) -> bool:
+    """Whether an ECS error message or failure reason names a condition that passes."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in TRANSIENT_MARKERS)
 
 
 def parse_message(body: str) -> tuple[str, int]:
@@ -274,7 +287,7 @@ class Launcher:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = str(error.get("Code", "")), str(error.get("Message", ""))
-            if code in TRANSIENT_CODES or "capacity" in message.lower():
+            if code in TRANSIENT_CODES or is_transient_reason(message):
                 raise LaunchRetry(f"{code}: {message}") from exc
             raise LaunchFailed(f"{code}: {message}") from exc
         except BotoCoreError as exc:  # connection problems: try again later
@@ -287,8 +300,7 @@ class Launcher:
         reasons = "; ".join(
             f"{f.get('reason', '')} {f.get('detail', '')}".strip() for f in resp.get("failures", [])
         )
-        upper = reasons.upper()
-        if "CAPACITY" in upper or "RESOURCE:" in upper or "THROTTL" in upper or not reasons:
+        if not reasons or is_transient_reason(reasons):
             raise LaunchRetry(reasons or "RunTask started no task")
         raise LaunchFailed(reasons)
 
@@ -403,9 +415,15 @@ def retry_visibility(receive_count: int) -> int:
     return int(min(BACKOFF_FIRST_SECONDS * 2**exponent, BACKOFF_MAX_SECONDS))
 
 
-def _queue_url(queue_arn: str) -> str:
-    # arn:aws:sqs:<region>:<account>:<name> -> the queue URL SQS accepts in every region.
+def _queue_url(queue_arn: str, endpoint_url: str | None = None, client_region: str = "") -> str:
+    """arn:<partition>:sqs:<region>:<account>:<name> -> its queue URL.
+
+    The host is the SQS client's own endpoint when the client is in the queue's region: that
+    is right in every partition (``.amazonaws.com.cn``, the ISO partitions' own DNS suffixes,
+    a local endpoint) without a table of domains here. Otherwise the public pattern."""
     _, partition, _, region, account, name = queue_arn.split(":", 5)
+    if endpoint_url and client_region == region:
+        return f"{endpoint_url.rstrip('/')}/{account}/{name}"
     domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
     return f"https://sqs.{region}.{domain}/{account}/{name}"
 
@@ -414,8 +432,14 @@ def _back_off(record: dict[str, Any]) -> None:
     """Best effort: without it the message simply returns after the queue's own timeout."""
     try:
         receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
-        _aws.client("sqs").change_message_visibility(
-            QueueUrl=_queue_url(str(record["eventSourceARN"])),
+        sqs = _aws.client("sqs")
+        meta = getattr(sqs, "meta", None)  # absent on test doubles
+        sqs.change_message_visibility(
+            QueueUrl=_queue_url(
+                str(record["eventSourceARN"]),
+                getattr(meta, "endpoint_url", None),
+                str(getattr(meta, "region_name", "")),
+            ),
             ReceiptHandle=str(record["receiptHandle"]),
             VisibilityTimeout=retry_visibility(receive_count),
         )

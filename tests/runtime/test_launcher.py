@@ -318,3 +318,72 @@ def test_stale_attempt_message_is_deleted_without_a_launch(res) -> None:
     assert fake.run_calls == []
     job = store.get(job_id)
     assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        # Real ECS: the account's concurrent Fargate vCPU quota, as a RunTask error and as a
+        # failures[] reason; and the control plane's rate limit as a ClientException.
+        ("ClientException", "You've reached the limit on the number of vCPUs you can run "
+         "concurrently"),
+        {"tasks": [], "failures": [{"reason": "You've reached the limit on the number of "
+                                              "tasks you can run concurrently"}]},
+        ("ClientException", "Rate exceeded"),
+    ],
+)
+def test_quota_and_rate_limit_are_retried_not_failed(res, fault: Any) -> None:
+    """These conditions pass as other tasks stop / the token bucket refills: the job must stay
+    claimed and come back, not be FAILED as a permanent launch error."""
+    fake = FaultyEcs([fault])
+    _aws.set_client("ecs", fake)
+    job_id = submit("solo")
+    out, messages = deliver(res, "solo")
+    assert out["batchItemFailures"] == [{"itemIdentifier": messages[0]["MessageId"]}]
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and JobField.TASK_ARN not in job
+
+
+def test_permanent_failure_reason_still_fails() -> None:
+    assert not launcher.is_transient_reason("MISSING")
+    assert not launcher.is_transient_reason("InvalidParameterException: TaskDefinition inactive")
+    assert launcher.is_transient_reason("Capacity is unavailable at this time.")
+
+
+@pytest.mark.parametrize(
+    ("arn", "endpoint", "region", "url"),
+    [
+        (
+            "arn:aws-cn:sqs:cn-north-1:123456789012:q.fifo",
+            "https://sqs.cn-north-1.amazonaws.com.cn",
+            "cn-north-1",
+            "https://sqs.cn-north-1.amazonaws.com.cn/123456789012/q.fifo",
+        ),
+        (
+            "arn:aws-iso:sqs:us-iso-east-1:123456789012:q.fifo",
+            "https://sqs.us-iso-east-1.c2s.ic.gov",
+            "us-iso-east-1",
+            "https://sqs.us-iso-east-1.c2s.ic.gov/123456789012/q.fifo",
+        ),
+        (  # a client of another region: the public pattern of the queue's own region
+            "arn:aws:sqs:eu-west-1:123456789012:q.fifo",
+            "https://sqs.us-east-1.amazonaws.com",
+            "us-east-1",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/q.fifo",
+        ),
+    ],
+)
+def test_queue_url_uses_the_partitions_own_endpoint(arn, endpoint, region, url) -> None:
+    assert launcher._queue_url(arn, endpoint, region) == url
+
+
+def test_queue_url_matches_botocores_endpoint_for_the_region(monkeypatch) -> None:
+    """The host botocore itself resolves for SQS in a non-commercial partition."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_SQS", raising=False)
+    sqs = boto3.session.Session().client(
+        "sqs", region_name="us-iso-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    arn = "arn:aws-iso:sqs:us-iso-east-1:123456789012:jobs.fifo"
+    got = launcher._queue_url(arn, sqs.meta.endpoint_url, sqs.meta.region_name)
+    assert got == "https://sqs.us-iso-east-1.c2s.ic.gov/123456789012/jobs.fifo"
