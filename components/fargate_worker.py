@@ -637,7 +637,11 @@ class FargateWorker(pulumi.ComponentResource):
             table_name=platform.jobs_table.name,
             hash_key=jobcontract.Table.PK,
             item=pulumi.Output.json_dumps(self._registration_item(name, args, v)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[launcher_policy, *send_policies]),
+            # ... and once the cluster has FARGATE/FARGATE_SPOT attached (RunTask needs them).
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[launcher_policy, *send_policies, platform.capacity_providers],
+            ),
         )
 
         self.register_outputs(

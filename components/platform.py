@@ -43,6 +43,7 @@ class BatchPlatform(pulumi.ComponentResource):
     config: StackConfig
     name_prefix: str
     cluster: aws.ecs.Cluster
+    capacity_providers: aws.ecs.ClusterCapacityProviders
     jobs_table: aws.dynamodb.Table
     results_bucket: aws.s3.Bucket
     failure_topic: aws.sns.Topic
@@ -213,7 +214,9 @@ class BatchPlatform(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        aws.ecs.ClusterCapacityProviders(
+        # AWS rule: RunTask with a capacity provider strategy fails unless the providers are
+        # attached to the cluster; whatever can start a task depends on this resource.
+        self.capacity_providers = aws.ecs.ClusterCapacityProviders(
             f"{name}-capacity",
             cluster_name=self.cluster.name,
             capacity_providers=["FARGATE", "FARGATE_SPOT"],

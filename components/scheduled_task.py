@@ -279,7 +279,10 @@ class ScheduledTask(pulumi.ComponentResource):
                     tags={TAG_SCHEDULE: name, TAG_SOURCE: "schedule"},
                 ),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            # RunTask with a capacity provider strategy needs the providers on the cluster.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[policy, platform.capacity_providers]
+            ),
         )
 
         self.dlq_alarm = None

@@ -76,10 +76,14 @@ def fake_platform(config: StackConfig) -> Any:
             for s in config.capacity_strategy()
         ]
 
+    cluster = aws.ecs.Cluster("cluster", name=prefix)
     return SimpleNamespace(
         config=config,
         name_prefix=prefix,
-        cluster=aws.ecs.Cluster("cluster", name=prefix),
+        cluster=cluster,
+        capacity_providers=aws.ecs.ClusterCapacityProviders(
+            "capacity", cluster_name=cluster.name, capacity_providers=["FARGATE", "FARGATE_SPOT"]
+        ),
         jobs_table=aws.dynamodb.Table(
             "jobs",
             name=f"{prefix}-jobs",
@@ -478,6 +482,14 @@ def test_dlq_alarm_when_alarms_on(source: Path) -> None:
     g = run_worker(stack_config("prod", alarms=True), source)
     alarm = g.named("aws:cloudwatch/metricAlarm:MetricAlarm", "summarize-dlq-depth").inputs
     assert alarm["alarmActions"] == [g.named("aws:sns/topic:Topic", "failures").outputs["arn"]]
+
+
+def test_registration_waits_for_cluster_capacity_providers(graph: StackGraph) -> None:
+    # AWS rule: RunTask with a capacity provider strategy fails until FARGATE/FARGATE_SPOT are
+    # attached to the cluster; the registration is what lets the API accept jobs.
+    reg = graph.named("aws:dynamodb/tableItem:TableItem", "summarize-registration")
+    assert "capacity" in reg.depends_on
+    assert "summarize-launcher-run" in reg.depends_on
 
 
 def test_registration_item(graph: StackGraph) -> None:

@@ -266,3 +266,17 @@ def test_each_worker_registers_the_input_schema_of_its_folder(dev_graph: StackGr
     assert set(registered) == {w.name for w in SEED_WORKERS}
     for name, schema in registered.items():
         assert schema == json.loads((root / "workers" / name / "input_schema.json").read_text())
+
+
+def test_nothing_can_run_a_task_before_the_capacity_providers_exist(dev_graph: StackGraph) -> None:
+    """AWS rule: RunTask with a capacity provider strategy fails until the providers are attached
+    (ClusterCapacityProviders); registrations (the API's door) and schedules wait for them."""
+    starters = [
+        *dev_graph.of_type("aws:dynamodb/tableItem:TableItem"),
+        *dev_graph.of_type("aws:scheduler/schedule:Schedule"),
+    ]
+    registrations = [r for r in starters if r.name.endswith("-registration")]
+    schedules = [r for r in starters if r.type.startswith("aws:scheduler")]
+    assert registrations and schedules
+    for resource in (*registrations, *schedules):
+        assert "platform-capacity" in resource.depends_on, resource.name

@@ -110,6 +110,12 @@ def test_retry_policy_and_dead_letter_queue(graph: StackGraph) -> None:
     assert stmt["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
+def test_schedule_waits_for_role_policy_and_capacity_providers(graph: StackGraph) -> None:
+    # Scheduler's RunTask uses a capacity provider strategy: the providers must be attached.
+    schedule = graph.named(SCHEDULE, "nightly-schedule")
+    assert {"capacity", "nightly-run-task"} <= set(schedule.depends_on)
+
+
 def test_role_trust_and_scope(graph: StackGraph) -> None:
     role = graph.named("aws:iam/role:Role", "nightly-role")
     target = graph.named(SCHEDULE, "nightly-schedule").inputs["target"]
