@@ -145,14 +145,19 @@ class Sweeper:
         if waited is None or waited <= self.redrive_after:
             return
         job_id = str(job[JobField.JOB_ID])
+        if job_id in self.report.settled:
+            return  # re-queued by this very sweep: its message was just sent
         worker = get_worker(self.store, str(job[JobField.WORKER]))
         if worker is None:
             return
         attempt = int(job.get(JobField.ATTEMPTS, 0))
+        message = queue_message(job_id, attempt)
+        # A deliberate re-send: SQS FIFO silently drops a message whose deduplication id it
+        # accepted in the last 5 minutes (even if that message is gone), so the redrive gets
+        # its own id. A duplicate is harmless: the launcher's claim is conditional.
+        message["MessageDeduplicationId"] = redrive_dedup_id(job_id, attempt, self.now)
         try:
-            _aws.client("sqs").send_message(
-                QueueUrl=worker.queue_url, **queue_message(job_id, attempt)
-            )
+            _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **message)
         except (ClientError, BotoCoreError) as exc:
             _aws.log("ERROR", "sweep_redrive_failed", job_id=job_id, error=str(exc))
             return
@@ -164,6 +169,11 @@ class Sweeper:
         except Exception as exc:  # the job moved on (e.g. launched): nothing to do
             _aws.log("INFO", "sweep_redrive_raced", job_id=job_id, error=str(exc))
         self.report.redriven.append(job_id)
+
+
+def redrive_dedup_id(job_id: str, attempt: int, now: datetime) -> str:
+    """FIFO deduplication id of one sweep redrive (at most 128 characters)."""
+    return f"{job_id}-{attempt}-redrive-{int(now.timestamp())}"[-128:]
 
 
 def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, Any]:

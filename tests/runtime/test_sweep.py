@@ -114,3 +114,33 @@ def test_stale_queued_job_is_redriven_once(res) -> None:
     assert Sweeper(now=later(901)).run().redriven == [job_id]
     sent = [json.loads(m["Body"]) for m in receive_all(res.workers["echo"].queue_url)]
     assert sent == [{"job_id": job_id, "attempt": 0}]
+
+
+def _dedup_ids(queue_url: str) -> list[str]:
+    sqs = boto3.client("sqs")
+    got = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["MessageDeduplicationId"],
+    ).get("Messages", [])
+    for m in got:
+        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return [m["Attributes"]["MessageDeduplicationId"] for m in got]
+
+
+def test_redrive_uses_a_fresh_deduplication_id_each_time(res) -> None:
+    """Real SQS FIFO drops (silently) a send whose deduplication id it accepted in the last
+    5 minutes, even after that message was deleted (moto does not model this). A redrive
+    must therefore not reuse the original send's id, nor an earlier redrive's."""
+    from tests.runtime.helpers import call
+
+    job_id = call("POST", "/jobs", {"worker": "echo", "input": {"items": []}})[1]["job_id"]
+    url = res.workers["echo"].queue_url
+    original = _dedup_ids(url)
+    assert Sweeper(now=later(901)).run().redriven == [job_id]
+    first = _dedup_ids(url)
+    assert Sweeper(now=later(1900)).run().redriven == [job_id]
+    second = _dedup_ids(url)
+    assert len(original) == len(first) == len(second) == 1
+    assert len({original[0], first[0], second[0]}) == 3
+    assert all(len(d) <= 128 for d in first + second)
