@@ -280,3 +280,30 @@ def test_nothing_can_run_a_task_before_the_capacity_providers_exist(dev_graph: S
     assert registrations and schedules
     for resource in (*registrations, *schedules):
         assert "platform-capacity" in resource.depends_on, resource.name
+
+
+# AWS rule (IAM quotas): the inline policies of one role total at most 10,240 characters,
+# whitespace not counted. Every worker adds inline policies to the control-plane roles, so the
+# launcher's total grows with each worker and `pulumi up` fails with LimitExceeded past it.
+ROLE_INLINE_POLICY_MAX_CHARS = 10_240
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_inline_policies_per_role_fit_the_iam_quota(
+    stack: str, dev_graph: StackGraph, prod_graph: StackGraph
+) -> None:
+    graph = dev_graph if stack == "dev" else prod_graph
+    per_role: Counter[str] = Counter()
+    for policy in graph.of_type("aws:iam/rolePolicy:RolePolicy"):
+        text = policy.inputs["policy"]
+        per_role[str(policy.inputs["role"])] += len("".join(text.split()))
+    assert per_role, "no inline policies recorded"
+    role, size = per_role.most_common(1)[0]
+    # Headroom for at least as many workers again as the seed set.
+    launcher = next(r for r in per_role if r.startswith("launcher-role"))
+    per_worker = sum(
+        len("".join(p.inputs["policy"].split()))
+        for p in graph.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.inputs["role"] == launcher and p.name.startswith(tuple(WORKERS))
+    ) / len(WORKERS)
+    assert size + per_worker * len(WORKERS) <= ROLE_INLINE_POLICY_MAX_CHARS, (role, size)
