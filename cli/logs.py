@@ -85,10 +85,18 @@ def _log_target(session: Any, task_definition: str) -> tuple[str, str]:
 def _task_ids(session: Any, cluster: str | None, job_id: str) -> list[str]:
     if not cluster:
         return []
+    from botocore.exceptions import ClientError
+
     ecs = session.client("ecs")
     arns: list[str] = []
     for status in ("RUNNING", "STOPPED"):
-        arns += ecs.list_tasks(cluster=cluster, startedBy=job_id, desiredStatus=status)["taskArns"]
+        # The ListTasks reference says startedBy "must be the only filter": should ECS refuse
+        # it next to desiredStatus, the job's recorded task and the log search still work.
+        try:
+            page = ecs.list_tasks(cluster=cluster, startedBy=job_id, desiredStatus=status)
+        except ClientError:
+            continue
+        arns += page["taskArns"]
     return [a.rsplit("/", 1)[-1] for a in arns]
 
 

@@ -89,3 +89,27 @@ def test_local_logs_follow_every_attempt_in_order(tmp_path: Path) -> None:
             tmp_path, "other_" + "c" * 32, io.StringIO(), follow=False, job_status=lambda: "QUEUED"
         )
     assert info.value.code == Exit.NOT_FOUND
+
+
+def test_task_ids_survive_ecs_refusing_started_by_with_a_status_filter() -> None:
+    """The ListTasks reference says startedBy must be the only filter: if real ECS refuses
+    it next to desiredStatus, the logs command must fall back (not crash)."""
+    from botocore.exceptions import ClientError
+
+    from cli.logs import _task_ids
+
+    class Ecs:
+        def list_tasks(self, **kwargs: Any) -> dict[str, Any]:
+            if kwargs.get("desiredStatus") == "STOPPED":
+                raise ClientError(
+                    {"Error": {"Code": "InvalidParameterException", "Message": "filters"}},
+                    "ListTasks",
+                )
+            return {"taskArns": ["arn:aws:ecs:us-east-1:123456789012:task/c/abc"]}
+
+    class OneSession:
+        def client(self, service: str) -> Any:
+            assert service == "ecs"
+            return Ecs()
+
+    assert _task_ids(OneSession(), "c", JOB) == ["abc"]
