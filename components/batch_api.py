@@ -9,8 +9,10 @@ What it makes:
   stage-wide throttling (``MethodSettings "*/*"``) and JSON access logs to its own log group;
 - a usage plan (throttle + quota from the stack config), one API key attached to it;
 - with ``api.allowedIps``: a resource policy allowing ``execute-api:Invoke`` only from those
-  CIDRs. Without it there is no resource policy: the API key and usage plan are the gate, and
-  an "allow everyone" policy would add nothing but a redeploy on every change;
+  CIDRs, embedded in the body as ``x-amazon-apigateway-policy`` (a body update would wipe a
+  policy attached separately). Without it there is no resource policy: the API key and usage
+  plan are the gate, and an "allow everyone" policy would add nothing but a redeploy on every
+  change;
 - the Lambda permission for API Gateway, scoped to this API's stage;
 - only with ``api.manageCloudWatchRole``: API Gateway's CloudWatch role. That setting is ONE
   per account and region (``aws.apigateway.Account``): managing it here overwrites whatever
@@ -47,6 +49,14 @@ if TYPE_CHECKING:
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
 INVOKE_ARN_PLACEHOLDER = "{{API_HANDLER_INVOKE_ARN}}"
+# AWS rule: the REST API's resource policy travels in the imported body. PutRestApi in
+# overwrite mode replaces the API definition *including its policy*, so a policy attached
+# beside the body (aws.apigateway.RestApiPolicy) is silently wiped by the next body update
+# (pulumi/pulumi-aws#4296, hashicorp/terraform-provider-aws#49672).
+POLICY_EXTENSION = "x-amazon-apigateway-policy"
+# API Gateway expands "execute-api:/*" to this API's arn:...:execute-api:<region>:<acct>:<id>/*
+# on import (the API's own id is not known before the API exists).
+THIS_API = "execute-api:"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 # What API Gateway's account-wide CloudWatch role needs (the AWS-managed
 # AmazonAPIGatewayPushToCloudWatchLogs policy, but limited to this account's log groups).
@@ -107,9 +117,16 @@ def load_openapi(path: Path | str = OPENAPI_PATH) -> dict[str, Any]:
     return doc
 
 
-def render_openapi(invoke_arn: str, path: Path | str = OPENAPI_PATH) -> str:
-    """The document as API Gateway imports it: JSON, the handler's invoke ARN filled in."""
+def render_openapi(
+    invoke_arn: str,
+    path: Path | str = OPENAPI_PATH,
+    resource_policy: Mapping[str, Any] | None = None,
+) -> str:
+    """The document as API Gateway imports it: JSON, the handler's invoke ARN filled in, and
+    the resource policy (if any) as ``x-amazon-apigateway-policy``."""
     doc = load_openapi(path)
+    if resource_policy is not None:
+        doc[POLICY_EXTENSION] = dict(resource_policy)
     placeholders = 0
 
     def fill(value: Any) -> Any:
@@ -165,7 +182,8 @@ def deployment_hash(body: str, policy: str) -> str:
 
 
 def ip_allow_policy(execution_arn: str, cidrs: tuple[str, ...]) -> str:
-    """Resource policy: Invoke allowed, and denied from any source outside ``cidrs``."""
+    """Resource policy: Invoke allowed, and denied from any source outside ``cidrs``.
+    ``execution_arn`` is the API's execution ARN, or ``THIS_API`` inside the imported body."""
     resource = f"{execution_arn}/*"
     return json.dumps(
         {
@@ -200,7 +218,8 @@ class BatchApi(pulumi.ComponentResource):
     stage: aws.apigateway.Stage
     usage_plan: aws.apigateway.UsagePlan
     api_key: aws.apigateway.ApiKey
-    resource_policy: aws.apigateway.RestApiPolicy | None
+    resource_policy: dict[str, Any] | None
+    """The IP allow-list policy embedded in the body, or ``None`` (no ``api.allowedIps``)."""
     cloudwatch_account: aws.apigateway.Account | None
     access_log_group: aws.cloudwatch.LogGroup | None
     url: pulumi.Output[str]
@@ -228,8 +247,11 @@ class BatchApi(pulumi.ComponentResource):
         prefix = platform.name_prefix
         child = pulumi.ResourceOptions(parent=self)
 
+        # With api.allowedIps, the resource policy is part of the body (see POLICY_EXTENSION).
+        policy_text = ip_allow_policy(THIS_API, allowed_ips) if allowed_ips else ""
+        resource_policy = json.loads(policy_text) if policy_text else None
         body = pulumi.Output.from_input(handler.invoke_arn).apply(
-            lambda arn: render_openapi(arn, document)
+            lambda arn: render_openapi(arn, document, resource_policy)
         )
         self.rest_api = aws.apigateway.RestApi(
             f"{name}-rest-api",
@@ -244,18 +266,7 @@ class BatchApi(pulumi.ComponentResource):
             opts=child,
         )
 
-        self.resource_policy = None
-        policy_text: pulumi.Output[str] = pulumi.Output.from_input("")
-        if allowed_ips:
-            policy_text = self.rest_api.execution_arn.apply(
-                lambda arn: ip_allow_policy(arn, allowed_ips)
-            )
-            self.resource_policy = aws.apigateway.RestApiPolicy(
-                f"{name}-ip-allow-list",
-                rest_api_id=self.rest_api.id,
-                policy=policy_text,
-                opts=child,
-            )
+        self.resource_policy = resource_policy
 
         handler.allow_invoke(
             f"{name}-invoke-handler",
@@ -272,13 +283,11 @@ class BatchApi(pulumi.ComponentResource):
             rest_api=self.rest_api.id,
             description="snapshot of openapi.yaml + integration + resource policy",
             triggers={
-                "redeployment": pulumi.Output.all(body, policy_text).apply(
-                    lambda parts: deployment_hash(parts[0], parts[1])
-                )
+                "redeployment": body.apply(lambda text: deployment_hash(text, policy_text))
             },
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[r for r in (self.rest_api, self.resource_policy) if r is not None],
+                depends_on=[self.rest_api],
                 replace_on_changes=["triggers"],
                 delete_before_replace=False,
             ),

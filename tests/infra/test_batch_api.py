@@ -156,18 +156,22 @@ def test_stage_uses_the_deployment(graph: StackGraph) -> None:
     assert stage["deployment"] == deployment["id"]
     assert stage["stageName"] == "v1"
     names = [r.name for r in graph.resources]
-    # Registration order mirrors the dependency order: body, policy, deployment, stage.
-    assert names.index("api-rest-api") < names.index("api-ip-allow-list")
-    assert names.index("api-ip-allow-list") < names.index("api-deployment")
+    # Registration order mirrors the dependency order: body (with policy), deployment, stage.
+    assert names.index("api-rest-api") < names.index("api-deployment")
     assert names.index("api-deployment") < names.index("api-stage")
+    assert "api-rest-api" in graph.named(DEPLOYMENT, "api-deployment").depends_on
 
 
 def test_resource_policy_with_allow_list(graph: StackGraph) -> None:
-    pol = graph.named("aws:apigateway/restApiPolicy:RestApiPolicy", "api-ip-allow-list").inputs
-    rest = graph.named(REST_API, "api-rest-api").outputs
-    assert pol["restApiId"] == rest["id"]
-    statements = {s["Sid"]: s for s in json.loads(pol["policy"])["Statement"]}
-    resource = rest["executionArn"] + "/*"
+    # AWS rule: PutRestApi (overwrite) replaces the policy with the body's; a separate
+    # RestApiPolicy would be wiped by the next body update, so the policy is in the body,
+    # with API Gateway's own shorthand for "this API" (expanded on import).
+    assert graph.of_type("aws:apigateway/restApiPolicy:RestApiPolicy") == []
+    rest = graph.named(REST_API, "api-rest-api").inputs
+    policy = json.loads(rest["body"])["x-amazon-apigateway-policy"]
+    assert "policy" not in rest
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    resource = "execute-api:/*"
     assert statements["AllowInvoke"]["Effect"] == "Allow"
     assert statements["AllowInvoke"]["Resource"] == resource
     deny = statements["DenyOutsideAllowList"]
@@ -181,6 +185,15 @@ def test_resource_policy_with_allow_list(graph: StackGraph) -> None:
 
 def test_no_resource_policy_without_allow_list(plain_graph: StackGraph) -> None:
     assert plain_graph.of_type("aws:apigateway/restApiPolicy:RestApiPolicy") == []
+    body = json.loads(plain_graph.named(REST_API, "api-rest-api").inputs["body"])
+    assert "x-amazon-apigateway-policy" not in body
+
+
+def test_allow_list_change_redeploys(graph: StackGraph, plain_graph: StackGraph) -> None:
+    # The deployment is a snapshot of body + policy: a different allow-list is a new one.
+    with_list = graph.named(DEPLOYMENT, "api-deployment").inputs["triggers"]
+    without = plain_graph.named(DEPLOYMENT, "api-deployment").inputs["triggers"]
+    assert with_list["redeployment"] != without["redeployment"]
 
 
 def test_lambda_permission_scoped_to_this_api(graph: StackGraph) -> None:
