@@ -282,11 +282,17 @@ class Launcher:
             kwargs["capacityProviderStrategy"] = strategy
         else:
             kwargs["launchType"] = "FARGATE"
+        default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
         try:
             resp = self.ecs.run_task(**kwargs)
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            existing = exc.response.get("resourceIds") or []
+            if code == "ConflictException" and existing:
+                # ECS: this client token already launched a task (its response was lost, and
+                # a parameter changed since, e.g. a redeploy): that task IS this attempt's.
+                return str(existing[0]), default
             if code in TRANSIENT_CODES or is_transient_reason(message):
                 raise LaunchRetry(f"{code}: {message}") from exc
             raise LaunchFailed(f"{code}: {message}") from exc
@@ -294,7 +300,6 @@ class Launcher:
             raise LaunchRetry(str(exc)) from exc
         tasks = resp.get("tasks", [])
         if tasks:
-            default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
             provider = str(tasks[0].get("capacityProviderName") or default)
             return str(tasks[0]["taskArn"]), provider
         reasons = "; ".join(

@@ -387,3 +387,32 @@ def test_queue_url_matches_botocores_endpoint_for_the_region(monkeypatch) -> Non
     arn = "arn:aws-iso:sqs:us-iso-east-1:123456789012:jobs.fifo"
     got = launcher._queue_url(arn, sqs.meta.endpoint_url, sqs.meta.region_name)
     assert got == "https://sqs.us-iso-east-1.c2s.ic.gov/123456789012/jobs.fifo"
+
+
+def test_conflict_on_a_used_token_adopts_the_task_it_launched(res) -> None:
+    """Real ECS answers a repeated clientToken with changed parameters (e.g. subnets after a
+    redeploy) with ConflictException carrying ``resourceIds``: the tasks that token already
+    launched. That task is this attempt's, so it is recorded, not the job failed."""
+    from botocore.stub import Stubber
+
+    ecs = boto3.client("ecs")
+    existing = "arn:aws:ecs:us-east-1:123456789012:task/c/0123456789abcdef0123456789abcdef"
+    stubber = Stubber(ecs)
+    stubber.add_client_error(
+        "run_task",
+        service_error_code="ConflictException",
+        service_message="The provided clientToken is already in use with a different request",
+        http_status_code=400,
+        modeled_fields={"resourceIds": [existing]},
+    )
+    stubber.activate()
+    _aws.set_client("ecs", ecs)
+    lau = launcher.Launcher()
+    lau._running["solo"] = 0  # no ListTasks against the stub
+    job_id = submit("solo")
+    messages = receive_all(res.workers["solo"].queue_url)
+    outcome = lau.process(messages[0]["Body"])
+    assert outcome.action == "launched" and outcome.task_arn == existing
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.TASK_ARN] == existing
+    stubber.assert_no_pending_responses()
