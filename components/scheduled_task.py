@@ -261,15 +261,23 @@ class ScheduledTask(pulumi.ComponentResource):
                 ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
                     task_definition_arn=worker.task_definition.arn,
                     task_count=1,
-                    # No launch type: a capacity provider strategy replaces it (AWS rule).
-                    capacity_provider_strategies=[
-                        aws.scheduler.ScheduleTargetEcsParametersCapacityProviderStrategyArgs(
-                            capacity_provider=s["capacityProvider"],
-                            weight=s["weight"],
-                            base=s["base"],
-                        )
-                        for s in worker.capacity_provider_strategy
-                    ],
+                    # AWS rule (Scheduler AwsVpcConfiguration): AssignPublicIp ENABLED only with
+                    # LaunchType FARGATE, and a launch type excludes a capacity provider
+                    # strategy. So public mode runs scheduled tasks on-demand; private mode
+                    # keeps the worker's strategy (Spot allowed).
+                    launch_type="FARGATE" if platform.assign_public_ip else None,
+                    capacity_provider_strategies=(
+                        None
+                        if platform.assign_public_ip
+                        else [
+                            aws.scheduler.ScheduleTargetEcsParametersCapacityProviderStrategyArgs(
+                                capacity_provider=s["capacityProvider"],
+                                weight=s["weight"],
+                                base=s["base"],
+                            )
+                            for s in worker.capacity_provider_strategy
+                        ]
+                    ),
                     network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
                         subnets=network.apply(lambda n: n["subnets"]),
                         security_groups=network.apply(lambda n: n["securityGroups"]),

@@ -72,11 +72,10 @@ def test_target_runs_the_worker_task_in_the_cluster(graph: StackGraph) -> None:
     ecs = target["ecsParameters"]
     assert ecs["taskDefinitionArn"] == task["arn"]
     assert ecs["taskCount"] == 1
-    assert "launchType" not in ecs  # a capacity provider strategy replaces it
-    assert ecs["capacityProviderStrategies"] == [
-        {"capacityProvider": "FARGATE_SPOT", "weight": 7, "base": 0},
-        {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
-    ]
+    # Public mode: Scheduler takes AssignPublicIp ENABLED only with LaunchType FARGATE, and a
+    # launch type excludes a capacity provider strategy (AWS Scheduler API reference).
+    assert ecs["launchType"] == "FARGATE"
+    assert "capacityProviderStrategies" not in ecs
     net = ecs["networkConfiguration"]
     assert net["subnets"] == ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"]
     sg = graph.named("aws:ec2/securityGroup:SecurityGroup", "tasks").outputs["id"]
@@ -228,3 +227,20 @@ def test_security_checklist_passes(graph: StackGraph) -> None:
 
     assert checklist_violations(graph, "nightly") == []
     assert checklist_violations(graph, "audit") == []
+
+
+def test_private_mode_keeps_the_spot_strategy_without_public_ip(source: Path) -> None:
+    private = {
+        "mode": "private",
+        "vpcId": "vpc-0abc1234",
+        "subnetIds": ["subnet-0abc1234", "subnet-0abc1235"],
+        "routeTableIds": ["rtb-0abc1234", "rtb-0abc1235"],
+    }
+    graph = run_schedule(source, stack_config(spotShare=70, network=private))
+    ecs = graph.named(SCHEDULE, "nightly-schedule").inputs["target"]["ecsParameters"]
+    assert "launchType" not in ecs  # a capacity provider strategy replaces it
+    assert ecs["capacityProviderStrategies"] == [
+        {"capacityProvider": "FARGATE_SPOT", "weight": 7, "base": 0},
+        {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
+    ]
+    assert ecs["networkConfiguration"]["assignPublicIp"] is False
