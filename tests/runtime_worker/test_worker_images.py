@@ -136,3 +136,23 @@ def test_image_layout_alone_can_import_and_start_the_worker(name: str, tmp_path:
     assert report == {"code": 2, "leaked": []}, proc.stderr
     log = json.loads(lines[-2])
     assert log["event"] == "config_error" and log["worker"] == name
+
+
+@pytest.mark.parametrize("name", WORKERS)
+def test_image_declares_the_writable_tmp_volume_the_task_mounts(name: str) -> None:
+    """FargateWorker mounts a bind volume on /tmp under a read-only root filesystem. Fargate
+    creates it root-owned 0755 unless the image declares /tmp as a VOLUME with its mode, and the
+    image runs as a non-root user: without both lines the worker cannot write /tmp in AWS."""
+    from components.fargate_worker import FargateWorkerArgs
+
+    assert FargateWorkerArgs.readonly_root_filesystem is True  # the default this guards
+    lines = [
+        line.strip()
+        for line in (REPO_ROOT / "workers" / name / "Dockerfile").read_text().splitlines()
+    ]
+    final_stage = lines[max(i for i, line in enumerate(lines) if line.startswith("FROM ")) :]
+    assert "RUN chmod 1777 /tmp" in final_stage
+    assert 'VOLUME ["/tmp"]' in final_stage
+    user = next(line for line in final_stage if line.startswith("USER "))
+    assert not user.split()[1].startswith(("0", "root"))
+    assert final_stage.index('VOLUME ["/tmp"]') < final_stage.index(user)
