@@ -51,7 +51,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from jobcontract import CONTAINER_NAME, TAG_JOB_ID, Env, JobField, JobStatus
-from tests.fixtures.moto_server import WorkerSpec, create_pipeline_resources
+from tests.fixtures.moto_server import WorkerSpec, create_pipeline_resources, topic_tap
 from tests.security.moto_process import moto_server_process
 
 pytestmark = pytest.mark.xdist_group("faults")
@@ -490,11 +490,7 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
     s3 = CountingS3(boto3.client("s3"))
     sqs = boto3.client("sqs")
     # Failure notifications land in a queue subscribed to the topic.
-    sink_url = sqs.create_queue(QueueName="faults-notifications")["QueueUrl"]
-    sink_arn = sqs.get_queue_attributes(QueueUrl=sink_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    boto3.client("sns").subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=sink_arn,
-                                  Attributes={"RawMessageDelivery": "true"})
+    sink_url = topic_tap(res.topic_arn, "faults-notifications")
 
     h = Harness(moto_process, ecs, s3, res, sqs=sqs, ddb=boto3.client("dynamodb"))
     # Count every successful transition to SUCCEEDED, whoever makes it.
@@ -664,11 +660,7 @@ def test_real_worker_processes_sigterm_and_crash(
     ecs = FaultyEcs(boto3.client("ecs"))
     _aws.set_client("ecs", ecs)
     sqs = boto3.client("sqs")
-    sink_url = sqs.create_queue(QueueName="real-notifications")["QueueUrl"]
-    sink_arn = sqs.get_queue_attributes(QueueUrl=sink_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
-    boto3.client("sns").subscribe(TopicArn=res.topic_arn, Protocol="sqs", Endpoint=sink_arn,
-                                  Attributes={"RawMessageDelivery": "true"})
+    sink_url = topic_tap(res.topic_arn, "real-notifications")
     h = Harness(moto_process, ecs, CountingS3(boto3.client("s3")), res, sqs=sqs,
                 ddb=boto3.client("dynamodb"))
     inputs = [{"slow": True}, {"slow": True}, {}, {}, {"crash": True}]

@@ -16,7 +16,7 @@ import pytest
 from handlers import notify, reconciler
 from jobcontract import Env, JobField
 from jobcontract.store import JobStore
-from tests.fixtures.moto_server import WorkerSpec
+from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import receive_all, stopped_event
 from tests.runtime.test_reconciler import launch
 
@@ -75,18 +75,7 @@ def res(pipeline_resources, http_sink, monkeypatch):
 
 @pytest.fixture
 def topic_queue(res) -> str:
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="tap")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    boto3.client("sns").subscribe(
-        TopicArn=res.topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
+    return topic_tap(res.topic_arn, "tap")
 
 
 def fail_job(res) -> str:

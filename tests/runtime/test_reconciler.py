@@ -12,7 +12,7 @@ import pytest
 from handlers import _aws, launcher, reconciler
 from jobcontract import Env, JobField
 from jobcontract.store import JobStore
-from tests.fixtures.moto_server import WorkerSpec
+from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
 
 
@@ -24,18 +24,7 @@ def res(pipeline_resources):
 @pytest.fixture
 def topic_queue(res) -> str:
     """An SQS queue subscribed to the failure topic: what was published can be read back."""
-    sqs = boto3.client("sqs")
-    url = sqs.create_queue(QueueName="failures-tap")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    boto3.client("sns").subscribe(
-        TopicArn=res.topic_arn,
-        Protocol="sqs",
-        Endpoint=arn,
-        Attributes={"RawMessageDelivery": "true"},
-    )
-    return url
+    return topic_tap(res.topic_arn, "failures-tap")
 
 
 def launch(res) -> tuple[str, str]:
