@@ -12,7 +12,8 @@ Per message ``{"job_id", "attempt"}``:
    Only one invocation can win a claim, so only one can launch this attempt.
 4. ``RunTask`` with a ``clientToken`` derived from (job id, attempt): ECS treats a repeated
    call with the same token as the same launch. Spot without capacity falls back once to
-   on-demand Fargate when the worker allows it.
+   on-demand Fargate when the worker allows it; the switch is recorded on the job first, so
+   a resumed launch repeats the on-demand call (its own token) and never a second Spot one.
 5. Record the task ARN (conditional on DISPATCHED + attempt).
 
 Throttling, capacity and transient errors leave the claim in place and return the message
@@ -226,6 +227,10 @@ class Launcher:
     def _run_task(
         self, job: dict[str, Any], worker: WorkerRegistration, attempt: int
     ) -> tuple[str, str]:
+        if int(job.get(JobField.FALLBACK_ATTEMPT, -1)) == attempt:
+            # This attempt already switched to on-demand and its outcome is unknown: resume
+            # that launch. Retrying Spot under the other token could start a second task.
+            return self._run_once(job, worker, attempt, ON_DEMAND, fallback=True)
         strategy = [dict(s) for s in worker.capacity_strategy]
         try:
             return self._run_once(job, worker, attempt, strategy)
@@ -233,8 +238,23 @@ class Launcher:
             uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy)
             if not (worker.spot_fallback and uses_spot and "capacity" in str(exc).lower()):
                 raise
-            _aws.log("WARNING", "spot_fallback", job_id=job[JobField.JOB_ID], reason=str(exc))
+            job_id = str(job[JobField.JOB_ID])
+            _aws.log("WARNING", "spot_fallback", job_id=job_id, reason=str(exc))
+            self._mark_fallback(job_id, attempt)
             return self._run_once(job, worker, attempt, ON_DEMAND, fallback=True)
+
+    def _mark_fallback(self, job_id: str, attempt: int) -> None:
+        """Record the switch to on-demand *before* its RunTask (one write, on the rare
+        fallback path only), so a crash after that RunTask resumes the same launch."""
+        try:
+            self.store.update(
+                job_id,
+                status=JobStatus.DISPATCHED,
+                attempt=attempt,
+                set_fields={JobField.FALLBACK_ATTEMPT: attempt},
+            )
+        except TransitionConflict as exc:
+            raise LaunchRetry("the job moved on before the on-demand fallback") from exc
 
     def _run_once(
         self,

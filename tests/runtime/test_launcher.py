@@ -22,22 +22,38 @@ SPOT_FIRST = (
 )
 
 
+class LauncherCrashed(Exception):
+    """The launcher Lambda died between RunTask and recording the task."""
+
+
+CRASH_AFTER_LAUNCH = "crash after launch"
+
+
 class FaultyEcs:
-    """The real moto ECS client, with scripted RunTask faults (one per call, in order)."""
+    """The real moto ECS client, with scripted RunTask faults (one per call, in order), and
+    RunTask ``clientToken`` idempotency as ECS has it (moto ignores the token): a repeated
+    token answers the task it already started."""
 
     def __init__(self, faults: list[Any]) -> None:
         self.real = boto3.client("ecs")
         self.faults = list(faults)
         self.run_calls: list[dict[str, Any]] = []
+        self.by_token: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
     def run_task(self, **kwargs: Any) -> Any:
         self.run_calls.append(kwargs)
+        token = kwargs.get("clientToken", "")
+        if token in self.by_token:
+            return self.by_token[token]
         fault = self.faults.pop(0) if self.faults else None
-        if fault is None:
-            return self.real.run_task(**kwargs)
+        if fault is None or fault == CRASH_AFTER_LAUNCH:
+            self.by_token[token] = self.real.run_task(**kwargs)
+            if fault == CRASH_AFTER_LAUNCH:
+                raise LauncherCrashed("the response of a successful RunTask was lost")
+            return self.by_token[token]
         if isinstance(fault, dict):
             return fault  # a RunTask response with failures
         code, message = fault
@@ -163,6 +179,27 @@ def test_spot_capacity_falls_back_to_on_demand(res) -> None:
     ]
     assert len(fake.run_calls[1]["capacityProviderStrategy"]) == 1
     assert JobStore(res.table_name).get(job_id)[JobField.TASK_ARN]
+
+
+def test_resume_after_fallback_repeats_the_on_demand_launch(res) -> None:
+    """Spot has no capacity, the on-demand fallback starts a task, the launcher dies before
+    recording it. The redelivered message must resume the on-demand launch (same token),
+    not try Spot again under the first token, which would run the attempt twice."""
+    capacity = {"tasks": [], "failures": [{"reason": "Capacity is unavailable at this time."}]}
+    fake = FaultyEcs([capacity, CRASH_AFTER_LAUNCH, capacity])
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    event = sqs_event(res.workers["echo"].queue_arn, messages)
+    with pytest.raises(LauncherCrashed):
+        launcher.handler(event, None)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    tokens = [c["clientToken"] for c in fake.run_calls]
+    assert len(tokens) == 3 and tokens[2] == tokens[1] != tokens[0], tokens
+    assert fake.run_calls[2]["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE"
+    tasks = boto3.client("ecs").list_tasks(cluster=res.cluster_arn, startedBy=job_id)["taskArns"]
+    job = JobStore(res.table_name).get(job_id)
+    assert tasks == [job[JobField.TASK_ARN]] and job[JobField.ATTEMPTS] == 1
 
 
 def test_capacity_failure_after_fallback_returns_message(res) -> None:
