@@ -50,13 +50,21 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+# Everything the pool's threads run is imported here, once: threads importing a package for
+# the first time at the same moment can see it partially initialised (ImportError).
+from handlers import api, launcher, reconciler
+from handlers.sweep import Sweeper
 from jobcontract import CONTAINER_NAME, TAG_JOB_ID, Env, JobField, JobStatus
+from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec, create_pipeline_resources, topic_tap
 from tests.security.moto_process import moto_server_process
+from workers.runtime.context import PermanentError, StopRequested
+from workers.runtime.definition import WorkerDefinition
+from workers.runtime.lifecycle import run_worker
 
 pytestmark = pytest.mark.xdist_group("faults")
 
-SEED = 20261123
+SEED = int(os.environ.get("FAULTS_SEED", "20261123"))  # vary it to explore other interleavings
 JOBS = int(os.environ.get("FAULTS_JOBS", "1000"))  # the test asserts 1,000 unless overridden
 WORKERS = (
     WorkerSpec("alpha", max_attempts=3, timeout_seconds=60, max_concurrency=400),
@@ -220,8 +228,6 @@ class Harness:
     # -- API ---------------------------------------------------------------------------
     def api(self, method: str, path: str, body: Any = None,
             headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        from handlers import api
-
         event = {
             "resource": path, "path": path, "httpMethod": method,
             "headers": headers or {}, "multiValueHeaders": None,
@@ -247,8 +253,6 @@ class Harness:
         return sum(f.result() for f in futures)
 
     def _poll(self, worker: Any) -> int:
-        from handlers import launcher
-
         handled = 0
         while True:
             got = self.sqs.receive_message(
@@ -315,11 +319,6 @@ class Harness:
         return "ok"
 
     def _run_task(self, launch: Launch, fate: str) -> int | None:
-        from jobcontract.store import JobStore
-        from workers.runtime.context import PermanentError, StopRequested
-        from workers.runtime.definition import WorkerDefinition
-        from workers.runtime.lifecycle import run_worker
-
         class Killed(BaseException):
             """The process is gone (SIGKILL): nothing in the runtime runs after this."""
 
@@ -385,8 +384,6 @@ class Harness:
         late: list[dict[str, Any]] = []
 
         def deliver(event: dict[str, Any]) -> None:
-            from handlers import reconciler
-
             detail = event["detail"]
             reconciler.handler(event)
             key = (detail["startedBy"], detail["taskArn"])
@@ -407,8 +404,6 @@ class Harness:
     def sweep(self, minutes_ahead: float) -> dict[str, Any]:
         """The periodic sweep, its clock set ahead (hung tasks are now past their timeout);
         tasks it stops produce their STOPPED events like any other."""
-        from handlers.sweep import Sweeper
-
         before = len(self.ecs.stopped_by_api)
         report = Sweeper(now=datetime.now(UTC) + timedelta(minutes=minutes_ahead)).run()
         for task_arn, reason in self.ecs.stopped_by_api[before:]:
