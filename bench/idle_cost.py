@@ -24,6 +24,7 @@ def run(stack: str) -> BenchResult:
     from components.offline import PROGRAM
     from cost.estimator import estimate, format_estimate
     from cost.model import Usage, model_from_stack
+    from cost.prices import load_prices
 
     if not PROGRAM.exists():
         return not_available(NAME, UNIT, TARGET, "__main__.py has not landed yet")
@@ -32,6 +33,10 @@ def run(stack: str) -> BenchResult:
     free = estimate(model, Usage(apply_free_tier=True))
     print(format_estimate(idle).split("\nPer-job monthly costs")[0])
     print()
+    prices = load_prices()
+    print(f"ECR assumption: {prices.assumption('worker_image_gb'):g} GB per image, "
+          f"{prices.assumption('image_changed_share'):.0%} of it new on each push, "
+          "shared layers stored once per repository (cost/prices.json)")
     print(f"idle, free tier not applied: ${idle.fixed_total:.4f}/month")
     print(f"idle, always-free allowances applied: ${free.fixed_total:.4f}/month")
     for service, cost in idle.by_service(fixed=True).items():
@@ -58,17 +63,19 @@ def _what_ifs(model: Any) -> list[tuple[str, Any]]:
 
     lean_queues = tuple(QueueSpec(q.name, None) for q in model.queues)
     fewer_images = tuple(replace(w, kept_images=2) for w in model.workers)
-    return [
-        ("no maximum concurrency on the event source mappings (AWS may poll with 2, not 5)",
-         replace(model, queues=lean_queues)),
-        ("one shared FIFO queue for every worker (5 pollers)",
-         replace(model, queues=model.queues[:1])),
-        ("ECR lifecycle keeping 2 images instead of "
-         f"{model.workers[0].kept_images if model.workers else 0}",
+    kept = model.workers[0].kept_images if model.workers else 0
+    out: list[tuple[str, Any]] = []
+    if any(q.max_concurrency for q in model.queues):
+        out.append(("no maximum concurrency on the event source mappings (AWS may poll with 2,"
+                    " not 5)", replace(model, queues=lean_queues)))
+    out += [
+        ("one shared FIFO queue for every worker", replace(model, queues=model.queues[:1])),
+        (f"ECR lifecycle keeping 2 images instead of {kept}",
          replace(model, workers=fewer_images)),
-        ("all three: one queue, 2 pollers, 2 images",
+        ("one shared queue without maximum concurrency and 2 images",
          replace(model, queues=lean_queues[:1], workers=fewer_images)),
     ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,8 +63,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="billed image pull + start per task (the clock starts at the pull)")
     p.add_argument("--status-polls", type=int, default=3,
                    help="client GET /jobs/{id} calls per job (billed)")
-    p.add_argument("--image-gb", type=float, default=0.15,
-                   help="compressed image size per worker image in ECR")
+    p.add_argument("--image-gb", type=float, default=None,
+                   help="compressed size of one worker image (default: the price book's "
+                        "measured seed-worker image)")
+    p.add_argument("--image-changed-share", type=float, default=None,
+                   help="share of an image that is new on each push (ECR stores shared layers "
+                        "once per repository; default: the price book's)")
     p.add_argument("--spot-discount", type=float, default=None,
                    help="Fargate Spot discount as a fraction (default: the price book's)")
     p.add_argument("--free-tier", action="store_true",
@@ -115,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             startup_seconds=args.startup_seconds,
             profile=JobProfile(status_polls=args.status_polls),
             image_gb=args.image_gb,
+            image_changed_share=args.image_changed_share,
             apply_free_tier=args.free_tier,
             spot_discount=args.spot_discount,
         )

@@ -102,7 +102,7 @@ class Estimate:
         for line in self.lines:
             if fixed is None or line.fixed == fixed:
                 out[line.service] = out.get(line.service, 0.0) + line.cost
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -183,6 +183,31 @@ def job_item_write_units(item_kb: float, gsi_count: int, *, changes_status: bool
     return units * (1 + gsi_count + key_changes)
 
 
+def image_gb(usage: Usage, prices: PriceBook) -> float:
+    """Compressed size of one worker image: the caller's figure, else the price book's."""
+    if usage.image_gb is not None:
+        return usage.image_gb
+    return prices.assumption("worker_image_gb")
+
+
+def changed_share(usage: Usage, prices: PriceBook) -> float:
+    if usage.image_changed_share is not None:
+        return usage.image_changed_share
+    return prices.assumption("image_changed_share")
+
+
+def ecr_storage_gb(kept_images: int, image_size_gb: float, share_changed: float) -> float:
+    """One repository's billed storage: ECR keeps each unique layer once, so the kept images
+    share their base layers; each image after the first adds only its changed layers."""
+    if not 0.0 <= share_changed <= 1.0:
+        raise ValueError(f"image changed share must be within 0..1, got {share_changed}")
+    if image_size_gb < 0:
+        raise ValueError(f"image size must not be negative, got {image_size_gb} GB")
+    if kept_images <= 0:
+        return 0.0
+    return image_size_gb * (1 + (kept_images - 1) * share_changed)
+
+
 def idle_poll_requests(pollers: float, long_poll_seconds: float, hours: float) -> float:
     """Empty ReceiveMessage calls of an idle event source mapping in ``hours``."""
     return pollers * (SECONDS_PER_HOUR / long_poll_seconds) * hours
@@ -236,10 +261,11 @@ def _fixed_lines(model: StackCostModel, usage: Usage, prices: PriceBook) -> list
     if model.secrets:
         lines.append(Line("Secrets Manager", "secrets", model.secrets, "secrets",
                           prices["secret_month"], True))
-    ecr_gb = sum(w.kept_images * usage.image_gb for w in model.workers)
+    ecr_gb = sum(ecr_storage_gb(w.kept_images, image_gb(usage, prices),
+                                changed_share(usage, prices)) for w in model.workers)
     if ecr_gb:
-        lines.append(Line("ECR", "image storage (kept images x image size)", ecr_gb,
-                          "GB-month", prices["ecr_storage_gb_month"], True))
+        lines.append(Line("ECR", "image storage (one image + changed layers of the others)",
+                          ecr_gb, "GB-month", prices["ecr_storage_gb_month"], True))
     # Lambda's SQS pollers long-poll every mapped queue, jobs or not.
     poll_s = prices.assumption("esm_long_poll_seconds")
     for q in model.queues:
@@ -315,11 +341,11 @@ def _job_lines(
         lines.append(Line("VPC", "public IPv4 while tasks run", task_hours, "IP-hours",
                           prices["public_ipv4_hour"], fixed, name))
     if model.nat_gateways:
-        lines.append(Line("VPC", "image pulls through NAT", jobs * usage.image_gb, "GB",
+        lines.append(Line("VPC", "image pulls through NAT", jobs * image_gb(usage, prices), "GB",
                           prices["nat_gateway_gb"], fixed, name))
     elif model.interface_endpoint_azs:
         lines.append(Line("VPC", "image pulls through interface endpoints",
-                          jobs * usage.image_gb, "GB", prices["interface_endpoint_gb"],
+                          jobs * image_gb(usage, prices), "GB", prices["interface_endpoint_gb"],
                           fixed, name))
 
     lambda_invocations = 0.0
@@ -583,7 +609,9 @@ def _grouped(lines: Sequence[Line]) -> list[list[str]]:
         acc[1] += ln.cost
     return [
         [svc, item, f"{qty:,.4g} {unit}", _money(cost)]
-        for (svc, item, unit), (qty, cost) in sorted(groups.items(), key=lambda kv: -kv[1][1])
+        for (svc, item, unit), (qty, cost) in sorted(
+            groups.items(), key=lambda kv: (-kv[1][1], kv[0])  # ties: by name, stable output
+        )
     ]
 
 

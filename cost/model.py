@@ -166,7 +166,11 @@ class Usage:
 
     workers: Mapping[str, WorkerUsage] = field(default_factory=dict)
     profile: JobProfile = field(default_factory=JobProfile)
-    image_gb: float = 0.15  # compressed image size stored in ECR, per image
+    # Image sizes: None takes the price book's measured assumptions (worker_image_gb,
+    # image_changed_share). ECR stores a repository's unique layers once: the kept images of
+    # one worker share their base layers, so only the changed share is paid per extra image.
+    image_gb: float | None = None  # compressed size of one image (stored, and pulled per task)
+    image_changed_share: float | None = None  # of image_gb, new on each push
     apply_free_tier: bool = False
     spot_discount: float | None = None  # None: the price book's figure
 

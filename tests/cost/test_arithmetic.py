@@ -211,11 +211,36 @@ def test_observability_and_secrets_fixed_costs() -> None:
     assert free.fixed_total == pytest.approx(0.80)
 
 
-def test_ecr_storage_is_kept_images_times_image_size() -> None:
-    # 2 workers x 5 images x 0.2 GB = 2 GB x $0.10 = $0.20
+def test_ecr_storage_counts_shared_layers_once_per_repository() -> None:
     model = _model(workers=(WorkerSpec("a", 256, 512, kept_images=5),
                             WorkerSpec("b", 256, 512, kept_images=5)))
-    assert estimate(model, Usage(image_gb=0.2)).fixed_total == pytest.approx(0.20)
+    # Nothing shared: 2 workers x 5 images x 0.2 GB = 2 GB x $0.10 = $0.20
+    assert estimate(model, Usage(image_gb=0.2, image_changed_share=1.0)).fixed_total == (
+        pytest.approx(0.20))
+    # Half of each push new: per worker 0.2 + 4 x 0.1 = 0.6 GB; 1.2 GB x $0.10 = $0.12
+    assert estimate(model, Usage(image_gb=0.2, image_changed_share=0.5)).fixed_total == (
+        pytest.approx(0.12))
+    # Identical pushes: one image per repository, 0.4 GB x $0.10 = $0.04
+    assert estimate(model, Usage(image_gb=0.2, image_changed_share=0.0)).fixed_total == (
+        pytest.approx(0.04))
+    # No kept image, no storage.
+    none_kept = _model(workers=(WorkerSpec("a", 256, 512, kept_images=0),))
+    assert estimate(none_kept, Usage(image_gb=0.2, image_changed_share=0.5)).fixed_total == 0
+
+
+def test_image_size_defaults_come_from_the_price_book() -> None:
+    prices = load_prices()
+    model = _model(workers=(WorkerSpec("a", 256, 512, kept_images=3),))
+    size, share = prices.assumption("worker_image_gb"), prices.assumption("image_changed_share")
+    expected = size * (1 + 2 * share) * prices["ecr_storage_gb_month"]
+    assert estimate(model, Usage()).fixed_total == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("usage", [Usage(image_changed_share=1.5), Usage(image_gb=-1.0)])
+def test_impossible_image_figures_are_refused(usage: Usage) -> None:
+    model = _model(workers=(WorkerSpec("a", 256, 512, kept_images=3),))
+    with pytest.raises(ValueError, match="image"):
+        estimate(model, usage)
 
 
 def test_idle_polling_and_the_free_tier_flag() -> None:

@@ -76,6 +76,23 @@ def test_table_output_and_errors(hand_model: None, capsys: pytest.CaptureFixture
     args = _parse("--jobs-per-month", "nobody=5")
     assert args.func(args) == 2
     assert "nobody" in capsys.readouterr().err
+    args = _parse("--image-changed-share", "1.5")
+    assert args.func(args) == 2
+    assert "image changed share" in capsys.readouterr().err
+
+
+def test_image_flags_price_ecr_storage(hand_model: None,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def ecr(*extra: str) -> float:
+        args = _parse("--json", "--volumes", "", *extra)
+        assert args.func(args) == 0
+        lines = json.loads(capsys.readouterr().out)["estimate"]["lines"]
+        return sum(ln["cost"] for ln in lines if ln["service"] == "ECR")
+
+    # MODEL: 2 workers, 5 kept images each. 1 GB images, nothing shared: 10 GB x $0.10.
+    assert ecr("--image-gb", "1", "--image-changed-share", "1") == pytest.approx(1.0)
+    # A quarter new per push: 2 x (1 + 4 x 0.25) = 4 GB x $0.10.
+    assert ecr("--image-gb", "1", "--image-changed-share", "0.25") == pytest.approx(0.4)
 
 
 @pytest.mark.skipif(not PROGRAM.exists(), reason="__main__.py has not landed yet")
@@ -87,3 +104,15 @@ def test_dev_stack_end_to_end(capsys: pytest.CaptureFixture[str]) -> None:
     assert names >= {"image-alt-generator", "meta-desc-generator", "content-analyzer"}
     assert out["estimate"]["monthly"]["idle"] > 0  # polled queues and ECR cost something
     assert all(r["cheaper"] == "serverless" for r in out["comparison"])
+
+
+@pytest.mark.skipif(not PROGRAM.exists(), reason="__main__.py has not landed yet")
+def test_readme_shows_what_the_estimator_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's dev-stack estimate is the command's output, not a hand-kept copy."""
+    args = _parse("--stack", "dev")
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out.strip()
+    readme = (PROGRAM.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### What a stack costs: `batchctl cost`", 1)[1]
+    shown = section.split("```", 2)[1].strip()
+    assert shown == printed, "README is stale: paste `batchctl cost --stack dev` into it"
