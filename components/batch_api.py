@@ -415,9 +415,10 @@ class BatchApi(pulumi.ComponentResource):
             f"{name}-cloudwatch-role",
             name=f"{platform.name_prefix}-apigw-cloudwatch",
             description="API Gateway account setting: writes API logs to CloudWatch Logs",
-            assume_role_policy=account.apply(
-                lambda acct: iam.assume_role_policy("apigateway.amazonaws.com", source_account=acct)
-            ),
+            # No aws:SourceAccount condition: API Gateway documents this trust without one, and
+            # it checks the role by assuming it when the account setting is written, so a key
+            # it does not send would fail `pulumi up`. Only this account can pass the role.
+            assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com"),
             opts=child,
         )
         policy = aws.iam.RolePolicy(

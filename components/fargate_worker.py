@@ -345,7 +345,7 @@ def source_fingerprint(*folders: Path) -> str:
 def _ecs_tasks_trust(
     account: pulumi.Output[str], arn_prefix: pulumi.Output[str]
 ) -> pulumi.Output[str]:
-    # Confused-deputy guard recommended by ECS for task and execution roles.
+    # Confused-deputy guard ECS recommends for task roles ("Task IAM role" trust policy).
     return pulumi.Output.json_dumps(
         {
             "Version": "2012-10-17",
@@ -477,19 +477,20 @@ class FargateWorker(pulumi.ComponentResource):
             retention_in_days=aws_rules.log_retention(platform.log_retention_days),
             opts=child,
         )
-        trust = _ecs_tasks_trust(account, ecs_arn_prefix)
         self.execution_role = aws.iam.Role(
             f"{name}-exec-role",
             name=v.execution_role_name,
             description=f"ECS execution role of worker {name}: image pull, logs, its secrets",
-            assume_role_policy=trust,
+            # ECS documents the execution role's trust without conditions (the source keys are
+            # documented for task roles only); a key it does not send would stop every task.
+            assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"),
             opts=child,
         )
         self.task_role = aws.iam.Role(
             f"{name}-task-role",
             name=v.task_role_name,
             description=f"Task role of worker {name}: its job rows and S3 prefixes only",
-            assume_role_policy=trust,
+            assume_role_policy=_ecs_tasks_trust(account, ecs_arn_prefix),
             opts=child,
         )
         exec_policy = aws.iam.RolePolicy(

@@ -135,16 +135,15 @@ def policy_document(*statements: Statement) -> pulumi.Output[str]:
     )
 
 
-def assume_role_policy(service: str, *, source_account: str | None = None) -> str:
-    """Trust policy letting one AWS service assume the role (optionally only for our account,
-    the confused-deputy guard AWS recommends for service principals)."""
+def assume_role_policy(service: str) -> str:
+    """Trust policy letting one AWS service assume the role, in the form the service documents.
+    Confused-deputy conditions are added by the caller only where the service documents the
+    keys it sends (ECS task roles, Scheduler): a key the service does not send denies it."""
     statement: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
     }
-    if source_account:
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 

@@ -417,12 +417,19 @@ def test_execution_role_scoped(graph: StackGraph) -> None:
     assert by_sid(statements, "ReadOwnParameters")["Resource"] == [SSM_ARN]
 
 
-def test_roles_trust_ecs_tasks_of_this_account(graph: StackGraph) -> None:
-    for role in ("summarize-exec-role", "summarize-task-role"):
-        trust = json.loads(graph.named("aws:iam/role:Role", role).inputs["assumeRolePolicy"])
-        (stmt,) = trust["Statement"]
+def test_roles_trust_ecs_tasks_with_conditions_only_where_documented(graph: StackGraph) -> None:
+    def trust(role: str) -> dict[str, Any]:
+        doc = json.loads(graph.named("aws:iam/role:Role", role).inputs["assumeRolePolicy"])
+        (stmt,) = doc["Statement"]
         assert stmt["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
-        assert stmt["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+        return dict(stmt)
+
+    # Task role: the confused-deputy keys ECS documents for task roles.
+    task = trust("summarize-task-role")
+    assert task["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
+    assert task["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":123456789012:*")
+    # Execution role: documented without conditions; a key ECS does not send stops every task.
+    assert "Condition" not in trust("summarize-exec-role")
 
 
 def test_launcher_may_run_only_this_family_in_this_cluster(graph: StackGraph) -> None:
