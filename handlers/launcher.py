@@ -11,9 +11,11 @@ Per message ``{"job_id", "attempt"}``:
 3. Claim: ``QUEUED -> DISPATCHED`` with ``attempts + 1``, conditional on status and attempt.
    Only one invocation can win a claim, so only one can launch this attempt.
 4. ``RunTask`` with a ``clientToken`` derived from (job id, attempt): ECS treats a repeated
-   call with the same token as the same launch. Spot without capacity falls back once to
-   on-demand Fargate when the worker allows it; the switch is recorded on the job first, so
-   a resumed launch repeats the on-demand call (its own token) and never a second Spot one.
+   call with the same token as the same launch (and replays its answer for 24 h). Spot
+   without capacity falls back once to on-demand Fargate when the worker allows it. The job's
+   ``launch`` map (``LaunchState``) records the switch before the fallback RunTask, and a
+   new try after ECS answered "no task started", so a resumed launch repeats exactly the
+   call whose outcome is unknown and a retry after a capacity shortage is not replayed.
 5. Record the task ARN (conditional on DISPATCHED + attempt).
 
 Throttling, capacity and transient errors leave the claim in place and return the message
@@ -67,6 +69,11 @@ class LaunchRetry(Exception):
     """Transient: give the message back to SQS, keep the claim."""
 
 
+class NoTaskStarted(LaunchRetry):
+    """ECS answered, and started no task (e.g. no capacity): the next try needs a new token,
+    since ECS would replay this answer to the same one."""
+
+
 class LaunchFailed(Exception):
     """Permanent: the job cannot be launched as configured."""
 
@@ -83,9 +90,40 @@ def _store() -> JobStore:
     return JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
 
 
-def client_token(job_id: str, attempt: int) -> str:
-    """RunTask idempotency token: at most 64 ASCII characters, one per (job, attempt)."""
-    return hashlib.sha256(f"{job_id}#{attempt}".encode()).hexdigest()[:64]
+def client_token(job_id: str, attempt: int, tries: int = 0, *, on_demand: bool = False) -> str:
+    """RunTask idempotency token (64 hex characters), one per launch decision: the job's
+    attempt, the try within it and the on-demand fallback. ECS answers a repeated token with
+    the first call's result for 24 hours, failures included, so a token is reused only while
+    the outcome is unknown, and a try after "no task started" gets a new one."""
+    key = f"{job_id}#{attempt}" + (f"#try{tries}" if tries else "")
+    return hashlib.sha256((key + ("#on-demand" if on_demand else "")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LaunchState:
+    """Where the launch of one attempt stands (the job's ``launch`` map): which try, and
+    whether it switched to on-demand. It names the RunTask token to use or to resume."""
+
+    attempt: int
+    tries: int = 0
+    on_demand: bool = False
+
+    @classmethod
+    def of(cls, job: dict[str, Any], attempt: int) -> LaunchState:
+        saved = job.get(JobField.LAUNCH) or {}
+        if int(saved.get("attempt", -1)) != attempt:
+            return cls(attempt)
+        return cls(attempt, int(saved.get("tries", 0)), bool(saved.get("on_demand", False)))
+
+    def fallback(self) -> LaunchState:
+        return LaunchState(self.attempt, self.tries, on_demand=True)
+
+    def next_try(self) -> LaunchState:
+        """After ECS answered that no task started: Spot first again, under a new token."""
+        return LaunchState(self.attempt, self.tries + 1, on_demand=False)
+
+    def as_item(self) -> dict[str, Any]:
+        return {"attempt": self.attempt, "tries": self.tries, "on_demand": self.on_demand}
 
 
 def is_transient_reason(text: str) -> bool:
@@ -227,34 +265,42 @@ class Launcher:
     def _run_task(
         self, job: dict[str, Any], worker: WorkerRegistration, attempt: int
     ) -> tuple[str, str]:
-        if int(job.get(JobField.FALLBACK_ATTEMPT, -1)) == attempt:
-            # This attempt already switched to on-demand and its outcome is unknown: resume
-            # that launch. Retrying Spot under the other token could start a second task.
-            return self._run_once(job, worker, attempt, ON_DEMAND, fallback=True)
-        strategy = [dict(s) for s in worker.capacity_strategy]
+        """Spot-first RunTask with the on-demand fallback, under the token of the launch
+        decision the job records (``LaunchState``). The state is written only on the rare
+        paths: before the fallback RunTask, and after ECS answered that no task started."""
+        job_id = str(job[JobField.JOB_ID])
+        state = LaunchState.of(job, attempt)
+        if not state.on_demand:
+            strategy = [dict(s) for s in worker.capacity_strategy]
+            try:
+                return self._run_once(job, worker, attempt, strategy, state)
+            except LaunchRetry as exc:
+                uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy)
+                if not (worker.spot_fallback and uses_spot and "capacity" in str(exc).lower()):
+                    if isinstance(exc, NoTaskStarted):
+                        self._save_state(job_id, state.next_try())
+                    raise
+                _aws.log("WARNING", "spot_fallback", job_id=job_id, reason=str(exc))
+                # Recorded *before* the fallback RunTask: a crash after it must resume this
+                # launch (its token), not try Spot again and start a second task.
+                state = state.fallback()
+                self._save_state(job_id, state)
         try:
-            return self._run_once(job, worker, attempt, strategy)
-        except LaunchRetry as exc:
-            uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy)
-            if not (worker.spot_fallback and uses_spot and "capacity" in str(exc).lower()):
-                raise
-            job_id = str(job[JobField.JOB_ID])
-            _aws.log("WARNING", "spot_fallback", job_id=job_id, reason=str(exc))
-            self._mark_fallback(job_id, attempt)
-            return self._run_once(job, worker, attempt, ON_DEMAND, fallback=True)
+            return self._run_once(job, worker, attempt, list(ON_DEMAND), state)
+        except NoTaskStarted:
+            self._save_state(job_id, state.next_try())
+            raise
 
-    def _mark_fallback(self, job_id: str, attempt: int) -> None:
-        """Record the switch to on-demand *before* its RunTask (one write, on the rare
-        fallback path only), so a crash after that RunTask resumes the same launch."""
+    def _save_state(self, job_id: str, state: LaunchState) -> None:
         try:
             self.store.update(
                 job_id,
                 status=JobStatus.DISPATCHED,
-                attempt=attempt,
-                set_fields={JobField.FALLBACK_ATTEMPT: attempt},
+                attempt=state.attempt,
+                set_fields={JobField.LAUNCH: state.as_item()},
             )
         except TransitionConflict as exc:
-            raise LaunchRetry("the job moved on before the on-demand fallback") from exc
+            raise LaunchRetry("the job moved on during its launch") from exc
 
     def _run_once(
         self,
@@ -262,8 +308,7 @@ class Launcher:
         worker: WorkerRegistration,
         attempt: int,
         strategy: list[dict[str, Any]],
-        *,
-        fallback: bool = False,
+        state: LaunchState,
     ) -> tuple[str, str]:
         job_id = str(job[JobField.JOB_ID])
         container: dict[str, Any] = {
@@ -294,9 +339,7 @@ class Launcher:
                     "assignPublicIp": _aws.env(Env.ASSIGN_PUBLIC_IP, "DISABLED"),
                 }
             },
-            # The on-demand fallback is another launch decision: its own token.
-            "clientToken": client_token(job_id, attempt)[: 63 if fallback else 64]
-            + ("f" if fallback else ""),
+            "clientToken": client_token(job_id, attempt, state.tries, on_demand=state.on_demand),
         }
         if strategy:
             kwargs["capacityProviderStrategy"] = strategy
@@ -326,7 +369,7 @@ class Launcher:
             f"{f.get('reason', '')} {f.get('detail', '')}".strip() for f in resp.get("failures", [])
         )
         if not reasons or is_transient_reason(reasons):
-            raise LaunchRetry(reasons or "RunTask started no task")
+            raise NoTaskStarted(reasons or "RunTask started no task")
         raise LaunchFailed(reasons)
 
     # --- outcomes ---------------------------------------------------------------------

@@ -124,9 +124,9 @@ class JobField:
     TIMEOUT_SECONDS: Final = "timeout_seconds"
     TASK_DEFINITION: Final = "task_definition"  # ARN with revision, fixed at submit time
     TASK_ARN: Final = "task_arn"
-    # The attempt whose launch switched from Spot to on-demand: a resumed launch must repeat
-    # the on-demand RunTask (its token), never the Spot one, or the attempt could run twice.
-    FALLBACK_ATTEMPT: Final = "fallback_attempt"
+    # {"attempt", "tries", "on_demand"}: where the current attempt's launch stands, i.e.
+    # which RunTask token a resumed launch repeats (see handlers/launcher.py LaunchState).
+    LAUNCH: Final = "launch"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"

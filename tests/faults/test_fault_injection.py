@@ -23,9 +23,11 @@ minutes on 2 cores; the bulk runs the same runtime code (``run_worker``) in this
 a tiny worker definition. Real worker processes, including a real SIGTERM mid-job, are
 exercised by the worker runtime's own tests and the local pipeline's e2e tests.
 
-ECS is moto's, with one fidelity fix: RunTask honours ``clientToken`` (AWS returns the same
-task for a repeated token; moto ignores it), so a launcher that resumes a launch whose
-response it lost does not double-launch here either.
+ECS is moto's, with one fidelity fix: RunTask honours ``clientToken`` as ECS documents it (a
+repeated token gets the first answer for 24 hours, a task or a "no capacity" failure alike;
+moto ignores the token), so a launcher that resumes a launch whose response it lost does
+not double-launch here either, and one that retried a capacity failure under the same
+token would never launch.
 """
 
 from __future__ import annotations
@@ -151,13 +153,15 @@ class FaultyEcs:
                 {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "RunTask"
             )
         if chance < RUN_TASK_THROTTLE + RUN_TASK_NO_CAPACITY:
-            with self.lock:
-                self.faults["run_task_no_capacity"] += 1
-            return {
+            answer: dict[str, Any] = {
                 "tasks": [],
                 "failures": [{"reason": "Capacity is unavailable at this time. Please try "
                                         "again later or in a different availability zone"}],
             }
+            with self.lock:
+                self.faults["run_task_no_capacity"] += 1
+                self.by_token[token] = answer  # ECS replays an answer, failures included
+            return answer
         response: dict[str, Any] = self.real.run_task(**kwargs)
         env = {
             e["name"]: e["value"]

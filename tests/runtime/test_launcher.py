@@ -31,8 +31,9 @@ CRASH_AFTER_LAUNCH = "crash after launch"
 
 class FaultyEcs:
     """The real moto ECS client, with scripted RunTask faults (one per call, in order), and
-    RunTask ``clientToken`` idempotency as ECS has it (moto ignores the token): a repeated
-    token answers the task it already started."""
+    RunTask ``clientToken`` idempotency as ECS documents it (moto ignores the token): a
+    repeated token gets the first call's answer for 24 hours, a task or a failure alike
+    (error responses are not answers, so they are not replayed)."""
 
     def __init__(self, faults: list[Any]) -> None:
         self.real = boto3.client("ecs")
@@ -55,7 +56,8 @@ class FaultyEcs:
                 raise LauncherCrashed("the response of a successful RunTask was lost")
             return self.by_token[token]
         if isinstance(fault, dict):
-            return fault  # a RunTask response with failures
+            self.by_token[token] = fault  # a RunTask response with failures: replayed too
+            return fault
         code, message = fault
         raise ClientError({"Error": {"Code": code, "Message": message}}, "RunTask")
 
@@ -200,6 +202,56 @@ def test_resume_after_fallback_repeats_the_on_demand_launch(res) -> None:
     tasks = boto3.client("ecs").list_tasks(cluster=res.cluster_arn, startedBy=job_id)["taskArns"]
     job = JobStore(res.table_name).get(job_id)
     assert tasks == [job[JobField.TASK_ARN]] and job[JobField.ATTEMPTS] == 1
+
+
+CAPACITY = {"tasks": [], "failures": [{"reason": "Capacity is unavailable at this time."}]}
+
+
+def _deliver_again(res, worker: str, messages: list[dict[str, Any]]) -> Any:
+    return launcher.handler(sqs_event(res.workers[worker].queue_arn, messages), None)
+
+
+def test_spot_only_capacity_shortage_retries_under_a_new_token(res) -> None:
+    """ECS replays a token's answer for 24 h: retrying a "no capacity" answer under the same
+    token would fail for a day. The retry is a new try with its own token, once."""
+    fake = FaultyEcs([CAPACITY])
+    _aws.set_client("ecs", fake)
+    job_id = submit("solo")
+    messages = receive_all(res.workers["solo"].queue_url)
+    assert len(_deliver_again(res, "solo", messages)["batchItemFailures"]) == 1
+    assert _deliver_again(res, "solo", messages) == {"batchItemFailures": []}
+    tokens = [c["clientToken"] for c in fake.run_calls]
+    assert len(tokens) == 2 and tokens[0] != tokens[1], tokens
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.TASK_ARN] and job[JobField.ATTEMPTS] == 1  # the same attempt
+    assert job[JobField.LAUNCH] == {"attempt": 1, "tries": 1, "on_demand": False}
+
+
+def test_no_capacity_anywhere_starts_over_with_spot_under_new_tokens(res) -> None:
+    fake = FaultyEcs([CAPACITY, CAPACITY])  # Spot, then the on-demand fallback
+    _aws.set_client("ecs", fake)
+    job_id = submit()
+    messages = receive_all(res.workers["echo"].queue_url)
+    assert len(_deliver_again(res, "echo", messages)["batchItemFailures"]) == 1
+    assert _deliver_again(res, "echo", messages) == {"batchItemFailures": []}
+    calls = [(c["clientToken"], c["capacityProviderStrategy"][0]["capacityProvider"])
+             for c in fake.run_calls]
+    assert [provider for _, provider in calls] == ["FARGATE_SPOT", "FARGATE", "FARGATE_SPOT"]
+    assert len({token for token, _ in calls}) == 3, calls
+    assert JobStore(res.table_name).get(job_id)[JobField.TASK_ARN]
+
+
+def test_throttled_launch_keeps_its_token(res) -> None:
+    """An error is not an answer: the outcome of a throttled call is known (nothing started),
+    and ECS does not replay it, so the state is not written and the token is kept."""
+    fake = FaultyEcs([("ThrottlingException", "Rate exceeded")])
+    _aws.set_client("ecs", fake)
+    job_id = submit("solo")
+    messages = receive_all(res.workers["solo"].queue_url)
+    _deliver_again(res, "solo", messages)
+    assert JobField.LAUNCH not in JobStore(res.table_name).get(job_id)
+    _deliver_again(res, "solo", messages)
+    assert fake.run_calls[0]["clientToken"] == fake.run_calls[1]["clientToken"]
 
 
 def test_capacity_failure_after_fallback_returns_message(res) -> None:
