@@ -130,6 +130,7 @@ class JobField:
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"
+    CHECKPOINT_KEY: Final = "checkpoint_key"  # set when an interrupted attempt kept items
     ERROR: Final = "error"  # {"type", "message", "exit_code", "stop_reason"}
     IDEMPOTENCY_KEY: Final = "idempotency_key"
     REQUEST_HASH: Final = "request_hash"  # detects an Idempotency-Key reused for another body
@@ -256,6 +257,11 @@ def result_key(worker: str, job_id: str) -> str:
 
 def inputs_prefix(worker: str) -> str:
     return f"inputs/{worker}/"
+
+
+def checkpoint_key(worker: str, job_id: str) -> str:
+    # Items an interrupted attempt finished (workers/runtime/checkpoint.py); next to the result.
+    return f"{results_prefix(worker)}{job_id}/checkpoint.json"
 
 
 def input_key(worker: str, job_id: str) -> str:

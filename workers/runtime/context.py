@@ -10,6 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from workers.runtime.checkpoint import Checkpoint, items_digest
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient
 
@@ -135,6 +136,7 @@ class JobContext:
         progress: ProgressTracker,
         model: ModelClient | None = None,
         read_object: Callable[[str], bytes] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.job: Mapping[str, Any] = job
         self.job_id: str = str(job["job_id"])
@@ -146,6 +148,8 @@ class JobContext:
         self._stop = stop
         self._progress = progress
         self._read_object = read_object
+        self._checkpoint = checkpoint
+        self._map_calls = 0
 
     # --- stop -------------------------------------------------------------------------
     @property
@@ -185,22 +189,33 @@ class JobContext:
 
         An exception in one item becomes that item's ``error``; the batch goes on. When the
         job must stop, no new item starts, the running ones finish, progress is stored and
-        :class:`StopRequested` is raised.
+        :class:`StopRequested` is raised. Items an interrupted earlier attempt finished (same
+        map call, same items: see ``checkpoint.py``) are not run again.
         """
         seq = list(items)
         total = len(seq)
         limit = max(1, int(concurrency))
+        call, self._map_calls = self._map_calls, self._map_calls + 1
+        digest = items_digest(seq) if self._checkpoint is not None else ""
         results: list[ItemResult[R] | None] = [None] * total
-        done = 0
-        self.progress(0, total)
-        with ThreadPoolExecutor(max_workers=min(limit, max(total, 1))) as pool:
+        if self._checkpoint is not None:
+            for index, (value, error) in self._checkpoint.restored(call, digest).items():
+                if 0 <= index < total:
+                    results[index] = ItemResult(index=index, value=value, error=error)
+        todo = [i for i in range(total) if results[i] is None]
+        done = total - len(todo)
+        if done:
+            self._logger.info("map_resumed", call=call, restored=done, total=total)
+        self.progress(done, total)
+        with ThreadPoolExecutor(max_workers=min(limit, max(len(todo), 1))) as pool:
             pending: dict[Future[ItemResult[R]], int] = {}
-            next_index = 0
-            while next_index < total or pending:
-                while next_index < total and len(pending) < limit and not self.should_stop:
+            queue = iter(todo)
+            next_index = next(queue, None)
+            while next_index is not None or pending:
+                while next_index is not None and len(pending) < limit and not self.should_stop:
                     future = pool.submit(self._run_item, fn, seq[next_index], next_index)
                     pending[future] = next_index
-                    next_index += 1
+                    next_index = next(queue, None)
                 if not pending:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -208,6 +223,10 @@ class JobContext:
                     results[pending.pop(future)] = future.result()
                     done += 1
                 self.progress(done, total)
+        if self._checkpoint is not None:
+            self._checkpoint.record(
+                call, digest, ((r.index, r.value, r.error) for r in results if r is not None)
+            )
         if done < total:
             self._progress.flush()
             reason = self._stop.reason or "interrupted"

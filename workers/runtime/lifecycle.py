@@ -44,6 +44,7 @@ from jobcontract import (
     Env,
     JobField,
     JobStatus,
+    checkpoint_key,
     new_job_id,
     result_key,
     scheduled_job_id,
@@ -51,6 +52,7 @@ from jobcontract import (
 )
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 from workers.runtime import exit_codes
+from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.context import (
     JobContext,
     PermanentError,
@@ -231,6 +233,7 @@ class _JobRun:
         # too, and the final transition stores the last value): a job shorter than one
         # interval makes no progress write at all.
         self.progress = ProgressTracker(self._write_progress, settings.heartbeat_seconds)
+        self.checkpoint = Checkpoint()
 
     # --- lifecycle ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -343,6 +346,7 @@ class _JobRun:
     def _run_handler(self, job: Mapping[str, Any]) -> int:
         try:
             job_input = self._load_input(job)
+            self.checkpoint = self._load_checkpoint(job)
             ctx = JobContext(
                 job=job,
                 worker=self.definition.name,
@@ -353,6 +357,7 @@ class _JobRun:
                 progress=self.progress,
                 model=self.model,
                 read_object=self._read_object,
+                checkpoint=self.checkpoint,
             )
             output = self.definition.handler(ctx)
             if not isinstance(output, Mapping):
@@ -460,12 +465,14 @@ class _JobRun:
             message = f"worker timeout of {self.timeout:g}s reached after {where}"
             return self._finish_failed({"type": "Timeout", "message": message}, exit_codes.TIMEOUT)
         if reason == "interrupted":
+            saved = self._save_checkpoint()
             self._record_on_running(
                 {
                     "type": "Interrupted",
                     "message": f"SIGTERM: stopped after {where}; retry expected",
                     "exit_code": exit_codes.INTERRUPTED,
-                }
+                },
+                {JobField.CHECKPOINT_KEY: saved} if saved else None,
             )
             self.logger.warning("job_interrupted", progress=self.progress.snapshot())
             return exit_codes.INTERRUPTED
@@ -481,9 +488,11 @@ class _JobRun:
         )
         return exit_codes.NOT_RUNNABLE
 
-    def _record_on_running(self, error: dict[str, Any]) -> None:
+    def _record_on_running(
+        self, error: dict[str, Any], extra: Mapping[str, Any] | None = None
+    ) -> None:
         """Store ``error`` (and progress) on the RUNNING item for the reconciler and people."""
-        fields: dict[str, Any] = {JobField.ERROR: error}
+        fields: dict[str, Any] = {JobField.ERROR: error, **(extra or {})}
         progress = self.progress.snapshot()
         if progress is not None:
             fields[JobField.PROGRESS] = progress
@@ -508,6 +517,36 @@ class _JobRun:
         if not isinstance(data, Mapping):
             raise PermanentError("job input is not a JSON object")
         return data
+
+    def _load_checkpoint(self, job: Mapping[str, Any]) -> Checkpoint:
+        """What an interrupted earlier attempt finished (one read, only when there is one)."""
+        key = job.get(JobField.CHECKPOINT_KEY)
+        if not key:
+            return Checkpoint()
+        try:
+            response = self.s3.get_object(Bucket=self.settings.bucket, Key=str(key))
+            checkpoint = Checkpoint.from_bytes(bytes(response["Body"].read()))
+        except Exception as exc:  # best effort: without it the job starts over, as before
+            self.logger.warning("checkpoint_not_read", key=key, **error_summary(exc))
+            return Checkpoint()
+        self.logger.info("checkpoint_read", key=key, items=checkpoint.item_count)
+        return checkpoint
+
+    def _save_checkpoint(self) -> str | None:
+        """Store the finished items of this interrupted attempt; the key, or None."""
+        body = self.checkpoint.to_bytes()
+        if body is None:
+            return None
+        key = checkpoint_key(self.definition.name, self.job_id)
+        try:
+            self.s3.put_object(
+                Bucket=self.settings.bucket, Key=key, Body=body, ContentType="application/json"
+            )
+        except Exception as exc:  # best effort: the retry then starts over
+            self.logger.warning("checkpoint_not_saved", key=key, **error_summary(exc))
+            return None
+        self.logger.info("checkpoint_saved", key=key, items=self.checkpoint.item_count)
+        return key
 
     def _read_object(self, key: str) -> bytes:
         try:
