@@ -199,8 +199,9 @@ class CountingS3:
         return getattr(self.real, name)
 
     def put_object(self, **kwargs: Any) -> Any:
-        if kwargs["Key"].startswith("results/"):
-            self.result_writes[kwargs["Key"].split("/")[2]] += 1
+        key = kwargs["Key"]
+        if key.startswith("results/") and key.endswith("/result.json"):  # not checkpoints
+            self.result_writes[key.split("/")[2]] += 1
         return self.real.put_object(**kwargs)
 
 
