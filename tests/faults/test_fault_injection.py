@@ -129,6 +129,9 @@ class FaultyEcs:
         self.real = real
         self.lock = threading.Lock()
         self.by_token: dict[str, dict[str, Any]] = {}
+        # Calls with one token are one request to ECS: two launchers resuming the same launch
+        # at once get one task between them, not one each.
+        self.token_locks: dict[str, threading.Lock] = {}
         self.calls: Counter[str] = Counter()
         self.started: list[Launch] = []
         self.stopped_by_api: list[tuple[str, str]] = []  # (task arn, reason)
@@ -140,6 +143,12 @@ class FaultyEcs:
 
     def run_task(self, **kwargs: Any) -> dict[str, Any]:
         token = str(kwargs.get("clientToken"))
+        with self.lock:
+            token_lock = self.token_locks.setdefault(token, threading.Lock())
+        with token_lock:
+            return self._run_task(token, kwargs)
+
+    def _run_task(self, token: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             if token in self.by_token:
                 self.faults["client_token_replay"] += 1
