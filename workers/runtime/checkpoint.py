@@ -25,10 +25,12 @@ def items_digest(items: Sequence[Any]) -> str:
 
 
 class Checkpoint:
-    """Finished items per map call (``call`` = the n-th ``map`` of the handler)."""
+    """Finished items per map call (``call`` = the n-th ``map`` of the handler). Digests of
+    the items are computed only when they matter (restoring, storing), not on every map."""
 
     def __init__(self, maps: dict[str, dict[str, Any]] | None = None) -> None:
-        self._maps: dict[str, dict[str, Any]] = maps or {}
+        self._saved: dict[str, dict[str, Any]] = maps or {}  # as read: digest + items
+        self._recorded: dict[str, tuple[Sequence[Any], dict[str, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -43,11 +45,13 @@ class Checkpoint:
         maps = data.get("maps")
         return cls(maps if isinstance(maps, dict) else {})
 
-    def restored(self, call: int, digest: str) -> dict[int, tuple[Any, dict[str, str] | None]]:
+    def restored(
+        self, call: int, items: Sequence[Any]
+    ) -> dict[int, tuple[Any, dict[str, str] | None]]:
         """``index -> (value, error)`` finished earlier in this call, if its items match."""
         with self._lock:
-            saved = self._maps.get(str(call))
-        if not isinstance(saved, dict) or saved.get("digest") != digest:
+            saved = self._saved.get(str(call))
+        if not isinstance(saved, dict) or saved.get("digest") != items_digest(items):
             return {}
         out: dict[int, tuple[Any, dict[str, str] | None]] = {}
         for key, entry in (saved.get("items") or {}).items():
@@ -56,33 +60,43 @@ class Checkpoint:
         return out
 
     def record(
-        self, call: int, digest: str, finished: Iterable[tuple[int, Any, dict[str, str] | None]]
+        self,
+        call: int,
+        items: Sequence[Any],
+        finished: Iterable[tuple[int, Any, dict[str, str] | None]],
     ) -> None:
         """Remember this call's finished items (in memory; the runtime stores them on stop)."""
-        items = {
+        entries = {
             str(index): ({"error": error} if error is not None else {"value": value})
             for index, value, error in finished
         }
         with self._lock:
-            self._maps[str(call)] = {"digest": digest, "items": items}
+            self._recorded[str(call)] = (items, entries)
 
     @property
     def item_count(self) -> int:
         with self._lock:
-            return sum(len(m.get("items") or {}) for m in self._maps.values())
+            maps = {**self._saved, **{c: {"items": e} for c, (_, e) in self._recorded.items()}}
+        return sum(len(m.get("items") or {}) for m in maps.values())
 
     def to_bytes(self) -> bytes | None:
         """The stored form, or None when there is nothing to keep or it is not JSON."""
         with self._lock:
-            if not any(m.get("items") for m in self._maps.values()):
-                return None
-            try:
-                text = json.dumps(
-                    {"format": FORMAT, "maps": self._maps},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                    allow_nan=False,
-                )
-            except (TypeError, ValueError):
-                return None
+            recorded = dict(self._recorded)
+            maps = dict(self._saved)
+        maps.update(
+            {call: {"digest": items_digest(items), "items": entries}
+             for call, (items, entries) in recorded.items()}
+        )
+        if not any(m.get("items") for m in maps.values()):
+            return None
+        try:
+            text = json.dumps(
+                {"format": FORMAT, "maps": maps},
+                ensure_ascii=False,
+                separators=(",", ":"),
+                allow_nan=False,
+            )
+        except (TypeError, ValueError):
+            return None
         return text.encode()

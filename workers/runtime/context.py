@@ -10,7 +10,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from workers.runtime.checkpoint import Checkpoint, items_digest
+from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient
 
@@ -196,10 +196,9 @@ class JobContext:
         total = len(seq)
         limit = max(1, int(concurrency))
         call, self._map_calls = self._map_calls, self._map_calls + 1
-        digest = items_digest(seq) if self._checkpoint is not None else ""
         results: list[ItemResult[R] | None] = [None] * total
         if self._checkpoint is not None:
-            for index, (value, error) in self._checkpoint.restored(call, digest).items():
+            for index, (value, error) in self._checkpoint.restored(call, seq).items():
                 if 0 <= index < total:
                     results[index] = ItemResult(index=index, value=value, error=error)
         todo = [i for i in range(total) if results[i] is None]
@@ -225,7 +224,7 @@ class JobContext:
                 self.progress(done, total)
         if self._checkpoint is not None:
             self._checkpoint.record(
-                call, digest, ((r.index, r.value, r.error) for r in results if r is not None)
+                call, seq, ((r.index, r.value, r.error) for r in results if r is not None)
             )
         if done < total:
             self._progress.flush()
