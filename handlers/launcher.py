@@ -202,16 +202,10 @@ class Launcher:
             current = exc.current
             if current is None:
                 return LaunchOutcome(job_id, "skipped", detail="no such job")
-            status = JobStatus(current[JobField.STATUS])
-            attempts = int(current.get(JobField.ATTEMPTS, 0))
-            resume = _is_resume(current, attempt)
-            if not resume and (status != JobStatus.QUEUED or attempts != attempt):
-                return LaunchOutcome(
-                    job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
-                )
-            if current.get(JobField.CANCEL_REQUESTED):
-                return self._cancel_unlaunched(job_id, status, attempts)
-            if resume:
+            settled = self._settled(job_id, current, attempt)
+            if settled is not None:
+                return settled
+            if _is_resume(current, attempt):
                 return self._launch(current, worker)
             if conflicts_left <= 0:
                 return LaunchOutcome(job_id, "retry", detail="claim kept conflicting")
@@ -230,15 +224,12 @@ class Launcher:
         job = self.store.get(job_id)
         if job is None:
             return LaunchOutcome(job_id, "skipped", detail="no such job")
+        settled = self._settled(job_id, job, attempt)
+        if settled is not None:
+            return settled
         status = JobStatus(job[JobField.STATUS])
         attempts = int(job.get(JobField.ATTEMPTS, 0))
         resume = _is_resume(job, attempt)
-        if not resume and (status != JobStatus.QUEUED or attempts != attempt):
-            return LaunchOutcome(
-                job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
-            )
-        if job.get(JobField.CANCEL_REQUESTED):
-            return self._cancel_unlaunched(job_id, status, attempts)
         if worker is None or worker.name != job.get(JobField.WORKER):
             worker = get_worker(self.store, str(job[JobField.WORKER]))
         if worker is None:
@@ -248,6 +239,19 @@ class Launcher:
         if resume:
             return self._launch(job, worker)
         return self._claim_and_launch(job_id, attempt, worker, job.get(JobField.CANCEL_REQUESTED))
+
+    def _settled(self, job_id: str, job: dict[str, Any], attempt: int) -> LaunchOutcome | None:
+        """What this message comes to without a launch, decided from the job as it is: stale
+        or a duplicate (skipped), or a cancel asked before launch. None: claim or resume."""
+        status = JobStatus(job[JobField.STATUS])
+        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        if not _is_resume(job, attempt) and (status != JobStatus.QUEUED or attempts != attempt):
+            return LaunchOutcome(
+                job_id, "skipped", detail=f"job is {status.value} at attempt {attempts}"
+            )
+        if job.get(JobField.CANCEL_REQUESTED):
+            return self._cancel_unlaunched(job_id, status, attempts)
+        return None
 
     def _launch(self, job: dict[str, Any], worker: WorkerRegistration) -> LaunchOutcome:
         """RunTask for the claimed attempt (``job`` is DISPATCHED), then record the task."""
