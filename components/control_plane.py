@@ -30,7 +30,7 @@ import pulumi_aws as aws
 from components import iam
 from components.config import FunctionConfig
 from components.python_function import PythonFunction, PythonFunctionArgs
-from jobcontract import Env
+from jobcontract import JOB_PK_PREFIX, Env
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
@@ -159,7 +159,10 @@ class ControlPlane(pulumi.ComponentResource):
             [
                 iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
                 iam.ecs_list_tasks(cluster_arn),
-                iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
+                # StopTask: a job cancelled (or moved on) while its launch was under way.
+                iam.ecs_tasks_in_cluster(
+                    (*iam.ECS_TASK_READ_ACTIONS, *iam.ECS_STOP_TASK_ACTIONS), cluster_arn
+                ),
                 *notify,  # a job that cannot be launched at all is failed and reported here
             ],
         )
@@ -169,6 +172,12 @@ class ControlPlane(pulumi.ComponentResource):
             "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
             [
                 iam.table_actions(iam.RECONCILER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
+                iam.table_actions(
+                    iam.RECORD_SCHEDULED_RUN_ACTIONS,
+                    table_arn,
+                    leading_keys=[JOB_PK_PREFIX + "*"],
+                    sid="RecordScheduledRuns",
+                ),
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
                 *notify,
             ],

@@ -72,6 +72,8 @@ RESERVED_ENV = frozenset(
         Env.RESULTS_BUCKET,
         Env.WORKER_NAME,
         Env.WORKER_TIMEOUT_SECONDS,
+        Env.WORKER_MAX_ATTEMPTS,
+        Env.JOB_TTL_DAYS,
         Env.JOB_ID,
         Env.JOB_ATTEMPT,
         Env.SCHEDULED_INPUT,
@@ -132,7 +134,7 @@ class FargateWorkerArgs:
     timeout_seconds: int = 3600
     """Run time after which a job fails (worker stops itself; the sweep enforces it).
     Default ``3600``; allowed 60..86400."""
-    max_attempts: int = 3
+    max_attempts: int = jobcontract.DEFAULT_MAX_ATTEMPTS
     """Runs per job before it is FAILED (Spot interruptions and crashes retry). Default ``3``;
     allowed 1..10."""
     max_concurrency: int = 10
@@ -513,6 +515,9 @@ class FargateWorker(pulumi.ComponentResource):
             Env.RESULTS_BUCKET: platform.results_bucket.bucket,
             Env.WORKER_NAME: name,
             Env.WORKER_TIMEOUT_SECONDS: str(args.timeout_seconds),
+            # A scheduled run records its own job from these (no registration read).
+            Env.WORKER_MAX_ATTEMPTS: str(args.max_attempts),
+            Env.JOB_TTL_DAYS: str(platform.config.job_ttl_days),
             Env.MODEL_BACKEND: "bedrock",
             Env.MODEL_ID: platform.config.bedrock_model_id,
             Env.LOG_LEVEL: platform.config.log_level,
@@ -685,6 +690,12 @@ class FargateWorker(pulumi.ComponentResource):
                 sid="OwnResults",
             ),
             iam.bucket_prefix_read(bucket_arn, jobcontract.inputs_prefix(name), sid="OwnInputs"),
+            # A missing input or checkpoint must answer 404 (a clear job error), not 403.
+            iam.bucket_prefix_list(
+                bucket_arn,
+                [jobcontract.inputs_prefix(name), jobcontract.results_prefix(name)],
+                sid="ListOwnPrefixes",
+            ),
             *args.policy_statements,
         ]
 

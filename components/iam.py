@@ -30,8 +30,11 @@ API_TABLE_ACTIONS = (
 )
 LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
 SWEEP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
-# Jobs are created only by the API; every later change is a conditional UpdateItem.
+# Jobs are created by the API; every later change is a conditional UpdateItem. The reconciler
+# also records a scheduled run whose task stopped before the runtime could (PutItem, job rows
+# only: RECORD_SCHEDULED_RUN_ACTIONS with LeadingKeys job#*).
 RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -40,6 +43,9 @@ QUEUE_CONSUME_ACTIONS = (
     "sqs:GetQueueAttributes",
 )
 OBJECT_READ_ACTIONS = ("s3:GetObject",)
+# AWS rule (S3 GetObject permissions): without s3:ListBucket a missing key answers 403, not
+# 404; granted on the bucket with an s3:prefix condition, it lists only the given prefixes.
+BUCKET_LIST_ACTIONS = ("s3:ListBucket",)
 OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
 TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
@@ -184,6 +190,22 @@ def queue_consume(queue_arn: Resource, sid: str | None = None) -> Statement:
 
 def bucket_prefix_read(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
     return Statement(OBJECT_READ_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
+
+
+def bucket_prefix_list(
+    bucket_arn: Resource, prefixes: Sequence[str], sid: str | None = None
+) -> Statement:
+    """``s3:ListBucket`` on the bucket, for keys under ``prefixes`` only (``s3:prefix``), so a
+    missing object under them answers 404 NoSuchKey instead of 403 AccessDenied."""
+    for prefix in prefixes:
+        if "*" in prefix:
+            raise ValueError(f"prefix {prefix!r}: give the literal prefix, '*' is appended")
+    return Statement(
+        BUCKET_LIST_ACTIONS,
+        [bucket_arn],
+        {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
+        sid=sid,
+    )
 
 
 def bucket_prefix_write(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:

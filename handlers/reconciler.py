@@ -44,7 +44,7 @@ from jobcontract import (
     scheduled_job_id,
     worker_of_job_id,
 )
-from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
 NOTIFIED_AT = "notified_at"
@@ -113,6 +113,10 @@ class StoppedTask:
         )
 
 
+# Outcomes a retry would only repeat: the job fails at once.
+NOT_RETRIED = frozenset({"AccessDenied"})
+
+
 def classify(task: StoppedTask) -> dict[str, Any]:
     """Why an attempt ended, as the job's ``error`` (type, message, exit code, stop reason)."""
     reason = task.stopped_reason
@@ -135,6 +139,8 @@ def classify(task: StoppedTask) -> dict[str, Any]:
         kind, message = "TaskFailedToStart", task.container_reason or reason or "task never ran"
     elif task.exit_code == WorkerExit.INTERRUPTED:
         kind, message = "Interrupted", "the worker was stopped (SIGTERM) and saved its progress"
+    elif task.exit_code == WorkerExit.ACCESS_DENIED:
+        kind, message = "AccessDenied", "AWS denied a call the worker needs (its log names it)"
     elif task.exit_code == 0:
         kind, message = "WorkerExitedEarly", "the worker exited 0 without recording a result"
     else:
@@ -194,20 +200,19 @@ class Reconciler:
             scheduled_input = json.loads(raw) if raw.strip() else {}
         except ValueError:
             scheduled_input = {"raw": raw}
-        job = {
-            JobField.JOB_ID: job_id,
-            JobField.WORKER: worker.name,
-            JobField.STATUS: JobStatus.DISPATCHED.value,
-            JobField.SOURCE: "schedule",
-            JobField.INPUT: scheduled_input,
-            JobField.ATTEMPTS: 1,
-            JobField.MAX_ATTEMPTS: worker.max_attempts,
-            JobField.TIMEOUT_SECONDS: worker.timeout_seconds,
-            JobField.TASK_DEFINITION: task.task_definition_arn or worker.task_definition,
-            JobField.TASK_ARN: task.task_arn,
-            JobField.CPU: worker.cpu,
-            JobField.MEMORY: worker.memory,
-        }
+        ttl_days = _aws.env_int(Env.JOB_TTL_DAYS, 0)
+        job = scheduled_job(
+            job_id,
+            worker.name,
+            scheduled_input,
+            status=JobStatus.DISPATCHED,
+            max_attempts=worker.max_attempts,
+            timeout_seconds=worker.timeout_seconds,
+            task_definition=task.task_definition_arn or worker.task_definition,
+            task_arn=task.task_arn,
+            ttl_days=ttl_days or None,
+        )
+        job[JobField.CPU], job[JobField.MEMORY] = worker.cpu, worker.memory
         try:
             created = self.store.create(job)
         except JobExists as exc:  # the worker runtime created it after all
@@ -235,7 +240,7 @@ class Reconciler:
             return self._finish(job, status, attempts, expect, JobStatus.CANCELLED, None)
         error = classify(task)
         max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
-        if attempts < max_attempts:
+        if attempts < max_attempts and error["type"] not in NOT_RETRIED:
             return self._retry(job, status, attempts, expect, error)
         return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
 

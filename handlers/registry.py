@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcontract import CONTAINER_NAME, WorkerField
+from jobcontract import CONTAINER_NAME, DEFAULT_MAX_ATTEMPTS, WorkerField
 from jobcontract.schema import SchemaError, Validator
 from jobcontract.store import JobStore
 
@@ -81,7 +81,7 @@ class WorkerRegistration:
                 memory=int(item[WorkerField.MEMORY]),
                 max_cpu=int(item.get(WorkerField.MAX_CPU, item[WorkerField.CPU])),
                 max_memory=int(item.get(WorkerField.MAX_MEMORY, item[WorkerField.MEMORY])),
-                max_attempts=int(item.get(WorkerField.MAX_ATTEMPTS, 3)),
+                max_attempts=int(item.get(WorkerField.MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)),
                 timeout_seconds=int(item.get(WorkerField.TIMEOUT_SECONDS, 3600)),
                 max_concurrency=int(item.get(WorkerField.MAX_CONCURRENCY, 10)),
                 capacity_strategy=tuple(dict(s) for s in strategy),

@@ -36,6 +36,8 @@ class Env:
     JOB_ATTEMPT: Final = "BATCH_JOB_ATTEMPT"
     WORKER_NAME: Final = "BATCH_WORKER_NAME"
     WORKER_TIMEOUT_SECONDS: Final = "BATCH_WORKER_TIMEOUT_SECONDS"
+    # Runs per job; a scheduled task reads it here (its role may not read the registration).
+    WORKER_MAX_ATTEMPTS: Final = "BATCH_WORKER_MAX_ATTEMPTS"
     MODEL_ID: Final = "BATCH_MODEL_ID"  # Bedrock model id; unset -> offline backend
     MODEL_BACKEND: Final = "BATCH_MODEL_BACKEND"  # "bedrock" | "offline"
     # boto3 itself honours AWS_ENDPOINT_URL; the local pipeline sets it to the moto server.
@@ -174,6 +176,40 @@ class WorkerExit:
     FAILED: Final = 10  # permanent error (bad input): FAILED recorded, nothing to retry
     TIMEOUT: Final = 124  # worker timeout reached: FAILED (type "Timeout") recorded
     INTERRUPTED: Final = 143  # SIGTERM (Spot interruption, stop): progress saved -> retry
+    # AWS denied a call the runtime needs and the job could not be recorded FAILED itself
+    # (e.g. its own row): the reconciler fails the job, a retry would be denied again.
+    ACCESS_DENIED: Final = 11
+
+
+def access_denied_error(exc: BaseException) -> dict[str, str] | None:
+    """The job ``error`` for an AWS call IAM denied (botocore ``ClientError`` with a denial
+    code or HTTP 403), naming the operation and AWS's message; None for anything else.
+    Duck-typed so the Lambda zip needs no botocore import here."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return None
+    error = response.get("Error") or {}
+    code = str(error.get("Code", ""))
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    if code not in ACCESS_DENIED_CODES and not (code in ("403", "Forbidden") or status == 403):
+        return None
+    operation = getattr(exc, "operation_name", "an AWS call")
+    detail = str(error.get("Message") or "access denied")
+    return {
+        "type": "AccessDenied",
+        "message": (
+            f"AWS denied {operation} ({code or status}): {detail}. The role this code runs as "
+            "needs that action on that resource; a retry would be denied again."
+        )[:1000],
+    }
+
+
+# Runs per job when a worker does not say (the component's ``max_attempts`` default).
+DEFAULT_MAX_ATTEMPTS: Final = 3
+# AWS error codes that mean "IAM (or a resource policy) denied this call": never transient.
+ACCESS_DENIED_CODES: Final = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError"}
+)
 
 
 CONTAINER_NAME: Final = "worker"
@@ -222,13 +258,16 @@ def worker_of_job_id(job_id: str) -> str | None:
     return m.group(1) if m else None
 
 
+JOB_PK_PREFIX: Final = "job#"  # every job item's pk starts so (IAM LeadingKeys: + "*")
+
+
 def job_pk(job_id: str) -> str:
-    return f"job#{job_id}"
+    return f"{JOB_PK_PREFIX}{job_id}"
 
 
 def job_pk_prefix(worker: str) -> str:
     """What every pk of this worker's jobs starts with (IAM LeadingKeys pattern: prefix + '*')."""
-    return f"job#{worker}_"
+    return f"{JOB_PK_PREFIX}{worker}_"
 
 
 # The deployed API's URL, written by the BatchApi component as a table item: the control-plane

@@ -19,7 +19,7 @@ import hmac
 import json
 import os
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jobcontract import (
@@ -135,6 +135,43 @@ def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_item(item: Mapping[str, Any]) -> Item:
     return {k: from_attr(v) for k, v in item.items()}
+
+
+def scheduled_job(
+    job_id: str,
+    worker: str,
+    job_input: Mapping[str, Any],
+    *,
+    status: JobStatus,
+    max_attempts: int,
+    timeout_seconds: int | None,
+    task_definition: str | None,
+    task_arn: str | None,
+    ttl_days: int | None,
+    now: datetime | None = None,
+) -> Item:
+    """The job item of a scheduled run (EventBridge Scheduler started the task itself): the one
+    shape both its writers use, the worker runtime (the run started) and the reconciler (the
+    task stopped before the runtime could record it)."""
+    job: Item = {
+        JobField.JOB_ID: job_id,
+        JobField.WORKER: worker,
+        JobField.STATUS: status.value,
+        JobField.SOURCE: "schedule",
+        JobField.INPUT: dict(job_input),
+        JobField.ATTEMPTS: 1,
+        JobField.MAX_ATTEMPTS: max_attempts,
+    }
+    optional = {
+        JobField.TIMEOUT_SECONDS: timeout_seconds,
+        JobField.TASK_DEFINITION: task_definition,
+        JobField.TASK_ARN: task_arn,
+    }
+    job.update({k: v for k, v in optional.items() if v})
+    if ttl_days:  # DynamoDB TTL: scheduled rows expire like submitted ones
+        expires = (now or datetime.now(UTC)) + timedelta(days=ttl_days)
+        job[JobField.EXPIRES_AT] = int(expires.timestamp())
+    return job
 
 
 def _status(value: StatusLike) -> JobStatus:

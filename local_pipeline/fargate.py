@@ -35,6 +35,8 @@ EXITED_REASON = "Essential container in task exited"
 DEFAULT_STOP_TIMEOUT = 30  # ECS default when the container definition sets none
 # Environment a worker process inherits from this process; everything else comes from
 # the task definition and the overrides, as in a container.
+# AWS: the stoppedReason ECS gives a Spot-interrupted Fargate task.
+SPOT_REASON = "Your Spot Task was interrupted."
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
 
 EventSink = Callable[[dict[str, Any]], None]
@@ -69,6 +71,7 @@ class LocalTask:
     process: subprocess.Popen[bytes] | None = None
     log_file: IO[bytes] | None = None
     stop_reason: str | None = None  # set when stopped through StopTask
+    stop_code: str | None = None  # the STOPPED event's stopCode, when not the default
     kill_at: float | None = None
 
     @property
@@ -242,6 +245,15 @@ class LocalFargate:
                 return name
         return None
 
+    def interrupt_spot(self, task_arn: str) -> None:
+        """Emulate a Fargate Spot interruption of a running task: ECS stops it (reason and
+        ``stopCode: SpotInterruption`` as AWS sends them), the container gets SIGTERM and
+        ``stopTimeout`` seconds before SIGKILL."""
+        with self._lock:
+            task = self.tasks[task_arn]
+        task.stop_code = "SpotInterruption"
+        self.ecs.stop_task(cluster=task.cluster_arn, task=task_arn, reason=SPOT_REASON)
+
     def _check_stop_requests(self) -> None:
         """Tasks stopped through StopTask (cancel, sweep): SIGTERM, then SIGKILL at timeout."""
         with self._lock:
@@ -388,7 +400,7 @@ class LocalFargate:
             code = stop_code or "EssentialContainerExited"
         else:
             reason = task.stop_reason
-            code = stop_code or "UserInitiated"
+            code = stop_code or task.stop_code or "UserInitiated"
         self.finished += 1
         self.deliver(self.stopped_event(task, exit_code=exit_code, stop_code=code, reason=reason))
 

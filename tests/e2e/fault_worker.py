@@ -2,8 +2,10 @@
 
 It looks at the job's input first: ``E2E-CRASH`` makes the process die with exit code 1
 before the runtime starts (a container crash: the job is left DISPATCHED, as after an OOM
-kill), ``E2E-HANG`` makes it wait until SIGTERM (a task stopped by cancel), anything else
-runs the real worker runtime unchanged."""
+kill), ``E2E-HANG`` makes it wait until SIGTERM (a task stopped by cancel), ``E2E-SLOW``
+runs the real runtime with a handler that maps over the input's ``documents`` slowly (0.3 s
+an item, so a Spot interruption lands mid-job and the retry resumes from the checkpoint),
+anything else runs the real worker runtime unchanged."""
 
 from __future__ import annotations
 
@@ -29,11 +31,28 @@ def _marker() -> str | None:
         .get("Item", {})
     )
     text = json.dumps(item)
-    return next((m for m in ("E2E-CRASH", "E2E-HANG") if m in text), None)
+    return next((m for m in ("E2E-CRASH", "E2E-HANG", "E2E-SLOW") if m in text), None)
+
+
+def _slow_worker(name: str) -> int:
+    from workers.runtime.context import JobContext
+    from workers.runtime.definition import WorkerDefinition
+    from workers.runtime.lifecycle import run_worker
+
+    def handler(ctx: JobContext) -> dict[str, object]:
+        def one(document: dict[str, str]) -> dict[str, str]:
+            time.sleep(0.3)
+            return {"id": document["id"], "attempt": str(ctx.attempt)}
+
+        results = ctx.map(one, ctx.input["documents"], concurrency=1)
+        return {"items": [r.value for r in results]}
+
+    return run_worker(WorkerDefinition(name=name, handler=handler))
 
 
 def main() -> None:
-    marker = _marker()
+    # A scheduled run has no job id to carry a marker: the test sets it in the task env.
+    marker = os.environ.get("E2E_FAULT") or _marker()
     if marker == "E2E-CRASH":
         print("e2e: simulated crash", flush=True)
         os._exit(1)
@@ -42,6 +61,8 @@ def main() -> None:
         print("e2e: hanging until SIGTERM", flush=True)
         while True:
             time.sleep(0.05)
+    if marker == "E2E-SLOW":
+        sys.exit(_slow_worker(os.environ[Env.WORKER_NAME]))
     sys.argv = ["workers.runtime.run", *sys.argv[1:]]
     runpy.run_module("workers.runtime.run", run_name="__main__")
 

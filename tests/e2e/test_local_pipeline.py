@@ -5,7 +5,11 @@ processes started from the tasks the launcher runs.
 One pipeline for the module (start-up evaluates the stack and provisions moto: seconds), so
 everything here runs in one xdist worker. The worker processes go through
 ``tests/e2e/fault_worker.py``, which runs the real runtime unless the job input carries a
-fault marker (crash / hang)."""
+fault marker (crash / hang / slow).
+
+Every AWS call the handlers and worker processes make here is recorded with the principal it
+runs as on AWS (``tests/authz/recorder.py``), and the last test proves each one, and each call
+AWS makes for the stack, authorized by the exact policies of the dev and prod stacks."""
 
 from __future__ import annotations
 
@@ -24,12 +28,14 @@ from typing import Any
 import pytest
 
 from cli.main import main as batchctl
-from jobcontract import Env
+from jobcontract import Env, scheduled_job_id
 from local_pipeline.pipeline import LocalPipeline
+from tests.authz import recorder
 
 pytestmark = pytest.mark.xdist_group("e2e-local-pipeline")
 
 FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
+TRACE_WORKER = Path(__file__).parents[1] / "authz" / "trace_worker.py"
 TERMINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 # A 2x1 PNG (red, blue): the image worker decodes headers and colours itself, offline.
 PNG = base64.b64decode(
@@ -58,6 +64,7 @@ def _children(pid: int) -> list[int]:
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline]:
     state = tmp_path_factory.mktemp("local-state")
     children_before = set(_children(os.getpid()))
+    trace = recorder.Trace(state / "aws-calls.jsonl")
     local = LocalPipeline(
         stack="dev",
         port=0,
@@ -66,17 +73,26 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
         sweep_interval=3600,  # the sweep is driven explicitly below
         poll_interval=0.1,
         redelivery_seconds=1,
-        worker_command=lambda w: [sys.executable, str(FAULT_WORKER), "--worker", w],
+        worker_command=lambda w: [
+            sys.executable,
+            str(TRACE_WORKER),
+            str(trace.path),
+            "--worker",
+            w,
+        ],
     )
+    local.trace = trace  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as mp:
         for var in ("BATCH_API_URL", "BATCH_API_KEY"):
             mp.delenv(var, raising=False)
         mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
+        recorder.install(trace.append)
         local.start()
         try:
             yield local
         finally:
             local.stop()
+            recorder.uninstall()
     # Clean shutdown: no worker process, no emulation thread, no state file left behind.
     assert set(_children(os.getpid())) - children_before == set()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("local-")]
@@ -120,6 +136,17 @@ def wait(
         time.sleep(0.2)
 
 
+def wait_for_task(p: LocalPipeline, job_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The job once its task is recorded (DISPATCHED comes a moment before the task ARN)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = wait(p, job_id, until={"DISPATCHED", "RUNNING"}, timeout=timeout)
+        if job.get("task_arn"):
+            return job
+        assert time.monotonic() < deadline, f"{job_id} has no task: {job}"
+        time.sleep(0.1)
+
+
 def result_of(job: dict[str, Any]) -> dict[str, Any]:
     with urllib.request.urlopen(job["result"]["url"], timeout=30) as resp:  # presigned GET
         data: dict[str, Any] = json.loads(resp.read())
@@ -155,12 +182,24 @@ def test_gateway_enforces_key_and_routes_like_api_gateway(pipeline: LocalPipelin
 def test_three_seed_workers_produce_results(pipeline: LocalPipeline) -> None:
     s3 = pipeline.client("s3")
     bucket = os.environ[Env.RESULTS_BUCKET]
-    s3.put_object(Bucket=bucket, Key="inputs/e2e/two-pixels.png", Body=PNG, ContentType="image/png")
+    s3.put_object(
+        Bucket=bucket,
+        Key="inputs/image-alt-generator/e2e/two-pixels.png",
+        Body=PNG,
+        ContentType="image/png",
+    )
     jobs = {
         "image-alt-generator": submit(
             pipeline,
             "image-alt-generator",
-            {"images": [{"s3_key": "inputs/e2e/two-pixels.png", "context": "a banner"}]},
+            {
+                "images": [
+                    {
+                        "s3_key": "inputs/image-alt-generator/e2e/two-pixels.png",
+                        "context": "a banner",
+                    }
+                ]
+            },
         ),
         "meta-desc-generator": submit(
             pipeline,
@@ -251,8 +290,7 @@ def test_cancel_stops_the_running_task(
     pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job_id = submit(pipeline, "content-analyzer", {"documents": [{"id": "h", "text": "E2E-HANG"}]})
-    job = wait(pipeline, job_id, until={"DISPATCHED", "RUNNING"})
-    assert job.get("task_arn")
+    job = wait_for_task(pipeline, job_id)
     log_file = pipeline.logs_dir / f"{job['task_arn'].rsplit('/', 1)[-1]}.log"
     deadline = time.monotonic() + 20
     while not (log_file.exists() and "hanging until SIGTERM" in log_file.read_text()):
@@ -360,6 +398,32 @@ def test_scheduled_task_runs_on_demand_as_a_recorded_job(
     assert code == 3 and "no-such-schedule" in err
 
 
+def test_scheduled_run_that_dies_before_recording_is_recorded_by_the_reconciler(
+    pipeline: LocalPipeline,
+) -> None:
+    """A scheduled task crashes before the runtime creates its job row: the reconciler records
+    the run from the STOPPED event (with the stack's job TTL), and retries it as a job."""
+    assert pipeline.fargate is not None and pipeline.provisioned is not None
+    pipeline.fargate.base_env["E2E_FAULT"] = "E2E-CRASH"
+    try:
+        task_arn = pipeline.run_schedule("nightly-content-analysis")["task_arns"][0]
+        job_id = scheduled_job_id("content-analyzer", task_arn)
+        deadline = time.monotonic() + 30
+        while call(pipeline, "GET", f"/jobs/{job_id}")[0] != 200:
+            assert time.monotonic() < deadline, f"the reconciler never recorded {job_id}"
+            time.sleep(0.2)
+    finally:
+        del pipeline.fargate.base_env["E2E_FAULT"]
+    job = wait(pipeline, job_id, timeout=60)  # the retry runs without the fault
+    assert job["source"] == "schedule" and job["status"] == "SUCCEEDED", job
+    assert job["attempts"] == 2, job
+    item = pipeline.client("dynamodb").get_item(
+        TableName=pipeline.provisioned.jobs_table, Key={"pk": {"S": f"job#{job_id}"}}
+    )["Item"]
+    days = (int(item["expires_at"]["N"]) - time.time()) / 86400
+    assert 13 < days <= 14, days  # dev's jobTtlDays: scheduled rows expire too
+
+
 def test_sweep_runs_on_demand(pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "local", "sweep")
     assert code == 0, err
@@ -372,7 +436,7 @@ def test_logs_follow_until_the_job_ends(
     pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
     job_id = submit(pipeline, "content-analyzer", {"documents": [{"id": "f", "text": "E2E-HANG"}]})
-    job = wait(pipeline, job_id, until={"DISPATCHED", "RUNNING"})
+    job = wait_for_task(pipeline, job_id)
     log_file = pipeline.logs_dir / f"{job['task_arn'].rsplit('/', 1)[-1]}.log"
     deadline = time.monotonic() + 20
     while not (log_file.exists() and "hanging until SIGTERM" in log_file.read_text()):
@@ -386,3 +450,116 @@ def test_logs_follow_until_the_job_ends(
         canceller.join()
     assert code == 0 and "hanging until SIGTERM" in out
     assert wait(pipeline, job_id)["status"] == "CANCELLED"
+
+
+# --- Spot: no capacity, interruption ------------------------------------------------------
+def test_spot_capacity_shortage_falls_back_to_on_demand(pipeline: LocalPipeline) -> None:
+    """ECS answers the Spot RunTask with a capacity failure (as ECS words it); the launcher
+    starts the job on on-demand Fargate instead."""
+    from botocore.awsrequest import AWSResponse
+
+    from handlers import _aws
+
+    ecs = _aws.client("ecs")
+    refused: list[str] = []
+
+    def no_spot_capacity(params: dict[str, Any], **_: Any) -> Any:
+        request = json.loads(params["body"] or b"{}")
+        strategy = request.get("capacityProviderStrategy", [])
+        if refused or not any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy):
+            return None  # only the first Spot launch while armed finds no capacity
+        refused.append(request["startedBy"])
+        reason = "Capacity is unavailable at this time. Please try again later."
+        answer = {"tasks": [], "failures": [{"arn": request["taskDefinition"], "reason": reason}]}
+        return AWSResponse(params["url"], 200, {}, None), answer
+
+    ecs.meta.events.register("before-call.ecs.RunTask", no_spot_capacity)
+    try:
+        job_id = submit(
+            pipeline,
+            "meta-desc-generator",
+            {"pages": [{"url": "https://e.x/", "html": "<p>Spot.</p>"}]},
+        )
+        job = wait(pipeline, job_id)
+    finally:
+        ecs.meta.events.unregister("before-call.ecs.RunTask", no_spot_capacity)
+    assert refused == [job_id]
+    assert job["status"] == "SUCCEEDED", job
+    launches = [
+        [s["capacityProvider"] for s in c.params.get("capacityProviderStrategy", [])]
+        for c in pipeline.trace.calls()  # type: ignore[attr-defined]
+        if c.key == "ecs:RunTask" and c.params.get("startedBy") == job_id
+    ]
+    assert launches[0] and "FARGATE_SPOT" in launches[0], launches
+    assert launches[-1] == ["FARGATE"], launches  # the fallback: on-demand only
+
+
+def test_spot_interruption_resumes_from_the_checkpoint(pipeline: LocalPipeline) -> None:
+    documents = [{"id": f"d{i}", "text": "E2E-SLOW"} for i in range(40)]
+    job_id = submit(pipeline, "content-analyzer", {"documents": documents})
+    job = wait(pipeline, job_id, until={"RUNNING"})
+    time.sleep(2.0)  # a few of the 40 items (0.3 s each) are done
+    assert pipeline.fargate is not None
+    pipeline.fargate.interrupt_spot(job["task_arn"])
+    job = wait(pipeline, job_id, timeout=90)
+    assert job["status"] == "SUCCEEDED" and job["attempts"] == 2, job
+    items = result_of(job)["output"]["items"]
+    assert [i["id"] for i in items] == [d["id"] for d in documents]  # each once, in order
+    first = [i for i in items if i["attempt"] == "1"]
+    assert first and len(first) < len(documents), items  # the retry skipped what was done
+
+
+# --- the authorization check (keep last: it reads the trace of everything above) ----------
+# What the module's paths must have put in the trace for the check to mean anything.
+EXPECTED_IN_TRACE = {
+    ("function", "api"): {
+        "dynamodb:PutItem",
+        "sqs:SendMessage",
+        "s3:presign:GetObject",
+        "ecs:StopTask",
+    },
+    ("function", "launcher"): {"ecs:RunTask", "dynamodb:UpdateItem"},
+    ("function", "reconciler"): {
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",  # a scheduled run that died before recording itself
+        "sqs:SendMessage",
+        "sns:Publish",
+    },
+    ("function", "sweep"): {"dynamodb:Query"},
+    ("task", "content-analyzer"): {
+        "dynamodb:UpdateItem",
+        "dynamodb:PutItem",
+        "s3:PutObject",
+        "s3:GetObject",
+    },
+    ("task", "image-alt-generator"): {"s3:GetObject", "s3:PutObject"},
+    ("task", "meta-desc-generator"): {"s3:PutObject"},
+}
+
+
+def test_every_recorded_call_is_authorized_in_dev_and_prod(pipeline: LocalPipeline) -> None:
+    from components.offline import ACCOUNT_ID, REGION, evaluate_stack
+    from tests.authz.check import StackPolicies, check, rebind, rebind_map
+
+    trace = pipeline.trace  # type: ignore[attr-defined]
+    assert pipeline.provisioned is not None
+    # moto's names -> the dev graph's (the same names, but moto's URLs and ids)
+    moto_to_dev = {
+        real: mock for mock, real in pipeline.provisioned.substitutions.mapping().items()
+    }
+    calls = rebind(trace.calls(), moto_to_dev)
+    seen: dict[tuple[str, str], set[str]] = {}
+    for c in calls:
+        seen.setdefault((c.principal.kind, c.principal.name), set()).add(c.key)
+    missing = {p: sorted(ops - seen.get(p, set())) for p, ops in EXPECTED_IN_TRACE.items()}
+    assert not any(missing.values()), f"trace incomplete (run the whole module): {missing}"
+    assert not [c for c in calls if c.principal.kind == "unattributed"]
+
+    dev = evaluate_stack("dev")
+    report = []
+    for name, graph in (("dev", dev), ("prod", evaluate_stack("prod"))):
+        stack = StackPolicies(graph, ACCOUNT_ID, REGION)
+        bound = calls if graph is dev else rebind(calls, rebind_map(dev, graph))
+        problems = check([*bound, *stack.service_calls()], stack)
+        report += [f"[{name}] {p}" for p in problems]
+    assert not report, "\n".join(dict.fromkeys(report))

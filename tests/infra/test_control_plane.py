@@ -139,8 +139,12 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "dynamodb:Query",
         "ecs:ListTasks",
         "ecs:DescribeTasks",
+        "ecs:StopTask",  # a job cancelled while its launch was under way: stop its task
         "sns:Publish",
     }
+    (stop,) = grants(stmts, "ecs:StopTask")
+    assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
+    assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
     (list_tasks,) = grants(stmts, "ecs:ListTasks")
     assert list_tasks["Resource"] == ["*"]  # AWS: ListTasks takes no task resource
     assert list_tasks["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
@@ -261,10 +265,20 @@ def test_code_zip_holds_only_handler_and_contract_sources() -> None:
         assert "__pycache__" not in name and "/tests/" not in name and "/test_" not in name
 
 
-def test_reconciler_never_creates_or_deletes_jobs(dev_platform: StackGraph) -> None:
+def test_reconciler_creates_only_job_rows_and_never_deletes(dev_platform: StackGraph) -> None:
     stmts = role_policy(dev_platform, "reconciler-policy")
     table = {a for a in actions_of(stmts) if a.startswith("dynamodb:")}
-    assert table == {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"}
+    assert table == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+    }
+    # PutItem records a scheduled run whose task stopped first: job rows only, never the
+    # worker registrations or the API's config item.
+    (put,) = grants(stmts, "dynamodb:PutItem")
+    assert as_list(put["Action"]) == ["dynamodb:PutItem"]
+    assert put["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["job#*"]}}
 
 
 @pytest.mark.parametrize(

@@ -398,10 +398,16 @@ def test_task_role_scoped_to_own_rows_and_prefixes(graph: StackGraph) -> None:
     assert inputs["Action"] == ["s3:GetObject"]
     declared = by_sid(statements, "Bedrock")
     assert declared["Action"] == ["bedrock:InvokeModel"]
+    # S3 answers 404 (not 403) for a missing key only to a role that may list it.
+    listing = by_sid(statements, "ListOwnPrefixes")
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == [bucket_arn]
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["inputs/summarize/*", "results/summarize/*"]}
+    }
     # Nothing else on the table or the bucket.
     for s in statements:
         for r in s["Resource"]:
-            assert not r.startswith(bucket_arn) or "/summarize/" in r
+            assert not r.startswith(bucket_arn) or "/summarize/" in r or s is listing
 
 
 def test_execution_role_scoped(graph: StackGraph) -> None:

@@ -355,6 +355,8 @@ def test_scheduled_run_creates_its_own_job_from_task_metadata(runtime_env: Runti
         env = runtime_env.env(
             **{
                 Env.SCHEDULED_INPUT: json.dumps({"items": ["nightly"]}),
+                Env.WORKER_MAX_ATTEMPTS: "4",
+                Env.JOB_TTL_DAYS: "14",
                 "ECS_CONTAINER_METADATA_URI_V4": f"http://127.0.0.1:{server.server_port}/v4/abc",
             }
         )
@@ -369,7 +371,9 @@ def test_scheduled_run_creates_its_own_job_from_task_metadata(runtime_env: Runti
     job = runtime_env.store.get(job_id)
     assert job is not None
     assert job["status"] == JobStatus.SUCCEEDED and job["source"] == "schedule"
-    assert job["attempts"] == 1 and job["max_attempts"] == 4  # from the registration
+    # From the task's environment: the task role may not read the registration item.
+    assert job["attempts"] == 1 and job["max_attempts"] == 4
+    assert 13 * 86400 < int(job["expires_at"]) - time.time() <= 14 * 86400  # rows expire
     assert job["input"] == {"items": ["nightly"]}
     assert job["task_arn"] == arn and job["task_definition"] == "test-echo:7"
     assert "RUNNING" in job["timestamps"] and "QUEUED" not in job["timestamps"]

@@ -217,6 +217,10 @@ def test_task_roles_reach_only_their_own_rows_and_prefixes(graph: StackGraph) ->
                 assert as_list(keys) == [f"job#{worker}_*"], (worker, keys)
                 assert all(":table/" in r for r in resources)
                 assert not any(a in ("dynamodb:scan", "dynamodb:deletetable") for a in actions)
+            if actions == ["s3:listbucket"]:  # on the bucket, for its own prefixes only
+                prefixes = as_list(s["Condition"]["StringLike"]["s3:prefix"])
+                assert prefixes == [f"inputs/{worker}/*", f"results/{worker}/*"], prefixes
+                continue
             if any(a.startswith("s3:") for a in actions):
                 for r in resources:
                     m = re.fullmatch(r"arn:aws:s3:::[^/]+/(results|inputs)/([a-z0-9-]+)/\*", r)

@@ -35,22 +35,25 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any, TextIO
 
 from jobcontract import (
+    DEFAULT_MAX_ATTEMPTS,
     JOB_ID_RE,
     Env,
     JobField,
     JobStatus,
+    access_denied_error,
     checkpoint_key,
+    inputs_prefix,
     new_job_id,
     result_key,
+    results_prefix,
     scheduled_job_id,
     worker_of_job_id,
 )
-from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 from workers.runtime import exit_codes
 from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.context import (
@@ -90,6 +93,8 @@ class Settings:
     heartbeat_seconds: float
     scheduled_input: str | None
     task_arn: str | None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    job_ttl_days: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], worker: str) -> Settings:
@@ -124,6 +129,8 @@ class Settings:
                 raise ConfigError(f"{Env.JOB_ATTEMPT}={raw_attempt!r} must be an integer >= 1")
             attempt = int(raw_attempt)
         heartbeat = positive(Env.HEARTBEAT_INTERVAL_SECONDS, DEFAULT_HEARTBEAT_SECONDS)
+        max_attempts = positive(Env.WORKER_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)
+        ttl_days = positive(Env.JOB_TTL_DAYS, None)
         return cls(
             table=required(Env.JOBS_TABLE),
             bucket=required(Env.RESULTS_BUCKET),
@@ -134,6 +141,8 @@ class Settings:
             heartbeat_seconds=heartbeat or DEFAULT_HEARTBEAT_SECONDS,
             scheduled_input=env.get(Env.SCHEDULED_INPUT),
             task_arn=env.get(Env.TASK_ARN, "").strip() or None,
+            max_attempts=int(max_attempts or DEFAULT_MAX_ATTEMPTS),
+            job_ttl_days=int(ttl_days) if ttl_days else None,
         )
 
 
@@ -243,6 +252,13 @@ class _JobRun:
         except ConfigError as exc:
             self.logger.error("config_error", message=str(exc))
             return exit_codes.CONFIG
+        except Exception as exc:
+            denied = access_denied_error(exc)
+            if denied is None:
+                raise
+            # The job row itself cannot be written: say why, and let the reconciler fail it.
+            self.logger.error("access_denied", **denied)
+            return exit_codes.ACCESS_DENIED
         if job is None:
             return exit_codes.NOT_RUNNABLE
         self.timeout = _effective_timeout(self.settings.timeout_seconds, job)
@@ -310,30 +326,26 @@ class _JobRun:
         derived = scheduled_job_id(worker, task_arn) if task_arn else None
         self.job_id, self.attempt = derived or new_job_id(worker), 1
         self.logger.bind(job_id=self.job_id, attempt=self.attempt)
-        registration = self.store.get_worker(worker) or {}
-        job: dict[str, Any] = {
-            JobField.JOB_ID: self.job_id,
-            JobField.WORKER: worker,
-            JobField.STATUS: JobStatus.RUNNING.value,
-            JobField.SOURCE: "schedule",
-            JobField.INPUT: scheduled_input,
-            JobField.ATTEMPTS: 1,
-            JobField.MAX_ATTEMPTS: int(registration.get("max_attempts", 1)),
-            **fields,
-        }
+        # Everything comes from the task's environment and metadata: the task role may touch
+        # only this worker's job rows (dynamodb:LeadingKeys), not its registration item.
         definition = (
             f"{meta['Family']}:{meta['Revision']}"
             if meta and meta.get("Family") and meta.get("Revision")
-            else registration.get("task_definition")
+            else None
         )
-        if definition:
-            job[JobField.TASK_DEFINITION] = str(definition)
-        if registration.get("timeout_seconds"):
-            job[JobField.TIMEOUT_SECONDS] = int(registration["timeout_seconds"])
-        ttl_days = self.env.get(Env.JOB_TTL_DAYS, "").strip()
-        if ttl_days.isdigit():
-            expires = datetime.now(UTC) + timedelta(days=int(ttl_days))
-            job[JobField.EXPIRES_AT] = int(expires.timestamp())
+        timeout = self.settings.timeout_seconds
+        job = scheduled_job(
+            self.job_id,
+            worker,
+            scheduled_input,
+            status=JobStatus.RUNNING,
+            max_attempts=self.settings.max_attempts,
+            timeout_seconds=int(timeout) if timeout else None,
+            task_definition=definition,
+            task_arn=None,
+            ttl_days=self.settings.job_ttl_days,
+        )
+        job.update(fields)
         try:
             created = self.store.create(job)
         except JobExists:
@@ -367,6 +379,9 @@ class _JobRun:
         except PermanentError as exc:
             return self._finish_failed(error_summary(exc), exit_codes.FAILED)
         except Exception as exc:
+            denied = access_denied_error(exc)
+            if denied is not None:  # IAM said no: a retry would be denied again
+                return self._finish_failed(denied, exit_codes.FAILED)
             return self._crashed(exc)
         try:
             return self._succeed(output)
@@ -549,10 +564,24 @@ class _JobRun:
         return key
 
     def _read_object(self, key: str) -> bytes:
+        """An object of the results bucket. Missing (404, or 403 where the role may not list
+        the prefix: S3 hides existence then) and denied keys are the job's input problem,
+        not a crash to retry."""
+        from botocore.exceptions import ClientError
+
+        where = f"s3://{self.settings.bucket}/{key}"
         try:
             response = self.s3.get_object(Bucket=self.settings.bucket, Key=key)
         except self.s3.exceptions.NoSuchKey as exc:
-            raise PermanentError(f"s3 object {key} does not exist") from exc
+            raise PermanentError(f"s3 object {where} does not exist") from exc
+        except ClientError as exc:
+            if access_denied_error(exc) is None:
+                raise
+            raise PermanentError(
+                f"s3:GetObject denied on {where}: the object is missing or outside this "
+                f"worker's prefixes ({inputs_prefix(self.definition.name)}, "
+                f"{results_prefix(self.definition.name)})"
+            ) from exc
         return bytes(response["Body"].read())
 
     def _write_progress(self, progress: dict[str, int]) -> None:
