@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from handlers import _aws, launcher, reconciler
-from jobcontract import Env, JobField
+from jobcontract import Env, JobField, WorkerExit
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
@@ -101,6 +101,19 @@ def test_event_for_older_task_is_ignored(res) -> None:
     assert task2 != task1
     assert reconcile(event).startswith("ignored")
     assert store.get(job_id)[JobField.STATUS] == "DISPATCHED"
+
+
+def test_access_denied_exit_fails_the_job_without_a_retry(res, topic_queue) -> None:
+    """Exit 11: AWS denied the runtime a call it needs before it could record the job; a
+    retry would be denied the same way, so the job fails (and is reported) on attempt 1."""
+    job_id, task = launch(res)
+    event = stopped_event(res.cluster_arn, task, exit_code=WorkerExit.ACCESS_DENIED)
+    assert reconcile(event) == "final: FAILED"
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.STATUS] == "FAILED" and job[JobField.ATTEMPTS] == 1
+    assert job[JobField.ERROR]["type"] == "AccessDenied"
+    assert receive_all(res.workers["echo"].queue_url) == []  # nothing re-enqueued
+    assert [json.loads(m["Body"])["job_id"] for m in receive_all(topic_queue)] == [job_id]
 
 
 class TableCalls:

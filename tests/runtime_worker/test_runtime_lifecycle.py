@@ -101,6 +101,7 @@ def test_input_is_read_from_s3_pointer(runtime_env: RuntimeEnv) -> None:
 
 def test_permanent_error_marks_failed_and_exits_failed(runtime_env: RuntimeEnv) -> None:
     """Exit 0 is kept for "SUCCEEDED recorded" (the reconciler trusts it without a read)."""
+
     @worker(name=WORKER)
     def picky(ctx: JobContext) -> dict[str, Any]:
         raise PermanentError("documents must not be empty")
@@ -423,3 +424,63 @@ def test_scheduled_run_id_matches_what_the_reconciler_derives(runtime_env: Runti
         job is not None and job["status"] == JobStatus.SUCCEEDED and job["input"] == {"items": []}
     )
     assert {line.get("job_id") for line in logs if "job_id" in line} == {expected}
+
+
+class _DenyingS3:
+    """The real moto S3 client, except that GetObject answers as S3 does for a key the role
+    may not read (or may not list, when the key is missing): 403 AccessDenied."""
+
+    def __init__(self) -> None:
+        self._real = boto3.client("s3")
+        self.exceptions = self._real.exceptions
+
+    def get_object(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"},
+                 "ResponseMetadata": {"HTTPStatusCode": 403}}  # fmt: skip
+        raise ClientError(error, "GetObject")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_a_denied_input_read_fails_the_job_at_once_naming_the_object(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """S3 answers 403 (not 404) for a key the role may not read or list: that is the job's
+    input problem, FAILED with the object named, not a crash retried max_attempts times."""
+    key = "inputs/echo/expired.json"
+    job_id = runtime_env.dispatched_job({}, input_s3_key=key)
+    code, _ = run(upper, runtime_env.job_env(job_id), s3=_DenyingS3())
+    assert code == exit_codes.FAILED
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    message = job["error"]["message"]
+    assert (
+        "s3:GetObject denied" in message and f"s3://{runtime_env.resources.bucket}/{key}" in message
+    )
+
+
+def test_an_access_denied_from_aws_in_the_handler_fails_the_job_naming_the_call(
+    runtime_env: RuntimeEnv,
+) -> None:
+    from botocore.exceptions import ClientError
+
+    @worker(name=WORKER)
+    def denied(ctx: JobContext) -> dict[str, Any]:
+        message = "User: arn:aws:sts::1:assumed-role/echo-task/x is not authorized to perform: "
+        error = {
+            "Error": {"Code": "AccessDeniedException", "Message": message + "bedrock:InvokeModel"}
+        }
+        raise ClientError(error, "Converse")
+
+    job_id = runtime_env.dispatched_job({})
+    code, _ = run(denied, runtime_env.job_env(job_id))
+    assert code == exit_codes.FAILED  # recorded FAILED: not exit 1, which the reconciler retries
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert job["error"]["type"] == "AccessDenied"
+    assert (
+        "Converse" in job["error"]["message"] and "bedrock:InvokeModel" in job["error"]["message"]
+    )
