@@ -37,8 +37,9 @@ def test_preview_runs_for_each_stack_with_pr_comment_and_policy_pack(
     workflow: dict[str, Any],
 ) -> None:
     job = workflow["jobs"]["preview"]
+    assert job["environment"] == "preview"  # the OIDC sub claim the README's trust policy names
     assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    (pulumi,) = _steps(job, "pulumi/actions@v6")
+    (pulumi,) = _steps(job, "pulumi/actions@")
     assert pulumi["with"]["command"] == "preview"
     assert pulumi["with"]["comment-on-pr"] is True
     assert pulumi["with"]["stack-name"].endswith("/${{ matrix.stack }}")
@@ -49,14 +50,15 @@ def test_preview_runs_for_each_stack_with_pr_comment_and_policy_pack(
 
 def test_main_deploys_dev_only(workflow: dict[str, Any]) -> None:
     job = workflow["jobs"]["deploy-dev"]
-    (pulumi,) = _steps(job, "pulumi/actions@v6")
+    assert job["environment"] == "dev"
+    (pulumi,) = _steps(job, "pulumi/actions@")
     assert pulumi["with"]["command"] == "up"
     assert pulumi["with"]["stack-name"].endswith("/dev")
     assert job["concurrency"]["cancel-in-progress"] is False
 
 
 def test_aws_access_is_oidc_only(workflow: dict[str, Any]) -> None:
-    assert workflow["permissions"] == {"contents": "read"}  # least privilege by default
+    assert workflow["permissions"] == {}  # least privilege: none by default, each job asks
     text = WORKFLOW.read_text()
     assert not re.search(r"aws-access-key-id|aws-secret-access-key|AWS_SECRET_ACCESS_KEY", text)
     for name in ("preview", "deploy-dev"):
@@ -64,5 +66,5 @@ def test_aws_access_is_oidc_only(workflow: dict[str, Any]) -> None:
         assert job["permissions"]["id-token"] == "write"
         (creds,) = _steps(job, "aws-actions/configure-aws-credentials@")
         assert creds["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
-        (pulumi,) = _steps(job, "pulumi/actions@v6")
+        (pulumi,) = _steps(job, "pulumi/actions@")
         assert pulumi["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
