@@ -14,9 +14,11 @@ What it makes:
   plan are the gate, and an "allow everyone" policy would add nothing but a redeploy on every
   change;
 - the Lambda permission for API Gateway, scoped to this API's stage;
-- only with ``api.manageCloudWatchRole``: API Gateway's CloudWatch role. That setting is ONE
-  per account and region (``aws.apigateway.Account``): managing it here overwrites whatever
-  another stack set, so it is off unless configured.
+- with access logs on (the default): API Gateway's CloudWatch role and the account setting
+  pointing at it (``aws.apigateway.Account``), so every stack deploys alone in a fresh account;
+  all of it is retained on ``pulumi destroy`` so no stack's destroy breaks another's logs (see
+  ``BatchApi._cloudwatch_role``). ``api.manageCloudWatchRole: false`` opts out when the account
+  setting is owned elsewhere (it must then already be set in the account and region).
 
 Idle cost: nothing (REST APIs bill $3.50 per million requests; log storage by volume).
 
@@ -68,6 +70,10 @@ APIGW_LOGS_ACTIONS = (
     "logs:GetLogEvents",
     "logs:FilterLogEvents",
 )
+# AWS rule: an IAM role name is at most 64 characters; with name_prefix AWS (the provider)
+# appends 26 unique ones, so the prefix is at most 38 (terraform-provider-aws validates 1-38).
+ROLE_NAME_PREFIX_MAX = 38
+CLOUDWATCH_ROLE_SUFFIX = "-apigw-logs-"
 # One JSON object per request (CloudWatch Logs Insights parses it without a pattern).
 ACCESS_LOG_FORMAT: Mapping[str, str] = {
     "requestId": "$context.requestId",
@@ -104,9 +110,16 @@ class BatchApiArgs:
     document_path: str | None = None
     """The OpenAPI document. Default ``None``: ``components/openapi.yaml``."""
     access_logs: bool = True
-    """JSON access logs to the API's own log group. Default ``True``. NOTE: API Gateway writes
-    them with the account-wide CloudWatch role, which must exist in the account/region
-    (set ``api.manageCloudWatchRole: true`` once per account, or set it up outside)."""
+    """JSON access logs to the API's own log group. Default ``True``. API Gateway writes them
+    with the account-wide CloudWatch role: this component sets it (unless
+    ``api.manageCloudWatchRole: false``, when the account must already have it)."""
+
+
+def cloudwatch_role_name_prefix(name_prefix: str) -> str:
+    """``<stack prefix>-apigw-logs-``, the stack prefix cut so AWS's unique suffix still fits:
+    a retained role never blocks the next one (same stack re-created, or another stack)."""
+    room = ROLE_NAME_PREFIX_MAX - len(CLOUDWATCH_ROLE_SUFFIX)
+    return name_prefix[:room].rstrip("-") + CLOUDWATCH_ROLE_SUFFIX
 
 
 def load_openapi(path: Path | str = OPENAPI_PATH) -> dict[str, Any]:
@@ -221,6 +234,8 @@ class BatchApi(pulumi.ComponentResource):
     resource_policy: dict[str, Any] | None
     """The IP allow-list policy embedded in the body, or ``None`` (no ``api.allowedIps``)."""
     cloudwatch_account: aws.apigateway.Account | None
+    """The account setting this stack writes (``None``: no access logs, or opted out)."""
+    cloudwatch_role: aws.iam.Role | None
     access_log_group: aws.cloudwatch.LogGroup | None
     url: pulumi.Output[str]
     api_key_id: pulumi.Output[str]
@@ -294,23 +309,28 @@ class BatchApi(pulumi.ComponentResource):
         )
 
         self.cloudwatch_account = None
+        self.cloudwatch_role = None
         stage_deps: list[pulumi.Resource] = []
-        if cfg.manage_cloudwatch_role:
+        # AWS rule: stage access logging needs API Gateway's account-wide CloudWatch role
+        # (CreateStage fails with "CloudWatch Logs role ARN must be set in account settings to
+        # enable logging"). So the stage waits for the setting on a first `pulumi up`.
+        if args.access_logs and cfg.manage_cloudwatch_role:
             self.cloudwatch_account = self._cloudwatch_role(name, platform)
             stage_deps.append(self.cloudwatch_account)
 
         self.access_log_group = None
         access_logs = None
         if args.access_logs:
-            # AWS rule: stage access logging needs API Gateway's account-wide CloudWatch role
-            # (CreateStage fails with "CloudWatch Logs role ARN must be set in account
-            # settings"). Not read-able at preview, so say it out loud when we don't manage it.
+            # Opted out: the setting is owned elsewhere. No data source reads it (pulumi-aws has
+            # no get-account function), so say at preview what the stage will need.
             if not cfg.manage_cloudwatch_role:
                 pulumi.log.warn(
-                    "api.manageCloudWatchRole is false: this stack assumes the account's API "
-                    "Gateway CloudWatch role is already set (check: aws apigateway get-account). "
-                    "If it is not, the stage fails to create; set api.manageCloudWatchRole: true "
-                    "in ONE stack per account/region.",
+                    "api.manageCloudWatchRole is false: this stack does not set API Gateway's "
+                    "CloudWatch role for its access logs and relies on the account/region "
+                    "already having one (check: aws apigateway get-account -> cloudwatchRoleArn). "
+                    "If it is unset, creating the stage fails with 'CloudWatch Logs role ARN "
+                    "must be set in account settings to enable logging'; remove the key (default "
+                    "true) to let this stack set it.",
                     resource=self,
                 )
             self.access_log_group = aws.cloudwatch.LogGroup(
@@ -406,21 +426,54 @@ class BatchApi(pulumi.ComponentResource):
         )
 
     def _cloudwatch_role(self, name: str, platform: BatchPlatform) -> aws.apigateway.Account:
-        """API Gateway's account-wide CloudWatch role (only when the config asks for it)."""
-        child = pulumi.ResourceOptions(parent=self)
+        """API Gateway's CloudWatch role and the account setting pointing at it, for this stack.
+
+        Why every stack with access logs writes the setting itself: it is ONE value per account
+        and region, and CreateStage with access logging fails while it is unset, so a stack that
+        relied on another stack's setting could not deploy alone (prod in its own account).
+
+        Why the role, its policy and the setting are all ``retain_on_delete``: two stacks in one
+        account/region (dev and prod) both write the setting, last writer wins, and either role
+        serves both stacks' logs. Destroying one stack must not touch what the other uses:
+        - the setting may point at this stack's role while the other stack still logs through
+          it: deleting the role (or its policy) would silently stop the other stack's logs;
+        - pulumi-aws 7 (terraform-provider-aws 6) resets the setting when an
+          ``aws.apigateway.Account`` is deleted; the ``reset_on_delete`` switch of the 5.x
+          provider is gone (hashicorp/terraform-provider-aws#42226; pulumi-aws 7.51's
+          ``AccountArgs`` has only ``cloudwatch_role_arn`` and ``region``). Retained, destroy
+          only forgets it (Pulumi's retainOnDelete: no provider Delete on destroy or replace).
+        The role is named from a prefix AWS completes with a unique suffix, so the retained role
+        never collides with the next `pulumi up` of the same stack or with another stack.
+
+        Leftover after `pulumi destroy`: one IAM role with its inline policy (IAM is free); delete
+        it by hand once ``aws apigateway get-account`` no longer names it. After a `pulumi refresh`
+        a stack may see the other stack's role in the setting and write its own back: harmless.
+        """
+        # AWS rule: the CloudWatch role setting is one per account and region, and deleting the
+        # role it names silently stops every API's logs there. Provider rule (pulumi-aws 7 /
+        # terraform-provider-aws 6, hashicorp/terraform-provider-aws#42226): deleting an
+        # aws.apigateway.Account resets the setting. Pulumi rule: retain_on_delete skips the
+        # provider's Delete on destroy and on replace. So all three are retained.
+        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=True)
         account = aws.get_caller_identity_output().account_id
         region = aws.get_region_output().region
         partition = aws.get_partition_output().partition
         role = aws.iam.Role(
             f"{name}-cloudwatch-role",
-            name=f"{platform.name_prefix}-apigw-cloudwatch",
-            description="API Gateway account setting: writes API logs to CloudWatch Logs",
+            name_prefix=cloudwatch_role_name_prefix(platform.name_prefix),
+            description=(
+                f"API Gateway account setting (written by {platform.name_prefix}): API logs to "
+                "CloudWatch Logs. Kept on destroy: the setting may still point here."
+            ),
             # No aws:SourceAccount condition: API Gateway documents this trust without one, and
             # it checks the role by assuming it when the account setting is written, so a key
             # it does not send would fail `pulumi up`. Only this account can pass the role.
             assume_role_policy=iam.assume_role_policy("apigateway.amazonaws.com"),
-            opts=child,
+            opts=retained,
         )
+        self.cloudwatch_role = role
+        # What AmazonAPIGatewayPushToCloudWatchLogs grants (API Gateway's documented policy for
+        # this role), limited to this account's log groups in the stack's partition and region.
         policy = aws.iam.RolePolicy(
             f"{name}-cloudwatch-logs",
             role=role.id,
@@ -438,10 +491,10 @@ class BatchApi(pulumi.ComponentResource):
                     iam.DESCRIBE_LOG_GROUPS_ACTIONS, ["*"], sid="ApiGatewayDescribeLogGroups"
                 ),
             ),
-            opts=child,
+            opts=retained,
         )
         return aws.apigateway.Account(
             f"{name}-cloudwatch-account-setting",
             cloudwatch_role_arn=role.arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy], retain_on_delete=True),
         )

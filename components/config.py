@@ -88,9 +88,11 @@ class ApiConfig:
     """Default: 10000 per DAY."""
     allowed_ips: tuple[str, ...] = ()
     """CIDRs allowed to call the API (resource policy). Default: () = any source."""
-    manage_cloudwatch_role: bool = False
-    """Set API Gateway's account-wide CloudWatch role. Default False: it is one setting per
-    account and region, and overwriting another stack's role silently breaks its logging."""
+    manage_cloudwatch_role: bool = True
+    """Set API Gateway's account-wide CloudWatch role (needed by the stage's access logs).
+    Default True: every stack deploys alone in a fresh account; the role and the setting are
+    kept on destroy, so destroying one stack never breaks another's logs (``BatchApi``).
+    False: the setting is owned elsewhere and must already be set in the account and region."""
     stage_name: str = "v1"
     """Stage name, part of the URL. Default v1."""
 
@@ -489,7 +491,7 @@ def _api(top: _Reader) -> ApiConfig:
         throttle=ThrottleConfig(rate, burst),
         quota=QuotaConfig(limit, period),
         allowed_ips=allowed_ips,
-        manage_cloudwatch_role=api.boolean("manageCloudWatchRole", False),
+        manage_cloudwatch_role=api.boolean("manageCloudWatchRole", True),
         stage_name=stage,
     )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from components.aws_rules import AwsConstraintError
 from components.batch_api import (
@@ -14,10 +16,11 @@ from components.batch_api import (
     INVOKE_ARN_PLACEHOLDER,
     BatchApi,
     BatchApiArgs,
+    cloudwatch_role_name_prefix,
     operations,
 )
-from components.config import StackConfig
-from components.offline import StackGraph, run_program
+from components.config import StackConfig, parse_config
+from components.offline import PROJECT_ROOT, StackGraph, run_program
 from components.python_function import PythonFunction, PythonFunctionArgs
 from tests.infra.test_fargate_worker import fake_platform, stack_config
 
@@ -204,28 +207,131 @@ def test_lambda_permission_scoped_to_this_api(graph: StackGraph) -> None:
     assert perm["sourceArn"] == f"{rest['executionArn']}/v1/*"
 
 
-def test_cloudwatch_account_role_only_when_configured(
-    graph: StackGraph, plain_graph: StackGraph
+ACCOUNT = "aws:apigateway/account:Account"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+CLOUDWATCH = ("api-cloudwatch-role", "api-cloudwatch-logs", "api-cloudwatch-account-setting")
+# AWS's documented policy for this role (AmazonAPIGatewayPushToCloudWatchLogs, v1).
+PUSH_TO_CLOUDWATCH_LOGS_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:GetLogEvents",
+    "logs:FilterLogEvents",
+}
+
+
+def committed_config(stack: str) -> StackConfig:
+    """The settings of the committed ``Pulumi.<stack>.yaml``."""
+    doc = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    values = {k.split(":", 1)[1]: v for k, v in doc.items() if k.startswith("ai-batch:")}
+    return parse_config(values, project="ai-batch", stack=stack)
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def committed(request: pytest.FixtureRequest) -> StackGraph:
+    return run_api(committed_config(request.param))
+
+
+def test_each_committed_stack_sets_the_account_cloudwatch_role_itself(
+    committed: StackGraph,
 ) -> None:
-    assert graph.of_type("aws:apigateway/account:Account") == []
-    assert plain_graph.of_type("aws:apigateway/account:Account") == []
-    managed = run_api(stack_config(api={"manageCloudWatchRole": True}))
-    account = managed.named("aws:apigateway/account:Account", "api-cloudwatch-account-setting")
-    role = managed.named("aws:iam/role:Role", "api-cloudwatch-role")
+    # A fresh account has no CloudWatch role setting and CreateStage with access logs fails
+    # without one: each stack (prod in its own account too) must write it itself.
+    stage = committed.named(STAGE, "api-stage")
+    assert stage.inputs["accessLogSettings"]["destinationArn"]
+    account = committed.named(ACCOUNT, "api-cloudwatch-account-setting")
+    role = committed.named(ROLE, "api-cloudwatch-role")
     assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
+    # First `pulumi up`: the role has its policy before the setting names it, and the stage
+    # (with access logs) is created only after the setting.
+    assert "api-cloudwatch-logs" in account.depends_on
+    assert "api-cloudwatch-account-setting" in stage.depends_on
+
+
+def test_destroy_keeps_the_role_its_policy_and_the_setting(committed: StackGraph) -> None:
+    # The setting may point at this stack's role while another stack logs through it, and
+    # deleting an aws.apigateway.Account resets the setting (pulumi-aws 7): all three stay.
+    # Nothing else of the API outlives the stack.
+    api_retained = {r.name for r in committed.resources if r.retain_on_delete}
+    assert api_retained == set(CLOUDWATCH)
+    assert committed.named(ACCOUNT, "api-cloudwatch-account-setting").retain_on_delete
+    assert not committed.named(STAGE, "api-stage").retain_on_delete
+
+
+def test_cloudwatch_role_name_never_collides() -> None:
+    # Retained roles stay behind: a fixed name would make the next `pulumi up` of the same
+    # stack (or another stack) fail with EntityAlreadyExists. AWS completes a prefix uniquely.
+    prefixes = set()
+    for stack in ("dev", "prod"):
+        role = run_api(committed_config(stack)).named(ROLE, "api-cloudwatch-role").inputs
+        assert "name" not in role
+        assert role["namePrefix"] == f"ai-batch-{stack}-apigw-logs-"
+        prefixes.add(role["namePrefix"])
+    assert len(prefixes) == 2
+    longest = "a" * 28  # the longest <project>-<stack> prefix the config accepts
+    assert len(cloudwatch_role_name_prefix(longest)) <= 38  # AWS: name_prefix 1-38 characters
+    assert cloudwatch_role_name_prefix(longest).endswith("-apigw-logs-")
+
+
+def test_cloudwatch_role_trust_and_policy_in_the_stacks_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import components.offline
+
+    monkeypatch.setattr(components.offline, "PARTITION", "aws-cn")
+    managed = run_api(stack_config())
+    role = managed.named(ROLE, "api-cloudwatch-role")
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    assert trust["Action"] in ("sts:AssumeRole", ["sts:AssumeRole"])
     # As API Gateway documents it: it assumes the role to validate the setting, and an
     # undocumented condition key would make `pulumi up` fail there.
     assert "Condition" not in trust
     stmt, describe = json.loads(
-        managed.named("aws:iam/rolePolicy:RolePolicy", "api-cloudwatch-logs").inputs["policy"]
+        managed.named(ROLE_POLICY, "api-cloudwatch-logs").inputs["policy"]
     )["Statement"]
     assert all("*" not in a for a in stmt["Action"])
-    assert stmt["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:*"]
+    # The ARN is built from the stack's partition (not a hard-coded arn:aws:).
+    assert stmt["Resource"] == ["arn:aws-cn:logs:us-east-1:123456789012:log-group:*"]
     # AWS authorizes logs:DescribeLogGroups on "*" only: alone in its own statement.
     assert describe["Action"] in ("logs:DescribeLogGroups", ["logs:DescribeLogGroups"])
     assert describe["Resource"] in ("*", ["*"])
+    # Exactly what AWS's AmazonAPIGatewayPushToCloudWatchLogs grants, no more, no less.
+    describe_actions = (
+        {describe["Action"]} if isinstance(describe["Action"], str) else set(describe["Action"])
+    )
+    assert set(stmt["Action"]) | describe_actions == PUSH_TO_CLOUDWATCH_LOGS_ACTIONS
+
+
+def test_opt_out_writes_no_setting_and_says_what_the_stage_needs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # For an account whose setting is owned elsewhere: nothing account-wide is written, and
+    # preview says that the setting must already exist (it cannot be read at preview).
+    with caplog.at_level(logging.WARNING):
+        graph = run_api(stack_config(api={"manageCloudWatchRole": False}))
+    assert graph.of_type(ACCOUNT) == []
+    assert [r.name for r in graph.resources if r.name in CLOUDWATCH] == []
+    stage = graph.named(STAGE, "api-stage")
+    assert stage.inputs["accessLogSettings"]["destinationArn"]
+    assert not [d for d in stage.depends_on if "cloudwatch" in d]
+    warnings = [r.getMessage() for r in caplog.records if "manageCloudWatchRole" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "must be set in account settings" in warnings[0]
+    assert "aws apigateway get-account" in warnings[0]
+
+
+def test_no_access_logs_no_account_setting(caplog: pytest.LogCaptureFixture) -> None:
+    # Without access logs nothing needs the role: no account-wide resource, no warning.
+    for api in ({}, {"manageCloudWatchRole": False}):
+        with caplog.at_level(logging.WARNING):
+            graph = run_api(stack_config(api=api), access_logs=False)
+        assert graph.of_type(ACCOUNT) == []
+        assert "accessLogSettings" not in graph.named(STAGE, "api-stage").inputs
+    assert not [r for r in caplog.records if "manageCloudWatchRole" in r.getMessage()]
 
 
 def test_outputs_url_and_secret_key(graph: StackGraph) -> None:

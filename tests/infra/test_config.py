@@ -179,7 +179,8 @@ def test_defaults_are_the_cheap_safe_ones() -> None:
     assert cfg.network.mode == "public" and cfg.network.assign_public_ip
     assert cfg.log_retention_days == 14
     assert (cfg.protect, cfg.point_in_time_recovery, cfg.alarms) == (False, False, False)
-    assert cfg.api.manage_cloudwatch_role is False
+    # Every stack deploys alone in a fresh account (BatchApi keeps the role on destroy).
+    assert cfg.api.manage_cloudwatch_role is True
     assert cfg.functions.api.timeout <= 29
     assert cfg.functions.api.provisioned_concurrency == 0
     assert cfg.notifications.slack_webhook is None

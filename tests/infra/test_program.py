@@ -86,13 +86,9 @@ def test_prod_differs_from_dev_exactly_by_observability(
     dev_graph: StackGraph, prod_graph: StackGraph
 ) -> None:
     dev, prod = Counter(dev_graph.types()), Counter(prod_graph.types())
-    # dev owns the account-wide API Gateway CloudWatch role (api.manageCloudWatchRole);
-    # prod relies on it and adds nothing of the kind.
-    assert dict(dev - prod) == {
-        "aws:apigateway/account:Account": 1,
-        "aws:iam/role:Role": 1,
-        "aws:iam/rolePolicy:RolePolicy": 1,
-    }
+    # Both stacks set API Gateway's account-wide CloudWatch role themselves (each deploys
+    # alone in a fresh account), so dev has nothing prod lacks.
+    assert dict(dev - prod) == {}
     added = dict(prod - dev)
     # One DLQ alarm per dead-letter queue: each worker's, and the scheduled task's.
     dlq_alarms = len(WORKERS) + dev["aibatch:index:ScheduledTask"]
@@ -105,6 +101,23 @@ def test_prod_differs_from_dev_exactly_by_observability(
     topic_arn = prod_graph.exports["failureTopicArn"]
     for alarm in prod_graph.of_type(ALARM):
         assert alarm.inputs["alarmActions"] == [topic_arn], alarm.name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_each_stack_deploys_alone_with_access_logs(
+    stack: str, dev_graph: StackGraph, prod_graph: StackGraph
+) -> None:
+    # A fresh account has no API Gateway CloudWatch role setting, and CreateStage with access
+    # logs fails without it: the committed stack writes it, before the stage, to its own role.
+    graph = {"dev": dev_graph, "prod": prod_graph}[stack]
+    (stage,) = graph.of_type("aws:apigateway/stage:Stage")
+    assert stage.inputs["accessLogSettings"]["destinationArn"]
+    (account,) = graph.of_type("aws:apigateway/account:Account")
+    role = graph.named("aws:iam/role:Role", "api-cloudwatch-role")
+    assert account.inputs["cloudwatchRoleArn"] == role.outputs["arn"]
+    assert role.inputs["namePrefix"].startswith(f"ai-batch-{stack}-")
+    assert account.name in stage.depends_on
+    assert account.retain_on_delete and role.retain_on_delete
 
 
 def test_dev_and_prod_settings_differ_where_expected(
@@ -124,7 +137,14 @@ def test_dev_and_prod_settings_differ_where_expected(
     protected = {(r.type, r.name) for r in prod_graph.resources if r.protect}
     assert ("aws:dynamodb/table:Table", "platform-jobs") in protected
     assert ("aws:s3/bucket:Bucket", "platform-results") in protected
-    assert not [r.name for r in dev_graph.resources if r.protect or r.retain_on_delete]
+    # dev is deletable, except API Gateway's account-wide CloudWatch role and setting, which
+    # another stack's access logs may go through (BatchApi._cloudwatch_role).
+    assert not [r.name for r in dev_graph.resources if r.protect]
+    assert {r.name for r in dev_graph.resources if r.retain_on_delete} == {
+        "api-cloudwatch-role",
+        "api-cloudwatch-logs",
+        "api-cloudwatch-account-setting",
+    }
     spot = {
         g: [
             s["capacityProvider"]
