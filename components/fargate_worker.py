@@ -62,7 +62,7 @@ REGISTRATION_CREATED_AT = "1970-01-01T00:00:00.000000Z"  # fixed: the item must 
 MAX_INPUT_SCHEMA_BYTES = 32 * 1024  # our rule: the registration item stays far below 400 KB
 TIMEOUT_RANGE = (60, 86_400)  # our rule: the sweep fails longer runs; split day-long work
 MAX_ATTEMPTS_RANGE = (1, 10)
-STOP_TIMEOUT_SECONDS = 120
+STOP_TIMEOUT_SECONDS = jobcontract.TASK_STOP_TIMEOUT_SECONDS  # the runtime sizes model calls by it
 
 # Environment keys the component sets itself (or the launcher sets per run): not overridable.
 RESERVED_ENV = frozenset(
