@@ -26,7 +26,7 @@ Usage (in ``__main__.py``)::
     FargateWorker("image-alt-generator", FargateWorkerArgs(
         platform=platform, description="Alt text for images", cpu=1024, memory=2048,
         secrets={"OPENAI_KEY": "arn:aws:secretsmanager:...:secret:openai-AbCdEf"},
-        policy_statements=[iam.bedrock_invoke(model_id, region, account_id)]))
+        policy_statements=iam.bedrock_invoke(model_id, region, account_id)))
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class FargateWorkerArgs:
     policy_statements: Sequence[iam.Statement] = ()
     """Extra task-role statements (``components.iam.Statement``, which refuses wildcard
     actions and ``Resource: "*"`` on scoped actions). Default none. Example:
-    ``[iam.bedrock_invoke("anthropic.claude-3-haiku-20240307-v1:0", region, account_id)]``."""
+    ``iam.bedrock_invoke("amazon.nova-lite-v1:0", region, account_id)``."""
     input_schema: Mapping[str, Any] | None = None
     """JSON schema of a job's ``input`` (checked by the API). Default ``None``: the worker
     folder's ``input_schema.json`` (so the schema lives beside the code that reads the input),
