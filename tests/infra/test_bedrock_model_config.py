@@ -47,3 +47,10 @@ def test_a_stack_on_a_profile_grants_the_profile_and_the_model_only_through_it(
         (container,) = json.loads(task_def.inputs["containerDefinitions"])
         env = {e["name"]: e["value"] for e in container["environment"]}
         assert env[Env.MODEL_ID] == PROFILE  # the worker calls the profile, as granted
+
+
+def test_a_stack_on_a_profile_passes_the_security_checklist(profile_graph: StackGraph) -> None:
+    from policy import rules
+
+    violations = rules.check_graph(profile_graph.resources, rules.context_for("dev"))
+    assert violations == [], "\n".join(str(v) for v in violations)
