@@ -44,7 +44,7 @@ workers = {
             timeout_seconds=seed.timeout_seconds,
             max_attempts=seed.max_attempts,
             max_concurrency=seed.max_concurrency,
-            policy_statements=[invoke_model],
+            policy_statements=invoke_model,
         ),
     )
     for seed in seed_workers.SEED_WORKERS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 
 from jobcontract import FARGATE_CPU_MEMORY
@@ -332,19 +333,52 @@ def provisioned_concurrency(value: int, key: str = "provisionedConcurrency") -> 
     return value
 
 
-# AWS rule: Bedrock model ids look like provider.model-name[:version]; cross-region inference
-# profiles prefix a geography (us., eu., apac., global.).
-_BEDROCK_MODEL = re.compile(
-    r"^(?:(us|eu|apac|us-gov|global)\.)?[a-z0-9-]+\.[A-Za-z0-9.:_-]{1,200}$"
+# AWS rule: a Bedrock foundation model id is "provider.model[:version]" in lowercase letters,
+# digits and hyphens (the modelId pattern of the Bedrock API, e.g. GetFoundationModelAvailability:
+# https://docs.aws.amazon.com/bedrock/latest/APIReference/API_GetFoundationModelAvailability.html).
+# A cross-Region (system-defined) inference profile id is that model id behind a geography
+# prefix (us., eu., apac., jp., au.: "Geographic cross-Region inference") or global. ("Global
+# cross-Region inference"), e.g. us.amazon.nova-lite-v1:0; several newer models are served
+# on demand only through a profile (each model card lists its In-Region / Geo / Global ids:
+# https://docs.aws.amazon.com/bedrock/latest/userguide/model-cards.html).
+BEDROCK_PROFILE_PREFIXES = ("us", "eu", "apac", "jp", "au", "global")
+_BEDROCK_SEGMENT = "[a-z0-9-]{1,63}"
+# provider.model (the API pattern also admits the profile prefix; a model id has no third part)
+_BEDROCK_FOUNDATION_MODEL = re.compile(
+    rf"^{_BEDROCK_SEGMENT}\.{_BEDROCK_SEGMENT}(:{_BEDROCK_SEGMENT}){{0,2}}$"
+)
+BEDROCK_MODEL_ALLOWED = (
+    "a Bedrock foundation model id, provider.model[:version] in lowercase (e.g."
+    " amazon.nova-lite-v1:0), or a cross-Region inference profile id,"
+    f" <{'|'.join(BEDROCK_PROFILE_PREFIXES)}>.<model id> (e.g. us.amazon.nova-lite-v1:0)"
 )
 
 
+@dataclass(frozen=True)
+class BedrockModel:
+    """A validated model id: what the worker sends as ``modelId``, the foundation model it
+    runs on, and the profile geography (``None`` = the foundation model in this region)."""
+
+    model_id: str
+    foundation_model: str
+    profile_prefix: str | None = None
+
+    @property
+    def is_global_profile(self) -> bool:
+        return self.profile_prefix == "global"
+
+
+def bedrock_model(value: str, key: str = "bedrockModelId") -> BedrockModel:
+    prefix, _, rest = value.partition(".")
+    if prefix in BEDROCK_PROFILE_PREFIXES and _BEDROCK_FOUNDATION_MODEL.match(rest):
+        return BedrockModel(value, rest, prefix)
+    if prefix not in BEDROCK_PROFILE_PREFIXES and _BEDROCK_FOUNDATION_MODEL.match(value):
+        return BedrockModel(value, value)
+    raise AwsConstraintError(key, value, BEDROCK_MODEL_ALLOWED)
+
+
 def bedrock_model_id(value: str, key: str = "bedrockModelId") -> str:
-    if not _BEDROCK_MODEL.match(value):
-        raise AwsConstraintError(
-            key, value, "a Bedrock model id such as anthropic.claude-3-haiku-20240307-v1:0"
-        )
-    return value
+    return bedrock_model(value, key).model_id
 
 
 def https_url(value: str, key: str = "url", host_suffix: str | None = None) -> str:

@@ -196,8 +196,16 @@ class StackConfig:
     """A RUNNING job without a heartbeat for this long is treated as lost. Default 300."""
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     """Default: failure topic only, no subscribers."""
-    bedrock_model_id: str = "anthropic.claude-3-haiku-20240307-v1:0"
-    """Model the seed workers invoke. Default Claude 3 Haiku (on-demand in us-east-1)."""
+    bedrock_model_id: str = "amazon.nova-lite-v1:0"
+    """Model the seed workers invoke (task roles may invoke only this one): a foundation model
+    id, or a cross-Region inference profile id such as ``us.amazon.nova-lite-v1:0`` /
+    ``global.<model id>`` (more throughput; required for models served only through a
+    profile). Default Amazon Nova Lite: Active, In-Region in us-east-1, multimodal (the alt-text
+    worker sends images), and an Amazon model, so no AWS Marketplace subscription or use-case
+    form is needed (model card: docs.aws.amazon.com/bedrock/latest/userguide/
+    model-card-amazon-nova-lite.html). The former default, Claude 3 Haiku, reached end of life
+    in most Regions on 2026-09-10 (its model card; model-lifecycle-legacy.html): Legacy models
+    are closed to new customers."""
     keep_images: int = 10
     """ECR lifecycle: images kept per worker repository. Default 10."""
     launcher_max_concurrency: int | None = None

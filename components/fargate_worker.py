@@ -26,7 +26,7 @@ Usage (in ``__main__.py``)::
     FargateWorker("image-alt-generator", FargateWorkerArgs(
         platform=platform, description="Alt text for images", cpu=1024, memory=2048,
         secrets={"OPENAI_KEY": "arn:aws:secretsmanager:...:secret:openai-AbCdEf"},
-        policy_statements=[iam.bedrock_invoke(model_id, region, account_id)]))
+        policy_statements=iam.bedrock_invoke(model_id, region, account_id)))
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ REGISTRATION_CREATED_AT = "1970-01-01T00:00:00.000000Z"  # fixed: the item must 
 MAX_INPUT_SCHEMA_BYTES = 32 * 1024  # our rule: the registration item stays far below 400 KB
 TIMEOUT_RANGE = (60, 86_400)  # our rule: the sweep fails longer runs; split day-long work
 MAX_ATTEMPTS_RANGE = (1, 10)
-STOP_TIMEOUT_SECONDS = 120
+STOP_TIMEOUT_SECONDS = jobcontract.TASK_STOP_TIMEOUT_SECONDS  # the runtime sizes model calls by it
 
 # Environment keys the component sets itself (or the launcher sets per run): not overridable.
 RESERVED_ENV = frozenset(
@@ -155,7 +155,7 @@ class FargateWorkerArgs:
     policy_statements: Sequence[iam.Statement] = ()
     """Extra task-role statements (``components.iam.Statement``, which refuses wildcard
     actions and ``Resource: "*"`` on scoped actions). Default none. Example:
-    ``[iam.bedrock_invoke("anthropic.claude-3-haiku-20240307-v1:0", region, account_id)]``."""
+    ``iam.bedrock_invoke("amazon.nova-lite-v1:0", region, account_id)``."""
     input_schema: Mapping[str, Any] | None = None
     """JSON schema of a job's ``input`` (checked by the API). Default ``None``: the worker
     folder's ``input_schema.json`` (so the schema lives beside the code that reads the input),

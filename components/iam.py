@@ -15,6 +15,8 @@ from typing import Any
 
 import pulumi
 
+from components import aws_rules
+
 Resource = str | pulumi.Output[str]
 Conditions = Mapping[str, Mapping[str, Any]]
 
@@ -287,28 +289,56 @@ def ecr_pull(repository_arn: Resource) -> list[Statement]:
     ]
 
 
-def bedrock_model_arns(model_id: str, region: Resource, account_id: Resource) -> list[Resource]:
-    """ARNs ``bedrock:InvokeModel`` is checked against for a model id.
-
-    A plain model id is a foundation model in this region. A cross-region inference profile
-    (``us.``/``eu.``/``apac.``/``global.`` prefix) is checked on the profile in this account
-    and on the underlying foundation model in every region the profile routes to.
-    """
-    prefixes = ("us.", "eu.", "apac.", "us-gov.", "global.")
-    for prefix in prefixes:
-        if model_id.startswith(prefix):
-            base = model_id[len(prefix) :]
-            profile = pulumi.Output.concat(
-                "arn:aws:bedrock:", region, ":", account_id, ":inference-profile/", model_id
-            )
-            return [profile, f"arn:aws:bedrock:*::foundation-model/{base}"]
-    return [pulumi.Output.concat("arn:aws:bedrock:", region, "::foundation-model/", model_id)]
-
-
-def bedrock_invoke(model_id: str, region: Resource, account_id: Resource) -> Statement:
-    return Statement(
-        BEDROCK_INVOKE_ACTIONS, bedrock_model_arns(model_id, region, account_id), sid="InvokeModel"
+def _bedrock_grant(
+    model_id: str, region: Resource, account_id: Resource
+) -> tuple[Resource | None, list[Resource]]:
+    """(inference profile ARN or None, foundation-model ARNs) for one model id."""
+    model = aws_rules.bedrock_model(model_id)
+    if model.profile_prefix is None:
+        fm = pulumi.Output.concat("arn:aws:bedrock:", region, "::foundation-model/", model_id)
+        return None, [fm]
+    profile = pulumi.Output.concat(
+        "arn:aws:bedrock:", region, ":", account_id, ":inference-profile/", model_id
     )
+    base = model.foundation_model
+    if model.is_global_profile:
+        # AWS rule: a global profile is authorized on the profile, the foundation model in the
+        # source Region and the Region-less "arn:aws:bedrock:::foundation-model/<model>"
+        # ("Global cross-Region inference", IAM policy requirements).
+        in_region = pulumi.Output.concat("arn:aws:bedrock:", region, "::foundation-model/", base)
+        return profile, [in_region, f"arn:aws:bedrock:::foundation-model/{base}"]
+    # AWS rule: a Geographic profile is authorized on the profile and on the foundation model
+    # in the source Region and every destination Region of the profile ("Geographic
+    # cross-Region inference", IAM policy requirements); the Region wildcard covers the
+    # destination list, which AWS extends over time.
+    return profile, [f"arn:aws:bedrock:*::foundation-model/{base}"]
+
+
+def bedrock_model_arns(model_id: str, region: Resource, account_id: Resource) -> list[Resource]:
+    """Every ARN ``bedrock:InvokeModel`` is checked against for a model id: the foundation
+    model in this Region, or a cross-Region inference profile (``us.``, ``eu.``, ``apac.``,
+    ``jp.``, ``au.``, ``global.``) plus its foundation model wherever the profile routes."""
+    profile, models = _bedrock_grant(model_id, region, account_id)
+    return [profile, *models] if profile is not None else models
+
+
+def bedrock_invoke(model_id: str, region: Resource, account_id: Resource) -> list[Statement]:
+    """Invoke one model id and nothing else. Through a profile, the foundation model grant
+    holds only for requests made through that profile (``bedrock:InferenceProfileArn``, as
+    the Bedrock user guide's cross-Region examples do): the role cannot call the model
+    directly in another Region, outside the profile's geography."""
+    profile, models = _bedrock_grant(model_id, region, account_id)
+    if profile is None:
+        return [Statement(BEDROCK_INVOKE_ACTIONS, models, sid="InvokeModel")]
+    return [
+        Statement(BEDROCK_INVOKE_ACTIONS, [profile], sid="InvokeInferenceProfile"),
+        Statement(
+            BEDROCK_INVOKE_ACTIONS,
+            models,
+            {"StringEquals": {"bedrock:InferenceProfileArn": profile}},
+            sid="InvokeModelThroughProfile",
+        ),
+    ]
 
 
 def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource]) -> Statement:

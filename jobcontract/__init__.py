@@ -38,8 +38,9 @@ class Env:
     WORKER_TIMEOUT_SECONDS: Final = "BATCH_WORKER_TIMEOUT_SECONDS"
     # Runs per job; a scheduled task reads it here (its role may not read the registration).
     WORKER_MAX_ATTEMPTS: Final = "BATCH_WORKER_MAX_ATTEMPTS"
-    MODEL_ID: Final = "BATCH_MODEL_ID"  # Bedrock model id; unset -> offline backend
-    MODEL_BACKEND: Final = "BATCH_MODEL_BACKEND"  # "bedrock" | "offline"
+    MODEL_ID: Final = "BATCH_MODEL_ID"  # Bedrock model id or cross-Region inference profile id
+    MODEL_BACKEND: Final = "BATCH_MODEL_BACKEND"  # "bedrock" | "offline" (never implied)
+    MODEL_RETRY_BUDGET_SECONDS: Final = "BATCH_MODEL_RETRY_BUDGET_SECONDS"  # throttling backoff
     # boto3 itself honours AWS_ENDPOINT_URL; the local pipeline sets it to the moto server.
     AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
     # Worker runtime extras. A scheduled task starts without BATCH_JOB_ID: the runtime then
@@ -216,6 +217,11 @@ CONTAINER_NAME: Final = "worker"
 MAX_INLINE_INPUT_BYTES: Final = 64 * 1024  # larger inputs go to S3 (DynamoDB items max 400 KB)
 MAX_REQUEST_BYTES: Final = 1024 * 1024  # POST /jobs body limit (SQS/Lambda limits are higher)
 TAG_JOB_ID: Final = "batch:job-id"  # ECS task tag carrying the job id
+# The worker container's stopTimeout: seconds between SIGTERM and SIGKILL. AWS rule: Fargate
+# allows at most 120 s, and a Spot interruption warns 2 minutes ahead. The task definition
+# (components/fargate_worker.py) sets it; the runtime keeps every model call shorter so an
+# interrupted job still has time to save its checkpoint (workers/runtime/model.py).
+TASK_STOP_TIMEOUT_SECONDS: Final = 120
 
 # AWS rule: Fargate task cpu units -> allowed memory MiB (ECS developer guide, "Task CPU and
 # memory"). Defined here once so the API handler (job overrides) and components/aws_rules.py

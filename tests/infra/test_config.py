@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components import aws_rules
 from components.aws_rules import AwsConstraintError
 from components.config import ConfigError, StackConfig, load_config, parse_config
 from components.offline import run_program, stack_config
@@ -145,7 +146,7 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
         "ai-batch:notifications.notionDatabaseId",
         "32 hex",
     ),
-    ({"bedrockModelId": "claude"}, "ai-batch:bedrockModelId", "Bedrock model id"),
+    ({"bedrockModelId": "claude"}, "ai-batch:bedrockModelId", "Bedrock foundation model id"),
     ({"ecr": {"keepImages": 0}}, "ai-batch:ecr.keepImages", "1..1000"),
     ({"logLevel": "LOUD"}, "ai-batch:logLevel", "DEBUG, INFO"),
 ]
@@ -266,3 +267,60 @@ def test_stack_names_that_cannot_prefix_aws_names_are_refused(stack: str) -> Non
 
 def test_stack_names_are_lowercased_into_the_prefix() -> None:
     assert parse_config({}, project="ai-batch", stack="Staging").name_prefix == "ai-batch-staging"
+
+
+# --- bedrockModelId: the default a fresh account can call, inference profile ids -------------
+def test_default_model_is_an_active_in_region_amazon_model() -> None:
+    """A new account can call it: Amazon models are not sold through AWS Marketplace (no
+    subscription, no use-case form), Nova Lite is Active and In-Region in us-east-1, and it
+    takes images (the alt-text worker sends them). Claude 3 Haiku, the old default, is past
+    end of life in most Regions."""
+    default = parse({}).bedrock_model_id
+    assert default == "amazon.nova-lite-v1:0"
+    model = aws_rules.bedrock_model(default)
+    assert model.profile_prefix is None and model.foundation_model.startswith("amazon.")
+
+
+@pytest.mark.parametrize(
+    "value, prefix, foundation",
+    [
+        ("us.amazon.nova-lite-v1:0", "us", "amazon.nova-lite-v1:0"),
+        ("eu.amazon.nova-micro-v1:0", "eu", "amazon.nova-micro-v1:0"),
+        ("apac.amazon.nova-pro-v1:0", "apac", "amazon.nova-pro-v1:0"),
+        (
+            "jp.anthropic.claude-haiku-4-5-20251001-v1:0",
+            "jp",
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+        ),
+        ("global.amazon.nova-2-lite-v1:0", "global", "amazon.nova-2-lite-v1:0"),
+        ("meta.llama3-1-8b-instruct-v1:0", None, "meta.llama3-1-8b-instruct-v1:0"),
+    ],
+)
+def test_inference_profile_ids_are_accepted_and_understood(
+    value: str, prefix: str | None, foundation: str
+) -> None:
+    assert parse({"bedrockModelId": value}).bedrock_model_id == value
+    model = aws_rules.bedrock_model(value)
+    assert (model.profile_prefix, model.foundation_model) == (prefix, foundation)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "claude",
+        "Amazon.Nova-Lite-v1:0",  # model ids are lowercase
+        "ca.amazon.nova-lite-v1:0",  # not a documented profile geography
+        "us.us.amazon.nova-lite-v1:0",
+        "us.",
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0",
+        "amazon.nova-lite-v1:0 ",
+    ],
+)
+def test_invalid_model_ids_name_key_value_and_allowed_forms(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse({"bedrockModelId": value})
+    error = info.value
+    assert isinstance(error, aws_rules.AwsConstraintError)
+    assert error.key == "ai-batch:bedrockModelId" and error.value == value
+    assert "foundation model id" in error.allowed and "inference profile id" in error.allowed
+    assert "us.amazon.nova-lite-v1:0" in error.allowed and "global" in error.allowed

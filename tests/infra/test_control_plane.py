@@ -309,6 +309,10 @@ def test_star_resource_allowed_only_for_actions_aws_cannot_scope() -> None:
 
 
 def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph]) -> None:
+    """AWS rules (Bedrock user guide, Geographic / Global cross-Region inference, IAM policy
+    requirements): a foundation model is granted in this Region; a Geographic profile on the
+    profile plus the model in every destination Region; a global profile on the profile, the
+    model in the source Region and the Region-less model ARN."""
     from components import iam
 
     got: dict[str, list[str]] = {}
@@ -316,15 +320,25 @@ def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph])
     def program() -> None:
         import pulumi
 
-        for model in ("anthropic.claude-3-haiku-20240307-v1:0", "us.amazon.nova-lite-v1:0"):
+        for model in (
+            "amazon.nova-lite-v1:0",
+            "us.amazon.nova-lite-v1:0",
+            "global.anthropic.claude-haiku-4-5-20251001-v1:0",
+        ):
             arns = iam.bedrock_model_arns(model, "us-east-1", "123456789012")
             pulumi.Output.all(*arns).apply(lambda a, m=model: got.setdefault(m, list(a)))
 
     run_component(program)
-    assert got["anthropic.claude-3-haiku-20240307-v1:0"] == [
-        "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
+    assert got["amazon.nova-lite-v1:0"] == [
+        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-lite-v1:0"
     ]
     assert got["us.amazon.nova-lite-v1:0"] == [
         "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.amazon.nova-lite-v1:0",
         "arn:aws:bedrock:*::foundation-model/amazon.nova-lite-v1:0",
+    ]
+    model = "anthropic.claude-haiku-4-5-20251001-v1:0"
+    assert got[f"global.{model}"] == [
+        f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/global.{model}",
+        f"arn:aws:bedrock:us-east-1::foundation-model/{model}",
+        f"arn:aws:bedrock:::foundation-model/{model}",
     ]

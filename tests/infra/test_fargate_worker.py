@@ -263,7 +263,7 @@ def test_environment_and_secrets(graph: StackGraph) -> None:
     assert env[Env.WORKER_TIMEOUT_SECONDS] == "3600"
     assert env["SUMMARY_STYLE"] == "short"
     assert env[Env.MODEL_BACKEND] == "bedrock"
-    assert env[Env.MODEL_ID] == "anthropic.claude-3-haiku-20240307-v1:0"  # stack default
+    assert env[Env.MODEL_ID] == "amazon.nova-lite-v1:0"  # stack default
     assert env["XDG_CACHE_HOME"].startswith("/tmp/")  # the only writable path
     assert Env.JOB_ID not in env
     assert container["secrets"] == [

@@ -175,7 +175,7 @@ def test_every_identity_policy_is_action_level_and_scoped(
 
 
 def test_workers_may_invoke_only_the_configured_model(dev_graph: StackGraph) -> None:
-    model = "anthropic.claude-3-haiku-20240307-v1:0"
+    model = "amazon.nova-lite-v1:0"  # the default: Active, In-Region in us-east-1
     expected = [f"arn:aws:bedrock:us-east-1::foundation-model/{model}"]
     invoking = [
         s

@@ -14,7 +14,14 @@ import boto3
 import pytest
 
 from jobcontract import Env, JobStatus, result_key, results_prefix, scheduled_job_id
-from workers.runtime import JobContext, PermanentError, exit_codes, run_worker, worker
+from workers.runtime import (
+    BedrockClient,
+    JobContext,
+    PermanentError,
+    exit_codes,
+    run_worker,
+    worker,
+)
 
 from .conftest import WORKER, RuntimeEnv
 
@@ -484,3 +491,59 @@ def test_an_access_denied_from_aws_in_the_handler_fails_the_job_naming_the_call(
     assert (
         "Converse" in job["error"]["message"] and "bedrock:InvokeModel" in job["error"]["message"]
     )
+
+
+class AlwaysThrottled:
+    """A bedrock-runtime client that only ever answers ThrottlingException."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def converse(self, **_: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        raise ClientError(
+            {
+                "Error": {"Code": "ThrottlingException", "Message": "Too many requests"},
+                "ResponseMetadata": {"HTTPStatusCode": 429},
+            },
+            "Converse",
+        )
+
+
+def test_the_model_from_the_environment_stops_backing_off_when_the_job_must_stop(
+    runtime_env: RuntimeEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run_worker hands the job's stop flag to the Bedrock client it builds, so a throttled call
+    waiting out its backoff ends at once on timeout / SIGTERM / cancel instead of sleeping on
+    (here the budget would keep it waiting a minute)."""
+    fake = AlwaysThrottled()
+    monkeypatch.setattr(BedrockClient, "client", property(lambda _self: fake))
+
+    @worker(name=WORKER)
+    def calls_model(ctx: JobContext) -> dict[str, Any]:
+        assert isinstance(ctx.model, BedrockClient)
+        model = ctx.model
+        ctx.map(lambda prompt: model.generate(prompt), ["a", "b"], concurrency=2)
+        return {}
+
+    job_id = runtime_env.dispatched_job({})
+    env = runtime_env.job_env(
+        job_id,
+        **{
+            Env.MODEL_BACKEND: "bedrock",
+            Env.MODEL_ID: "amazon.nova-lite-v1:0",
+            Env.MODEL_RETRY_BUDGET_SECONDS: "60",
+            Env.WORKER_TIMEOUT_SECONDS: "0.5",
+        },
+    )
+    hard_exits: list[int] = []
+    started = time.monotonic()
+    code, _ = run(calls_model, env, hard_exit=hard_exits.append)
+    assert time.monotonic() - started < 5
+    assert code == exit_codes.TIMEOUT and hard_exits == []  # the handler stopped by itself
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert job["error"]["type"] == "Timeout"
+    assert fake.calls >= 2

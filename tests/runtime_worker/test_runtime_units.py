@@ -10,20 +10,17 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
-from jobcontract import Env
 from workers.runtime import (
     BedrockClient,
     ImageInput,
     ModelError,
     StopRequested,
-    model_client_from_env,
 )
 from workers.runtime.context import ProgressTracker, StopFlag
 from workers.runtime.loader import WorkerNotFound, load_worker
 from workers.runtime.logs import JsonLogger
-from workers.runtime.model import ModelConfigError
 from workers.runtime.testing import make_context
 
 
@@ -159,47 +156,6 @@ def test_bedrock_request_shape_with_image_and_system() -> None:
     assert text == "A red bicycle."
 
 
-def test_bedrock_retries_throttling_with_backoff_then_succeeds() -> None:
-    client, stub = bedrock_stub()
-    sleeps: list[float] = []
-    expected = {
-        "modelId": "m",
-        "messages": [{"role": "user", "content": [{"text": "hi"}]}],
-        "inferenceConfig": {"maxTokens": 300, "temperature": 0.2},
-    }
-    stub.add_client_error(
-        "converse", "ThrottlingException", http_status_code=429, expected_params=expected
-    )
-    stub.add_client_error(
-        "converse", "ServiceUnavailableException", http_status_code=503, expected_params=expected
-    )
-    stub.add_response("converse", converse_response("ok"), expected)
-    model = BedrockClient("m", client=client, base_delay=0.5, sleep=sleeps.append)
-    with stub:
-        assert model.generate("hi") == "ok"
-    assert len(sleeps) == 2
-    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0  # exponential with jitter
-
-
-def test_bedrock_gives_up_on_non_retryable_and_after_max_attempts() -> None:
-    client, stub = bedrock_stub()
-    stub.add_client_error(
-        "converse",
-        "ValidationException",
-        http_status_code=400,
-        expected_params={"modelId": "m", "messages": ANY, "inferenceConfig": ANY},
-    )
-    for _ in range(2):
-        stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
-    model = BedrockClient("m", client=client, max_attempts=2, sleep=lambda _: None)
-    with stub:
-        with pytest.raises(ModelError, match="ValidationException"):
-            model.generate("x")
-        with pytest.raises(ModelError, match="ThrottlingException"):
-            model.generate("x")
-    stub.assert_no_pending_responses()
-
-
 def test_bedrock_rejects_oversized_images_and_empty_output() -> None:
     client, stub = bedrock_stub()
     model = BedrockClient("m", client=client)
@@ -208,25 +164,6 @@ def test_bedrock_rejects_oversized_images_and_empty_output() -> None:
     stub.add_response("converse", {**converse_response(""), "stopReason": "max_tokens"})
     with stub, pytest.raises(ModelError, match="no text"):
         model.generate("x")
-
-
-@pytest.mark.parametrize(
-    "env, expected",
-    [
-        ({}, None),
-        ({Env.MODEL_BACKEND: "offline", Env.MODEL_ID: "m"}, None),
-        ({Env.MODEL_ID: "m"}, "m"),
-        ({Env.MODEL_BACKEND: "bedrock", Env.MODEL_ID: "m2"}, "m2"),
-    ],
-)
-def test_model_client_selection(env: dict[str, str], expected: str | None) -> None:
-    chosen = model_client_from_env(env)
-    assert (chosen.model_id if chosen else None) == expected
-
-
-def test_model_client_selection_rejects_unknown_backend() -> None:
-    with pytest.raises(ModelConfigError):
-        model_client_from_env({Env.MODEL_BACKEND: "openai"})
 
 
 def test_loader_finds_each_seed_worker_by_folder_name() -> None:

@@ -1,5 +1,6 @@
 """Each seed worker end to end through the runtime against moto: a DISPATCHED job with its
-offline backend ends SUCCEEDED with a result document that satisfies the worker's limits."""
+offline backend ends SUCCEEDED with a result document that satisfies the worker's limits;
+with a Bedrock model that cannot be called, it ends FAILED saying so."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import ANY, Stubber
 
 from jobcontract import Env, JobStatus, new_job_id, result_key
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import PipelineResources, WorkerSpec
-from workers.runtime import exit_codes, run_worker
+from workers.runtime import BedrockClient, exit_codes, run_worker
 from workers.runtime.loader import load_worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -92,13 +95,17 @@ def check_output(name: str, output: dict[str, Any]) -> None:
         assert 0 <= analysis["flesch_kincaid_grade"] <= 12
 
 
-@pytest.mark.parametrize("name", SEEDS)
-def test_seed_worker_offline_end_to_end(
-    name: str, pipeline_resources: Callable[..., PipelineResources]
-) -> None:
-    res = pipeline_resources([WorkerSpec(name)])
-    s3 = boto3.client("s3")
-    s3.put_object(
+@dataclass
+class SeedRun:
+    store: JobStore
+    job_id: str
+    env: dict[str, str]
+    bucket: str
+
+
+def dispatched_seed_job(name: str, res: PipelineResources, **env: str) -> SeedRun:
+    """The seed worker's sample input as a DISPATCHED job, and the container environment."""
+    boto3.client("s3").put_object(
         Bucket=res.bucket,
         Key="inputs/image-alt-generator/uploads/green-field.png",
         Body=png(120, 80, (40, 160, 60)),
@@ -114,8 +121,8 @@ def test_seed_worker_offline_end_to_end(
             "input": INPUTS[name],
         }
     )
-    env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    env.update(
+    container = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    container.update(
         {
             Env.JOBS_TABLE: res.table_name,
             Env.RESULTS_BUCKET: res.bucket,
@@ -123,13 +130,93 @@ def test_seed_worker_offline_end_to_end(
             Env.JOB_ID: job_id,
             Env.JOB_ATTEMPT: "1",
             Env.WORKER_TIMEOUT_SECONDS: "60",
+            **env,
         }
     )
-    code = run_worker(load_worker(name), env, stream=io.StringIO(), install_signal_handlers=False)
+    return SeedRun(store, job_id, container, res.bucket)
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_seed_worker_offline_end_to_end(
+    name: str, pipeline_resources: Callable[..., PipelineResources]
+) -> None:
+    seed = dispatched_seed_job(
+        name, pipeline_resources([WorkerSpec(name)]), **{Env.MODEL_BACKEND: "offline"}
+    )
+    code = run_worker(
+        load_worker(name), seed.env, stream=io.StringIO(), install_signal_handlers=False
+    )
     assert code == exit_codes.OK
-    job = store.get(job_id)
+    job = seed.store.get(seed.job_id)
     assert job is not None and job["status"] == JobStatus.SUCCEEDED
-    body = s3.get_object(Bucket=res.bucket, Key=result_key(name, job_id))["Body"].read()
+    key = result_key(name, seed.job_id)
+    body = boto3.client("s3").get_object(Bucket=seed.bucket, Key=key)["Body"].read()
     document = json.loads(body)
     assert document["output"]["backend"] == "offline"
     check_output(name, document["output"])
+
+
+def test_seed_worker_without_a_model_or_offline_backend_does_not_start(
+    pipeline_resources: Callable[..., PipelineResources],
+) -> None:
+    """Offline output is chosen, never implied: no model id and no BATCH_MODEL_BACKEND=offline
+    is a configuration error (exit 2), not a job that quietly succeeds with offline output."""
+    name = "content-analyzer"
+    seed = dispatched_seed_job(name, pipeline_resources([WorkerSpec(name)]))
+    stream = io.StringIO()
+    code = run_worker(load_worker(name), seed.env, stream=stream, install_signal_handlers=False)
+    assert code == exit_codes.CONFIG
+    assert Env.MODEL_BACKEND in json.loads(stream.getvalue().splitlines()[-1])["message"]
+    job = seed.store.get(seed.job_id)
+    assert job is not None and job["status"] == JobStatus.DISPATCHED
+
+
+def denied_bedrock(model_id: str) -> tuple[BedrockClient, Stubber]:
+    """A Bedrock client whose one Converse call answers AccessDeniedException, as Bedrock does
+    for a role without bedrock:InvokeModel or a model whose access was never granted."""
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    stub = Stubber(client)
+    stub.add_client_error(
+        "converse",
+        "AccessDeniedException",
+        "You don't have access to the model with the specified model ID.",
+        http_status_code=403,
+        expected_params={"modelId": model_id, "messages": ANY, "inferenceConfig": ANY,
+                         "system": ANY},
+    )
+    return BedrockClient(model_id, client=client), stub
+
+
+@pytest.mark.parametrize("name", SEEDS)
+def test_seed_worker_fails_the_job_when_the_model_cannot_be_called(
+    name: str, pipeline_resources: Callable[..., PipelineResources]
+) -> None:
+    """One AccessDeniedException fails the job (FAILED, exit 10, not retried) with a message
+    naming the model and what to do: no offline output, no SUCCEEDED job of N failed items."""
+    model_id = "amazon.nova-lite-v1:0"
+    seed = dispatched_seed_job(
+        name, pipeline_resources([WorkerSpec(name)]), **{Env.MODEL_ID: model_id}
+    )
+    model, stub = denied_bedrock(model_id)
+    with stub:
+        code = run_worker(
+            load_worker(name),
+            seed.env,
+            model=model,
+            stream=io.StringIO(),
+            install_signal_handlers=False,
+        )
+    stub.assert_no_pending_responses()  # the one item that reached the model; nothing else
+    assert code == exit_codes.FAILED
+    job = seed.store.get(seed.job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    error = job["error"]
+    assert error["type"] == "ModelUnavailableError"
+    assert model_id in error["message"] and "AccessDeniedException" in error["message"]
+    assert "bedrock:InvokeModel" in error["message"] and "model access" in error["message"]
+    assert "result_key" not in job

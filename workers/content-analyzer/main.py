@@ -13,7 +13,10 @@ Backends:
 - ``BedrockAnalyzer`` (``BATCH_MODEL_ID`` set): the model proposes keywords, topics,
   sentiment and a summary as JSON; counts and reading level stay local (arithmetic, not
   judgement), and any field the model's answer lacks or garbles falls back to the offline
-  result.
+  result, marked in ``fallback``. A model call that fails is not papered over with offline
+  output: it fails that document (``ModelError``), or the whole job when the model cannot
+  be called at all (``ModelUnavailableError``). Offline output only with
+  ``BATCH_MODEL_BACKEND=offline``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from workers.runtime import JobContext, ModelClient, ModelError, PermanentError, worker
+from workers.runtime import JobContext, ModelClient, PermanentError, worker
 from workers.runtime.text import (
     STOPWORDS,
     pack_sentences,
@@ -315,11 +318,12 @@ class BedrockAnalyzer:
     def analyze(self, text: str) -> Analysis:
         base = self._offline.analyze(text)
         prompt = f"Document:\n<document>\n{text[:MAX_MODEL_CHARS]}\n</document>"
+        # A failed call raises (ModelError: this document fails; ModelUnavailableError: the
+        # job fails); only an answer that is not the JSON asked for keeps the offline fields.
+        reply = self.model.generate(prompt, system=self.SYSTEM, max_tokens=600, temperature=0)
         try:
-            answer = parse_model_json(
-                self.model.generate(prompt, system=self.SYSTEM, max_tokens=600, temperature=0)
-            )
-        except (ModelError, ValueError) as exc:
+            answer = parse_model_json(reply)
+        except ValueError as exc:
             return {**base, "fallback": f"offline ({type(exc).__name__}: {str(exc)[:200]})"}
         merged = dict(base)
         raw_keywords = answer.get("keywords")

@@ -14,6 +14,7 @@ exit codes: ``lifecycle.py`` and ``exit_codes.py``.
 from workers.runtime.context import (
     ItemResult,
     JobContext,
+    JobFatalError,
     PermanentError,
     StopRequested,
     error_summary,
@@ -25,6 +26,8 @@ from workers.runtime.model import (
     ImageInput,
     ModelClient,
     ModelError,
+    ModelUnavailableError,
+    RetryPolicy,
     model_client_from_env,
 )
 
@@ -33,9 +36,12 @@ __all__ = [
     "ImageInput",
     "ItemResult",
     "JobContext",
+    "JobFatalError",
     "ModelClient",
     "ModelError",
+    "ModelUnavailableError",
     "PermanentError",
+    "RetryPolicy",
     "StopRequested",
     "WorkerDefinition",
     "error_summary",

@@ -8,31 +8,30 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from workers.runtime.checkpoint import Checkpoint
+from workers.runtime.errors import JobFatalError, PermanentError, StopReason, StopRequested
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-StopReason = Literal["interrupted", "timeout", "cancelled", "lost"]
+# The exceptions live in errors.py (the model client raises them too); they are re-exported
+# here, where handlers have always imported them from.
+__all__ = [
+    "ItemResult",
+    "JobContext",
+    "JobFatalError",
+    "PermanentError",
+    "ProgressTracker",
+    "StopFlag",
+    "StopReason",
+    "StopRequested",
+    "error_summary",
+]
 MAX_ERROR_MESSAGE = 500
-
-
-class PermanentError(Exception):
-    """A failure no retry can fix (bad input): the job is marked FAILED with this message.
-    Raised inside a ``map`` item function it only fails that item."""
-
-
-class StopRequested(Exception):
-    """The job must stop before finishing (SIGTERM, timeout, cancel): raised by
-    :meth:`JobContext.map` / :meth:`JobContext.check_stop`; the runtime handles it."""
-
-    def __init__(self, reason: StopReason, done: int | None = None, total: int | None = None):
-        self.reason, self.done, self.total = reason, done, total
-        super().__init__(f"stop requested: {reason}")
 
 
 def error_summary(exc: BaseException) -> dict[str, str]:
@@ -189,8 +188,12 @@ class JobContext:
 
         An exception in one item becomes that item's ``error``; the batch goes on. When the
         job must stop, no new item starts, the running ones finish, progress is stored and
-        :class:`StopRequested` is raised. Items an interrupted earlier attempt finished (same
-        map call, same items: see ``checkpoint.py``) are not run again.
+        :class:`StopRequested` is raised (an item that itself raised ``StopRequested``, e.g.
+        a model call abandoned during its backoff, is not done: a retry runs it again). A
+        :class:`JobFatalError` from an item is not an item error: no new item starts, the
+        running ones finish and it is raised, so the job fails once instead of per item.
+        Items an interrupted earlier attempt finished (same map call, same items: see
+        ``checkpoint.py``) are not run again.
         """
         seq = list(items)
         total = len(seq)
@@ -210,8 +213,14 @@ class JobContext:
             pending: dict[Future[ItemResult[R]], int] = {}
             queue = iter(todo)
             next_index = next(queue, None)
+            fatal: JobFatalError | None = None
             while next_index is not None or pending:
-                while next_index is not None and len(pending) < limit and not self.should_stop:
+                while (
+                    next_index is not None
+                    and len(pending) < limit
+                    and not self.should_stop
+                    and fatal is None
+                ):
                     future = pool.submit(self._run_item, fn, seq[next_index], next_index)
                     pending[future] = next_index
                     next_index = next(queue, None)
@@ -219,9 +228,19 @@ class JobContext:
                     break
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    results[pending.pop(future)] = future.result()
+                    index = pending.pop(future)
+                    try:
+                        results[index] = future.result()
+                    except StopRequested:
+                        continue  # not finished: left for the retry
+                    except JobFatalError as exc:
+                        fatal = fatal or exc
+                        continue
                     done += 1
                 self.progress(done, total)
+        if fatal is not None:
+            self._logger.error("map_failed", done=done, total=total, **error_summary(fatal))
+            raise fatal
         if self._checkpoint is not None:
             self._checkpoint.record(
                 call, seq, ((r.index, r.value, r.error) for r in results if r is not None)
@@ -236,6 +255,8 @@ class JobContext:
     def _run_item(self, fn: Callable[[T], R], item: T, index: int) -> ItemResult[R]:
         try:
             return ItemResult(index=index, value=fn(item))
+        except (StopRequested, JobFatalError):
+            raise  # not this item's outcome: map() handles them for the whole batch
         except Exception as exc:  # one bad item must not fail the batch
             summary = error_summary(exc)
             self._logger.warning("item_failed", index=index, **summary)

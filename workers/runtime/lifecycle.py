@@ -160,9 +160,10 @@ def run_worker(
     """Run the one job this process was started for; returns the process exit code."""
     environ: Mapping[str, str] = os.environ if env is None else env
     logger = JsonLogger(stream, worker=definition.name)
+    stop = StopFlag()  # shared with the model client: its retry waits end on SIGTERM/cancel
     try:
         settings = Settings.from_env(environ, definition.name)
-        chosen_model = model if model is not None else model_client_from_env(environ)
+        chosen_model = model if model is not None else model_client_from_env(environ, stop)
     except (ConfigError, ModelConfigError) as exc:
         logger.error("config_error", message=str(exc))
         return exit_codes.CONFIG
@@ -179,6 +180,7 @@ def run_worker(
         model=chosen_model,
         logger=logger,
         hard_exit=hard_exit,
+        stop=stop,
     )
     restore = _install_signal_handlers(job_run.stop, logger) if install_signal_handlers else None
     try:
@@ -220,6 +222,7 @@ class _JobRun:
         model: ModelClient | None,
         logger: JsonLogger,
         hard_exit: Callable[[int], None],
+        stop: StopFlag | None = None,
     ) -> None:
         self.definition = definition
         self.settings = settings
@@ -229,7 +232,7 @@ class _JobRun:
         self.model = model
         self.logger = logger
         self.hard_exit = hard_exit
-        self.stop = StopFlag()
+        self.stop = stop or StopFlag()
         self.finished = threading.Event()
         self.finishing = threading.Lock()  # held by whoever records the end of the job
         # Set once the end is being recorded: a heartbeat or progress write racing the final

@@ -4,7 +4,8 @@ worker's ``main.py`` by folder name (hyphenated folders are not importable packa
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -12,7 +13,7 @@ from jobcontract import new_job_id
 from workers.runtime.context import JobContext, ProgressTracker, StopFlag
 from workers.runtime.loader import load_module
 from workers.runtime.logs import JsonLogger
-from workers.runtime.model import ModelClient
+from workers.runtime.model import ImageInput, ModelClient
 
 
 def load_worker_module(name: str) -> ModuleType:
@@ -42,3 +43,25 @@ def make_context(
         model=model,
         read_object=read_object,
     )
+
+
+class FailingModel:
+    """A :class:`ModelClient` whose every call raises ``error`` (counts the calls): what a
+    worker does when Bedrock refuses, without Bedrock."""
+
+    def __init__(self, error: Exception, model_id: str = "amazon.nova-lite-v1:0") -> None:
+        self.error, self.model_id, self.calls = error, model_id, 0
+        self._lock = threading.Lock()
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        images: Sequence[ImageInput] = (),
+        max_tokens: int = 300,
+        temperature: float = 0.2,
+    ) -> str:
+        with self._lock:
+            self.calls += 1
+        raise self.error

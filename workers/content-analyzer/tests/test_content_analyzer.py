@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from workers.runtime import BedrockClient, PermanentError
-from workers.runtime.testing import load_worker_module, make_context
+from workers.runtime import BedrockClient, ModelError, ModelUnavailableError, PermanentError
+from workers.runtime.testing import FailingModel, load_worker_module, make_context
 from workers.runtime.text import sentences, words
 
 analyzer = load_worker_module("content-analyzer")
@@ -203,3 +203,27 @@ def test_bedrock_sentiment_and_summary_are_used_when_valid() -> None:
     assert result["sentiment"]["source"] == "model"
     assert result["summary"] == "Solar and wind power explained."
     assert result["topics"] == []
+
+
+def test_a_failed_model_call_fails_the_document_instead_of_offline_output() -> None:
+    """No silent fallback: a document whose model call failed is an error in the result, not
+    an offline analysis under a Bedrock backend name."""
+    model = FailingModel(ModelError("Bedrock ThrottlingException: slow down (gave up)"))
+    ctx = make_context(
+        "content-analyzer", {"documents": [{"id": "a", "text": SOLAR}]}, model=model
+    )
+    out = analyzer.handle(ctx)
+    (doc,) = out["documents"]
+    assert "analysis" not in doc
+    assert doc["error"]["type"] == "ModelError"
+    assert out["summary"]["failed"] == 1 and out["backend"] == "bedrock:amazon.nova-lite-v1:0"
+
+
+def test_a_model_that_cannot_be_called_fails_the_job() -> None:
+    denied = ModelUnavailableError("amazon.nova-lite-v1:0", "AccessDeniedException", "denied")
+    model = FailingModel(denied)
+    documents = [{"id": str(i), "text": SOLAR} for i in range(12)]
+    ctx = make_context("content-analyzer", {"documents": documents}, model=model)
+    with pytest.raises(ModelUnavailableError, match="AccessDeniedException"):
+        analyzer.handle(ctx)
+    assert 1 <= model.calls <= 4

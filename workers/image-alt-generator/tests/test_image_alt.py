@@ -14,8 +14,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from workers.runtime import BedrockClient, PermanentError
-from workers.runtime.testing import load_worker_module, make_context
+from workers.runtime import BedrockClient, ModelError, ModelUnavailableError, PermanentError
+from workers.runtime.testing import FailingModel, load_worker_module, make_context
 
 alt = load_worker_module("image-alt-generator")
 
@@ -290,3 +290,35 @@ def test_bedrock_prompt_asks_for_the_job_language() -> None:
     prompt = alt.BedrockAltText(BedrockClient("m", client=object())).prompt(image)
     assert prompt.endswith("Write the alt text for this image in the language 'de'.")
     assert "File name: inputs/x/logo.png" in prompt
+
+
+def test_a_model_that_cannot_be_called_fails_the_job_not_each_image() -> None:
+    """AccessDenied / model not enabled escapes ctx.map: the job FAILS once with the model's
+    message instead of SUCCEEDED with every image an error; no image is left unprocessed
+    silently, and at most the images already in flight reached the model."""
+    denied = ModelUnavailableError("amazon.nova-lite-v1:0", "AccessDeniedException", "denied")
+    model = FailingModel(denied)
+    images = [{"s3_key": f"uploads/photo-{i}.jpg"} for i in range(20)]
+    ctx = make_context(
+        "image-alt-generator",
+        {"images": images},
+        model=model,
+        read_object=lambda _key: make_jpeg(800, 600),
+    )
+    with pytest.raises(ModelUnavailableError, match="AccessDeniedException"):
+        alt.handle(ctx)
+    assert 1 <= model.calls <= 4  # the map's concurrency, not 20
+
+
+def test_a_failed_model_call_is_that_images_error() -> None:
+    model = FailingModel(ModelError("Bedrock ThrottlingException: slow down (gave up)"))
+    ctx = make_context(
+        "image-alt-generator",
+        {"images": [{"s3_key": "uploads/a.jpg"}, {"s3_key": "uploads/b.jpg"}]},
+        model=model,
+        read_object=lambda _key: make_jpeg(800, 600),
+    )
+    out = alt.handle(ctx)
+    assert out["backend"] == "bedrock:amazon.nova-lite-v1:0"
+    assert out["summary"] == {"images": 2, "succeeded": 0, "failed": 2}
+    assert all(i["error"]["type"] == "ModelError" for i in out["images"])

@@ -6,8 +6,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from workers.runtime import BedrockClient
-from workers.runtime.testing import load_worker_module, make_context
+from workers.runtime import BedrockClient, ModelUnavailableError
+from workers.runtime.testing import FailingModel, load_worker_module, make_context
 from workers.runtime.text import normalize_space, sentences
 
 meta = load_worker_module("meta-desc-generator")
@@ -157,3 +157,19 @@ def test_max_length_input_bounds_every_description() -> None:
     assert all(p["length"] <= 320 for p in long["pages"])
     with pytest.raises(meta.PermanentError):
         meta.handle(make_context("meta-desc-generator", {"pages": pages, "max_length": 10}))
+
+
+def test_a_model_that_cannot_be_called_fails_the_job_not_each_page() -> None:
+    """A model that is not enabled (or Legacy, or denied to the task role) fails the whole job
+    once, with the message, instead of one error per page in a SUCCEEDED job."""
+    gone = ModelUnavailableError(
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "ResourceNotFoundException",
+        "This model version has reached the end of its life.",
+    )
+    model = FailingModel(gone, model_id="anthropic.claude-3-haiku-20240307-v1:0")
+    pages = [{"url": f"https://example.com/{i}", "html": SKILLET} for i in range(10)]
+    ctx = make_context("meta-desc-generator", {"pages": pages}, model=model)
+    with pytest.raises(ModelUnavailableError, match="end of its life"):
+        meta.handle(ctx)
+    assert 1 <= model.calls <= 4
