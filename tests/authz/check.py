@@ -794,3 +794,23 @@ def rebind(calls: Iterable[Call], mapping: Mapping[str, str]) -> list[Call]:
         )
         for c in calls
     ]
+
+
+# --- one entry point for a trace ------------------------------------------------------------
+def problems_in_stacks(
+    calls: Sequence[Call],
+    recorded_in: StackGraph,
+    stacks: Mapping[str, StackGraph],
+    account: str,
+    region: str,
+) -> list[str]:
+    """Every problem of ``calls`` (recorded against ``recorded_in``'s names) in each stack, plus
+    the calls AWS makes for that stack; one line each, ``[stack] call: message``."""
+    report: list[str] = []
+    for name, graph in stacks.items():
+        policies = StackPolicies(graph, account, region)
+        bound = (
+            list(calls) if graph is recorded_in else rebind(calls, rebind_map(recorded_in, graph))
+        )
+        report += [f"[{name}] {p}" for p in check([*bound, *policies.service_calls()], policies)]
+    return list(dict.fromkeys(report))

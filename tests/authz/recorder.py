@@ -8,8 +8,10 @@ call is attributed by the code that made it, from the Python stack:
   such frame (``api``, ``launcher``, ``reconciler``, ``sweep``); a call reached only through a
   library module (``notify``, ``registry``) without an entry module is recorded as
   ``unattributed`` and fails the check;
-- a frame in ``workers/``: the task role of the worker this process runs
-  (``BATCH_WORKER_NAME``, set in every task's environment);
+- a frame in ``workers/``: the task role of the worker the job run on the stack belongs to
+  (``_JobRun.definition.name``), else of the worker this process runs (``BATCH_WORKER_NAME``,
+  set in every task's environment); threads the runtime starts (heartbeat, watchdog) carry
+  the job run on their own stacks;
 - anything else (the test harness, the local pipeline's emulation of AWS, the CLI acting as a
   person) is not a stack principal and is not recorded.
 """
@@ -45,6 +47,7 @@ def principal_of_stack() -> Principal | None:
     entry: str | None = None
     library: str | None = None
     in_worker = False
+    worker_name: str | None = None
     while frame is not None:
         filename = frame.f_code.co_filename
         if filename.startswith(HANDLERS):
@@ -55,9 +58,14 @@ def principal_of_stack() -> Principal | None:
                 library = module
         elif filename.startswith(WORKERS):
             in_worker = True
+            # In-process runs (runtime and fault tests): the job run on the stack names it.
+            run = frame.f_locals.get("self")
+            definition = getattr(run, "definition", None)
+            if worker_name is None and isinstance(getattr(definition, "name", None), str):
+                worker_name = definition.name
         frame = frame.f_back  # type: ignore[assignment]
     if in_worker:
-        worker = os.environ.get("BATCH_WORKER_NAME", "")
+        worker = worker_name or os.environ.get("BATCH_WORKER_NAME", "")
         return Principal("task", worker) if worker else Principal("unattributed", "worker")
     if entry:
         return Principal("function", entry)

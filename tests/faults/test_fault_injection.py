@@ -46,11 +46,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+
+from components.offline import ACCOUNT_ID, REGION, evaluate_stack
 
 # Everything the pool's threads run is imported here, once: threads importing a package for
 # the first time at the same moment can see it partially initialised (ImportError).
@@ -58,6 +61,9 @@ from handlers import api, launcher, reconciler
 from handlers.sweep import Sweeper
 from jobcontract import CONTAINER_NAME, TAG_JOB_ID, Env, JobField, JobStatus
 from jobcontract.store import JobStore
+from tests.authz import recorder
+from tests.authz.bindings import fixture_to_stack
+from tests.authz.check import problems_in_stacks, rebind
 from tests.fixtures.moto_server import WorkerSpec, create_pipeline_resources, topic_tap
 from tests.security.moto_process import moto_server_process
 from workers.runtime.context import PermanentError, StopRequested
@@ -69,8 +75,9 @@ pytestmark = pytest.mark.xdist_group("faults")
 SEED = int(os.environ.get("FAULTS_SEED", "20261123"))  # vary it to explore other interleavings
 JOBS = int(os.environ.get("FAULTS_JOBS", "1000"))  # the test asserts 1,000 unless overridden
 WORKERS = (
-    WorkerSpec("alpha", max_attempts=3, timeout_seconds=60, max_concurrency=400),
-    WorkerSpec("beta", max_attempts=2, timeout_seconds=60, max_concurrency=400),
+    # Named as the stack's seed workers, so the recorded calls are checked against their roles.
+    WorkerSpec("content-analyzer", max_attempts=3, timeout_seconds=60, max_concurrency=400),
+    WorkerSpec("meta-desc-generator", max_attempts=2, timeout_seconds=60, max_concurrency=400),
 )
 MAX_ATTEMPTS = {w.name: w.max_attempts for w in WORKERS}
 # Worker fates per launched task (the rest succeed).
@@ -472,7 +479,10 @@ def _drain(queue_url: str, sqs: Any) -> list[dict[str, Any]]:
 
 
 def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
-    moto_process: str, monkeypatch: pytest.MonkeyPatch
+    moto_process: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     started = time.monotonic()
     rng = random.Random(SEED)  # sampling of cancels and duplicate sends
@@ -486,6 +496,9 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
     urllib.request.urlopen(urllib.request.Request(
         f"{moto_process}/moto-api/reset", data=b"", method="POST")).read()
     res = create_pipeline_resources(moto_process, WORKERS, prefix="faults")
+    trace = recorder.Trace(tmp_path / "aws-calls.jsonl")
+    recorder.install(trace.append)  # every call the handlers and the runtime make
+    request.addfinalizer(recorder.uninstall)
     for key, value in res.env().items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("BATCH_REDRIVE_SECONDS", "60")
@@ -515,7 +528,7 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
 
     # 1) submit: 1,000 accepted jobs, some replays with the same Idempotency-Key.
     def submit(i: int) -> tuple[str, str, bool]:
-        worker = "alpha" if i % 3 else "beta"
+        worker = WORKERS[0].name if i % 3 else WORKERS[1].name
         body = {"worker": worker, "input": {"items": [f"item-{i}"]}}
         key = {"Idempotency-Key": f"faults-{i}"}
         status, out = h.api("POST", "/jobs", body, key)
@@ -615,6 +628,16 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
         assert ecs.faults[fault] > 0, fault
     assert statuses[JobStatus.SUCCEEDED.value] > JOBS * 0.7
     assert statuses[JobStatus.FAILED.value] > 0
+    # Every AWS call made under these faults is authorized by the dev and prod stacks' policies.
+    recorder.uninstall()
+    calls = trace.calls()
+    assert {c.principal.kind for c in calls} >= {"function", "task"}
+    assert not [c for c in calls if c.principal.kind == "unattributed"]
+    dev = evaluate_stack("dev")
+    stacks = {"dev": dev, "prod": evaluate_stack("prod")}
+    bound = rebind(calls, fixture_to_stack(res, dev))
+    report = problems_in_stacks(bound, dev, stacks, ACCOUNT_ID, REGION)
+    assert not report, "\n".join(report[:20])
     # Timing is printed, not asserted: a shared 2-core runner under load would make it flaky.
 
 
