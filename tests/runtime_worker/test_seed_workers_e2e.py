@@ -4,6 +4,7 @@ with a Bedrock model that cannot be called, it ends FAILED saying so."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -18,13 +19,27 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
+from components.offline import ACCOUNT_ID, REGION, StackGraph, evaluate_stack
 from jobcontract import Env, JobStatus, new_job_id, result_key
 from jobcontract.store import JobStore
+from tests.authz import recorder
+from tests.authz.bindings import fixture_to_stack
+from tests.authz.check import Principal, problems_in_stacks, rebind
 from tests.fixtures.moto_server import PipelineResources, WorkerSpec
 from workers.runtime import BedrockClient, exit_codes, run_worker
 from workers.runtime.loader import load_worker
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@functools.cache
+def dev_graph() -> StackGraph:
+    return evaluate_stack("dev")
+
+
+@functools.cache
+def prod_graph() -> StackGraph:
+    return evaluate_stack("prod")
 SEEDS = ("image-alt-generator", "meta-desc-generator", "content-analyzer")
 
 
@@ -138,14 +153,24 @@ def dispatched_seed_job(name: str, res: PipelineResources, **env: str) -> SeedRu
 
 @pytest.mark.parametrize("name", SEEDS)
 def test_seed_worker_offline_end_to_end(
-    name: str, pipeline_resources: Callable[..., PipelineResources]
+    name: str, pipeline_resources: Callable[..., PipelineResources], tmp_path: Path
 ) -> None:
-    seed = dispatched_seed_job(
-        name, pipeline_resources([WorkerSpec(name)]), **{Env.MODEL_BACKEND: "offline"}
-    )
-    code = run_worker(
-        load_worker(name), seed.env, stream=io.StringIO(), install_signal_handlers=False
-    )
+    res = pipeline_resources([WorkerSpec(name)])
+    seed = dispatched_seed_job(name, res, **{Env.MODEL_BACKEND: "offline"})
+    trace = recorder.Trace(tmp_path / "aws-calls.jsonl")
+    recorder.install(trace.append)
+    try:
+        code = run_worker(
+            load_worker(name), seed.env, stream=io.StringIO(), install_signal_handlers=False
+        )
+    finally:
+        recorder.uninstall()
+    # Every call the runtime and the seed worker made is allowed by the stacks' policies
+    # (the image worker's missing image got a 404: its role must list its own prefix).
+    calls = rebind(trace.calls(), fixture_to_stack(res, dev_graph()))
+    assert {c.principal for c in calls} == {Principal("task", name)}
+    stacks = {"dev": dev_graph(), "prod": prod_graph()}
+    assert not problems_in_stacks(calls, dev_graph(), stacks, ACCOUNT_ID, REGION)
     assert code == exit_codes.OK
     job = seed.store.get(seed.job_id)
     assert job is not None and job["status"] == JobStatus.SUCCEEDED
