@@ -5,7 +5,9 @@ writes its lines through :class:`JsonLogger`: one JSON object per line on stdout
 CloudWatch Logs Insights can query every field and Lambda's log-level filtering can read the
 level. Standard library only: this module is in every Lambda zip and worker image.
 
-A line is ``{"timestamp", "level", "event", <bound fields>, <fields>}``.
+A line is ``{"timestamp", "level", "event", <bound fields>, <fields>}``. Job state changes are
+written by ``JobStore`` as event :data:`TRANSITION_EVENT` carrying :attr:`LogField.JOB_ID` and
+:attr:`LogField.STATUS` (the new status); the dashboard's query is built from these names.
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ class LogField:
     JOB_ID: Final = "job_id"
     WORKER: Final = "worker"
     ATTEMPT: Final = "attempt"
+    STATUS: Final = "status"  # on a transition line: the status the job just entered
+    # On a transition line: the status it left (the allowed ones, comma-separated, when the
+    # write accepted several); absent on creation.
+    FROM_STATUS: Final = "from_status"
 
 
 SCHEMA_FIELDS: Final = (LogField.TIMESTAMP, LogField.LEVEL, LogField.EVENT)
+TRANSITION_EVENT: Final = "job_transition"
 
 # AWS rule: Lambda's application log levels, most detailed first, are TRACE, DEBUG, INFO, WARN,
 # ERROR, FATAL; a line whose "level" is missing or not one of these, or whose "timestamp" is not
@@ -115,8 +122,8 @@ class JsonLogger:
         self.log(event, "ERROR", **fields)
 
 
-# The process-wide logger of code that has no logger of its own, looked up at each call: a
-# host that runs handlers in-process may replace it (tests send it to a file).
+# The process-wide logger of code that has no logger of its own (handlers, JobStore), looked
+# up at each call: a host that runs handlers in-process may replace it (tests send it to a file).
 DEFAULT = JsonLogger()
 
 
