@@ -5,9 +5,9 @@ latency. DLQ depth alarms belong to each ``JobQueue``. Every alarm notifies the 
 failure topic, where the same people already get job failures.
 
 The dashboard shows what AWS measures by itself: queue depth per worker (and DLQs), API
-requests/errors/latency, Lambda errors and throttles, running tasks (Container Insights,
-when enabled), plus job transitions counted by Logs Insights from the control-plane and
-worker logs (``JobStore`` writes one ``job_transition`` line per state change, see
+requests/errors/latency, Lambda errors and throttles, tasks in the cluster (Container
+Insights, when enabled), plus job transitions counted by Logs Insights from the control-plane
+and worker logs (``JobStore`` writes one ``job_transition`` line per state change, see
 ``jobcontract.logs``; at a log level above INFO there are none to count). No custom metrics:
 they would cost $0.30 per metric-month each and need code on the hot path.
 """
@@ -22,13 +22,42 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_rules import AwsConstraintError
+from jobcontract.logs import TRANSITION_EVENT, LogField
+
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
     from components.python_function import PythonFunction
 
-from jobcontract.logs import TRANSITION_EVENT, LogField
-
 PERIOD_SECONDS = 300
+CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
+# AWS rule: each Container Insights metric for ECS exists only for the dimension sets listed
+# here; a chart on any other set stays empty. RunningTaskCount and PendingTaskCount are per
+# service only, and a RunTask cluster has no services: its cluster-level count is TaskCount.
+# CloudWatch User Guide, "Amazon ECS Container Insights metrics":
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html
+_CLUSTER = frozenset({"ClusterName"})
+_SERVICE = frozenset({"ServiceName", "ClusterName"})
+_FAMILY = frozenset({"TaskDefinitionFamily", "ClusterName"})
+_USAGE = (_FAMILY, _SERVICE, _CLUSTER)
+CONTAINER_INSIGHTS_DIMENSIONS: dict[str, tuple[frozenset[str], ...]] = {
+    "ContainerInstanceCount": (_CLUSTER,),
+    "CpuUtilized": _USAGE,
+    "CpuReserved": _USAGE,
+    "DeploymentCount": (_SERVICE,),
+    "DesiredTaskCount": (_SERVICE,),
+    "MemoryUtilized": _USAGE,
+    "MemoryReserved": _USAGE,
+    "NetworkRxBytes": _USAGE,
+    "NetworkTxBytes": _USAGE,
+    "PendingTaskCount": (_SERVICE,),
+    "RunningTaskCount": (_SERVICE,),
+    "ServiceCount": (_CLUSTER,),
+    "StorageReadBytes": _USAGE,
+    "StorageWriteBytes": _USAGE,
+    "TaskCount": (_CLUSTER,),
+    "TaskSetCount": (_SERVICE,),
+}
 
 
 @dataclass(frozen=True)
@@ -227,7 +256,7 @@ def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]
             _metric_widget(
                 "Running tasks",
                 region,
-                [["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", v["cluster"]]],
+                [container_insights_metric("TaskCount", {"ClusterName": v["cluster"]})],
                 stat="Maximum",
                 x=0,
                 y=12,
@@ -249,6 +278,21 @@ def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]
         }
     )
     return {"widgets": widgets}
+
+
+def container_insights_metric(metric: str, dimensions: Mapping[str, str]) -> list[Any]:
+    """One dashboard metric row of Container Insights, refused unless AWS publishes that metric
+    for exactly these dimensions (see ``CONTAINER_INSIGHTS_DIMENSIONS``)."""
+    documented = CONTAINER_INSIGHTS_DIMENSIONS.get(metric, ())
+    if frozenset(dimensions) not in documented:
+        sets = " or ".join("+".join(sorted(d)) for d in documented) or "none (unknown metric)"
+        raise AwsConstraintError(
+            f"{CONTAINER_INSIGHTS_NAMESPACE} {metric} dimensions", sorted(dimensions), sets
+        )
+    row: list[Any] = [CONTAINER_INSIGHTS_NAMESPACE, metric]
+    for name, value in dimensions.items():
+        row += [name, value]
+    return row
 
 
 def transitions_query(log_groups: list[str]) -> str:
