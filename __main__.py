@@ -72,6 +72,7 @@ if config.alarms:
             api_stage=api.stage.stage_name,
             queues={name: w.queue.queue.name for name, w in workers.items()},
             dlqs={name: w.queue.dlq.name for name, w in workers.items()},
+            worker_log_groups={name: w.log_group.name for name, w in workers.items()},
         ),
     )
 

@@ -25,6 +25,7 @@ import pulumi
 
 from components import aws_rules
 from components.aws_rules import AwsConstraintError
+from jobcontract import logs
 
 PROJECT = "ai-batch"
 NetworkMode = Literal["public", "private"]
@@ -242,7 +243,8 @@ _TOP_LEVEL_KEYS = (
     "jobTtlDays", "sweepRate", "heartbeatStaleSeconds", "notifications", "bedrockModelId",
     "ecr", "logLevel", "launcherMaxConcurrency",
 )  # fmt: skip
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Lambda's level names (jobcontract.logs); WARNING is still accepted and read as WARN.
+LOG_LEVELS = logs.LEVELS
 
 
 class _Reader:
@@ -602,9 +604,11 @@ def _url_ttl_seconds(value: int, key: str) -> int:
 
 
 def _log_level(value: str, key: str) -> str:
-    if value.upper() not in LOG_LEVELS:
-        raise AwsConstraintError(key, value, ", ".join(LOG_LEVELS))
-    return value.upper()
+    # Lambda's spelling, so the same value can go to logging_config and to BATCH_LOG_LEVEL.
+    name = logs.level_name(value)
+    if name is None:
+        raise AwsConstraintError(key, value, ", ".join(LOG_LEVELS) + " (WARNING = WARN)")
+    return name
 
 
 def _slack_webhook(value: str, key: str) -> str:

@@ -5,10 +5,11 @@ latency. DLQ depth alarms belong to each ``JobQueue``. Every alarm notifies the 
 failure topic, where the same people already get job failures.
 
 The dashboard shows what AWS measures by itself: queue depth per worker (and DLQs), API
-requests/errors/latency, Lambda errors and throttles, running tasks (Container Insights,
-when enabled), plus job outcomes counted by Logs Insights from the control-plane logs (the
-handlers log a JSON ``status`` field with each transition). No custom metrics: they would
-cost $0.30 per metric-month each and need code on the hot path.
+requests/errors/latency, Lambda errors and throttles, tasks in the cluster (Container
+Insights, when enabled), plus job transitions counted by Logs Insights from the control-plane
+and worker logs (``JobStore`` writes one ``job_transition`` line per state change, see
+``jobcontract.logs``; at a log level above INFO there are none to count). No custom metrics:
+they would cost $0.30 per metric-month each and need code on the hot path.
 """
 
 from __future__ import annotations
@@ -21,12 +22,42 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws_rules import AwsConstraintError
+from jobcontract.logs import TRANSITION_EVENT, LogField
+
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
     from components.python_function import PythonFunction
 
 PERIOD_SECONDS = 300
-JOB_STATUS_LOG_FIELD = "status"
+CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
+# AWS rule: each Container Insights metric for ECS exists only for the dimension sets listed
+# here; a chart on any other set stays empty. RunningTaskCount and PendingTaskCount are per
+# service only, and a RunTask cluster has no services: its cluster-level count is TaskCount.
+# CloudWatch User Guide, "Amazon ECS Container Insights metrics":
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Container-Insights-metrics-ECS.html
+_CLUSTER = frozenset({"ClusterName"})
+_SERVICE = frozenset({"ServiceName", "ClusterName"})
+_FAMILY = frozenset({"TaskDefinitionFamily", "ClusterName"})
+_USAGE = (_FAMILY, _SERVICE, _CLUSTER)
+CONTAINER_INSIGHTS_DIMENSIONS: dict[str, tuple[frozenset[str], ...]] = {
+    "ContainerInstanceCount": (_CLUSTER,),
+    "CpuUtilized": _USAGE,
+    "CpuReserved": _USAGE,
+    "DeploymentCount": (_SERVICE,),
+    "DesiredTaskCount": (_SERVICE,),
+    "MemoryUtilized": _USAGE,
+    "MemoryReserved": _USAGE,
+    "NetworkRxBytes": _USAGE,
+    "NetworkTxBytes": _USAGE,
+    "PendingTaskCount": (_SERVICE,),
+    "RunningTaskCount": (_SERVICE,),
+    "ServiceCount": (_CLUSTER,),
+    "StorageReadBytes": _USAGE,
+    "StorageWriteBytes": _USAGE,
+    "TaskCount": (_CLUSTER,),
+    "TaskSetCount": (_SERVICE,),
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +74,9 @@ class ObservabilityArgs:
     """Worker name -> queue name, for the queue-depth widget. Default {}."""
     dlqs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Worker name -> dead-letter queue name, for the queue-depth widget. Default {}."""
+    worker_log_groups: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    """Worker name -> its tasks' log group: workers write RUNNING/SUCCEEDED/FAILED, so the
+    transitions widget reads these next to the control plane's. Default {}."""
     api_5xx_rate: float = 0.05
     """Alarm when more than this share of requests fail with 5XX. Default 0.05 (5 %)."""
     api_p99_latency_ms: float = 3000.0
@@ -140,7 +174,10 @@ class Observability(pulumi.ComponentResource):
             api_name=args.api_name,
             stage=args.api_stage,
             functions=pulumi.Output.all(*[fn.function.name for fn in functions.values()]),
-            log_groups=pulumi.Output.all(*[fn.log_group.name for fn in functions.values()]),
+            log_groups=pulumi.Output.all(
+                *[fn.log_group.name for fn in functions.values()],
+                *[group for _, group in sorted(args.worker_log_groups.items())],
+            ),
             queues=pulumi.Output.from_input(dict(args.queues)),
             dlqs=pulumi.Output.from_input(dict(args.dlqs)),
         ).apply(lambda v: json.dumps(_dashboard(v, platform.config.container_insights)))
@@ -219,13 +256,12 @@ def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]
             _metric_widget(
                 "Running tasks",
                 region,
-                [["ECS/ContainerInsights", "RunningTaskCount", "ClusterName", v["cluster"]]],
+                [container_insights_metric("TaskCount", {"ClusterName": v["cluster"]})],
                 stat="Maximum",
                 x=0,
                 y=12,
             )
         )
-    sources = " | ".join(f"SOURCE '{g}'" for g in v["log_groups"])
     widgets.append(
         {
             "type": "log",
@@ -234,14 +270,37 @@ def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]
             "width": 12,
             "height": 6,
             "properties": {
-                "title": "Job transitions by status (control-plane logs)",
+                "title": "Job transitions by status (control-plane and worker logs)",
                 "region": region,
                 "view": "bar",
-                "query": (
-                    f"{sources} | filter ispresent({JOB_STATUS_LOG_FIELD}) and ispresent(job_id)"
-                    f" | stats count(*) as transitions by {JOB_STATUS_LOG_FIELD}"
-                ),
+                "query": transitions_query(v["log_groups"]),
             },
         }
     )
     return {"widgets": widgets}
+
+
+def container_insights_metric(metric: str, dimensions: Mapping[str, str]) -> list[Any]:
+    """One dashboard metric row of Container Insights, refused unless AWS publishes that metric
+    for exactly these dimensions (see ``CONTAINER_INSIGHTS_DIMENSIONS``)."""
+    documented = CONTAINER_INSIGHTS_DIMENSIONS.get(metric, ())
+    if frozenset(dimensions) not in documented:
+        sets = " or ".join("+".join(sorted(d)) for d in documented) or "none (unknown metric)"
+        raise AwsConstraintError(
+            f"{CONTAINER_INSIGHTS_NAMESPACE} {metric} dimensions", sorted(dimensions), sets
+        )
+    row: list[Any] = [CONTAINER_INSIGHTS_NAMESPACE, metric]
+    for name, value in dimensions.items():
+        row += [name, value]
+    return row
+
+
+def transitions_query(log_groups: list[str]) -> str:
+    """Logs Insights query counting job transitions by the status entered, built from the
+    names the one logger writes (``jobcontract.logs``), so query and lines cannot drift."""
+    sources = " | ".join(f"SOURCE '{g}'" for g in log_groups)
+    return (
+        f'{sources} | filter {LogField.EVENT} = "{TRANSITION_EVENT}"'
+        f" and ispresent({LogField.JOB_ID}) and ispresent({LogField.STATUS})"
+        f" | stats count(*) as transitions by {LogField.STATUS}"
+    )

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from components import aws_rules, iam
 from components.aws_rules import AwsConstraintError
+from jobcontract import logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODE_PACKAGES = ("handlers", "jobcontract")
@@ -26,8 +27,6 @@ ARCHITECTURE = "arm64"  # Graviton: about 20 % cheaper per GB-second than x86_64
 ALIAS_NAME = "live"
 # AWS rule: Lambda function names are 1-64 characters of [A-Za-z0-9_-].
 FUNCTION_NAME_MAX = 64
-# Lambda's application log levels (JSON log format only).
-_LAMBDA_LOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARNING": "WARN", "ERROR": "ERROR"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,8 @@ class PythonFunctionArgs:
     description: str = ""
     """Shown in the console. Default empty."""
     log_level: str = "INFO"
-    """Application log level (DEBUG, INFO, WARNING, ERROR). Default INFO."""
+    """Application log level, Lambda's names (DEBUG, INFO, WARN, ERROR...; WARNING is read as
+    WARN). Default INFO."""
     name_prefix: str | None = None
     """Prefix of the physical name. Default ``<project>-<stack>``."""
 
@@ -115,11 +115,11 @@ class PythonFunction(pulumi.ComponentResource):
                 args.reserved_concurrency,
                 f">= provisioned concurrency ({args.provisioned_concurrency})",
             )
-        level = _LAMBDA_LOG_LEVELS.get(args.log_level.upper())
+        # AWS rule: application_log_level is one of Lambda's names (TRACE..FATAL, "WARN" not
+        # "WARNING"), and applies only with the JSON log format; jobcontract.logs holds them.
+        level = logs.level_name(args.log_level)
         if level is None:
-            raise AwsConstraintError(
-                f"{name}.log_level", args.log_level, "DEBUG/INFO/WARNING/ERROR"
-            )
+            raise AwsConstraintError(f"{name}.log_level", args.log_level, "/".join(logs.LEVELS))
         child = pulumi.ResourceOptions(parent=self)
 
         self.log_group = aws.cloudwatch.LogGroup(

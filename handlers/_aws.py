@@ -8,11 +8,9 @@ Tests that change the endpoint or credentials call :func:`reset_clients`.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
-import time
 from typing import Any
 
 # Imported at module level on purpose: Lambda runs module import in its (CPU-boosted) init
@@ -20,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from jobcontract import Env
+from jobcontract import logs
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -63,17 +61,9 @@ def reset_clients() -> None:
             module.clear_cache()
 
 
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
-
-
 def log(level: str, event: str, **fields: Any) -> None:
-    """One structured JSON log line (CloudWatch Logs Insights can query every field)."""
-    threshold = _LEVELS.get(os.environ.get(Env.LOG_LEVEL, "INFO").upper(), 20)
-    if _LEVELS.get(level, 20) < threshold:
-        return
-    record = {"level": level, "event": event, "time": time.time(), **fields}
-    sys.stdout.write(json.dumps(record, default=str, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    """One structured JSON log line (the schema and the level threshold: ``jobcontract.logs``)."""
+    logs.log(level, event, **fields)
 
 
 def env(name: str, default: str | None = None) -> str:

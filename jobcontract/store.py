@@ -4,6 +4,8 @@ Every state change is one conditional ``UpdateItem`` on the current status (and,
 caller knows it, on the attempt number), so a transition never happens twice and a stale
 actor cannot overwrite a newer state. A failed condition returns the current item with the
 error (``ReturnValuesOnConditionCheckFailure=ALL_OLD``): callers decide without a second read.
+Every creation and transition that succeeds writes one ``job_transition`` log line
+(``jobcontract.logs``): the one record of state changes the dashboard counts.
 
 Uses the low-level ``dynamodb`` client with a small built-in (de)serializer instead of the
 resource API, which keeps the import cheap on Lambda cold starts. Numbers come back as
@@ -28,9 +30,11 @@ from jobcontract import (
     Table,
     can_transition,
     job_pk,
+    logs,
     worker_pk,
     worker_status,
 )
+from jobcontract.logs import TRANSITION_EVENT, LogField
 
 Item = dict[str, Any]
 StatusLike = JobStatus | str
@@ -356,6 +360,7 @@ class JobStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise JobExists(job_id, _old_item(exc)) from exc
+        _log_transition(item, None)
         return item
 
     def transition(
@@ -417,9 +422,11 @@ class JobStore:
         conditions.append("#worker = :worker")
         values[":worker"] = {"S": worker}
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        return self._update(
+        done = self._update(
             job_id, update, " AND ".join(conditions), names, values, f"-> {target.value}"
         )
+        _log_transition(done, sources)
+        return done
 
     def update(
         self,
@@ -533,6 +540,20 @@ class JobStore:
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise TransitionConflict(job_id, _old_item(exc), wanted) from exc
         return from_item(resp["Attributes"])
+
+
+def _log_transition(item: Mapping[str, Any], sources: list[JobStatus] | None) -> None:
+    """One line per state change, written here because every change passes here: the
+    dashboard counts these lines by status, and no caller can forget to write one."""
+    fields = {
+        LogField.JOB_ID: item.get(JobField.JOB_ID),
+        LogField.WORKER: item.get(JobField.WORKER),
+        LogField.ATTEMPT: item.get(JobField.ATTEMPTS),
+        LogField.STATUS: item.get(JobField.STATUS),
+    }
+    if sources is not None:
+        fields[LogField.FROM_STATUS] = ",".join(s.value for s in sources)
+    logs.DEFAULT.info(TRANSITION_EVENT, **fields)
 
 
 def worker_of(job_id: str) -> str:

@@ -14,6 +14,7 @@ AWS makes for the stack, authorized by the exact policies of the dev and prod st
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from typing import Any
 import pytest
 
 from cli.main import main as batchctl
-from jobcontract import Env, scheduled_job_id
+from jobcontract import Env, logs, scheduled_job_id
 from local_pipeline.pipeline import LocalPipeline
 from tests.authz import recorder
 
@@ -83,6 +84,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
     )
     local.trace = trace  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as mp:
+        # The real handlers run in this process: their log lines are kept off stdout (as
+        # Lambda's go to CloudWatch), so stdout holds the CLI's output, worker log lines included.
+        mp.setattr(logs, "DEFAULT", logs.JsonLogger(io.StringIO()))
         for var in ("BATCH_API_URL", "BATCH_API_KEY"):
             mp.delenv(var, raising=False)
         mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
@@ -157,8 +161,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     capsys.readouterr()
     code = batchctl(list(argv))
     out, err = capsys.readouterr()
-    # The real handlers run in this process and log JSON lines to stdout: not CLI output.
-    out = "".join(line for line in out.splitlines(True) if not line.startswith('{"level":'))
     return code, out, err
 
 
