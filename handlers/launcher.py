@@ -38,7 +38,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws
 from handlers.registry import WorkerRegistration, get_worker
-from jobcontract import JOB_ID_RE, TAG_JOB_ID, Env, JobField, JobStatus, worker_of_job_id
+from jobcontract import (
+    JOB_ID_RE,
+    TAG_JOB_ID,
+    Env,
+    JobField,
+    JobStatus,
+    access_denied_error,
+    worker_of_job_id,
+)
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -426,6 +434,26 @@ class Launcher:
         notify.job_finished(failed)
         return LaunchOutcome(job_id, "failed", detail=message)
 
+    def fail_denied(self, body: str, error: dict[str, str]) -> bool:
+        """Record FAILED (and report it) for a job whose launch AWS denied: IAM answers the
+        same on every redelivery. False when the job cannot be named or written either."""
+        from handlers import notify
+
+        try:
+            job_id, _ = parse_message(body)
+            failed = self.store.transition(
+                job_id,
+                (JobStatus.QUEUED, JobStatus.DISPATCHED),
+                JobStatus.FAILED,
+                set_fields={JobField.ERROR: {**error, "exit_code": None, "stop_reason": None}},
+            )
+        except Exception as exc:  # the denial stays the story: log both
+            _aws.log("ERROR", "access_denied_unrecorded", denied=error["message"], error=str(exc))
+            return False
+        _aws.log("ERROR", "launch_denied", job_id=job_id, error=error["message"])
+        notify.job_finished(failed)
+        return True
+
 
 def _is_resume(job: dict[str, Any], attempt: int) -> bool:
     """The claim of this message's attempt was made but no task was recorded: a launch whose
@@ -453,9 +481,14 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
         try:
             outcome = launcher.process(str(record.get("body", "")))
         except (ClientError, BotoCoreError) as exc:  # DynamoDB/ECS trouble: try again later
+            denied = access_denied_error(exc)
+            if denied is not None and launcher.fail_denied(str(record.get("body", "")), denied):
+                continue  # FAILED and reported: a redelivery would be denied again
             _aws.log("ERROR", "launcher_aws_error", message_id=message_id, error=str(exc))
             failures.append({"itemIdentifier": message_id})
             failed_groups.add(group)
+            if denied is not None:
+                _back_off(record)  # not even the failure could be recorded: no tight loop
             continue
         _aws.log(
             "INFO" if outcome.action in ("launched", "skipped") else "WARNING",

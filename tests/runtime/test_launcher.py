@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from handlers import _aws, launcher
 from jobcontract import TAG_JOB_ID, Env, JobField
 from jobcontract.store import JobStore
-from tests.fixtures.moto_server import WorkerSpec
+from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, receive_all, sqs_event
 
 SPOT_FIRST = (
@@ -234,8 +234,10 @@ def test_no_capacity_anywhere_starts_over_with_spot_under_new_tokens(res) -> Non
     messages = receive_all(res.workers["echo"].queue_url)
     assert len(_deliver_again(res, "echo", messages)["batchItemFailures"]) == 1
     assert _deliver_again(res, "echo", messages) == {"batchItemFailures": []}
-    calls = [(c["clientToken"], c["capacityProviderStrategy"][0]["capacityProvider"])
-             for c in fake.run_calls]
+    calls = [
+        (c["clientToken"], c["capacityProviderStrategy"][0]["capacityProvider"])
+        for c in fake.run_calls
+    ]
     assert [provider for _, provider in calls] == ["FARGATE_SPOT", "FARGATE", "FARGATE_SPOT"]
     assert len({token for token, _ in calls}) == 3, calls
     assert JobStore(res.table_name).get(job_id)[JobField.TASK_ARN]
@@ -314,7 +316,13 @@ def test_fifo_group_order_is_kept_after_a_failure(res) -> None:
 
 def test_retry_visibility_backs_off_and_caps() -> None:
     assert [launcher.retry_visibility(n) for n in (1, 2, 3, 4, 5, 6, 20)] == [
-        30, 60, 120, 240, 480, 900, 900
+        30,
+        60,
+        120,
+        240,
+        480,
+        900,
+        900,
     ]
     # 20 receives (the JobQueue default maxReceiveCount) cover hours of waiting for a slot.
     assert sum(launcher.retry_visibility(n) for n in range(1, 21)) >= 3 * 3600
@@ -414,10 +422,19 @@ def test_stale_attempt_message_is_deleted_without_a_launch(res) -> None:
     [
         # Real ECS: the account's concurrent Fargate vCPU quota, as a RunTask error and as a
         # failures[] reason; and the control plane's rate limit as a ClientException.
-        ("ClientException", "You've reached the limit on the number of vCPUs you can run "
-         "concurrently"),
-        {"tasks": [], "failures": [{"reason": "You've reached the limit on the number of "
-                                              "tasks you can run concurrently"}]},
+        (
+            "ClientException",
+            "You've reached the limit on the number of vCPUs you can run concurrently",
+        ),
+        {
+            "tasks": [],
+            "failures": [
+                {
+                    "reason": "You've reached the limit on the number of "
+                    "tasks you can run concurrently"
+                }
+            ],
+        },
         ("ClientException", "Rate exceeded"),
     ],
 )
@@ -505,3 +522,46 @@ def test_conflict_on_a_used_token_adopts_the_task_it_launched(res) -> None:
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.TASK_ARN] == existing
     stubber.assert_no_pending_responses()
+
+
+class _DenyingDynamoDB:
+    """The real moto DynamoDB client, except GetItem on worker registrations answers as AWS
+    does for a role whose dynamodb:LeadingKeys does not cover them: AccessDeniedException."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def get_item(self, **kwargs: Any) -> Any:
+        if kwargs["Key"]["pk"]["S"].startswith("worker#"):
+            message = "User: arn:aws:sts::1:assumed-role/launcher/x is not authorized to perform: "
+            message += "dynamodb:GetItem"
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": message}}, "GetItem"
+            )
+        return self._real.get_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+def test_an_access_denied_launch_fails_the_job_once_instead_of_looping(res) -> None:
+    """IAM answers every redelivery the same: the job ends FAILED (naming the call) and is
+    reported, and the message is consumed, not handed back to loop into the DLQ."""
+    topic_queue = topic_tap(res.topic_arn, "launcher-denied-notifications")
+    job_id = submit()
+    _aws.reset_clients()  # and the registration cache: the launcher must read it
+    _aws.set_client("dynamodb", _DenyingDynamoDB(boto3.client("dynamodb")))
+    try:
+        out, _ = deliver(res)
+    finally:
+        _aws.reset_clients()
+    assert out == {"batchItemFailures": []}
+    job = JobStore(res.table_name).get(job_id)
+    assert job is not None and job[JobField.STATUS] == "FAILED"
+    assert job[JobField.ERROR]["type"] == "AccessDenied"
+    assert (
+        "GetItem" in job[JobField.ERROR]["message"]
+        and "dynamodb:GetItem" in job[JobField.ERROR]["message"]
+    )
+    assert [json.loads(m["Body"])["job_id"] for m in receive_all(topic_queue)] == [job_id]
+    assert receive_all(res.workers["echo"].queue_url) == []
