@@ -40,6 +40,7 @@ from jobcontract import (
     JobField,
     JobStatus,
     WorkerExit,
+    access_denied_error,
     queue_message,
     scheduled_job_id,
     worker_of_job_id,
@@ -343,8 +344,17 @@ def _send(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, str]:
     """Lambda entry point (EventBridge rule on ECS Task State Change, lastStatus STOPPED).
 
-    AWS errors propagate so that EventBridge / Lambda retry the event asynchronously."""
-    outcome = Reconciler().handle_event(event)
+    AWS errors propagate so that EventBridge / Lambda retry the event asynchronously, except
+    an AccessDenied: IAM answers every retry the same, so it is logged (naming the call) and the
+    event ends here; the sweep settles the job from its stale heartbeat."""
     detail = event.get("detail") or {}
+    try:
+        outcome = Reconciler().handle_event(event)
+    except ClientError as exc:
+        denied = access_denied_error(exc)
+        if denied is None:
+            raise
+        _aws.log("ERROR", "access_denied", task_arn=detail.get("taskArn"), error=denied["message"])
+        return {"outcome": "denied"}
     _aws.log("INFO", "task_stopped", task_arn=detail.get("taskArn"), outcome=outcome)
     return {"outcome": outcome}

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers import _aws, launcher, reconciler
 from jobcontract import Env, JobField, WorkerExit
@@ -330,3 +331,27 @@ def test_exit_137_is_out_of_memory_only_when_nobody_stopped_the_task(
         }
     )
     assert classify(task)["type"] == expected
+
+
+def test_an_access_denied_event_is_not_retried_into_a_crash_loop(res, monkeypatch) -> None:
+    """IAM answers Lambda's async retries the same: the handler logs the denial and returns
+    (no exception, so no retries); the sweep settles the job from its stale heartbeat."""
+    _, task = launch(res)
+    event = stopped_event(res.cluster_arn, task, exit_code=1)
+
+    def denied(self: Any, *_: Any, **__: Any) -> Any:
+        message = "not authorized to perform: dynamodb:UpdateItem"
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": message}}, "UpdateItem"
+        )
+
+    monkeypatch.setattr(JobStore, "transition", denied)
+    assert reconciler.handler(event)["outcome"] == "denied"
+
+    def throttled(self: Any, *_: Any, **__: Any) -> Any:
+        error = {"Error": {"Code": "ProvisionedThroughputExceededException"}}
+        raise ClientError(error, "UpdateItem")  # type: ignore[arg-type]
+
+    monkeypatch.setattr(JobStore, "transition", throttled)
+    with pytest.raises(ClientError):  # anything else still propagates for a retry
+        reconciler.handler(event)
