@@ -7,9 +7,17 @@
 - ``sweep``: on a schedule, finds jobs past their timeout or silent (no heartbeat) and stops
   or fails them; it also catches the rare ECS event that was never delivered.
 
-Each function gets only its base grants here. Per-worker grants (``sqs:SendMessage`` on a
-worker's queue, ``ecs:RunTask`` + ``iam:PassRole`` for its task definition and roles) are
-added by each ``FargateWorker``, so adding a worker edits no other component.
+Each function gets all its grants here, once per stack, so their size does not depend on the
+number of workers (IAM caps one role's inline policies at 10,240 characters):
+- api, reconciler, sweep: ``sqs:SendMessage`` on the stack's job queues
+  (``<prefix>-*.fifo``);
+- launcher: ``ecs:RunTask`` on the stack's task families (``task-definition/<prefix>-*:*``) in
+  this cluster only (``ecs:cluster``), ``ecs:TagResource`` at launch (``ecs:CreateAction``),
+  ``iam:PassRole`` on the stack's worker roles by role path (``role/aibatch/<prefix>/workers/*``)
+  to ``ecs-tasks.amazonaws.com`` only.
+A ``FargateWorker`` adds nothing to these roles. ``iam_ledger`` records every inline policy of
+the four roles (``JobQueue`` still adds a consume policy per queue to the launcher's) and fails
+the program before IAM's per-role quota would be exceeded.
 
 Reserved concurrency is left unset on purpose: new accounts can have a regional
 concurrency limit as low as 10, and AWS refuses a reservation that would leave fewer than
@@ -65,6 +73,8 @@ class ControlPlane(pulumi.ComponentResource):
     sweep: PythonFunction
     task_stopped_rule: aws.cloudwatch.EventRule
     sweep_rule: aws.cloudwatch.EventRule
+    iam_ledger: iam.InlinePolicyLedger
+    """Inline policies of the four roles; see the module docstring."""
 
     def __init__(
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
@@ -77,6 +87,18 @@ class ControlPlane(pulumi.ComponentResource):
         bucket_arn = platform.results_bucket.arn
         cluster_arn = platform.cluster.arn
         topic_arn = platform.failure_topic.arn
+        prefix = platform.name_prefix
+        partition = aws.get_partition_output().partition
+        region, account = platform.region, platform.account_id
+        # One statement per stack, not per worker (see the module docstring).
+        job_queues = iam.stack_job_queues(partition, region, account, prefix)
+        dead_letters = iam.stack_dead_letter_queues(partition, region, account, prefix)
+        enqueue = iam.enqueue_stack_jobs(job_queues, dead_letters)
+        run_workers = iam.run_stack_tasks(
+            iam.stack_task_families(partition, region, account, prefix),
+            cluster_arn,
+            iam.stack_worker_roles(partition, account, prefix),
+        )
 
         environment: dict[str, pulumi.Input[str]] = {
             Env.STACK: cfg.stack,
@@ -150,6 +172,7 @@ class ControlPlane(pulumi.ComponentResource):
                 ),
                 # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
                 iam.ecs_tasks_in_cluster(iam.ECS_STOP_TASK_ACTIONS, cluster_arn),
+                *enqueue,  # submit and retry
             ],
         )
         self.launcher = function(
@@ -163,6 +186,7 @@ class ControlPlane(pulumi.ComponentResource):
                 iam.ecs_tasks_in_cluster(
                     (*iam.ECS_TASK_READ_ACTIONS, *iam.ECS_STOP_TASK_ACTIONS), cluster_arn
                 ),
+                *run_workers,
                 *notify,  # a job that cannot be launched at all is failed and reported here
             ],
         )
@@ -179,6 +203,7 @@ class ControlPlane(pulumi.ComponentResource):
                     sid="RecordScheduledRuns",
                 ),
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
+                *enqueue,  # retry after a failed run
                 *notify,
             ],
         )
@@ -191,9 +216,14 @@ class ControlPlane(pulumi.ComponentResource):
                 iam.ecs_tasks_in_cluster(
                     (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS), cluster_arn
                 ),
+                *enqueue,  # retry of a job whose task never reported back
                 *notify,  # a job failed by the sweep is reported like any other failure
             ],
         )
+
+        self.iam_ledger = iam.InlinePolicyLedger()
+        for fn in (self.api, self.launcher, self.reconciler, self.sweep):
+            self.iam_ledger.add(f"of Lambda {fn.function_name}", fn.policy.policy)
 
         # --- triggers ---------------------------------------------------------------------
         self.task_stopped_rule = aws.cloudwatch.EventRule(

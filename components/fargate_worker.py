@@ -14,9 +14,11 @@ required):
   plus the statements it declares, e.g. ``bedrock:InvokeModel`` on named models);
 - its ``JobQueue`` (FIFO queue + DLQ + launcher trigger);
 - its registration: the ``worker#<name>`` item in the jobs table (what the API and launcher
-  read) and inline policies on the control-plane roles (launcher: ``ecs:RunTask`` on this family
-  in this cluster and ``iam:PassRole`` on these two roles only; API, reconciler and sweep:
-  ``sqs:SendMessage`` on this queue only).
+  read). It adds no policy to the control-plane roles: ``ControlPlane`` grants once per stack
+  (RunTask on ``<prefix>-*`` families in this cluster, PassRole on the roles under this stack's
+  path ``/aibatch/<prefix>/workers/``, SendMessage on ``<prefix>-*.fifo``), so the launcher's
+  policy does not grow with the number of workers. Both roles live under that path (changing a
+  role's path replaces the role; the logical names stay the same).
 
 Idle cost: the ECR storage of the kept images (about $0.10/GB-month); nothing else runs until a
 job arrives. A task costs Fargate per-second pricing (ARM and Spot are the cheap corner).
@@ -220,6 +222,8 @@ def _folder_schema(source: Path) -> dict[str, Any]:
 
 def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validated:
     aws_rules.worker_name(name, "worker name")
+    if name.endswith("-dlq"):  # the control plane's Deny on <prefix>-*-dlq.fifo would hit it
+        raise AwsConstraintError("worker name", name, "a name not ending in -dlq")
     cpu, memory = aws_rules.fargate_pair(args.cpu, args.memory, f"{name}: cpu/memory")
     max_cpu = args.max_cpu if args.max_cpu is not None else cpu
     max_memory = args.max_memory if args.max_memory is not None else memory
@@ -486,11 +490,14 @@ class FargateWorker(pulumi.ComponentResource):
             # ECS documents the execution role's trust without conditions (the source keys are
             # documented for task roles only); a key it does not send would stop every task.
             assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"),
+            # The launcher may pass exactly the roles under this stack's path.
+            path=iam.worker_role_path(platform.name_prefix),
             opts=child,
         )
         self.task_role = aws.iam.Role(
             f"{name}-task-role",
             name=v.task_role_name,
+            path=iam.worker_role_path(platform.name_prefix),
             description=f"Task role of worker {name}: its job rows and S3 prefixes only",
             assume_role_policy=_ecs_tasks_trust(account, ecs_arn_prefix),
             opts=child,
@@ -592,61 +599,29 @@ class FargateWorker(pulumi.ComponentResource):
         )
 
         # --- registration -------------------------------------------------------------------
-        cluster_arn = platform.cluster.arn
-        launcher_policy = aws.iam.RolePolicy(
-            f"{name}-launcher-run",
-            role=launcher.role.id,
-            policy=iam.policy_document(
-                dataclasses.replace(
-                    iam.run_task(self.task_definition.arn_without_revision, cluster_arn),
-                    sid="RunThisWorker",
-                ),
-                # RunTask passes tags (batch:job-id): AWS authorizes them as ecs:TagResource.
-                iam.Statement(
-                    TAG_AT_LAUNCH_ACTIONS,
-                    [iam.task_arns_of(cluster_arn)],
-                    {"StringEquals": {"ecs:CreateAction": "RunTask"}},
-                    sid="TagTasksAtLaunch",
-                ),
-                dataclasses.replace(
-                    iam.pass_role([self.task_role.arn, self.execution_role.arn]),
-                    sid="PassThisWorkersRoles",
-                ),
-            ),
-            opts=child,
-        )
-        # Who enqueues: the API (submit), the reconciler (retry after a failed run) and the
-        # sweep (retry of a job whose task never reported back).
-        enqueuers = [
-            (role_key, fn.role)
-            for role_key, fn in (
-                ("api", functions.api),
-                ("reconciler", functions.reconciler),
-                ("sweep", functions.sweep),
-            )
-        ]
-        send_policies = [
-            aws.iam.RolePolicy(
-                f"{name}-{role_key}-send",
-                role=role.id,
-                policy=iam.policy_document(
-                    iam.queue_send(self.queue.queue.arn, sid="EnqueueThisWorker")
-                ),
-                opts=child,
-            )
-            for role_key, role in enqueuers
-        ]
+        # The control plane may already enqueue and run this worker (stack-wide grants). The
+        # queue's consume policy sits on the launcher role: record it, so the registration
+        # fails the program before that role's inline policies would exceed IAM's quota.
+        ledger = functions.iam_ledger
+        ledger.add(f"of Lambda {launcher.function_name}", self.queue.consumer_policy.policy)
         # The item is what makes the worker visible to the API: write it last, once the
         # control plane may actually enqueue and run it.
         self.registration = aws.dynamodb.TableItem(
             f"{name}-registration",
             table_name=platform.jobs_table.name,
             hash_key=jobcontract.Table.PK,
-            item=pulumi.Output.json_dumps(self._registration_item(name, args, v)),
+            item=ledger.guard(pulumi.Output.json_dumps(self._registration_item(name, args, v))),
             # ... and once the cluster has FARGATE/FARGATE_SPOT attached (RunTask needs them).
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[launcher_policy, *send_policies, platform.capacity_providers],
+                depends_on=[
+                    launcher.policy,
+                    functions.api.policy,
+                    functions.reconciler.policy,
+                    functions.sweep.policy,
+                    self.queue.consumer_policy,
+                    platform.capacity_providers,
+                ],
             ),
         )
 

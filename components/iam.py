@@ -354,3 +354,125 @@ def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource
         effect="Deny",
         principals="*",
     )
+
+
+# --- stack-wide grants (one statement, whatever the number of workers) ----------------------
+
+
+def worker_role_path(name_prefix: str) -> str:
+    """IAM path of every worker role of one stack: ``/aibatch/<project>-<stack>/workers/``.
+
+    The path ends in ``/``, so ``role/aibatch/ai-batch-dev/workers/*`` can never match a role of
+    the stack ``dev2`` (``/aibatch/ai-batch-dev2/...``) or ``dev-x``
+    (``/aibatch/ai-batch-dev-x/...``).
+    """
+    return aws_rules.iam_path(f"/aibatch/{name_prefix}/workers/", "worker role path")
+
+
+def stack_worker_roles(partition: Resource, account: Resource, name_prefix: str) -> Resource:
+    """``arn:<partition>:iam::<account>:role/aibatch/<prefix>/workers/*``: this stack's worker
+    roles only (IAM role ARNs carry the path: IAM User Guide, "IAM identifiers")."""
+    return pulumi.Output.concat(
+        "arn:", partition, ":iam::", account, ":role", worker_role_path(name_prefix), "*"
+    )
+
+
+def stack_task_families(
+    partition: Resource, region: Resource, account: Resource, name_prefix: str
+) -> Resource:
+    """Every revision of every task definition family ``<prefix>-<worker>`` of this stack."""
+    return pulumi.Output.concat(
+        "arn:", partition, ":ecs:", region, ":", account, ":task-definition/", name_prefix, "-*:*"
+    )
+
+
+def stack_job_queues(
+    partition: Resource, region: Resource, account: Resource, name_prefix: str
+) -> Resource:
+    """The stack's FIFO job queues ``<prefix>-<worker>.fifo`` (SQS queue ARN:
+    ``arn:aws:sqs:<region>:<account>:<queue name>``)."""
+    return pulumi.Output.concat(
+        "arn:", partition, ":sqs:", region, ":", account, ":", name_prefix, "-*.fifo"
+    )
+
+
+def stack_dead_letter_queues(
+    partition: Resource, region: Resource, account: Resource, name_prefix: str
+) -> Resource:
+    """The stack's job DLQs ``<prefix>-<worker>-dlq.fifo`` (worker names never end in -dlq)."""
+    return pulumi.Output.concat(
+        "arn:", partition, ":sqs:", region, ":", account, ":", name_prefix, "-*-dlq.fifo"
+    )
+
+
+def enqueue_stack_jobs(job_queues: Resource, dead_letter_queues: Resource) -> list[Statement]:
+    """SendMessage on the stack's job queues, never on their DLQs (an explicit Deny: the queue
+    pattern ``<prefix>-*.fifo`` also matches ``<prefix>-<worker>-dlq.fifo``)."""
+    return [
+        Statement(QUEUE_SEND_ACTIONS, [job_queues], sid="EnqueueStackWorkers"),
+        Statement(
+            ("sqs:SendMessage",), [dead_letter_queues], sid="NeverIntoDeadLetters", effect="Deny"
+        ),
+    ]
+
+
+def run_stack_tasks(
+    families: Resource, cluster_arn: Resource, worker_roles: Resource
+) -> list[Statement]:
+    """RunTask of this stack's task families in this cluster only, tagging the new tasks at
+    launch, and PassRole on this stack's worker roles, to ECS tasks only.
+
+    AWS rule (Service Authorization Reference, Amazon ECS): ecs:RunTask is authorized on the
+    task-definition resource and takes the ecs:cluster condition key; ecs:TagResource on a task
+    takes ecs:CreateAction. (IAM): iam:PassRole is authorized on the role and takes
+    iam:PassedToService."""
+    return [
+        Statement(
+            ECS_RUN_TASK_ACTIONS, [families], cluster_condition(cluster_arn), sid="RunStackTasks"
+        ),
+        # RunTask passes tags (batch:job-id): AWS authorizes them as ecs:TagResource.
+        Statement(
+            ("ecs:TagResource",),
+            [task_arns_of(cluster_arn)],
+            {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            sid="TagTasksAtLaunch",
+        ),
+        Statement(
+            PASS_ROLE_ACTIONS,
+            [worker_roles],
+            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
+            sid="PassStackWorkerRoles",
+        ),
+    ]
+
+
+def _role_check(role: str, documents: Sequence[pulumi.Output[str]]) -> pulumi.Output[int]:
+    def check(texts: list[Any]) -> int:
+        return aws_rules.role_inline_policies(role, [str(t) for t in texts])
+
+    return pulumi.Output.all(*documents).apply(check)
+
+
+class InlinePolicyLedger:
+    """The inline policy documents of each role, wherever they are declared, checked against
+    IAM's per-role quota (``aws_rules.role_inline_policies``) when they resolve.
+
+    ``add`` records a document; ``guard(value)`` returns ``value`` once every document recorded
+    so far fits, or fails the program (``pulumi preview`` / ``up``) with ``AwsConstraintError``
+    naming the role, its size and the limit. Pass a guarded value into a resource created after
+    the policies (FargateWorker's registration item) so the check is part of the deployment.
+    """
+
+    def __init__(self) -> None:
+        self._documents: dict[str, list[pulumi.Output[str]]] = {}
+
+    def add(self, role: str, document: pulumi.Input[str]) -> None:
+        self._documents.setdefault(role, []).append(pulumi.Output.from_input(document))
+
+    def roles(self) -> list[str]:
+        return sorted(self._documents)
+
+    def guard(self, value: pulumi.Output[Any]) -> pulumi.Output[Any]:
+        snapshot = {role: list(docs) for role, docs in self._documents.items()}
+        checks = [_role_check(role, docs) for role, docs in snapshot.items()]
+        return pulumi.Output.all(value, *checks).apply(lambda resolved: resolved[0])

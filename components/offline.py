@@ -259,7 +259,8 @@ def _outputs_for(
             out["bucketRegionalDomainName"] = f"{physical}.s3.{region}.amazonaws.com"
             out["region"] = region
         case "aws:iam/role:Role":
-            out["arn"] = f"arn:aws:iam::{acct}:role/{physical}"
+            # AWS rule: a role's ARN carries its path (IAM User Guide, "IAM identifiers").
+            out["arn"] = f"arn:aws:iam::{acct}:role{inputs.get('path') or '/'}{physical}"
             out["name"] = physical
             out["uniqueId"] = f"AROA{short.upper()}"
         case "aws:iam/policy:Policy":

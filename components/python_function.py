@@ -84,6 +84,8 @@ class PythonFunction(pulumi.ComponentResource):
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
     alias: aws.lambda_.Alias | None
+    policy: aws.iam.RolePolicy
+    """The role's inline policy (own log group + ``policy_statements``)."""
     function_name: str
     """Physical name, known before deployment."""
     invoke_arn: pulumi.Output[str]
@@ -134,7 +136,7 @@ class PythonFunction(pulumi.ComponentResource):
             description=f"Lambda {self.function_name}: own log group + declared grants only",
             opts=child,
         )
-        policy = aws.iam.RolePolicy(
+        policy = self.policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
             policy=iam.policy_document(

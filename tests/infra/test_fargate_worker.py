@@ -7,6 +7,7 @@ tests depend only on the attributes FargateWorker reads; other infra tests impor
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -47,7 +48,14 @@ def fake_platform(config: StackConfig) -> Any:
             handler=f"handlers.{name}.handler",
             timeout=timeout,
         )
-        return SimpleNamespace(function=fn, role=role)
+        policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=role.id,
+            policy=iam.policy_document(iam.topic_publish("arn:aws:sns:us-east-1:1:t")),
+        )
+        return SimpleNamespace(
+            function=fn, role=role, policy=policy, function_name=f"{prefix}-{name}"
+        )
 
     fns = config.functions
     functions = SimpleNamespace(
@@ -55,6 +63,7 @@ def fake_platform(config: StackConfig) -> Any:
         launcher=function("launcher", fns.launcher.timeout),
         reconciler=function("reconciler", fns.reconciler.timeout),
         sweep=function("sweep", fns.sweep.timeout),
+        iam_ledger=iam.InlinePolicyLedger(),
     )
     sg = aws.ec2.SecurityGroup("tasks", description="egress only")
     subnet_ids = pulumi.Output.from_input(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"])
@@ -438,42 +447,52 @@ def test_roles_trust_ecs_tasks_with_conditions_only_where_documented(graph: Stac
     assert "Condition" not in trust("summarize-exec-role")
 
 
-def test_launcher_may_run_only_this_family_in_this_cluster(graph: StackGraph) -> None:
-    pol = graph.named(ROLE_POLICY, "summarize-launcher-run")
-    launcher_role = graph.named("aws:iam/role:Role", "launcher-role").outputs
-    assert pol.inputs["role"] == launcher_role["id"]
-    statements = policy(pol)
-    cluster_arn = graph.named("aws:ecs/cluster:Cluster", "cluster").outputs["arn"]
-    task = graph.named(TASK_DEF, "summarize-task").outputs
-    run = by_sid(statements, "RunThisWorker")
-    assert run["Action"] == ["ecs:RunTask"]
-    assert run["Resource"] == [task["arnWithoutRevision"] + ":*"]
-    assert run["Resource"][0].endswith(":task-definition/ai-batch-dev-summarize:*")
-    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": cluster_arn}}
-    passes = by_sid(statements, "PassThisWorkersRoles")
-    roles = {
-        graph.named("aws:iam/role:Role", r).outputs["arn"]
-        for r in ("summarize-task-role", "summarize-exec-role")
-    }
-    assert passes["Action"] == ["iam:PassRole"]
-    assert set(passes["Resource"]) == roles and len(passes["Resource"]) == 2
-    assert passes["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
-    }
-    tag = by_sid(statements, "TagTasksAtLaunch")
-    assert tag["Action"] == ["ecs:TagResource"]
-    assert tag["Resource"] == [cluster_arn.replace(":cluster/", ":task/") + "/*"]
-    assert tag["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+def test_worker_adds_no_policy_to_the_control_plane_roles(graph: StackGraph) -> None:
+    """The control plane grants once per stack (ControlPlane); a worker adds nothing to the
+    api, reconciler or sweep roles, and to the launcher's only JobQueue's consume policy."""
+    for fn in ("api", "launcher", "reconciler", "sweep"):
+        role_id = graph.named("aws:iam/role:Role", f"{fn}-role").outputs["id"]
+        on_role = {p.name for p in graph.of_type(ROLE_POLICY) if p.inputs["role"] == role_id}
+        expected = {f"{fn}-policy"} | ({"summarize-consume"} if fn == "launcher" else set())
+        assert on_role == expected, fn
 
 
-def test_enqueuers_may_send_to_this_queue_only(graph: StackGraph) -> None:
-    queue_arn = graph.named("aws:sqs/queue:Queue", "summarize-queue").outputs["arn"]
-    for fn in ("api", "reconciler", "sweep"):
-        pol = graph.named(ROLE_POLICY, f"summarize-{fn}-send")
-        assert pol.inputs["role"] == graph.named("aws:iam/role:Role", f"{fn}-role").outputs["id"]
-        (stmt,) = policy(pol)
-        assert "sqs:SendMessage" in stmt["Action"]
-        assert stmt["Resource"] == [queue_arn]
+def test_worker_roles_live_under_the_stack_path(graph: StackGraph) -> None:
+    """The launcher's PassRole grant names the path; both roles must be under it (and nothing
+    else of the worker's)."""
+    for role in ("summarize-task-role", "summarize-exec-role"):
+        r = graph.named("aws:iam/role:Role", role)
+        assert r.inputs["path"] == "/aibatch/ai-batch-dev/workers/"
+        assert ":role/aibatch/ai-batch-dev/workers/ai-batch-dev-summarize-" in r.outputs["arn"]
+    td = graph.named(TASK_DEF, "summarize-task").inputs
+    assert "/aibatch/ai-batch-dev/workers/" in td["taskRoleArn"]
+    assert "/aibatch/ai-batch-dev/workers/" in td["executionRoleArn"]
+
+
+def test_registration_fails_before_the_launcher_role_exceeds_the_inline_quota(
+    source: Path,
+) -> None:
+    """A launcher role whose inline policies already fill IAM's quota: the worker's consume
+    policy would push it over, so the program fails naming the role, its size and the limit."""
+
+    def program() -> None:
+        platform = fake_platform(stack_config())
+        filler = "x" * 10_200  # whitespace-free characters, as IAM counts them
+        platform.functions.iam_ledger.add("of Lambda ai-batch-dev-launcher", filler)
+        FargateWorker("summarize", FargateWorkerArgs(platform=platform, source_dir=str(source)))
+
+    with pytest.raises(ValueError) as err:  # Pulumi re-raises it while registering the item
+        run_program(program)
+    # Pulumi keeps only the text of the AwsConstraintError raised in the check.
+    message = str(err.value)
+    assert "summarize-registration" in message  # what preview names with it
+    found = re.search(
+        r"IAM role of Lambda ai-batch-dev-launcher: inline policies: '(\d+) characters'"
+        r" is not valid; allowed: at most 10240 characters",
+        message,
+    )
+    assert found, message
+    assert int(found.group(1)) > 10_240
 
 
 # --- queue and registration ---------------------------------------------------------------
@@ -502,7 +521,10 @@ def test_registration_waits_for_cluster_capacity_providers(graph: StackGraph) ->
     # attached to the cluster; the registration is what lets the API accept jobs.
     reg = graph.named("aws:dynamodb/tableItem:TableItem", "summarize-registration")
     assert "capacity" in reg.depends_on
-    assert "summarize-launcher-run" in reg.depends_on
+    # ... and for the control-plane grants that let the API enqueue and the launcher run it.
+    assert {"launcher-policy", "api-policy", "reconciler-policy", "sweep-policy"} <= set(
+        reg.depends_on
+    )
 
 
 def test_registration_item(graph: StackGraph) -> None:
