@@ -93,7 +93,7 @@ class ControlPlane(pulumi.ComponentResource):
         # One statement per stack, not per worker (see the module docstring).
         job_queues = iam.stack_job_queues(partition, region, account, prefix)
         dead_letters = iam.stack_dead_letter_queues(partition, region, account, prefix)
-        enqueue = iam.enqueue_stack_jobs(job_queues, dead_letters)
+        enqueue = iam.enqueue_stack_jobs(job_queues, dead_letters, prefix)
         run_workers = iam.run_stack_tasks(
             iam.stack_task_families(partition, region, account, prefix),
             cluster_arn,

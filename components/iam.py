@@ -405,11 +405,31 @@ def stack_dead_letter_queues(
     )
 
 
-def enqueue_stack_jobs(job_queues: Resource, dead_letter_queues: Resource) -> list[Statement]:
-    """SendMessage on the stack's job queues, never on their DLQs (an explicit Deny: the queue
-    pattern ``<prefix>-*.fifo`` also matches ``<prefix>-<worker>-dlq.fifo``)."""
+# The tag every job queue carries with its stack's name prefix. The queue-name pattern alone
+# would also match a neighbouring stack whose name extends this one's (``dev`` / ``dev-x``);
+# the tag tells them apart. AWS rule: SQS authorizes queue actions on aws:ResourceTag in IAM
+# policies (SQS Developer Guide, "ABAC condition keys for Amazon SQS":
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-abac-condition-keys.html).
+STACK_TAG = "aibatch:stack"
+
+
+def stack_tags(name_prefix: str) -> dict[str, str]:
+    """The tags that mark a resource as this stack's (``STACK_TAG``)."""
+    return {STACK_TAG: name_prefix}
+
+
+def enqueue_stack_jobs(
+    job_queues: Resource, dead_letter_queues: Resource, name_prefix: str
+) -> list[Statement]:
+    """SendMessage on the stack's job queues (name pattern and stack tag), never on their DLQs
+    (an explicit Deny: the pattern ``<prefix>-*.fifo`` also matches ``<prefix>-<w>-dlq.fifo``)."""
     return [
-        Statement(QUEUE_SEND_ACTIONS, [job_queues], sid="EnqueueStackWorkers"),
+        Statement(
+            QUEUE_SEND_ACTIONS,
+            [job_queues],
+            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": name_prefix}},
+            sid="EnqueueStackWorkers",
+        ),
         Statement(
             ("sqs:SendMessage",), [dead_letter_queues], sid="NeverIntoDeadLetters", effect="Deny"
         ),

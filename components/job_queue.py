@@ -128,6 +128,7 @@ class JobQueue(pulumi.ComponentResource):
             content_based_deduplication=False,
             message_retention_seconds=SQS_MAX_RETENTION_SECONDS,
             visibility_timeout_seconds=visibility,
+            tags=iam.stack_tags(args.name_prefix),
             **sse,
             opts=child,
         )
@@ -144,6 +145,8 @@ class JobQueue(pulumi.ComponentResource):
             message_retention_seconds=args.message_retention_seconds,
             visibility_timeout_seconds=visibility,
             receive_wait_time_seconds=20,
+            # Enqueuers are granted the stack's queues by this tag (iam.enqueue_stack_jobs).
+            tags=iam.stack_tags(args.name_prefix),
             redrive_policy=self.dlq.arn.apply(
                 lambda arn: json.dumps(
                     {"deadLetterTargetArn": arn, "maxReceiveCount": args.max_receive_count}

@@ -229,6 +229,13 @@ class StackPolicies:
     def table_arn(self, name: str) -> str:
         return f"arn:{self.partition}:dynamodb:{self.region}:{self.account}:table/{name}"
 
+    def resource_tags(self, resource_arn: str) -> dict[str, str]:
+        """Tags of a stack resource by ARN (queues today), for ``aws:ResourceTag/<key>``."""
+        for r in self.graph.of_type("aws:sqs/queue:Queue"):
+            if r.outputs.get("arn") == resource_arn:
+                return {str(k): str(v) for k, v in (r.inputs.get("tags") or {}).items()}
+        return {}
+
     def topic_key(self, topic_arn: str) -> str | None:
         for r in self.graph.of_type("aws:sns/topic:Topic"):
             if r.outputs.get("arn") == topic_arn:
@@ -704,7 +711,11 @@ def requests_for(call: Call, stack: StackPolicies, table: Mapping[str, Any]) -> 
         elif entry["resource"] == "topic-kms-key":
             kind = "kms"
         for resource in _resources(entry["resource"], call, stack):
-            request = Request(caller, entry["action"], resource, context, account)
+            tagged = dict(context)
+            if entry["resource"] == "sqs-queue":  # SQS authorizes queue actions on their tags
+                tags = stack.resource_tags(resource)
+                tagged.update({f"aws:ResourceTag/{k}": v for k, v in tags.items()})
+            request = Request(caller, entry["action"], resource, tagged, account)
             needed.append(Needed(request, kind, call.key))
     return needed
 

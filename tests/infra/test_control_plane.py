@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from components import iam
 from components.offline import StackGraph
 from components.python_function import code_archive
 from jobcontract import Env
@@ -223,12 +224,17 @@ def test_stack_wide_grants_deny_a_neighbouring_stacks_resources(
     tag_later = {"ecs:CreateAction": "TagResource"}
     assert not _allowed(launcher, "ecs:TagResource", own_task, **tag_later)
     api = _launcher(dev_platform, "api-policy")
+    own_tag = {f"aws:ResourceTag/{iam.STACK_TAG}": "ai-batch-dev"}
+    other_tag = {f"aws:ResourceTag/{iam.STACK_TAG}": other}
     own_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-summarize.fifo"
-    assert _allowed(api, "sqs:SendMessage", own_queue)
-    assert not _allowed(api, "sqs:SendMessage", f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-x")
-    if neighbour != "dev-x":  # see README Known limits: SQS names carry no stack delimiter
-        other_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{other}-summarize.fifo"
-        assert not _allowed(api, "sqs:SendMessage", other_queue)
+    assert _allowed(api, "sqs:SendMessage", own_queue, **own_tag)
+    assert not _allowed(api, "sqs:SendMessage", own_queue)  # an untagged queue: not ours
+    dlq = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-summarize-dlq.fifo"
+    assert not _allowed(api, "sqs:SendMessage", dlq, **own_tag)  # never into a DLQ
+    # The neighbour's queue: for dev-x its name even matches ai-batch-dev-*.fifo; its stack
+    # tag does not (SQS ABAC on aws:ResourceTag).
+    other_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{other}-summarize.fifo"
+    assert not _allowed(api, "sqs:SendMessage", other_queue, **other_tag)
 
 
 def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
