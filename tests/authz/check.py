@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,6 @@ class Call:
     principal: Principal
     region: str = "us-east-1"
     error: str | None = None  # the error code the call got, if any
-    facts: Mapping[str, Any] = field(default_factory=dict)  # resolved extras (tags, roles...)
     origin: str = "trace"  # "trace" or what synthesized it
 
     @property
@@ -264,10 +263,10 @@ class StackPolicies:
         return calls
 
     def _service_call(
-        self, key: str, params: Mapping[str, Any], principal: Principal, origin: str, **facts: Any
+        self, key: str, params: Mapping[str, Any], principal: Principal, origin: str
     ) -> Call:
         service, _, operation = key.rpartition(":")
-        return Call(service, operation, params, principal, self.region, facts=facts, origin=origin)
+        return Call(service, operation, params, principal, self.region, origin=origin)
 
     def _ecs_agent_calls(self) -> list[Call]:
         calls = []

@@ -24,7 +24,6 @@ An operator not listed here raises ``UnsupportedPolicy``: the check fails instea
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -309,9 +308,3 @@ def with_root_delegation(policy: Policy, account: str) -> Policy:
             statement = {**statement, "Sid": "root-delegation"}
         statements.append(statement)
     return Policy(policy.label, {**policy.document, "Statement": statements})
-
-
-def glob_filter(patterns: Iterable[str], names: Iterable[str]) -> list[str]:
-    """Names matching any shell pattern (used by tests to pick statements)."""
-    names = list(names)
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
