@@ -9,9 +9,8 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import ANY
 
 import jobcontract
 from jobcontract import Env
@@ -31,19 +30,9 @@ from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.context import JobContext, ProgressTracker, StopFlag
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelConfigError
-from workers.runtime.testing import make_context
+from workers.runtime.testing import make_context, stubbed_bedrock
 
 EXPECTED = {"modelId": "m", "messages": ANY, "inferenceConfig": ANY}
-
-
-def stubbed() -> tuple[Any, Stubber]:
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return client, Stubber(client)
 
 
 def answer(text: str) -> dict[str, Any]:
@@ -78,7 +67,7 @@ def highest(low: float, high: float) -> float:
 
 # --- throttling: backoff in a budget ---------------------------------------------------------
 def test_throttling_backs_off_exponentially_then_succeeds() -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
     stub.add_client_error("converse", "ServiceQuotaExceededException", http_status_code=400)
     stub.add_client_error("converse", "ModelNotReadyException", http_status_code=429)
@@ -99,7 +88,7 @@ def test_throttling_backs_off_exponentially_then_succeeds() -> None:
 
 
 def test_waits_are_full_jitter_below_the_cap() -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     for _ in range(6):
         stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
     stub.add_response("converse", answer("ok"), EXPECTED)
@@ -113,7 +102,7 @@ def test_waits_are_full_jitter_below_the_cap() -> None:
 
 
 def test_budget_exhausted_fails_the_item_with_the_last_error() -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     for _ in range(3):
         stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
     fake = FakeTime()
@@ -141,7 +130,7 @@ def test_default_budget_is_a_minute_or_two_not_a_few_seconds() -> None:
 
 
 def test_stop_flag_set_mid_backoff_returns_promptly() -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     stub.add_client_error("converse", "ThrottlingException", http_status_code=429)
     stop = StopFlag()
     model = BedrockClient(
@@ -165,7 +154,7 @@ def test_stop_flag_set_mid_backoff_returns_promptly() -> None:
 
 
 def test_no_call_once_the_job_must_stop() -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     stop = StopFlag()
     stop.set("cancelled")
     with stub, pytest.raises(StopRequested) as info:
@@ -177,20 +166,31 @@ def test_no_call_once_the_job_must_stop() -> None:
 @pytest.mark.parametrize(
     "code, status, message",
     [
-        ("AccessDeniedException", 403, "You don't have access to the model with the specified"
-         " model ID."),
+        (
+            "AccessDeniedException",
+            403,
+            "You don't have access to the model with the specified model ID.",
+        ),
         ("ResourceNotFoundException", 404, "This model version has reached the end of its life."),
-        ("ResourceNotFoundException", 404, "Access denied. This Model is marked by provider as"
-         " Legacy and you have not been actively using the model in the last 15 days."),
+        (
+            "ResourceNotFoundException",
+            404,
+            "Access denied. This Model is marked by provider as"
+            " Legacy and you have not been actively using the model in the last 15 days.",
+        ),
         ("ValidationException", 400, "The provided model identifier is invalid."),
-        ("ValidationException", 400, "Invocation of model ID amazon.nova-2-lite-v1:0 with"
-         " on-demand throughput isn't supported. Retry your request with the ID or ARN of an"
-         " inference profile that contains this model."),
+        (
+            "ValidationException",
+            400,
+            "Invocation of model ID amazon.nova-2-lite-v1:0 with"
+            " on-demand throughput isn't supported. Retry your request with the ID or ARN of an"
+            " inference profile that contains this model.",
+        ),
         ("FTUFormNotFilled", 404, "Model use case details have not been submitted."),
     ],
 )
 def test_model_unavailable_is_one_clear_job_failure(code: str, status: int, message: str) -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     stub.add_client_error("converse", code, message, http_status_code=status)
     model = BedrockClient("anthropic.claude-3-haiku-20240307-v1:0", client=client)
     with stub, pytest.raises(ModelUnavailableError) as info:
@@ -219,7 +219,7 @@ def test_guidance_survives_a_long_aws_message() -> None:
     ],
 )
 def test_errors_about_one_prompt_fail_only_that_item(code: str, message: str) -> None:
-    client, stub = stubbed()
+    client, stub = stubbed_bedrock()
     stub.add_client_error("converse", code, message, http_status_code=400)
     with stub, pytest.raises(ModelError, match=code) as info:
         BedrockClient("m", client=client).generate("hi")

@@ -8,9 +8,7 @@ import threading
 import time
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from workers.runtime import (
     BedrockClient,
@@ -21,7 +19,7 @@ from workers.runtime import (
 from workers.runtime.context import ProgressTracker, StopFlag
 from workers.runtime.loader import WorkerNotFound, load_worker
 from workers.runtime.logs import JsonLogger
-from workers.runtime.testing import make_context
+from workers.runtime.testing import make_context, stubbed_bedrock
 
 
 def test_map_bounds_concurrency_keeps_order_and_isolates_errors() -> None:
@@ -103,16 +101,6 @@ def test_json_logger_writes_one_object_per_line_with_bound_fields() -> None:
 
 
 # --- Bedrock Converse: exact request shape -----------------------------------------------
-def bedrock_stub() -> tuple[Any, Stubber]:
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return client, Stubber(client)
-
-
 def converse_response(text: str) -> dict[str, Any]:
     return {
         "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
@@ -123,7 +111,7 @@ def converse_response(text: str) -> dict[str, Any]:
 
 
 def test_bedrock_request_shape_with_image_and_system() -> None:
-    client, stub = bedrock_stub()
+    client, stub = stubbed_bedrock()
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 20
     stub.add_response(
         "converse",
@@ -157,7 +145,7 @@ def test_bedrock_request_shape_with_image_and_system() -> None:
 
 
 def test_bedrock_rejects_oversized_images_and_empty_output() -> None:
-    client, stub = bedrock_stub()
+    client, stub = stubbed_bedrock()
     model = BedrockClient("m", client=client)
     with pytest.raises(ModelError, match="exceeds"):
         model.request("x", images=[ImageInput(b"0" * 4_000_000, "jpeg")])

@@ -28,6 +28,7 @@ from tests.authz.check import Principal, problems_in_stacks, rebind
 from tests.fixtures.moto_server import PipelineResources, WorkerSpec
 from workers.runtime import BedrockClient, exit_codes, run_worker
 from workers.runtime.loader import load_worker
+from workers.runtime.testing import stubbed_bedrock
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +41,8 @@ def dev_graph() -> StackGraph:
 @functools.cache
 def prod_graph() -> StackGraph:
     return evaluate_stack("prod")
+
+
 SEEDS = ("image-alt-generator", "meta-desc-generator", "content-analyzer")
 
 
@@ -199,20 +202,18 @@ def test_seed_worker_without_a_model_or_offline_backend_does_not_start(
 def denied_bedrock(model_id: str) -> tuple[BedrockClient, Stubber]:
     """A Bedrock client whose one Converse call answers AccessDeniedException, as Bedrock does
     for a role without bedrock:InvokeModel or a model whose access was never granted."""
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    stub = Stubber(client)
+    client, stub = stubbed_bedrock()
     stub.add_client_error(
         "converse",
         "AccessDeniedException",
         "You don't have access to the model with the specified model ID.",
         http_status_code=403,
-        expected_params={"modelId": model_id, "messages": ANY, "inferenceConfig": ANY,
-                         "system": ANY},
+        expected_params={
+            "modelId": model_id,
+            "messages": ANY,
+            "inferenceConfig": ANY,
+            "system": ANY,
+        },
     )
     return BedrockClient(model_id, client=client), stub
 

@@ -65,3 +65,19 @@ class FailingModel:
         with self._lock:
             self.calls += 1
         raise self.error
+
+
+def stubbed_bedrock() -> tuple[Any, Any]:
+    """A real ``bedrock-runtime`` client that never reaches AWS, and the botocore ``Stubber``
+    scripting its answers (``stub.add_response("converse", ...)``, ``add_client_error``).
+    Wrap it in :class:`workers.runtime.BedrockClient` to test a worker's model calls."""
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client, Stubber(client)

@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
 from workers.runtime import BedrockClient, ModelError, ModelUnavailableError, PermanentError
-from workers.runtime.testing import FailingModel, load_worker_module, make_context
+from workers.runtime.testing import FailingModel, load_worker_module, make_context, stubbed_bedrock
 from workers.runtime.text import sentences, words
 
 analyzer = load_worker_module("content-analyzer")
@@ -102,13 +101,7 @@ def test_handler_rejects_missing_documents_as_permanent() -> None:
 
 
 def _stubbed(answer: str) -> tuple[Any, Stubber, BedrockClient]:
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    stub = Stubber(client)
+    client, stub = stubbed_bedrock()
     stub.add_response(
         "converse",
         {
@@ -209,9 +202,7 @@ def test_a_failed_model_call_fails_the_document_instead_of_offline_output() -> N
     """No silent fallback: a document whose model call failed is an error in the result, not
     an offline analysis under a Bedrock backend name."""
     model = FailingModel(ModelError("Bedrock ThrottlingException: slow down (gave up)"))
-    ctx = make_context(
-        "content-analyzer", {"documents": [{"id": "a", "text": SOLAR}]}, model=model
-    )
+    ctx = make_context("content-analyzer", {"documents": [{"id": "a", "text": SOLAR}]}, model=model)
     out = analyzer.handle(ctx)
     (doc,) = out["documents"]
     assert "analysis" not in doc

@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from workers.runtime import BedrockClient, ModelError, ModelUnavailableError, PermanentError
-from workers.runtime.testing import FailingModel, load_worker_module, make_context
+from workers.runtime.testing import FailingModel, load_worker_module, make_context, stubbed_bedrock
 
 alt = load_worker_module("image-alt-generator")
 
@@ -234,13 +232,7 @@ def test_non_http_urls_are_refused() -> None:
 
 def test_bedrock_alt_text_sends_image_bytes_and_context() -> None:
     png = make_png(64, 48, two_tone)
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    stub = Stubber(client)
+    client, stub = stubbed_bedrock()
     stub.add_response(
         "converse",
         {

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import boto3
 import pytest
-from botocore.stub import Stubber
 
 from workers.runtime import BedrockClient, ModelUnavailableError
-from workers.runtime.testing import FailingModel, load_worker_module, make_context
+from workers.runtime.testing import FailingModel, load_worker_module, make_context, stubbed_bedrock
 from workers.runtime.text import normalize_space, sentences
 
 meta = load_worker_module("meta-desc-generator")
@@ -98,14 +96,8 @@ def test_handler_reports_bad_pages_per_item() -> None:
 
 
 def test_bedrock_describer_request_shape_and_limit_enforcement() -> None:
-    client = boto3.client(
-        "bedrock-runtime",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client, stub = stubbed_bedrock()
     page = meta.read_page({"url": "https://example.com/skillet", "html": SKILLET})
-    stub = Stubber(client)
     too_long = '"' + "Keep your cast iron skillet rust-free: " + "clean it warm, " * 12 + '"'
     stub.add_response(
         "converse",
