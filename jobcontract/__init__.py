@@ -49,6 +49,14 @@ class Env:
     SCHEDULED_INPUT: Final = "BATCH_SCHEDULED_INPUT"
     TASK_ARN: Final = "BATCH_TASK_ARN"
     HEARTBEAT_INTERVAL_SECONDS: Final = "BATCH_HEARTBEAT_INTERVAL_SECONDS"  # default 30
+    # Dispatch (jobcontract/dispatch.py). Stack setting ``fargateVcpuLimit``: the Fargate vCPUs
+    # the stack's launched tasks may hold at once (0 = no limit); on the control-plane Lambdas.
+    FARGATE_VCPU_LIMIT: Final = "BATCH_FARGATE_VCPU_LIMIT"
+    # Warm reuse, on a worker's task: how long a task that finished a job waits for the next
+    # job of its worker before it exits (0 = reuse off: one job per task).
+    REUSE_IDLE_SECONDS: Final = "BATCH_REUSE_IDLE_SECONDS"
+    # The stack's launch queue (one FIFO queue for every worker), on the control plane.
+    LAUNCH_QUEUE_URL: Final = "BATCH_LAUNCH_QUEUE_URL"
 
 
 class JobStatus(StrEnum):
@@ -162,6 +170,7 @@ class WorkerField:
     SPOT_FALLBACK: Final = "spot_fallback"  # retry on FARGATE when Spot has no capacity
     INPUT_SCHEMA: Final = "input_schema"  # JSON text of the worker's input JSON schema
     ARCHITECTURE: Final = "architecture"
+    REUSE_IDLE_SECONDS: Final = "reuse_idle_seconds"  # 0 = one job per task
 
 
 class WorkerExit:
@@ -205,6 +214,11 @@ def access_denied_error(exc: BaseException) -> dict[str, str] | None:
     }
 
 
+# Warm reuse: seconds a task that finished a job waits for its worker's next job (the
+# ``FargateWorker`` default; stack setting ``taskReuse: false`` makes it 0 for every worker).
+# Waiting costs Fargate time; a new task costs its start-up (image pull on, about 30 s
+# modelled) plus Fargate's one-minute minimum, so waiting up to a start-up is the cheaper side.
+DEFAULT_REUSE_IDLE_SECONDS: Final = 30
 # Runs per job when a worker does not say (the component's ``max_attempts`` default).
 DEFAULT_MAX_ATTEMPTS: Final = 3
 # AWS error codes that mean "IAM (or a resource policy) denied this call": never transient.
