@@ -206,7 +206,6 @@ def secret_resource_arn(value_from: str) -> str:
     return value_from
 
 
-
 def _folder_schema(source: Path) -> dict[str, Any]:
     """The worker folder's ``input_schema.json``, or the permissive default."""
     path = source / INPUT_SCHEMA_FILE
@@ -219,6 +218,7 @@ def _folder_schema(source: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise AwsConstraintError(str(path), type(loaded).__name__, "a JSON object")
     return loaded
+
 
 def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validated:
     aws_rules.worker_name(name, "worker name")
@@ -659,6 +659,7 @@ class FargateWorker(pulumi.ComponentResource):
                 leading_keys=[jobcontract.job_pk_prefix(name) + "*"],
                 sid="OwnJobRowsOnly",
             ),
+            *iam.worker_dispatch(platform.jobs_table.arn, name),  # warm reuse
             iam.Statement(
                 (*iam.OBJECT_WRITE_ACTIONS, *iam.OBJECT_READ_ACTIONS),
                 [pulumi.Output.concat(bucket_arn, "/", jobcontract.results_prefix(name), "*")],

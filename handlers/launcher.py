@@ -65,6 +65,7 @@ from jobcontract.dispatch import (
     slot_key,
     vcpu_budget_units,
 )
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -289,7 +290,9 @@ class Launcher:
         ]
         decided = plan(loads, used, self.dispatch.budget)
         for name in workers:
-            if bool((counts.get(name) or {}).get("yield_share")) != (name in decided.yielding):
+            if bool((counts.get(name) or {}).get(DispatchField.YIELD)) != (
+                name in decided.yielding
+            ):
                 self.dispatch.set_yield(name, name in decided.yielding)
         outcomes: list[LaunchOutcome] = []
         for name, slots in Counter(decided.wake).items():
@@ -301,7 +304,7 @@ class Launcher:
     ) -> list[LaunchOutcome]:
         parked = self.dispatch.parked(worker.name, slots + 2)
         if not parked:
-            self.dispatch.heal_waiting(worker.name, int(counts.get("waiting", 0) or 0))
+            self.dispatch.heal_waiting(worker.name, int(counts.get(DispatchField.WAITING, 0) or 0))
             return []
         outcomes: list[LaunchOutcome] = []
         for job in parked:

@@ -47,6 +47,7 @@ from jobcontract import (
     worker_of_job_id,
 )
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
@@ -86,7 +87,10 @@ class StoppedTask:
     def running(self, lease: dict[str, Any]) -> StoppedTask:
         """This event as seen by the job the task ran last (its lease's current job): a
         reused task was started for its first job, and its later jobs are its own attempts."""
-        current, attempt = lease.get("current_job"), lease.get("current_attempt")
+        current, attempt = (
+            lease.get(DispatchField.CURRENT_JOB),
+            lease.get(DispatchField.CURRENT_ATTEMPT),
+        )
         if not current or attempt is None:
             return self
         env = {**self.env, Env.JOB_ID: str(current), Env.JOB_ATTEMPT: str(attempt)}
@@ -189,13 +193,13 @@ class Reconciler:
         outcome = self._settle(task.running(lease))
         self._report_earlier(lease, task)
         if self.dispatch.release(str(lease_key), lease_item=lease):
-            _send_drain(str(lease.get("worker", "")), self.store)
+            _send_drain(str(lease.get(DispatchField.WORKER, "")), self.store)
         return outcome
 
     def _report_earlier(self, lease: dict[str, Any], task: StoppedTask) -> None:
         """Jobs a reused task finished before its last: notify their outcome once (the
         runtime records them on the lease; one BatchGetItem reads them all)."""
-        earlier = sorted(str(j) for j in lease.get("ran") or ())
+        earlier = sorted(str(j) for j in lease.get(DispatchField.RAN) or ())
         for job in self.store.get_many(earlier):
             status = JobStatus(job[JobField.STATUS])
             if status.terminal and job.get(JobField.TASK_ARN) in (None, task.task_arn):

@@ -35,6 +35,7 @@ from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
 from jobcontract.dispatch import Dispatch, drain_message
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, parse_iso
 
 DEFAULT_HEARTBEAT_STALE = 300
@@ -110,17 +111,21 @@ class Sweeper:
             if (_age(self.now, lease.get("created_at")) or 0) > self.dispatch_stale
         ]
         for lease in old:
-            if not lease.get("task_arn"):  # its task ARN was not recorded: its job's, if any
-                job = self.store.get(str(lease.get("current_job", "")))
+            if not lease.get(
+                DispatchField.TASK_ARN
+            ):  # its task ARN was not recorded: its job's, if any
+                job = self.store.get(str(lease.get(DispatchField.CURRENT_JOB, "")))
                 if job and JobStatus(job[JobField.STATUS]) in (
                     JobStatus.DISPATCHED,
                     JobStatus.RUNNING,
                 ):
-                    lease["task_arn"] = job.get(JobField.TASK_ARN)
-        arns = [str(lease["task_arn"]) for lease in old if lease.get("task_arn")]
+                    lease[DispatchField.TASK_ARN] = job.get(JobField.TASK_ARN)
+        arns = [
+            str(lease[DispatchField.TASK_ARN]) for lease in old if lease.get(DispatchField.TASK_ARN)
+        ]
         known = self._describe(arns)
         for lease in old:
-            arn = lease.get("task_arn")
+            arn = lease.get(DispatchField.TASK_ARN)
             task = known.get(str(arn)) if arn else None
             if task is not None and task.get("lastStatus") != "STOPPED":
                 continue  # still running: its own event will release it
@@ -135,7 +140,7 @@ class Sweeper:
         """Backstop of the reconciler's drain request: jobs park while slots are free only
         if a request was lost, so ask again when any job waits."""
         counts, _ = self.dispatch.counts()
-        if not any(int(c.get("waiting", 0) or 0) > 0 for c in counts.values()):
+        if not any(int(c.get(DispatchField.WAITING, 0) or 0) > 0 for c in counts.values()):
             return
         url = _aws.env(Env.LAUNCH_QUEUE_URL, "")
         if not url:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from jobcontract import JobField, JobStatus, Table, job_pk, worker_status
-from jobcontract.store import Item, JobStore, from_item, now_iso, to_attr
+from jobcontract.store import Item, JobStore, from_item, log_transition, now_iso, to_attr
 
 STACK_PK: Final = "dispatch@stack"
 DISPATCH_PREFIX: Final = "dispatch#"
@@ -59,7 +59,9 @@ class F:
     WAITING: Final = "waiting"
     IDLE: Final = "idle"
     YIELD: Final = "yield_share"
-    WORKER: Final = "worker"
+    # Not "worker": that attribute (with created_at) would list these items in the jobs'
+    # by-worker index.
+    WORKER: Final = "for_worker"
     TASK_ARN: Final = "task_arn"
     CURRENT_JOB: Final = "current_job"
     CURRENT_ATTEMPT: Final = "current_attempt"
@@ -287,7 +289,7 @@ class Dispatch:
             if refused.failed(2):
                 return Refusal.BUDGET
             return Refusal.WORKER
-        return Claimed(job_id, run, lease)
+        return _claimed(job_id, worker, run, lease)
 
     def park(self, job_id: str, attempt: int, worker: str, cancel_flag: Any = None) -> bool:
         """Mark a QUEUED job (this attempt) as waiting for a slot and count it. False when the
@@ -444,7 +446,7 @@ class Dispatch:
                 if refused.failed(0):
                     continue  # cancelled or taken meanwhile: the next one
                 return None
-            return Claimed(job_id, attempt + 1, lease)
+            return _claimed(job_id, worker, attempt + 1, lease)
         return None
 
     def enter_idle(self, worker: str, lease: str) -> bool:
@@ -674,6 +676,20 @@ class Dispatch:
             self.client.transact_write_items(TransactItems=ops)
         except self.client.exceptions.TransactionCanceledException as exc:
             raise _refused(exc, len(ops)) from exc
+
+
+def _claimed(job_id: str, worker: str, attempt: int, lease: str) -> Claimed:
+    """A claim that committed: its transition line, as every state change writes one."""
+    log_transition(
+        {
+            JobField.JOB_ID: job_id,
+            JobField.WORKER: worker,
+            JobField.ATTEMPTS: attempt,
+            JobField.STATUS: JobStatus.DISPATCHED.value,
+        },
+        [JobStatus.QUEUED],
+    )
+    return Claimed(job_id, attempt, lease)
 
 
 def _none(name: str) -> str:

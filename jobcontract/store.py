@@ -378,7 +378,7 @@ class JobStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise JobExists(job_id, _old_item(exc)) from exc
-        _log_transition(item, None)
+        log_transition(item, None)
         return item
 
     def transition(
@@ -420,7 +420,7 @@ class JobStore:
             f"-> {_status(to_status).value}",
             prefixed=True,
         )
-        _log_transition(done, _sources(from_status))
+        log_transition(done, _sources(from_status))
         return done
 
     def transition_op(
@@ -605,7 +605,7 @@ class JobStore:
         return from_item(resp["Attributes"])
 
 
-def _log_transition(item: Mapping[str, Any], sources: list[JobStatus] | None) -> None:
+def log_transition(item: Mapping[str, Any], sources: list[JobStatus] | None) -> None:
     """One line per state change, written here because every change passes here: the
     dashboard counts these lines by status, and no caller can forget to write one."""
     fields = {
