@@ -38,8 +38,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-FARGATE_MINIMUM_SECONDS = 60.0
-MODELLED_STARTUP_SECONDS = 30.0
+from cost.billing import FARGATE_MINIMUM_SECONDS, MODELLED_STARTUP_SECONDS
+
 _EPS = 1e-9
 
 

@@ -19,6 +19,7 @@ from bench.common import BenchResult, emit
 from bench.dispatch_drain import WORKER
 from bench.dispatch_drain import report as drain_report
 from bench.dispatch_run import Burst, WorkerLoad, run_burst, verdict
+from cost.billing import MODELLED_STARTUP_SECONDS
 from jobcontract import DEFAULT_REUSE_IDLE_SECONDS
 
 TASKS_PER_JOB_TARGET = 0.2
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  billed task-seconds per job-second {r.billed_per_job_second:.2f} "
         f"({r.billed_task_seconds:.0f} billed s / {r.job_seconds:.0f} job s; start-up "
-        f"{dm.MODELLED_STARTUP_SECONDS:.0f} s modelled, 60-s minimum)"
+        f"{MODELLED_STARTUP_SECONDS:.0f} s modelled, 60-s minimum)"
     )
     unfinished = f"; {outcome.unfinished} unfinished at the timeout" if outcome.unfinished else ""
     emit(
