@@ -195,3 +195,15 @@ def test_unfinished_jobs_count_until_now() -> None:
     jobs = [JobTimeline("a", W, 0.0, None, None, None)]
     assert makespan(jobs, 1, now=100.0).makespan == 100.0
     assert wait_while_free(jobs, [], Slots({W: 1}, {W: 1}), now=100.0).max == 100.0
+
+
+def test_run_all_keeps_the_dispatch_section() -> None:
+    from bench.run_all import BENCHMARKS, kept_sections
+
+    text = (
+        "# Benchmark results\n| table |\n## Dispatch (issue 10)\nbefore: 11x\n\n## Estimator\nx\n"
+    )
+    assert kept_sections(text) == "## Dispatch (issue 10)\nbefore: 11x\n"
+    assert kept_sections("# nothing kept\n") == ""
+    modules = {b.module for b in BENCHMARKS}
+    assert {"dispatch_drain", "dispatch_reuse", "dispatch_mixed"} <= modules
