@@ -73,6 +73,11 @@ class LocalTask:
     stop_reason: str | None = None  # set when stopped through StopTask
     stop_code: str | None = None  # the STOPPED event's stopCode, when not the default
     kill_at: float | None = None
+    # Epoch seconds, for benchmarks (``LocalFargate.task_timelines``): seen, process started,
+    # STOPPED.
+    seen_ts: float = field(default_factory=time.time)
+    started_ts: float | None = None
+    stopped_ts: float | None = None
 
     @property
     def task_id(self) -> str:
@@ -164,6 +169,23 @@ class LocalFargate:
                 task.process.wait(timeout=10)
             if task.log_file is not None:
                 task.log_file.close()
+
+    def task_timelines(self) -> list[dict[str, Any]]:
+        """Every task seen: ARN, worker, vCPUs, and when it was seen (RunTask), its process
+        started and it was marked STOPPED (epoch seconds; None when not yet)."""
+        with self._lock:
+            tasks = list(self.tasks.values())
+        return [
+            {
+                "arn": t.arn,
+                "worker": t.worker,
+                "vcpu": int(t.cpu) / 1024 if t.cpu else 0.0,
+                "created": t.seen_ts,
+                "started": t.started_ts,
+                "stopped": t.stopped_ts,
+            }
+            for t in tasks
+        ]
 
     def idle(self) -> bool:
         with self._lock:
@@ -375,6 +397,7 @@ class LocalFargate:
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the workers
         )
         task.started_at = _now_iso()
+        task.started_ts = time.time()
         self._index(task, env)
         log.info("task %s: worker %s started (pid %d)", task.task_id, task.worker, task.process.pid)
 
@@ -394,6 +417,7 @@ class LocalFargate:
         self, task: LocalTask, *, exit_code: int | None, stop_code: str | None = None
     ) -> None:
         """Mark the task STOPPED in moto and deliver the STOPPED event."""
+        task.stopped_ts = time.time()
         if task.stop_reason is None:
             reason = EXITED_REASON
             self.ecs.stop_task(cluster=task.cluster_arn, task=task.arn, reason=reason)
