@@ -152,13 +152,13 @@ def features(image: Pixels) -> list[float]:
             hues[min(HUE_BINS - 1, int(hue * HUE_BINS))] += sat
             bright[min(3, int(val * 4))] += 1
     out: list[float] = []
-    for r, g, b, n in cells:
-        n = max(1, int(n))
-        out += [r / n / 255, g / n / 255, b / n / 255]
+    for red, green, blue, count in cells:
+        n = max(1, int(count))
+        out += [red / n / 255, green / n / 255, blue / n / 255]
     total = max(1e-9, sum(hues))
     out += [v / total for v in hues]
-    count = max(1, sum(bright))
-    out += [v / count for v in bright]
+    pixels = max(1, sum(bright))
+    out += [v / pixels for v in bright]
     return out
 
 
