@@ -97,6 +97,19 @@ RETRYABLE_INFRASTRUCTURE: Final = frozenset(
         StopKind.STARTUP_TIMEOUT,
     }
 )
+# The sweep's StopTask reason for a task still waiting for an instance past the worker's
+# start-up timeout (the sweep's other reasons start "Timeout" / "Heartbeat" / "TaskLost").
+STARTUP_TIMEOUT_PREFIX: Final = "StartupTimeout"
+
+
+def startup_timeout_reason(waited_seconds: float, limit_seconds: int) -> str:
+    """The StopTask reason the sweep gives (``classify_stop`` reads it back)."""
+    return (
+        f"{STARTUP_TIMEOUT_PREFIX}: no instance after {int(waited_seconds)} s "
+        f"(limit {limit_seconds} s)"
+    )
+
+
 # Kinds after which the next launch should use the next strategy of the chain.
 ADVANCE_CHAIN: Final = frozenset({StopKind.CAPACITY_UNAVAILABLE, StopKind.STARTUP_TIMEOUT})
 
@@ -125,6 +138,8 @@ def classify_stop(
     a stop after it because the instance went away is an infrastructure failure (same chain).
     """
     reason = stopped_reason or ""
+    if reason.startswith(STARTUP_TIMEOUT_PREFIX):  # the sweep's StopTask of a waiting task
+        return StopClass(StopKind.STARTUP_TIMEOUT, reason[:1000], True, True)
     if stop_code == STOP_SPOT_INTERRUPTION:
         return StopClass(
             StopKind.INSTANCE_RECLAIMED, "the Spot instance was reclaimed", True, False

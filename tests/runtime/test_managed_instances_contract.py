@@ -80,6 +80,13 @@ def test_launch_chain_from_typed_and_plain_items_and_fargate_fallback() -> None:
     assert mi.next_step(chain, 0) == 1 and mi.next_step(chain, 1) is None
 
 
+def test_the_sweeps_startup_timeout_stop_moves_along_the_chain() -> None:
+    reason = mi.startup_timeout_reason(930.4, 900)
+    assert reason == "StartupTimeout: no instance after 930 s (limit 900 s)"
+    got = mi.classify_stop("UserInitiated", reason, started=False)
+    assert got is not None and got.kind == StopKind.STARTUP_TIMEOUT and got.advance_chain
+
+
 def test_startup_deadline_counts_only_the_wait_for_an_instance() -> None:
     assert not mi.startup_deadline_exceeded(1000.0, 1899.0, 900)
     assert mi.startup_deadline_exceeded(1000.0, 1901.0, 900)
