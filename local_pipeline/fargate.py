@@ -117,8 +117,10 @@ class LocalFargate:
         command: Callable[[str], list[str]] | None = None,
         poll_interval: float = 0.2,
         max_stop_timeout: int = DEFAULT_STOP_TIMEOUT,
+        gpus: bool | None = None,
     ) -> None:
         self.ecs = ecs
+        self.gpus = gpus  # --docker: pass the GPUs through (None: when the engine has them)
         self.cluster_arns = list(cluster_arns)
         self.base_env = dict(base_env)
         self.logs_dir = logs_dir
@@ -377,6 +379,10 @@ class LocalFargate:
                 "docker", "run", "--rm", "--name", self.container_name(task),
                 "--network", "host", "--stop-timeout", str(task.stop_timeout),
             ]  # fmt: skip
+            if self.gpus is None:
+                self.gpus = docker_has_gpu()
+            if self.gpus:
+                args += ["--gpus", "all"]  # GPU workers see the host's GPUs, as on ECS
             for key, value in env.items():
                 if key not in _INHERITED and key != "PYTHONPATH":
                     args += ["-e", f"{key}={value}"]
@@ -512,6 +518,33 @@ def docker_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+def docker_has_gpu(dev: Path = Path("/dev/nvidia0")) -> bool:
+    """True when ``docker run --gpus all`` can work here: an NVIDIA device on the host and
+    the engine has the NVIDIA runtime (the NVIDIA Container Toolkit registers it; without it
+    ``--gpus`` fails with "could not select device driver")."""
+    if not dev.exists() or shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{json .Runtimes}}"],
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and engine_has_nvidia_runtime(done.stdout.decode())
+
+
+def engine_has_nvidia_runtime(runtimes_json: str) -> bool:
+    """Whether ``docker info --format '{{json .Runtimes}}'`` lists the NVIDIA runtime."""
+    try:
+        runtimes = json.loads(runtimes_json or "{}")
+    except ValueError:
+        return False
+    return isinstance(runtimes, dict) and any("nvidia" in str(k).lower() for k in runtimes)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
