@@ -125,8 +125,17 @@ class Makespan:
         return self.makespan / self.ideal if self.ideal > 0 else float("inf")
 
 
-def makespan(jobs: Sequence[JobTimeline], cap: int, *, now: float | None = None) -> Makespan:
-    """First submit -> last end (``now`` stands in for the end of unfinished jobs)."""
+def makespan(
+    jobs: Sequence[JobTimeline],
+    cap: int,
+    *,
+    now: float | None = None,
+    tasks: Sequence[TaskTimeline] | None = None,
+) -> Makespan:
+    """First submit -> last end (``now`` stands in for the end of unfinished jobs). The ideal
+    is the issue's "sum of task time divided by the cap": the tasks' lifetimes when ``tasks``
+    are given (what a scheduler that never leaves a slot free would take), else the jobs'
+    run times."""
     if not jobs:
         return Makespan(0.0, 0.0, 0, 0)
     start = min(j.submitted for j in jobs)
@@ -137,8 +146,11 @@ def makespan(jobs: Sequence[JobTimeline], cap: int, *, now: float | None = None)
         end = now
     else:
         end = max(ends)
-    ideal = sum(j.run_seconds for j in jobs) / max(1, cap)
-    return Makespan(end - start, ideal, len(jobs), finished)
+    if tasks:
+        busy = sum((t.stopped if t.stopped is not None else end) - t.created for t in tasks)
+    else:
+        busy = sum(j.run_seconds for j in jobs)
+    return Makespan(end - start, busy / max(1, cap), len(jobs), finished)
 
 
 # --- waiting while a slot is free ----------------------------------------------------------
@@ -255,11 +267,21 @@ def idle_task_intervals(
 
 @dataclass(frozen=True)
 class WaitWhileFree:
+    """Per job: ``per_job`` sums every moment it waited while a slot was free (it grows with
+    the job's place in a long queue: each slot handover adds its dispatch latency);
+    ``stretch`` is the longest single such moment: how long a free slot stayed unused while
+    this job waited ("starts within a few seconds of a slot freeing")."""
+
     per_job: Mapping[str, float]
+    stretch: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def max(self) -> float:
         return max(self.per_job.values(), default=0.0)
+
+    @property
+    def max_stretch(self) -> float:
+        return max(self.stretch.values(), default=0.0)
 
     @property
     def worst(self) -> str | None:
@@ -278,10 +300,14 @@ def wait_while_free(
     until = now if now is not None else max(_last_time(jobs, tasks), 0.0)
     free = {w: free_intervals(w, jobs, tasks, slots, until=until) for w in slots.caps}
     per_job: dict[str, float] = {}
+    stretch: dict[str, float] = {}
     for j in jobs:
         end = j.dispatched if j.dispatched is not None else until
         per_job[j.job_id] = _overlap(free[j.worker], j.submitted, end)
-    return WaitWhileFree(per_job)
+        stretch[j.job_id] = max(
+            (_overlap([iv], j.submitted, end) for iv in free[j.worker]), default=0.0
+        )
+    return WaitWhileFree(per_job, stretch)
 
 
 def _last_time(jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline]) -> float:

@@ -40,6 +40,7 @@ import json
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +97,7 @@ ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
 RUNTASK_RATE_PER_SECOND = 20.0
 RUNTASK_BURST = 100.0
 LAUNCHER_CONCURRENCY_ENV = "BATCH_LAUNCHER_CONCURRENCY"
+PARALLEL_LAUNCHES = 8  # RunTask calls a drain makes side by side (boto3 clients are thread-safe)
 
 
 class TokenBucket:
@@ -302,13 +304,15 @@ class Launcher:
     def _wake(
         self, worker: WorkerRegistration, slots: int, counts: dict[str, Any]
     ) -> list[LaunchOutcome]:
+        """Claim up to ``slots`` of the worker's parked jobs, oldest first, then launch them
+        side by side (a handover waits for one RunTask, not for several in a row)."""
         parked = self.dispatch.parked(worker.name, slots + 2)
         if not parked:
             self.dispatch.heal_waiting(worker.name, int(counts.get(DispatchField.WAITING, 0) or 0))
             return []
-        outcomes: list[LaunchOutcome] = []
+        claimed_jobs: list[dict[str, Any]] = []
         for job in parked:
-            if len(outcomes) >= slots:
+            if len(claimed_jobs) >= slots:
                 break
             job_id, attempt = str(job[JobField.JOB_ID]), int(job.get(JobField.ATTEMPTS, 0))
             if job.get(JobField.CANCEL_REQUESTED):
@@ -327,9 +331,14 @@ class Launcher:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one
             if not isinstance(claimed, Claimed):
                 break  # the slot went elsewhere meanwhile
-            outcome = self._launch(_dispatched(job, claimed), worker)
-            _aws.log("INFO", "job_woken", job_id=job_id, outcome=outcome.action)
-            outcomes.append(outcome)
+            claimed_jobs.append(_dispatched(job, claimed))
+        if len(claimed_jobs) <= 1:
+            outcomes = [self._launch(job, worker) for job in claimed_jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_LAUNCHES, len(claimed_jobs))) as pool:
+                outcomes = list(pool.map(lambda job: self._launch(job, worker), claimed_jobs))
+        for outcome in outcomes:
+            _aws.log("INFO", "job_woken", job_id=outcome.job_id, outcome=outcome.action)
         return outcomes
 
     def _settled(self, job_id: str, job: dict[str, Any], attempt: int) -> LaunchOutcome | None:
