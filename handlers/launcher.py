@@ -55,6 +55,7 @@ from jobcontract import (
     JobField,
     JobStatus,
     access_denied_error,
+    queue_message,
 )
 from jobcontract.dispatch import (
     DRAIN_MESSAGE,
@@ -337,8 +338,12 @@ class Launcher:
         else:
             with ThreadPoolExecutor(max_workers=min(PARALLEL_LAUNCHES, len(claimed_jobs))) as pool:
                 outcomes = list(pool.map(lambda job: self._launch(job, worker), claimed_jobs))
-        for outcome in outcomes:
+        for outcome, job in zip(outcomes, claimed_jobs, strict=True):
             _aws.log("INFO", "job_woken", job_id=outcome.job_id, outcome=outcome.action)
+            if outcome.action == "retry":
+                # No message carries a woken job: give it one, so the launch is resumed (same
+                # token) through the message path and its backoff, like any retried launch.
+                send_resume(job, worker.queue_url)
         return outcomes
 
     def _settled(self, job_id: str, job: dict[str, Any], attempt: int) -> LaunchOutcome | None:
@@ -550,6 +555,21 @@ class Launcher:
         _aws.log("ERROR", "launch_denied", job_id=job_id, error=error["message"])
         notify.job_finished(failed)
         return True
+
+
+def send_resume(job: dict[str, Any], queue_url: str) -> bool:
+    """Enqueue the message that resumes a claimed launch (``_is_resume``): its attempt is the
+    one before the claim, its deduplication id is new (FIFO would drop a reused one)."""
+    job_id, run = str(job[JobField.JOB_ID]), int(job[JobField.ATTEMPTS])
+    message = queue_message(job_id, run - 1)
+    message["MessageDeduplicationId"] = f"{job_id}-{run - 1}-resume-{time.time_ns()}"[-128:]
+    url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or queue_url
+    try:
+        _aws.client("sqs").send_message(QueueUrl=url, **message)
+    except (ClientError, BotoCoreError) as exc:  # the sweep resumes stalled launches too
+        _aws.log("WARNING", "resume_send_failed", job_id=job_id, error=str(exc))
+        return False
+    return True
 
 
 def _is_drain(body: str) -> bool:

@@ -31,6 +31,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws
+from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
@@ -43,6 +44,7 @@ DISPATCH_STALE_ENV = "BATCH_DISPATCH_STALE_SECONDS"
 DEFAULT_DISPATCH_STALE = 900
 REDRIVE_ENV = "BATCH_REDRIVE_SECONDS"
 DEFAULT_REDRIVE = 900
+STALLED_LAUNCH_SECONDS = 60  # a claimed launch with no task recorded after this is resumed
 TIMEOUT_GRACE_SECONDS = 120  # the worker's own timeout exits first (Fargate stopTimeout max)
 
 
@@ -52,6 +54,7 @@ class SweepReport:
     settled: dict[str, str] = field(default_factory=dict)  # job id -> reconciler outcome
     redriven: list[str] = field(default_factory=list)
     released: list[str] = field(default_factory=list)  # leases of tasks gone without an event
+    resumed: list[str] = field(default_factory=list)  # claimed launches that never answered
     drain_requested: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class SweepReport:
             "settled": self.settled,
             "redriven": self.redriven,
             "released": self.released,
+            "resumed": self.resumed,
             "drain_requested": self.drain_requested,
         }
 
@@ -98,8 +102,28 @@ class Sweeper:
             if not job.get(JobField.WAITING_SINCE):  # a parked job has no message to redo
                 self._maybe_redrive(job)
         self._release_lost_slots()
+        self._resume_stalled_launches()
         self._drain_if_waiting()
         return self.report
+
+    def _resume_stalled_launches(self) -> None:
+        """A launch the drain claimed but whose RunTask never answered (the launcher died in
+        between) has no message to resume it: send one, after ``STALLED_LAUNCH_SECONDS``."""
+        for lease in self.dispatch.leases():
+            age = _age(self.now, lease.get(JobField.CREATED_AT)) or 0
+            if lease.get(DispatchField.TASK_ARN) or age <= STALLED_LAUNCH_SECONDS:
+                continue
+            job = self.store.get(str(lease.get(DispatchField.CURRENT_JOB, "")))
+            if job is None or job.get(JobField.TASK_ARN):
+                continue
+            run = int(job.get(JobField.ATTEMPTS, 0))
+            if job.get(JobField.STATUS) != JobStatus.DISPATCHED.value or run != int(
+                lease.get(DispatchField.CURRENT_ATTEMPT, -1)
+            ):
+                continue
+            worker = get_worker(self.store, str(job[JobField.WORKER]))
+            if worker is not None and send_resume(job, worker.queue_url):
+                self.report.resumed.append(str(job[JobField.JOB_ID]))
 
     # --- dispatch backstops -------------------------------------------------------------
     def _release_lost_slots(self) -> None:

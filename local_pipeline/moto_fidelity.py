@@ -33,3 +33,18 @@ def serialize_dynamodb() -> None:
 
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     setattr(DynamoHandler, _PATCHED, True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m local_pipeline.moto_fidelity [moto.server args]``: a moto server process
+    with these fixes (the tests that need a server of their own run it so)."""
+    import sys
+
+    from moto.server import main as moto_main
+
+    serialize_dynamodb()
+    moto_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,9 +76,12 @@ SEED = int(os.environ.get("FAULTS_SEED", "20261123"))  # vary it to explore othe
 JOBS = int(os.environ.get("FAULTS_JOBS", "1000"))  # the test asserts 1,000 unless overridden
 WORKERS = (
     # Named as the stack's seed workers, so the recorded calls are checked against their roles.
-    WorkerSpec("content-analyzer", max_attempts=3, timeout_seconds=60, max_concurrency=400),
-    WorkerSpec("meta-desc-generator", max_attempts=2, timeout_seconds=60, max_concurrency=400),
+    # Caps far below the ~500-job bursts each gets: most jobs park and are started by the
+    # dispatch as slots free (jobcontract/dispatch.py), under every fault below.
+    WorkerSpec("content-analyzer", max_attempts=3, timeout_seconds=60, max_concurrency=60),
+    WorkerSpec("meta-desc-generator", max_attempts=2, timeout_seconds=60, max_concurrency=40),
 )
+CAPS = {w.name: w.max_concurrency for w in WORKERS}
 MAX_ATTEMPTS = {w.name: w.max_attempts for w in WORKERS}
 # Worker fates per launched task (the rest succeed).
 FATES = {
@@ -89,6 +92,7 @@ FATES = {
     "hung": 0.02,  # never finishes, no event: only the sweep can end it
 }
 RUN_TASK_THROTTLE = 0.05
+LAUNCHER_CRASH_AFTER_RUN_TASK = 0.02
 RUN_TASK_NO_CAPACITY = 0.05
 DUPLICATE_DELIVERY = 0.05
 DUPLICATE_EVENT = 0.10
@@ -141,9 +145,13 @@ class FaultyEcs:
         self.token_locks: dict[str, threading.Lock] = {}
         self.calls: Counter[str] = Counter()
         self.started: list[Launch] = []
+        self.live: dict[str, set[str]] = {}  # worker -> tasks started, STOPPED not yet handled
+        self.peak: Counter[str] = Counter()  # the most such tasks at once, per worker
         self.stopped_by_api: list[tuple[str, str]] = []  # (task arn, reason)
         self.faults: Counter[str] = Counter()
-        self.crash_in: threading.local = threading.local()  # per launcher invocation
+        # The launcher dies right after this share of successful RunTask calls (whichever
+        # thread of the invocation made it: a drain launches side by side).
+        self.crash_rate = LAUNCHER_CRASH_AFTER_RUN_TASK
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
@@ -187,12 +195,14 @@ class FaultyEcs:
         task_arn = response["tasks"][0]["taskArn"]
         job_id = env[Env.JOB_ID]
         with self.lock:
+            worker = job_id.rsplit("_", 1)[0]
+            self.live.setdefault(worker, set()).add(task_arn)  # holds a slot until released
+            self.peak[worker] = max(self.peak[worker], len(self.live[worker]))
             self.by_token[token] = response
             self.started.append(
                 Launch(job_id, int(env[Env.JOB_ATTEMPT]), task_arn, job_id.rsplit("_", 1)[0])
             )
-        if getattr(self.crash_in, "armed", False):
-            self.crash_in.armed = False
+        if roll("crash-after-run-task", token) < self.crash_rate:
             with self.lock:
                 self.faults["launcher_crash_after_run_task"] += 1
             raise LauncherCrash("launcher died between RunTask and recording the task")
@@ -236,6 +246,7 @@ class Harness:
     hung: dict[str, Launch] = field(default_factory=dict)  # task arn -> launch
     fates: Counter[str] = field(default_factory=Counter)
     succeeded_transitions: Counter[str] = field(default_factory=Counter)
+    parked_seen: int = 0  # jobs that parked (waited for a slot): the caps bound
     launcher_invocations: int = 0
     launched_seen: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -290,16 +301,11 @@ class Harness:
             } for m in got]
             with self.lock:
                 self.launcher_invocations += 1
-            batch_key = sorted(
-                (m["Body"], m.get("Attributes", {}).get("ApproximateReceiveCount")) for m in got)
-            # A launcher crash in the middle of a batch, now and then.
-            self.ecs.crash_in.armed = len(records) > 3 and roll("crash", batch_key) < 0.08
             try:
                 failed = {f["itemIdentifier"] for f in
                           launcher.handler({"Records": records})["batchItemFailures"]}
             except LauncherCrash:
                 failed = {r["messageId"] for r in records}  # the invocation failed
-            self.ecs.crash_in.armed = False
             for m in got:
                 receives = m.get("Attributes", {}).get("ApproximateReceiveCount")
                 if m["MessageId"] in failed:
@@ -407,6 +413,9 @@ class Harness:
         def deliver(event: dict[str, Any]) -> None:
             detail = event["detail"]
             reconciler.handler(event)
+            with self.ecs.lock:  # its slot is given back now
+                worker = str(detail["startedBy"]).rsplit("_", 1)[0]
+                self.ecs.live.get(worker, set()).discard(detail["taskArn"])
             key = (detail["startedBy"], detail["taskArn"])
             chance = roll("event", *key)
             if chance < DUPLICATE_EVENT:
@@ -525,6 +534,17 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
         return out
 
     monkeypatch.setattr(store_module.JobStore, "transition", counting_transition)
+    # Count the jobs that had to wait for a slot (parked), to show the caps really bound.
+    from jobcontract import dispatch as dispatch_module
+
+    real_park = dispatch_module.Dispatch.park
+
+    def counting_park(self: Any, *args: Any, **kw: Any) -> bool:
+        parked = real_park(self, *args, **kw)
+        h.parked_seen += int(parked)
+        return parked
+
+    monkeypatch.setattr(dispatch_module.Dispatch, "park", counting_park)
 
     # 1) submit: 1,000 accepted jobs, some replays with the same Idempotency-Key.
     def submit(i: int) -> tuple[str, str, bool]:
@@ -620,6 +640,11 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
     assert max(per_attempt.values()) == 1, per_attempt.most_common(3)
     runs = Counter(launch.job_id for launch in ecs.started)
     assert all(runs[j] <= MAX_ATTEMPTS[w] for j, w in accepted.items())
+    # Dispatch: the bursts never took a worker past its cap, and parked jobs were started.
+    print("peak tasks holding a slot:", dict(ecs.peak), "caps:", CAPS)
+    assert all(ecs.peak[w] <= CAPS[w] for w in CAPS), (dict(ecs.peak), CAPS)
+    assert all(ecs.peak[w] == CAPS[w] for w in CAPS), "the bursts did not reach the caps"
+    assert h.parked_seen > JOBS // 2, h.parked_seen
     # The faults really happened (the test is not vacuous).
     for fate in ("crash", "killed", "spot", "permanent", "hung", "duplicate_event",
                  "duplicate_sqs_delivery"):

@@ -41,6 +41,7 @@ def test_fresh_jobs_are_left_alone(res) -> None:
         "settled": {},
         "redriven": [],
         "released": [],
+        "resumed": [],
         "drain_requested": False,
     }
     assert describe(res, task)["desiredStatus"] == "RUNNING"

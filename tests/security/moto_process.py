@@ -23,7 +23,8 @@ def moto_server_process() -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a fresh ``python -m moto.server``; stopped on exit."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # moto with the fixes that make it behave as AWS documents (DynamoDB write isolation).
+        [sys.executable, "-m", "local_pipeline.moto_fidelity", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
