@@ -675,3 +675,45 @@ def test_registration_fails_before_a_worker_role_exceeds_an_iam_quota(source: Pa
         r"IAM role ai-batch-dev-summarize-task: inline policies: '\d+ characters' is not valid",
         str(err.value),
     ), err.value
+
+
+# --- the IAM quota guard: each quota, caught before IAM would refuse the role -------------
+def test_guard_refuses_an_oversized_trust_policy_at_declaration() -> None:
+    ledger = iam.InlinePolicyLedger()
+    ledger.trust("of Lambda x", iam.assume_role_policy("lambda.amazonaws.com"))  # fits
+    oversized = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "x" * 2100}]})
+    with pytest.raises(AwsConstraintError) as info:
+        ledger.trust("of Lambda x", oversized)
+    assert info.value.key == "IAM role of Lambda x: trust policy"
+    assert "at most 2048 characters" in info.value.allowed
+
+
+def test_guard_refuses_an_eleventh_managed_policy() -> None:
+    ledger = iam.InlinePolicyLedger()
+    arns = [f"arn:aws:iam::aws:policy/P{i}" for i in range(10)]
+    ledger.managed("of Lambda x", arns)  # 10: IAM's default quota, still allowed
+    with pytest.raises(AwsConstraintError) as info:
+        ledger.managed("of Lambda x", ["arn:aws:iam::aws:policy/One-too-many"])
+    assert info.value.key == "IAM role of Lambda x: managed policies"
+    assert info.value.value == 11 and "at most 10" in info.value.allowed
+
+
+def test_registration_fails_before_a_trust_policy_output_exceeds_the_quota(source: Path) -> None:
+    """A trust policy only known once Outputs resolve (the task role's, say) is checked by
+    the guard the registration waits for."""
+
+    def program() -> None:
+        platform = fake_platform(stack_config())
+        huge = pulumi.Output.from_input("y" * 3000).apply(
+            lambda pad: json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": pad}]})
+        )
+        platform.functions.iam_ledger.trust("of Lambda ai-batch-dev-launcher", huge)
+        FargateWorker("summarize", FargateWorkerArgs(platform=platform, source_dir=str(source)))
+
+    with pytest.raises(ValueError) as err:
+        run_program(program)
+    assert re.search(
+        r"IAM role of Lambda ai-batch-dev-launcher: trust policy: '\d+ characters' is not "
+        r"valid; allowed: at most 2048 characters",
+        str(err.value),
+    ), err.value
