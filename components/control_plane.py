@@ -1,7 +1,7 @@
 """``ControlPlane``: the four Lambdas that move jobs through their states.
 
 - ``api``: the REST API handler (submit, status, list, cancel, retry; presigned result URLs).
-- ``launcher``: consumes the worker queues and calls ``ecs:RunTask``.
+- ``launcher``: consumes the stack's launch queue and calls ``ecs:RunTask``.
 - ``reconciler``: ECS "Task State Change" (STOPPED) events of this cluster -> retry / fail /
   notify.
 - ``sweep``: on a schedule, finds jobs past their timeout or silent (no heartbeat) and stops

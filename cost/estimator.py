@@ -680,10 +680,10 @@ def _idle_per_worker_text(est: Estimate) -> str:
         return "Idle per worker: no workers."
     shared = est.fixed_total - sum(per.values())
     lo, hi = min(per.values()), max(per.values())
-    spread = _money(hi) if abs(hi - lo) < 1e-9 else f"{_money(lo)}..{_money(hi)}"
+    spread = f"${hi:.4f}" if abs(hi - lo) < 1e-9 else f"${lo:.4f}..${hi:.4f}"
     return (
         f"Idle per worker: {spread}/month each ({len(per)} workers, ECR storage of kept "
-        f"images); shared by the stack: {_money(shared)}/month"
+        f"images); shared by the stack: ${shared:.4f}/month"
     )
 
 
