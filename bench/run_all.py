@@ -40,6 +40,26 @@ BENCHMARKS = (
     Benchmark(3, "launcher_throughput", "Launcher dispatch throughput (moto, one core)"),
     Benchmark(4, "program_scaling", "Program evaluation under mocks, 3 -> 30 workers"),
     Benchmark(5, "idle_cost", "Dev stack idle monthly cost (estimator)"),
+    # Issue 10 (dispatch). Bursts sized to stay near two minutes each on two cores; the
+    # issue's full 300-job burst: python -m bench.dispatch_drain --jobs 300 --timeout 400.
+    Benchmark(
+        6,
+        "dispatch_drain",
+        "Drain a burst on one worker, cap 5, reuse off",
+        ("--jobs", "100", "--timeout", "110"),
+    ),
+    Benchmark(
+        7,
+        "dispatch_reuse",
+        "The same burst with warm reuse on",
+        ("--jobs", "100", "--timeout", "110"),
+    ),
+    Benchmark(
+        8,
+        "dispatch_mixed",
+        "3 workers under a stack vCPU cap below their caps' sum",
+        ("--jobs-per-worker", "30", "--timeout", "110"),
+    ),
 )
 
 
@@ -119,14 +139,18 @@ def _handler_imports_result(lines: list[str]) -> list[dict[str, object]]:
     if not ratios:
         return []
     worst = max(ratios, key=lambda m: ratios[m])
-    return [{
-        "name": "handler import time vs bare boto3 (worst handler)",
-        "figure": ratios[worst],
-        "unit": "x boto3",
-        "target": "<= 1.2",
-        "ok": ratios[worst] <= 1.2,
-        "detail": ", ".join(f"{m.removeprefix('handlers.')} {r:.2f}x" for m, r in ratios.items()),
-    }]
+    return [
+        {
+            "name": "handler import time vs bare boto3 (worst handler)",
+            "figure": ratios[worst],
+            "unit": "x boto3",
+            "target": "<= 1.2",
+            "ok": ratios[worst] <= 1.2,
+            "detail": ", ".join(
+                f"{m.removeprefix('handlers.')} {r:.2f}x" for m, r in ratios.items()
+            ),
+        }
+    ]
 
 
 def _figure(result: dict[str, object]) -> str:
@@ -194,7 +218,7 @@ def write_markdown(rows: list[list[str]], cost: str | None) -> None:
         f"Python {platform.python_version()}, {platform.machine()}, "
         f"{_cpus()} CPU(s), load average {load:.1f} when the run ended (timings on a busy "
         "machine are noisy; CPU-time figures less so). Figures vary by machine; targets are "
-        "from issue 5.",
+        "from issue 5 (benchmarks 1-5) and issue 10 (6-8).",
         "",
         "| # | benchmark | figure | target | verdict | detail | reproduce |",
         "|---|---|---|---|---|---|---|",
@@ -215,8 +239,32 @@ def write_markdown(rows: list[list[str]], cost: str | None) -> None:
             "```",
             "",
         ]
+    kept = kept_sections(RESULTS_FILE.read_text() if RESULTS_FILE.exists() else "")
+    if kept:
+        md += [kept.rstrip(), ""]
     RESULTS_FILE.write_text("\n".join(md))
     print(f"\nwrote {RESULTS_FILE.relative_to(PROJECT_ROOT)}")
+
+
+KEPT_HEADINGS = ("## Dispatch (issue 10)",)  # hand-kept: before/after figures of a change
+
+
+def kept_sections(text: str) -> str:
+    """The hand-kept sections of the previous RESULTS.md (each from its heading to the next
+    ``## `` heading), so regenerating the table does not drop them."""
+    out: list[str] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() in KEPT_HEADINGS:
+            j = i + 1
+            while j < len(lines) and not lines[j].startswith("## "):
+                j += 1
+            out += lines[i:j]
+            i = j
+        else:
+            i += 1
+    return "\n".join(out)
 
 
 def _cpus() -> int:

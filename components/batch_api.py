@@ -297,9 +297,7 @@ class BatchApi(pulumi.ComponentResource):
             f"{name}-deployment",
             rest_api=self.rest_api.id,
             description="snapshot of openapi.yaml + integration + resource policy",
-            triggers={
-                "redeployment": body.apply(lambda text: deployment_hash(text, policy_text))
-            },
+            triggers={"redeployment": body.apply(lambda text: deployment_hash(text, policy_text))},
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[self.rest_api],

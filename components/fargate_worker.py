@@ -708,6 +708,7 @@ class FargateWorker(pulumi.ComponentResource):
                 leading_keys=[jobcontract.job_pk_prefix(name) + "*"],
                 sid="OwnJobRowsOnly",
             ),
+            *iam.worker_dispatch(platform.jobs_table.arn, name),  # warm reuse
             iam.Statement(
                 (*iam.OBJECT_WRITE_ACTIONS, *iam.OBJECT_READ_ACTIONS),
                 [pulumi.Output.concat(bucket_arn, "/", jobcontract.results_prefix(name), "*")],

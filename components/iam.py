@@ -16,6 +16,8 @@ from typing import Any
 import pulumi
 
 from components import aws_rules
+from jobcontract import Table, worker_status
+from jobcontract.dispatch import SLOT_PREFIX, slot_key_prefix, worker_key
 
 Resource = str | pulumi.Output[str]
 Conditions = Mapping[str, Mapping[str, Any]]
@@ -31,11 +33,32 @@ API_TABLE_ACTIONS = (
     "dynamodb:Query",
 )
 LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
-SWEEP_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+SWEEP_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # settling a lost task's jobs, as the reconciler does
+)
 # Jobs are created by the API; every later change is a conditional UpdateItem. The reconciler
 # also records a scheduled run whose task stopped before the runtime could (PutItem, job rows
 # only: RECORD_SCHEDULED_RUN_ACTIONS with LeadingKeys job#*).
-RECONCILER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+RECONCILER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # the jobs a reused task finished, read when it stops
+)
+# Dispatch state (jobcontract/dispatch.py): the launcher creates a task's lease (a Put in its
+# claim transaction) and the launcher, reconciler and sweep delete it when the slot is given
+# back. AWS rule: TransactWriteItems has no IAM action of its own; each Put/Update/Delete in
+# it is authorized as PutItem/UpdateItem/DeleteItem on its item (Service Authorization
+# Reference, Amazon DynamoDB). Granted on lease rows only (LeadingKeys slot#*).
+LEASE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
+# A worker task (warm reuse): its worker's dispatch counts and its own leases, and a Query of
+# its worker's QUEUED jobs on the by-worker-status index (LeadingKeys on a GSI is the
+# index's partition key value, "<worker>#QUEUED").
+WORKER_DISPATCH_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+WORKER_QUEUE_READ_ACTIONS = ("dynamodb:Query",)
 RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 QUEUE_CONSUME_ACTIONS = (
@@ -176,6 +199,37 @@ def table_actions(
     if leading_keys:
         conditions = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(leading_keys)}}
     return Statement(actions, table_and_indexes(table_arn), conditions, sid)
+
+
+def lease_writes(table_arn: Resource, sid: str = "TaskLeases") -> Statement:
+    """Create and delete task leases (``slot#*``) of the dispatch state."""
+    return table_actions(LEASE_WRITE_ACTIONS, table_arn, leading_keys=[SLOT_PREFIX + "*"], sid=sid)
+
+
+def worker_dispatch(table_arn: Resource, worker: str) -> list[Statement]:
+    """What a worker's task needs for warm reuse: its dispatch counts and leases, and a
+    Query of its own worker's QUEUED jobs (oldest first) on the by-worker-status index."""
+    leading = {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [worker_status(worker, "QUEUED")]}
+    }
+    return [
+        Statement(
+            WORKER_DISPATCH_ACTIONS,
+            [table_arn],
+            {
+                "ForAllValues:StringLike": {
+                    "dynamodb:LeadingKeys": [worker_key(worker), slot_key_prefix(worker) + "*"]
+                }
+            },
+            "OwnDispatchState",
+        ),
+        Statement(
+            WORKER_QUEUE_READ_ACTIONS,
+            [pulumi.Output.concat(table_arn, f"/index/{Table.BY_WORKER_STATUS}")],
+            leading,
+            "OwnQueuedJobs",
+        ),
+    ]
 
 
 def table_rw(table_arn: Resource, **kw: Any) -> Statement:

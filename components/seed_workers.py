@@ -17,6 +17,7 @@ from jobcontract import schema as jobschema
 
 WORKERS_DIR = Path(__file__).resolve().parents[1] / "workers"
 
+
 @dataclass(frozen=True)
 class SeedWorker:
     """What ``__main__.py`` declares for one seed worker."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from cost import billing
 from cost.model import (
     ARM64,
     JobProfile,
@@ -141,6 +142,16 @@ class Estimate:
 
 
 # --- the unit arithmetic (each piece tested on its own) ---------------------------------
+
+
+# --- warm reuse (issue 10): the billing rule lives in cost/billing.py ----------------------
+def reuse_billed_seconds(worker: WorkerSpec, wu: WorkerUsage, prices: PriceBook) -> float:
+    """Billed Fargate seconds per job: a task's billed time (start-up + its jobs + the idle
+    window, one-minute minimum) shared by the jobs it runs (one with reuse off)."""
+    return billing.billed_seconds_per_job(
+        wu.jobs_per_task, wu.duration_seconds, worker.reuse_idle_seconds, wu.startup_seconds,
+        prices["fargate_minimum_seconds"],
+    )
 
 
 def fargate_billed_seconds(
@@ -341,8 +352,7 @@ def _job_lines(
     p: JobProfile = usage.profile
     name = worker.name
     tag = "api jobs" if via_api else "scheduled runs"
-    billed = fargate_billed_seconds(wu.duration_seconds, wu.startup_seconds,
-                                    prices["fargate_minimum_seconds"])
+    billed = reuse_billed_seconds(worker, wu, prices)  # cost.billing (warm reuse)
     task_hours = jobs * billed / SECONDS_PER_HOUR
     arch = "arm" if worker.arch == ARM64 else "x86"
     blend = spot_blend(1.0, worker.spot_share, spot_discount)
@@ -358,7 +368,10 @@ def _job_lines(
                           task_hours * (worker.ephemeral_gib - 20), "GB-hours",
                           prices["fargate_ephemeral_gb_hour"], fixed, name))
     if model.public_ip:
-        lines.append(Line("VPC", "public IPv4 while tasks run", task_hours, "IP-hours",
+        ip_hours = jobs * billing.public_ipv4_hours_per_job(
+            wu.jobs_per_task, wu.duration_seconds, worker.reuse_idle_seconds, wu.startup_seconds
+        )  # cost.billing: the task's lifetime, shared by its jobs
+        lines.append(Line("VPC", "public IPv4 while tasks run", ip_hours, "IP-hours",
                           prices["public_ipv4_hour"], fixed, name))
     if model.nat_gateways:
         lines.append(Line("VPC", "image pulls through NAT", jobs * image_gb(usage, prices), "GB",
@@ -479,8 +492,7 @@ def estimate(
         job_lines = _job_lines(model, worker, wu.jobs_per_month, wu, prices, discount, usage,
                                via_api=True, fixed=False)
         lines += job_lines
-        billed = fargate_billed_seconds(wu.duration_seconds, wu.startup_seconds,
-                                        prices["fargate_minimum_seconds"])
+        billed = reuse_billed_seconds(worker, wu, prices)  # cost.billing (warm reuse)
         per_job = (
             sum(ln.cost for ln in job_lines) / wu.jobs_per_month if wu.jobs_per_month else
             sum(ln.cost for ln in _job_lines(model, worker, 1, wu, prices, discount, usage,
@@ -489,7 +501,7 @@ def estimate(
         figures.append(WorkerFigures(
             name=worker.name, vcpu=worker.vcpu, memory_gb=worker.memory_gb, arch=worker.arch,
             spot_share=worker.spot_share, jobs_per_month=wu.jobs_per_month,
-            duration_seconds=wu.duration_seconds, billed_seconds=billed,
+            duration_seconds=wu.duration_seconds, billed_seconds=math.ceil(billed),
             fargate_per_job=fargate_task_cost(worker, billed, prices, discount),
             cost_per_job=per_job,
         ))
@@ -506,8 +518,9 @@ def estimate(
         f"Prices: {prices.region}, checked {prices.checked}, source per figure in "
         "cost/prices.json.",
         f"Fargate Spot priced at {discount:.0%} off on-demand; real Spot prices vary.",
-        "Billed task time = job duration + startup (image pull onwards), one-minute minimum; "
-        "the task's public IPv4 (public mode) is prorated over the same time.",
+        "Billed task time = startup (image pull onwards) + job duration (+ the idle window of "
+        "a warm task, shared by the jobs it runs), one-minute minimum; the task's public IPv4 "
+        "(public mode) is billed over the same lifetime, without the minimum (cost/billing.py).",
         "Idle SQS polling: Lambda long-polls every mapped queue (20 s polls); with maximum "
         "concurrency set on the mapping AWS keeps 5 pollers, otherwise as few as 2. The stack "
         "maps one launch queue, whatever the number of workers.",

@@ -35,6 +35,9 @@ class WorkerSpec:
     spot_share: float = 0.0  # share of tasks placed on FARGATE_SPOT, 0..1
     ephemeral_gib: int = 20  # 20 GiB is included in the Fargate price
     kept_images: int = 5  # ECR lifecycle: images kept per repository
+    # Warm reuse (issue 10): seconds a task that finished a job waits for the next one
+    # before it exits (registration ``reuse_idle_seconds``); 0 = one job per task.
+    reuse_idle_seconds: float = 0.0
 
     @property
     def vcpu(self) -> float:
@@ -158,6 +161,9 @@ class WorkerUsage:
     jobs_per_month: float
     duration_seconds: float  # the worker's own run time per job
     startup_seconds: float = 30.0  # image pull + ENI + start: billed, the clock starts at pull
+    # Warm reuse: jobs one task runs back to back (1 when jobs come further apart than the
+    # worker's idle window; a burst of n jobs on a cap of c tasks: about n / c).
+    jobs_per_task: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -353,6 +359,7 @@ def _workers(graph: StackGraph, config: Mapping[str, str]) -> tuple[WorkerSpec, 
                 spot_share=spot,
                 ephemeral_gib=ephemeral,
                 kept_images=next((n for repo, n in kept.items() if name in repo), 5),
+                reuse_idle_seconds=float(_attr(item, "reuse_idle_seconds") or 0),
             )
         )
     if not workers:  # no registrations: read task definitions alone

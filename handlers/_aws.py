@@ -83,6 +83,13 @@ def env_int(name: str, default: int) -> int:
     return int(value)
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return float(value)
+
+
 def env_list(name: str) -> list[str]:
     """A comma-separated environment variable as a list (empty when unset)."""
     return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]

@@ -1,29 +1,35 @@
-"""Launcher: SQS FIFO batch -> one Fargate task per job (``ecs.RunTask``).
+"""Launcher: the stack's launch queue (SQS FIFO) -> one Fargate task per claimed slot.
 
 Per message ``{"job_id", "attempt"}``:
 
-1. Skip (delete the message) when the job is gone, terminal, cancelled or the message is
-   stale (its attempt is not the job's current one): duplicates are harmless.
-2. Respect the worker's max concurrency (``ListTasks`` of the task family, once per worker
-   per batch): at the cap the message goes back (``batchItemFailures``) unclaimed, with a
-   visibility backoff (``retry_visibility``: 30 s doubling to 15 min), so a job waiting for a
-   slot is retried soon at first and spends its DLQ receive budget over hours, not minutes.
-3. Claim: ``QUEUED -> DISPATCHED`` with ``attempts + 1``, conditional on status and attempt.
-   Only one invocation can win a claim, so only one can launch this attempt.
+1. Read the job. Skip (delete the message) when it is gone, terminal, cancelled or the message
+   is stale (its attempt is not the job's current one): duplicates are harmless.
+2. Claim a slot and the job in one transaction (``jobcontract.dispatch``): ``QUEUED ->
+   DISPATCHED`` with ``attempts + 1`` and the task's lease, conditional on the worker's cap,
+   the stack's vCPU budget (``fargateVcpuLimit``), and on no older job of the worker waiting
+   and no reuse task of it idle. Only one invocation can win a claim, so only one can launch
+   this attempt.
+3. No slot: the job *parks* (``waiting_since``) and its message is deleted: it waits in the
+   jobs table, not in SQS (no receive spent, never the DLQ). After the batch the launcher
+   drains: free slots go to parked jobs, oldest first per worker, the least-served worker
+   first. Drain messages (``{"drain": true}``, sent by the reconciler when a task stopped and
+   by the sweep) run the same drain.
 4. ``RunTask`` with a ``clientToken`` derived from (job id, attempt): ECS treats a repeated
    call with the same token as the same launch (and replays its answer for 24 h). Spot
    without capacity falls back once to on-demand Fargate when the worker allows it. The job's
    ``launch`` map (``LaunchState``) records the switch before the fallback RunTask, and a
    new try after ECS answered "no task started", so a resumed launch repeats exactly the
    call whose outcome is unknown and a retry after a capacity shortage is not replayed.
-5. Record the task ARN (conditional on DISPATCHED + attempt).
+   RunTask calls are paced by a token bucket: ECS allows 20 launches/s sustained with a burst
+   of 100 per account and Region, shared here by the launcher's concurrent invocations.
+5. Record the task ARN (conditional on DISPATCHED + attempt) and on the lease.
 
 Throttling, capacity and transient errors leave the claim in place and return the message
 as a batch item failure. When it comes back, a job that is DISPATCHED on the next attempt
 with no task ARN is *resumed*: RunTask again with the same client token (so a launch whose
 response was lost is not duplicated). Permanent launch errors (bad task definition, access
-denied) fail the job. A message that keeps failing lands in the DLQ, and the sweep retries
-or fails a job left DISPATCHED without a task.
+denied) fail the job and free its slot. A message that keeps failing lands in the DLQ, and
+the sweep retries or fails a job left DISPATCHED without a task.
 """
 
 from __future__ import annotations
@@ -31,13 +37,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws
-from handlers.registry import WorkerRegistration, get_worker
+from handlers.registry import WorkerRegistration, get_worker, list_workers
 from jobcontract import (
     JOB_ID_RE,
     TAG_JOB_ID,
@@ -45,8 +55,18 @@ from jobcontract import (
     JobField,
     JobStatus,
     access_denied_error,
-    worker_of_job_id,
 )
+from jobcontract.dispatch import (
+    DRAIN_MESSAGE,
+    Claimed,
+    Dispatch,
+    Refusal,
+    WorkerLoad,
+    plan,
+    slot_key,
+    vcpu_budget_units,
+)
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -71,6 +91,52 @@ TRANSIENT_CODES = frozenset(
 # ("RESOURCE:CPU"). Such a launch is retried, never failed.
 TRANSIENT_MARKERS = ("capacity", "rate exceeded", "throttl", "reached the limit", "resource:")
 ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
+# AWS rule: ECS launches tasks from a token bucket of 100 (burst) refilled at 20 per second,
+# per account and Region (Fargate "Amazon ECS service quotas": RunTask launch rate). Each
+# concurrent launcher invocation takes its share (``BATCH_LAUNCHER_CONCURRENCY``).
+RUNTASK_RATE_PER_SECOND = 20.0
+RUNTASK_BURST = 100.0
+LAUNCHER_CONCURRENCY_ENV = "BATCH_LAUNCHER_CONCURRENCY"
+PARALLEL_LAUNCHES = 8  # RunTask calls a drain makes side by side (boto3 clients are thread-safe)
+
+
+class TokenBucket:
+    """Client-side pacing of RunTask: ``take`` waits until a token is there."""
+
+    def __init__(self, rate: float, burst: float, clock: Any = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens, self.at = burst, clock()
+        self.lock = threading.Lock()
+
+    def delay(self) -> float:
+        """Take one token; the seconds to wait before using it (0 when one was there)."""
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+            self.at = now
+            self.tokens -= 1.0
+            return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def take(self) -> None:
+        wait = self.delay()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def _runtask_bucket() -> TokenBucket:
+    share = max(1, _aws.env_int(LAUNCHER_CONCURRENCY_ENV, 2))
+    return TokenBucket(RUNTASK_RATE_PER_SECOND / share, max(1.0, RUNTASK_BURST / share))
+
+
+_BUCKET: TokenBucket | None = None
+
+
+def runtask_bucket() -> TokenBucket:
+    """One bucket per execution environment (it outlives one invocation, as ECS's does)."""
+    global _BUCKET
+    if _BUCKET is None:
+        _BUCKET = _runtask_bucket()
+    return _BUCKET
 
 
 class LaunchRetry(Exception):
@@ -89,7 +155,7 @@ class LaunchFailed(Exception):
 @dataclass
 class LaunchOutcome:
     job_id: str
-    action: str  # launched | skipped | deferred | retry | failed | invalid
+    action: str  # launched | skipped | waiting | drained | retry | failed | invalid
     task_arn: str | None = None
     detail: str = ""
 
@@ -151,102 +217,129 @@ def parse_message(body: str) -> tuple[str, int]:
 
 
 class Launcher:
-    """One batch's state: per-worker running counts are looked up once and then tracked."""
+    """One invocation's launcher: the dispatch state, ECS and the RunTask pacing."""
 
     def __init__(self, store: JobStore | None = None) -> None:
         self.store = store or _store()
         self.ecs = _aws.client("ecs")
         self.cluster = _aws.env(Env.CLUSTER_ARN)
-        self._running: dict[str, int] = {}
-
-    # --- concurrency ------------------------------------------------------------------
-    def _running_count(self, worker: WorkerRegistration) -> int:
-        if worker.name not in self._running:
-            count = 0
-            for page in self.ecs.get_paginator("list_tasks").paginate(
-                cluster=self.cluster, family=worker.family, desiredStatus="RUNNING"
-            ):
-                count += len(page.get("taskArns", []))
-            self._running[worker.name] = count
-        return self._running[worker.name]
+        budget = vcpu_budget_units(_aws.env_float(Env.FARGATE_VCPU_LIMIT, 0.0))
+        self.dispatch = Dispatch(self.store, budget)
+        self.bucket = runtask_bucket()
+        self.parked = 0  # jobs parked in this batch: drain after it
 
     # --- one message ------------------------------------------------------------------
     def process(self, body: str) -> LaunchOutcome:
-        """One message. The common path costs two table writes and no read: the conditional
-        claim itself tells a stale, duplicate or cancelled message apart (its conflict carries
-        the current item). The job is read only on the rare paths that must decide before a
-        claim: the worker is unknown or at its concurrency cap."""
+        """One message: a drain request, or a job to claim and launch (see the module doc).
+        The job is read once; the claim transaction decides races (its refusal says why)."""
+        if _is_drain(body):
+            launched = self.drain()
+            return LaunchOutcome("", "drained", detail=f"{len(launched)} launched")
         try:
             job_id, attempt = parse_message(body)
         except (ValueError, KeyError, TypeError) as exc:
             return LaunchOutcome("", "invalid", detail=str(exc))
-        worker_name = worker_of_job_id(job_id)
-        worker = get_worker(self.store, worker_name) if worker_name else None
-        if worker is None or self._running_count(worker) >= worker.max_concurrency:
-            return self._process_after_read(job_id, attempt, worker)
-        return self._claim_and_launch(job_id, attempt, worker, None)
+        for _ in range(3):  # the job may move while we decide: decide again on what it is
+            outcome = self._claim_and_launch(job_id, attempt)
+            if outcome is not None:
+                return outcome
+        return LaunchOutcome(job_id, "retry", detail="claim kept conflicting")
 
-    def _claim_and_launch(
-        self,
-        job_id: str,
-        attempt: int,
-        worker: WorkerRegistration,
-        cancel_flag: Any,
-        conflicts_left: int = 2,
-    ) -> LaunchOutcome:
-        """Claim ``QUEUED -> DISPATCHED`` for this attempt, conditional on the cancel flag too
-        (``cancel_flag`` None = absent), then launch. A lost claim is decided from the item
-        the conflict returns (no extra read)."""
-        try:
-            job = self.store.transition(
-                job_id,
-                JobStatus.QUEUED,
-                JobStatus.DISPATCHED,
-                attempt=attempt,
-                increment_attempts=True,
-                expect={JobField.CANCEL_REQUESTED: cancel_flag},
-            )
-        except TransitionConflict as exc:
-            current = exc.current
-            if current is None:
-                return LaunchOutcome(job_id, "skipped", detail="no such job")
-            settled = self._settled(job_id, current, attempt)
-            if settled is not None:
-                return settled
-            if _is_resume(current, attempt):
-                return self._launch(current, worker)
-            if conflicts_left <= 0:
-                return LaunchOutcome(job_id, "retry", detail="claim kept conflicting")
-            # QUEUED on this attempt, no cancel asked, but the flag is stored (as false):
-            # claim again on the flag as it is now.
-            flag = current.get(JobField.CANCEL_REQUESTED)
-            return self._claim_and_launch(job_id, attempt, worker, flag, conflicts_left - 1)
-        return self._launch(job, worker)
-
-    def _process_after_read(
-        self, job_id: str, attempt: int, worker: WorkerRegistration | None
-    ) -> LaunchOutcome:
-        """Unknown worker or worker at its cap: read the job first, so that a stale message
-        is deleted (not deferred), a resume is not held back by the cap, and a job of an
-        unregistered worker fails instead of waiting."""
+    def _claim_and_launch(self, job_id: str, attempt: int) -> LaunchOutcome | None:
+        """Decide this message from the job as it is; None: it changed meanwhile, again."""
         job = self.store.get(job_id)
         if job is None:
             return LaunchOutcome(job_id, "skipped", detail="no such job")
         settled = self._settled(job_id, job, attempt)
         if settled is not None:
             return settled
-        status = JobStatus(job[JobField.STATUS])
-        attempts = int(job.get(JobField.ATTEMPTS, 0))
-        resume = _is_resume(job, attempt)
-        if worker is None or worker.name != job.get(JobField.WORKER):
-            worker = get_worker(self.store, str(job[JobField.WORKER]))
+        worker = get_worker(self.store, str(job[JobField.WORKER]))
         if worker is None:
+            status, attempts = JobStatus(job[JobField.STATUS]), int(job.get(JobField.ATTEMPTS, 0))
             return self._fail(job, status, attempts, "LaunchFailed", "worker is not registered")
-        if not resume and self._running_count(worker) >= worker.max_concurrency:
-            return LaunchOutcome(job_id, "deferred", detail="worker at max concurrency")
-        if resume:
+        if _is_resume(job, attempt):
             return self._launch(job, worker)
-        return self._claim_and_launch(job_id, attempt, worker, job.get(JobField.CANCEL_REQUESTED))
+        if job.get(JobField.WAITING_SINCE):
+            return LaunchOutcome(job_id, "skipped", detail="job waits for a slot (parked)")
+        claimed = self.dispatch.claim(
+            job_id,
+            attempt,
+            worker.name,
+            cap=worker.max_concurrency,
+            cpu=_task_cpu(job, worker),
+            cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+        )
+        if isinstance(claimed, Claimed):
+            return self._launch(_dispatched(job, claimed), worker)
+        if claimed in (Refusal.JOB, Refusal.TAKEN):
+            return None
+        if not self.dispatch.park(job_id, attempt, worker.name, job.get(JobField.CANCEL_REQUESTED)):
+            return None
+        self.parked += 1
+        _aws.log("INFO", "job_waiting", job_id=job_id, attempt=attempt, reason=claimed)
+        return LaunchOutcome(job_id, "waiting", detail=f"no slot ({claimed})")
+
+    # --- drain ------------------------------------------------------------------------
+    def drain(self) -> list[LaunchOutcome]:
+        """Hand the free slots to parked jobs (``jobcontract.dispatch.plan``): per worker its
+        oldest first, the worker with the least cpu in use first; mark the workers whose
+        reuse should yield a contended budget."""
+        counts, used = self.dispatch.counts()
+        workers = {w.name: w for w in list_workers(self.store)}
+        loads = [
+            WorkerLoad.of(name, w.max_concurrency, w.cpu, counts.get(name))
+            for name, w in workers.items()
+        ]
+        decided = plan(loads, used, self.dispatch.budget)
+        for name in workers:
+            if bool((counts.get(name) or {}).get(DispatchField.YIELD)) != (
+                name in decided.yielding
+            ):
+                self.dispatch.set_yield(name, name in decided.yielding)
+        outcomes: list[LaunchOutcome] = []
+        for name, slots in Counter(decided.wake).items():
+            outcomes.extend(self._wake(workers[name], slots, counts.get(name) or {}))
+        return outcomes
+
+    def _wake(
+        self, worker: WorkerRegistration, slots: int, counts: dict[str, Any]
+    ) -> list[LaunchOutcome]:
+        """Claim up to ``slots`` of the worker's parked jobs, oldest first, then launch them
+        side by side (a handover waits for one RunTask, not for several in a row)."""
+        parked = self.dispatch.parked(worker.name, slots + 2)
+        if not parked:
+            self.dispatch.heal_waiting(worker.name, int(counts.get(DispatchField.WAITING, 0) or 0))
+            return []
+        claimed_jobs: list[dict[str, Any]] = []
+        for job in parked:
+            if len(claimed_jobs) >= slots:
+                break
+            job_id, attempt = str(job[JobField.JOB_ID]), int(job.get(JobField.ATTEMPTS, 0))
+            if job.get(JobField.CANCEL_REQUESTED):
+                self._cancel_unlaunched(job_id, JobStatus.QUEUED, attempt)
+                continue
+            claimed = self.dispatch.claim(
+                job_id,
+                attempt,
+                worker.name,
+                cap=worker.max_concurrency,
+                cpu=_task_cpu(job, worker),
+                cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+                woken=True,
+            )
+            if claimed == Refusal.JOB:
+                continue  # cancelled or taken by a reuse task meanwhile: the next one
+            if not isinstance(claimed, Claimed):
+                break  # the slot went elsewhere meanwhile
+            claimed_jobs.append(_dispatched(job, claimed))
+        if len(claimed_jobs) <= 1:
+            outcomes = [self._launch(job, worker) for job in claimed_jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=min(PARALLEL_LAUNCHES, len(claimed_jobs))) as pool:
+                outcomes = list(pool.map(lambda job: self._launch(job, worker), claimed_jobs))
+        for outcome in outcomes:
+            _aws.log("INFO", "job_woken", job_id=outcome.job_id, outcome=outcome.action)
+        return outcomes
 
     def _settled(self, job_id: str, job: dict[str, Any], attempt: int) -> LaunchOutcome | None:
         """What this message comes to without a launch, decided from the job as it is: stale
@@ -270,8 +363,9 @@ class Launcher:
         except LaunchRetry as exc:
             return LaunchOutcome(job_id, "retry", detail=str(exc))
         except LaunchFailed as exc:
-            return self._fail(job, JobStatus.DISPATCHED, run_attempt, "LaunchFailed", str(exc))
-        self._running[worker.name] = self._running_count(worker) + 1
+            outcome = self._fail(job, JobStatus.DISPATCHED, run_attempt, "LaunchFailed", str(exc))
+            self.dispatch.release(slot_key(job_id, run_attempt))
+            return outcome
         return self._record(job_id, run_attempt, task_arn, provider)
 
     def _run_task(
@@ -358,6 +452,7 @@ class Launcher:
         else:
             kwargs["launchType"] = "FARGATE"
         default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
+        self.bucket.take()
         try:
             resp = self.ecs.run_task(**kwargs)
         except ClientError as exc:
@@ -401,6 +496,8 @@ class Launcher:
                 self._stop(task_arn, job_id, "Orphaned launch: job moved on")
                 return LaunchOutcome(job_id, "skipped", task_arn, "job moved on during launch")
             job = current
+        with contextlib.suppress(ClientError, BotoCoreError):  # best effort: the sweep's key
+            self.dispatch.record_task(slot_key(job_id, attempt), task_arn)
         if job.get(JobField.CANCEL_REQUESTED):
             self._stop(task_arn, job_id, f"Cancelled by API request for job {job_id}")
         _aws.log("INFO", "job_launched", job_id=job_id, attempt=attempt, task_arn=task_arn)
@@ -455,6 +552,25 @@ class Launcher:
         return True
 
 
+def _is_drain(body: str) -> bool:
+    return body.strip() == DRAIN_MESSAGE
+
+
+def _task_cpu(job: dict[str, Any], worker: WorkerRegistration) -> int:
+    """The cpu units the job's task holds: its override, else the worker's default."""
+    return int(job.get(JobField.CPU) or worker.cpu)
+
+
+def _dispatched(job: dict[str, Any], claimed: Claimed) -> dict[str, Any]:
+    """The job as the claim left it (the transaction returns no item; nothing else changed)."""
+    done = dict(job)
+    done[JobField.STATUS] = JobStatus.DISPATCHED.value
+    done[JobField.ATTEMPTS] = claimed.attempt
+    done.pop(JobField.WAITING_SINCE, None)
+    done.pop(JobField.TASK_ARN, None)
+    return done
+
+
 def _is_resume(job: dict[str, Any], attempt: int) -> bool:
     """The claim of this message's attempt was made but no task was recorded: a launch whose
     outcome is unknown (throttled, or its response lost). RunTask again with the same token."""
@@ -491,19 +607,29 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
                 _back_off(record)  # not even the failure could be recorded: no tight loop
             continue
         _aws.log(
-            "INFO" if outcome.action in ("launched", "skipped") else "WARNING",
+            "INFO"
+            if outcome.action in ("launched", "skipped", "waiting", "drained")
+            else "WARNING",
             f"launch_{outcome.action}",
             job_id=outcome.job_id or None,
             message_id=message_id,
             detail=outcome.detail,
         )
-        if outcome.action in ("deferred", "retry", "invalid"):
+        if outcome.action in ("retry", "invalid"):
             # An invalid body is returned too: after maxReceiveCount it lands in the DLQ,
             # where it can be inspected, instead of vanishing.
             failures.append({"itemIdentifier": message_id})
             failed_groups.add(group)
             if outcome.action != "invalid":
                 _back_off(record)
+    if launcher.parked:
+        # A slot may have freed between a refused claim and its park (the release's drain
+        # then did not see that job yet): drain once after the batch, so no parked job
+        # waits for the next stop.
+        try:
+            launcher.drain()
+        except (ClientError, BotoCoreError) as exc:  # the sweep's drain is the backstop
+            _aws.log("WARNING", "drain_failed", error=str(exc))
     return {"batchItemFailures": failures}
 
 
@@ -512,10 +638,11 @@ BACKOFF_MAX_SECONDS = 900
 
 
 def retry_visibility(receive_count: int) -> int:
-    """Visibility timeout for a message handed back for a retry: 30 s, doubling per
-    receive, capped at 15 min. With the queue's maxReceiveCount of 20 a job can wait about
-    four hours for a free slot before its message reaches the DLQ (where the DLQ alarm fires,
-    and ``batchctl retry`` re-drives it)."""
+    """Visibility timeout for a message handed back for a retry (throttling, capacity): 30 s,
+    doubling per receive, capped at 15 min. A job waiting for a slot does not come here (it
+    parks). With the queue's maxReceiveCount of 20 a launch can be retried for about
+    four hours before its message reaches the DLQ (where the DLQ alarm fires, and
+    ``batchctl retry`` re-drives it)."""
     exponent = max(0, min(receive_count - 1, 10))
     return int(min(BACKOFF_FIRST_SECONDS * 2**exponent, BACKOFF_MAX_SECONDS))
 

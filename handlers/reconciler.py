@@ -24,6 +24,7 @@ created that job (the task died first), it is created here and handled as a fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,8 @@ from jobcontract import (
     scheduled_job_id,
     worker_of_job_id,
 )
+from jobcontract.dispatch import Dispatch, drain_message, slot_key
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
@@ -80,6 +83,18 @@ class StoppedTask:
             and self.exit_code == WorkerExit.OK
             and self.stop_code == "EssentialContainerExited"
         )
+
+    def running(self, lease: dict[str, Any]) -> StoppedTask:
+        """This event as seen by the job the task ran last (its lease's current job): a
+        reused task was started for its first job, and its later jobs are its own attempts."""
+        current, attempt = (
+            lease.get(DispatchField.CURRENT_JOB),
+            lease.get(DispatchField.CURRENT_ATTEMPT),
+        )
+        if not current or attempt is None:
+            return self
+        env = {**self.env, Env.JOB_ID: str(current), Env.JOB_ATTEMPT: str(attempt)}
+        return dataclasses.replace(self, env=env)
 
     @classmethod
     def lost(cls, task_arn: str, cluster_arn: str, reason: str) -> StoppedTask:
@@ -157,6 +172,7 @@ def classify(task: StoppedTask) -> dict[str, Any]:
 class Reconciler:
     def __init__(self, store: JobStore | None = None) -> None:
         self.store = store or JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
+        self.dispatch = Dispatch(self.store)
 
     def handle_event(self, event: dict[str, Any]) -> str:
         """Apply one event; returns what was done (for logs and tests)."""
@@ -167,6 +183,29 @@ class Reconciler:
         cluster = _aws.env(Env.CLUSTER_ARN, "")
         if cluster and task.cluster_arn and not _same_cluster(cluster, task.cluster_arn):
             return "ignored: other cluster"
+        lease_key = _lease_key(task)
+        lease = self.dispatch.get(lease_key) if lease_key else None
+        if lease is None:
+            return self._settle(task)
+        # The task's slot: settle the job it ran last (warm reuse runs several), report the
+        # ones before it, then give the slot back and let the launcher hand it on. Released
+        # last, so a retried event still finds which job the task ran.
+        outcome = self._settle(task.running(lease))
+        self._report_earlier(lease, task)
+        if self.dispatch.release(str(lease_key), lease_item=lease):
+            _send_drain(str(lease.get(DispatchField.WORKER, "")), self.store)
+        return outcome
+
+    def _report_earlier(self, lease: dict[str, Any], task: StoppedTask) -> None:
+        """Jobs a reused task finished before its last: notify their outcome once (the
+        runtime records them on the lease; one BatchGetItem reads them all)."""
+        earlier = sorted(str(j) for j in lease.get(DispatchField.RAN) or ())
+        for job in self.store.get_many(earlier):
+            status = JobStatus(job[JobField.STATUS])
+            if status.terminal and job.get(JobField.TASK_ARN) in (None, task.task_arn):
+                self._notify_once(job)
+
+    def _settle(self, task: StoppedTask) -> str:
         if task.clean_success and not notify.wanted(JobStatus.SUCCEEDED.value):
             # The worker recorded SUCCEEDED and no sink reports successes: no read, no write.
             return "skipped: exit 0, SUCCEEDED recorded by the worker"
@@ -329,6 +368,28 @@ class Reconciler:
 
 def _same_cluster(configured: str, actual: str) -> bool:
     return configured == actual or configured.rsplit("/", 1)[-1] == actual.rsplit("/", 1)[-1]
+
+
+def _lease_key(task: StoppedTask) -> str | None:
+    """The lease of a task the launcher started: named by its job id and attempt."""
+    job_id, attempt = task.env.get(Env.JOB_ID), task.env.get(Env.JOB_ATTEMPT, "")
+    if not job_id or not JOB_ID_RE.match(job_id) or not attempt.isdigit():
+        return None
+    return slot_key(job_id, int(attempt))
+
+
+def _send_drain(worker: str, store: JobStore) -> None:
+    """Ask the launcher to hand the freed slot on (best effort: the sweep drains too)."""
+    url = _aws.env(Env.LAUNCH_QUEUE_URL, "")
+    if not url:
+        registration = get_worker(store, worker) if worker else None
+        url = registration.queue_url if registration else ""
+    if not url:
+        return
+    try:
+        _aws.client("sqs").send_message(QueueUrl=url, **drain_message())
+    except (ClientError, BotoCoreError) as exc:
+        _aws.log("WARNING", "drain_request_failed", error=str(exc))
 
 
 def _send(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:

@@ -14,7 +14,12 @@ Fargate has no task timeout, and events can be lost, so periodically:
   conditional transitions (so the sweep and a late event cannot both act).
 - QUEUED for longer than ``BATCH_REDRIVE_SECONDS`` (default 900): the SQS message is re-sent
   (an SQS send that failed after the job was written, a message dropped to the DLQ). The
-  launcher's claim is conditional, so a duplicate is harmless.
+  launcher's claim is conditional, so a duplicate is harmless. A parked job (waiting for a
+  slot, ``waiting_since``) has no message and is not redriven.
+- Dispatch backstops (``jobcontract.dispatch``): a task's lease whose task ECS reports
+  STOPPED (or no longer knows) is settled and released as its lost STOPPED event would have
+  done; and while any job is parked, a drain request goes to the launcher, in case the
+  reconciler's was lost.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from handlers import _aws
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
+from jobcontract.dispatch import Dispatch, drain_message
+from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, parse_iso
 
 DEFAULT_HEARTBEAT_STALE = 300
@@ -44,9 +51,17 @@ class SweepReport:
     stopped: list[str] = field(default_factory=list)  # job ids whose task was stopped
     settled: dict[str, str] = field(default_factory=dict)  # job id -> reconciler outcome
     redriven: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)  # leases of tasks gone without an event
+    drain_requested: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"stopped": self.stopped, "settled": self.settled, "redriven": self.redriven}
+        return {
+            "stopped": self.stopped,
+            "settled": self.settled,
+            "redriven": self.redriven,
+            "released": self.released,
+            "drain_requested": self.drain_requested,
+        }
 
 
 def _age(now: datetime, stamp: Any) -> float | None:
@@ -62,6 +77,7 @@ class Sweeper:
         self.cluster = _aws.env(Env.CLUSTER_ARN)
         self.ecs = _aws.client("ecs")
         self.reconciler = Reconciler(self.store)
+        self.dispatch = Dispatch(self.store)
         self.heartbeat_stale = _aws.env_int(Env.HEARTBEAT_STALE_SECONDS, DEFAULT_HEARTBEAT_STALE)
         self.dispatch_stale = _aws.env_int(DISPATCH_STALE_ENV, DEFAULT_DISPATCH_STALE)
         self.redrive_after = _aws.env_int(REDRIVE_ENV, DEFAULT_REDRIVE)
@@ -79,8 +95,63 @@ class Sweeper:
                 due.append((job, reason))
         self._act(due)
         for job in self.store.list_by_status(JobStatus.QUEUED):
-            self._maybe_redrive(job)
+            if not job.get(JobField.WAITING_SINCE):  # a parked job has no message to redo
+                self._maybe_redrive(job)
+        self._release_lost_slots()
+        self._drain_if_waiting()
         return self.report
+
+    # --- dispatch backstops -------------------------------------------------------------
+    def _release_lost_slots(self) -> None:
+        """Leases of tasks ECS no longer runs (their STOPPED event was lost), and leases whose
+        launch never recorded a task long after the job sweep settled it: give them back."""
+        old = [
+            lease
+            for lease in self.dispatch.leases()
+            if (_age(self.now, lease.get("created_at")) or 0) > self.dispatch_stale
+        ]
+        for lease in old:
+            if not lease.get(
+                DispatchField.TASK_ARN
+            ):  # its task ARN was not recorded: its job's, if any
+                job = self.store.get(str(lease.get(DispatchField.CURRENT_JOB, "")))
+                if job and JobStatus(job[JobField.STATUS]) in (
+                    JobStatus.DISPATCHED,
+                    JobStatus.RUNNING,
+                ):
+                    lease[DispatchField.TASK_ARN] = job.get(JobField.TASK_ARN)
+        arns = [
+            str(lease[DispatchField.TASK_ARN]) for lease in old if lease.get(DispatchField.TASK_ARN)
+        ]
+        known = self._describe(arns)
+        for lease in old:
+            arn = lease.get(DispatchField.TASK_ARN)
+            task = known.get(str(arn)) if arn else None
+            if task is not None and task.get("lastStatus") != "STOPPED":
+                continue  # still running: its own event will release it
+            if arn and task is not None:
+                # Stopped, and the event never came: settle its job as the reconciler would.
+                self.reconciler.handle_event({"detail": {**task, "lastStatus": "STOPPED"}})
+                continue
+            if self.dispatch.release(str(lease["pk"]), lease_item=lease):
+                self.report.released.append(str(lease["pk"]))
+
+    def _drain_if_waiting(self) -> None:
+        """Backstop of the reconciler's drain request: jobs park while slots are free only
+        if a request was lost, so ask again when any job waits."""
+        counts, _ = self.dispatch.counts()
+        if not any(int(c.get(DispatchField.WAITING, 0) or 0) > 0 for c in counts.values()):
+            return
+        url = _aws.env(Env.LAUNCH_QUEUE_URL, "")
+        if not url:
+            worker = get_worker(self.store, next(iter(counts)))
+            url = worker.queue_url if worker else ""
+        try:
+            _aws.client("sqs").send_message(QueueUrl=url, **drain_message())
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            _aws.log("ERROR", "sweep_drain_failed", error=str(exc))
+            return
+        self.report.drain_requested = True
 
     # --- what is wrong ----------------------------------------------------------------
     def _running_problem(self, job: dict[str, Any]) -> str | None:
@@ -185,5 +256,6 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         stopped=len(report["stopped"]),
         settled=len(report["settled"]),
         redriven=len(report["redriven"]),
+        released=len(report["released"]),
     )
     return report

@@ -149,6 +149,9 @@ class JobField:
     IDEMPOTENCY_KEY: Final = "idempotency_key"
     REQUEST_HASH: Final = "request_hash"  # detects an Idempotency-Key reused for another body
     CANCEL_REQUESTED: Final = "cancel_requested"
+    # Set while a QUEUED job waits for a slot ("parked", jobcontract/dispatch.py): its
+    # message is gone, the dispatch state starts it when a slot frees.
+    WAITING_SINCE: Final = "waiting_since"
     SOURCE: Final = "source"  # "api" | "schedule"
     EXPIRES_AT: Final = Table.TTL_ATTRIBUTE
 

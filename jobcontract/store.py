@@ -207,6 +207,24 @@ class JobStore:
         item = resp.get("Item")
         return from_item(item) if item else None
 
+    def get_many(self, job_ids: Collection[str]) -> list[Item]:
+        """The jobs that exist among ``job_ids`` (BatchGetItem, 100 keys per request, order
+        not kept); unprocessed keys are asked for again."""
+        found: list[Item] = []
+        ids = list(dict.fromkeys(job_ids))
+        for start in range(0, len(ids), 100):
+            keys = [{Table.PK: {"S": job_pk(j)}} for j in ids[start : start + 100]]
+            request: dict[str, Any] = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(5):
+                resp = self.client.batch_get_item(RequestItems=request)
+                found.extend(
+                    from_item(i) for i in resp.get("Responses", {}).get(self.table_name, [])
+                )
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
+
     def get_worker(self, name: str) -> Item | None:
         resp = self.client.get_item(
             TableName=self.table_name, Key={Table.PK: {"S": worker_pk(name)}}, ConsistentRead=True
@@ -360,7 +378,7 @@ class JobStore:
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise JobExists(job_id, _old_item(exc)) from exc
-        _log_transition(item, None)
+        log_transition(item, None)
         return item
 
     def transition(
@@ -383,6 +401,42 @@ class JobStore:
         ``attempts``. Returns the new item; raises ``TransitionConflict`` with the current
         item when the condition fails, ``InvalidTransition`` for a move the contract forbids.
         """
+        op = self.transition_op(
+            job_id,
+            from_status,
+            to_status,
+            attempt=attempt,
+            set_fields=set_fields,
+            remove_fields=remove_fields,
+            increment_attempts=increment_attempts,
+            expect=expect,
+        )
+        done = self._update(
+            job_id,
+            op["UpdateExpression"],
+            op["ConditionExpression"],
+            op["ExpressionAttributeNames"],
+            op["ExpressionAttributeValues"],
+            f"-> {_status(to_status).value}",
+            prefixed=True,
+        )
+        log_transition(done, _sources(from_status))
+        return done
+
+    def transition_op(
+        self,
+        job_id: str,
+        from_status: StatusLike | Collection[StatusLike],
+        to_status: StatusLike,
+        *,
+        attempt: int | None = None,
+        set_fields: Mapping[str, Any] | None = None,
+        remove_fields: Collection[str] = (),
+        increment_attempts: bool = False,
+        expect: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``transition`` as one ``Update`` of a ``TransactWriteItems`` (the dispatch claims a
+        job and a slot in one transaction): same conditions, same fields."""
         sources = _sources(from_status)
         target = _status(to_status)
         for source in sources:
@@ -390,6 +444,7 @@ class JobStore:
                 raise InvalidTransition(f"{source.value} -> {target.value} is not allowed")
         at = now_iso()
         names: dict[str, str] = {
+            "#pk": Table.PK,
             "#status": JobField.STATUS,
             "#ws": JobField.WORKER_STATUS,
             "#worker": JobField.WORKER,
@@ -398,7 +453,7 @@ class JobStore:
             "#to": target.value,
         }
         values: dict[str, Any] = {":to": {"S": target.value}, ":now": {"S": at}}
-        conditions = [self._status_condition(sources, values)]
+        conditions = ["attribute_exists(#pk)", self._status_condition(sources, values)]
         sets = ["#status = :to", "#updated = :now", "#ts.#to = :now"]
         removes: list[str] = []
         if attempt is not None:
@@ -422,11 +477,15 @@ class JobStore:
         conditions.append("#worker = :worker")
         values[":worker"] = {"S": worker}
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        done = self._update(
-            job_id, update, " AND ".join(conditions), names, values, f"-> {target.value}"
-        )
-        _log_transition(done, sources)
-        return done
+        return {
+            "TableName": self.table_name,
+            "Key": {Table.PK: {"S": job_pk(job_id)}},
+            "UpdateExpression": update,
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
 
     def update(
         self,
@@ -525,13 +584,17 @@ class JobStore:
         names: dict[str, str],
         values: dict[str, Any],
         wanted: str,
+        *,
+        prefixed: bool = False,
     ) -> Item:
         try:
             resp = self.client.update_item(
                 TableName=self.table_name,
                 Key={Table.PK: {"S": job_pk(job_id)}},
                 UpdateExpression=update,
-                ConditionExpression=f"attribute_exists(#pk) AND {condition}",
+                ConditionExpression=(
+                    condition if prefixed else f"attribute_exists(#pk) AND {condition}"
+                ),
                 ExpressionAttributeNames={**names, "#pk": Table.PK},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -542,7 +605,7 @@ class JobStore:
         return from_item(resp["Attributes"])
 
 
-def _log_transition(item: Mapping[str, Any], sources: list[JobStatus] | None) -> None:
+def log_transition(item: Mapping[str, Any], sources: list[JobStatus] | None) -> None:
     """One line per state change, written here because every change passes here: the
     dashboard counts these lines by status, and no caller can forget to write one."""
     fields = {

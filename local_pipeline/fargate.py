@@ -73,6 +73,11 @@ class LocalTask:
     stop_reason: str | None = None  # set when stopped through StopTask
     stop_code: str | None = None  # the STOPPED event's stopCode, when not the default
     kill_at: float | None = None
+    # Epoch seconds, for benchmarks (``LocalFargate.task_timelines``): seen, process started,
+    # STOPPED.
+    seen_ts: float = field(default_factory=time.time)
+    started_ts: float | None = None
+    stopped_ts: float | None = None
 
     @property
     def task_id(self) -> str:
@@ -112,8 +117,10 @@ class LocalFargate:
         command: Callable[[str], list[str]] | None = None,
         poll_interval: float = 0.2,
         max_stop_timeout: int = DEFAULT_STOP_TIMEOUT,
+        gpus: bool | None = None,
     ) -> None:
         self.ecs = ecs
+        self.gpus = gpus  # --docker: pass the GPUs through (None: when the engine has them)
         self.cluster_arns = list(cluster_arns)
         self.base_env = dict(base_env)
         self.logs_dir = logs_dir
@@ -164,6 +171,23 @@ class LocalFargate:
                 task.process.wait(timeout=10)
             if task.log_file is not None:
                 task.log_file.close()
+
+    def task_timelines(self) -> list[dict[str, Any]]:
+        """Every task seen: ARN, worker, vCPUs, and when it was seen (RunTask), its process
+        started and it was marked STOPPED (epoch seconds; None when not yet)."""
+        with self._lock:
+            tasks = list(self.tasks.values())
+        return [
+            {
+                "arn": t.arn,
+                "worker": t.worker,
+                "vcpu": int(t.cpu) / 1024 if t.cpu else 0.0,
+                "created": t.seen_ts,
+                "started": t.started_ts,
+                "stopped": t.stopped_ts,
+            }
+            for t in tasks
+        ]
 
     def idle(self) -> bool:
         with self._lock:
@@ -355,6 +379,10 @@ class LocalFargate:
                 "docker", "run", "--rm", "--name", self.container_name(task),
                 "--network", "host", "--stop-timeout", str(task.stop_timeout),
             ]  # fmt: skip
+            if self.gpus is None:
+                self.gpus = docker_has_gpu()
+            if self.gpus:
+                args += ["--gpus", "all"]  # GPU workers see the host's GPUs, as on ECS
             for key, value in env.items():
                 if key not in _INHERITED and key != "PYTHONPATH":
                     args += ["-e", f"{key}={value}"]
@@ -375,6 +403,7 @@ class LocalFargate:
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the workers
         )
         task.started_at = _now_iso()
+        task.started_ts = time.time()
         self._index(task, env)
         log.info("task %s: worker %s started (pid %d)", task.task_id, task.worker, task.process.pid)
 
@@ -394,6 +423,7 @@ class LocalFargate:
         self, task: LocalTask, *, exit_code: int | None, stop_code: str | None = None
     ) -> None:
         """Mark the task STOPPED in moto and deliver the STOPPED event."""
+        task.stopped_ts = time.time()
         if task.stop_reason is None:
             reason = EXITED_REASON
             self.ecs.stop_task(cluster=task.cluster_arn, task=task.arn, reason=reason)
@@ -488,6 +518,33 @@ def docker_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+def docker_has_gpu(dev: Path = Path("/dev/nvidia0")) -> bool:
+    """True when ``docker run --gpus all`` can work here: an NVIDIA device on the host and
+    the engine has the NVIDIA runtime (the NVIDIA Container Toolkit registers it; without it
+    ``--gpus`` fails with "could not select device driver")."""
+    if not dev.exists() or shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{json .Runtimes}}"],
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and engine_has_nvidia_runtime(done.stdout.decode())
+
+
+def engine_has_nvidia_runtime(runtimes_json: str) -> bool:
+    """Whether ``docker info --format '{{json .Runtimes}}'`` lists the NVIDIA runtime."""
+    try:
+        runtimes = json.loads(runtimes_json or "{}")
+    except ValueError:
+        return False
+    return isinstance(runtimes, dict) and any("nvidia" in str(k).lower() for k in runtimes)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

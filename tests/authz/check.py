@@ -729,13 +729,45 @@ def decide(needed: Needed, stack: StackPolicies) -> Decision:
     return evaluate(r, identity, stack.policies_on(r.resource))
 
 
+# AWS rule: TransactWriteItems has no IAM action of its own: each operation in it is
+# authorized as its single-item action on its own item (Put -> PutItem, Update -> UpdateItem,
+# Delete -> DeleteItem, ConditionCheck -> ConditionCheckItem), with that item's LeadingKeys
+# (Service Authorization Reference for Amazon DynamoDB; DynamoDB developer guide,
+# "Using IAM with DynamoDB transactions"). BatchGetItem is authorized as dynamodb:BatchGetItem
+# with the LeadingKeys of every key it reads.
+TRANSACT_ITEM_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def item_calls(call: Call) -> list[Call]:
+    """A call as the per-item requests IAM evaluates for it (itself for most calls)."""
+    if call.service == "dynamodb" and call.operation == "TransactWriteItems":
+        parts = []
+        for entry in call.params.get("TransactItems") or []:
+            for kind, params in entry.items():
+                op = TRANSACT_ITEM_ACTIONS[kind]
+                parts.append(replace(call, operation=op, params=params))
+        return parts
+    if call.service == "dynamodb" and call.operation == "BatchGetItem":
+        return [
+            replace(call, params={"TableName": table, "Key": key})
+            for table, request in (call.params.get("RequestItems") or {}).items()
+            for key in request.get("Keys") or []
+        ]
+    return [call]
+
+
 def check(
     calls: Iterable[Call], stack: StackPolicies, table: Mapping[str, Any] | None = None
 ) -> list[Problem]:
     """Every problem: unmapped calls and denied requests (an empty list = all authorized)."""
     table = table if table is not None else action_table()
     problems = []
-    for call in calls:
+    for call in (part for whole in calls for part in item_calls(whole)):
         try:
             needed = requests_for(call, stack, table)
         except (LookupError, KeyError) as exc:

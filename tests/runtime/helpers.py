@@ -129,3 +129,11 @@ def stopped_event(
         "resources": [task_arn],
         "detail": detail,
     }
+
+
+def job_messages(queue_url: str) -> list[dict[str, Any]]:
+    """``receive_all`` without the launcher's drain requests (``jobcontract.dispatch``): the
+    reconciler asks for one each time it frees a task's slot."""
+    from jobcontract.dispatch import DRAIN_MESSAGE
+
+    return [m for m in receive_all(queue_url) if m["Body"] != DRAIN_MESSAGE]

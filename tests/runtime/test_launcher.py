@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import boto3
@@ -12,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from handlers import _aws, launcher
 from jobcontract import TAG_JOB_ID, Env, JobField
+from jobcontract.dispatch import Dispatch, slot_key
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, receive_all, sqs_event
@@ -129,24 +129,63 @@ def test_cancelled_job_is_skipped(res) -> None:
     assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "CANCELLED"
 
 
-def test_concurrency_cap_defers_without_claiming(res) -> None:
+def test_concurrency_cap_parks_the_job_and_a_freed_slot_starts_it(res) -> None:
+    """At the cap the job parks (QUEUED + waiting_since, no claim) and its message is consumed:
+    waiting spends no SQS receive. When a task's slot is released (the reconciler, on its
+    STOPPED event) a drain message starts the parked job."""
     ids = [submit() for _ in range(3)]
-    out, messages = deliver(res)
-    assert len(out["batchItemFailures"]) == 1  # max_concurrency 2
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}  # max_concurrency 2: nothing handed back
     store = JobStore(res.table_name)
-    statuses = sorted(store.get(i)[JobField.STATUS] for i in ids)
+    jobs = {i: store.get(i) for i in ids}
+    statuses = sorted(j[JobField.STATUS] for j in jobs.values())
     assert statuses == ["DISPATCHED", "DISPATCHED", "QUEUED"]
-    deferred = out["batchItemFailures"][0]["itemIdentifier"]
-    body = json.loads(next(m["Body"] for m in messages if m["MessageId"] == deferred))
-    assert store.get(body["job_id"])[JobField.ATTEMPTS] == 0
-    # Once a task stops, the redelivered message launches.
-    ecs = boto3.client("ecs")
-    first = store.get(ids[0])[JobField.TASK_ARN] or store.get(ids[1])[JobField.TASK_ARN]
-    ecs.stop_task(cluster=res.cluster_arn, task=first, reason="done")
-    retry = [m for m in messages if m["MessageId"] == deferred]
-    again = launcher.handler(sqs_event(res.workers["echo"].queue_arn, retry), None)
+    parked = next(i for i, j in jobs.items() if j[JobField.STATUS] == "QUEUED")
+    assert jobs[parked][JobField.ATTEMPTS] == 0 and jobs[parked][JobField.WAITING_SINCE]
+    assert receive_all(res.workers["echo"].queue_url) == []  # consumed, not deferred
+    running = next(i for i in ids if i != parked)
+    dispatch = Dispatch(store)
+    assert dispatch.release(slot_key(running, 1))
+    again = launcher.handler(sqs_event(res.workers["echo"].queue_arn, [_drain()]), None)
     assert again == {"batchItemFailures": []}
-    assert store.get(body["job_id"])[JobField.STATUS] == "DISPATCHED"
+    woken = store.get(parked)
+    assert woken[JobField.STATUS] == "DISPATCHED" and woken[JobField.ATTEMPTS] == 1
+    assert JobField.WAITING_SINCE not in woken and woken[JobField.TASK_ARN]
+    counts, _ = dispatch.counts()
+    assert counts["echo"]["tasks"] == 2 and counts["echo"]["waiting"] == 0
+
+
+def test_a_fresh_job_never_overtakes_a_parked_one(res) -> None:
+    """Oldest first within a worker: while a job is parked, a new job parks behind it even
+    if a slot is free at that instant, and the drain starts the older one first."""
+    first, second, third = submit(), submit(), submit()
+    store = JobStore(res.table_name)
+    dispatch = Dispatch(store)
+    messages = receive_all(res.workers["echo"].queue_url)
+    by_job = {json.loads(m["Body"])["job_id"]: m for m in messages}
+    # Two launch and fill the cap; the third parks.
+    assert launcher.handler(
+        sqs_event(res.workers["echo"].queue_arn, [by_job[first], by_job[second]]), None
+    ) == {"batchItemFailures": []}
+    launcher.Launcher().process(by_job[third]["Body"])
+    assert store.get(third)[JobField.WAITING_SINCE]
+    late = submit()
+    dispatch.release(slot_key(first, 1))  # a slot frees, but no drain ran yet
+    late_message = receive_all(res.workers["echo"].queue_url)
+    outcome = launcher.Launcher().process(late_message[0]["Body"])
+    assert outcome.action == "waiting"  # it parks behind the third
+    launcher.Launcher().drain()
+    assert store.get(third)[JobField.STATUS] == "DISPATCHED"
+    assert store.get(late)[JobField.STATUS] == "QUEUED"
+
+
+def _drain() -> dict[str, Any]:
+    return {
+        "MessageId": "drain-1",
+        "ReceiptHandle": "drain-1",
+        "Body": '{"drain": true}',
+        "Attributes": {"MessageGroupId": "dispatch-drain", "ApproximateReceiveCount": "1"},
+    }
 
 
 def test_throttling_keeps_claim_and_resumes_with_same_token(res) -> None:
@@ -328,31 +367,6 @@ def test_retry_visibility_backs_off_and_caps() -> None:
     assert sum(launcher.retry_visibility(n) for n in range(1, 21)) >= 3 * 3600
 
 
-def test_deferred_message_is_hidden_with_backoff_not_redelivered_at_once(res) -> None:
-    """At the concurrency cap the message is handed back with a visibility backoff: it is
-    invisible right after (not spinning through the DLQ receive budget), then comes back."""
-    for _ in range(3):
-        submit()
-    sqs = boto3.client("sqs")
-    url = res.workers["echo"].queue_url
-    messages: list[dict[str, Any]] = []
-    while len(messages) < 3:  # received, NOT deleted: the launcher owns them now
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=2
-        )
-        messages += got.get("Messages", [])
-    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
-    assert len(out["batchItemFailures"]) == 1
-    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "3"  # the 2 launched + the deferred
-    deferred = out["batchItemFailures"][0]["itemIdentifier"]
-    for m in messages:
-        if m["MessageId"] != deferred:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    time.sleep(2.5)  # past the 2 s the message was received with: only the backoff hides it
-    assert sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", []) == []
-
-
 class TableCalls:
     """Records every DynamoDB operation the handlers' client sends (botocore event hook)."""
 
@@ -369,15 +383,19 @@ class TableCalls:
         return [op for op, key in self.calls if key.startswith("job#")]
 
 
-def test_one_job_costs_exactly_two_table_writes_and_no_read(res) -> None:
-    """Benchmark 1 budget: the claim's conflict answers what a read before it would."""
+def test_one_launch_costs_one_read_one_transaction_and_two_small_writes(res) -> None:
+    """Benchmark 1 budget: read the job, claim job + slot in one transaction, record the task
+    ARN on the job and on the task's lease."""
     job_id = submit()
     calls = TableCalls()
     out, _ = deliver(res)
     assert out == {"batchItemFailures": []}
-    assert calls.on_jobs() == ["UpdateItem", "UpdateItem"]  # claim, record task ARN
+    ops = [op for op, key in calls.calls if not key.startswith("worker#")]
+    assert ops == ["GetItem", "TransactWriteItems", "UpdateItem", "UpdateItem"]
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.TASK_ARN]
+    lease = Dispatch(JobStore(res.table_name)).get(slot_key(job_id, 1))
+    assert lease is not None and lease["task_arn"] == job[JobField.TASK_ARN]
 
 
 def test_queued_job_with_cancel_flag_is_cancelled_not_launched(res) -> None:
@@ -514,7 +532,6 @@ def test_conflict_on_a_used_token_adopts_the_task_it_launched(res) -> None:
     stubber.activate()
     _aws.set_client("ecs", ecs)
     lau = launcher.Launcher()
-    lau._running["solo"] = 0  # no ListTasks against the stub
     job_id = submit("solo")
     messages = receive_all(res.workers["solo"].queue_url)
     outcome = lau.process(messages[0]["Body"])

@@ -14,7 +14,7 @@ from handlers import _aws, launcher, reconciler
 from jobcontract import Env, JobField, WorkerExit
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec, topic_tap
-from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
+from tests.runtime.helpers import call, job_messages, receive_all, sqs_event, stopped_event
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def launch(res) -> tuple[str, str]:
 
 
 def relaunch(res, job_id: str) -> str:
-    messages = receive_all(res.workers["echo"].queue_url)
+    messages = job_messages(res.workers["echo"].queue_url)
     assert [json.loads(m["Body"])["job_id"] for m in messages] == [job_id]
     out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
     assert out == {"batchItemFailures": []}
@@ -90,7 +90,7 @@ def test_spot_interruption_retries_then_final_failure_notifies(res, topic_queue)
     assert len(published) == 1
     assert published[0]["job_id"] == job_id and published[0]["status"] == "FAILED"
     assert published[0]["error"]["type"] == "OutOfMemory"
-    assert receive_all(res.workers["echo"].queue_url) == []
+    assert job_messages(res.workers["echo"].queue_url) == []
 
 
 def test_event_for_older_task_is_ignored(res) -> None:
@@ -113,7 +113,7 @@ def test_access_denied_exit_fails_the_job_without_a_retry(res, topic_queue) -> N
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "FAILED" and job[JobField.ATTEMPTS] == 1
     assert job[JobField.ERROR]["type"] == "AccessDenied"
-    assert receive_all(res.workers["echo"].queue_url) == []  # nothing re-enqueued
+    assert job_messages(res.workers["echo"].queue_url) == []  # nothing re-enqueued
     assert [json.loads(m["Body"])["job_id"] for m in receive_all(topic_queue)] == [job_id]
 
 
@@ -138,12 +138,19 @@ def succeed(res, job_id: str) -> None:
 
 def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
     """Benchmark 1 budget: exit 0 + EssentialContainerExited = SUCCEEDED recorded; without a
-    sink that reports successes there is nothing to read or write."""
+    sink that reports successes the job is not read: only the task's lease is read and
+    released (one transaction), and one drain request hands the slot on."""
     job_id, task = launch(res)
     succeed(res, job_id)
     calls = TableCalls()
     assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
-    assert calls.ops == []
+    assert calls.ops == ["GetItem", "TransactWriteItems"]
+    drains = [m for m in receive_all(res.workers["echo"].queue_url)]
+    assert [m["Body"] for m in drains] == ['{"drain": true}']
+    # The same event again: the lease is gone, nothing is released twice.
+    calls.ops.clear()
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    assert calls.ops == ["GetItem"] and receive_all(res.workers["echo"].queue_url) == []
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "SUCCEEDED" and reconciler.NOTIFIED_AT not in job
     assert receive_all(topic_queue) == []
@@ -200,7 +207,7 @@ def test_skipped_exit_zero_without_success_is_caught_by_the_sweep(res, monkeypat
     assert report.settled[job_id].startswith("retry: ")
     job = store.get(job_id)
     assert job[JobField.STATUS] == "QUEUED" and JobField.TASK_ARN not in job
-    assert [json.loads(m["Body"]) for m in receive_all(res.workers["echo"].queue_url)] == [
+    assert [json.loads(m["Body"]) for m in job_messages(res.workers["echo"].queue_url)] == [
         {"job_id": job_id, "attempt": 1}
     ]
 
@@ -211,7 +218,8 @@ def test_succeeded_job_is_left_alone(res, topic_queue) -> None:
     calls = TableCalls()
     event = stopped_event(res.cluster_arn, task, stop_code="UserInitiated")
     assert reconcile(event) == "terminal: SUCCEEDED"
-    assert calls.ops == ["GetItem"]  # no sink reports successes: no notified_at write
+    # The lease, the job; then the slot's release. No sink reports successes: no write.
+    assert calls.ops == ["GetItem", "GetItem", "TransactWriteItems"]
     assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "SUCCEEDED"
     assert receive_all(topic_queue) == []  # success is not a failure notification
 

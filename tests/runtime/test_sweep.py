@@ -36,7 +36,13 @@ def test_fresh_jobs_are_left_alone(res) -> None:
     store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
     store.heartbeat(job_id, 1)
     report = Sweeper(now=later(60)).run()
-    assert report.as_dict() == {"stopped": [], "settled": {}, "redriven": []}
+    assert report.as_dict() == {
+        "stopped": [],
+        "settled": {},
+        "redriven": [],
+        "released": [],
+        "drain_requested": False,
+    }
     assert describe(res, task)["desiredStatus"] == "RUNNING"
 
 

@@ -20,7 +20,7 @@ from jobcontract import Env, JobField
 from jobcontract.logs import LogField
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import PipelineResources, WorkerSpec
-from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event
+from tests.runtime.helpers import call, job_messages, receive_all, sqs_event, stopped_event
 from workers.runtime import JobContext, exit_codes, run_worker, worker
 
 WORKER = "echo"
@@ -45,7 +45,7 @@ def submit() -> str:
 
 
 def launch(res: PipelineResources, job_id: str) -> str:
-    messages = receive_all(res.workers[WORKER].queue_url)
+    messages = job_messages(res.workers[WORKER].queue_url)
     assert [json.loads(m["Body"])["job_id"] for m in messages] == [job_id]
     out = launcher.handler(sqs_event(res.workers[WORKER].queue_arn, messages), None)
     assert out == {"batchItemFailures": []}

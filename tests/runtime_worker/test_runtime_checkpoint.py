@@ -64,16 +64,16 @@ def test_interrupted_job_resumes_without_repeating_finished_items(
     assert first == list(range(STOP_AT + 1))  # took no new item after SIGTERM
     job = runtime_env.store.get(job_id)
     assert job is not None and job[JobField.CHECKPOINT_KEY] == checkpoint_key(WORKER, job_id)
-    assert any(line["event"] == "checkpoint_saved" and line["items"] == STOP_AT + 1
-               for line in logs)
+    assert any(
+        line["event"] == "checkpoint_saved" and line["items"] == STOP_AT + 1 for line in logs
+    )
 
     _retry(runtime_env, job_id)
     code, logs = _run(defn, runtime_env.job_env(job_id, attempt=2))
     assert code == exit_codes.OK
     second = [i for attempt, i in calls if attempt == 2]
-    assert second == ITEMS[STOP_AT + 1:]  # only what the first attempt did not finish
-    assert any(line["event"] == "map_resumed" and line["restored"] == STOP_AT + 1
-               for line in logs)
+    assert second == ITEMS[STOP_AT + 1 :]  # only what the first attempt did not finish
+    assert any(line["event"] == "map_resumed" and line["restored"] == STOP_AT + 1 for line in logs)
     job = runtime_env.store.get(job_id)
     assert job is not None and job[JobField.STATUS] == JobStatus.SUCCEEDED
     assert job[JobField.PROGRESS] == {"done": len(ITEMS), "total": len(ITEMS)}

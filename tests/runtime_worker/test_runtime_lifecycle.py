@@ -547,3 +547,77 @@ def test_the_model_from_the_environment_stops_backing_off_when_the_job_must_stop
     assert job is not None and job["status"] == JobStatus.FAILED
     assert job["error"]["type"] == "Timeout"
     assert fake.calls >= 2
+
+
+def test_warm_reuse_runs_the_parked_jobs_in_the_same_task_each_as_its_own_job(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """A task that finished its job takes its worker's parked jobs, oldest first: each keeps
+    its own claim (attempt), result and log lines; a crash ends the reuse (the reconciler
+    retries that job); the lease records what the task ran."""
+    from jobcontract.dispatch import Claimed, Dispatch
+
+    store = runtime_env.store
+    dispatch = Dispatch(store)
+    first = new_queued(runtime_env, {"items": ["a"]})
+    claimed = dispatch.claim(first, 0, WORKER, cap=1, cpu=256)
+    assert isinstance(claimed, Claimed)
+    second = new_queued(runtime_env, {"items": ["b"]})
+    crashing = new_queued(runtime_env, {"items": ["bad"], "crash": True})
+    never = new_queued(runtime_env, {"items": ["z"]})
+    for job_id in (second, crashing, never):
+        assert dispatch.park(job_id, 0, WORKER)
+    task_arn = "arn:aws:ecs:us-east-1:000000000000:task/test-cluster/" + "cd" * 16
+    env = runtime_env.job_env(first, **{Env.TASK_ARN: task_arn, Env.REUSE_IDLE_SECONDS: "0.3"})
+    code, logs = run(crash_on_flag, env)
+    assert code == exit_codes.CRASH  # the last job's exit: the crashed one
+    for job_id in (first, second):
+        job = store.get(job_id)
+        assert job["status"] == "SUCCEEDED" and job["attempts"] == 1
+        assert job["task_arn"] == task_arn
+        assert read_result(runtime_env.resources.bucket, job["result_key"])["job_id"] == job_id
+    assert store.get(crashing)["status"] == "RUNNING"  # error recorded; the reconciler decides
+    assert store.get(never)["status"] == "QUEUED"  # the task exited after the crash
+    lease = dispatch.get(claimed.lease)
+    assert lease["current_job"] == crashing and lease["ran"] == {first, second}
+    by_job = {line.get("job_id") for line in logs if line["event"] == "job_exit"}
+    assert by_job == {first, second, crashing}
+    ran_lines = [line for line in logs if line.get("job_id") == second]
+    assert ran_lines and all(line.get("attempt") == 1 for line in ran_lines)
+
+
+def test_reuse_off_runs_one_job(runtime_env: RuntimeEnv) -> None:
+    from jobcontract.dispatch import Claimed, Dispatch
+
+    dispatch = Dispatch(runtime_env.store)
+    first = new_queued(runtime_env, {"items": ["a"]})
+    assert isinstance(dispatch.claim(first, 0, WORKER, cap=1, cpu=256), Claimed)
+    parked = new_queued(runtime_env, {"items": ["b"]})
+    dispatch.park(parked, 0, WORKER)
+    code, _ = run(crash_on_flag, runtime_env.job_env(first, **{Env.REUSE_IDLE_SECONDS: "0"}))
+    assert code == exit_codes.OK and runtime_env.store.get(parked)["status"] == "QUEUED"
+
+
+@worker(name=WORKER)
+def crash_on_flag(ctx: JobContext) -> dict[str, Any]:
+    if ctx.input.get("crash"):
+        raise RuntimeError("boom")
+    return {"items": [i.upper() for i in ctx.input["items"]]}
+
+
+def new_queued(runtime_env: RuntimeEnv, job_input: dict[str, Any]) -> str:
+    from jobcontract import new_job_id
+
+    job_id = new_job_id(WORKER)
+    runtime_env.store.create(
+        {
+            "job_id": job_id,
+            "worker": WORKER,
+            "attempts": 0,
+            "max_attempts": 3,
+            "input": job_input,
+            "source": "api",
+        }
+    )
+    time.sleep(0.002)  # distinct created_at: oldest first is observable
+    return job_id

@@ -85,8 +85,10 @@ class Checkpoint:
             recorded = dict(self._recorded)
             maps = dict(self._saved)
         maps.update(
-            {call: {"digest": items_digest(items), "items": entries}
-             for call, (items, entries) in recorded.items()}
+            {
+                call: {"digest": items_digest(items), "items": entries}
+                for call, (items, entries) in recorded.items()
+            }
         )
         if not any(m.get("items") for m in maps.values()):
             return None

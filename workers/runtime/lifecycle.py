@@ -33,8 +33,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Any, TextIO
 
@@ -53,6 +53,7 @@ from jobcontract import (
     scheduled_job_id,
     worker_of_job_id,
 )
+from jobcontract.dispatch import Claimed, Dispatch, slot_key, wait_for_next
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 from workers.runtime import exit_codes
 from workers.runtime.checkpoint import Checkpoint
@@ -95,6 +96,7 @@ class Settings:
     task_arn: str | None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     job_ttl_days: int | None = None
+    reuse_idle_seconds: float = 0.0  # warm reuse window (0: one job per task)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], worker: str) -> Settings:
@@ -131,6 +133,13 @@ class Settings:
         heartbeat = positive(Env.HEARTBEAT_INTERVAL_SECONDS, DEFAULT_HEARTBEAT_SECONDS)
         max_attempts = positive(Env.WORKER_MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)
         ttl_days = positive(Env.JOB_TTL_DAYS, None)
+        raw_reuse = env.get(Env.REUSE_IDLE_SECONDS, "").strip() or "0"
+        try:
+            reuse = float(raw_reuse)
+        except ValueError as exc:
+            raise ConfigError(f"{Env.REUSE_IDLE_SECONDS}={raw_reuse!r} is not a number") from exc
+        if reuse < 0:
+            raise ConfigError(f"{Env.REUSE_IDLE_SECONDS}={raw_reuse!r} must be 0 or more")
         return cls(
             table=required(Env.JOBS_TABLE),
             bucket=required(Env.RESULTS_BUCKET),
@@ -143,7 +152,36 @@ class Settings:
             task_arn=env.get(Env.TASK_ARN, "").strip() or None,
             max_attempts=int(max_attempts or DEFAULT_MAX_ATTEMPTS),
             job_ttl_days=int(ttl_days) if ttl_days else None,
+            reuse_idle_seconds=reuse,
         )
+
+
+# Exits after which a task may take its worker's next job (warm reuse): the job ended and was
+# recorded. After a crash, an interruption or a timeout the task exits, and the reconciler
+# settles the job from the exit code.
+REUSABLE_EXITS = frozenset({exit_codes.OK, exit_codes.FAILED, exit_codes.NOT_RUNNABLE})
+# A reused task runs at most this many jobs: it bounds the lease's record of finished jobs
+# (read in one BatchGetItem when the task stops) and how long one task lives.
+MAX_JOBS_PER_TASK = 100
+
+
+class TaskSignals:
+    """SIGTERM for the whole task, and the stop flag of the job running now: each reused job
+    gets a fresh flag (a cancel stops that job only), a SIGTERM stops every job."""
+
+    def __init__(self) -> None:
+        self.terminating = threading.Event()
+        self.current = StopFlag()
+
+    def interrupt(self) -> bool:
+        self.terminating.set()
+        return self.current.set("interrupted")
+
+    def next_job(self) -> StopFlag:
+        self.current = StopFlag()
+        if self.terminating.is_set():
+            self.current.set("interrupted")
+        return self.current
 
 
 def run_worker(
@@ -157,13 +195,18 @@ def run_worker(
     install_signal_handlers: bool = True,
     hard_exit: Callable[[int], None] = os._exit,
 ) -> int:
-    """Run the one job this process was started for; returns the process exit code."""
+    """Run the job this process was started for, then (warm reuse) the next parked jobs of
+    its worker; returns the process exit code (the last job's)."""
     environ: Mapping[str, str] = os.environ if env is None else env
     logger = JsonLogger(stream, worker=definition.name)
-    stop = StopFlag()  # shared with the model client: its retry waits end on SIGTERM/cancel
+    signals = TaskSignals()  # the model client's retry waits end on SIGTERM / cancel
+
+    def model_for(stop: StopFlag) -> ModelClient | None:
+        return model if model is not None else model_client_from_env(environ, stop)
+
     try:
         settings = Settings.from_env(environ, definition.name)
-        chosen_model = model if model is not None else model_client_from_env(environ, stop)
+        chosen_model = model_for(signals.current)
     except (ConfigError, ModelConfigError) as exc:
         logger.error("config_error", message=str(exc))
         return exit_codes.CONFIG
@@ -171,32 +214,83 @@ def run_worker(
         import boto3
 
         s3 = boto3.client("s3")
-    job_run = _JobRun(
-        definition,
-        settings,
-        environ,
-        store=store or JobStore(settings.table),
-        s3=s3,
-        model=chosen_model,
-        logger=logger,
-        hard_exit=hard_exit,
-        stop=stop,
-    )
-    restore = _install_signal_handlers(job_run.stop, logger) if install_signal_handlers else None
+    job_store = store or JobStore(settings.table)
+
+    def run(job_settings: Settings, stop: StopFlag, job_model: ModelClient | None) -> int:
+        return _JobRun(
+            definition,
+            job_settings,
+            environ,
+            store=job_store,
+            s3=s3,
+            model=job_model,
+            logger=JsonLogger(stream, worker=definition.name),
+            hard_exit=hard_exit,
+            stop=stop,
+        ).execute()
+
+    restore = _install_signal_handlers(signals, logger) if install_signal_handlers else None
     try:
-        return job_run.execute()
+        codes = [run(settings, signals.current, chosen_model)]
+        for claimed in _reused_jobs(settings, job_store, environ, logger, signals, codes):
+            stop = signals.next_job()
+            job_settings = replace(settings, job_id=claimed.job_id, attempt=claimed.attempt)
+            codes.append(run(job_settings, stop, model_for(stop)))
+        return codes[-1]
     finally:
         if restore is not None:
             restore()
 
 
-def _install_signal_handlers(stop: StopFlag, logger: JsonLogger) -> Callable[[], None] | None:
+def _reused_jobs(
+    settings: Settings,
+    store: JobStore,
+    env: Mapping[str, str],
+    logger: JsonLogger,
+    signals: TaskSignals,
+    codes: list[int],
+) -> Iterator[Claimed]:
+    """The next jobs this task takes (``jobcontract.dispatch.wait_for_next``), while the last
+    one ended cleanly, reuse is on and no SIGTERM came. Any AWS trouble ends the reuse: the
+    task exits and its STOPPED event releases its slot."""
+    if settings.reuse_idle_seconds <= 0 or settings.job_id is None or settings.attempt is None:
+        return
+    lease = slot_key(settings.job_id, settings.attempt)
+    meta = task_metadata(env)
+    task_arn = settings.task_arn or (str(meta["TaskARN"]) if meta else None)
+    dispatch = Dispatch(store)
+    finished = settings.job_id
+    for _ in range(MAX_JOBS_PER_TASK - 1):
+        if codes[-1] not in REUSABLE_EXITS or signals.terminating.is_set():
+            return
+        try:
+            claimed = wait_for_next(
+                dispatch,
+                settings.worker,
+                lease,
+                task_arn,
+                idle_seconds=settings.reuse_idle_seconds,
+                finished=finished,
+                stopped=signals.terminating.is_set,
+            )
+        except Exception as exc:  # AWS trouble: end the task, nothing is lost
+            logger.warning("reuse_ended", error=str(exc)[:500])
+            return
+        if claimed is None:
+            logger.info("reuse_idle_exit", idle_seconds=settings.reuse_idle_seconds)
+            return
+        logger.info("reuse_next_job", next_job_id=claimed.job_id, after_job_id=finished)
+        yield claimed
+        finished = claimed.job_id
+
+
+def _install_signal_handlers(signals: TaskSignals, logger: JsonLogger) -> Callable[[], None] | None:
     """SIGTERM/SIGINT set the stop flag instead of killing the process (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        if stop.set("interrupted"):
+        if signals.interrupt():
             logger.warning("signal_received", signal=signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -1,0 +1,193 @@
+"""What an ``InstanceWorker`` (ECS Managed Instances, GPU) costs: idle and per job.
+
+Pure functions over the price section ``gpu_instance_hour`` of ``cost/prices.json`` (every
+figure with its source; the GPU figures are marked as estimates there). Separate from
+``cost/estimator.py``: the estimator prices Fargate tasks; the hook for it is
+``instance_workers_from_graph(graph)`` + ``job_cost`` / ``idle_cost`` (see the README's
+"GPU workers" section).
+
+The model:
+
+- **Idle (no job running): $0 of compute.** Managed Instances launches an instance for a task
+  and terminates it once idle for ``scale_in_after_seconds`` (scale to zero); what remains is
+  the ECR storage of the worker's images, priced by the estimator as for any worker.
+- **One job** of N minutes runs on the cheapest accepted type (ECS picks among the allowed
+  types; we price the cheapest, the likely pick, and also report the dearest). Billed instance
+  time = start-up (launch, agent, image pull: an estimate) + N minutes + the idle tail
+  ``scale_in_after_seconds`` when the job is alone in its burst (a following job reuses the
+  instance and pays no start-up), with EC2's 60-second minimum. The hourly price is the
+  Spot/on-demand blend of the worker's Spot share (Spot = on-demand x (1 - discount), an
+  estimate). The Managed Instances management charge is added only when the price file has
+  it (it does not yet: the result says so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cost.prices import PRICES_FILE, PriceBookError
+
+EC2_MINIMUM_SECONDS = 60  # EC2 per-second billing, one-minute minimum (Linux)
+
+
+@dataclass(frozen=True)
+class GpuPrices:
+    on_demand: dict[str, float]  # instance type -> USD per hour
+    spot_discount: float
+    fee_share: float | None  # Managed Instances management charge, share of on-demand
+    startup_seconds: float
+    sources: dict[str, str]
+
+    def hourly(self, instance_type: str, spot_share: float) -> float:
+        try:
+            od = self.on_demand[instance_type]
+        except KeyError:
+            raise PriceBookError(f"no GPU instance price for {instance_type!r}") from None
+        blended = spot_share * od * (1 - self.spot_discount) + (1 - spot_share) * od
+        return blended + (od * self.fee_share if self.fee_share else 0.0)
+
+
+def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
+    section = json.loads(path.read_text())["gpu_instance_hour"]
+    types = section["types"]
+    for name, entry in types.items():
+        if not str(entry.get("source", "")).startswith("https://"):
+            raise PriceBookError(f"gpu_instance_hour.types.{name}: needs an https 'source'")
+    fee = section["managed_instances_fee_share"]["value"]
+    return GpuPrices(
+        on_demand={name: float(e["value"]) for name, e in types.items()},
+        spot_discount=float(section["spot_discount_estimate"]["value"]),
+        fee_share=None if fee is None else float(fee),
+        startup_seconds=float(section["instance_startup_seconds"]["value"]),
+        sources={name: str(e["source"]) for name, e in types.items()},
+    )
+
+
+@dataclass(frozen=True)
+class InstanceWorkerSpec:
+    """What the cost depends on, as the stack declares it."""
+
+    name: str
+    instance_types: tuple[str, ...]  # allowed types, any order
+    spot_share: float  # 0..1, of the first launch step
+    scale_in_after_seconds: int | None  # None: AWS default (priced as 0, said so)
+
+
+@dataclass(frozen=True)
+class JobCost:
+    worker: str
+    instance_type: str  # the cheapest accepted type
+    hourly: float  # blended Spot/on-demand (+ fee when known)
+    billed_seconds: float
+    cost: float  # one job alone in its burst (start-up + run + idle tail)
+    cost_warm: float  # a job that finds a warm instance (no start-up, no own tail)
+    dearest_type: str
+    dearest_cost: float
+    notes: tuple[str, ...]
+
+
+def billed_seconds(run_seconds: float, startup_seconds: float, idle_tail_seconds: float) -> float:
+    return max(EC2_MINIMUM_SECONDS, startup_seconds + run_seconds + idle_tail_seconds)
+
+
+def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> JobCost:
+    """Cost of one job of ``minutes`` on the cheapest accepted type (see the module doc)."""
+    if not spec.instance_types:
+        raise PriceBookError(f"{spec.name}: no instance types to price")
+    by_price = sorted(spec.instance_types, key=lambda t: prices.hourly(t, spec.spot_share))
+    cheapest, dearest = by_price[0], by_price[-1]
+    tail = float(spec.scale_in_after_seconds or 0)
+    run = minutes * 60
+    seconds = billed_seconds(run, prices.startup_seconds, tail)
+    hourly = prices.hourly(cheapest, spec.spot_share)
+    notes = [
+        f"start-up {prices.startup_seconds:.0f} s and Spot discount "
+        f"{prices.spot_discount:.0%} are estimates (cost/prices.json)",
+    ]
+    if prices.fee_share is None:
+        notes.append("ECS Managed Instances management charge not included (not priced yet)")
+    if spec.scale_in_after_seconds is None:
+        notes.append("scale-in delay is AWS's default: idle tail priced as 0 s")
+    return JobCost(
+        worker=spec.name,
+        instance_type=cheapest,
+        hourly=hourly,
+        billed_seconds=seconds,
+        cost=hourly * seconds / 3600,
+        cost_warm=hourly * max(EC2_MINIMUM_SECONDS, run) / 3600,
+        dearest_type=dearest,
+        dearest_cost=prices.hourly(dearest, spec.spot_share) * seconds / 3600,
+        notes=tuple(notes),
+    )
+
+
+def idle_cost(spec: InstanceWorkerSpec) -> float:
+    """Monthly compute cost with no job running: $0 when the worker scales to zero
+    (instances terminate ``scale_in_after_seconds`` after their last task). A worker whose
+    instances never scale in (``-1``) is refused: it has no idle floor to quote."""
+    if spec.scale_in_after_seconds == -1:
+        raise PriceBookError(
+            f"{spec.name}: scale_in_after_seconds -1 keeps instances running; "
+            "price it as an always-on instance instead"
+        )
+    return 0.0
+
+
+def instance_workers_from_graph(resources: Sequence[Any]) -> list[InstanceWorkerSpec]:
+    """Specs of the InstanceWorkers in a mocked stack graph (``components.offline``): the
+    capacity providers' allowed types, capacity option and scale-in delay, grouped by the
+    worker tag; the Spot share from the registration's first launch step."""
+    by_worker: dict[str, dict[str, Any]] = {}
+    for r in resources:
+        if r.type != "aws:ecs/capacityProvider:CapacityProvider":
+            continue
+        mip = r.inputs.get("managedInstancesProvider") or {}
+        worker = (r.inputs.get("tags") or {}).get("aibatch:worker")
+        if not mip or not worker:
+            continue
+        lt = mip["instanceLaunchTemplate"]
+        entry = by_worker.setdefault(worker, {"types": set(), "scale_in": None})
+        entry["types"].update(lt.get("instanceRequirements", {}).get("allowedInstanceTypes", []))
+        entry["scale_in"] = (mip.get("infrastructureOptimization") or {}).get("scaleInAfter")
+    shares = {w: _spot_share(resources, w) for w in by_worker}
+    return [
+        InstanceWorkerSpec(
+            name=w,
+            instance_types=tuple(sorted(e["types"])),
+            spot_share=shares[w],
+            scale_in_after_seconds=e["scale_in"],
+        )
+        for w, e in sorted(by_worker.items())
+    ]
+
+
+def _spot_share(resources: Sequence[Any], worker: str) -> float:
+    for r in resources:
+        if r.type == "aws:dynamodb/tableItem:TableItem" and r.name == f"{worker}-registration":
+            item = r.inputs["item"]
+            item = json.loads(item) if isinstance(item, str) else item
+            step = json.loads(item["capacity_strategy"]["S"])
+            total = sum(int(s["weight"]) for s in step) or 1
+            spot = sum(
+                int(s["weight"]) for s in step if str(s["capacityProvider"]).endswith("-spot")
+            )
+            return spot / total
+    return 0.0
+
+
+def summary(costs: Mapping[str, JobCost], minutes: float) -> str:
+    """Plain-text lines for ``batchctl cost`` (what the estimator would print)."""
+    lines = [f"GPU workers (ECS Managed Instances), one job of {minutes:g} min:"]
+    for c in costs.values():
+        lines.append(
+            f"  {c.worker}: idle $0.00/month (scale to zero); one job ${c.cost:.4f} on "
+            f"{c.instance_type} (${c.hourly:.4f}/h, {c.billed_seconds:.0f} s billed), "
+            f"${c.cost_warm:.4f} on a warm instance; up to ${c.dearest_cost:.4f} on "
+            f"{c.dearest_type}"
+        )
+        lines += [f"    - {n}" for n in c.notes]
+    return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""cost.instance_cost: GPU worker idle cost ($0: scale to zero) and one job's cost on the
+cheapest accepted type, by hand-checked arithmetic, and read from the mocked GPU program."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.offline import run_program, stack_config
+from cost import instance_cost as ic
+from cost.prices import PriceBookError
+from tests.infra.gpu_program import program
+
+PRICES = ic.load_gpu_prices()
+
+
+def test_every_gpu_type_the_worker_may_use_has_a_sourced_price() -> None:
+    from components.instance_rules import GPU_INSTANCE_TYPES
+
+    assert set(GPU_INSTANCE_TYPES) <= set(PRICES.on_demand)
+    assert all(s.startswith("https://") for s in PRICES.sources.values())
+    assert PRICES.on_demand["g4dn.xlarge"] == 0.526 and PRICES.on_demand["g6.xlarge"] == 0.8048
+
+
+def test_one_job_alone_on_demand_by_hand() -> None:
+    # 10 min on g4dn.xlarge on-demand, 180 s start-up, 300 s idle tail:
+    #   billed 180 + 600 + 300 = 1080 s; $0.526/h x 1080/3600 = $0.1578
+    spec = ic.InstanceWorkerSpec("w", ("g6.xlarge", "g4dn.xlarge", "g5.xlarge"), 0.0, 300)
+    c = ic.job_cost(spec, 10, PRICES)
+    assert c.instance_type == "g4dn.xlarge" and c.dearest_type == "g5.xlarge"
+    assert c.billed_seconds == 1080
+    assert c.cost == pytest.approx(0.526 * 1080 / 3600)
+    assert c.cost_warm == pytest.approx(0.526 * 600 / 3600)
+    assert any("management charge not included" in n for n in c.notes)
+
+
+def test_spot_share_blends_with_the_estimated_discount() -> None:
+    spec = ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0)
+    c = ic.job_cost(spec, 0.5, PRICES)  # 30 s run + 180 s start-up = 210 s
+    assert c.hourly == pytest.approx(0.8048 * (1 - PRICES.spot_discount))
+    assert c.billed_seconds == 210
+    warm = ic.job_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0), 0.2, PRICES)
+    assert warm.cost_warm == pytest.approx(warm.hourly * 60 / 3600)  # EC2's one-minute minimum
+
+
+def test_idle_is_zero_when_scaling_to_zero_and_refused_when_never() -> None:
+    assert ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 300)) == 0.0
+    with pytest.raises(PriceBookError, match="keeps instances running"):
+        ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, -1))
+
+
+def test_unknown_type_and_empty_worker_are_errors() -> None:
+    with pytest.raises(PriceBookError, match="no GPU instance price"):
+        ic.job_cost(ic.InstanceWorkerSpec("w", ("x9.huge",), 0.0, 0), 1, PRICES)
+    with pytest.raises(PriceBookError, match="no instance types"):
+        ic.job_cost(ic.InstanceWorkerSpec("w", (), 0.0, 0), 1, PRICES)
+
+
+@pytest.mark.parametrize(("stack", "spot"), [("dev", 1.0), ("prod", 0.7)])
+def test_specs_from_the_gpu_program(stack: str, spot: float) -> None:
+    graph = run_program(program, stack=stack, config=stack_config(stack))
+    (spec,) = ic.instance_workers_from_graph(graph.resources)
+    assert spec.name == "image-embedder" and spec.scale_in_after_seconds == 300
+    assert spec.spot_share == pytest.approx(spot)
+    assert {"g6.xlarge", "g5.xlarge", "g4dn.xlarge"} <= set(spec.instance_types)
+    cost = ic.job_cost(spec, 5, PRICES)
+    assert cost.instance_type == "g4dn.xlarge"  # the cheapest accepted single-GPU size
+    text = ic.summary({spec.name: cost}, 5)
+    assert "idle $0.00/month (scale to zero)" in text and "g4dn.xlarge" in text

@@ -1,0 +1,30 @@
+"""A stack program that declares the example GPU worker (NOT in the default stacks: the GPU
+quota of a new account is often 0). Evaluated under mocks with dev's and prod's settings by
+``test_instance_worker.py``; the README's "GPU workers" section shows the same lines."""
+
+from __future__ import annotations
+
+from components.config import load_config
+from components.fargate_worker import FargateWorker, FargateWorkerArgs
+from components.instance_worker import InstanceWorker, InstanceWorkerArgs
+from components.platform import BatchPlatform, BatchPlatformArgs
+
+
+def program() -> None:
+    config = load_config()
+    platform = BatchPlatform("platform", BatchPlatformArgs(config=config))
+    # The CPU worker the GPU worker falls back to when no instance capacity is found.
+    cpu = FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
+    InstanceWorker(
+        "image-embedder",
+        InstanceWorkerArgs(
+            platform=platform,
+            description="Image embeddings on a GPU (L4, then A10G, then T4)",
+            gpu_count=1,
+            gpu_names=("l4", "a10g", "t4"),
+            cpu=4096,
+            memory=14336,
+            timeout_seconds=1800,
+            fallback_worker=cpu,
+        ),
+    )
