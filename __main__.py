@@ -1,6 +1,6 @@
 """ai-batch: a serverless AI batch pipeline on AWS.
 
-    client -> API Gateway (API key) -> api Lambda -> jobs table + one SQS FIFO queue per worker
+    client -> API Gateway (API key) -> api Lambda -> jobs table + the stack's SQS FIFO launch queue
            -> launcher Lambda -> ecs:RunTask on Fargate / Fargate Spot -> results in S3
     ECS "task stopped" events -> reconciler Lambda (retry / fail / notify)
     EventBridge Scheduler -> a worker's task as a scheduled job
@@ -70,8 +70,8 @@ if config.alarms:
             platform=platform,
             api_name=api.rest_api.name,
             api_stage=api.stage.stage_name,
-            queues={name: w.queue.queue.name for name, w in workers.items()},
-            dlqs={name: w.queue.dlq.name for name, w in workers.items()},
+            queues={"launch": platform.functions.launch_queue.queue.name},
+            dlqs={"launch": platform.functions.launch_queue.dlq.name},
             worker_log_groups={name: w.log_group.name for name, w in workers.items()},
         ),
     )
@@ -85,5 +85,9 @@ pulumi.export("jobsTable", platform.jobs_table.name)
 pulumi.export("clusterArn", platform.cluster.arn)
 pulumi.export("clusterName", platform.cluster.name)
 pulumi.export("failureTopicArn", platform.failure_topic.arn)
-pulumi.export("queueUrls", {name: w.queue.queue.url for name, w in workers.items()})
-pulumi.export("dlqUrls", {name: w.queue.dlq.url for name, w in workers.items()})
+# One launch queue for every worker; queueUrls / dlqUrls (per worker, as before) point at it.
+launch_queue = platform.functions.launch_queue
+pulumi.export("launchQueueUrl", launch_queue.queue.url)
+pulumi.export("launchDlqUrl", launch_queue.dlq.url)
+pulumi.export("queueUrls", {name: w.launch_queue.queue.url for name, w in workers.items()})
+pulumi.export("dlqUrls", {name: w.launch_queue.dlq.url for name, w in workers.items()})

@@ -25,6 +25,7 @@ from cli.api import (
     resolve_endpoint,
 )
 from cli.logs import TERMINAL, print_aws, print_local
+from jobcontract import worker_of_job_id
 
 FAILED_STATES = frozenset({"FAILED", "CANCELLED"})
 
@@ -239,12 +240,14 @@ def list_jobs(args: argparse.Namespace) -> int:
 def workers(args: argparse.Namespace) -> int:
     _, body = _client(args).request("GET", "/workers")
     items = body.get("workers") or []
+    limit = body.get("fargate_vcpu_limit")
     if args.json:
         _out(json.dumps(items, indent=2))
         return Exit.OK
     rows = []
     for w in items:
         limits = w.get("limits") or {}
+        reuse = limits.get("reuse_idle_seconds")
         rows.append(
             [
                 w["name"],
@@ -252,10 +255,16 @@ def workers(args: argparse.Namespace) -> int:
                 f"{limits.get('max_cpu')}/{limits.get('max_memory')}",
                 str(limits.get("max_attempts", "")),
                 str(limits.get("timeout_seconds", "")),
+                str(limits.get("max_concurrency", "")),
+                "" if reuse is None else ("off" if not reuse else f"{reuse} s"),
                 str(w.get("description", "")),
             ]
         )
-    _out(_table(rows, ["WORKER", "CPU/MEM", "MAX CPU/MEM", "ATTEMPTS", "TIMEOUT S", "DESCRIPTION"]))
+    headers = ["WORKER", "CPU/MEM", "MAX CPU/MEM", "ATTEMPTS", "TIMEOUT S", "MAX TASKS", "REUSE"]
+    _out(_table(rows, [*headers, "DESCRIPTION"]))
+    if limit is not None:
+        shown = f"{limit:g} vCPUs at once, all workers together" if limit else "none"
+        _out(f"Stack Fargate vCPU limit: {shown}")
     return Exit.OK
 
 
@@ -323,48 +332,86 @@ def retry(args: argparse.Namespace) -> int:
         urls = endpoint.local_state.get("workers", {}).get(args.worker) or {}
         queue_url, dlq_url = urls.get("queue_url"), urls.get("dlq_url")
     else:
-        queue_url = (endpoint.stack_outputs.get("queueUrls") or {}).get(args.worker)
-        dlq_url = (endpoint.stack_outputs.get("dlqUrls") or {}).get(args.worker)
-        if not endpoint.stack_outputs:
+        outputs = endpoint.stack_outputs
+        if not outputs:
             raise CliError(Exit.USAGE, "retry needs --stack NAME (queue URLs come from outputs)")
+        if args.worker not in (outputs.get("queueUrls") or {}):
+            raise CliError(Exit.NOT_FOUND, f"no worker {args.worker!r} in the stack's outputs")
+        # Every worker's jobs go through the stack's one launch queue (and its one DLQ).
+        queue_url = outputs.get("launchQueueUrl") or outputs["queueUrls"][args.worker]
+        dlq_url = outputs.get("launchDlqUrl") or (outputs.get("dlqUrls") or {}).get(args.worker)
     if not queue_url or not dlq_url:
         raise CliError(Exit.NOT_FOUND, f"no queues known for worker {args.worker!r}")
-    moved = redrive(_aws_session(endpoint).client("sqs"), dlq_url, queue_url, args.max)
-    _out(f"moved {moved} message(s) from {args.worker}'s dead-letter queue to its job queue")
+    moved = redrive(
+        _aws_session(endpoint).client("sqs"), dlq_url, queue_url, args.max, worker=args.worker
+    )
+    _out(
+        f"moved {moved} message(s) of {args.worker} from the dead-letter queue to the launch queue"
+    )
     return Exit.OK
 
 
-def redrive(sqs: Any, dlq_url: str, queue_url: str, limit: int = 0) -> int:
+def _job_of(message: dict[str, Any]) -> str:
+    """The job a launch message is about: ``job_id`` of its body (``jobcontract.queue_message``),
+    else its message group id (= the job id)."""
+    try:
+        body = json.loads(message.get("Body") or "{}")
+    except ValueError:
+        body = {}
+    job_id = body.get("job_id") if isinstance(body, dict) else None
+    attrs = message.get("Attributes") or {}
+    return str(job_id or attrs.get("MessageGroupId") or "")
+
+
+def redrive(
+    sqs: Any, dlq_url: str, queue_url: str, limit: int = 0, worker: str | None = None
+) -> int:
     """Receive from the DLQ, re-send to the queue with a fresh deduplication id (the old
-    one may still be inside FIFO's 5-minute window), then delete from the DLQ."""
+    one may still be inside FIFO's 5-minute window), then delete from the DLQ.
+
+    The stack has one DLQ for every worker: with ``worker``, only that worker's messages
+    (job id ``<worker>_...``) move; the others are made visible again at once, untouched."""
     moved = 0
-    while not limit or moved < limit:
-        batch = min(10, limit - moved) if limit else 10
-        messages = sqs.receive_message(
-            QueueUrl=dlq_url,
-            MaxNumberOfMessages=batch,
-            WaitTimeSeconds=0,
-            MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
-            MessageAttributeNames=["All"],
-            VisibilityTimeout=60,
-        ).get("Messages", [])
-        if not messages:
-            break
-        for m in messages:
-            attrs = m.get("Attributes") or {}
-            group = attrs.get("MessageGroupId") or m["MessageId"]
-            dedup = f"{attrs.get('MessageDeduplicationId', m['MessageId'])}-r{int(time.time())}"
-            send: dict[str, Any] = {
-                "QueueUrl": queue_url,
-                "MessageBody": m["Body"],
-                "MessageGroupId": group,
-                "MessageDeduplicationId": dedup[-128:],
-            }
-            if m.get("MessageAttributes"):
-                send["MessageAttributes"] = m["MessageAttributes"]
-            sqs.send_message(**send)
-            sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
-            moved += 1
+    skipped: list[str] = []
+    try:
+        while not limit or moved < limit:
+            batch = min(10, limit - moved) if limit else 10
+            messages = sqs.receive_message(
+                QueueUrl=dlq_url,
+                MaxNumberOfMessages=batch,
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["MessageGroupId", "MessageDeduplicationId"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=60,  # received ones stay hidden: the loop ends when all seen
+            ).get("Messages", [])
+            if not messages:
+                break
+            for m in messages:
+                if worker is not None and worker_of_job_id(_job_of(m)) != worker:
+                    skipped.append(m["ReceiptHandle"])
+                    continue
+                if limit and moved >= limit:
+                    skipped.append(m["ReceiptHandle"])
+                    continue
+                attrs = m.get("Attributes") or {}
+                group = attrs.get("MessageGroupId") or m["MessageId"]
+                dedup = f"{attrs.get('MessageDeduplicationId', m['MessageId'])}-r{int(time.time())}"
+                send: dict[str, Any] = {
+                    "QueueUrl": queue_url,
+                    "MessageBody": m["Body"],
+                    "MessageGroupId": group,
+                    "MessageDeduplicationId": dedup[-128:],
+                }
+                if m.get("MessageAttributes"):
+                    send["MessageAttributes"] = m["MessageAttributes"]
+                sqs.send_message(**send)
+                sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=m["ReceiptHandle"])
+                moved += 1
+    finally:
+        for receipt in skipped:  # other workers' messages: back in the DLQ as they were
+            sqs.change_message_visibility(
+                QueueUrl=dlq_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
     return moved
 
 

@@ -124,6 +124,27 @@ def esm_max_concurrency(value: int, key: str = "maxConcurrency") -> int:
     return value
 
 
+# Fargate vCPU quota (our setting ``fargateVcpuLimit``). AWS rule: Fargate task sizes start at
+# 0.25 vCPU (256 cpu units, ECS developer guide "Task CPU and memory"), and the account's
+# "Fargate On-Demand vCPU resource count" quota (ECS developer guide, "Amazon ECS service
+# quotas": https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html)
+# can be as low as 6 on a new account; 4096 is far above any default quota. RunTask beyond
+# the quota fails ("You've reached the limit on the number of vCPUs you can run concurrently").
+FARGATE_MIN_TASK_VCPU = 0.25
+FARGATE_VCPU_LIMIT_MAX = 4096
+
+
+def fargate_vcpu_limit(value: float, key: str = "fargateVcpuLimit") -> float:
+    if value != 0 and not FARGATE_MIN_TASK_VCPU <= value <= FARGATE_VCPU_LIMIT_MAX:
+        raise AwsConstraintError(
+            key,
+            value,
+            f"0 (no limit) or {FARGATE_MIN_TASK_VCPU:g}..{FARGATE_VCPU_LIMIT_MAX} vCPUs (the "
+            "smallest Fargate task is 0.25 vCPU; a new account's quota can be 6)",
+        )
+    return value
+
+
 # --- Lambda ----------------------------------------------------------------------------
 # AWS rule: memory 128..10240 MB in 1 MB steps; timeout 1..900 s.
 def lambda_memory(mb: int, key: str = "memory") -> int:

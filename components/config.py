@@ -207,14 +207,25 @@ class StackConfig:
     model-card-amazon-nova-lite.html). The former default, Claude 3 Haiku, reached end of life
     in most Regions on 2026-09-10 (its model card; model-lifecycle-legacy.html): Legacy models
     are closed to new customers."""
-    keep_images: int = 10
-    """ECR lifecycle: images kept per worker repository. Default 10."""
-    launcher_max_concurrency: int | None = None
-    """Maximum concurrency of each worker queue's trigger (2..1000), protecting the account's
-    Lambda concurrency from a burst. Default ``None`` (unset): AWS then scales an idle queue's
-    pollers down to as few as 2 instead of 5 (the optimisation is off when the setting is on),
-    which is most of an idle stack's cost. A worker's task cap is enforced by the launcher
-    either way."""
+    keep_images: int = 3
+    """ECR lifecycle: images kept per worker repository. Default 3 (the running image and two
+    to roll back to): a worker's idle cost is the storage of its kept images, and 3 seed-sized
+    images (0.07 GB, 40 % new per push) come to about $0.013/month per worker (cost/prices.json);
+    untagged images expire after a day whatever this says."""
+    launcher_concurrency: int = 2
+    """Maximum concurrency of the launch queue's trigger (``launcherConcurrency``, 2..1000): the
+    most launcher invocations at once, for the whole stack. Default 2, the AWS minimum. The
+    launcher divides RunTask's account rate (burst 100, 20 tasks/s sustained) by it, so a
+    bigger value launches no faster; it only adds Lambda concurrency taken from the account."""
+    fargate_vcpu_limit: float = 6.0
+    """Most Fargate vCPUs the stack's launched tasks hold at once, across workers
+    (``fargateVcpuLimit``, 0.25..4096, or 0 for no limit). Default 6: the Fargate On-Demand
+    vCPU quota of a new account can be as low as 6, and RunTask beyond it fails. Jobs beyond
+    it wait and start when a task stops."""
+    task_reuse: bool = True
+    """Warm reuse (``taskReuse``): a task that finished a job takes its worker's next waiting
+    job for up to the worker's ``reuse_idle_seconds``. ``false`` turns it off for every worker
+    (one job per task). Default true."""
     log_level: str = "INFO"
     """Log level of Lambdas and workers. Default INFO."""
 
@@ -241,8 +252,12 @@ _TOP_LEVEL_KEYS = (
     "network", "logRetentionDays", "protect", "pointInTimeRecovery", "alarms",
     "containerInsights", "spotShare", "spotFallback", "api", "functions", "results",
     "jobTtlDays", "sweepRate", "heartbeatStaleSeconds", "notifications", "bedrockModelId",
-    "ecr", "logLevel", "launcherMaxConcurrency",
+    "ecr", "logLevel", "launcherConcurrency", "fargateVcpuLimit", "taskReuse",
 )  # fmt: skip
+# Settings whose meaning changed with a new name: a stack still using the old key is told so.
+# launcherMaxConcurrency capped each worker queue's trigger; the stack now has one launch
+# queue, capped by launcherConcurrency.
+_RENAMED_KEYS = {"launcherMaxConcurrency": "launcherConcurrency"}
 # Lambda's level names (jobcontract.logs); WARNING is still accepted and read as WARN.
 LOG_LEVELS = logs.LEVELS
 
@@ -380,6 +395,11 @@ def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> Stac
             f"lowercase letters, digits and single hyphens, with '{project}-<stack>' at most "
             f"{NAME_PREFIX_MAX} characters (it prefixes bucket, table and function names)",
         )
+    for old_key, new_key in _RENAMED_KEYS.items():
+        if old_key in values:
+            raise ConfigError(
+                f"{project}:{old_key}", values[old_key], f"renamed: set {project}:{new_key}"
+            )
     top = _Reader(f"{project}:", values, _TOP_LEVEL_KEYS)
     return StackConfig(
         project=project,
@@ -413,15 +433,17 @@ def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> Stac
             aws_rules.bedrock_model_id,
         ),
         keep_images=_ecr_keep_images(top),
-        launcher_max_concurrency=(
-            None
-            if top.raw("launcherMaxConcurrency") is None
-            else top.checked(
-                "launcherMaxConcurrency",
-                top.integer("launcherMaxConcurrency", 10),
-                aws_rules.esm_max_concurrency,
-            )
+        launcher_concurrency=top.checked(
+            "launcherConcurrency",
+            top.integer("launcherConcurrency", StackConfig.launcher_concurrency),
+            aws_rules.esm_max_concurrency,
         ),
+        fargate_vcpu_limit=top.checked(
+            "fargateVcpuLimit",
+            top.number("fargateVcpuLimit", StackConfig.fargate_vcpu_limit),
+            aws_rules.fargate_vcpu_limit,
+        ),
+        task_reuse=top.boolean("taskReuse", StackConfig.task_reuse),
         log_level=top.checked("logLevel", (top.string("logLevel") or "INFO"), _log_level),
     )
 
@@ -582,7 +604,9 @@ def _notifications(top: _Reader) -> NotificationsConfig:
 
 def _ecr_keep_images(top: _Reader) -> int:
     ecr = top.obj("ecr", ("keepImages",))
-    return ecr.checked("keepImages", ecr.integer("keepImages", 10), aws_rules.keep_images)
+    return ecr.checked(
+        "keepImages", ecr.integer("keepImages", StackConfig.keep_images), aws_rules.keep_images
+    )
 
 
 # --- small validators that belong to this project, not to AWS ----------------------------

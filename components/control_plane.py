@@ -1,29 +1,32 @@
 """``ControlPlane``: the four Lambdas that move jobs through their states.
 
 - ``api``: the REST API handler (submit, status, list, cancel, retry; presigned result URLs).
-- ``launcher``: consumes the worker queues and calls ``ecs:RunTask``.
+- ``launcher``: consumes the stack's launch queue and calls ``ecs:RunTask``.
 - ``reconciler``: ECS "Task State Change" (STOPPED) events of this cluster -> retry / fail /
   notify.
 - ``sweep``: on a schedule, finds jobs past their timeout or silent (no heartbeat) and stops
   or fails them; it also catches the rare ECS event that was never delivered.
 
+The stack's one launch queue (``JobQueue`` ``<prefix>-launch.fifo`` + its DLQ) is declared
+here too: every worker's jobs go through it (message group = job id), so the stack polls one
+queue and alarms on one DLQ whatever the number of workers.
+
 Each function gets all its grants here, once per stack, so their size does not depend on the
 number of workers (IAM caps one role's inline policies at 10,240 characters):
-- api, reconciler, sweep: ``sqs:SendMessage`` on the stack's job queues
-  (``<prefix>-*.fifo``);
-- launcher: ``ecs:RunTask`` on the stack's task families (``task-definition/<prefix>-*:*``) in
-  this cluster only (``ecs:cluster``), ``ecs:TagResource`` at launch (``ecs:CreateAction``),
-  ``iam:PassRole`` on the stack's worker roles by role path (``role/aibatch/<prefix>/workers/*``)
-  to ``ecs-tasks.amazonaws.com`` only.
-A ``FargateWorker`` adds nothing to these roles. ``iam_ledger`` records every inline policy of
-the four roles (``JobQueue`` still adds a consume policy per queue to the launcher's) and fails
-the program before IAM's per-role quota would be exceeded.
+- api, reconciler, sweep: ``sqs:SendMessage`` on the launch queue (its ARN), never its DLQ;
+- launcher: receive/delete on the launch queue, ``ecs:RunTask`` on the stack's task families
+  (``task-definition/<prefix>-*:*``) in this cluster only (``ecs:cluster``),
+  ``ecs:TagResource`` at launch (``ecs:CreateAction``), ``iam:PassRole`` on the stack's worker
+  roles by role path (``role/aibatch/<prefix>/workers/*``) to ``ecs-tasks.amazonaws.com`` only.
+A ``FargateWorker`` adds nothing to these roles. ``iam_ledger`` records every policy of the
+four roles and fails the program before one of IAM's per-role quotas would be exceeded.
 
 Reserved concurrency is left unset on purpose: new accounts can have a regional
 concurrency limit as low as 10, and AWS refuses a reservation that would leave fewer than
 10 unreserved executions, so a default reservation would break first deployments. The
-launcher's parallelism is bounded per queue by the event source mapping's maximum
-concurrency instead.
+launcher's parallelism is bounded by the launch queue trigger's maximum concurrency instead
+(``launcherConcurrency``, exported to it as ``BATCH_LAUNCHER_CONCURRENCY`` so each invocation
+can keep to its share of RunTask's account rate).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pulumi_aws as aws
 
 from components import iam
 from components.config import FunctionConfig
+from components.job_queue import JobQueue, JobQueueArgs
 from components.python_function import PythonFunction, PythonFunctionArgs
 from jobcontract import JOB_PK_PREFIX, Env
 
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
     from components.platform import BatchPlatform
 
 ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
+# The launch queue's name inside the stack prefix: ``<prefix>-launch.fifo``.
+LAUNCH_QUEUE = "launch"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 
 
@@ -73,6 +79,8 @@ class ControlPlane(pulumi.ComponentResource):
     sweep: PythonFunction
     task_stopped_rule: aws.cloudwatch.EventRule
     sweep_rule: aws.cloudwatch.EventRule
+    launch_queue: JobQueue
+    """The stack's one launch queue (every worker's jobs) and its DLQ."""
     iam_ledger: iam.InlinePolicyLedger
     """Inline policies of the four roles; see the module docstring."""
 
@@ -90,10 +98,19 @@ class ControlPlane(pulumi.ComponentResource):
         prefix = platform.name_prefix
         partition = aws.get_partition_output().partition
         region, account = platform.region, platform.account_id
+        self.launch_queue = JobQueue(
+            LAUNCH_QUEUE,
+            JobQueueArgs(
+                name_prefix=prefix,
+                consumer_timeout_seconds=cfg.functions.launcher.timeout,
+                max_concurrency=cfg.launcher_concurrency,
+                alarm_topic_arn=topic_arn if platform.alarms_enabled else None,
+            ),
+            opts=child,
+        )
+        launch_queue_arn = self.launch_queue.queue.arn
         # One statement per stack, not per worker (see the module docstring).
-        job_queues = iam.stack_job_queues(partition, region, account, prefix)
-        dead_letters = iam.stack_dead_letter_queues(partition, region, account, prefix)
-        enqueue = iam.enqueue_stack_jobs(job_queues, dead_letters, prefix)
+        enqueue = iam.enqueue_launch_queue(launch_queue_arn, self.launch_queue.dlq.arn)
         run_workers = iam.run_stack_tasks(
             iam.stack_task_families(partition, region, account, prefix),
             cluster_arn,
@@ -113,6 +130,9 @@ class ControlPlane(pulumi.ComponentResource):
             Env.JOB_TTL_DAYS: str(cfg.job_ttl_days),
             Env.HEARTBEAT_STALE_SECONDS: str(cfg.heartbeat_stale_seconds),
             Env.LOG_LEVEL: cfg.log_level,
+            Env.LAUNCH_QUEUE_URL: self.launch_queue.queue.url,
+            Env.LAUNCHER_CONCURRENCY: str(cfg.launcher_concurrency),
+            Env.FARGATE_VCPU_LIMIT: f"{cfg.fargate_vcpu_limit:g}",
         }
         if platform.slack_webhook_secret is not None:
             environment[Env.SLACK_WEBHOOK_SECRET_ARN] = platform.slack_webhook_secret.arn
@@ -181,6 +201,7 @@ class ControlPlane(pulumi.ComponentResource):
             "Dispatches queued jobs to Fargate (ecs:RunTask)",
             [
                 iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
+                iam.queue_consume(launch_queue_arn, sid="ConsumeLaunchQueue"),
                 iam.lease_writes(table_arn),
                 # StopTask: a job cancelled (or moved on) while its launch was under way.
                 iam.ecs_tasks_in_cluster(
@@ -225,7 +246,13 @@ class ControlPlane(pulumi.ComponentResource):
 
         self.iam_ledger = iam.InlinePolicyLedger()
         for fn in (self.api, self.launcher, self.reconciler, self.sweep):
-            self.iam_ledger.add(f"of Lambda {fn.function_name}", fn.policy.policy)
+            role = f"of Lambda {fn.function_name}"
+            self.iam_ledger.add(role, fn.policy.policy)
+            self.iam_ledger.trust(role, fn.trust_policy)
+            self.iam_ledger.managed(role, fn.managed_policy_arns)
+
+        # The launcher's policy (ConsumeLaunchQueue) before the mapping: Lambda checks it.
+        self.launch_queue.trigger(self.launcher.function, depends_on=[self.launcher.policy])
 
         # --- triggers ---------------------------------------------------------------------
         self.task_stopped_rule = aws.cloudwatch.EventRule(
@@ -252,6 +279,7 @@ class ControlPlane(pulumi.ComponentResource):
                 "launcher_function": self.launcher.function.name,
                 "reconciler_function": self.reconciler.function.name,
                 "sweep_function": self.sweep.function.name,
+                "launch_queue_url": self.launch_queue.queue.url,
             }
         )
 

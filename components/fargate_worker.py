@@ -12,16 +12,20 @@ required):
 - an execution role (pull from its repository, write its log group, read only its secrets) and
   a task role (only its own job rows via ``dynamodb:LeadingKeys``, only its own S3 prefixes,
   plus the statements it declares, e.g. ``bedrock:InvokeModel`` on named models);
-- its ``JobQueue`` (FIFO queue + DLQ + launcher trigger);
 - its registration: the ``worker#<name>`` item in the jobs table (what the API and launcher
-  read). It adds no policy to the control-plane roles: ``ControlPlane`` grants once per stack
-  (RunTask on ``<prefix>-*`` families in this cluster, PassRole on the roles under this stack's
-  path ``/aibatch/<prefix>/workers/``, SendMessage on ``<prefix>-*.fifo``), so the launcher's
-  policy does not grow with the number of workers. Both roles live under that path (changing a
-  role's path replaces the role; the logical names stay the same).
+  read), whose ``queue_url`` / ``dlq_url`` are the stack's one launch queue
+  (``ControlPlane.launch_queue``, ``<prefix>-launch.fifo``): a worker has no queue, trigger or
+  DLQ alarm of its own. It adds no policy to the control-plane roles: ``ControlPlane`` grants
+  once per stack (RunTask on ``<prefix>-*`` families in this cluster, PassRole on the roles
+  under this stack's path ``/aibatch/<prefix>/workers/``, SendMessage on the launch queue), so
+  their policies do not grow with the number of workers. Both roles live under that path
+  (changing a role's path replaces the role; the logical names stay the same).
 
-Idle cost: the ECR storage of the kept images (about $0.10/GB-month); nothing else runs until a
-job arrives. A task costs Fargate per-second pricing (ARM and Spot are the cheap corner).
+Idle cost: only the ECR storage of the kept images (``ecr.keepImages``, default 3; about
+$0.013/month for a seed-sized image, see ``batchctl cost``); nothing polls, alarms or runs for a
+worker until a job arrives. A task costs Fargate per-second pricing (ARM and Spot are the cheap
+corner); with warm reuse (``reuse_idle_seconds``) a task that finished a job takes the next one
+of its worker instead of a new task paying its start-up and one-minute minimum again.
 
 Usage (in ``__main__.py``)::
 
@@ -50,7 +54,7 @@ import jobcontract
 from components import aws_rules, iam
 from components.aws_rules import AwsConstraintError
 from components.config import StackConfig
-from components.job_queue import JobQueue, JobQueueArgs
+from components.job_queue import JobQueue
 from jobcontract import Env, WorkerField
 from jobcontract.schema import SchemaError, check_schema
 
@@ -62,6 +66,7 @@ DEFAULT_INPUT_SCHEMA: Mapping[str, Any] = {"type": "object"}
 INPUT_SCHEMA_FILE = "input_schema.json"  # in the worker folder, read by default
 REGISTRATION_CREATED_AT = "1970-01-01T00:00:00.000000Z"  # fixed: the item must not churn
 MAX_INPUT_SCHEMA_BYTES = 32 * 1024  # our rule: the registration item stays far below 400 KB
+REUSE_IDLE_RANGE = (0, 3600)  # our rule: an idle task costs Fargate time; an hour is plenty
 TIMEOUT_RANGE = (60, 86_400)  # our rule: the sweep fails longer runs; split day-long work
 MAX_ATTEMPTS_RANGE = (1, 10)
 STOP_TIMEOUT_SECONDS = jobcontract.TASK_STOP_TIMEOUT_SECONDS  # the runtime sizes model calls by it
@@ -80,6 +85,7 @@ RESERVED_ENV = frozenset(
         Env.JOB_ATTEMPT,
         Env.SCHEDULED_INPUT,
         Env.TASK_ARN,
+        Env.REUSE_IDLE_SECONDS,
     }
 )
 # With a read-only root filesystem, point caches and temp files at the writable /tmp volume.
@@ -141,6 +147,12 @@ class FargateWorkerArgs:
     allowed 1..10."""
     max_concurrency: int = 10
     """Most tasks of this worker at once (the launcher holds back beyond it). Default ``10``."""
+    reuse_idle_seconds: int | None = None
+    """Warm reuse: seconds a task that finished a job waits for this worker's next job before
+    it exits (0..3600; ``0`` = one job per task). Default ``None``:
+    ``jobcontract.DEFAULT_REUSE_IDLE_SECONDS`` (30 s, about a task's start-up, so waiting costs
+    no more than a new task would). The stack setting ``taskReuse: false`` makes it 0 for every
+    worker. The worker's code needs no change either way."""
     spot_share: int | None = None
     """Percent of tasks on Fargate Spot (0..100). Default ``None``: the platform's default."""
     spot_fallback: bool | None = None
@@ -222,8 +234,6 @@ def _folder_schema(source: Path) -> dict[str, Any]:
 
 def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validated:
     aws_rules.worker_name(name, "worker name")
-    if name.endswith("-dlq"):  # the control plane's Deny on <prefix>-*-dlq.fifo would hit it
-        raise AwsConstraintError("worker name", name, "a name not ending in -dlq")
     cpu, memory = aws_rules.fargate_pair(args.cpu, args.memory, f"{name}: cpu/memory")
     max_cpu = args.max_cpu if args.max_cpu is not None else cpu
     max_memory = args.max_memory if args.max_memory is not None else memory
@@ -243,6 +253,17 @@ def _validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> _Validate
         raise AwsConstraintError(f"{name}: max_attempts", args.max_attempts, f"{lo}..{hi}")
     if args.max_concurrency < 1:
         raise AwsConstraintError(f"{name}: max_concurrency", args.max_concurrency, ">= 1")
+    if args.reuse_idle_seconds is not None:
+        lo, hi = REUSE_IDLE_RANGE
+        if isinstance(args.reuse_idle_seconds, bool) or not (
+            isinstance(args.reuse_idle_seconds, int) and lo <= args.reuse_idle_seconds <= hi
+        ):
+            raise AwsConstraintError(
+                f"{name}: reuse_idle_seconds",
+                args.reuse_idle_seconds,
+                f"None (default {jobcontract.DEFAULT_REUSE_IDLE_SECONDS} s) or whole seconds "
+                f"{lo}..{hi} (0 = one job per task)",
+            )
     if args.spot_share is not None:
         aws_rules.percent(args.spot_share, f"{name}: spot_share")
     if args.keep_images is not None:
@@ -371,10 +392,15 @@ def _ecs_tasks_trust(
 
 
 class FargateWorker(pulumi.ComponentResource):
-    """One worker: image, task definition, roles, queue and registration."""
+    """One worker: image, task definition, roles and registration."""
 
     worker_name: str
-    queue: JobQueue
+    launch_queue: JobQueue
+    """The stack's launch queue this worker's jobs go through (shared, not the worker's)."""
+    reuse_idle_seconds: int
+    """The warm-reuse window in effect (0 = off)."""
+    iam_ledger: iam.InlinePolicyLedger
+    """IAM quotas of the worker's two roles (checked before the registration is written)."""
     repository: aws.ecr.Repository
     image: docker.Image
     log_group: aws.cloudwatch.LogGroup
@@ -398,6 +424,13 @@ class FargateWorker(pulumi.ComponentResource):
         self.architecture = v.architecture
         self.family = v.family
         self.input_schema = json.loads(v.input_schema_json)
+        self.reuse_idle_seconds = (
+            0
+            if not platform.config.task_reuse
+            else args.reuse_idle_seconds
+            if args.reuse_idle_seconds is not None
+            else jobcontract.DEFAULT_REUSE_IDLE_SECONDS
+        )
         child = pulumi.ResourceOptions(parent=self)
         keep_images = (
             args.keep_images if args.keep_images is not None else platform.config.keep_images
@@ -433,6 +466,10 @@ class FargateWorker(pulumi.ComponentResource):
             force_delete=not platform.protect,
             opts=child,
         )
+        # AWS rule (ECR user guide, "Lifecycle policy properties"): rules apply by ascending
+        # rulePriority, and the tagStatus "any" rule must have the highest priority. An image
+        # rebuilt under the same source tag leaves its predecessor untagged: gone after a day,
+        # so a worker's idle cost is its kept images' storage and nothing else.
         aws.ecr.LifecyclePolicy(
             f"{name}-repo-lifecycle",
             repository=self.repository.name,
@@ -441,6 +478,17 @@ class FargateWorker(pulumi.ComponentResource):
                     "rules": [
                         {
                             "rulePriority": 1,
+                            "description": "expire untagged images after a day",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": 1,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            "rulePriority": 2,
                             "description": f"keep the last {keep_images} images",
                             "selection": {
                                 "tagStatus": "any",
@@ -448,7 +496,7 @@ class FargateWorker(pulumi.ComponentResource):
                                 "countNumber": keep_images,
                             },
                             "action": {"type": "expire"},
-                        }
+                        },
                     ]
                 }
             ),
@@ -483,13 +531,15 @@ class FargateWorker(pulumi.ComponentResource):
             retention_in_days=aws_rules.log_retention(platform.log_retention_days),
             opts=child,
         )
+        exec_trust = iam.assume_role_policy("ecs-tasks.amazonaws.com")
+        task_trust = _ecs_tasks_trust(account, ecs_arn_prefix)
         self.execution_role = aws.iam.Role(
             f"{name}-exec-role",
             name=v.execution_role_name,
             description=f"ECS execution role of worker {name}: image pull, logs, its secrets",
             # ECS documents the execution role's trust without conditions (the source keys are
             # documented for task roles only); a key it does not send would stop every task.
-            assume_role_policy=iam.assume_role_policy("ecs-tasks.amazonaws.com"),
+            assume_role_policy=exec_trust,
             # The launcher may pass exactly the roles under this stack's path.
             path=iam.worker_role_path(platform.name_prefix),
             opts=child,
@@ -499,7 +549,7 @@ class FargateWorker(pulumi.ComponentResource):
             name=v.task_role_name,
             path=iam.worker_role_path(platform.name_prefix),
             description=f"Task role of worker {name}: its job rows and S3 prefixes only",
-            assume_role_policy=_ecs_tasks_trust(account, ecs_arn_prefix),
+            assume_role_policy=task_trust,
             opts=child,
         )
         exec_policy = aws.iam.RolePolicy(
@@ -508,12 +558,23 @@ class FargateWorker(pulumi.ComponentResource):
             policy=iam.policy_document(*self._execution_statements(args)),
             opts=child,
         )
-        aws.iam.RolePolicy(
+        task_policy = aws.iam.RolePolicy(
             f"{name}-task-policy",
             role=self.task_role.id,
             policy=iam.policy_document(*self._task_statements(name, args)),
             opts=child,
         )
+
+        # IAM quotas of the worker's own roles (policy_statements can grow the task role's):
+        # the registration below fails the program before IAM would refuse either role.
+        self.iam_ledger = iam.InlinePolicyLedger()
+        for role_name, trust, policy in (
+            (v.execution_role_name, exec_trust, exec_policy),
+            (v.task_role_name, task_trust, task_policy),
+        ):
+            self.iam_ledger.add(role_name, policy.policy)
+            self.iam_ledger.trust(role_name, trust)
+            self.iam_ledger.managed(role_name, ())  # none attached: every grant is inline
 
         # --- task definition ----------------------------------------------------------------
         environment: dict[str, pulumi.Input[str]] = {
@@ -528,6 +589,7 @@ class FargateWorker(pulumi.ComponentResource):
             Env.MODEL_BACKEND: "bedrock",
             Env.MODEL_ID: platform.config.bedrock_model_id,
             Env.LOG_LEVEL: platform.config.log_level,
+            Env.REUSE_IDLE_SECONDS: str(self.reuse_idle_seconds),
             **(READONLY_ROOT_ENV if args.readonly_root_filesystem else {}),
             **dict(args.environment),
         }
@@ -582,35 +644,23 @@ class FargateWorker(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[exec_policy]),
         )
 
-        # --- queue --------------------------------------------------------------------------
+        # --- registration -------------------------------------------------------------------
         functions = platform.functions
         launcher = functions.launcher
-        self.queue = JobQueue(
-            name,
-            JobQueueArgs(
-                name_prefix=platform.name_prefix,
-                consumer=launcher.function,
-                consumer_role_name=launcher.role.name,
-                consumer_timeout_seconds=platform.config.functions.launcher.timeout,
-                max_concurrency=platform.config.launcher_max_concurrency,
-                alarm_topic_arn=platform.failure_topic.arn if platform.alarms_enabled else None,
-            ),
-            opts=child,
-        )
-
-        # --- registration -------------------------------------------------------------------
-        # The control plane may already enqueue and run this worker (stack-wide grants). The
-        # queue's consume policy sits on the launcher role: record it, so the registration
-        # fails the program before that role's inline policies would exceed IAM's quota.
+        self.launch_queue = functions.launch_queue
+        # The control plane may already enqueue and run this worker (stack-wide grants, whose
+        # size does not depend on the workers). The guard still fails the program, naming the
+        # role, should any control-plane role be over one of IAM's quotas.
         ledger = functions.iam_ledger
-        ledger.add(f"of Lambda {launcher.function_name}", self.queue.consumer_policy.policy)
         # The item is what makes the worker visible to the API: write it last, once the
         # control plane may actually enqueue and run it.
         self.registration = aws.dynamodb.TableItem(
             f"{name}-registration",
             table_name=platform.jobs_table.name,
             hash_key=jobcontract.Table.PK,
-            item=ledger.guard(pulumi.Output.json_dumps(self._registration_item(name, args, v))),
+            item=ledger.guard(
+                pulumi.Output.json_dumps(self._registration_item(name, args, v)), self.iam_ledger
+            ),
             # ... and once the cluster has FARGATE/FARGATE_SPOT attached (RunTask needs them).
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -619,7 +669,6 @@ class FargateWorker(pulumi.ComponentResource):
                     functions.api.policy,
                     functions.reconciler.policy,
                     functions.sweep.policy,
-                    self.queue.consumer_policy,
                     platform.capacity_providers,
                 ],
             ),
@@ -627,8 +676,8 @@ class FargateWorker(pulumi.ComponentResource):
 
         self.register_outputs(
             {
-                "queue_url": self.queue.queue.url,
-                "dlq_url": self.queue.dlq.url,
+                "queue_url": self.launch_queue.queue.url,
+                "dlq_url": self.launch_queue.dlq.url,
                 "task_definition_arn": self.task_definition.arn,
                 "repository_url": self.repository.repository_url,
                 "image": self.image.repo_digest,
@@ -692,8 +741,10 @@ class FargateWorker(pulumi.ComponentResource):
             WorkerField.DESCRIPTION: s(args.description),
             WorkerField.TASK_DEFINITION: s(self.task_definition.arn),
             WorkerField.CONTAINER_NAME: s(jobcontract.CONTAINER_NAME),
-            WorkerField.QUEUE_URL: s(self.queue.queue.url),
-            WorkerField.DLQ_URL: s(self.queue.dlq.url),
+            # Every worker's jobs go through the stack's one launch queue (the handlers send
+            # to queue_url; message group = job id keeps jobs of all workers independent).
+            WorkerField.QUEUE_URL: s(self.launch_queue.queue.url),
+            WorkerField.DLQ_URL: s(self.launch_queue.dlq.url),
             WorkerField.CPU: n(v.cpu),
             WorkerField.MEMORY: n(v.memory),
             WorkerField.MAX_CPU: n(v.max_cpu),
@@ -705,4 +756,5 @@ class FargateWorker(pulumi.ComponentResource):
             WorkerField.SPOT_FALLBACK: {"BOOL": self.spot_fallback},
             WorkerField.INPUT_SCHEMA: s(v.input_schema_json),
             WorkerField.ARCHITECTURE: s(v.architecture),
+            WorkerField.REUSE_IDLE_SECONDS: n(self.reuse_idle_seconds),
         }

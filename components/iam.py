@@ -440,30 +440,11 @@ def stack_task_families(
     )
 
 
-def stack_job_queues(
-    partition: Resource, region: Resource, account: Resource, name_prefix: str
-) -> Resource:
-    """The stack's FIFO job queues ``<prefix>-<worker>.fifo`` (SQS queue ARN:
-    ``arn:aws:sqs:<region>:<account>:<queue name>``)."""
-    return pulumi.Output.concat(
-        "arn:", partition, ":sqs:", region, ":", account, ":", name_prefix, "-*.fifo"
-    )
-
-
-def stack_dead_letter_queues(
-    partition: Resource, region: Resource, account: Resource, name_prefix: str
-) -> Resource:
-    """The stack's job DLQs ``<prefix>-<worker>-dlq.fifo`` (worker names never end in -dlq)."""
-    return pulumi.Output.concat(
-        "arn:", partition, ":sqs:", region, ":", account, ":", name_prefix, "-*-dlq.fifo"
-    )
-
-
-# The tag every job queue carries with its stack's name prefix. The queue-name pattern alone
-# would also match a neighbouring stack whose name extends this one's (``dev`` / ``dev-x``);
-# the tag tells them apart. AWS rule: SQS authorizes queue actions on aws:ResourceTag in IAM
-# policies (SQS Developer Guide, "ABAC condition keys for Amazon SQS":
-# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-abac-condition-keys.html).
+# The tag every stack queue carries with its stack's name prefix (cost allocation, inventory;
+# AWS rule: SQS authorizes queue actions on aws:ResourceTag in IAM policies, SQS Developer
+# Guide, "ABAC condition keys for Amazon SQS":
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-abac-condition-keys.html,
+# should a grant ever need to span queues again).
 STACK_TAG = "aibatch:stack"
 
 
@@ -472,20 +453,14 @@ def stack_tags(name_prefix: str) -> dict[str, str]:
     return {STACK_TAG: name_prefix}
 
 
-def enqueue_stack_jobs(
-    job_queues: Resource, dead_letter_queues: Resource, name_prefix: str
-) -> list[Statement]:
-    """SendMessage on the stack's job queues (name pattern and stack tag), never on their DLQs
-    (an explicit Deny: the pattern ``<prefix>-*.fifo`` also matches ``<prefix>-<w>-dlq.fifo``)."""
+def enqueue_launch_queue(queue_arn: Resource, dead_letter_arn: Resource) -> list[Statement]:
+    """SendMessage on the stack's one launch queue, by its exact ARN (every worker's jobs go
+    there, so the grant is the same size for 1 or 1,000 workers), and an explicit Deny on its
+    DLQ: only SQS's redrive may put a message there (``batchctl retry`` moves them back)."""
     return [
+        Statement(QUEUE_SEND_ACTIONS, [queue_arn], sid="EnqueueLaunches"),
         Statement(
-            QUEUE_SEND_ACTIONS,
-            [job_queues],
-            {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": name_prefix}},
-            sid="EnqueueStackWorkers",
-        ),
-        Statement(
-            ("sqs:SendMessage",), [dead_letter_queues], sid="NeverIntoDeadLetters", effect="Deny"
+            ("sqs:SendMessage",), [dead_letter_arn], sid="NeverIntoDeadLetters", effect="Deny"
         ),
     ]
 
@@ -527,26 +502,58 @@ def _role_check(role: str, documents: Sequence[pulumi.Output[str]]) -> pulumi.Ou
     return pulumi.Output.all(*documents).apply(check)
 
 
-class InlinePolicyLedger:
-    """The inline policy documents of each role, wherever they are declared, checked against
-    IAM's per-role quota (``aws_rules.role_inline_policies``) when they resolve.
+def _trust_check(role: str, document: pulumi.Output[str]) -> pulumi.Output[int]:
+    return document.apply(lambda text: aws_rules.trust_policy(role, str(text)))
 
-    ``add`` records a document; ``guard(value)`` returns ``value`` once every document recorded
-    so far fits, or fails the program (``pulumi preview`` / ``up``) with ``AwsConstraintError``
-    naming the role, its size and the limit. Pass a guarded value into a resource created after
-    the policies (FargateWorker's registration item) so the check is part of the deployment.
+
+class InlinePolicyLedger:
+    """Every IAM quota of each role that grows with what the program declares, wherever the
+    pieces are declared, checked before IAM would refuse them:
+
+    - ``add(role, document)``: an inline policy; all of a role's together at most 10,240
+      characters (``aws_rules.role_inline_policies``);
+    - ``trust(role, document)``: the role's trust policy, at most 2,048 characters
+      (``aws_rules.trust_policy``);
+    - ``managed(role, policy_arns)``: managed policies attached to the role, at most 10
+      (``aws_rules.managed_policy_count``).
+
+    A plain-string trust policy and the managed-policy count are checked at once (the program
+    fails where it declares them); documents holding Outputs are checked when they resolve:
+    ``guard(value)`` returns ``value`` once everything recorded so far fits, or fails the
+    program (``pulumi preview`` / ``up``) with ``AwsConstraintError`` naming the role, its size
+    and the limit. Pass a guarded value into a resource created after the policies
+    (FargateWorker's registration item) so the check is part of the deployment.
     """
 
     def __init__(self) -> None:
         self._documents: dict[str, list[pulumi.Output[str]]] = {}
+        self._trust: dict[str, pulumi.Output[str]] = {}
+        self._managed: dict[str, list[pulumi.Input[str]]] = {}
 
     def add(self, role: str, document: pulumi.Input[str]) -> None:
         self._documents.setdefault(role, []).append(pulumi.Output.from_input(document))
 
-    def roles(self) -> list[str]:
-        return sorted(self._documents)
+    def trust(self, role: str, document: pulumi.Input[str]) -> None:
+        if isinstance(document, str):
+            aws_rules.trust_policy(role, document)
+        self._trust[role] = pulumi.Output.from_input(document)
 
-    def guard(self, value: pulumi.Output[Any]) -> pulumi.Output[Any]:
+    def managed(self, role: str, policy_arns: Sequence[pulumi.Input[str]]) -> None:
+        attached = self._managed.setdefault(role, [])
+        attached.extend(policy_arns)
+        aws_rules.managed_policy_count(role, len(attached))
+
+    def roles(self) -> list[str]:
+        return sorted({*self._documents, *self._trust, *self._managed})
+
+    def checks(self) -> list[pulumi.Output[int]]:
+        """One Output per check recorded so far (each fails when its quota is exceeded)."""
         snapshot = {role: list(docs) for role, docs in self._documents.items()}
         checks = [_role_check(role, docs) for role, docs in snapshot.items()]
+        checks += [_trust_check(role, doc) for role, doc in self._trust.items()]
+        return checks
+
+    def guard(self, value: pulumi.Output[Any], *others: InlinePolicyLedger) -> pulumi.Output[Any]:
+        """``value`` once every check of this ledger (and of ``others``) passes."""
+        checks = [c for ledger in (self, *others) for c in ledger.checks()]
         return pulumi.Output.all(value, *checks).apply(lambda resolved: resolved[0])

@@ -8,7 +8,8 @@ What it makes, for a worker ``<name>`` (code in ``workers/<name>/``, ``Dockerfil
 
 - everything a ``FargateWorker`` makes, with the same helpers and the same least-privilege
   roles: ECR repository + image (built for the instance architecture, pinned by digest), log
-  group, execution role, task role, ``JobQueue`` and the ``worker#<name>`` registration;
+  group, execution role, task role and the ``worker#<name>`` registration (jobs go through
+  the stack's one launch queue);
 - the **ECS infrastructure role** (trusted by ``ecs.amazonaws.com``; AWS managed policy
   ``AmazonECSInfrastructureRolePolicyForManagedInstances``: launch/terminate the instances, pass
   the instance role) and the **instance role + instance profile** (trusted by
@@ -77,7 +78,7 @@ from components.fargate_worker import (
     _Validated,
     source_fingerprint,
 )
-from components.job_queue import JobQueue, JobQueueArgs
+from components.job_queue import JobQueue
 from jobcontract import Env, WorkerField
 from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES, InstanceField
 
@@ -272,7 +273,7 @@ class InstanceWorker(pulumi.ComponentResource):
     """One worker on ECS Managed Instances (see the module docstring)."""
 
     worker_name: str
-    queue: JobQueue
+    launch_queue: JobQueue
     repository: aws.ecr.Repository
     image: docker.Image
     log_group: aws.cloudwatch.LogGroup
@@ -334,7 +335,7 @@ class InstanceWorker(pulumi.ComponentResource):
 
         self.register_outputs(
             {
-                "queue_url": self.queue.queue.url,
+                "queue_url": self.launch_queue.queue.url,
                 "task_definition_arn": self.task_definition.arn,
                 "repository_url": self.repository.repository_url,
                 "capacity_providers": [p.name for p in self.capacity_providers.values()],
@@ -663,20 +664,9 @@ class InstanceWorker(pulumi.ComponentResource):
         del child
 
     def _queue(self, name: str, platform: BatchPlatform, child: pulumi.ResourceOptions) -> None:
-        # Same as FargateWorker (merge point: follows the stack-wide launch queue change).
-        launcher = platform.functions.launcher
-        self.queue = JobQueue(
-            name,
-            JobQueueArgs(
-                name_prefix=platform.name_prefix,
-                consumer=launcher.function,
-                consumer_role_name=launcher.role.name,
-                consumer_timeout_seconds=platform.config.functions.launcher.timeout,
-                max_concurrency=platform.config.launcher_max_concurrency,
-                alarm_topic_arn=platform.failure_topic.arn if platform.alarms_enabled else None,
-            ),
-            opts=child,
-        )
+        """As FargateWorker: no queue of its own; jobs go through the stack's launch queue."""
+        del name, child
+        self.launch_queue = platform.functions.launch_queue
 
     def _register(
         self, name: str, args: InstanceWorkerArgs, s: _InstanceSettings, platform: BatchPlatform
@@ -684,7 +674,6 @@ class InstanceWorker(pulumi.ComponentResource):
         functions = platform.functions
         launcher = functions.launcher
         ledger = functions.iam_ledger
-        ledger.add(f"of Lambda {launcher.function_name}", self.queue.consumer_policy.policy)
         item = FargateWorker._registration_item(cast(FargateWorker, self), name, args, s.base)
         item.update(
             {
@@ -705,7 +694,6 @@ class InstanceWorker(pulumi.ComponentResource):
             functions.api.policy,
             functions.reconciler.policy,
             functions.sweep.policy,
-            self.queue.consumer_policy,
             platform.capacity_providers,
             # RunTask on a provider that does not exist yet fails: register after them.
             *self.capacity_providers.values(),

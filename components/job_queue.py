@@ -1,30 +1,39 @@
-"""``JobQueue``: one worker's SQS FIFO queue, its FIFO dead-letter queue and the launcher trigger.
+"""``JobQueue``: the stack's launch queue: one SQS FIFO queue for every worker's jobs, its FIFO
+dead-letter queue and the launcher trigger. ``ControlPlane`` declares exactly one
+(``<prefix>-launch.fifo``); workers declare none.
 
 What it makes:
-- ``<prefix>-<name>.fifo``: the job queue (SSE, no content-based deduplication: producers set
-  ``MessageDeduplicationId = job id + attempt``, see ``jobcontract.queue_message``), redriving
-  to ``<prefix>-<name>-dlq.fifo`` after ``max_receive_count`` receives;
+- ``<prefix>-<name>.fifo``: the queue (SSE, no content-based deduplication: producers set
+  ``MessageDeduplicationId = job id + attempt`` and ``MessageGroupId = job id``, see
+  ``jobcontract.queue_message``, so one job's messages stay ordered and different jobs (of any
+  worker) never block each other), redriving to ``<prefix>-<name>-dlq.fifo`` after
+  ``max_receive_count`` receives;
 - a queue policy on both queues that denies any request not made over TLS, and a redrive-allow
   policy so only this queue may use the DLQ;
-- an SQS event source mapping to the consumer Lambda (the launcher): FIFO batch size <= 10,
-  ``ReportBatchItemFailures``, a maximum concurrency;
-- an inline policy on the consumer's role to receive from this queue only;
-- when ``alarm_topic_arn`` is given, a CloudWatch alarm on DLQ depth > 0.
+- when ``alarm_topic_arn`` is given, a CloudWatch alarm on DLQ depth > 0;
+- ``trigger(consumer)``: the SQS event source mapping to the consumer Lambda (the launcher):
+  FIFO batch size <= 10, ``ReportBatchItemFailures``, ``max_concurrency``. It is a separate
+  step because the consumer's policy (``iam.queue_consume(queue.arn)``, granted by the
+  consumer's owner) and environment need the queue first, and Lambda checks the role's SQS
+  rights when the mapping is created.
 
-Idle cost: nothing (SQS bills per request; the Lambda poller is free; one alarm is about
-$0.10/month when enabled).
+Idle cost, per stack (not per worker): the mapping's pollers long-poll the queue (about
+263,000 empty receives a month per poller pair; see ``cost/estimator.py``), and one alarm is
+about $0.10/month when enabled.
 
 Usage::
 
-    JobQueue("image-alt-generator", JobQueueArgs(
-        name_prefix="ai-batch-dev", consumer=launcher.function,
-        consumer_role_name=launcher.role.name, consumer_timeout_seconds=60,
-        max_concurrency=10, alarm_topic_arn=topic.arn))
+    queue = JobQueue("launch", JobQueueArgs(
+        name_prefix="ai-batch-dev", consumer_timeout_seconds=60, max_concurrency=2,
+        alarm_topic_arn=topic.arn))
+    ...  # the launcher, with iam.queue_consume(queue.queue.arn) in its policy
+    queue.trigger(launcher.function, depends_on=[launcher.policy])
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,28 +56,21 @@ class JobQueueArgs:
 
     name_prefix: str
     """Physical name prefix, ``<project>-<stack>``. Required. Example: ``"ai-batch-dev"``."""
-    consumer: aws.lambda_.Function
-    """The Lambda that consumes the queue (the launcher). Required."""
-    consumer_role_name: pulumi.Input[str]
-    """Name of the consumer's IAM role; receives an inline policy for this queue only.
-    Required. Example: ``launcher.role.name``."""
     consumer_timeout_seconds: int
     """The consumer's timeout; the visibility timeout is six times it (AWS guidance).
     Required. Example: ``60``."""
     max_concurrency: int | None = None
-    """Most concurrent consumer invocations for this queue (2..1000). Default ``None``
-    (unset): AWS scales an idle queue's pollers down to as few as 2 only without it."""
+    """Most concurrent consumer invocations (2..1000, AWS's ScalingConfig range). Default
+    ``None`` (unset). The control plane sets the stack's ``launcherConcurrency``."""
     batch_size: int = 10
     """Messages per invocation (1..10 on FIFO). Default ``10``."""
     max_receive_count: int = 20
-    """Receives before a message moves to the DLQ (1..1000). Default ``20``: the launcher hands
-    back messages it must defer (worker at its concurrency cap, throttling) with a doubling
-    visibility backoff, so 20 receives cover hours of waiting, while a poison message still
-    reaches the DLQ."""
+    """Receives before a message moves to the DLQ (1..1000). Default ``20``: a message the
+    consumer cannot process keeps coming back, then parks in the DLQ (``batchctl retry``)."""
     alarm_topic_arn: pulumi.Input[str] | None = None
     """SNS topic for the DLQ-depth alarm; ``None`` (default) creates no alarm."""
     message_retention_seconds: int = DEFAULT_RETENTION_SECONDS
-    """How long the job queue keeps a message: 60 s .. < 14 days. Default 4 days
+    """How long the queue keeps a message: 60 s .. < 14 days. Default 4 days
     (``345600``). The DLQ always keeps 14 days, the maximum."""
     kms_master_key_id: pulumi.Input[str] | None = None
     """A KMS key for SSE instead of SQS-managed keys. Default ``None`` (SSE-SQS, free)."""
@@ -101,19 +103,21 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
 
 
 class JobQueue(pulumi.ComponentResource):
-    """A FIFO job queue + FIFO DLQ + TLS-only policies + launcher trigger (+ DLQ alarm)."""
+    """A FIFO queue + FIFO DLQ + TLS-only policies (+ DLQ alarm); ``trigger`` adds the
+    consumer's event source mapping."""
 
     queue: aws.sqs.Queue
     dlq: aws.sqs.Queue
-    event_source_mapping: aws.lambda_.EventSourceMapping
+    event_source_mapping: aws.lambda_.EventSourceMapping | None
     dlq_alarm: aws.cloudwatch.MetricAlarm | None
-    consumer_policy: aws.iam.RolePolicy
 
     def __init__(
         self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:JobQueue", name, None, opts)
         queue_name, dlq_name, visibility = _validate(args, name)
+        self._name = name
+        self._args = args
         child = pulumi.ResourceOptions(parent=self)
         sse: dict[str, Any] = (
             {"kms_master_key_id": args.kms_master_key_id}
@@ -139,13 +143,16 @@ class JobQueue(pulumi.ComponentResource):
             # Producers set MessageDeduplicationId = job id + attempt (jobcontract.queue_message):
             # a retry of the same job is a new message, a double submit of one attempt is not.
             content_based_deduplication=False,
-            # Throughput per message group (= per job), not per queue.
+            # Throughput per message group (= per job), not per queue. AWS rule (SQS Developer
+            # Guide, "Troubleshoot FIFO throttling issues"): a FIFO queue takes 300 calls/s per
+            # action unless high throughput is on; FifoThroughputLimit perMessageGroupId (with
+            # deduplication per message group) applies the quota per group, so one queue for
+            # every worker is not the bottleneck (RunTask's 20 tasks/s is).
             deduplication_scope="messageGroup",
             fifo_throughput_limit="perMessageGroupId",
             message_retention_seconds=args.message_retention_seconds,
             visibility_timeout_seconds=visibility,
             receive_wait_time_seconds=20,
-            # Enqueuers are granted the stack's queues by this tag (iam.enqueue_stack_jobs).
             tags=iam.stack_tags(args.name_prefix),
             redrive_policy=self.dlq.arn.apply(
                 lambda arn: json.dumps(
@@ -171,38 +178,16 @@ class JobQueue(pulumi.ComponentResource):
                 opts=child,
             )
 
-        self.consumer_policy = aws.iam.RolePolicy(
-            f"{name}-consume",
-            role=args.consumer_role_name,
-            policy=iam.policy_document(iam.queue_consume(self.queue.arn, sid="ConsumeJobQueue")),
-            opts=child,
-        )
-        # Lambda checks the role's SQS rights when the mapping is created: policy first.
-        self.event_source_mapping = aws.lambda_.EventSourceMapping(
-            f"{name}-trigger",
-            event_source_arn=self.queue.arn,
-            function_name=args.consumer.arn,
-            batch_size=args.batch_size,
-            function_response_types=["ReportBatchItemFailures"],
-            scaling_config=(
-                None
-                if args.max_concurrency is None
-                else aws.lambda_.EventSourceMappingScalingConfigArgs(
-                    maximum_concurrency=args.max_concurrency
-                )
-            ),
-            enabled=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.consumer_policy]),
-        )
-
+        self.event_source_mapping = None
         self.dlq_alarm = None
         if args.alarm_topic_arn is not None:
             self.dlq_alarm = dlq_depth_alarm(
                 f"{name}-dlq-depth",
                 queue_name=self.dlq.name,
                 description=(
-                    f"Messages in {dlq_name}: jobs of '{name}' could not be dispatched. "
-                    "Inspect them, then retry with `batchctl retry`."
+                    f"Messages in {dlq_name}: jobs that could not be dispatched (the message "
+                    "group id is the job id, its prefix the worker). Inspect them, then retry "
+                    "with `batchctl retry WORKER`."
                 ),
                 topic_arn=args.alarm_topic_arn,
                 opts=child,
@@ -216,3 +201,32 @@ class JobQueue(pulumi.ComponentResource):
                 "dlq_arn": self.dlq.arn,
             }
         )
+
+    def trigger(
+        self,
+        consumer: aws.lambda_.Function,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> aws.lambda_.EventSourceMapping:
+        """The event source mapping from this queue to ``consumer`` (once). ``depends_on``: the
+        consumer's policy granting ``iam.queue_consume`` on this queue (Lambda checks the
+        role's SQS rights when the mapping is created)."""
+        if self.event_source_mapping is not None:
+            raise ValueError(f"JobQueue {self._name}: already triggers a consumer")
+        args = self._args
+        self.event_source_mapping = aws.lambda_.EventSourceMapping(
+            f"{self._name}-trigger",
+            event_source_arn=self.queue.arn,
+            function_name=consumer.arn,
+            batch_size=args.batch_size,
+            function_response_types=["ReportBatchItemFailures"],
+            scaling_config=(
+                None
+                if args.max_concurrency is None
+                else aws.lambda_.EventSourceMappingScalingConfigArgs(
+                    maximum_concurrency=args.max_concurrency
+                )
+            ),
+            enabled=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+        )
+        return self.event_source_mapping

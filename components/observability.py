@@ -1,10 +1,10 @@
 """``Observability``: alarms to the failure topic and one dashboard (prod; ``alarms`` switch).
 
 Alarms: Errors and Throttles of every control-plane Lambda, the API's 5XX rate and p99
-latency. DLQ depth alarms belong to each ``JobQueue``. Every alarm notifies the platform's
-failure topic, where the same people already get job failures.
+latency. The DLQ depth alarm belongs to the stack's launch queue (``JobQueue``). Every alarm
+notifies the platform's failure topic, where the same people already get job failures.
 
-The dashboard shows what AWS measures by itself: queue depth per worker (and DLQs), API
+The dashboard shows what AWS measures by itself: launch queue depth (and its DLQ), API
 requests/errors/latency, Lambda errors and throttles, tasks in the cluster (Container
 Insights, when enabled), plus job transitions counted by Logs Insights from the control-plane
 and worker logs (``JobStore`` writes one ``job_transition`` line per state change, see
@@ -71,9 +71,9 @@ class ObservabilityArgs:
     api_stage: pulumi.Input[str]
     """Required. Stage name (the ``Stage`` dimension)."""
     queues: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Worker name -> queue name, for the queue-depth widget. Default {}."""
+    """Label -> queue name, for the queue-depth widget (the stack's launch queue). Default {}."""
     dlqs: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    """Worker name -> dead-letter queue name, for the queue-depth widget. Default {}."""
+    """Label -> dead-letter queue name, for the queue-depth widget. Default {}."""
     worker_log_groups: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     """Worker name -> its tasks' log group: workers write RUNNING/SUCCEEDED/FAILED, so the
     transitions widget reads these next to the control plane's. Default {}."""

@@ -88,6 +88,11 @@ class PythonFunction(pulumi.ComponentResource):
     """The role's inline policy (own log group + ``policy_statements``)."""
     function_name: str
     """Physical name, known before deployment."""
+    trust_policy: str
+    """The role's trust policy document (Lambda may assume it)."""
+    managed_policy_arns: tuple[str, ...]
+    """Managed policies attached to the role: none (the inline policy is scoped to this
+    function's own log group and grants, unlike ``AWSLambdaBasicExecutionRole``)."""
     invoke_arn: pulumi.Output[str]
     """What API Gateway integrates with: the ``live`` alias when provisioned, else the function."""
     target_arn: pulumi.Output[str]
@@ -130,9 +135,11 @@ class PythonFunction(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             opts=child,
         )
+        self.trust_policy = iam.assume_role_policy("lambda.amazonaws.com")
+        self.managed_policy_arns = ()
         self.role = aws.iam.Role(
             f"{name}-role",
-            assume_role_policy=iam.assume_role_policy("lambda.amazonaws.com"),
+            assume_role_policy=self.trust_policy,
             description=f"Lambda {self.function_name}: own log group + declared grants only",
             opts=child,
         )

@@ -51,6 +51,7 @@ class Line:
     worker: str | None = None
     free_pool: str | None = None
     free_quantity: float = 0.0  # part of ``quantity`` the free tier covers
+    footprint: bool = False  # what ``worker`` costs idle just by being declared (its images)
 
     @property
     def cost(self) -> float:
@@ -86,6 +87,21 @@ class Estimate:
     def fixed_total(self) -> float:
         return sum(line.cost for line in self.lines if line.fixed)
 
+    def idle_by_worker(self) -> dict[str, float]:
+        """What each declared worker adds to the idle month by existing (its footprint lines:
+        ECR storage of its kept images). The stack's shared idle lines (the launch queue's
+        polling, its DLQ alarm, the sweep) are not a worker's: they do not grow with them."""
+        out = {w.name: 0.0 for w in self.workers}
+        for line in self.lines:
+            if line.fixed and line.footprint and line.worker is not None:
+                out[line.worker] = out.get(line.worker, 0.0) + line.cost
+        return out
+
+    @property
+    def idle_per_worker(self) -> float:
+        """The largest idle footprint of any one worker ($/month)."""
+        return max(self.idle_by_worker().values(), default=0.0)
+
     @property
     def jobs_total(self) -> float:
         return sum(line.cost for line in self.lines if not line.fixed)
@@ -118,6 +134,7 @@ class Estimate:
                 "total": round(self.total, 6),
             },
             "jobs_per_month": self.jobs_per_month,
+            "idle_per_worker": {n: round(c, 6) for n, c in self.idle_by_worker().items()},
             "workers": [asdict(w) for w in self.workers],
             "lines": [{**asdict(line), "cost": round(line.cost, 8)} for line in self.lines],
             "notes": list(self.notes),
@@ -272,12 +289,15 @@ def _fixed_lines(model: StackCostModel, usage: Usage, prices: PriceBook) -> list
     if model.secrets:
         lines.append(Line("Secrets Manager", "secrets", model.secrets, "secrets",
                           prices["secret_month"], True))
-    ecr_gb = sum(ecr_storage_gb(w.kept_images, image_gb(usage, prices),
-                                changed_share(usage, prices)) for w in model.workers)
-    if ecr_gb:
-        lines.append(Line("ECR", "image storage (one image + changed layers of the others)",
-                          ecr_gb, "GB-month", prices["ecr_storage_gb_month"], True))
-    # Lambda's SQS pollers long-poll every mapped queue, jobs or not.
+    # Per worker: its repository's kept images, and nothing else (no queue, trigger or alarm
+    # of its own: the stack's one launch queue is polled and alarmed once).
+    for w in model.workers:
+        gb = ecr_storage_gb(w.kept_images, image_gb(usage, prices), changed_share(usage, prices))
+        if gb:
+            lines.append(Line("ECR", "image storage (one image + changed layers of the others)",
+                              gb, "GB-month", prices["ecr_storage_gb_month"], True, w.name,
+                              footprint=True))
+    # Lambda's SQS pollers long-poll every mapped queue (the stack's launch queue), jobs or not.
     poll_s = prices.assumption("esm_long_poll_seconds")
     for q in model.queues:
         pollers = prices.assumption(
@@ -502,7 +522,10 @@ def estimate(
         "a warm task, shared by the jobs it runs), one-minute minimum; the task's public IPv4 "
         "(public mode) is billed over the same lifetime, without the minimum (cost/billing.py).",
         "Idle SQS polling: Lambda long-polls every mapped queue (20 s polls); with maximum "
-        "concurrency set on the mapping AWS keeps 5 pollers, otherwise as few as 2.",
+        "concurrency set on the mapping AWS keeps 5 pollers, otherwise as few as 2. The stack "
+        "maps one launch queue, whatever the number of workers.",
+        "Idle per worker: the ECR storage of its kept images (ecr.keepImages); nothing else of "
+        "a worker is billed while no job runs.",
         "Scheduled ECS runs are counted in the idle cost: they happen with no API jobs.",
         "Not priced: data transfer out, KMS on AWS-managed keys, SNS failure notices "
         "(failures only), Secrets Manager API calls at task start ($0.05 per 10,000).",
@@ -654,12 +677,27 @@ def format_estimate(est: Estimate) -> str:
                                                                        "$0.00"]],
                {2, 3}),
         "",
+        _idle_per_worker_text(est),
+        "",
         f"Idle: {_money(est.fixed_total)}/month   Jobs: {_money(est.jobs_total)}/month   "
         f"Total: {_money(est.total)}/month",
         "",
         *(f"- {n}" for n in est.notes),
     ]
     return "\n".join(out)
+
+
+def _idle_per_worker_text(est: Estimate) -> str:
+    per = est.idle_by_worker()
+    if not per:
+        return "Idle per worker: no workers."
+    shared = est.fixed_total - sum(per.values())
+    lo, hi = min(per.values()), max(per.values())
+    spread = f"${hi:.4f}" if abs(hi - lo) < 1e-9 else f"${lo:.4f}..${hi:.4f}"
+    return (
+        f"Idle per worker: {spread}/month each ({len(per)} workers, ECR storage of kept "
+        f"images); shared by the stack: ${shared:.4f}/month"
+    )
 
 
 def format_comparison(rows: Sequence[ComparisonRow]) -> str:

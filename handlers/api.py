@@ -20,6 +20,7 @@ import base64
 import contextvars
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -509,7 +510,16 @@ def get_workers(req: Request) -> Response:
         }
         for w in list_workers(_store())
     ]
-    return Response(200, {"workers": workers})
+    return Response(200, {"workers": workers, "fargate_vcpu_limit": _fargate_vcpu_limit()})
+
+
+def _fargate_vcpu_limit() -> float:
+    """The stack's ``fargateVcpuLimit`` (vCPUs its tasks may hold at once; 0 = no limit)."""
+    raw = os.environ.get(Env.FARGATE_VCPU_LIMIT, "").strip()
+    try:
+        return float(raw) if raw else 0.0
+    except ValueError:
+        return 0.0
 
 
 # --- routing ----------------------------------------------------------------------------

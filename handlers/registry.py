@@ -13,7 +13,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobcontract import CONTAINER_NAME, DEFAULT_MAX_ATTEMPTS, WorkerField
+from jobcontract import (
+    CONTAINER_NAME,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_REUSE_IDLE_SECONDS,
+    WorkerField,
+)
 from jobcontract.schema import SchemaError, Validator
 from jobcontract.store import JobStore
 
@@ -44,6 +49,9 @@ class WorkerRegistration:
     input_schema: dict[str, Any]
     architecture: str
     validator: Validator = field(compare=False, repr=False)
+    reuse_idle_seconds: int = DEFAULT_REUSE_IDLE_SECONDS
+    """Warm reuse window of the worker's tasks (0 = one job per task); registrations written
+    before the field existed read as the default."""
 
     @property
     def family(self) -> str:
@@ -59,6 +67,7 @@ class WorkerRegistration:
             "timeout_seconds": self.timeout_seconds,
             "max_attempts": self.max_attempts,
             "max_concurrency": self.max_concurrency,
+            "reuse_idle_seconds": self.reuse_idle_seconds,
         }
 
     @classmethod
@@ -89,6 +98,9 @@ class WorkerRegistration:
                 input_schema=schema,
                 architecture=str(item.get(WorkerField.ARCHITECTURE, "X86_64")),
                 validator=Validator(schema),
+                reuse_idle_seconds=int(
+                    item.get(WorkerField.REUSE_IDLE_SECONDS, DEFAULT_REUSE_IDLE_SECONDS)
+                ),
             )
         except (KeyError, TypeError, ValueError, SchemaError) as exc:
             raise RegistrationError(f"worker registration {item.get('pk')}: {exc}") from exc

@@ -57,6 +57,9 @@ class Env:
     REUSE_IDLE_SECONDS: Final = "BATCH_REUSE_IDLE_SECONDS"
     # The stack's launch queue (one FIFO queue for every worker), on the control plane.
     LAUNCH_QUEUE_URL: Final = "BATCH_LAUNCH_QUEUE_URL"
+    # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,
+    # i.e. the most launcher invocations at once (each may use 1/N of RunTask's account rate).
+    LAUNCHER_CONCURRENCY: Final = "BATCH_LAUNCHER_CONCURRENCY"
 
 
 class JobStatus(StrEnum):

@@ -10,7 +10,8 @@ from tests.fixtures.moto_server import PipelineResources
 
 def fixture_to_stack(res: PipelineResources, graph: StackGraph) -> dict[str, str]:
     """Fixture identifiers -> the stack's, by role (the table, the bucket, the topic, the
-    cluster and its task ARNs, each worker's queues and task definition family)."""
+    cluster and its task ARNs, each worker's task definition family; every worker's queue and
+    DLQ are the stack's one launch queue and its DLQ)."""
     table = graph.of_type("aws:dynamodb/table:Table")[0].outputs["name"]
     bucket = graph.of_type("aws:s3/bucket:Bucket")[0].outputs["bucket"]
     topic = graph.of_type("aws:sns/topic:Topic")[0].outputs["arn"]
@@ -30,9 +31,9 @@ def fixture_to_stack(res: PipelineResources, graph: StackGraph) -> dict[str, str
         str(t.inputs["family"]): str(t.outputs["arnWithoutRevision"])
         for t in graph.of_type("aws:ecs/taskDefinition:TaskDefinition")
     }
+    queue = next(url for name, url in queues.items() if name.endswith("-launch.fifo"))
+    dlq = next(url for name, url in queues.items() if name.endswith("-launch-dlq.fifo"))
     for worker in res.workers.values():
-        queue = next(url for name, url in queues.items() if name.endswith(f"-{worker.name}.fifo"))
-        dlq = next(url for name, url in queues.items() if name.endswith(f"-{worker.name}-dlq.fifo"))
         family = next(arn for fam, arn in families.items() if fam.endswith(f"-{worker.name}"))
         mapping[worker.queue_url] = queue
         mapping[worker.dlq_url] = dlq

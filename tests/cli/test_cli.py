@@ -297,3 +297,52 @@ def test_local_endpoint_is_flagged_local(tmp_path: Path) -> None:
     ep = Endpoint("http://a", "k", "local", {}, {"api_url": "http://a"})
     assert ep.is_local
     assert not Endpoint("http://b", "k", "flags", {}, {"api_url": "http://a"}).is_local
+
+
+# --- workers and retry with the stack's one launch queue -----------------------------------
+def test_workers_shows_max_tasks_reuse_and_the_stack_vcpu_limit(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+    limits = {"cpu": 1024, "memory": 2048, "max_cpu": 1024, "max_memory": 2048,
+              "timeout_seconds": 900, "max_attempts": 3, "max_concurrency": 5,
+              "reuse_idle_seconds": 30}  # fmt: skip
+    workers = [
+        {"name": "echo", "description": "d", "limits": limits, "input_schema": {}},
+        {"name": "cold", "description": "c", "input_schema": {},
+         "limits": {**limits, "max_concurrency": 2, "reuse_idle_seconds": 0}},
+    ]  # fmt: skip
+    fake.answer = lambda e: _proxy(200, {"workers": workers, "fargate_vcpu_limit": 6})
+    code, out, _ = _run(capsys, "workers", "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.OK
+    header, echo, cold, limit = out.splitlines()
+    assert "MAX TASKS" in header and "REUSE" in header
+    assert echo.split()[5:7] == ["5", "30"] and cold.split()[5:7] == ["2", "off"]
+    assert limit == "Stack Fargate vCPU limit: 6 vCPUs at once, all workers together"
+    fake.answer = lambda e: _proxy(200, {"workers": workers, "fargate_vcpu_limit": 0})
+    _, out, _ = _run(capsys, "workers", "--api-url", gateway.url, "--api-key", KEY)
+    assert out.splitlines()[-1] == "Stack Fargate vCPU limit: none"
+
+
+def test_redrive_moves_only_the_workers_messages_of_the_shared_dlq(aws_env: str) -> None:
+    import boto3
+
+    from cli.commands import redrive
+
+    sqs = boto3.client("sqs")
+    attrs = {"FifoQueue": "true"}
+    dlq = sqs.create_queue(QueueName="t-launch-dlq.fifo", Attributes=attrs)["QueueUrl"]
+    queue = sqs.create_queue(QueueName="t-launch.fifo", Attributes=attrs)["QueueUrl"]
+    mine = [f"echo_{i:032x}" for i in range(3)]
+    theirs = [f"other_{i:032x}" for i in range(2)]
+    for job in mine + theirs:
+        sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"job_id": job, "attempt": 0}),
+                         MessageGroupId=job, MessageDeduplicationId=f"{job}-0")  # fmt: skip
+    assert redrive(sqs, dlq, queue, worker="echo") == 3
+
+    def bodies(url: str) -> set[str]:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return {json.loads(m["Body"])["job_id"] for m in got.get("Messages", [])}
+
+    assert bodies(queue) == set(mine)
+    assert bodies(dlq) == set(theirs)  # left in the DLQ, visible again at once

@@ -16,6 +16,7 @@ from cost.model import (
     LIFECYCLE,
     TABLE_ITEM,
     TASK_DEFINITION,
+    QueueSpec,
     Usage,
     model_from_graph,
     spot_share_of,
@@ -134,7 +135,9 @@ def test_dev_stack_model_from_the_real_program(dev_graph: StackGraph) -> None:
         assert w.spot_share == 1.0  # dev: spotShare 100
         assert w.cpu_units >= 256 and w.memory_mib >= 512
     assert {"api", "launcher", "reconciler", "sweep"} <= {fn.role for fn in model.lambdas}
-    assert len(model.queues) >= 3  # one polled queue per worker (DLQs are not polled)
+    # One polled queue per stack, the launch queue (DLQs are not polled), capped at the
+    # stack's launcherConcurrency (default 2).
+    assert model.queues == (QueueSpec("ai-batch-dev-launch.fifo", 2),)
     assert model.alarms == 0 and model.dashboards == 0  # dev: alarms off
     assert model.nat_gateways == 0 and model.interface_endpoint_azs == 0
     assert model.public_ip is True

@@ -46,3 +46,34 @@ def actions_of(stmts: list[dict[str, Any]]) -> set[str]:
 
 def grants(stmts: list[dict[str, Any]], action: str) -> list[dict[str, Any]]:
     return [s for s in stmts if s["Effect"] == "Allow" and action in as_list(s["Action"])]
+
+
+def role_quotas(graph: StackGraph) -> dict[str, dict[str, int]]:
+    """What IAM counts against each role's quotas, by the role's logical name: all its inline
+    policies' characters (whitespace not counted, as IAM counts them), managed policies
+    attached, and its trust policy's characters."""
+    from components.aws_rules import policy_chars
+
+    out: dict[str, dict[str, int]] = {}
+    for role in graph.of_type("aws:iam/role:Role"):
+        ids = {role.outputs.get("id"), role.outputs.get("name"), role.outputs.get("arn")}
+        ids.discard(None)
+        inline = [
+            str(p.inputs["policy"])
+            for p in graph.of_type("aws:iam/rolePolicy:RolePolicy")
+            if p.inputs.get("role") in ids
+        ]
+        inline += [
+            str(i["policy"]) for i in role.inputs.get("inlinePolicies") or [] if i.get("policy")
+        ]
+        managed = [
+            a
+            for a in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.inputs.get("role") in ids
+        ]
+        out[role.name] = {
+            "inline_chars": sum(policy_chars(d) for d in inline),
+            "managed_policies": len(managed) + len(role.inputs.get("managedPolicyArns") or []),
+            "trust_chars": policy_chars(str(role.inputs["assumeRolePolicy"])),
+        }
+    return out

@@ -149,6 +149,17 @@ INVALID: list[tuple[dict[str, Any], str, str]] = [
     ({"bedrockModelId": "claude"}, "ai-batch:bedrockModelId", "Bedrock foundation model id"),
     ({"ecr": {"keepImages": 0}}, "ai-batch:ecr.keepImages", "1..1000"),
     ({"logLevel": "LOUD"}, "ai-batch:logLevel", "DEBUG, INFO"),
+    # The launch queue trigger: AWS's MaximumConcurrency is 2..1000.
+    ({"launcherConcurrency": 1}, "ai-batch:launcherConcurrency", "2..1000"),
+    ({"launcherConcurrency": 1001}, "ai-batch:launcherConcurrency", "2..1000"),
+    ({"launcherConcurrency": "many"}, "ai-batch:launcherConcurrency", "an integer"),
+    ({"launcherMaxConcurrency": 10}, "ai-batch:launcherMaxConcurrency", "launcherConcurrency"),
+    # A vCPU budget below the smallest Fargate task could never start anything.
+    ({"fargateVcpuLimit": 0.1}, "ai-batch:fargateVcpuLimit", "0 (no limit) or 0.25..4096"),
+    ({"fargateVcpuLimit": -1}, "ai-batch:fargateVcpuLimit", "0 (no limit) or 0.25..4096"),
+    ({"fargateVcpuLimit": 5000}, "ai-batch:fargateVcpuLimit", "0 (no limit) or 0.25..4096"),
+    ({"fargateVcpuLimit": "six"}, "ai-batch:fargateVcpuLimit", "a number"),
+    ({"taskReuse": "sometimes"}, "ai-batch:taskReuse", "true or false"),
 ]
 
 
@@ -186,6 +197,19 @@ def test_defaults_are_the_cheap_safe_ones() -> None:
     assert cfg.functions.api.provisioned_concurrency == 0
     assert cfg.notifications.slack_webhook is None
     assert cfg.name_prefix == "ai-batch-test"
+    # Dispatch: one launch queue trigger at AWS's minimum concurrency, a new account's Fargate
+    # vCPU quota, warm reuse on, and few enough kept images that a worker idles at <= $0.02.
+    assert cfg.launcher_concurrency == 2
+    assert cfg.fargate_vcpu_limit == 6
+    assert cfg.task_reuse is True
+    assert cfg.keep_images == 3
+
+
+def test_dispatch_settings_are_read() -> None:
+    cfg = parse({"launcherConcurrency": "10", "fargateVcpuLimit": "0", "taskReuse": "false"})
+    assert (cfg.launcher_concurrency, cfg.fargate_vcpu_limit, cfg.task_reuse) == (10, 0, False)
+    assert parse({"fargateVcpuLimit": 0.25}).fargate_vcpu_limit == 0.25
+    assert parse({"fargateVcpuLimit": "4096"}).fargate_vcpu_limit == 4096
 
 
 @pytest.mark.parametrize(

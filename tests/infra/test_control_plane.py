@@ -98,6 +98,30 @@ def test_environment_comes_from_the_job_contract(dev_platform: StackGraph) -> No
         assert env[Env.ASSIGN_PUBLIC_IP] == "ENABLED"
         assert env[Env.JOB_TTL_DAYS] == "14" and env[Env.STACK] == "dev"
         assert Env.SLACK_WEBHOOK_SECRET_ARN not in env and Env.NOTION_SECRET_ARN not in env
+        # Dispatch settings: the one launch queue, its trigger's concurrency, the vCPU budget.
+        launch = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs
+        assert env[Env.LAUNCH_QUEUE_URL] == launch["url"]
+        assert env[Env.LAUNCHER_CONCURRENCY] == "2"
+        assert env[Env.FARGATE_VCPU_LIMIT] == "6"
+
+
+def test_one_launch_queue_trigger_with_the_stack_concurrency(
+    platform_graph: Callable[..., StackGraph], dev_platform: StackGraph
+) -> None:
+    (esm,) = dev_platform.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue")
+    launcher = dev_platform.named("aws:lambda/function:Function", "launcher-function")
+    assert esm.inputs["eventSourceArn"] == queue.outputs["arn"]
+    assert esm.inputs["functionName"] == launcher.outputs["arn"]
+    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 2}  # AWS minimum, default
+    assert "launcher-policy" in esm.depends_on  # Lambda checks the consume grant first
+    assert queue.inputs["visibilityTimeoutSeconds"] == 6 * launcher.inputs["timeout"]
+    graph = platform_graph("dev", {"launcherConcurrency": "8", "fargateVcpuLimit": "0"})
+    (esm,) = graph.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
+    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 8}
+    env = graph.named("aws:lambda/function:Function", "launcher-function").inputs["environment"]
+    assert env["variables"][Env.LAUNCHER_CONCURRENCY] == "8"
+    assert env["variables"][Env.FARGATE_VCPU_LIMIT] == "0"
 
 
 def _table_resources(graph: StackGraph) -> list[str]:
@@ -124,8 +148,15 @@ def test_api_role(dev_platform: StackGraph) -> None:
     cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
     (stop,) = grants(stmts, "ecs:StopTask")
     assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
-    (send,) = grants(stmts, "sqs:SendMessage")  # once per stack, not per worker
-    assert send["Resource"] == ["arn:aws:sqs:us-east-1:123456789012:ai-batch-dev-*.fifo"]
+    # once per stack, not per worker: the one launch queue by its ARN, never its DLQ
+    (send,) = grants(stmts, "sqs:SendMessage")
+    (deny,) = [s for s in stmts if s["Effect"] == "Deny"]
+    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
+    dlq = dev_platform.named("aws:sqs/queue:Queue", "launch-dlq").outputs["arn"]
+    assert queue.endswith(":ai-batch-dev-launch.fifo")
+    assert dlq.endswith(":ai-batch-dev-launch-dlq.fifo")
+    assert send["Resource"] == [queue]
+    assert (deny["Action"], deny["Resource"]) == (["sqs:SendMessage"], [dlq])
     for action in ("dynamodb:GetItem", "dynamodb:Query"):
         (s,) = grants(stmts, action)
         assert s["Resource"] == _table_resources(dev_platform)
@@ -149,7 +180,15 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "ecs:TagResource",
         "iam:PassRole",
         "sns:Publish",
+        # the launch queue, consumed through its event source mapping
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
     }
+    (consume,) = grants(stmts, "sqs:ReceiveMessage")
+    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
+    assert consume["Resource"] == [queue]
     (stop,) = grants(stmts, "ecs:StopTask")
     assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
     assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
@@ -224,17 +263,17 @@ def test_stack_wide_grants_deny_a_neighbouring_stacks_resources(
     tag_later = {"ecs:CreateAction": "TagResource"}
     assert not _allowed(launcher, "ecs:TagResource", own_task, **tag_later)
     api = _launcher(dev_platform, "api-policy")
-    own_tag = {f"aws:ResourceTag/{iam.STACK_TAG}": "ai-batch-dev"}
-    other_tag = {f"aws:ResourceTag/{iam.STACK_TAG}": other}
-    own_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-summarize.fifo"
-    assert _allowed(api, "sqs:SendMessage", own_queue, **own_tag)
-    assert not _allowed(api, "sqs:SendMessage", own_queue)  # an untagged queue: not ours
-    dlq = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-summarize-dlq.fifo"
-    assert not _allowed(api, "sqs:SendMessage", dlq, **own_tag)  # never into a DLQ
-    # The neighbour's queue: for dev-x its name even matches ai-batch-dev-*.fifo; its stack
-    # tag does not (SQS ABAC on aws:ResourceTag).
-    other_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:{other}-summarize.fifo"
-    assert not _allowed(api, "sqs:SendMessage", other_queue, **other_tag)
+    own_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-launch.fifo"
+    assert _allowed(api, "sqs:SendMessage", own_queue)
+    dlq = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-launch-dlq.fifo"
+    assert not _allowed(api, "sqs:SendMessage", dlq)  # never into the DLQ
+    # The neighbour's launch queue (for dev-x its name even starts with ai-batch-dev-), and
+    # any other queue of this stack: the grant names one queue ARN exactly.
+    for queue in (
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:{other}-launch.fifo",
+        f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-summarize.fifo",
+    ):
+        assert not _allowed(api, "sqs:SendMessage", queue)
 
 
 def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
@@ -377,14 +416,12 @@ def test_reconciler_creates_only_job_rows_and_never_deletes(dev_platform: StackG
 def test_statements_refuse_wildcards_and_unscoped_resources(
     actions: list[str], resources: list[str], effect: str, problem: str
 ) -> None:
-    from components import iam
 
     with pytest.raises(ValueError, match=problem.replace("*", "\\*")):
         iam.Statement(actions, resources, effect=effect)
 
 
 def test_star_resource_allowed_only_for_actions_aws_cannot_scope() -> None:
-    from components import iam
 
     assert iam.Statement(["ecr:GetAuthorizationToken"], ["*"]).resources == ["*"]
     assert iam.Statement(["s3:*"], ["*"], effect="Deny").effect == "Deny"  # deny may be broad
@@ -395,7 +432,6 @@ def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph])
     requirements): a foundation model is granted in this Region; a Geographic profile on the
     profile plus the model in every destination Region; a global profile on the profile, the
     model in the source Region and the Region-less model ARN."""
-    from components import iam
 
     got: dict[str, list[str]] = {}
 

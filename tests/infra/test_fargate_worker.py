@@ -19,8 +19,9 @@ import pytest
 import jobcontract
 from components import iam
 from components.aws_rules import AwsConstraintError
-from components.config import ConfigError, StackConfig, parse_config
+from components.config import StackConfig, parse_config
 from components.fargate_worker import FargateWorker, FargateWorkerArgs, looks_secret
+from components.job_queue import JobQueue, JobQueueArgs
 from components.offline import MockResource, StackGraph, run_program
 from jobcontract import Env, WorkerField
 
@@ -58,12 +59,23 @@ def fake_platform(config: StackConfig) -> Any:
         )
 
     fns = config.functions
+    launcher = function("launcher", fns.launcher.timeout)
+    launch_queue = JobQueue(
+        "launch",
+        JobQueueArgs(
+            name_prefix=prefix,
+            consumer_timeout_seconds=fns.launcher.timeout,
+            max_concurrency=config.launcher_concurrency,
+        ),
+    )
+    launch_queue.trigger(launcher.function, depends_on=[launcher.policy])
     functions = SimpleNamespace(
         api=function("api", fns.api.timeout),
-        launcher=function("launcher", fns.launcher.timeout),
+        launcher=launcher,
         reconciler=function("reconciler", fns.reconciler.timeout),
         sweep=function("sweep", fns.sweep.timeout),
         iam_ledger=iam.InlinePolicyLedger(),
+        launch_queue=launch_queue,
     )
     sg = aws.ec2.SecurityGroup("tasks", description="egress only")
     subnet_ids = pulumi.Output.from_input(["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"])
@@ -449,12 +461,11 @@ def test_roles_trust_ecs_tasks_with_conditions_only_where_documented(graph: Stac
 
 def test_worker_adds_no_policy_to_the_control_plane_roles(graph: StackGraph) -> None:
     """The control plane grants once per stack (ControlPlane); a worker adds nothing to the
-    api, reconciler or sweep roles, and to the launcher's only JobQueue's consume policy."""
+    api, launcher, reconciler or sweep roles (no per-worker queue, no consume policy)."""
     for fn in ("api", "launcher", "reconciler", "sweep"):
         role_id = graph.named("aws:iam/role:Role", f"{fn}-role").outputs["id"]
         on_role = {p.name for p in graph.of_type(ROLE_POLICY) if p.inputs["role"] == role_id}
-        expected = {f"{fn}-policy"} | ({"summarize-consume"} if fn == "launcher" else set())
-        assert on_role == expected, fn
+        assert on_role == {f"{fn}-policy"}, fn
 
 
 def test_worker_roles_live_under_the_stack_path(graph: StackGraph) -> None:
@@ -472,12 +483,12 @@ def test_worker_roles_live_under_the_stack_path(graph: StackGraph) -> None:
 def test_registration_fails_before_the_launcher_role_exceeds_the_inline_quota(
     source: Path,
 ) -> None:
-    """A launcher role whose inline policies already fill IAM's quota: the worker's consume
-    policy would push it over, so the program fails naming the role, its size and the limit."""
+    """A launcher role whose inline policies exceed IAM's quota (whatever declared them): the
+    worker's registration fails the program naming the role, its size and the limit."""
 
     def program() -> None:
         platform = fake_platform(stack_config())
-        filler = "x" * 10_200  # whitespace-free characters, as IAM counts them
+        filler = "x" * 10_300  # whitespace-free characters, as IAM counts them
         platform.functions.iam_ledger.add("of Lambda ai-batch-dev-launcher", filler)
         FargateWorker("summarize", FargateWorkerArgs(platform=platform, source_dir=str(source)))
 
@@ -498,22 +509,17 @@ def test_registration_fails_before_the_launcher_role_exceeds_the_inline_quota(
 # --- queue and registration ---------------------------------------------------------------
 
 
-def test_queue_consumed_by_launcher_with_derived_visibility(graph: StackGraph) -> None:
-    queue = graph.named("aws:sqs/queue:Queue", "summarize-queue").inputs
-    launcher = graph.named("aws:lambda/function:Function", "launcher").inputs
-    assert queue["name"] == "ai-batch-dev-summarize.fifo"
-    assert queue["visibilityTimeoutSeconds"] == 6 * launcher["timeout"]
-    esm = graph.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
-    # dev leaves launcherMaxConcurrency unset: AWS may then drop an idle queue to 2 pollers.
-    assert "scalingConfig" not in esm.inputs
-    # dev: alarms off -> no DLQ alarm.
-    assert graph.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") == []
-
-
-def test_dlq_alarm_when_alarms_on(source: Path) -> None:
+def test_worker_declares_no_queue_trigger_or_alarm(source: Path) -> None:
+    """Idle cost per worker is ECR storage only: the stack's one launch queue is polled and
+    alarmed once, whatever the number of workers."""
     g = run_worker(stack_config("prod", alarms=True), source)
-    alarm = g.named("aws:cloudwatch/metricAlarm:MetricAlarm", "summarize-dlq-depth").inputs
-    assert alarm["alarmActions"] == [g.named("aws:sns/topic:Topic", "failures").outputs["arn"]]
+    for typ in (
+        "aws:sqs/queue:Queue",
+        "aws:lambda/eventSourceMapping:EventSourceMapping",
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aibatch:index:JobQueue",
+    ):
+        assert [r.name for r in g.of_type(typ) if r.name.startswith("summarize")] == [], typ
 
 
 def test_registration_waits_for_cluster_capacity_providers(graph: StackGraph) -> None:
@@ -533,8 +539,9 @@ def test_registration_item(graph: StackGraph) -> None:
     assert reg["tableName"] == graph.named("aws:dynamodb/table:Table", "jobs").outputs["name"]
     item = json.loads(reg["item"])
     task = graph.named(TASK_DEF, "summarize-task").outputs
-    queue = graph.named("aws:sqs/queue:Queue", "summarize-queue").outputs
-    dlq = graph.named("aws:sqs/queue:Queue", "summarize-dlq").outputs
+    # The stack's launch queue (shared by every worker), not one of the worker's own.
+    queue = graph.named("aws:sqs/queue:Queue", "launch-queue").outputs
+    dlq = graph.named("aws:sqs/queue:Queue", "launch-dlq").outputs
     assert item[jobcontract.Table.PK] == {"S": "worker#summarize"}
     assert item["kind"] == {"S": "worker"}
     assert item[WorkerField.TASK_DEFINITION] == {"S": task["arn"]}
@@ -547,6 +554,8 @@ def test_registration_item(graph: StackGraph) -> None:
     assert item[WorkerField.MAX_CONCURRENCY] == {"N": "25"}
     assert item[WorkerField.SPOT_FALLBACK] == {"BOOL": True}
     assert item[WorkerField.ARCHITECTURE] == {"S": "ARM64"}
+    reuse = str(jobcontract.DEFAULT_REUSE_IDLE_SECONDS)
+    assert item[WorkerField.REUSE_IDLE_SECONDS] == {"N": reuse}
     assert json.loads(item[WorkerField.INPUT_SCHEMA]["S"]) == {"type": "object"}
     strategy = json.loads(item[WorkerField.CAPACITY_STRATEGY]["S"])
     assert strategy == [
@@ -579,9 +588,18 @@ def test_ecr_repository(graph: StackGraph) -> None:
             "policy"
         ]
     )
-    (rule,) = lifecycle["rules"]
-    assert rule["selection"]["countType"] == "imageCountMoreThan"
-    assert rule["selection"]["countNumber"] == 10  # StackConfig default keep_images
+    untagged, kept = lifecycle["rules"]
+    # AWS rule: the "any" rule must have the highest rulePriority (evaluated last).
+    assert untagged["rulePriority"] < kept["rulePriority"]
+    assert untagged["selection"] == {
+        "tagStatus": "untagged",
+        "countType": "sinceImagePushed",
+        "countUnit": "days",
+        "countNumber": 1,
+    }
+    assert kept["selection"]["tagStatus"] == "any"
+    assert kept["selection"]["countType"] == "imageCountMoreThan"
+    assert kept["selection"]["countNumber"] == 3  # StackConfig default keep_images
 
 
 def test_children_are_parented(graph: StackGraph) -> None:
@@ -609,11 +627,93 @@ def test_security_checklist_passes(graph: StackGraph, source: Path) -> None:
     assert checklist_violations(prod, "summarize", "prod") == []
 
 
-def test_trigger_max_concurrency_comes_from_the_stack(source: Path) -> None:
-    """The worker's task cap (max_concurrency) is the launcher's business; the trigger's
-    concurrency is a stack setting (prod caps it, dev leaves it unset for idle cost)."""
-    capped = run_worker(stack_config("prod", launcherMaxConcurrency=10), source)
-    esm = capped.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
-    assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 10}
-    with pytest.raises(ConfigError, match="ai-batch:launcherMaxConcurrency"):
-        stack_config("prod", launcherMaxConcurrency=1)  # AWS minimum is 2
+def test_reuse_idle_seconds_reaches_registration_and_task(source: Path) -> None:
+    def reuse(graph: StackGraph) -> tuple[str, str]:
+        item = json.loads(
+            graph.named("aws:dynamodb/tableItem:TableItem", "summarize-registration").inputs["item"]
+        )
+        (container,) = json.loads(
+            graph.named(TASK_DEF, "summarize-task").inputs["containerDefinitions"]
+        )
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        return item[WorkerField.REUSE_IDLE_SECONDS]["N"], env[Env.REUSE_IDLE_SECONDS]
+
+    assert reuse(run_worker(stack_config(), source, reuse_idle_seconds=120)) == ("120", "120")
+    assert reuse(run_worker(stack_config(), source, reuse_idle_seconds=0)) == ("0", "0")
+    # The stack setting turns reuse off for every worker, whatever the worker asks.
+    off = run_worker(stack_config(taskReuse=False), source, reuse_idle_seconds=120)
+    assert reuse(off) == ("0", "0")
+
+
+@pytest.mark.parametrize("bad", [-1, 3601, 1.5, True])
+def test_reuse_idle_seconds_is_validated(source: Path, bad: Any) -> None:
+    with pytest.raises(AwsConstraintError) as info:
+        run_worker(stack_config(), source, reuse_idle_seconds=bad)
+    assert info.value.key == "summarize: reuse_idle_seconds"
+    assert "0..3600" in info.value.allowed
+
+
+def test_reuse_env_is_reserved(source: Path) -> None:
+    with pytest.raises(AwsConstraintError) as info:
+        run_worker(stack_config(), source, environment={Env.REUSE_IDLE_SECONDS: "5"})
+    assert info.value.value == Env.REUSE_IDLE_SECONDS
+
+
+def test_registration_fails_before_a_worker_role_exceeds_an_iam_quota(source: Path) -> None:
+    """A task role whose declared statements exceed IAM's inline quota: the registration
+    fails the program naming the role, before IAM would refuse the policy."""
+    many = [
+        iam.Statement(
+            ("s3:GetObject",),
+            [f"arn:aws:s3:::bucket-{i:04d}-with-a-rather-long-name/prefix/*" for i in range(200)],
+            sid="ManyBuckets",
+        )
+    ]
+    with pytest.raises(ValueError) as err:
+        run_worker(stack_config(), source, policy_statements=many)
+    assert re.search(
+        r"IAM role ai-batch-dev-summarize-task: inline policies: '\d+ characters' is not valid",
+        str(err.value),
+    ), err.value
+
+
+# --- the IAM quota guard: each quota, caught before IAM would refuse the role -------------
+def test_guard_refuses_an_oversized_trust_policy_at_declaration() -> None:
+    ledger = iam.InlinePolicyLedger()
+    ledger.trust("of Lambda x", iam.assume_role_policy("lambda.amazonaws.com"))  # fits
+    oversized = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "x" * 2100}]})
+    with pytest.raises(AwsConstraintError) as info:
+        ledger.trust("of Lambda x", oversized)
+    assert info.value.key == "IAM role of Lambda x: trust policy"
+    assert "at most 2048 characters" in info.value.allowed
+
+
+def test_guard_refuses_an_eleventh_managed_policy() -> None:
+    ledger = iam.InlinePolicyLedger()
+    arns = [f"arn:aws:iam::aws:policy/P{i}" for i in range(10)]
+    ledger.managed("of Lambda x", arns)  # 10: IAM's default quota, still allowed
+    with pytest.raises(AwsConstraintError) as info:
+        ledger.managed("of Lambda x", ["arn:aws:iam::aws:policy/One-too-many"])
+    assert info.value.key == "IAM role of Lambda x: managed policies"
+    assert info.value.value == 11 and "at most 10" in info.value.allowed
+
+
+def test_registration_fails_before_a_trust_policy_output_exceeds_the_quota(source: Path) -> None:
+    """A trust policy only known once Outputs resolve (the task role's, say) is checked by
+    the guard the registration waits for."""
+
+    def program() -> None:
+        platform = fake_platform(stack_config())
+        huge = pulumi.Output.from_input("y" * 3000).apply(
+            lambda pad: json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": pad}]})
+        )
+        platform.functions.iam_ledger.trust("of Lambda ai-batch-dev-launcher", huge)
+        FargateWorker("summarize", FargateWorkerArgs(platform=platform, source_dir=str(source)))
+
+    with pytest.raises(ValueError) as err:
+        run_program(program)
+    assert re.search(
+        r"IAM role of Lambda ai-batch-dev-launcher: trust policy: '\d+ characters' is not "
+        r"valid; allowed: at most 2048 characters",
+        str(err.value),
+    ), err.value

@@ -1,4 +1,6 @@
-"""JobQueue under Pulumi mocks: FIFO names, dedup, redrive, TLS-only, trigger, DLQ alarm."""
+"""JobQueue under Pulumi mocks: FIFO names, dedup, redrive, TLS-only, trigger, DLQ alarm.
+
+(The stack declares one, the launch queue, in ControlPlane; here it stands alone.)"""
 
 from __future__ import annotations
 
@@ -29,14 +31,13 @@ def _program(**overrides: Any) -> Any:
         topic = aws.sns.Topic("failures")
         args: dict[str, Any] = {
             "name_prefix": "ai-batch-dev",
-            "consumer": fn,
-            "consumer_role_name": role.name,
             "consumer_timeout_seconds": 60,
             "max_concurrency": 7,
             "alarm_topic_arn": topic.arn,
         }
         args.update(overrides)
         q = JobQueue("summarize", JobQueueArgs(**args))
+        q.trigger(fn, depends_on=[role])
         pulumi.export("queue_url", q.queue.url)
 
     return program
@@ -107,18 +108,24 @@ def test_event_source_mapping(graph: StackGraph) -> None:
     assert "maximumBatchingWindowInSeconds" not in esm.inputs
 
 
-def test_consumer_policy_scoped_to_this_queue(graph: StackGraph) -> None:
-    pol = graph.named("aws:iam/rolePolicy:RolePolicy", "summarize-consume").inputs
-    assert pol["role"] == graph.named("aws:iam/role:Role", "launcher-role").outputs["name"]
-    (stmt,) = json.loads(pol["policy"])["Statement"]
-    assert stmt["Effect"] == "Allow"
-    assert stmt["Resource"] == [graph.named(QUEUE, "summarize-queue").outputs["arn"]]
-    assert set(stmt["Action"]) == {
-        "sqs:ReceiveMessage",
-        "sqs:DeleteMessage",
-        "sqs:GetQueueAttributes",
-        "sqs:ChangeMessageVisibility",
-    }
+def test_no_policy_on_the_consumer_role(graph: StackGraph) -> None:
+    """The consumer's owner grants iam.queue_consume in the consumer's own policy (the
+    launcher's, in ControlPlane): the queue adds no per-queue policy to any role."""
+    assert graph.of_type("aws:iam/rolePolicy:RolePolicy") == []
+    esm = graph.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")
+    assert "launcher-role" in esm.depends_on
+
+
+def test_one_trigger_per_queue() -> None:
+    def program() -> None:
+        role = aws.iam.Role("r", assume_role_policy="{}")
+        fn = aws.lambda_.Function("f", role=role.arn, runtime="python3.13", handler="x.h")
+        q = JobQueue("q", JobQueueArgs(name_prefix="ai-batch-dev", consumer_timeout_seconds=60))
+        q.trigger(fn)
+        q.trigger(fn)
+
+    with pytest.raises(ValueError, match="already triggers"):
+        run_program(program)
 
 
 def test_dlq_alarm_targets_topic(graph: StackGraph) -> None:

@@ -19,7 +19,7 @@ WORKERS = sorted(w.name for w in SEED_WORKERS)
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 # What alarms=true adds on top of the same program: Observability (8 Lambda + 2 API alarms,
 # one dashboard), the customer managed key CloudWatch needs to publish to the encrypted
-# topic, and one alarm per dead-letter queue (JobQueue, ScheduledTask).
+# topic, and one alarm per dead-letter queue (the launch JobQueue, ScheduledTask).
 OBSERVABILITY_ALARMS = 10
 
 
@@ -47,6 +47,11 @@ def test_exports(dev_graph: StackGraph, prod_graph: StackGraph) -> None:
         for urls in (e["queueUrls"], e["dlqUrls"]):
             assert all(u.endswith(".fifo") for u in urls.values())
         assert not set(e["queueUrls"].values()) & set(e["dlqUrls"].values())
+        # Every worker's jobs go through the stack's one launch queue.
+        assert e["launchQueueUrl"].endswith(f"/ai-batch-{stack}-launch.fifo")
+        assert e["launchDlqUrl"].endswith(f"/ai-batch-{stack}-launch-dlq.fifo")
+        assert set(e["queueUrls"].values()) == {e["launchQueueUrl"]}
+        assert set(e["dlqUrls"].values()) == {e["launchDlqUrl"]}
 
 
 def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
@@ -56,7 +61,8 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     assert counts["aibatch:index:ControlPlane"] == 1
     assert counts["aibatch:index:BatchApi"] == 1
     assert counts["aibatch:index:FargateWorker"] == n
-    assert counts["aibatch:index:JobQueue"] == n
+    assert counts["aibatch:index:JobQueue"] == 1  # the launch queue, whatever n is
+    assert counts["aws:lambda/eventSourceMapping:EventSourceMapping"] == 1
     assert counts["aibatch:index:ScheduledTask"] == 1
     assert counts["aws:lambda/function:Function"] == 4  # the control plane only
     assert counts["aws:ecs/cluster:Cluster"] == 1
@@ -66,7 +72,7 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     assert counts["aws:ecr/repository:Repository"] == n
     assert counts["docker:index/image:Image"] == n
     assert counts["aws:ecs/taskDefinition:TaskDefinition"] == n
-    assert counts["aws:sqs/queue:Queue"] == 2 * n + counts.get("aibatch:index:ScheduledTask", 0) * (
+    assert counts["aws:sqs/queue:Queue"] == 2 + counts.get("aibatch:index:ScheduledTask", 0) * (
         1 if _scheduler_dlq(dev_graph) else 0
     )
     # one registration per worker + the API endpoint item (notification links)
@@ -90,8 +96,8 @@ def test_prod_differs_from_dev_exactly_by_observability(
     # alone in a fresh account), so dev has nothing prod lacks.
     assert dict(dev - prod) == {}
     added = dict(prod - dev)
-    # One DLQ alarm per dead-letter queue: each worker's, and the scheduled task's.
-    dlq_alarms = len(WORKERS) + dev["aibatch:index:ScheduledTask"]
+    # One DLQ alarm per dead-letter queue: the launch queue's, and the scheduled task's.
+    dlq_alarms = 1 + dev["aibatch:index:ScheduledTask"]
     assert added == {
         "aibatch:index:Observability": 1,
         "aws:cloudwatch/dashboard:Dashboard": 1,

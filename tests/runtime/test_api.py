@@ -9,7 +9,14 @@ import boto3
 import pytest
 
 from handlers import api
-from jobcontract import MAX_INLINE_INPUT_BYTES, MAX_REQUEST_BYTES, JobField, JobStatus
+from jobcontract import (
+    DEFAULT_REUSE_IDLE_SECONDS,
+    MAX_INLINE_INPUT_BYTES,
+    MAX_REQUEST_BYTES,
+    Env,
+    JobField,
+    JobStatus,
+)
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import api_event, call, queue_depth, receive_all, table_items
@@ -279,7 +286,8 @@ def test_cancel_in_each_state(res) -> None:
     assert status == 404
 
 
-def test_workers_route(res) -> None:
+def test_workers_route(res, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(Env.FARGATE_VCPU_LIMIT, "6")
     status, body, _ = call("GET", "/workers")
     assert status == 200
     echo = {w["name"]: w for w in body["workers"]}["echo"]
@@ -291,7 +299,10 @@ def test_workers_route(res) -> None:
         "timeout_seconds": 900,
         "max_attempts": 4,
         "max_concurrency": 10,
+        # a registration without the field reads as the default warm-reuse window
+        "reuse_idle_seconds": DEFAULT_REUSE_IDLE_SECONDS,
     }
+    assert body["fargate_vcpu_limit"] == 6  # the stack setting, from the Lambda's environment
     assert echo["input_schema"] == ECHO.input_schema
     assert [w["name"] for w in body["workers"]] == ["echo", "other"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import boto3
@@ -152,7 +151,7 @@ def test_concurrency_cap_parks_the_job_and_a_freed_slot_starts_it(res) -> None:
     woken = store.get(parked)
     assert woken[JobField.STATUS] == "DISPATCHED" and woken[JobField.ATTEMPTS] == 1
     assert JobField.WAITING_SINCE not in woken and woken[JobField.TASK_ARN]
-    counts, used = dispatch.counts()
+    counts, _ = dispatch.counts()
     assert counts["echo"]["tasks"] == 2 and counts["echo"]["waiting"] == 0
 
 

@@ -83,8 +83,8 @@ def test_there_are_policies_to_check(graph: StackGraph) -> None:
     policies = identity_policies(graph)
     workers = worker_names(graph)
     assert len(workers) >= 3, workers
-    # per worker: exec + task + JobQueue's consume; plus the control plane's own four.
-    assert len(policies) >= 3 * len(workers) + 4
+    # per worker: exec + task; plus the control plane's own four.
+    assert len(policies) >= 2 * len(workers) + 4
 
 
 def test_every_action_exists(graph: StackGraph) -> None:
