@@ -21,10 +21,13 @@ from jobcontract import CONTAINER_NAME
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
 
-def local_log_files(logs_dir: Path, job_id: str) -> list[Path]:
-    """The process logs of every attempt of ``job_id``, oldest attempt first."""
+def local_log_files(logs_dir: Path, job_id: str, *, own_only: bool = False) -> list[Path]:
+    """The process logs that may hold ``job_id``'s lines: the tasks started for it (oldest
+    attempt first), then, unless ``own_only``, every other task's (a warm task runs several
+    jobs in one process)."""
     index = logs_dir / "index.jsonl"
-    found: list[tuple[int, Path]] = []
+    own: list[tuple[int, Path]] = []
+    others: list[Path] = []
     if index.exists():
         for line in index.read_text().splitlines():
             try:
@@ -32,8 +35,44 @@ def local_log_files(logs_dir: Path, job_id: str) -> list[Path]:
             except ValueError:
                 continue
             if entry.get("job_id") == job_id:
-                found.append((int(entry.get("attempt") or 0), Path(entry["path"])))
-    return [p for _, p in sorted(found, key=lambda t: t[0])]
+                own.append((int(entry.get("attempt") or 0), Path(entry["path"])))
+            elif entry.get("path"):
+                others.append(Path(entry["path"]))
+    first = [p for _, p in sorted(own, key=lambda t: t[0])]
+    return first if own_only else first + [p for p in others if p not in first]
+
+
+class JobLines:
+    """Keeps one job's lines of a process log: its JSON lines (``job_id``), and the plain
+    lines (a traceback, a print) written while it was the job running in that process."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.current: dict[Path, str | None] = {}
+        self.pending: dict[Path, str] = {}
+
+    def feed(self, path: Path, text: str, *, started_for_job: bool) -> str:
+        """The kept lines of ``text``, the next chunk of ``path``. A process started for the
+        job owns its lines until another job's line appears."""
+        self.current.setdefault(path, self.job_id if started_for_job else None)
+        data = self.pending.pop(path, "") + text
+        lines = data.split("\n")
+        if lines and lines[-1] != "":
+            self.pending[path] = lines.pop()  # an unfinished line: wait for its end
+        elif lines:
+            lines.pop()
+        kept: list[str] = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                owner = record.get("job_id")
+                self.current[path] = str(owner) if owner else None
+            if self.current.get(path) == self.job_id:
+                kept.append(line + "\n")
+        return "".join(kept)
 
 
 def print_local(
@@ -45,15 +84,16 @@ def print_local(
     job_status: Callable[[], str],
     poll: float = 0.5,
 ) -> int:
-    files = local_log_files(logs_dir, job_id)
-    if not files and not follow:
+    if not local_log_files(logs_dir, job_id) and not follow:
         raise CliError(Exit.NOT_FOUND, f"no local process log for job {job_id} (not started?)")
     offsets: dict[Path, int] = {}
+    announced: set[Path] = set()
+    lines = JobLines(job_id)
+    printed = False
     while True:
+        own = set(local_log_files(logs_dir, job_id, own_only=True))
         for path in local_log_files(logs_dir, job_id):
-            if path not in offsets:
-                offsets[path] = 0
-                out.write(f"==> {path.name} <==\n")
+            offsets.setdefault(path, 0)
             try:
                 with path.open("rb") as fh:
                     fh.seek(offsets[path])
@@ -61,12 +101,20 @@ def print_local(
             except FileNotFoundError:
                 continue
             offsets[path] += len(chunk)
-            out.write(chunk.decode("utf-8", "replace"))
+            kept = lines.feed(path, chunk.decode("utf-8", "replace"), started_for_job=path in own)
+            if kept:
+                if path not in announced:
+                    announced.add(path)
+                    out.write(f"==> {path.name} <==\n")
+                out.write(kept)
+                printed = True
         out.flush()
         if not follow or job_status() in TERMINAL:
             if follow:  # one last read after the job ended: the tail may have landed late
                 follow = False
                 continue
+            if not printed:
+                raise CliError(Exit.NOT_FOUND, f"no local log line of job {job_id} (not started?)")
             return Exit.OK
         time.sleep(poll)
 

@@ -113,3 +113,34 @@ def test_task_ids_survive_ecs_refusing_started_by_with_a_status_filter() -> None
             return Ecs()
 
     assert _task_ids(OneSession(), "c", JOB) == ["abc"]
+
+
+def test_local_logs_of_a_warm_task_show_only_that_jobs_lines(tmp_path: Path) -> None:
+    """A reused task's process log holds several jobs: each job sees its own lines only,
+    including the plain lines (a traceback) written while it ran."""
+    second = "echo_" + "d" * 32
+    log = tmp_path / "t1.log"
+    log.write_text(
+        "starting\n"
+        + json.dumps({"event": "job_running", "job_id": JOB})
+        + "\n"
+        + json.dumps({"event": "job_exit", "job_id": JOB})
+        + "\n"
+        + json.dumps({"event": "reuse_next_job", "jobs_run": 1})
+        + "\n"
+        + json.dumps({"event": "job_running", "job_id": second})
+        + "\n"
+        + "Traceback (most recent call last): boom\n"
+        + json.dumps({"event": "job_exit", "job_id": second})
+        + "\n"
+    )
+    (tmp_path / "index.jsonl").write_text(
+        json.dumps({"task_id": "t1", "job_id": JOB, "attempt": "1", "path": str(log)}) + "\n"
+    )
+    first_out, second_out = io.StringIO(), io.StringIO()
+    print_local(tmp_path, JOB, first_out, follow=False, job_status=lambda: "SUCCEEDED")
+    print_local(tmp_path, second, second_out, follow=False, job_status=lambda: "SUCCEEDED")
+    assert "starting" in first_out.getvalue() and second not in first_out.getvalue()
+    assert "reuse_next_job" not in first_out.getvalue() + second_out.getvalue()
+    assert JOB not in second_out.getvalue() and "Traceback" in second_out.getvalue()
+    assert second_out.getvalue().count(second) == 2  # its two JSON lines, nothing else named

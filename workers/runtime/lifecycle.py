@@ -279,7 +279,9 @@ def _reused_jobs(
         if claimed is None:
             logger.info("reuse_idle_exit", idle_seconds=settings.reuse_idle_seconds)
             return
-        logger.info("reuse_next_job", next_job_id=claimed.job_id, after_job_id=finished)
+        # No job id here: `batchctl logs JOB` shows exactly that job's lines (its own run
+        # logs name this task: job_running carries the task ARN).
+        logger.info("reuse_next_job", jobs_run=len(codes))
         yield claimed
         finished = claimed.job_id
 
