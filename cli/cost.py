@@ -61,6 +61,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="run time of one job, globally or per worker; default 60")
     p.add_argument("--startup-seconds", type=float, default=30.0,
                    help="billed image pull + start per task (the clock starts at the pull)")
+    p.add_argument("--jobs-per-task", type=float, default=1.0,
+                   help="jobs a warm task runs back to back (warm reuse): 1 for sparse jobs, "
+                        "about jobs-in-a-burst / max-tasks for batches; default 1")
     p.add_argument("--status-polls", type=int, default=3,
                    help="client GET /jobs/{id} calls per job (billed)")
     p.add_argument("--image-gb", type=float, default=None,
@@ -117,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         usage = usage_from_args(
             model, jobs, durations,
             startup_seconds=args.startup_seconds,
+            jobs_per_task=args.jobs_per_task,
             profile=JobProfile(status_polls=args.status_polls),
             image_gb=args.image_gb,
             image_changed_share=args.image_changed_share,

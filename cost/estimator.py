@@ -725,9 +725,12 @@ def usage_from_args(
     durations: Mapping[str, float] | float,
     *,
     startup_seconds: float = 30.0,
+    jobs_per_task: float = 1.0,
     **kwargs: Any,
 ) -> Usage:
-    """Per-worker usage from a global figure (split evenly / applied to all) or per worker."""
+    """Per-worker usage from a global figure (split evenly / applied to all) or per worker.
+    ``jobs_per_task``: jobs a warm task runs back to back (1 for sparse jobs; a burst of n
+    jobs on a worker capped at c tasks comes to about n / c)."""
     names = [w.name for w in model.workers]
     unknown = [n for n in (list(jobs) if isinstance(jobs, Mapping) else [])
                + (list(durations) if isinstance(durations, Mapping) else []) if n not in names]
@@ -738,5 +741,5 @@ def usage_from_args(
         j = jobs.get(n, 0.0) if isinstance(jobs, Mapping) else jobs / max(1, len(names))
         d = durations.get(n, 60.0) if isinstance(durations, Mapping) else durations
         per[n] = WorkerUsage(jobs_per_month=j, duration_seconds=d,
-                             startup_seconds=startup_seconds)
+                             startup_seconds=startup_seconds, jobs_per_task=jobs_per_task)
     return Usage(workers=per, **kwargs)
