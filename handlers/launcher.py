@@ -22,7 +22,8 @@ Per message ``{"job_id", "attempt"}``:
    call whose outcome is unknown and a retry after a capacity shortage is not replayed.
    RunTask calls are paced by a token bucket: ECS allows 20 launches/s sustained with a burst
    of 100 per account and Region, shared here by the launcher's concurrent invocations.
-5. Record the task ARN (conditional on DISPATCHED + attempt) and on the lease.
+5. Record the task ARN (conditional on DISPATCHED + attempt); the lease finds its task
+   through the job it runs (``current_job``), so it needs no write of its own.
 
 Throttling, capacity and transient errors leave the claim in place and return the message
 as a batch item failure. When it comes back, a job that is DISPATCHED on the next attempt
@@ -501,8 +502,6 @@ class Launcher:
                 self._stop(task_arn, job_id, "Orphaned launch: job moved on")
                 return LaunchOutcome(job_id, "skipped", task_arn, "job moved on during launch")
             job = current
-        with contextlib.suppress(ClientError, BotoCoreError):  # best effort: the sweep's key
-            self.dispatch.record_task(slot_key(job_id, attempt), task_arn)
         if job.get(JobField.CANCEL_REQUESTED):
             self._stop(task_arn, job_id, f"Cancelled by API request for job {job_id}")
         _aws.log("INFO", "job_launched", job_id=job_id, attempt=attempt, task_arn=task_arn)

@@ -383,19 +383,19 @@ class TableCalls:
         return [op for op, key in self.calls if key.startswith("job#")]
 
 
-def test_one_launch_costs_one_read_one_transaction_and_two_small_writes(res) -> None:
+def test_one_launch_costs_one_read_one_transaction_and_one_write(res) -> None:
     """Benchmark 1 budget: read the job, claim job + slot in one transaction, record the task
-    ARN on the job and on the task's lease."""
+    ARN on the job (the lease reaches the task through its current job)."""
     job_id = submit()
     calls = TableCalls()
     out, _ = deliver(res)
     assert out == {"batchItemFailures": []}
     ops = [op for op, key in calls.calls if not key.startswith("worker#")]
-    assert ops == ["GetItem", "TransactWriteItems", "UpdateItem", "UpdateItem"]
+    assert ops == ["GetItem", "TransactWriteItems", "UpdateItem"]
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.TASK_ARN]
     lease = Dispatch(JobStore(res.table_name)).get(slot_key(job_id, 1))
-    assert lease is not None and lease["task_arn"] == job[JobField.TASK_ARN]
+    assert lease is not None and lease["current_job"] == job_id
 
 
 def test_queued_job_with_cancel_flag_is_cancelled_not_launched(res) -> None:
@@ -582,3 +582,20 @@ def test_an_access_denied_launch_fails_the_job_once_instead_of_looping(res) -> N
     )
     assert [json.loads(m["Body"])["job_id"] for m in receive_all(topic_queue)] == [job_id]
     assert receive_all(res.workers["echo"].queue_url) == []
+
+
+def test_runtask_pacing_follows_ecs_launch_rate() -> None:
+    """ECS: burst 100, 20 launches/s sustained, shared by the launcher's invocations."""
+    now = [0.0]
+    bucket = launcher.TokenBucket(10.0, 50.0, clock=lambda: now[0])  # 2 invocations' share
+    waits = [bucket.delay() for _ in range(50)]
+    assert waits == [0.0] * 50  # the burst
+    assert bucket.delay() == pytest.approx(0.1)  # then one per 1/10 s
+    now[0] += 1.0
+    assert bucket.delay() == pytest.approx(0.0) and bucket.tokens == pytest.approx(8.0)
+
+
+def test_each_invocation_takes_its_share_of_the_rate(monkeypatch) -> None:
+    monkeypatch.setenv(launcher.LAUNCHER_CONCURRENCY_ENV, "4")
+    bucket = launcher._runtask_bucket()
+    assert bucket.rate == 5.0 and bucket.burst == 25.0
