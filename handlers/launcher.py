@@ -605,9 +605,13 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
     launcher = Launcher()
     failures: list[dict[str, str]] = []
     failed_groups: set[str] = set()
+    drains: list[str] = []  # drain requests: one drain after the batch answers them all
     for record in records:
         message_id = str(record.get("messageId", ""))
         group = str((record.get("attributes") or {}).get("MessageGroupId", ""))
+        if _is_drain(str(record.get("body", ""))):
+            drains.append(message_id)
+            continue
         if group and group in failed_groups:
             # FIFO order within a message group: nothing after a failed message of the same
             # group may be processed before it (each job is its own group).
@@ -641,14 +645,17 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
             failed_groups.add(group)
             if outcome.action != "invalid":
                 _back_off(record)
-    if launcher.parked:
-        # A slot may have freed between a refused claim and its park (the release's drain
-        # then did not see that job yet): drain once after the batch, so no parked job
-        # waits for the next stop.
+    if drains or launcher.parked:
+        # Drain requests, and jobs parked in this batch (a slot may have freed between a
+        # refused claim and its park, before the release's drain could see that job): one
+        # drain after the batch hands out every free slot, however many asked.
         try:
-            launcher.drain()
-        except (ClientError, BotoCoreError) as exc:  # the sweep's drain is the backstop
+            launched = launcher.drain()
+        except (ClientError, BotoCoreError) as exc:  # redelivered; the sweep's is the backstop
             _aws.log("WARNING", "drain_failed", error=str(exc))
+            failures.extend({"itemIdentifier": m} for m in drains)
+        else:
+            _aws.log("INFO", "launch_drained", requests=len(drains), launched=len(launched))
     return {"batchItemFailures": failures}
 
 
