@@ -202,6 +202,8 @@ class ControlPlane(pulumi.ComponentResource):
             [
                 iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
                 iam.queue_consume(launch_queue_arn, sid="ConsumeLaunchQueue"),
+                # A woken job whose RunTask must be retried gets a message (send_resume).
+                *enqueue,
                 iam.lease_writes(table_arn),
                 # StopTask: a job cancelled (or moved on) while its launch was under way.
                 iam.ecs_tasks_in_cluster(
@@ -223,7 +225,7 @@ class ControlPlane(pulumi.ComponentResource):
                     leading_keys=[JOB_PK_PREFIX + "*"],
                     sid="RecordScheduledRuns",
                 ),
-                iam.lease_writes(table_arn),  # a stopped task's slot is given back
+                iam.lease_writes(table_arn, create=False),  # a stopped task's slot is given back
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
                 *enqueue,  # retry after a failed run; a drain request for the freed slot
                 *notify,
@@ -235,7 +237,7 @@ class ControlPlane(pulumi.ComponentResource):
             "Stops and fails jobs past their timeout or without heartbeat",
             [
                 iam.table_actions(iam.SWEEP_TABLE_ACTIONS, table_arn, sid="JobsTable"),
-                iam.lease_writes(table_arn),  # slots of tasks whose STOPPED event was lost
+                iam.lease_writes(table_arn, create=False),  # slots of lost tasks given back
                 iam.ecs_tasks_in_cluster(
                     (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS), cluster_arn
                 ),

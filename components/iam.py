@@ -201,9 +201,11 @@ def table_actions(
     return Statement(actions, table_and_indexes(table_arn), conditions, sid)
 
 
-def lease_writes(table_arn: Resource, sid: str = "TaskLeases") -> Statement:
-    """Create and delete task leases (``slot#*``) of the dispatch state."""
-    return table_actions(LEASE_WRITE_ACTIONS, table_arn, leading_keys=[SLOT_PREFIX + "*"], sid=sid)
+def lease_writes(table_arn: Resource, *, create: bool = True, sid: str = "TaskLeases") -> Statement:
+    """Delete (and with ``create``, create) task leases (``slot#*``) of the dispatch state:
+    only the launcher creates them; the reconciler and the sweep give them back."""
+    actions = LEASE_WRITE_ACTIONS if create else ("dynamodb:DeleteItem",)
+    return table_actions(actions, table_arn, leading_keys=[SLOT_PREFIX + "*"], sid=sid)
 
 
 def worker_dispatch(table_arn: Resource, worker: str) -> list[Statement]:

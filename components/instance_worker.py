@@ -302,6 +302,14 @@ class InstanceWorker(pulumi.ComponentResource):
         super().__init__("aibatch:index:InstanceWorker", name, None, opts)
         platform = args.platform
         s = _validate_instance(name, args, platform)
+        # Warm reuse as FargateWorker: an instance task that finished a job takes the next.
+        self.reuse_idle_seconds = (
+            0
+            if not platform.config.task_reuse
+            else args.reuse_idle_seconds
+            if args.reuse_idle_seconds is not None
+            else jobcontract.DEFAULT_REUSE_IDLE_SECONDS
+        )
         v = s.base
         self.worker_name = name
         self.architecture = v.architecture
@@ -607,6 +615,7 @@ class InstanceWorker(pulumi.ComponentResource):
             Env.MODEL_BACKEND: "bedrock",
             Env.MODEL_ID: platform.config.bedrock_model_id,
             Env.LOG_LEVEL: platform.config.log_level,
+            Env.REUSE_IDLE_SECONDS: str(self.reuse_idle_seconds),
             **(READONLY_ROOT_ENV if args.readonly_root_filesystem else {}),
             **dict(args.environment),
         }

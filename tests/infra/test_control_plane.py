@@ -173,7 +173,10 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
-        "ecs:ListTasks",
+        # a task's lease: created with its claim, deleted when a launch fails for good
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "sqs:SendMessage",  # a woken job whose RunTask must be retried gets a message
         "ecs:DescribeTasks",
         "ecs:StopTask",  # a job cancelled while its launch was under way: stop its task
         "ecs:RunTask",
@@ -192,9 +195,10 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
     (stop,) = grants(stmts, "ecs:StopTask")
     assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
     assert stop["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
-    (list_tasks,) = grants(stmts, "ecs:ListTasks")
-    assert list_tasks["Resource"] == ["*"]  # AWS: ListTasks takes no task resource
-    assert list_tasks["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
+    # Slots are counted in the dispatch state, not with ListTasks; leases only.
+    (lease,) = grants(stmts, "dynamodb:DeleteItem")
+    assert set(lease["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+    assert lease["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
     (describe,) = grants(stmts, "ecs:DescribeTasks")
     assert describe["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
     assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
@@ -286,8 +290,12 @@ def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",
     }
-    assert not grants(stmts, "dynamodb:DeleteItem")
+    # It deletes only task leases (the slots of tasks whose STOPPED event was lost).
+    (delete,) = grants(stmts, "dynamodb:DeleteItem")
+    assert as_list(delete["Action"]) == ["dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
 
 
 def test_reconciler_reads_only_the_notification_secrets(
@@ -386,15 +394,22 @@ def test_code_zip_holds_only_handler_and_contract_sources() -> None:
         assert "__pycache__" not in name and "/tests/" not in name and "/test_" not in name
 
 
-def test_reconciler_creates_only_job_rows_and_never_deletes(dev_platform: StackGraph) -> None:
+def test_reconciler_creates_only_job_rows_and_deletes_only_leases(
+    dev_platform: StackGraph,
+) -> None:
     stmts = role_policy(dev_platform, "reconciler-policy")
     table = {a for a in actions_of(stmts) if a.startswith("dynamodb:")}
     assert table == {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",  # the jobs a reused task ran before its last
         "dynamodb:PutItem",
+        "dynamodb:DeleteItem",  # a stopped task's lease, nothing else
     }
+    (delete,) = grants(stmts, "dynamodb:DeleteItem")
+    assert as_list(delete["Action"]) == ["dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
     # PutItem records a scheduled run whose task stopped first: job rows only, never the
     # worker registrations or the API's config item.
     (put,) = grants(stmts, "dynamodb:PutItem")

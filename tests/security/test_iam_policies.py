@@ -214,7 +214,16 @@ def test_task_roles_reach_only_their_own_rows_and_prefixes(graph: StackGraph) ->
             if any(a.startswith("dynamodb:") for a in actions):
                 saw_table = True
                 keys = s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-                assert as_list(keys) == [f"job#{worker}_*"], (worker, keys)
+                # Its job rows; its dispatch counts and task leases (warm reuse); its own
+                # QUEUED partition of the by-worker-status index (the next parked job).
+                assert as_list(keys) in (
+                    [f"job#{worker}_*"],
+                    [f"dispatch#{worker}", f"slot#{worker}_*"],
+                    [f"{worker}#QUEUED"],
+                ), (worker, keys)
+                if as_list(keys) == [f"{worker}#QUEUED"]:
+                    assert actions == ["dynamodb:query"]
+                    assert all(r.endswith("/index/by-worker-status") for r in resources)
                 assert all(":table/" in r for r in resources)
                 assert not any(a in ("dynamodb:scan", "dynamodb:deletetable") for a in actions)
             if actions == ["s3:listbucket"]:  # on the bucket, for its own prefixes only
