@@ -68,6 +68,10 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
     trace = recorder.Trace(state / "aws-calls.jsonl")
     local = LocalPipeline(
         stack="dev",
+        # One job per task: these tests follow a job's own task (crash, cancel, logs, Spot).
+        # Warm reuse is exercised by tests/runtime/test_dispatch.py and the worker runtime's
+        # tests/runtime_worker/test_runtime_lifecycle.py, and measured by bench/dispatch_reuse.
+        overrides={"taskReuse": "false"},
         port=0,
         state_dir=state,
         max_tasks=4,
