@@ -377,17 +377,6 @@ class Dispatch:
             return False
         return True
 
-    def record_task(self, lease: str, task_arn: str) -> None:
-        """The task ARN of a lease (the sweep checks leases against ECS by it)."""
-        self.client.update_item(
-            TableName=self.table,
-            Key={Table.PK: {"S": lease}},
-            UpdateExpression="SET #arn = :arn",
-            ConditionExpression="attribute_exists(#pk)",
-            ExpressionAttributeNames={"#pk": Table.PK, "#arn": F.TASK_ARN},
-            ExpressionAttributeValues={":arn": {"S": task_arn}},
-        )
-
     # --- warm reuse (a worker task) -------------------------------------------------------
     def take_next(
         self,
