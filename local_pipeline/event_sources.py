@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ class PolledQueue:
     queue_arn: str
     batch_size: int
     invoke: Callable[[dict[str, Any]], Any]
+    max_concurrency: int = 1  # batches of this queue in flight at once
 
 
 def sqs_event(messages: Sequence[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -71,7 +73,9 @@ def sqs_event(messages: Sequence[dict[str, Any]], queue_arn: str, region: str) -
 
 
 class SqsPoller:
-    """One thread polling every mapped queue in turn and invoking its function."""
+    """One thread polling every mapped queue in turn; each queue's batches are invoked on a
+    pool, up to its mapping's maximum concurrency, as Lambda's pollers do. FIFO order holds
+    as in AWS: SQS returns no message of a group while another of that group is in flight."""
 
     def __init__(
         self,
@@ -91,16 +95,30 @@ class SqsPoller:
         self.invocations = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight = {q.queue_url: 0 for q in self.queues}
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, sum(max(1, q.max_concurrency) for q in self.queues)),
+            thread_name_prefix="local-lambda-sqs",
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="local-sqs-poller", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Poll now rather than after the interval (something was probably sent). AWS's
+        pollers long-poll, so a message reaches the function at once there too."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._pool.shutdown(wait=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -109,25 +127,70 @@ class SqsPoller:
                 if self._stop.is_set():
                     return
                 try:
-                    received += self.poll_once(queue)
+                    received += self._dispatch(queue)
                 except Exception as exc:
                     log.exception("polling %s failed", queue.queue_url)
                     self.errors.append(repr(exc))
             if not received:
-                self._stop.wait(self.poll_interval)
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+
+    def _dispatch(self, queue: PolledQueue) -> int:
+        """Receive a batch for ``queue`` if it has an invocation to spare, and invoke it on
+        the pool. Returns messages received."""
+        with self._lock:
+            if self._in_flight[queue.queue_url] >= max(1, queue.max_concurrency):
+                return 0
+            self._in_flight[queue.queue_url] += 1
+        try:
+            messages = self._receive(queue)
+        except BaseException:
+            self._done(queue)
+            raise
+        if not messages:
+            self._done(queue)
+            return 0
+
+        def run() -> None:
+            try:
+                self._invoke_and_settle(queue, messages)
+            except Exception as exc:
+                log.exception("settling a batch of %s failed", queue.queue_url)
+                self.errors.append(repr(exc))
+            finally:
+                self._done(queue)
+
+        self._pool.submit(run)
+        return len(messages)
+
+    def _done(self, queue: PolledQueue) -> None:
+        with self._lock:
+            self._in_flight[queue.queue_url] -= 1
+        self._wake.set()  # an invocation is free again: look for more
 
     def poll_once(self, queue: PolledQueue) -> int:
-        """Receive one batch from ``queue``, invoke, settle. Returns messages received."""
-        messages = self.sqs.receive_message(
+        """Receive one batch from ``queue``, invoke, settle, on this thread. Returns
+        messages received."""
+        messages = self._receive(queue)
+        if messages:
+            self._invoke_and_settle(queue, messages)
+        return len(messages)
+
+    def _receive(self, queue: PolledQueue) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self.sqs.receive_message(
             QueueUrl=queue.queue_url,
             MaxNumberOfMessages=max(1, min(queue.batch_size, 10)),
             WaitTimeSeconds=0,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
-        if not messages:
-            return 0
-        self.invocations += 1
+        return found
+
+    def _invoke_and_settle(self, queue: PolledQueue, messages: list[dict[str, Any]]) -> None:
+        """Invoke the function with the batch; delete what succeeded, leave what failed (in
+        ``batchItemFailures``, or all on an exception) for its visibility timeout."""
+        with self._lock:
+            self.invocations += 1
         failed: set[str]
         try:
             result = queue.invoke(sqs_event(messages, queue.queue_arn, self.region))
@@ -154,7 +217,6 @@ class SqsPoller:
                         ReceiptHandle=m["ReceiptHandle"],
                         VisibilityTimeout=self.redelivery_seconds,
                     )
-        return len(messages)
 
 
 class Ticker:

@@ -10,6 +10,7 @@ sweep) and, when the process is gone, marks the task STOPPED in moto and deliver
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -140,6 +141,7 @@ class LocalFargate:
         self.finished = 0
         self._task_defs: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.errors: list[str] = []
@@ -150,9 +152,15 @@ class LocalFargate:
         self._thread = threading.Thread(target=self._loop, name="local-fargate", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run a pass now rather than after the interval: a RunTask or StopTask was probably
+        made, or a worker process exited."""
+        self._wake.set()
+
     def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop polling, SIGTERM every running process, SIGKILL what outlives the grace."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
         with self._lock:
@@ -200,7 +208,8 @@ class LocalFargate:
             except Exception as exc:  # keep the emulation alive; the error is visible
                 log.exception("local fargate tick failed")
                 self.errors.append(repr(exc))
-            self._stop.wait(self.poll_interval)
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
 
     # --- one pass --------------------------------------------------------------------------
     def tick(self) -> None:
@@ -404,8 +413,20 @@ class LocalFargate:
         )
         task.started_at = _now_iso()
         task.started_ts = time.time()
+        self._watch_exit(task.process)
         self._index(task, env)
         log.info("task %s: worker %s started (pid %d)", task.task_id, task.worker, task.process.pid)
+
+    def _watch_exit(self, process: Any) -> None:
+        """Wake the loop when ``process`` exits, so a stop reaches the reconciler (and the
+        freed slot the next job) at once instead of at the next poll."""
+
+        def watch() -> None:
+            with contextlib.suppress(Exception):  # a test double may have no wait()
+                process.wait()
+            self.wake()
+
+        threading.Thread(target=watch, name="local-task-exit", daemon=True).start()
 
     def _index(self, task: LocalTask, env: Mapping[str, str]) -> None:
         entry = TaskLogEntry(

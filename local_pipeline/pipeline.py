@@ -162,7 +162,9 @@ class LocalPipeline:
         except FileNotFoundError as exc:
             raise LocalPipelineError(f"unknown stack {self.stack!r}: {exc}") from exc
         self.provisioned = prov = provision(graph, self.moto_endpoint)
-        self._lambdas = {name: LocalLambda(fn) for name, fn in prov.functions.items()}
+        self._lambdas = {
+            name: LocalLambda(fn, after=self._wake_pollers) for name, fn in prov.functions.items()
+        }
         if self.docker:
             self._check_images(sorted(prov.workers))
 
@@ -198,7 +200,11 @@ class LocalPipeline:
             self.client("sqs"),
             [
                 PolledQueue(
-                    s.queue_url, s.queue_arn, s.batch_size, self._lambdas[s.function].invoke
+                    s.queue_url,
+                    s.queue_arn,
+                    s.batch_size,
+                    self._lambdas[s.function].invoke,
+                    max_concurrency=s.max_concurrency,
                 )
                 for s in prov.event_sources
             ],
@@ -217,6 +223,12 @@ class LocalPipeline:
         if self.write_state:
             self._write_state()
         log.info("local pipeline up: %s (moto %s)", self.api_url, self.moto_endpoint)
+
+    def _wake_pollers(self) -> None:
+        """After a Lambda ran: let the SQS poller and the local Fargate look now."""
+        for poller in (self.poller, self.fargate):
+            if poller is not None:
+                poller.wake()
 
     def _check_images(self, workers: list[str]) -> None:
         missing = missing_images([default_docker_image(w) for w in workers])

@@ -111,6 +111,9 @@ class EventSource:
     function: str  # logical name of the LocalFunction
     batch_size: int
     report_batch_item_failures: bool
+    # The mapping's scalingConfig.maximumConcurrency (Lambda's own floor is 2 concurrent
+    # invocations per mapping when it is unset): how many batches run at once.
+    max_concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -506,6 +509,7 @@ class Provisioner:
                 batch_size=int(i.get("batchSize") or 10),
                 report_batch_item_failures="ReportBatchItemFailures"
                 in (i.get("functionResponseTypes") or []),
+                max_concurrency=int((i.get("scalingConfig") or {}).get("maximumConcurrency") or 2),
             )
         )
 

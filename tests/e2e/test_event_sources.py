@@ -109,3 +109,90 @@ def test_sqs_event_and_rates() -> None:
     assert event["Records"][0]["attributes"] == {"A": "1"}
     assert rate_seconds("rate(10 minutes)") == 600 and rate_seconds("rate(1 hour)") == 3600
     assert rate_seconds("cron(0 3 * * ? *)") is None
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_batches_run_side_by_side_up_to_the_mappings_maximum_concurrency(
+    queues: tuple[Any, str, str, str], concurrency: int
+) -> None:
+    """Lambda runs up to the mapping's maximum concurrency batches at once (one message group
+    each here): a slow batch does not hold up the others, and the cap holds."""
+    import threading
+
+    sqs, url, arn, _ = queues
+    lock = threading.Lock()
+    active, peak, seen = [0], [0], []
+
+    def slow(event: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.5)
+        with lock:
+            active[0] -= 1
+            seen.extend(json.loads(r["body"])["n"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    poller = SqsPoller(
+        sqs,
+        [PolledQueue(url, arn, 1, slow, max_concurrency=concurrency)],
+        region="us-east-1",
+        poll_interval=0.05,
+    )
+    poller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, f"only {seen} processed"
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    assert sorted(seen) == [0, 1, 2]
+    assert peak[0] == concurrency
+    assert _count(sqs, url) == 0
+
+
+def test_a_fifo_group_is_never_in_two_batches_at_once(moto_reset: str) -> None:
+    """Concurrency never breaks FIFO order: while a group's message is in flight, SQS returns
+    no later message of that group, so one group's messages are processed in order."""
+    import threading
+
+    sqs = _sqs(moto_reset)
+    url = sqs.create_queue(QueueName="order.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    for n in range(6):
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps({"n": n}),
+            MessageGroupId="one-group",
+            MessageDeduplicationId=f"o{n}",
+        )
+    lock = threading.Lock()
+    order: list[int] = []
+    active, peak = [0], [0]
+
+    def record(event: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+            order.extend(json.loads(r["body"])["n"] for r in event["Records"])
+        return {"batchItemFailures": []}
+
+    poller = SqsPoller(
+        sqs, [PolledQueue(url, arn, 2, record, max_concurrency=4)], region="us-east-1"
+    )
+    poller.poll_interval = 0.02
+    poller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(order) < 6:
+            assert time.monotonic() < deadline, f"only {order} processed"
+            time.sleep(0.05)
+    finally:
+        poller.stop()
+    assert order == list(range(6)) and peak[0] == 1

@@ -410,16 +410,21 @@ def test_scheduled_run_that_dies_before_recording_is_recorded_by_the_reconciler(
     """A scheduled task crashes before the runtime creates its job row: the reconciler records
     the run from the STOPPED event (with the stack's job TTL), and retries it as a job."""
     assert pipeline.fargate is not None and pipeline.provisioned is not None
-    pipeline.fargate.base_env["E2E_FAULT"] = "E2E-CRASH"
-    try:
+    fargate = pipeline.fargate
+    fargate.base_env["E2E_FAULT"] = "E2E-CRASH"
+    try:  # the fault reaches the first task only: its environment is fixed when it spawns
         task_arn = pipeline.run_schedule("nightly-content-analysis")["task_arns"][0]
-        job_id = scheduled_job_id("content-analyzer", task_arn)
         deadline = time.monotonic() + 30
-        while call(pipeline, "GET", f"/jobs/{job_id}")[0] != 200:
-            assert time.monotonic() < deadline, f"the reconciler never recorded {job_id}"
-            time.sleep(0.2)
+        while task_arn not in fargate.tasks or fargate.tasks[task_arn].started_ts is None:
+            assert time.monotonic() < deadline, f"the scheduled task {task_arn} never started"
+            time.sleep(0.05)
     finally:
-        del pipeline.fargate.base_env["E2E_FAULT"]
+        del fargate.base_env["E2E_FAULT"]
+    job_id = scheduled_job_id("content-analyzer", task_arn)
+    deadline = time.monotonic() + 30
+    while call(pipeline, "GET", f"/jobs/{job_id}")[0] != 200:
+        assert time.monotonic() < deadline, f"the reconciler never recorded {job_id}"
+        time.sleep(0.2)
     job = wait(pipeline, job_id, timeout=60)  # the retry runs without the fault
     assert job["source"] == "schedule" and job["status"] == "SUCCEEDED", job
     assert job["attempts"] == 2, job
