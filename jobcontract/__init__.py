@@ -194,7 +194,7 @@ class WorkerExit:
     CRASH: Final = 1  # unexpected exception: job left RUNNING (error recorded) -> retry
     CONFIG: Final = 2  # missing/invalid environment: the task definition is wrong
     NOT_RUNNABLE: Final = 3  # job not DISPATCHED to this attempt (stale, cancelled): no work
-    FAILED: Final = 10  # permanent error (bad input): FAILED recorded, nothing to retry
+    FAILED: Final = 10  # permanent error or ItemsFailed: FAILED recorded, nothing to retry
     TIMEOUT: Final = 124  # worker timeout reached: FAILED (type "Timeout") recorded
     INTERRUPTED: Final = 143  # SIGTERM (Spot interruption, stop): progress saved -> retry
     # AWS denied a call the runtime needs and the job could not be recorded FAILED itself
