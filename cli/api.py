@@ -28,6 +28,7 @@ class Exit:
     AUTH = 4  # missing/wrong API key, or source IP not allowed
     UNREACHABLE = 5  # cannot connect to the endpoint (or time out)
     SERVER = 6  # the API answered with a 5xx
+    ITEMS_FAILED = 7  # the job SUCCEEDED, but some of its items failed (within its tolerance)
 
 
 class CliError(Exception):

@@ -70,6 +70,8 @@ def submit(args: argparse.Namespace) -> int:
         body["cpu"] = args.cpu
     if args.memory is not None:
         body["memory"] = args.memory
+    if args.max_failed_item_share is not None:
+        body["max_failed_item_share"] = args.max_failed_item_share
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     status, job = client.request("POST", "/jobs", body=body, headers=headers)
     job_id = str(job["job_id"])
@@ -102,19 +104,57 @@ def wait_for(
         bar.close()
 
 
+def failed_items(job: dict[str, Any]) -> int:
+    """How many of the job's items failed (0 when it recorded no item counts)."""
+    items = job.get("items") or {}
+    return int(items.get("failed") or 0)
+
+
+def items_summary(job: dict[str, Any]) -> str:
+    items = job.get("items") or {}
+    share = job.get("max_failed_item_share") or 0
+    return (
+        f"{items.get('succeeded')} succeeded, {items.get('failed')} failed of "
+        f"{items.get('total')} (max_failed_item_share {share:g})"
+    )
+
+
+def exit_code(job: dict[str, Any]) -> int:
+    """The exit code a job's final state gives (``submit --wait``, ``status``)."""
+    if job["status"] in FAILED_STATES:
+        return Exit.JOB_FAILED
+    if job["status"] == "SUCCEEDED" and failed_items(job):
+        return Exit.ITEMS_FAILED
+    return Exit.OK
+
+
+def _print_result(job: dict[str, Any]) -> bool:
+    result = job.get("result") or {}
+    if not result.get("url"):
+        return False
+    data = fetch_url(str(result["url"]))
+    try:
+        _out(json.dumps(json.loads(data), indent=2))
+    except ValueError:
+        _out(data.decode("utf-8", "replace"))
+    return True
+
+
 def finish(job: dict[str, Any]) -> int:
-    """Print the result (SUCCEEDED) or the error; exit code from the final status."""
+    """Print the result (SUCCEEDED, or FAILED for its items: each item's outcome is in it)
+    and the error or the failed items; exit code from the final state (``exit_code``)."""
     if job["status"] == "SUCCEEDED":
-        result = job.get("result") or {}
-        if result.get("url"):
-            data = fetch_url(str(result["url"]))
-            try:
-                _out(json.dumps(json.loads(data), indent=2))
-            except ValueError:
-                _out(data.decode("utf-8", "replace"))
-        else:
+        if not _print_result(job):
             _out(json.dumps({"job_id": job["job_id"], "status": job["status"]}))
-        return Exit.OK
+        if failed_items(job):
+            print(
+                f"job {job['job_id']} SUCCEEDED with failed items: {items_summary(job)}; "
+                "each item's error is in the result",
+                file=sys.stderr,
+            )
+        return exit_code(job)
+    if job["status"] == "FAILED":
+        _print_result(job)  # a job FAILED for its items keeps the result of the others
     error = job.get("error") or {}
     detail = error.get("message") or error.get("stop_reason") or "no error recorded"
     print(
@@ -122,7 +162,7 @@ def finish(job: dict[str, Any]) -> int:
         f"{detail} (attempts {job.get('attempts')})",
         file=sys.stderr,
     )
-    return Exit.JOB_FAILED
+    return exit_code(job)
 
 
 class ProgressBar:
@@ -175,6 +215,8 @@ def status(args: argparse.Namespace) -> int:
         progress = job.get("progress")
         if progress:
             rows.append(("progress", f"{progress.get('done')}/{progress.get('total')}"))
+        if job.get("items"):
+            rows.append(("items", items_summary(job)))
         if job.get("error"):
             error = job["error"]
             rows.append(("error", f"{error.get('type')}: {error.get('message')}"))
@@ -182,7 +224,7 @@ def status(args: argparse.Namespace) -> int:
             rows.append(("result", job["result"]["url"]))
         for name, value in rows:
             _out(f"{name:<9} {value}")
-    return Exit.JOB_FAILED if job["status"] in FAILED_STATES else Exit.OK
+    return exit_code(job)
 
 
 # --- list / workers -----------------------------------------------------------------------

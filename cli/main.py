@@ -13,14 +13,18 @@ Exit codes (scripts can rely on them):
 ====  ==========================================================================
 code  meaning
 ====  ==========================================================================
-0     success (``submit --wait``: the job SUCCEEDED)
-1     the job ended FAILED or CANCELLED (``submit --wait``, ``status``)
+0     success (``submit --wait``: the job SUCCEEDED, none of its items failed)
+1     the job ended FAILED or CANCELLED (``submit --wait``, ``status``), also
+      FAILED for its items (error ItemsFailed: more failed than it tolerates)
 2     usage error: bad arguments, no endpoint configured, or a request the API
       rejected as invalid (400/409/413/422)
 3     not found: job, worker, stack (or its outputs), or an API route
 4     authentication: missing/wrong API key, or source IP not allowed (403)
 5     endpoint unreachable (connection refused, DNS, timeout)
 6     server error (HTTP 5xx)
+7     finished with failed items: the job SUCCEEDED, but some of its items
+      failed, within its ``--max-failed-item-share`` (``submit --wait``,
+      ``status``); the result holds each item's error
 ====  ==========================================================================
 """
 
@@ -36,12 +40,23 @@ from cli import commands
 from cli.api import CliError, Exit
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:  # NaN too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batchctl",
         description="Submit and manage jobs of the serverless AI batch pipeline.",
         epilog="Exit codes: 0 ok, 1 job failed/cancelled, 2 usage, 3 not found, 4 auth, "
-        "5 unreachable, 6 server error.",
+        "5 unreachable, 6 server error, 7 job succeeded with failed items (within "
+        "--max-failed-item-share).",
     )
     endpoint = argparse.ArgumentParser(add_help=False)
     group = endpoint.add_argument_group("endpoint")
@@ -61,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--cpu", type=int, help="task CPU units override (e.g. 1024)")
     p.add_argument("--memory", type=int, help="task memory MiB override (e.g. 2048)")
+    p.add_argument(
+        "--max-failed-item-share",
+        type=_share,
+        metavar="SHARE",
+        help="share of the job's items (0..1) that may fail with the job still SUCCEEDED "
+        "(default 0: any failed item fails the job); --wait exits 7 when some failed",
+    )
     p.add_argument("--idempotency-key", help="replays return the same job")
     p.add_argument(
         "--wait",

@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers import _aws
 from handlers.registry import WorkerRegistration, get_worker, list_workers
 from jobcontract import (
+    DEFAULT_MAX_FAILED_ITEM_SHARE,
     FARGATE_CPU_MEMORY,
     JOB_ID_RE,
     MAX_INLINE_INPUT_BYTES,
@@ -42,6 +43,7 @@ from jobcontract import (
     JobField,
     JobStatus,
     input_key,
+    max_failed_item_share,
     new_job_id,
     queue_message,
 )
@@ -52,7 +54,7 @@ DEFAULT_JOB_TTL_DAYS = 30
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
-JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory"})
+JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory", "max_failed_item_share"})
 LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor"})
 
 
@@ -180,6 +182,7 @@ def create_job(req: Request) -> Response:
         raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
     if not isinstance(payload.get("input"), dict):
         raise ApiError(400, "invalid_request", "'input' is required and must be a JSON object")
+    share = _failed_item_share(payload.get(JobField.MAX_FAILED_ITEM_SHARE))
     key = req.header("idempotency-key")
     if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
         raise ApiError(
@@ -196,12 +199,16 @@ def create_job(req: Request) -> Response:
             400, "invalid_input", f"input does not match the {worker.name} input schema", errors
         )
     cpu, memory = _resources(worker, payload.get("cpu"), payload.get("memory"))
+    hashed: dict[str, Any] = {
+        "worker": worker.name,
+        "input": job_input,
+        "cpu": cpu,
+        "memory": memory,
+    }
+    if share:  # only when set: requests from before the field keep their hash (replays)
+        hashed[JobField.MAX_FAILED_ITEM_SHARE] = float(share)  # 1 and 1.0 are one request
     request_hash = hashlib.sha256(
-        json.dumps(
-            {"worker": worker.name, "input": job_input, "cpu": cpu, "memory": memory},
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
+        json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
     if key is not None:
         token = hashlib.sha256(f"{worker.name}\n{key}".encode()).hexdigest()[:32]
@@ -232,6 +239,8 @@ def create_job(req: Request) -> Response:
     }
     if key is not None:
         item[JobField.IDEMPOTENCY_KEY] = key
+    if share:
+        item[JobField.MAX_FAILED_ITEM_SHARE] = share
     if len(encoded_input) > MAX_INLINE_INPUT_BYTES or not _storable_inline(job_input):
         s3_key = input_key(worker.name, job_id)
         _aws.client("s3").put_object(
@@ -336,6 +345,22 @@ def _known_worker(store: JobStore, name: str) -> WorkerRegistration:
     return worker
 
 
+def _failed_item_share(value: Any) -> int | float:
+    """The job's tolerated share of failed items (``jobcontract.items_failed_error``): a
+    number from 0 to 1, default 0 (any failed item fails the job)."""
+    if value is None:
+        return DEFAULT_MAX_FAILED_ITEM_SHARE
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"'{JobField.MAX_FAILED_ITEM_SHARE}' must be a number from 0 to 1, the share of "
+            "the job's items that may fail with the job still SUCCEEDED (default 0: any "
+            f"failed item fails the job); got {json.dumps(value)[:40]}",
+        )
+    return max_failed_item_share(value)  # a share too small to store is 0 for every job
+
+
 def _resources(worker: WorkerRegistration, cpu: Any, memory: Any) -> tuple[int, int]:
     """Effective (cpu, memory): the worker's defaults unless overridden within its limits
     and Fargate's valid pairs."""
@@ -393,10 +418,12 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         "timestamps": item.get(JobField.TIMESTAMPS, {}),
         "source": item.get(JobField.SOURCE, "api"),
         "cancel_requested": bool(item.get(JobField.CANCEL_REQUESTED, False)),
+        "max_failed_item_share": max_failed_item_share(item.get(JobField.MAX_FAILED_ITEM_SHARE)),
         "links": _links(job_id),
     }
     for public, name in (
         ("progress", JobField.PROGRESS),
+        ("items", JobField.ITEMS),
         ("error", JobField.ERROR),
         ("heartbeat_at", JobField.HEARTBEAT_AT),
         ("task_definition", JobField.TASK_DEFINITION),
@@ -405,7 +432,8 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         if item.get(name) is not None:
             view[public] = item[name]
     key = item.get(JobField.RESULT_KEY)
-    if result_url and key and item[JobField.STATUS] == JobStatus.SUCCEEDED:
+    # SUCCEEDED, or FAILED for its items (ItemsFailed): the result holds each item's outcome.
+    if result_url and key and item[JobField.STATUS] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         ttl = _aws.env_int(Env.RESULT_URL_TTL_SECONDS, DEFAULT_RESULT_URL_TTL)
         url = _aws.client("s3").generate_presigned_url(
             "get_object",

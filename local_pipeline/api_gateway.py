@@ -3,7 +3,9 @@
 moto cannot serve a REST API, so this does what the deployed stage does in front of the
 handler, with the same answers API Gateway gives:
 - a path or method the API does not declare: MISSING_AUTHENTICATION_TOKEN (AWS default 403
-  ``{"message": "Missing Authentication Token"}``, whatever the key);
+  ``{"message": "Missing Authentication Token"}``, whatever the key), for any method, also
+  ones no route could declare (TRACE, CONNECT, a made-up verb, a lower-case ``get``: HTTP
+  methods are case-sensitive), never ``http.server``'s own HTML 501;
 - source IP outside the resource policy's allow-list: ACCESS_DENIED (403);
 - a missing or wrong ``x-api-key``: INVALID_API_KEY (403 ``{"message": "Forbidden"}``);
 - a body over 10 MB: REQUEST_TOO_LARGE (413, API Gateway's payload limit);
@@ -235,7 +237,14 @@ class LocalApiGateway:
             def _serve(self) -> None:
                 gateway.serve(self)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+            def __getattr__(self, name: str) -> Any:
+                # BaseHTTPRequestHandler calls do_<METHOD> and answers a method without one
+                # with its own HTML 501. API Gateway has no such answer: every method, declared
+                # or not, goes through serve(), which answers an undeclared one as the stage
+                # does (MISSING_AUTHENTICATION_TOKEN, "an unsupported API method or resource").
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer((host, port), _RequestHandler)
         self._server.daemon_threads = True
@@ -263,7 +272,7 @@ class LocalApiGateway:
         split = urlsplit(req.path)
         path, query = split.path or "/", split.query
         headers = list(req.headers.items())
-        method = req.command.upper()
+        method = req.command  # as sent: "get" is not GET (methods are case-sensitive)
         length = int(req.headers.get("Content-Length") or 0)
         if length > MAX_PAYLOAD_BYTES:
             # Read and drop the body in chunks so the client sees the answer, not a reset.

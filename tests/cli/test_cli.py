@@ -248,6 +248,78 @@ def test_status_of_a_failed_job_exits_1(
     assert event["pathParameters"] == {"id": JOB_ID} and event["resource"] == "/jobs/{id}"
 
 
+def _job(status: str, failed: int, share: float = 0) -> dict[str, Any]:
+    return {
+        "job_id": JOB_ID,
+        "worker": "echo",
+        "status": status,
+        "attempts": 1,
+        "max_attempts": 3,
+        "items": {"total": 10, "succeeded": 10 - failed, "failed": failed},
+        "max_failed_item_share": share,
+        **({"error": {"type": "ItemsFailed", "message": f"{failed} of 10 items failed"}}
+           if status == "FAILED" else {}),
+    }  # fmt: skip
+
+
+def test_status_of_a_job_that_succeeded_with_failed_items_exits_7(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+    fake.answer = lambda e: _proxy(200, _job("SUCCEEDED", 1, 0.1))
+    code, out, _ = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.ITEMS_FAILED == 7
+    assert "items     9 succeeded, 1 failed of 10 (max_failed_item_share 0.1)" in out
+    fake.answer = lambda e: _proxy(200, _job("SUCCEEDED", 0))
+    code, out, _ = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.OK and "0 failed of 10" in out
+
+
+@pytest.mark.parametrize(
+    ("final", "expected"),
+    [
+        (_job("SUCCEEDED", 0, 0.2), Exit.OK),
+        (_job("SUCCEEDED", 2, 0.2), Exit.ITEMS_FAILED),  # within the share: still reported
+        (_job("FAILED", 3, 0.2), Exit.JOB_FAILED),  # above it: the job FAILED (ItemsFailed)
+    ],
+)
+def test_submit_wait_exit_code_tells_failed_items_apart(
+    api: tuple[LocalApiGateway, FakeApi],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    final: dict[str, Any],
+    expected: int,
+) -> None:
+    gateway, fake = api
+
+    def answer(event: dict[str, Any]) -> dict[str, Any]:
+        if event["httpMethod"] == "POST":
+            return _proxy(202, {"job_id": JOB_ID, "status": "QUEUED", "links": {}})
+        return _proxy(200, final)
+
+    fake.answer = answer
+    job_input = tmp_path / "in.json"
+    job_input.write_text('{"items": []}')
+    code, _, err = _run(
+        capsys,
+        *("submit", "echo", "--input", str(job_input), "--wait", "--poll", "0.01"),
+        *("--max-failed-item-share", "0.2", "--api-url", gateway.url, "--api-key", KEY),
+    )
+    assert code == expected, err
+    sent = json.loads(fake.events[0]["body"])
+    assert sent == {"worker": "echo", "input": {"items": []}, "max_failed_item_share": 0.2}
+    if expected == Exit.ITEMS_FAILED:
+        assert "SUCCEEDED with failed items: 8 succeeded, 2 failed of 10" in err
+    if expected == Exit.JOB_FAILED:
+        assert "ItemsFailed: 3 of 10 items failed" in err
+
+
+def test_a_share_outside_0_to_1_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("1.5", "-0.1", "nan", "half"):
+        assert main(["submit", "echo", "--max-failed-item-share", bad]) == Exit.USAGE
+    assert "is not a number from 0 to 1" in capsys.readouterr().err
+
+
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "--status", "BOGUS"]) == Exit.USAGE
     assert main(["no-such-command"]) == Exit.USAGE

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,6 +114,66 @@ def test_key_route_and_method_checks_never_reach_the_handler(
     assert status == 403
     assert body == {"error": {"code": "bad", "message": "Missing Authentication Token"}}
     assert _call(gateway.url + "/workers", "DELETE", headers={"x-api-key": KEY})[0] == 403
+    assert events == []
+
+
+STACK_DOC = Path(__file__).resolve().parents[2] / "components" / "openapi.yaml"
+
+
+@pytest.mark.parametrize(
+    ("responses", "status", "body"),
+    [
+        # AWS's own answer when the document customises nothing
+        ({}, 403, {"message": "Missing Authentication Token"}),
+        # the test document: not customised, so the status stays 403, in DEFAULT_4XX's body
+        (DOC, 403, {"error": {"code": "bad", "message": "Missing Authentication Token"}}),
+        # the stack's document customises MISSING_AUTHENTICATION_TOKEN as a 404
+        ("stack", 404, {"error": {"code": "not_found", "message": "no such route"}}),
+    ],
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("TRACE", "/jobs"),
+        ("CONNECT", "/jobs"),
+        ("PATCH", "/workers"),
+        ("PROPFIND", "/jobs/abc"),  # a WebDAV verb
+        ("X-FROB", "/workers"),  # a made-up one
+        ("get", "/workers"),  # methods are case-sensitive: not GET
+        ("TRACE", "/nope"),  # no such resource either
+    ],
+)
+def test_undeclared_methods_get_the_missing_authentication_token_answer(
+    method: str, path: str, responses: Any, status: int, body: dict[str, Any]
+) -> None:
+    """Whatever the method, an undeclared one gets the stage's MISSING_AUTHENTICATION_TOKEN
+    gateway response (JSON, x-amzn-ErrorType), never http.server's HTML 501 page, and the
+    handler is not called, with or without a valid key."""
+    import http.client
+
+    import yaml
+
+    doc = yaml.safe_load(STACK_DOC.read_text()) if responses == "stack" else responses
+    events: list[dict[str, Any]] = []
+    config = GatewayConfig(routes_from_openapi(DOC), KEY, "v1", [], gateway_responses(doc))
+    gateway = LocalApiGateway(config, events.append)
+    gateway.start()
+    try:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        for headers in ({"x-api-key": KEY}, {}):
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+            try:
+                conn.request(method, path, body=b"{}", headers=headers)
+                resp = conn.getresponse()
+                got = resp.read()
+            finally:
+                conn.close()
+            assert resp.status == status, got
+            assert resp.getheader("Content-Type") == "application/json"
+            assert resp.getheader("x-amzn-ErrorType") == "MissingAuthenticationTokenException"
+            assert json.loads(got) == body
+    finally:
+        gateway.stop()
     assert events == []
 
 

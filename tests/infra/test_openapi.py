@@ -114,6 +114,7 @@ def test_job_request_schema(doc: dict[str, Any]) -> None:
     v = _schema(doc, "JobRequest")
     v.validate({"worker": "image-alt-generator", "input": {"url": "https://x"}})
     v.validate({"worker": "content-analyzer", "input": {}, "cpu": 2048, "memory": 4096})
+    v.validate({"worker": "content-analyzer", "input": {}, "max_failed_item_share": 0.05})
     for bad in (
         {"input": {}},
         {"worker": "x"},
@@ -121,6 +122,9 @@ def test_job_request_schema(doc: dict[str, Any]) -> None:
         {"worker": "x", "input": []},
         {"worker": "x", "input": {}, "cpu": 3000},
         {"worker": "x", "input": {}, "extra": 1},
+        {"worker": "x", "input": {}, "max_failed_item_share": 1.5},
+        {"worker": "x", "input": {}, "max_failed_item_share": -1},
+        {"worker": "x", "input": {}, "max_failed_item_share": "0.1"},
     ):
         assert not v.is_valid(bad), bad
     cpu_enum = doc["components"]["schemas"]["JobRequest"]["properties"]["cpu"]["enum"]
@@ -152,6 +156,8 @@ def test_job_schema_accepts_a_full_job(doc: dict[str, Any]) -> None:
         "updated_at": "2026-11-23T12:05:00.000000Z",
         "timestamps": {"QUEUED": "2026-11-23T12:00:00.000000Z"},
         "progress": {"done": 3, "total": 10},
+        "items": {"total": 10, "succeeded": 3, "failed": 7},
+        "max_failed_item_share": 0.5,
         "error": {"type": "SpotInterruption", "message": "m", "exit_code": 143,
                   "stop_reason": "Your Spot Task was interrupted."},
         "task_arn": "arn:aws:ecs:us-east-1:123456789012:task/c/0123",

@@ -146,6 +146,21 @@ BAD_REQUESTS = [
     ),
     ({"worker": "echo", "input": {"items": ["a"]}, "cpu": "512"}, None, 400, "invalid_resources"),
     ({"worker": "echo", "input": {"items": ["a"]}, "memory": True}, None, 400, "invalid_resources"),
+    *[
+        (
+            {"worker": "echo", "input": {"items": ["a"]}, "max_failed_item_share": v},
+            None,
+            400,
+            "invalid_request",
+        )
+        for v in (-0.1, 1.01, 2, "0.5", True, [0.5], {"share": 0.5})
+    ],
+    (
+        None,
+        '{"worker": "echo", "input": {}, "max_failed_item_share": 1e400}',
+        400,
+        "invalid_request",
+    ),
     (None, "[" * 100_000 + "]" * 100_000, 400, "invalid_json"),
     (None, '{"worker": "echo", "input": {"items": ["\\ud800"]}}', 400, "invalid_json"),
 ]
@@ -159,6 +174,59 @@ def test_bad_submissions_are_4xx_and_write_nothing(res, body, raw, status, code)
     assert got["error"]["message"]
     assert table_items(res.table_name) == before
     assert queue_depth(res.workers["echo"].queue_url) == 0
+
+
+def test_a_bad_failed_item_share_is_refused_naming_the_limit(res) -> None:
+    body = {"worker": "echo", "input": {"items": ["a"]}, "max_failed_item_share": 1.5}
+    status, got, _ = call("POST", "/jobs", body)
+    assert status == 400 and got["error"]["code"] == "invalid_request"
+    message = got["error"]["message"]
+    assert "'max_failed_item_share' must be a number from 0 to 1" in message and "1.5" in message
+
+
+def test_the_failed_item_share_is_stored_shown_and_part_of_the_request(res) -> None:
+    good = {"worker": "echo", "input": {"items": ["a"]}}
+    status, body, _ = _submit({**good, "max_failed_item_share": 0.25}, key="share")
+    assert status == 202
+    store = JobStore(res.table_name)
+    item = store.get(body["job_id"])
+    assert item is not None and item[JobField.MAX_FAILED_ITEM_SHARE] == 0.25
+    _, view, _ = call("GET", f"/jobs/{body['job_id']}")
+    assert view["max_failed_item_share"] == 0.25 and "items" not in view  # not run yet
+    # Another share is another request: the same key is a conflict, not a replay.
+    status, got, _ = _submit({**good, "max_failed_item_share": 0.5}, key="share")
+    assert (status, got["error"]["code"]) == (409, "idempotency_conflict")
+    # Not given: 0, not stored, and the request hashes as before the field existed.
+    _, plain, _ = _submit(good, key="plain")
+    item = store.get(plain["job_id"])
+    assert item is not None and JobField.MAX_FAILED_ITEM_SHARE not in item
+    _, view, _ = call("GET", f"/jobs/{plain['job_id']}")
+    assert view["max_failed_item_share"] == 0
+    status, again, _ = _submit({**good, "max_failed_item_share": 0}, key="plain")
+    assert status == 200 and again["job_id"] == plain["job_id"]  # 0 is the default: a replay
+
+
+def test_a_job_failed_for_its_items_shows_the_counts_and_its_result(res) -> None:
+    _, body, _ = _submit()
+    job_id = body["job_id"]
+    store = JobStore(res.table_name)
+    store.transition(job_id, "QUEUED", "DISPATCHED", attempt=0, increment_attempts=True)
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    key = f"results/echo/{job_id}/result.json"
+    boto3.client("s3").put_object(Bucket=res.bucket, Key=key, Body=b'{"items": []}')
+    error = {"type": "ItemsFailed", "message": "1 of 1 items failed", "exit_code": 10}
+    items = {"total": 1, "succeeded": 0, "failed": 1}
+    store.transition(
+        job_id,
+        "RUNNING",
+        "FAILED",
+        attempt=1,
+        set_fields={JobField.RESULT_KEY: key, JobField.ERROR: error, JobField.ITEMS: items},
+    )
+    status, view, _ = call("GET", f"/jobs/{job_id}")
+    assert status == 200 and view["status"] == "FAILED"
+    assert view["items"] == items and view["error"]["type"] == "ItemsFailed"
+    assert view["result"]["url"]  # the per-item outcomes stay readable
 
 
 def test_schema_errors_are_listed(res) -> None:

@@ -19,7 +19,13 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from handlers import api
-from jobcontract import FARGATE_CPU_MEMORY, WORKER_NAME_RE, JobField, JobStatus
+from jobcontract import (
+    DEFAULT_MAX_FAILED_ITEM_SHARE,
+    FARGATE_CPU_MEMORY,
+    WORKER_NAME_RE,
+    JobField,
+    JobStatus,
+)
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import api_event
@@ -65,6 +71,9 @@ def test_validation_constants_match_the_document(doc) -> None:
     assert schemas["WorkerName"]["pattern"] == WORKER_NAME_RE.pattern
     assert schemas["JobRequest"]["properties"]["cpu"]["enum"] == sorted(FARGATE_CPU_MEMORY)
     assert set(schemas["JobRequest"]["properties"]) == api.JOB_REQUEST_FIELDS
+    share = schemas["MaxFailedItemShare"]
+    assert (share["minimum"], share["maximum"]) == (0, 1)
+    assert share["default"] == DEFAULT_MAX_FAILED_ITEM_SHARE
     idem = doc["components"]["parameters"]["IdempotencyKey"]["schema"]
     assert idem["pattern"] == api.IDEMPOTENCY_KEY_RE.pattern
     list_params = {p["name"]: p for p in doc["paths"]["/jobs"]["get"]["parameters"]}
@@ -105,6 +114,7 @@ def test_responses_match_the_document(doc, pipeline_resources) -> None:
     check("POST", "/jobs", raw_body="{")
     check("POST", "/jobs", {"worker": "nobody", "input": {}})
     check("POST", "/jobs", {**good, "cpu": 4096, "memory": 8192})
+    check("POST", "/jobs", {**good, "max_failed_item_share": 1.5})
     check("POST", "/jobs", raw_body=json.dumps({**good, "pad": "x" * (1024 * 1024)}))
     check("GET", "/workers")
     check("GET", "/jobs", query={"limit": "1"})
@@ -134,11 +144,17 @@ def test_responses_match_the_document(doc, pipeline_resources) -> None:
     store.transition(job_id, "DISPATCHED", "RUNNING", attempt=2)
     key = f"results/echo/{job_id}/result.json"
     boto3.client("s3").put_object(Bucket=res.bucket, Key=key, Body=b"{}")
+    items = {"total": 3, "succeeded": 2, "failed": 1}
     store.transition(
-        job_id, "RUNNING", "SUCCEEDED", attempt=2, set_fields={JobField.RESULT_KEY: key}
+        job_id,
+        "RUNNING",
+        "SUCCEEDED",
+        attempt=2,
+        set_fields={JobField.RESULT_KEY: key, JobField.ITEMS: items},
     )
     view = check("GET", f"/jobs/{job_id}")
     assert view["result"]["url"] and view["progress"] == {"done": 1, "total": 3}
+    assert view["items"] == items and view["max_failed_item_share"] == 0
     check("GET", "/jobs", query={"worker": "echo", "status": "SUCCEEDED"})
     check("POST", f"/jobs/{job_id}/cancel")  # 409 terminal
     queued = check("POST", "/jobs", good)["job_id"]

@@ -77,6 +77,8 @@ def test_interrupted_job_resumes_without_repeating_finished_items(
     job = runtime_env.store.get(job_id)
     assert job is not None and job[JobField.STATUS] == JobStatus.SUCCEEDED
     assert job[JobField.PROGRESS] == {"done": len(ITEMS), "total": len(ITEMS)}
+    # the restored items are the job's items too
+    assert job[JobField.ITEMS] == {"total": len(ITEMS), "succeeded": len(ITEMS), "failed": 0}
     result = json.loads(
         boto3.client("s3")
         .get_object(Bucket=runtime_env.resources.bucket, Key=job[JobField.RESULT_KEY])["Body"]

@@ -52,7 +52,8 @@ def upper(ctx: JobContext) -> dict[str, Any]:
 
 def test_success_path_writes_result_and_records_everything(runtime_env: RuntimeEnv) -> None:
     items = ["a", "bad", "c", "d", "e", "f"]
-    job_id = runtime_env.dispatched_job({"items": items})
+    # 1 failed item of 6 is within a share of 0.2 (1.2 items): SUCCEEDED, the failure counted.
+    job_id = runtime_env.dispatched_job({"items": items}, max_failed_item_share=0.2)
     task_arn = "arn:aws:ecs:us-east-1:000000000000:task/test-cluster/" + "ab" * 16
     code, logs = run(upper, runtime_env.job_env(job_id, **{Env.TASK_ARN: task_arn}))
 
@@ -62,6 +63,8 @@ def test_success_path_writes_result_and_records_everything(runtime_env: RuntimeE
     assert job["status"] == JobStatus.SUCCEEDED
     assert job["result_key"] == result_key(WORKER, job_id)
     assert job["progress"] == {"done": len(items), "total": len(items)}
+    assert job["items"] == {"total": 6, "succeeded": 5, "failed": 1}
+    assert "error" not in job
     assert job["task_arn"] == task_arn
     assert job["timestamps"]["RUNNING"] <= job["heartbeat_at"] <= job["timestamps"]["SUCCEEDED"]
     assert job["worker_status"] == f"{WORKER}#SUCCEEDED"
@@ -106,6 +109,52 @@ def test_input_is_read_from_s3_pointer(runtime_env: RuntimeEnv) -> None:
     assert doc["output"]["items"] == [{"value": "X"}, {"value": "Y"}]
 
 
+def test_a_job_whose_only_item_failed_ends_failed_not_succeeded(runtime_env: RuntimeEnv) -> None:
+    """No tolerance given (0): one failed item fails the job, exit 10 (FAILED recorded, not
+    retried: the reconciler leaves a recorded FAILED alone); the result is kept, so the
+    item's error can be read there, and the counts are on the job."""
+    job_id = runtime_env.dispatched_job({"items": ["bad"]})
+    code, logs = run(upper, runtime_env.job_env(job_id))
+    assert code == exit_codes.FAILED
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.FAILED
+    assert job["items"] == {"total": 1, "succeeded": 0, "failed": 1}
+    assert job["error"] == {
+        "type": "ItemsFailed",
+        "message": "1 of 1 items failed; the job tolerates 0 (max_failed_item_share 0)",
+        "exit_code": exit_codes.FAILED,
+    }
+    assert job["attempts"] == 1 and job["progress"] == {"done": 1, "total": 1}
+    doc = read_result(runtime_env.resources.bucket, job["result_key"])
+    assert doc["output"]["items"] == [{"error": {"type": "ValueError", "message": "bad item"}}]
+    assert [line["event"] for line in logs][-2:] == ["job_failed", "job_exit"]
+
+
+@pytest.mark.parametrize(
+    ("share", "bad", "status"),
+    [
+        (0, 0, JobStatus.SUCCEEDED),  # nothing failed: the default tolerance is enough
+        (0.25, 1, JobStatus.SUCCEEDED),  # 1 of 4 = 25 %: within the share (not above)
+        (0.25, 2, JobStatus.FAILED),  # 2 of 4: above it
+        (0.2, 1, JobStatus.FAILED),  # 0.2 of 4 items is 0.8: not one whole item tolerated
+        (1, 4, JobStatus.SUCCEEDED),  # every item may fail
+    ],
+)
+def test_the_failed_item_share_decides_the_end(
+    runtime_env: RuntimeEnv, share: float, bad: int, status: JobStatus
+) -> None:
+    items = ["bad"] * bad + ["ok"] * (4 - bad)
+    job_id = runtime_env.dispatched_job({"items": items}, max_failed_item_share=share)
+    code, _ = run(upper, runtime_env.job_env(job_id))
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == status
+    assert job["items"] == {"total": 4, "succeeded": 4 - bad, "failed": bad}
+    assert code == (exit_codes.OK if status == JobStatus.SUCCEEDED else exit_codes.FAILED)
+    assert (job.get("error") or {}).get("type") == (
+        None if status == JobStatus.SUCCEEDED else "ItemsFailed"
+    )
+
+
 def test_permanent_error_marks_failed_and_exits_failed(runtime_env: RuntimeEnv) -> None:
     """Exit 0 is kept for "SUCCEEDED recorded" (the reconciler trusts it without a read)."""
 
@@ -123,7 +172,7 @@ def test_permanent_error_marks_failed_and_exits_failed(runtime_env: RuntimeEnv) 
         "message": "documents must not be empty",
         "exit_code": 10,
     }
-    assert "result_key" not in job
+    assert "result_key" not in job and "items" not in job  # no map call: no item counts
     assert any(line["event"] == "job_failed" for line in logs)
 
 
@@ -240,6 +289,7 @@ def test_short_job_makes_exactly_three_requests(runtime_env: RuntimeEnv) -> None
     assert clients.calls == ["UpdateItem RUNNING", "PutObject", "UpdateItem SUCCEEDED"]
     job = runtime_env.store.get(job_id)
     assert job is not None and job["progress"] == {"done": 3, "total": 3}
+    assert job["items"] == {"total": 3, "succeeded": 3, "failed": 0}  # in the same write
     assert job["heartbeat_at"]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from jobcontract import ITEMS_FAILED, items_failed_error, tolerated_failed_items
 from workers.runtime import (
     BedrockClient,
     ImageInput,
@@ -48,6 +49,52 @@ def test_map_bounds_concurrency_keeps_order_and_isolates_errors() -> None:
     assert [r.index for r in failed] == [3, 10, 17, 24]
     assert failed[0].error == {"type": "RuntimeError", "message": "item 3"}
     assert writes[-1] == {"done": 30, "total": 30}
+    assert ctx.item_counts() == {"total": 30, "succeeded": 26, "failed": 4}
+
+
+def test_item_counts_add_up_over_map_calls_and_skip_stopped_ones() -> None:
+    stop = StopFlag()
+    ctx = make_context("echo", {}, stop=stop)
+    assert ctx.item_counts() is None  # nothing mapped: the job records no counts
+    ctx.map(lambda i: 1 // i, [0, 1, 2])
+    ctx.map(str, [])
+    assert ctx.item_counts() == {"total": 3, "succeeded": 2, "failed": 1}
+
+    def stopping(i: int) -> int:
+        stop.set("interrupted")
+        return i
+
+    with pytest.raises(StopRequested):
+        ctx.map(stopping, range(10), concurrency=1)
+    assert ctx.item_counts() == {"total": 3, "succeeded": 2, "failed": 1}  # not finished
+
+
+@pytest.mark.parametrize(
+    ("total", "share", "tolerated"),
+    [
+        (10, 0, 0),
+        (10, 1, 10),
+        (10, 0.1, 1),
+        (9, 0.1, 0),  # 0.9 of an item: none
+        (100, 0.29, 29),  # the decimal as written, not 28.999... in binary floating point
+        (1000, 0.007, 7),
+        (5, 1e-300, 0),
+        (5, "0.5", 0),  # not a number: the default, 0
+        (5, True, 0),
+        (5, 1.5, 0),  # outside 0..1 (the API refuses it): the default
+    ],
+)
+def test_tolerated_failed_items(total: int, share: Any, tolerated: int) -> None:
+    assert tolerated_failed_items(total, share) == tolerated
+
+
+def test_items_failed_error_names_the_counts_and_the_limit() -> None:
+    assert items_failed_error({"total": 10, "succeeded": 9, "failed": 1}, 0.1) is None
+    assert items_failed_error({"total": 10, "succeeded": 10, "failed": 0}, 0) is None
+    assert items_failed_error({"total": 10, "succeeded": 8, "failed": 2}, 0.1) == {
+        "type": ITEMS_FAILED,
+        "message": "2 of 10 items failed; the job tolerates 1 (max_failed_item_share 0.1)",
+    }
 
 
 def test_map_raises_stop_requested_without_starting_new_items() -> None:

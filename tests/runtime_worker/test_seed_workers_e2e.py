@@ -137,6 +137,8 @@ def dispatched_seed_job(name: str, res: PipelineResources, **env: str) -> SeedRu
             "status": JobStatus.DISPATCHED.value,
             "attempts": 1,
             "input": INPUTS[name],
+            # The image sample has a missing image on purpose: one failed item of two.
+            **({"max_failed_item_share": 0.5} if name == "image-alt-generator" else {}),
         }
     )
     container = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
@@ -177,6 +179,10 @@ def test_seed_worker_offline_end_to_end(
     assert code == exit_codes.OK
     job = seed.store.get(seed.job_id)
     assert job is not None and job["status"] == JobStatus.SUCCEEDED
+    failed = 1 if name == "image-alt-generator" else 0
+    assert job["items"]["failed"] == failed and job["items"]["total"] == len(
+        next(iter(INPUTS[name].values()))
+    )
     key = result_key(name, seed.job_id)
     body = boto3.client("s3").get_object(Bucket=seed.bucket, Key=key)["Body"].read()
     document = json.loads(body)

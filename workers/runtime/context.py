@@ -149,6 +149,8 @@ class JobContext:
         self._read_object = read_object
         self._checkpoint = checkpoint
         self._map_calls = 0
+        self._items_lock = threading.Lock()
+        self._items: dict[str, int] | None = None  # None until a map call finished
 
     # --- stop -------------------------------------------------------------------------
     @property
@@ -181,12 +183,31 @@ class JobContext:
         return self._read_object(key)
 
     # --- batches ----------------------------------------------------------------------
+    def item_counts(self) -> dict[str, int] | None:
+        """``{"total", "succeeded", "failed"}`` over every finished :meth:`map` call (items
+        an earlier attempt finished included), or None when the handler mapped nothing. The
+        runtime records it with the job's end and decides from it whether the job failed
+        (``jobcontract.items_failed_error``)."""
+        with self._items_lock:
+            return dict(self._items) if self._items is not None else None
+
+    def _count_items(self, results: list[ItemResult[Any]]) -> None:
+        failed = sum(1 for r in results if not r.ok)
+        with self._items_lock:
+            counts = self._items or {"total": 0, "succeeded": 0, "failed": 0}
+            counts["total"] += len(results)
+            counts["succeeded"] += len(results) - failed
+            counts["failed"] += failed
+            self._items = counts
+
     def map(
         self, fn: Callable[[T], R], items: Iterable[T], *, concurrency: int = 4
     ) -> list[ItemResult[R]]:
         """Apply ``fn`` to every item, at most ``concurrency`` at once, in input order.
 
-        An exception in one item becomes that item's ``error``; the batch goes on. When the
+        An exception in one item becomes that item's ``error``; the batch goes on, and the
+        job's end counts it (:meth:`item_counts`): more failed items than the job's
+        ``max_failed_item_share`` tolerates (default none) end the job FAILED. When the
         job must stop, no new item starts, the running ones finish, progress is stored and
         :class:`StopRequested` is raised (an item that itself raised ``StopRequested``, e.g.
         a model call abandoned during its backoff, is not done: a retry runs it again). A
@@ -250,7 +271,9 @@ class JobContext:
             reason = self._stop.reason or "interrupted"
             self._logger.warning("map_stopped", reason=reason, done=done, total=total)
             raise StopRequested(reason, done, total)
-        return [r for r in results if r is not None]
+        outcomes = [r for r in results if r is not None]
+        self._count_items(outcomes)
+        return outcomes
 
     def _run_item(self, fn: Callable[[T], R], item: T, index: int) -> ItemResult[R]:
         try:

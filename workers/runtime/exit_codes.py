@@ -7,7 +7,7 @@ which the reconciler shares).
 | 1 | crash: unexpected exception | RUNNING, ``error`` recorded: the reconciler retries |
 | 2 | configuration error (missing/invalid environment) | unchanged |
 | 3 | job not DISPATCHED to this attempt, cancelled, or taken over | unchanged (not ours) |
-| 10 | handler raised ``PermanentError`` (bad input): recorded, nothing to retry | FAILED |
+| 10 | ``PermanentError`` (bad input) or ``ItemsFailed``: recorded, nothing to retry | FAILED |
 | 11 | AWS denied a call needed to record the job (its own row) | reconciler: FAILED |
 | 124 | worker timeout reached | FAILED, ``error.type == "Timeout"`` |
 | 143 | SIGTERM (Spot interruption, StopTask): no new items | RUNNING, progress saved: retry |

@@ -12,7 +12,11 @@ so a stale task can neither start nor finish a newer attempt):
    RUNNING and its end (3 requests: RUNNING, result put, SUCCEEDED).
 3. The handler runs. Outcomes (exit codes: ``workers.runtime.exit_codes``):
    - returns a dict -> ``result.json`` at ``jobcontract.result_key`` (a retry overwrites the
-     same key), then ``RUNNING -> SUCCEEDED`` with ``result_key``; exit 0;
+     same key), then ``RUNNING -> SUCCEEDED`` with ``result_key``; exit 0. The end carries
+     the item counts of the handler's ``ctx.map`` calls (``items``: total, succeeded,
+     failed); more failed items than the job's ``max_failed_item_share`` tolerates (default:
+     none) end it ``FAILED`` instead, ``error.type == "ItemsFailed"``, exit 10, result kept,
+     not retried (``jobcontract.items_failed_error`` says why);
    - raises ``PermanentError`` (bad input) -> ``FAILED`` with the error; exit 10 (exit 0
      means exactly "SUCCEEDED recorded": the reconciler trusts it without a read);
    - raises anything else -> a crash: the error is recorded on the still-RUNNING item and
@@ -40,6 +44,7 @@ from typing import Any, TextIO
 
 from jobcontract import (
     DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_FAILED_ITEM_SHARE,
     JOB_ID_RE,
     Env,
     JobField,
@@ -47,6 +52,8 @@ from jobcontract import (
     access_denied_error,
     checkpoint_key,
     inputs_prefix,
+    items_failed_error,
+    max_failed_item_share,
     new_job_id,
     result_key,
     results_prefix,
@@ -342,6 +349,8 @@ class _JobRun:
         # interval makes no progress write at all.
         self.progress = ProgressTracker(self._write_progress, settings.heartbeat_seconds)
         self.checkpoint = Checkpoint()
+        self.context: JobContext | None = None  # set once the handler is about to run
+        self.max_failed_item_share: float | int = DEFAULT_MAX_FAILED_ITEM_SHARE
 
     # --- lifecycle ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -455,10 +464,11 @@ class _JobRun:
         return created
 
     def _run_handler(self, job: Mapping[str, Any]) -> int:
+        self.max_failed_item_share = max_failed_item_share(job.get(JobField.MAX_FAILED_ITEM_SHARE))
         try:
             job_input = self._load_input(job)
             self.checkpoint = self._load_checkpoint(job)
-            ctx = JobContext(
+            ctx = self.context = JobContext(
                 job=job,
                 worker=self.definition.name,
                 attempt=self.attempt,
@@ -489,6 +499,10 @@ class _JobRun:
 
     # --- outcomes -------------------------------------------------------------------------
     def _succeed(self, output: Mapping[str, Any]) -> int:
+        """The handler returned: store its result, then end the job. SUCCEEDED unless more
+        of its items failed than it tolerates (``jobcontract.items_failed_error``): then
+        FAILED with ``error.type == "ItemsFailed"`` and exit 10, not retried (item failures
+        are the job's own outcome, see there), its result kept for the items that did run."""
         with self.finishing:
             self.ending.set()
             key = result_key(self.definition.name, self.job_id)
@@ -500,24 +514,57 @@ class _JobRun:
                 "output": output,
             }
             body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
-            progress = self.progress.snapshot()
+            items = self.context.item_counts() if self.context is not None else None
+            failed = items_failed_error(items, self.max_failed_item_share) if items else None
             try:
-                self._put_result(key, body, progress)
-                fields: dict[str, Any] = {JobField.RESULT_KEY: key}
-                if progress is not None:
-                    fields[JobField.PROGRESS] = progress
-                self.store.transition(
-                    self.job_id,
-                    JobStatus.RUNNING,
-                    JobStatus.SUCCEEDED,
-                    attempt=self.attempt,
-                    set_fields=fields,
-                    remove_fields=(JobField.ERROR,),
-                )
+                self._put_result(key, body, self.progress.snapshot())
             except TransitionConflict as conflict:
                 return self._lost(conflict)
-        self.logger.info("job_succeeded", result_key=key, result_bytes=len(body))
+            fields: dict[str, Any] = {JobField.RESULT_KEY: key}
+            if failed is None:
+                lost = self._record_end(JobStatus.SUCCEEDED, fields, remove=(JobField.ERROR,))
+            else:
+                fields[JobField.ERROR] = {**failed, "exit_code": exit_codes.FAILED}
+                lost = self._record_end(JobStatus.FAILED, fields)
+        if lost is not None:
+            return lost
+        if failed is not None:
+            self.logger.error("job_failed", items=items, result_key=key, **failed)
+            return exit_codes.FAILED
+        counts = {"items": items} if items is not None else {}
+        self.logger.info("job_succeeded", result_key=key, result_bytes=len(body), **counts)
         return exit_codes.OK
+
+    def _record_end(
+        self,
+        status: JobStatus,
+        fields: Mapping[str, Any],
+        remove: tuple[str, ...] = (),
+    ) -> int | None:
+        """RUNNING -> ``status`` for this attempt: the one write of a job's end by the
+        runtime, with the last progress and the item counts (``JobField.ITEMS``) when the
+        handler mapped items. None when written, else the exit code of a lost job; the
+        caller holds ``finishing``."""
+        self.ending.set()
+        values: dict[str, Any] = dict(fields)
+        progress = self.progress.snapshot()
+        if progress is not None:
+            values[JobField.PROGRESS] = progress
+        items = self.context.item_counts() if self.context is not None else None
+        if items is not None:
+            values[JobField.ITEMS] = items
+        try:
+            self.store.transition(
+                self.job_id,
+                JobStatus.RUNNING,
+                status,
+                attempt=self.attempt,
+                set_fields=values,
+                remove_fields=remove,
+            )
+        except TransitionConflict as conflict:
+            return self._lost(conflict)
+        return None
 
     def _put_result(self, key: str, body: bytes, progress: dict[str, int] | None) -> None:
         """Store the result without overwriting a newer attempt's, in one request when no
@@ -548,21 +595,9 @@ class _JobRun:
 
     def _record_failed(self, error: dict[str, Any], code: int) -> int:
         """RUNNING -> FAILED for this attempt; the caller holds ``finishing``."""
-        self.ending.set()
-        fields: dict[str, Any] = {JobField.ERROR: {**error, "exit_code": code}}
-        progress = self.progress.snapshot()
-        if progress is not None:
-            fields[JobField.PROGRESS] = progress
-        try:
-            self.store.transition(
-                self.job_id,
-                JobStatus.RUNNING,
-                JobStatus.FAILED,
-                attempt=self.attempt,
-                set_fields=fields,
-            )
-        except TransitionConflict as conflict:
-            return self._lost(conflict)
+        lost = self._record_end(JobStatus.FAILED, {JobField.ERROR: {**error, "exit_code": code}})
+        if lost is not None:
+            return lost
         self.logger.error("job_failed", **error)
         return code
 
