@@ -29,6 +29,9 @@ def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
     span = dm.makespan(outcome.jobs, cap, now=outcome.now, tasks=outcome.tasks)
     waited = dm.wait_while_free(outcome.jobs, outcome.tasks, outcome.slots, now=outcome.now)
     r = dm.reuse(outcome.jobs, outcome.tasks, now=outcome.now)
+    hand = dm.handoff(outcome.jobs, outcome.tasks)
+    lifetimes = [t.lifetime(outcome.now) for t in outcome.tasks]
+    mean_life = sum(lifetimes) / len(lifetimes) if lifetimes else 0.0
     done = f"{span.finished}/{span.jobs} finished"
     runs = [j.run_seconds for j in outcome.jobs if j.ended is not None]
     mean_run = sum(runs) / len(runs) if runs else 0.0
@@ -40,6 +43,10 @@ def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
         f"{mean_run:.2f} s; {r.tasks} tasks"
     )
     print(
+        f"  hand-off per freed slot (task stop -> next task, {len(hand.seconds)} stops): mean "
+        f"{hand.mean:.3f} s, p95 {hand.p95:.3f} s; mean task lifetime {mean_life:.2f} s"
+    )
+    print(
         f"  makespan {span.makespan:.1f} s, ideal {span.ideal:.1f} s: ratio {span.ratio:.2f} "
         f"(target <= {MAKESPAN_TARGET}) {verdict(span.ratio <= MAKESPAN_TARGET)}"
     )
@@ -49,7 +56,10 @@ def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
         f"one job's whole wait at most {waited.max:.1f} s (job {waited.worst})"
     )
     submit = outcome.submit_seconds
-    detail = f"{done}, {r.tasks} tasks, mean job {mean_run:.2f} s, submit {submit:.0f} s"
+    detail = (
+        f"{done}, {r.tasks} tasks, mean job {mean_run:.2f} s, mean task {mean_life:.2f} s, "
+        f"hand-off per slot mean {hand.mean:.2f} s (p95 {hand.p95:.2f}), submit {submit:.0f} s"
+    )
     if span.finished < span.jobs:
         detail += " (makespan is a lower bound: cut at the timeout)"
     return [
@@ -77,11 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--cap", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=110.0)
+    parser.add_argument(
+        "--startup",
+        type=float,
+        default=0.0,
+        help="modelled Fargate start-up per task, seconds (default 0: none)",
+    )
     args = parser.parse_args(argv)
     burst = Burst(
         workers=(WorkerLoad(WORKER, args.cap, args.jobs),),
         reuse_idle_seconds=0,
         timeout=args.timeout,
+        task_startup_seconds=args.startup,
     )
     outcome = run_burst(burst)
     for result in report(f"drain {args.jobs} jobs, cap {args.cap}", outcome, args.cap):

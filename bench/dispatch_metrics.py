@@ -27,6 +27,9 @@ and compute, with the definitions spelled out here so a reader can check them:
   ``max(60, startup + lifetime)`` seconds (Fargate: per second from the image pull, one
   minute minimum; the local pipeline has no image pull, so a modelled start-up of 30 s is
   added to each task's lifetime), divided by the jobs' run seconds.
+- **hand-off**: per task stop while a job of its worker waited, the seconds until the next
+  task of that worker exists (``handoff``): the platform's cost per freed slot, which the
+  makespan ratio weighs against the task length (about 1 s locally, 40 s and more on AWS).
 - **mixed load**: each worker's vCPU-seconds while every worker still had a backlog,
   against its max-min fair share of the stack vCPU cap; and the most stack vCPUs held at
   once, from an exact sweep over task create/stop events.
@@ -151,6 +154,45 @@ def makespan(
     else:
         busy = sum(j.run_seconds for j in jobs)
     return Makespan(end - start, busy / max(1, cap), len(jobs), finished)
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """Seconds from a task's stop to the next task of its worker, over the stops that
+    happened while a job of that worker waited: what the platform adds per freed slot,
+    whatever the task length (ECS task state events, reconciler, launcher, RunTask)."""
+
+    seconds: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(self.seconds) / len(self.seconds) if self.seconds else 0.0
+
+    @property
+    def p95(self) -> float:
+        if not self.seconds:
+            return 0.0
+        ordered = sorted(self.seconds)
+        return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+def handoff(jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline]) -> Handoff:
+    """See ``Handoff``: a stop counts when a job of the worker was submitted before it and
+    dispatched after it (it was waiting for that slot or another)."""
+    found: list[float] = []
+    for stop in tasks:
+        if stop.stopped is None:
+            continue
+        waiting = any(
+            j.worker == stop.worker
+            and j.submitted <= stop.stopped
+            and (j.dispatched is None or j.dispatched > stop.stopped)
+            for j in jobs
+        )
+        later = [t.created for t in tasks if t.worker == stop.worker and t.created >= stop.stopped]
+        if waiting and later:
+            found.append(min(later) - stop.stopped)
+    return Handoff(tuple(found))
 
 
 # --- waiting while a slot is free ----------------------------------------------------------

@@ -113,12 +113,14 @@ def family_of(task_definition: str) -> str:
 
 
 _cache: dict[tuple[str, str], tuple[float, WorkerRegistration | None]] = {}
+_list_cache: dict[str, tuple[float, list[WorkerRegistration]]] = {}
 _lock = threading.Lock()
 
 
 def clear_cache() -> None:
     with _lock:
         _cache.clear()
+        _list_cache.clear()
 
 
 def get_worker(store: JobStore, name: str) -> WorkerRegistration | None:
@@ -135,18 +137,26 @@ def get_worker(store: JobStore, name: str) -> WorkerRegistration | None:
     return found
 
 
-def list_workers(store: JobStore) -> list[WorkerRegistration]:
-    found = [WorkerRegistration.from_item(item) for item in store.list_workers()]
+def list_workers(store: JobStore, *, fresh: bool = False) -> list[WorkerRegistration]:
+    """Every registration, cached like ``get_worker`` (registrations change on deploys; a
+    drain runs at every task stop and would otherwise query and parse them all each time)."""
     now = time.monotonic()
     with _lock:
+        hit = _list_cache.get(store.table_name)
+    if hit is not None and now - hit[0] < CACHE_SECONDS and not fresh:
+        return list(hit[1])
+    found = [WorkerRegistration.from_item(item) for item in store.list_workers()]
+    with _lock:
+        _list_cache[store.table_name] = (now, found)
         for worker in found:
             _cache[(store.table_name, worker.name)] = (now, worker)
-    return found
+    return list(found)
 
 
 def worker_by_family(store: JobStore, family: str) -> WorkerRegistration | None:
     """The worker whose task definition has ``family`` (scheduled runs carry no job id)."""
-    for worker in list_workers(store):
-        if worker.family == family:
-            return worker
+    for fresh in (False, True):  # a miss may be a worker deployed since the cached listing
+        for worker in list_workers(store, fresh=fresh):
+            if worker.family == family:
+                return worker
     return None

@@ -145,10 +145,10 @@ class SqsPoller:
         try:
             messages = self._receive(queue)
         except BaseException:
-            self._done(queue)
+            self._done(queue, wake=False)
             raise
         if not messages:
-            self._done(queue)
+            self._done(queue, wake=False)  # nothing there: wait for a send or the interval
             return 0
 
         def run() -> None:
@@ -163,10 +163,11 @@ class SqsPoller:
         self._pool.submit(run)
         return len(messages)
 
-    def _done(self, queue: PolledQueue) -> None:
+    def _done(self, queue: PolledQueue, *, wake: bool = True) -> None:
         with self._lock:
             self._in_flight[queue.queue_url] -= 1
-        self._wake.set()  # an invocation is free again: look for more
+        if wake:
+            self._wake.set()  # an invocation is free again: look for more
 
     def poll_once(self, queue: PolledQueue) -> int:
         """Receive one batch from ``queue``, invoke, settle, on this thread. Returns

@@ -119,6 +119,7 @@ class LocalFargate:
         poll_interval: float = 0.2,
         max_stop_timeout: int = DEFAULT_STOP_TIMEOUT,
         gpus: bool | None = None,
+        startup_seconds: float = 0.0,
     ) -> None:
         self.ecs = ecs
         self.gpus = gpus  # --docker: pass the GPUs through (None: when the engine has them)
@@ -135,6 +136,9 @@ class LocalFargate:
         )
         self.poll_interval = poll_interval
         self.max_stop_timeout = max_stop_timeout
+        # Modelled PROVISIONING/PENDING time (Fargate: ENI, image pull; tens of seconds on
+        # AWS): a task seen waits this long before its process starts. 0 = start at once.
+        self.startup_seconds = max(0.0, startup_seconds)
         self.tasks: dict[str, LocalTask] = {}  # every task seen, by ARN
         self.pending: list[str] = []  # seen, not started (waiting for a free slot)
         self.running: list[str] = []
@@ -208,8 +212,18 @@ class LocalFargate:
             except Exception as exc:  # keep the emulation alive; the error is visible
                 log.exception("local fargate tick failed")
                 self.errors.append(repr(exc))
-            self._wake.wait(self.poll_interval)
+            self._wake.wait(self._next_wait())
             self._wake.clear()
+
+    def _next_wait(self) -> float:
+        """The poll interval, or less when a modelled start-up ends sooner."""
+        if not self.startup_seconds:
+            return self.poll_interval
+        with self._lock:
+            due = [self.tasks[a].seen_ts + self.startup_seconds for a in self.pending]
+        if not due:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, min(due) - time.time()))
 
     # --- one pass --------------------------------------------------------------------------
     def tick(self) -> None:
@@ -340,6 +354,8 @@ class LocalFargate:
             with self._lock:
                 if not self.pending or len(self.running) >= self.max_tasks:
                     return
+                if self.tasks[self.pending[0]].seen_ts + self.startup_seconds > time.time():
+                    return  # still in its modelled start-up (tasks are seen in order)
                 arn = self.pending.pop(0)
                 self.running.append(arn)
             task = self.tasks[arn]

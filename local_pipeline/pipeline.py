@@ -82,6 +82,7 @@ class LocalPipeline:
         redelivery_seconds: int | None = None,
         worker_env: Mapping[str, str] | None = None,
         worker_command: Callable[[str], list[str]] | None = None,
+        task_startup_seconds: float = 0.0,
     ) -> None:
         self.stack = stack
         self.overrides = dict(overrides or {})
@@ -97,6 +98,7 @@ class LocalPipeline:
         self.redelivery_seconds = redelivery_seconds
         self.worker_env = dict(worker_env or {})
         self.worker_command = worker_command
+        self.task_startup_seconds = task_startup_seconds  # modelled Fargate start-up
         self.moto_endpoint = ""
         self.provisioned: Provisioned | None = None
         self.fargate: LocalFargate | None = None
@@ -195,6 +197,7 @@ class LocalPipeline:
             docker=self.docker,
             command=self.worker_command,
             poll_interval=self.poll_interval,
+            startup_seconds=self.task_startup_seconds,
         )
         self.poller = SqsPoller(
             self.client("sqs"),

@@ -196,3 +196,30 @@ def test_a_fifo_group_is_never_in_two_batches_at_once(moto_reset: str) -> None:
     finally:
         poller.stop()
     assert order == list(range(6)) and peak[0] == 1
+
+
+def test_an_empty_queue_is_polled_once_per_interval_not_in_a_loop(moto_reset: str) -> None:
+    """Idle, the poller waits its interval between empty receives (it used to spin: each
+    empty receive woke it again), so the emulation leaves the CPU to what it runs."""
+    sqs = _sqs(moto_reset)
+    url = sqs.create_queue(QueueName="idle.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    receives = [0]
+
+    class Counting:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqs, name)
+
+        def receive_message(self, **kwargs: Any) -> Any:
+            receives[0] += 1
+            return sqs.receive_message(**kwargs)
+
+    poller = SqsPoller(
+        Counting(),
+        [PolledQueue(url, "arn:aws:sqs:us-east-1:123456789012:idle.fifo", 10, lambda e: None)],
+        region="us-east-1",
+        poll_interval=0.2,
+    )
+    poller.start()
+    time.sleep(1.0)
+    poller.stop()
+    assert 2 <= receives[0] <= 8, receives[0]
