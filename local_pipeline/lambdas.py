@@ -62,11 +62,8 @@ def resolve_handler(spec: str) -> Handler:
 class LocalLambda:
     """One stack Lambda: its handler, resolved once, and a fresh context per invocation."""
 
-    def __init__(self, function: LocalFunction, after: Callable[[], None] | None = None) -> None:
+    def __init__(self, function: LocalFunction) -> None:
         self.function = function
-        # Called after every invocation: the handler may have sent a message or run a task,
-        # and the local pollers should see it at once, as AWS's long-polling pollers do.
-        self.after = after
         self._handler: Handler | None = None
 
     @property
@@ -77,8 +74,4 @@ class LocalLambda:
 
     def invoke(self, event: dict[str, Any]) -> Any:
         context = LambdaContext(self.function.name, self.function.timeout_seconds)
-        try:
-            return self.handler(event, context)
-        finally:
-            if self.after is not None:
-                self.after()
+        return self.handler(event, context)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jobcontract import Env, WorkerField
+from local_pipeline import wakeups
 from local_pipeline.api_gateway import (
     GatewayConfig,
     LocalApiGateway,
@@ -164,9 +165,7 @@ class LocalPipeline:
         except FileNotFoundError as exc:
             raise LocalPipelineError(f"unknown stack {self.stack!r}: {exc}") from exc
         self.provisioned = prov = provision(graph, self.moto_endpoint)
-        self._lambdas = {
-            name: LocalLambda(fn, after=self._wake_pollers) for name, fn in prov.functions.items()
-        }
+        self._lambdas = {name: LocalLambda(fn) for name, fn in prov.functions.items()}
         if self.docker:
             self._check_images(sorted(prov.workers))
 
@@ -220,18 +219,14 @@ class LocalPipeline:
 
         self._gateway.start()
         self._set_env(Env.API_URL, self._gateway.url)
+        wakeups.subscribe(wakeups.ECS, self.fargate.wake)
+        wakeups.subscribe(wakeups.SQS, self.poller.wake)
         self.fargate.start()
         self.poller.start()
         self._sweeper.start()
         if self.write_state:
             self._write_state()
         log.info("local pipeline up: %s (moto %s)", self.api_url, self.moto_endpoint)
-
-    def _wake_pollers(self) -> None:
-        """After a Lambda ran: let the SQS poller and the local Fargate look now."""
-        for poller in (self.poller, self.fargate):
-            if poller is not None:
-                poller.wake()
 
     def _check_images(self, workers: list[str]) -> None:
         missing = missing_images([default_docker_image(w) for w in workers])
@@ -437,6 +432,10 @@ class LocalPipeline:
         if not self._started:
             return
         self._started = False
+        if self.fargate is not None:
+            wakeups.unsubscribe(wakeups.ECS, self.fargate.wake)
+        if self.poller is not None:
+            wakeups.unsubscribe(wakeups.SQS, self.poller.wake)
         for part in (self._sweeper, self.poller):
             if part is not None:
                 part.stop()
