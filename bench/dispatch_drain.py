@@ -18,7 +18,14 @@ import argparse
 
 from bench import dispatch_metrics as dm
 from bench.common import BenchResult, emit
-from bench.dispatch_run import Burst, Outcome, WorkerLoad, run_burst, verdict
+from bench.dispatch_run import (
+    Burst,
+    Outcome,
+    WorkerLoad,
+    add_startup_argument,
+    run_burst,
+    verdict,
+)
 
 WORKER = "meta-desc-generator"
 MAKESPAN_TARGET = 1.1
@@ -87,12 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--cap", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=110.0)
-    parser.add_argument(
-        "--startup",
-        type=float,
-        default=0.0,
-        help="modelled Fargate start-up per task, seconds (default 0: none)",
-    )
+    add_startup_argument(parser)
     args = parser.parse_args(argv)
     burst = Burst(
         workers=(WorkerLoad(WORKER, args.cap, args.jobs),),
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         task_startup_seconds=args.startup,
     )
     outcome = run_burst(burst)
-    for result in report(f"drain {args.jobs} jobs, cap {args.cap}", outcome, args.cap):
+    name = f"drain {args.jobs} jobs, cap {args.cap}, start-up {args.startup:g} s"
+    for result in report(name, outcome, args.cap):
         emit(result)
     return 0
 

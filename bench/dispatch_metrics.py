@@ -186,7 +186,7 @@ def handoff(jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline]) -> Hando
         waiting = any(
             j.worker == stop.worker
             and j.submitted <= stop.stopped
-            and (j.dispatched is None or j.dispatched > stop.stopped)
+            and (j.dispatched is None or j.dispatched >= stop.stopped)
             for j in jobs
         )
         later = [t.created for t in tasks if t.worker == stop.worker and t.created >= stop.stopped]

@@ -21,7 +21,7 @@ import argparse
 
 from bench import dispatch_metrics as dm
 from bench.common import BenchResult, emit
-from bench.dispatch_run import Burst, WorkerLoad, run_burst, verdict
+from bench.dispatch_run import Burst, WorkerLoad, add_startup_argument, run_burst, verdict
 
 WORKERS = ("image-alt-generator", "meta-desc-generator", "content-analyzer")
 SHARE_TARGET = 0.8
@@ -34,18 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-vcpu", type=float, default=3.0)
     parser.add_argument("--idle", type=int, default=0, help="reuse idle window (0 = off)")
     parser.add_argument("--timeout", type=float, default=110.0)
+    add_startup_argument(parser)
     args = parser.parse_args(argv)
     burst = Burst(
         workers=tuple(WorkerLoad(w, args.cap, args.jobs_per_worker) for w in WORKERS),
         reuse_idle_seconds=args.idle,
         stack_vcpu_limit=args.stack_vcpu,
         timeout=args.timeout,
+        task_startup_seconds=args.startup,
     )
     outcome = run_burst(burst)
     m = dm.mixed(outcome.jobs, outcome.tasks, outcome.slots, now=outcome.now)
     waited = dm.wait_while_free(outcome.jobs, outcome.tasks, outcome.slots, now=outcome.now)
     caps_sum = sum(outcome.slots.caps[w] * outcome.slots.vcpu[w] for w in WORKERS)
-    name = f"mixed 3 x {args.jobs_per_worker} jobs, stack cap {args.stack_vcpu:g} vCPU"
+    name = (
+        f"mixed 3 x {args.jobs_per_worker} jobs, stack cap {args.stack_vcpu:g} vCPU, "
+        f"start-up {args.startup:g} s"
+    )
     finished = len(outcome.jobs) - outcome.unfinished
     print(
         f"\n{name} (caps' sum {caps_sum:g} vCPU): {finished}/{len(outcome.jobs)} finished; "

@@ -10,6 +10,7 @@ from bench.dispatch_metrics import (
     TaskTimeline,
     billed_seconds,
     fair_shares,
+    handoff,
     makespan,
     max_concurrent_vcpu,
     mixed,
@@ -207,3 +208,14 @@ def test_run_all_keeps_the_dispatch_section() -> None:
     assert kept_sections("# nothing kept\n") == ""
     modules = {b.module for b in BENCHMARKS}
     assert {"dispatch_drain", "dispatch_reuse", "dispatch_mixed"} <= modules
+
+
+def test_handoff_is_the_gap_from_a_stop_to_the_next_task_while_jobs_wait() -> None:
+    back_to_back, tasks = one_job_per_task(10, 5)
+    assert handoff(back_to_back, tasks).seconds == (0.0,) * 5  # 5 stops with jobs waiting
+    late, late_tasks = one_job_per_task(10, 5, gap_after=5, gap=0.4)
+    slow = handoff(late, late_tasks)
+    assert len(slow.seconds) == 5 and slow.mean == pytest.approx(0.4)
+    assert slow.p95 == pytest.approx(0.4)
+    # The last stops, with nothing left waiting, are no hand-off.
+    assert handoff(late[:5], late_tasks[:5]).seconds == ()

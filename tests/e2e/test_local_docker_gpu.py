@@ -4,6 +4,7 @@ them: detection, and the ``docker run`` command line (no Docker engine needed)."
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,25 @@ def test_docker_run_gets_gpus_all_only_with_a_gpu(
         assert at < args.index(runner.docker_image("image-embedder"))  # an option, not an arg
     else:
         assert "--gpus" not in args
+
+
+def test_a_modelled_start_up_holds_a_seen_task_before_its_process_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``startup_seconds`` stands in for Fargate's PROVISIONING/PENDING: the task exists
+    (it holds its slot) but its process starts only once the start-up has passed."""
+    runner = LocalFargate(
+        ecs=None, cluster_arns=[], base_env={}, logs_dir=tmp_path, deliver=lambda e: None,
+        workers={}, startup_seconds=0.3,
+    )  # fmt: skip
+    started: list[str] = []
+    monkeypatch.setattr(runner, "_spawn", lambda task: started.append(task.arn))
+    task = _task(tmp_path)
+    runner.tasks[task.arn] = task
+    runner.pending.append(task.arn)
+    runner._launch()
+    assert started == [] and runner.pending == [task.arn]
+    assert 0.0 < runner._next_wait() <= 0.3  # the loop wakes when the start-up ends
+    time.sleep(0.35)
+    runner._launch()
+    assert started == [task.arn] and runner.running == [task.arn]
