@@ -27,6 +27,9 @@ CALLS_FILE_ENV = "BENCH_AWS_CALLS_FILE"
 ESM = "esm"  # the event source mapping (the pipeline's SQS poller)
 EMULATOR = "emulator"  # the local pipeline standing in for AWS (not billed by AWS)
 OBSERVER = "observer"  # the benchmark itself watching the table (client polling)
+# A warm task's reads while it waits for its next job (``jobcontract.dispatch.take_next`` with
+# ``idle=True``, one counts read per poll): a cost of each idle window, not of any one job.
+WARM_IDLE = "worker-idle"
 _SKIP_HANDLER_MODULES = {"handlers._aws", "handlers.registry"}
 
 
@@ -50,7 +53,7 @@ def _what(operation: str, params: Any) -> str:
     return ",".join(n for n in names if n not in ("pk",))[:70]
 
 
-def actor_of_stack() -> str:
+def actor_of_stack(operation: str = "") -> str:
     """Who is calling: the outermost handler module on this thread's stack, or a fallback."""
     frame = sys._getframe(2)
     handler: str | None = None
@@ -76,7 +79,7 @@ class CallRecorder:
 
     def __init__(
         self,
-        actor: Callable[[], str] = actor_of_stack,
+        actor: Callable[[str], str] = actor_of_stack,
         sink: Callable[[ApiCall], None] | None = None,
     ) -> None:
         self.calls: list[ApiCall] = []
@@ -94,7 +97,7 @@ class CallRecorder:
         recorder = self
 
         def counted(client: Any, operation_name: str, api_params: Any) -> Any:
-            actor = recorder._actor()
+            actor = recorder._actor(operation_name)
             result = original(client, operation_name, api_params)
             empty = operation_name == "ReceiveMessage" and not (result or {}).get("Messages")
             call = ApiCall(
@@ -138,7 +141,20 @@ def install_file_recorder(path: str, actor: str = "worker") -> CallRecorder:
         with lock, open(path, "a", encoding="utf-8") as fh:
             fh.write(call.to_json() + "\n")
 
-    return CallRecorder(actor=lambda: actor, sink=sink).install()
+    def worker_actor(operation: str) -> str:
+        return WARM_IDLE if operation == "GetItem" and _in_idle_poll() else actor
+
+    return CallRecorder(actor=worker_actor, sink=sink).install()
+
+
+def _in_idle_poll() -> bool:
+    """Is this call a warm task's poll while idle (inside ``take_next(idle=True)``)?"""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "take_next" and frame.f_locals.get("idle") is True:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def read_calls_file(path: Path) -> list[ApiCall]:

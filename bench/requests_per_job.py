@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import PROJECT_ROOT, BenchResult, emit, not_available
+from bench.count_hook import WARM_IDLE
 
 NAME = "billable AWS requests per job"
 UNIT = "requests/job"
@@ -238,10 +239,15 @@ def _report(
         for (actor, service, op), n in sorted(free.items()):
             print(f"  {actor:<11} {service:<10} {op:<24} {n / jobs:6.2f}")
     empty = sum(1 for c in calls if c.actor == "esm" and c.empty)
-    left_out = Counter(c.actor for c in calls if c.actor not in PER_JOB_ACTORS)
+    idle_polls = sum(1 for c in calls if c.actor == WARM_IDLE)
+    left_out = Counter(
+        c.actor for c in calls if c.actor not in PER_JOB_ACTORS and c.actor != WARM_IDLE
+    )
     print(
         f"\nLeft out: {empty} empty ReceiveMessage polls of the local poller (idle polling "
-        f"is a fixed cost, see bench/idle_cost.py); other actors: {dict(left_out)}"
+        f"is a fixed cost, see bench/idle_cost.py); {idle_polls} reads of warm tasks polling "
+        "for a next job while idle (one per second of a reuse window: a cost of the window, "
+        f"like its idle compute, not of a job); other actors: {dict(left_out)}"
     )
     print(
         "Also billed per job, not SDK calls: 1 API Gateway request (the submit) and these "
@@ -254,7 +260,7 @@ def _report(
         + ", ".join(f"{s} {n / jobs:.1f}" for s, n in by_service.most_common())
         + "; by actor: "
         + ", ".join(f"{a} {by_actor.get(a, 0) / jobs:.1f}" for a in PER_JOB_ACTORS)
-        + f"; {jobs} jobs"
+        + f"; {jobs} jobs; left out: {idle_polls} idle-window polls of warm tasks"
     )
     ok = per_job <= 8 and statuses.get("SUCCEEDED", 0) == jobs
     if statuses.get("SUCCEEDED", 0) != jobs:

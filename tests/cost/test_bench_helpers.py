@@ -110,3 +110,16 @@ def test_descendants_survive_a_child_named_like_its_parent() -> None:
 
     resources = [res("w", None), res("w", "w"), res("w-role", "w"), res("q", "w-role")]
     assert sorted(r.name for r in _descendants(resources, "w")) == ["q", "w", "w-role"]
+
+
+def test_a_warm_tasks_idle_poll_is_told_apart_from_per_job_reads() -> None:
+    """requests_per_job leaves out a warm task's polls while idle (a cost of the reuse
+    window): only a read inside ``take_next(idle=True)`` counts as one."""
+    from bench.count_hook import _in_idle_poll
+
+    def take_next(*, idle: bool) -> bool:
+        return _in_idle_poll()
+
+    assert take_next(idle=True) is True
+    assert take_next(idle=False) is False
+    assert _in_idle_poll() is False
