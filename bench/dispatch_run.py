@@ -226,6 +226,7 @@ def _run(burst: Burst, pipeline: Any, reuse: int, limit: float, notes: list[str]
             {
                 "worker": load.name,
                 "input": worker_input(load.name, described[load.name].get("input_schema") or {}),
+                "max_failed_item_share": 1,  # dispatch is measured, not the items' outcome
             }
             for load in burst.workers
             for _ in range(load.jobs)
