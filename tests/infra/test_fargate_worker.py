@@ -717,3 +717,40 @@ def test_registration_fails_before_a_trust_policy_output_exceeds_the_quota(sourc
         r"valid; allowed: at most 2048 characters",
         str(err.value),
     ), err.value
+
+
+def test_task_role_reaches_its_own_dispatch_rows_and_no_neighbours(graph: StackGraph) -> None:
+    """Warm reuse lets a task read and write dispatch state: evaluated as IAM does (the
+    authorization engine, LeadingKeys included), only its own worker's counts, leases and
+    QUEUED jobs are reachable; a neighbour's (even one whose name extends ours), the stack's
+    budget row and other workers' jobs are not."""
+    from tests.authz.engine import Policy, Request, evaluate
+
+    role = "arn:aws:iam::123456789012:role/summarize-task"
+    identity = [
+        Policy("task", {"Statement": policy(graph.named(ROLE_POLICY, "summarize-task-policy"))})
+    ]
+    table = str(graph.named("aws:dynamodb/table:Table", "jobs").outputs["arn"])
+    index = f"{table}/index/{jobcontract.Table.BY_WORKER_STATUS}"
+
+    def allowed(action: str, resource: str, key: str) -> bool:
+        context = {"dynamodb:LeadingKeys": [key]}
+        return evaluate(Request(role, action, resource, context), identity).allowed
+
+    own = ["dispatch#summarize", "slot#summarize_0123abcd-1"]
+    for key in own:
+        for action in ("dynamodb:GetItem", "dynamodb:UpdateItem"):
+            assert allowed(action, table, key), (action, key)
+    assert allowed("dynamodb:Query", index, "summarize#QUEUED")
+    neighbours = [
+        "dispatch#translate",
+        "dispatch#summarize-2",
+        "slot#translate_0123abcd-1",
+        "slot#summarize-2_0123abcd-1",
+        "dispatch@stack",
+    ]
+    for key in neighbours:
+        for action in ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"):
+            assert not allowed(action, table, key), (action, key)
+    for key in ("translate#QUEUED", "summarize#RUNNING", "summarize-2#QUEUED"):
+        assert not allowed("dynamodb:Query", index, key), key
