@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         f"  lowest share {m.min_share:.2f} of fair (target >= {SHARE_TARGET}) {verdict(share_ok)}"
     )
     print(f"  peak stack vCPUs {m.peak_vcpu:g} (cap {args.stack_vcpu:g}) {verdict(cap_ok)}")
-    print(f"  longest wait while a slot was free {waited.max:.1f} s (informational)")
+    print(
+        f"  longest wait while a slot was free {waited.max_stretch:.1f} s; summed over one "
+        f"job's whole wait at most {waited.max:.1f} s (informational)"
+    )
     detail = (
         ", ".join(f"{w} {shares[w]:.2f}" for w in WORKERS)
         + f"; window {span:.0f} s; {finished}/{len(outcome.jobs)} finished"
@@ -95,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             "vCPU",
             f"<= {args.stack_vcpu:g}",
             cap_ok,
-            f"caps' sum {caps_sum:g} vCPU; longest wait while free {waited.max:.1f} s",
+            f"caps' sum {caps_sum:g} vCPU; longest wait while free {waited.max_stretch:.1f} s "
+            f"(summed over one job's wait {waited.max:.1f} s)",
         )
     )
     return 0
