@@ -16,7 +16,12 @@ from openapi_schema_validator import OAS30Validator
 
 from cli.uploads import post_form
 from components.batch_api import OPENAPI_PATH
-from jobcontract import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES, UPLOAD_URL_TTL_SECONDS
+from jobcontract import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_FILES,
+    UPLOAD_NAME_MAX,
+    UPLOAD_URL_TTL_SECONDS,
+)
 from tests.fixtures.moto_server import WorkerSpec
 from tests.runtime.helpers import call, table_items
 
@@ -80,8 +85,10 @@ def test_the_answer_matches_the_document(res: Any) -> None:
     _, body, _ = _request([{"name": "a.png", "size": 1}])
     OAS30Validator({**schemas["UploadForms"], "components": doc["components"]}).validate(body)
     files = schemas["UploadRequest"]["properties"]["files"]
-    assert files["maxItems"] == MAX_UPLOAD_FILES
-    assert schemas["UploadFile"]["properties"]["size"]["maximum"] == MAX_UPLOAD_BYTES
+    assert f"At most {MAX_UPLOAD_FILES} files" in files["description"]
+    upload_file = schemas["UploadFile"]["properties"]
+    assert f"at most {MAX_UPLOAD_BYTES} " in upload_file["size"]["description"]
+    assert f"at most {UPLOAD_NAME_MAX} characters" in upload_file["name"]["description"]
 
 
 REJECTED = [
