@@ -57,13 +57,15 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
             local.stop()
 
 
-def _presign(p: LocalPipeline, files: list[dict[str, Any]]) -> tuple[int, Any]:
+def _presign(
+    p: LocalPipeline, files: list[dict[str, Any]], key: str | None = None
+) -> tuple[int, Any]:
     req = urllib.request.Request(
         p.api_url + "/uploads",
         method="POST",
         data=json.dumps({"worker": WORKER, "files": files}).encode(),
     )
-    req.add_header("x-api-key", p.api_key)
+    req.add_header("x-api-key", p.api_key if key is None else key)
     req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
@@ -86,6 +88,7 @@ def test_presign_through_the_gateway_then_post_the_form_to_moto(
         pipeline, [{"name": "a.png", "size": len(PNG), "content_type": "image/png"}]
     )
     assert status == 200, body
+    assert _presign(pipeline, [{"name": "a.png", "size": 1}], key="wrong-key-" * 3)[0] == 403
     (form,) = body["uploads"]
     assert form["url"].startswith(pipeline.moto_endpoint)  # signed for moto, not for AWS
     post_form(form["url"], form["fields"], path, form["content_type"])
