@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from cli import uploads
 from cli.api import (
     STATE_ENV,
     ApiClient,
@@ -63,8 +64,11 @@ def _read_input(spec: str | None) -> Any:
 
 # --- submit / status ----------------------------------------------------------------------
 def submit(args: argparse.Namespace) -> int:
-    job_input = _read_input(args.input)
+    files = getattr(args, "file", None)
+    job_input = None if files else _read_input(args.input)
     client = _client(args)
+    if files:
+        job_input = _files_input(args, client, files)
     body: dict[str, Any] = {"worker": args.worker, "input": job_input}
     if args.cpu is not None:
         body["cpu"] = args.cpu
@@ -81,6 +85,13 @@ def submit(args: argparse.Namespace) -> int:
     print(f"submitted {job_id}" + (" (replayed)" if status == 200 else ""), file=sys.stderr)
     final = wait_for(client, job_id, timeout=args.timeout, poll=args.poll, stream=sys.stderr)
     return finish(final)
+
+
+def _files_input(args: argparse.Namespace, client: ApiClient, files: list[str]) -> Any:
+    """``--file``: upload through POST /uploads, then the input referencing the keys (with
+    ``--input``, added to its items)."""
+    base = _read_input(args.input) if args.input is not None else None
+    return uploads.files_input(client, args.worker, files, base, sys.stderr)
 
 
 def wait_for(

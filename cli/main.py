@@ -36,7 +36,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 
-from cli import commands
+from cli import commands, uploads
 from cli.api import CliError, Exit
 
 
@@ -96,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --wait: give up after this many seconds (0 = never)",
     )
     p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    uploads.add_file_arguments(p)
     p.set_defaults(run=commands.submit)
 
     p = sub.add_parser("status", parents=[endpoint], help="show a job")

@@ -18,13 +18,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import pulumi
 
 from components import aws_rules
 from components.aws_rules import AwsConstraintError
+from components.job_queue import DEFAULT_RETENTION_SECONDS, SQS_MAX_RETENTION_SECONDS
 from jobcontract import logs
 
 PROJECT = "ai-batch"
@@ -130,8 +131,10 @@ class ResultsConfig:
 
     expire_days: int = 30
     """Days after which ``results/`` objects are deleted. Default 30."""
-    inputs_expire_days: int = 7
-    """Days after which large job inputs under ``inputs/`` are deleted. Default 7."""
+    inputs_expire_days: int = 31
+    """Days after which job inputs under ``inputs/`` (large inputs, POST /uploads files) are
+    deleted. Must be more than the longest a job can wait for its input
+    (``longest_job_wait_days``). Default: that wait + 1 day (31 with the default jobTtlDays)."""
     url_ttl_seconds: int = 3600
     """Lifetime of presigned result URLs. Default 3600."""
 
@@ -401,7 +404,7 @@ def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> Stac
                 f"{project}:{old_key}", values[old_key], f"renamed: set {project}:{new_key}"
             )
     top = _Reader(f"{project}:", values, _TOP_LEVEL_KEYS)
-    return StackConfig(
+    config = StackConfig(
         project=project,
         stack=stack,
         network=_network(top),
@@ -446,6 +449,7 @@ def parse_config(values: Mapping[str, Any], *, project: str, stack: str) -> Stac
         task_reuse=top.boolean("taskReuse", StackConfig.task_reuse),
         log_level=top.checked("logLevel", (top.string("logLevel") or "INFO"), _log_level),
     )
+    return _inputs_outlive_jobs(top, config)
 
 
 def _network(top: _Reader) -> NetworkConfig:
@@ -564,19 +568,55 @@ def _functions(top: _Reader) -> FunctionsConfig:
     )
 
 
+_RESULTS_KEYS = ("expireDays", "inputsExpireDays", "urlTtlSeconds")
+
+
 def _results(top: _Reader) -> ResultsConfig:
-    res = top.obj("results", ("expireDays", "inputsExpireDays", "urlTtlSeconds"))
+    res = top.obj("results", _RESULTS_KEYS)
     return ResultsConfig(
         expire_days=res.checked(
             "expireDays", res.integer("expireDays", 30), aws_rules.positive_days
         ),
         inputs_expire_days=res.checked(
-            "inputsExpireDays", res.integer("inputsExpireDays", 7), aws_rules.positive_days
+            "inputsExpireDays",
+            res.integer("inputsExpireDays", ResultsConfig.inputs_expire_days),
+            aws_rules.positive_days,
         ),
         url_ttl_seconds=res.checked(
             "urlTtlSeconds", res.integer("urlTtlSeconds", 3600), _url_ttl_seconds
         ),
     )
+
+
+def longest_job_wait_days(job_ttl_days: int) -> int:
+    """Days after its submission a job may still read its input: its row lives jobTtlDays
+    (DynamoDB TTL, set at submit; until then a QUEUED, parked or retried job still runs, and
+    TTL deletes late), and its launch message can sit in the dead-letter queue for
+    ``batchctl retry`` as long as the DLQ keeps it (14 days; the launch queue keeps 4)."""
+    queue_seconds = max(DEFAULT_RETENTION_SECONDS, SQS_MAX_RETENTION_SECONDS)
+    return max(job_ttl_days, math.ceil(queue_seconds / 86_400))
+
+
+def _inputs_outlive_jobs(top: _Reader, config: StackConfig) -> StackConfig:
+    """Our rule: an input (a large job input, a POST /uploads file) must outlive every job that
+    can still read it, or the job fails for a missing object days after it was accepted. The
+    extra day covers the time between an upload and its job's submission."""
+    res = top.obj("results", _RESULTS_KEYS)
+    wait = longest_job_wait_days(config.job_ttl_days)
+    if res.raw("inputsExpireDays") is None:
+        results = replace(config.results, inputs_expire_days=wait + 1)
+        return replace(config, results=results)
+    days = config.results.inputs_expire_days
+    if days <= wait:
+        raise ConfigError(
+            res.key("inputsExpireDays"),
+            days,
+            f"more than {wait} days, the longest a job can wait for its input "
+            f"(jobTtlDays {config.job_ttl_days}: a job runs until its row expires; the "
+            "dead-letter queue keeps a launch 14 days for batchctl retry); "
+            f"e.g. {wait + 1}, or lower jobTtlDays",
+        )
+    return config
 
 
 def _notifications(top: _Reader) -> NotificationsConfig:

@@ -51,6 +51,8 @@ ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
 # The launch queue's name inside the stack prefix: ``<prefix>-launch.fifo``.
 LAUNCH_QUEUE = "launch"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
+# Every worker's inputs (large job inputs, POST /uploads): the API role's only S3 write.
+INPUTS_PREFIX = "inputs/"
 
 
 @dataclass(frozen=True)
@@ -185,11 +187,10 @@ class ControlPlane(pulumi.ComponentResource):
                     [pulumi.Output.concat(bucket_arn, "/results/*")],
                     sid="ReadResults",
                 ),
-                iam.Statement(
-                    iam.OBJECT_WRITE_ACTIONS,
-                    [pulumi.Output.concat(bucket_arn, "/inputs/*")],
-                    sid="WriteLargeInputs",
-                ),
+                # Large job inputs, and the presigned POST forms of POST /uploads: S3
+                # authorizes a presigned request as its signer's s3:PutObject on the key, so
+                # this one grant (inputs/ only) is what every upload form can reach.
+                iam.bucket_prefix_write(bucket_arn, INPUTS_PREFIX, sid="WriteInputs"),
                 # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
                 iam.ecs_tasks_in_cluster(iam.ECS_STOP_TASK_ACTIONS, cluster_arn),
                 *enqueue,  # submit and retry

@@ -71,6 +71,8 @@ OBJECT_READ_ACTIONS = ("s3:GetObject",)
 # AWS rule (S3 GetObject permissions): without s3:ListBucket a missing key answers 403, not
 # 404; granted on the bucket with an s3:prefix condition, it lists only the given prefixes.
 BUCKET_LIST_ACTIONS = ("s3:ListBucket",)
+# AWS rule: a presigned PUT or POST is authorized as its signer's s3:PutObject on the key
+# (S3 User Guide, "Uploading objects with presigned URLs"): the grant bounds every form.
 OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
 TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)

@@ -1,7 +1,8 @@
 """The public API: an API Gateway REST proxy-integration handler.
 
 Routes (components/openapi.yaml is the contract):
-``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``POST /jobs/{id}/cancel``, ``GET /workers``.
+``POST /jobs``, ``GET /jobs``, ``GET /jobs/{id}``, ``POST /jobs/{id}/cancel``, ``GET /workers``,
+``POST /uploads`` (presigned S3 POST forms for input files: ``handlers.uploads``).
 
 Every bad request gets a 4xx ``{"error": {"code", "message"}}`` and writes nothing; only a
 failure of AWS itself gives a 5xx. Routing and parsing live in :func:`handler`; each route is
@@ -29,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws
+from handlers import _aws, uploads
 from handlers.registry import WorkerRegistration, get_worker, list_workers
 from jobcontract import (
     DEFAULT_MAX_FAILED_ITEM_SHARE,
@@ -550,6 +551,38 @@ def _fargate_vcpu_limit() -> float:
         return 0.0
 
 
+# --- uploads (POST /uploads) -------------------------------------------------------------
+def create_uploads(req: Request) -> Response:
+    """Presigned S3 POST forms for a worker's input files (``handlers.uploads``): the way a
+    client without AWS credentials puts a file under ``inputs/<worker>/``."""
+    if len(req.body) > MAX_REQUEST_BYTES:
+        raise ApiError(413, "payload_too_large", f"request body exceeds {MAX_REQUEST_BYTES} bytes")
+    payload = _json_body(req.body)
+    worker_name = payload.get("worker")
+    if not isinstance(worker_name, str) or not worker_name:
+        raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
+    try:
+        files = uploads.parse_files(payload)
+    except uploads.UploadRejected as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    worker = _known_worker(_store(), worker_name)
+    body = uploads.presign(
+        _aws.client("s3"),
+        _aws.env(Env.RESULTS_BUCKET),
+        worker.name,
+        files,
+        uploads.UPLOAD_URL_TTL_SECONDS,
+    )
+    _aws.log(
+        "INFO",
+        "uploads_presigned",
+        worker=worker.name,
+        files=len(files),
+        upload_id=body["upload_id"],
+    )
+    return Response(200, body)
+
+
 # --- routing ----------------------------------------------------------------------------
 Route = Callable[[Request], Response]
 SEGMENT = r"([^/]+)"
@@ -563,6 +596,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], tuple[str, ...], dict[str, Route]], ..
         {"POST": cancel_job},
     ),
     ("/workers", re.compile(r"^/workers$"), (), {"GET": get_workers}),
+    ("/uploads", re.compile(r"^/uploads$"), (), {"POST": create_uploads}),
 )
 
 

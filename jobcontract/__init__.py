@@ -396,3 +396,21 @@ def queue_message(job_id: str, attempt: int) -> dict[str, str]:
         "MessageGroupId": job_id,
         "MessageDeduplicationId": f"{job_id}-{attempt}",
     }
+
+
+# --- uploads (POST /uploads): files a client without AWS credentials hands to a job --------
+MAX_UPLOAD_FILES: Final = 100  # files per POST /uploads call
+MAX_UPLOAD_BYTES: Final = 100 * 1024 * 1024  # per file, enforced by S3 (content-length-range)
+# Our rule: a presigned POST signed with the API Lambda's temporary credentials stops working
+# when those credentials expire, whatever its own expiry says, and AWS does not promise a
+# Lambda execution role session any fixed length. 15 minutes is far inside it, and the client
+# (batchctl) uploads right after asking; a failed upload asks again.
+UPLOAD_URL_TTL_SECONDS: Final = 900
+UPLOAD_NAME_MAX: Final = 128
+UPLOAD_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+
+
+def upload_key(worker: str, upload_id: str, safe_name: str) -> str:
+    """``inputs/<worker>/<upload id>/<name>``: under the worker's own inputs prefix (its task
+    role reads only that), beside but never equal to a large input (``<job id>.json``)."""
+    return f"{inputs_prefix(worker)}{upload_id}/{safe_name}"

@@ -55,6 +55,7 @@ _CLEARED_AWS_VARS = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 _FALLBACK_ROUTES = [
     Route("/jobs", frozenset({"GET", "POST"})),
     Route("/workers", frozenset({"GET"})),
+    Route("/uploads", frozenset({"POST"})),
     Route("/jobs/{id}/cancel", frozenset({"POST"})),
     Route("/jobs/{id}", frozenset({"GET"})),
 ]

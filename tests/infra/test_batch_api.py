@@ -81,6 +81,7 @@ def test_body_is_the_openapi_document_with_the_handler_integrated(graph: StackGr
         ("/jobs/{id}", "GET"),
         ("/jobs/{id}/cancel", "POST"),
         ("/workers", "GET"),
+        ("/uploads", "POST"),
     }
     for path, method, op in ops:
         integration = op["x-amazon-apigateway-integration"]

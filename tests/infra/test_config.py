@@ -348,3 +348,29 @@ def test_invalid_model_ids_name_key_value_and_allowed_forms(value: str) -> None:
     assert error.key == "ai-batch:bedrockModelId" and error.value == value
     assert "foundation model id" in error.allowed and "inference profile id" in error.allowed
     assert "us.amazon.nova-lite-v1:0" in error.allowed and "global" in error.allowed
+
+
+def test_inputs_must_outlive_the_longest_a_job_can_wait() -> None:
+    """An input (large job input, POST /uploads file) deleted while a job can still run would
+    fail that job days after it was accepted: the job's row lives jobTtlDays, the DLQ keeps a
+    launch 14 days for `batchctl retry`. Unset, the expiry follows; set, it is checked."""
+    assert parse({}).results.inputs_expire_days == 31
+    assert parse({"jobTtlDays": 60}).results.inputs_expire_days == 61
+    assert parse({"jobTtlDays": 3}).results.inputs_expire_days == 15  # the DLQ's 14 days
+    ok = parse({"jobTtlDays": 90, "results": {"inputsExpireDays": 91}})
+    assert ok.results.inputs_expire_days == 91
+    for values, wait in (
+        ({"results": {"inputsExpireDays": 7}}, 30),  # the former default
+        ({"jobTtlDays": 90, "results": {"inputsExpireDays": 90}}, 90),
+        ({"jobTtlDays": 1, "results": {"inputsExpireDays": 14}}, 14),
+    ):
+        with pytest.raises(ConfigError) as info:
+            parse(values)
+        assert info.value.key == "ai-batch:results.inputsExpireDays", values
+        assert f"more than {wait} days" in info.value.allowed and "jobTtlDays" in info.value.allowed
+
+
+def test_preview_stops_on_inputs_that_expire_before_their_jobs() -> None:
+    config = {**stack_config("dev"), "ai-batch:results": '{"inputsExpireDays": 3}'}
+    with pytest.raises(ConfigError, match=r"inputsExpireDays: 3 is not valid.*more than 14 days"):
+        load_under_pulumi("dev", config)

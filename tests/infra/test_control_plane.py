@@ -475,3 +475,23 @@ def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph])
         f"arn:aws:bedrock:us-east-1::foundation-model/{model}",
         f"arn:aws:bedrock:::foundation-model/{model}",
     ]
+
+
+def test_api_role_puts_objects_under_inputs_only(dev_platform: StackGraph) -> None:
+    """What a POST /uploads form (authorized as the API role's s3:PutObject on its key) can
+    reach: any worker's inputs, nothing else in the bucket, nothing in another bucket."""
+    policies = _launcher(dev_platform, "api-policy")
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    upload = f"{bucket}/inputs/image-alt-generator/{'a' * 32}/a.png"
+    assert _allowed(policies, "s3:PutObject", upload)
+    assert _allowed(policies, "s3:PutObject", f"{bucket}/inputs/content-analyzer/x.json")
+    for elsewhere in (
+        f"{bucket}/results/image-alt-generator/job/result.json",
+        f"{bucket}/a.png",
+        f"{bucket}/inputsx/a.png",
+        f"{bucket}/Inputs/a.png",
+        "arn:aws:s3:::another-bucket/inputs/a.png",
+    ):
+        assert not _allowed(policies, "s3:PutObject", elsewhere), elsewhere
+    (write,) = grants(role_policy(dev_platform, "api-policy"), "s3:PutObject")
+    assert write["Sid"] == "WriteInputs" and as_list(write["Action"]) == ["s3:PutObject"]

@@ -57,6 +57,7 @@ def test_routes(doc: dict[str, Any]) -> None:
         ("/jobs/{id}", "GET"),
         ("/jobs/{id}/cancel", "POST"),
         ("/workers", "GET"),
+        ("/uploads", "POST"),
     }
 
 

@@ -98,8 +98,8 @@ def test_results_bucket_is_private_encrypted_tls_only_and_expires(
     dev_platform: StackGraph, prod_platform: StackGraph
 ) -> None:
     for stack, graph, results_days, inputs_days in (
-        ("dev", dev_platform, 7, 3),
-        ("prod", prod_platform, 90, 14),
+        ("dev", dev_platform, 7, 15),
+        ("prod", prod_platform, 90, 91),
     ):
         bucket = graph.named(BUCKET, "platform-results")
         assert bucket.inputs["bucketPrefix"] == f"ai-batch-{stack}-results-"

@@ -218,6 +218,18 @@ def test_api_submits_but_cannot_touch_dlq_or_results(world: World, as_principal:
                   Key=result_key("content-analyzer", job_id), Body=b"forged")
 
 
+def test_api_puts_objects_under_inputs_and_nowhere_else(world: World) -> None:
+    """A POST /uploads form is authorized as the API role's s3:PutObject on its key, so this
+    is what any form it signs can write. (moto's authenticated mode answers a browser POST
+    form with a 500, so the forms themselves are exercised in tests/e2e/test_uploads.py,
+    and their IAM decision by tests/infra/test_control_plane.py's policy evaluation.)"""
+    s3 = world.client("api", "s3")
+    bucket = world.res.bucket
+    s3.put_object(Bucket=bucket, Key=f"inputs/image-alt-generator/{'a' * 32}/a.png", Body=b"x")
+    for key in ("results/image-alt-generator/j/result.json", "a.png", "inputsx/a.png"):
+        assert_denied(s3.put_object, Bucket=bucket, Key=key, Body=b"x")
+
+
 def test_launcher_consumes_and_launches_but_cannot_reach_the_dlq_or_results(
     world: World, as_principal: Any
 ) -> None:

@@ -1,0 +1,177 @@
+"""``POST /uploads``: presigned S3 POST forms so a client without AWS credentials can hand the
+API its files (``handlers.api.create_uploads`` is the route; this module validates and signs).
+
+Why a presigned POST and not a presigned PUT: a PUT URL signs the request, not the body's
+size, so anyone holding it can store any amount. A POST form carries a signed policy whose
+``content-length-range`` condition S3 itself enforces (an upload beyond it is refused with
+``EntityTooLarge``); the policy also pins the key and the Content-Type. Each file gets its key
+``inputs/<worker>/<upload id>/<safe name>`` (``jobcontract.upload_key``), which a job's input
+then references (e.g. image-alt-generator's ``s3_key``). Presigning is computed locally: a
+rejected request, like an accepted one, creates nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from jobcontract import (
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_FILES,
+    UPLOAD_NAME_MAX,
+    UPLOAD_URL_TTL_SECONDS,
+    upload_key,
+)
+
+__all__ = ["UPLOAD_URL_TTL_SECONDS", "UploadFile", "UploadRejected", "parse_files", "presign"]
+
+UPLOAD_REQUEST_FIELDS = frozenset({"worker", "files"})
+UPLOAD_FILE_FIELDS = frozenset({"name", "size", "content_type"})
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+CONTENT_TYPE_RE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
+CONTENT_TYPE_MAX = 127  # RFC 6838: type and subtype names are at most 127 characters
+UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class UploadRejected(Exception):
+    """A 4xx answer: ``status``, ``code`` and a message naming the rule that was broken."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One requested file: its name as given, the key-safe name, size and Content-Type."""
+
+    name: str
+    safe_name: str
+    size: int
+    content_type: str
+
+
+def safe_name(name: Any, index: int) -> str:
+    """The key segment for a file name: path-like or invisible names are refused (a key must
+    not climb out of its prefix), anything else outside ``[A-Za-z0-9._-]`` becomes ``_``."""
+    where = f"files[{index}].name"
+    if not isinstance(name, str) or not name.strip():
+        raise UploadRejected(400, "invalid_name", f"{where} is required: a file name")
+    if len(name) > UPLOAD_NAME_MAX:
+        raise UploadRejected(
+            400, "invalid_name", f"{where} is longer than {UPLOAD_NAME_MAX} characters"
+        )
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise UploadRejected(
+            400,
+            "invalid_name",
+            f"{where} {name[:64]!r} must be a plain file name: no '/' or '\\', "
+            "not starting with '.'",
+        )
+    if not name.isprintable():
+        raise UploadRejected(
+            400, "invalid_name", f"{where} contains control or invisible characters"
+        )
+    return UNSAFE_NAME_CHARS.sub("_", name)
+
+
+def _file(value: Any, index: int) -> UploadFile:
+    where = f"files[{index}]"
+    if not isinstance(value, dict):
+        raise UploadRejected(400, "invalid_request", f"{where} must be an object")
+    unknown = sorted(set(value) - UPLOAD_FILE_FIELDS)
+    if unknown:
+        raise UploadRejected(
+            400, "invalid_request", f"{where}: unknown field(s): {', '.join(unknown)}"
+        )
+    name = safe_name(value.get("name"), index)
+    size = value.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise UploadRejected(
+            400, "invalid_size", f"{where}.size must be the file's size in bytes, at least 1"
+        )
+    if size > MAX_UPLOAD_BYTES:
+        raise UploadRejected(
+            400,
+            "file_too_large",
+            f"{where}.size {size} is above the limit of {MAX_UPLOAD_BYTES} bytes per file",
+        )
+    content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
+    if (
+        not isinstance(content_type, str)
+        or len(content_type) > CONTENT_TYPE_MAX
+        or not CONTENT_TYPE_RE.match(content_type)
+    ):
+        raise UploadRejected(
+            400,
+            "invalid_content_type",
+            f"{where}.content_type must be a media type, e.g. image/png",
+        )
+    return UploadFile(str(value["name"]), name, size, content_type)
+
+
+def parse_files(payload: dict[str, Any]) -> list[UploadFile]:
+    """The requested files, checked (count, names, sizes, types, no duplicate keys)."""
+    unknown = sorted(set(payload) - UPLOAD_REQUEST_FIELDS)
+    if unknown:
+        raise UploadRejected(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
+    files = payload.get("files")
+    if not isinstance(files, list) or not files:
+        raise UploadRejected(
+            400, "invalid_request", "'files' is required: a list of {name, size, content_type}"
+        )
+    if len(files) > MAX_UPLOAD_FILES:
+        raise UploadRejected(
+            400,
+            "too_many_files",
+            f"{len(files)} files in one request; at most {MAX_UPLOAD_FILES} per call",
+        )
+    parsed = [_file(f, i) for i, f in enumerate(files)]
+    seen: set[str] = set()
+    for i, f in enumerate(parsed):
+        if f.safe_name in seen:
+            raise UploadRejected(
+                400,
+                "duplicate_name",
+                f"files[{i}].name {f.name!r} gives the same key as an earlier file "
+                f"({f.safe_name}); rename one",
+            )
+        seen.add(f.safe_name)
+    return parsed
+
+
+def presign(s3: Any, bucket: str, worker: str, files: list[UploadFile], ttl: int) -> dict[str, Any]:
+    """One presigned POST per file, all under one fresh upload id."""
+    upload_id = secrets.token_hex(16)
+    uploads = []
+    for f in files:
+        key = upload_key(worker, upload_id, f.safe_name)
+        form = s3.generate_presigned_post(
+            Bucket=bucket,
+            Key=key,
+            Fields={"Content-Type": f.content_type},
+            Conditions=[
+                {"Content-Type": f.content_type},
+                ["content-length-range", 1, f.size],
+            ],
+            ExpiresIn=ttl,
+        )
+        uploads.append(
+            {
+                "name": f.name,
+                "key": key,
+                "size": f.size,
+                "content_type": f.content_type,
+                "url": form["url"],
+                "fields": form["fields"],
+            }
+        )
+    return {
+        "upload_id": upload_id,
+        "worker": worker,
+        "expires_in": ttl,
+        "max_bytes": MAX_UPLOAD_BYTES,
+        "uploads": uploads,
+    }
