@@ -80,7 +80,7 @@ from components.fargate_worker import (
 )
 from components.job_queue import JobQueue
 from jobcontract import Env, WorkerField
-from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES, InstanceField
+from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
@@ -686,16 +686,16 @@ class InstanceWorker(pulumi.ComponentResource):
         item = FargateWorker._registration_item(cast(FargateWorker, self), name, args, s.base)
         item.update(
             {
-                InstanceField.COMPUTE: {"S": COMPUTE_MANAGED_INSTANCES},
-                InstanceField.LAUNCH_CHAIN: {"S": json.dumps(self.launch_chain)},
-                InstanceField.STARTUP_TIMEOUT_SECONDS: {"N": str(args.startup_timeout_seconds)},
-                InstanceField.GPU_COUNT: {"N": str(s.gpu_count)},
-                InstanceField.GPU_NAMES: {"S": json.dumps(list(s.gpu_names))},
-                InstanceField.NETWORK_MODE: {"S": s.network_mode},
+                WorkerField.COMPUTE: {"S": COMPUTE_MANAGED_INSTANCES},
+                WorkerField.LAUNCH_CHAIN: {"S": json.dumps(self.launch_chain)},
+                WorkerField.STARTUP_TIMEOUT_SECONDS: {"N": str(args.startup_timeout_seconds)},
+                WorkerField.GPU_COUNT: {"N": str(s.gpu_count)},
+                WorkerField.GPU_NAMES: {"S": json.dumps(list(s.gpu_names))},
+                WorkerField.NETWORK_MODE: {"S": s.network_mode},
             }
         )
         if args.fallback_worker is not None:
-            item[InstanceField.FALLBACK_WORKER] = {"S": args.fallback_worker.worker_name}
+            item[WorkerField.FALLBACK_WORKER] = {"S": args.fallback_worker.worker_name}
         item[WorkerField.CAPACITY_STRATEGY] = {"S": json.dumps(self.capacity_provider_strategy)}
         item[WorkerField.SPOT_FALLBACK] = {"BOOL": False}
         depends: list[pulumi.Resource] = [

@@ -177,6 +177,16 @@ class WorkerField:
     INPUT_SCHEMA: Final = "input_schema"  # JSON text of the worker's input JSON schema
     ARCHITECTURE: Final = "architecture"
     REUSE_IDLE_SECONDS: Final = "reuse_idle_seconds"  # 0 = one job per task
+    # Workers on ECS Managed Instances (``InstanceWorker``; ``jobcontract.managed_instances``).
+    # A registration without them is a Fargate worker: compute "fargate", launch chain
+    # ``[capacity_strategy]``, no fallback worker, no start-up timeout.
+    COMPUTE: Final = "compute"  # "managed_instances" | "fargate" (absent: fargate)
+    LAUNCH_CHAIN: Final = "launch_chain"  # JSON list of capacity provider strategies, in order
+    FALLBACK_WORKER: Final = "fallback_worker"  # CPU Fargate worker taking an exhausted chain
+    STARTUP_TIMEOUT_SECONDS: Final = "startup_timeout_seconds"  # wait for an instance
+    GPU_COUNT: Final = "gpu_count"
+    GPU_NAMES: Final = "gpu_names"  # JSON list, order of preference
+    NETWORK_MODE: Final = "network_mode"  # "awsvpc" | "host" (absent: awsvpc)
 
 
 class WorkerExit:
