@@ -138,8 +138,9 @@ class JobField:
     TIMEOUT_SECONDS: Final = "timeout_seconds"
     TASK_DEFINITION: Final = "task_definition"  # ARN with revision, fixed at submit time
     TASK_ARN: Final = "task_arn"
-    # {"attempt", "tries", "on_demand"}: where the current attempt's launch stands, i.e.
-    # which RunTask token a resumed launch repeats (see handlers/launcher.py LaunchState).
+    # {"attempt", "tries", "step", "first"}: where the current attempt's launch stands on its
+    # worker's launch chain, i.e. which RunTask token a resumed launch repeats (see
+    # handlers/launcher.py LaunchState). The reconciler may write it for the next attempt.
     LAUNCH: Final = "launch"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
