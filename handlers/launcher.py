@@ -69,7 +69,7 @@ from jobcontract.dispatch import (
     vcpu_budget_units,
 )
 from jobcontract.dispatch import F as DispatchField
-from jobcontract.managed_instances import is_capacity_failure, next_step
+from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -154,10 +154,17 @@ class LaunchFailed(Exception):
     """Permanent: the job cannot be launched as configured."""
 
 
+class ChainExhausted(Exception):
+    """A Managed Instances worker found no capacity at any step of its launch chain: the
+    attempt ends (``CapacityUnavailable``), handed to the fallback worker or retried."""
+
+
 @dataclass
 class LaunchOutcome:
     job_id: str
-    action: str  # launched | skipped | waiting | drained | retry | failed | invalid
+    # launched | skipped | waiting | drained | retry | failed | invalid | requeued (the
+    # attempt ended without a task and the job is queued again: retry or fallback worker)
+    action: str
     task_arn: str | None = None
     detail: str = ""
 
@@ -380,14 +387,30 @@ class Launcher:
         job_id = str(job[JobField.JOB_ID])
         run_attempt = int(job[JobField.ATTEMPTS])
         try:
+            worker = self._launch_registration(job, worker)
             task_arn, provider = self._run_task(job, worker, run_attempt)
         except LaunchRetry as exc:
             return LaunchOutcome(job_id, "retry", detail=str(exc))
+        except ChainExhausted as exc:
+            return self._exhausted(job, run_attempt, str(exc))
         except LaunchFailed as exc:
             outcome = self._fail(job, JobStatus.DISPATCHED, run_attempt, "LaunchFailed", str(exc))
             self.dispatch.release(slot_key(job_id, run_attempt))
             return outcome
         return self._record(job_id, run_attempt, task_arn, provider)
+
+    def _launch_registration(
+        self, job: dict[str, Any], worker: WorkerRegistration
+    ) -> WorkerRegistration:
+        """The registration whose task runs the job: its own worker's, or, once the job was
+        handed to a fallback worker (``JobField.FALLBACK``), that worker's."""
+        name = _fallback_worker(job)
+        if not name or name == worker.name:
+            return worker
+        fallback = get_worker(self.store, name)
+        if fallback is None:
+            raise LaunchFailed(f"fallback worker {name} is not registered")
+        return fallback
 
     def _run_task(
         self, job: dict[str, Any], worker: WorkerRegistration, attempt: int
@@ -417,8 +440,11 @@ class Launcher:
     def _end_of_chain(
         self, job_id: str, worker: WorkerRegistration, state: LaunchState, exc: LaunchRetry
     ) -> NoReturn:
-        """No further step for this failure: the message comes back (a new try, from the
+        """No further step for this failure. A Managed Instances worker out of capacity
+        everywhere ends the attempt; otherwise the message comes back (a new try, from the
         attempt's first step, after ECS answered that no task started)."""
+        if worker.managed_instances and is_capacity_failure(str(exc)):
+            raise ChainExhausted(str(exc)) from exc
         if isinstance(exc, NoTaskStarted):
             self._save_state(job_id, state.next_try())
         raise exc
@@ -447,6 +473,10 @@ class Launcher:
             {"name": Env.JOB_ID, "value": job_id},
             {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
         ]
+        if _fallback_worker(job):
+            # The task's lease is the job's own worker's (outside this worker's dispatch
+            # grants): one job per fallback task, no warm reuse.
+            environment.append({"name": Env.REUSE_IDLE_SECONDS, "value": "0"})
         container: dict[str, Any] = {"name": worker.container_name, "environment": environment}
         overrides: dict[str, Any] = {"containerOverrides": [container]}
         cpu, memory = job.get(JobField.CPU), job.get(JobField.MEMORY)
@@ -541,6 +571,27 @@ class Launcher:
             self.store.transition(job_id, status, JobStatus.CANCELLED, attempt=attempts)
         return LaunchOutcome(job_id, "skipped", detail="cancel requested before launch")
 
+    def _exhausted(self, job: dict[str, Any], attempt: int, reason: str) -> LaunchOutcome:
+        """The attempt ends without a task (``CapacityUnavailable``): its slot is given back,
+        then the reconciler's retry path hands the job to the fallback worker, retries it
+        from the top of the chain while attempts remain, or fails it."""
+        from handlers.reconciler import Reconciler  # rare path: off the launcher's cold start
+
+        job_id = str(job[JobField.JOB_ID])
+        self.dispatch.release(slot_key(job_id, attempt))
+        error = {
+            "type": StopKind.CAPACITY_UNAVAILABLE,
+            "message": f"no instance capacity at any step of the launch chain: {reason}"[:1000],
+            "exit_code": None,
+            "stop_reason": None,
+        }
+        done = Reconciler(self.store).end_attempt(
+            job, JobStatus.DISPATCHED, attempt, {JobField.TASK_ARN: None}, error, exhausted=True
+        )
+        _aws.log("WARNING", "launch_chain_exhausted", job_id=job_id, outcome=done)
+        action = "failed" if done.startswith("final") else "requeued"
+        return LaunchOutcome(job_id, action, detail=f"chain exhausted: {done}")
+
     def _fail(
         self, job: dict[str, Any], status: JobStatus, attempt: int, kind: str, message: str
     ) -> LaunchOutcome:
@@ -592,6 +643,12 @@ def send_resume(job: dict[str, Any], queue_url: str) -> bool:
         _aws.log("WARNING", "resume_send_failed", job_id=job_id, error=str(exc))
         return False
     return True
+
+
+def _fallback_worker(job: dict[str, Any]) -> str | None:
+    """The worker a job was handed to when its launch chain ran out (``JobField.FALLBACK``)."""
+    record = job.get(JobField.FALLBACK) or {}
+    return str(record.get("worker") or "") or None
 
 
 def _is_drain(body: str) -> bool:

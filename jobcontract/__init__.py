@@ -136,12 +136,17 @@ class JobField:
     ATTEMPTS: Final = "attempts"  # attempt number of the current / last run, starts at 0
     MAX_ATTEMPTS: Final = "max_attempts"
     TIMEOUT_SECONDS: Final = "timeout_seconds"
-    TASK_DEFINITION: Final = "task_definition"  # ARN with revision, fixed at submit time
+    # ARN with revision, fixed at submit time (a hand-over to the fallback worker sets its)
+    TASK_DEFINITION: Final = "task_definition"
     TASK_ARN: Final = "task_arn"
     # {"attempt", "tries", "step", "first"}: where the current attempt's launch stands on its
     # worker's launch chain, i.e. which RunTask token a resumed launch repeats (see
     # handlers/launcher.py LaunchState). The reconciler may write it for the next attempt.
     LAUNCH: Final = "launch"
+    # {"worker", "from", "attempt", "at"}: the job's launch chain ran out of capacity and it
+    # was handed to the registration's fallback worker, whose task runs it from then on (the
+    # job keeps its id and its own worker: its row and its dispatch slot stay that worker's).
+    FALLBACK: Final = "fallback"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"

@@ -1,6 +1,7 @@
 """Workers on ECS Managed Instances at run time, against the real moto server: the launcher
-walks the launch chain, one RunTask token per step, so a replayed message repeats the step
-whose outcome is unknown and never launches twice.
+walks the launch chain (one RunTask token per step, so a replayed message never launches
+twice) and hands an exhausted chain to the fallback worker; the reconciler retries the stops
+Managed Instances adds, a capacity stop at the next step of the chain.
 
 moto's ECS places any provider but FARGATE/FARGATE_SPOT on container instances it does not
 have, so ``InstanceEcs`` starts the task on FARGATE in moto and answers with the provider
@@ -8,22 +9,26 @@ asked for; capacity failures are scripted as in ``test_launcher`` (``FaultyEcs``
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import boto3
 import pytest
 
 from handlers import _aws, launcher
-from jobcontract import JobField
+from jobcontract import Env, JobField
+from jobcontract.dispatch import Dispatch
+from jobcontract.managed_instances import StopKind
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
-from tests.runtime.helpers import call, job_messages, sqs_event
+from tests.runtime.helpers import call, job_messages, sqs_event, stopped_event
 from tests.runtime.test_launcher import (
     CAPACITY,
     CRASH_AFTER_LAUNCH,
     FaultyEcs,
     LauncherCrashed,
 )
+from tests.runtime.test_reconciler import reconcile
 
 
 def _step(tier: str) -> tuple[dict[str, Any], ...]:
@@ -125,8 +130,133 @@ def test_a_replayed_message_after_a_capacity_failure_runs_the_task_once(res) -> 
     assert tasks == [job[JobField.TASK_ARN]] and job[JobField.ATTEMPTS] == 1
 
 
+def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
+    fake = ecs_with([CAPACITY, CAPACITY, GPU_ERROR])
+    job_id = submit("gpu")
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []} and len(fake.run_calls) == 3
+    store = JobStore(res.table_name)
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
+    assert job[JobField.ERROR]["type"] == StopKind.CAPACITY_UNAVAILABLE
+    fallback = job[JobField.FALLBACK]
+    assert (fallback["worker"], fallback["from"], fallback["attempt"]) == ("cpu", "gpu", 1)
+    assert job[JobField.TASK_DEFINITION] == res.workers["cpu"].task_definition_arn
+    assert job[JobField.MAX_ATTEMPTS] == 1 + 3  # the fallback worker's own budget from here
+    counts, _ = Dispatch(store).counts()
+    assert int(counts["gpu"].get("tasks", 0)) == 0  # the failed claim's slot was given back
+    # The next message launches the fallback worker's task: its definition, its Fargate
+    # strategy, its size, one job per task (the lease is the GPU worker's).
+    out, _ = deliver(res)
+    assert out == {"batchItemFailures": []}
+    run = fake.run_calls[-1]
+    assert run["taskDefinition"] == res.workers["cpu"].task_definition_arn
+    assert run["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT"
+    assert run["overrides"]["cpu"] == "1024" and "networkConfiguration" in run
+    env = {e["name"]: e["value"] for e in run["overrides"]["containerOverrides"][0]["environment"]}
+    assert env == {Env.JOB_ID: job_id, Env.JOB_ATTEMPT: "2", Env.REUSE_IDLE_SECONDS: "0"}
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert job[JobField.TASK_ARN] and job["capacity_provider"] == "FARGATE_SPOT"
+
+
+def test_an_exhausted_chain_without_fallback_retries_then_fails(res) -> None:
+    fake = ecs_with([CAPACITY, GPU_ERROR, CAPACITY, CAPACITY])
+    job_id = submit("lone")
+    store = JobStore(res.table_name)
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
+    assert job[JobField.ERROR]["type"] == "CapacityUnavailable"
+    assert JobField.FALLBACK not in job
+    assert deliver(res)[0] == {"batchItemFailures": []}  # attempt 2 walks the chain again
+    assert providers(fake) == ["t-gpu-l4-spot", "t-gpu-a10g-spot"] * 2
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "FAILED" and job[JobField.ATTEMPTS] == 2
+    assert job[JobField.ERROR]["type"] == "CapacityUnavailable"
+    assert "launch chain" in job[JobField.ERROR]["message"]
+    assert job_messages(res.workers["gpu"].queue_url) == []
+
+
 def test_a_host_network_worker_gets_no_awsvpc_configuration(res) -> None:
     fake = ecs_with([])
     submit("host")
     assert deliver(res)[0] == {"batchItemFailures": []}
     assert "networkConfiguration" not in fake.run_calls[0]
+
+
+def launched(res, worker: str) -> tuple[str, str]:
+    ecs_with([])
+    job_id = submit(worker)
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    return job_id, str(JobStore(res.table_name).get(job_id)[JobField.TASK_ARN])
+
+
+@pytest.mark.parametrize(
+    ("stop_code", "reason", "kind"),
+    [
+        ("SpotInterruption", "Your Spot Task was interrupted.", StopKind.INSTANCE_RECLAIMED),
+        ("TerminationNotice", "Instance scheduled for retirement", StopKind.INSTANCE_TERMINATED),
+    ],
+)
+def test_a_reclaimed_instance_is_retried_on_the_same_chain_as_spot_is(
+    res, stop_code: str, reason: str, kind: str
+) -> None:
+    store = JobStore(res.table_name)
+    job_id, task = launched(res, "lone")
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    event = stopped_event(
+        res.cluster_arn, task, exit_code=143, stop_code=stop_code, stopped_reason=reason
+    )
+    assert reconcile(event) == f"retry: {kind}"
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ERROR]["type"] == kind
+    assert JobField.LAUNCH not in job  # the next attempt starts at the top of the chain
+    # It counts as an attempt, as a Spot interruption does: attempt 2 of 2 is the last.
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    task2 = str(store.get(job_id)[JobField.TASK_ARN])
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=2)
+    again = stopped_event(
+        res.cluster_arn, task2, exit_code=143, stop_code=stop_code, stopped_reason=reason
+    )
+    assert reconcile(again) == "final: FAILED"
+    assert store.get(job_id)[JobField.ERROR]["type"] == kind
+
+
+def test_a_capacity_stop_starts_the_retry_at_the_next_step(res) -> None:
+    store = JobStore(res.table_name)
+    job_id, task = launched(res, "lone")
+    event = stopped_event(
+        res.cluster_arn,
+        task,
+        exit_code=None,
+        stop_code="TaskFailedToStart",
+        stopped_reason="Capacity is unavailable at this time. Please try again later.",
+    )
+    assert reconcile(event) == "retry: CapacityUnavailable"
+    job = store.get(job_id)
+    assert job[JobField.LAUNCH] == {"attempt": 2, "tries": 0, "step": 1, "first": 1}
+    fake = ecs_with([])
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert providers(fake) == ["t-gpu-a10g-spot"]
+    assert store.get(job_id)[JobField.ATTEMPTS] == 2
+
+
+def test_a_capacity_stop_at_the_last_step_goes_to_the_fallback_worker(res) -> None:
+    store = JobStore(res.table_name)
+    ecs_with([CAPACITY, CAPACITY])  # the first launch ends on the chain's last step
+    job_id = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    task = str(store.get(job_id)[JobField.TASK_ARN])
+    event = stopped_event(
+        res.cluster_arn,
+        task,
+        exit_code=None,
+        stop_code="TaskFailedToStart",
+        stopped_reason="InsufficientInstanceCapacity: no g6.xlarge in us-east-1a",
+    )
+    assert reconcile(event) == "fallback: cpu"
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.FALLBACK]["worker"] == "cpu"
+    [message] = job_messages(res.workers["gpu"].queue_url)
+    assert json.loads(message["Body"]) == {"job_id": job_id, "attempt": 1}
