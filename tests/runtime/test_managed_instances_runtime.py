@@ -1,7 +1,8 @@
 """Workers on ECS Managed Instances at run time, against the real moto server: the launcher
 walks the launch chain (one RunTask token per step, so a replayed message never launches
 twice) and hands an exhausted chain to the fallback worker; the reconciler retries the stops
-Managed Instances adds, a capacity stop at the next step of the chain.
+Managed Instances adds, a capacity stop at the next step of the chain; the sweep stops a
+task that waits for an instance too long, without touching the job's run timeout.
 
 moto's ECS places any provider but FARGATE/FARGATE_SPOT on container instances it does not
 have, so ``InstanceEcs`` starts the task on FARGATE in moto and answers with the provider
@@ -10,12 +11,14 @@ asked for; capacity failures are scripted as in ``test_launcher`` (``FaultyEcs``
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
 from handlers import _aws, launcher
+from handlers.sweep import Sweeper
 from jobcontract import Env, JobField
 from jobcontract.dispatch import Dispatch
 from jobcontract.managed_instances import StopKind
@@ -260,3 +263,84 @@ def test_a_capacity_stop_at_the_last_step_goes_to_the_fallback_worker(res) -> No
     assert job[JobField.STATUS] == "QUEUED" and job[JobField.FALLBACK]["worker"] == "cpu"
     [message] = job_messages(res.workers["gpu"].queue_url)
     assert json.loads(message["Body"]) == {"job_id": job_id, "attempt": 1}
+
+
+class WaitingEcs:
+    """moto ECS whose tasks are still waiting for an instance (PROVISIONING), or RUNNING
+    since ``started_at`` when given."""
+
+    def __init__(self, started_at: datetime | None = None) -> None:
+        self.real = boto3.client("ecs")
+        self.started_at = started_at
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def describe_tasks(self, **kwargs: Any) -> Any:
+        resp = self.real.describe_tasks(**kwargs)
+        for task in resp.get("tasks", []):
+            task.pop("startedAt", None)
+            task["lastStatus"] = "PROVISIONING" if self.started_at is None else "RUNNING"
+            if self.started_at is not None:
+                task["startedAt"] = self.started_at
+        return resp
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def stop_reason(res, task: str) -> str:
+    described = boto3.client("ecs").describe_tasks(cluster=res.cluster_arn, tasks=[task])
+    return str(described["tasks"][0].get("stoppedReason", ""))
+
+
+def test_the_sweep_stops_a_task_waiting_for_an_instance_past_its_startup_timeout(
+    res, monkeypatch
+) -> None:
+    monkeypatch.setenv("BATCH_DISPATCH_STALE_SECONDS", "200")  # shorter than the 300 s wait
+    job_id, task = launched(res, "lone")
+    _aws.set_client("ecs", WaitingEcs())
+    # Past the generic dispatch limit, within the worker's start-up timeout: left alone.
+    assert Sweeper(now=later(250)).run().stopped == []
+    report = Sweeper(now=later(310)).run()
+    assert report.stopped == [job_id]
+    assert stop_reason(res, task).startswith("StartupTimeout: no instance after 3")
+    assert stop_reason(res, task).endswith("(limit 300 s)")
+    event = stopped_event(
+        res.cluster_arn, task, exit_code=None, stop_code="UserInitiated",
+        stopped_reason=stop_reason(res, task),
+    )  # fmt: skip
+    assert reconcile(event) == f"retry: {StopKind.STARTUP_TIMEOUT}"
+    job = JobStore(res.table_name).get(job_id)
+    assert job[JobField.LAUNCH]["step"] == 1  # the next attempt tries the next strategy
+
+
+def test_a_task_that_got_its_instance_is_not_stopped_for_the_wait(res, monkeypatch) -> None:
+    monkeypatch.setenv("BATCH_DISPATCH_STALE_SECONDS", "200")
+    job_id, _ = launched(res, "lone")
+    _aws.set_client("ecs", WaitingEcs(started_at=later(250)))  # ECS: RUNNING since 250 s
+    assert Sweeper(now=later(310)).run().stopped == []
+    assert Sweeper(now=later(460)).run().stopped == [job_id]  # never claimed: stale
+
+
+def test_a_long_wait_for_an_instance_does_not_count_against_the_run_timeout(
+    res, monkeypatch
+) -> None:
+
+    monkeypatch.setenv("BATCH_HEARTBEAT_STALE_SECONDS", "100000")
+    store = JobStore(res.table_name)
+    ecs_with([])
+    job_id = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    waited = (datetime.now(UTC) - timedelta(seconds=1200)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    store.update(
+        job_id,
+        status="DISPATCHED",
+        set_fields={JobField.TIMESTAMPS: {**job[JobField.TIMESTAMPS], "DISPATCHED": waited}},
+    )
+    store.transition(job_id, "DISPATCHED", "RUNNING", attempt=1)
+    assert int(store.get(job_id)[JobField.TIMEOUT_SECONDS]) == 900
+    assert Sweeper(now=later(300)).run().stopped == []
+    assert Sweeper(now=later(900 + 121)).run().stopped == [job_id]  # its own timeout still
