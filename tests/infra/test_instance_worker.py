@@ -235,3 +235,20 @@ def test_launch_chain_order(share: int, fallback: bool, expected: list[list[str]
     names = {(t, o): f"{t}-{o[0]}" for t in ("a", "b") for o in ("spot", "od")}
     chain = iw.launch_chain(names, ["a", "b"], share, fallback)
     assert [[s["capacityProvider"] for s in step] for step in chain] == expected
+
+
+def test_the_fallback_workers_task_role_may_run_the_jobs_handed_to_it(
+    stack: tuple[str, StackGraph],
+) -> None:
+    """A job handed to the fallback worker keeps its id (``job#image-embedder_...``) and its
+    input under ``inputs/image-embedder/``: that worker's task role gets exactly those."""
+    _, graph = stack
+    grant = graph.named("aws:iam/rolePolicy:RolePolicy", "image-embedder-fallback-task-policy")
+    assert grant.inputs["role"] == graph.named(ROLE, "content-analyzer-task-role").outputs["id"]
+    statements = {s["Sid"]: s for s in json.loads(grant.inputs["policy"])["Statement"]}
+    assert set(statements) == {"HandedOverJobRows", "HandedOverInputs", "ListHandedOverInputs"}
+    rows = statements["HandedOverJobRows"]
+    keys = rows["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert keys == ["job#image-embedder_*"]
+    assert sorted(rows["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert statements["HandedOverInputs"]["Resource"][0].endswith("/inputs/image-embedder/*")
