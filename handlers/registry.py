@@ -1,4 +1,5 @@
-"""Worker registrations (the ``worker#<name>`` items the FargateWorker component writes).
+"""Worker registrations (the ``worker#<name>`` items the FargateWorker and InstanceWorker
+components write).
 
 Parsed into a typed, immutable view and cached briefly per Lambda execution environment:
 a deploy that changes a worker is visible within ``CACHE_SECONDS``, while a burst of

@@ -163,7 +163,7 @@ class JobField:
 
 
 class WorkerField:
-    """Attribute names of a worker registration item (written by the FargateWorker component)."""
+    """Attribute names of a worker registration item (written by FargateWorker / InstanceWorker)."""
 
     NAME: Final = "name"
     DESCRIPTION: Final = "description"
