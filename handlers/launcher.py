@@ -460,14 +460,15 @@ class Launcher:
         except TransitionConflict as exc:
             raise LaunchRetry("the job moved on during its launch") from exc
 
-    def _run_once(
+    def _run_task_request(
         self,
         job: dict[str, Any],
         worker: WorkerRegistration,
         attempt: int,
         strategy: list[dict[str, Any]],
         state: LaunchState,
-    ) -> tuple[str, str]:
+    ) -> dict[str, Any]:
+        """The RunTask arguments of one launch decision (``state``: its token)."""
         job_id = str(job[JobField.JOB_ID])
         environment = [
             {"name": Env.JOB_ID, "value": job_id},
@@ -508,6 +509,17 @@ class Launcher:
             kwargs["capacityProviderStrategy"] = strategy
         else:
             kwargs["launchType"] = "FARGATE"
+        return kwargs
+
+    def _run_once(
+        self,
+        job: dict[str, Any],
+        worker: WorkerRegistration,
+        attempt: int,
+        strategy: list[dict[str, Any]],
+        state: LaunchState,
+    ) -> tuple[str, str]:
+        kwargs = self._run_task_request(job, worker, attempt, strategy, state)
         default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
         self.bucket.take()
         try:
