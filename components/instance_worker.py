@@ -40,8 +40,9 @@ instance after its last job (``cost.instance_cost``).
 
 Launch: the registration holds the launch chain (``jobcontract.managed_instances``): per GPU
 name in order of preference its Spot/on-demand strategy, then on-demand only, then optionally
-a CPU ``FargateWorker``. Its ``capacity_strategy`` is the first step, so today's launcher
-already starts the first preference; the chain needs the hooks named in that module.
+a CPU ``FargateWorker``. Its ``capacity_strategy`` is the first step. The launcher walks the
+chain (a capacity failure moves to the next step) and hands a job the whole chain could not
+place to the fallback worker, whose task role is granted these jobs' rows and inputs here.
 
 Usage (not in the default stacks: a new account's GPU quota is often 0)::
 
@@ -71,6 +72,7 @@ from components.fargate_worker import (
     READONLY_ROOT_ENV,
     REPO_ROOT,
     STOP_TIMEOUT_SECONDS,
+    WORKER_TABLE_ACTIONS,
     FargateWorker,
     FargateWorkerArgs,
     _ecs_tasks_trust,
@@ -80,7 +82,7 @@ from components.fargate_worker import (
 )
 from components.job_queue import JobQueue
 from jobcontract import Env, WorkerField
-from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES, InstanceField
+from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
@@ -285,6 +287,7 @@ class InstanceWorker(pulumi.ComponentResource):
     instance_profile: aws.iam.InstanceProfile
     capacity_providers: dict[str, aws.ecs.CapacityProvider]
     registration: aws.dynamodb.TableItem
+    fallback_policy: aws.iam.RolePolicy | None = None  # on the fallback worker's task role
     capacity_provider_strategy: list[dict[str, Any]]
     launch_chain: list[list[dict[str, Any]]]
     spot_fallback: bool
@@ -322,7 +325,7 @@ class InstanceWorker(pulumi.ComponentResource):
         tiers = list(s.gpu_names) or ["cpu"]
         self.launch_chain = launch_chain(s.provider_names, tiers, s.spot_share, s.spot_fallback)
         self.capacity_provider_strategy = self.launch_chain[0]
-        # The current launcher's fallback is on-demand *Fargate*, which cannot run this task
+        # The launcher's Fargate fallback is on-demand *Fargate*, which cannot run this task
         # definition: the chain replaces it, so the Fargate-style flag stays off.
         self.spot_fallback = False
         child = pulumi.ResourceOptions(parent=self)
@@ -339,6 +342,7 @@ class InstanceWorker(pulumi.ComponentResource):
         self._capacity_providers(name, args, s, platform, child)
         self._task_definition(name, args, s, region, child)
         self._queue(name, platform, child)
+        self._fallback_grant(name, args, child)
         self._register(name, args, s, platform)
 
         self.register_outputs(
@@ -672,6 +676,39 @@ class InstanceWorker(pulumi.ComponentResource):
         )
         del child
 
+    def _fallback_grant(
+        self, name: str, args: InstanceWorkerArgs, child: pulumi.ResourceOptions
+    ) -> None:
+        """The fallback worker's task runs the jobs this worker hands it (the launcher, when
+        the launch chain finds no capacity): a job keeps its id, so that task role needs
+        these jobs' rows and inputs too (its result goes under its own prefix). On that
+        role, counted in its ledger; nothing else of this worker."""
+        fallback = args.fallback_worker
+        if fallback is None:
+            return
+        platform = args.platform
+        bucket_arn = platform.results_bucket.arn
+        self.fallback_policy = aws.iam.RolePolicy(
+            f"{name}-fallback-task-policy",
+            role=fallback.task_role.id,
+            policy=iam.policy_document(
+                iam.table_actions(
+                    WORKER_TABLE_ACTIONS,
+                    platform.jobs_table.arn,
+                    leading_keys=[jobcontract.job_pk_prefix(name) + "*"],
+                    sid="HandedOverJobRows",
+                ),
+                iam.bucket_prefix_read(
+                    bucket_arn, jobcontract.inputs_prefix(name), sid="HandedOverInputs"
+                ),
+                iam.bucket_prefix_list(
+                    bucket_arn, [jobcontract.inputs_prefix(name)], sid="ListHandedOverInputs"
+                ),
+            ),
+            opts=child,
+        )
+        fallback.iam_ledger.add(f"{fallback.family}-task", self.fallback_policy.policy)
+
     def _queue(self, name: str, platform: BatchPlatform, child: pulumi.ResourceOptions) -> None:
         """As FargateWorker: no queue of its own; jobs go through the stack's launch queue."""
         del name, child
@@ -686,16 +723,16 @@ class InstanceWorker(pulumi.ComponentResource):
         item = FargateWorker._registration_item(cast(FargateWorker, self), name, args, s.base)
         item.update(
             {
-                InstanceField.COMPUTE: {"S": COMPUTE_MANAGED_INSTANCES},
-                InstanceField.LAUNCH_CHAIN: {"S": json.dumps(self.launch_chain)},
-                InstanceField.STARTUP_TIMEOUT_SECONDS: {"N": str(args.startup_timeout_seconds)},
-                InstanceField.GPU_COUNT: {"N": str(s.gpu_count)},
-                InstanceField.GPU_NAMES: {"S": json.dumps(list(s.gpu_names))},
-                InstanceField.NETWORK_MODE: {"S": s.network_mode},
+                WorkerField.COMPUTE: {"S": COMPUTE_MANAGED_INSTANCES},
+                WorkerField.LAUNCH_CHAIN: {"S": json.dumps(self.launch_chain)},
+                WorkerField.STARTUP_TIMEOUT_SECONDS: {"N": str(args.startup_timeout_seconds)},
+                WorkerField.GPU_COUNT: {"N": str(s.gpu_count)},
+                WorkerField.GPU_NAMES: {"S": json.dumps(list(s.gpu_names))},
+                WorkerField.NETWORK_MODE: {"S": s.network_mode},
             }
         )
         if args.fallback_worker is not None:
-            item[InstanceField.FALLBACK_WORKER] = {"S": args.fallback_worker.worker_name}
+            item[WorkerField.FALLBACK_WORKER] = {"S": args.fallback_worker.worker_name}
         item[WorkerField.CAPACITY_STRATEGY] = {"S": json.dumps(self.capacity_provider_strategy)}
         item[WorkerField.SPOT_FALLBACK] = {"BOOL": False}
         depends: list[pulumi.Resource] = [
@@ -713,6 +750,9 @@ class InstanceWorker(pulumi.ComponentResource):
             f"{name}-registration",
             table_name=platform.jobs_table.name,
             hash_key=jobcontract.Table.PK,
-            item=ledger.guard(pulumi.Output.json_dumps(item)),
+            item=ledger.guard(
+                pulumi.Output.json_dumps(item),
+                *([args.fallback_worker.iam_ledger] if args.fallback_worker is not None else []),
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends),
         )

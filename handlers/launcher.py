@@ -42,8 +42,8 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -69,6 +69,7 @@ from jobcontract.dispatch import (
     vcpu_budget_units,
 )
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -92,7 +93,6 @@ TRANSIENT_CODES = frozenset(
 # vCPUs you can run concurrently": it frees up as other tasks stop), and EC2 placement
 # ("RESOURCE:CPU"). Such a launch is retried, never failed.
 TRANSIENT_MARKERS = ("capacity", "rate exceeded", "throttl", "reached the limit", "resource:")
-ON_DEMAND = [{"capacityProvider": "FARGATE", "weight": 1, "base": 0}]
 # AWS rule: ECS launches tasks from a token bucket of 100 (burst) refilled at 20 per second,
 # per account and Region (Fargate "Amazon ECS service quotas": RunTask launch rate). Each
 # concurrent launcher invocation takes its share (``BATCH_LAUNCHER_CONCURRENCY``).
@@ -154,10 +154,17 @@ class LaunchFailed(Exception):
     """Permanent: the job cannot be launched as configured."""
 
 
+class ChainExhausted(Exception):
+    """A Managed Instances worker found no capacity at any step of its launch chain: the
+    attempt ends (``CapacityUnavailable``), handed to the fallback worker or retried."""
+
+
 @dataclass
 class LaunchOutcome:
     job_id: str
-    action: str  # launched | skipped | waiting | drained | retry | failed | invalid
+    # launched | skipped | waiting | drained | retry | failed | invalid | requeued (the
+    # attempt ended without a task and the job is queued again: retry or fallback worker)
+    action: str
     task_arn: str | None = None
     detail: str = ""
 
@@ -166,40 +173,55 @@ def _store() -> JobStore:
     return JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
 
 
-def client_token(job_id: str, attempt: int, tries: int = 0, *, on_demand: bool = False) -> str:
+def client_token(job_id: str, attempt: int, tries: int = 0, *, step: int = 0) -> str:
     """RunTask idempotency token (64 hex characters), one per launch decision: the job's
-    attempt, the try within it and the on-demand fallback. ECS answers a repeated token with
-    the first call's result for 24 hours, failures included, so a token is reused only while
-    the outcome is unknown, and a try after "no task started" gets a new one."""
+    attempt, the try within it and the step of the launch chain. ECS answers a repeated token
+    with the first call's result for 24 hours, failures included, so a token is reused only
+    while the outcome is unknown, and a try after "no task started" gets a new one. Step 1
+    keeps the suffix of the on-demand fallback it generalises (a launch resumed across the
+    deploy repeats its token)."""
     key = f"{job_id}#{attempt}" + (f"#try{tries}" if tries else "")
-    return hashlib.sha256((key + ("#on-demand" if on_demand else "")).encode()).hexdigest()
+    suffix = "" if step == 0 else "#on-demand" if step == 1 else f"#step{step}"
+    return hashlib.sha256((key + suffix).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class LaunchState:
-    """Where the launch of one attempt stands (the job's ``launch`` map): which try, and
-    whether it switched to on-demand. It names the RunTask token to use or to resume."""
+    """Where the launch of one attempt stands (the job's ``launch`` map): which try, and which
+    step of the worker's launch chain (``WorkerRegistration.launch_steps``; for a Fargate
+    worker on Spot, step 1 is the on-demand fallback). It names the RunTask token to use or
+    to resume. ``first`` is the step the attempt started at: the reconciler starts the retry
+    of a capacity stop at the next step."""
 
     attempt: int
     tries: int = 0
-    on_demand: bool = False
+    step: int = 0
+    first: int = 0
 
     @classmethod
     def of(cls, job: dict[str, Any], attempt: int) -> LaunchState:
         saved = job.get(JobField.LAUNCH) or {}
         if int(saved.get("attempt", -1)) != attempt:
             return cls(attempt)
-        return cls(attempt, int(saved.get("tries", 0)), bool(saved.get("on_demand", False)))
+        # Records written before the chain: {"on_demand": true} was the fallback step.
+        step = int(saved.get("step", 1 if saved.get("on_demand") else 0))
+        return cls(attempt, int(saved.get("tries", 0)), step, int(saved.get("first", 0)))
 
-    def fallback(self) -> LaunchState:
-        return LaunchState(self.attempt, self.tries, on_demand=True)
+    def at_step(self, step: int) -> LaunchState:
+        return replace(self, step=step)
 
     def next_try(self) -> LaunchState:
-        """After ECS answered that no task started: Spot first again, under a new token."""
-        return LaunchState(self.attempt, self.tries + 1, on_demand=False)
+        """After ECS answered that no task started: the attempt's first step again (Spot
+        first), under a new token."""
+        return LaunchState(self.attempt, self.tries + 1, self.first, self.first)
 
     def as_item(self) -> dict[str, Any]:
-        return {"attempt": self.attempt, "tries": self.tries, "on_demand": self.on_demand}
+        return {
+            "attempt": self.attempt,
+            "tries": self.tries,
+            "step": self.step,
+            "first": self.first,
+        }
 
 
 def is_transient_reason(text: str) -> bool:
@@ -365,43 +387,67 @@ class Launcher:
         job_id = str(job[JobField.JOB_ID])
         run_attempt = int(job[JobField.ATTEMPTS])
         try:
+            worker = self._launch_registration(job, worker)
             task_arn, provider = self._run_task(job, worker, run_attempt)
         except LaunchRetry as exc:
             return LaunchOutcome(job_id, "retry", detail=str(exc))
+        except ChainExhausted as exc:
+            return self._exhausted(job, run_attempt, str(exc))
         except LaunchFailed as exc:
             outcome = self._fail(job, JobStatus.DISPATCHED, run_attempt, "LaunchFailed", str(exc))
             self.dispatch.release(slot_key(job_id, run_attempt))
             return outcome
         return self._record(job_id, run_attempt, task_arn, provider)
 
+    def _launch_registration(
+        self, job: dict[str, Any], worker: WorkerRegistration
+    ) -> WorkerRegistration:
+        """The registration whose task runs the job: its own worker's, or, once the job was
+        handed to a fallback worker (``JobField.FALLBACK``), that worker's."""
+        name = _fallback_worker(job)
+        if not name or name == worker.name:
+            return worker
+        fallback = get_worker(self.store, name)
+        if fallback is None:
+            raise LaunchFailed(f"fallback worker {name} is not registered")
+        return fallback
+
     def _run_task(
         self, job: dict[str, Any], worker: WorkerRegistration, attempt: int
     ) -> tuple[str, str]:
-        """Spot-first RunTask with the on-demand fallback, under the token of the launch
-        decision the job records (``LaunchState``). The state is written only on the rare
-        paths: before the fallback RunTask, and after ECS answered that no task started."""
+        """RunTask along the worker's launch chain (``launch_steps``: a Managed Instances
+        worker's registered strategies; a Fargate worker's Spot strategy, then on-demand when
+        it may fall back), from the step the job's ``LaunchState`` records, under that
+        state's token. A capacity failure moves to the next step under a new token, recorded
+        *before* its RunTask: a crash after it resumes that step (its token), never an
+        earlier one, which would start a second task. Otherwise the state is written only
+        after ECS answered that no task started."""
         job_id = str(job[JobField.JOB_ID])
+        steps = worker.launch_steps()
         state = LaunchState.of(job, attempt)
-        if not state.on_demand:
-            strategy = [dict(s) for s in worker.capacity_strategy]
+        while True:
+            strategy = steps[min(state.step, len(steps) - 1)]
             try:
                 return self._run_once(job, worker, attempt, strategy, state)
             except LaunchRetry as exc:
-                uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in strategy)
-                if not (worker.spot_fallback and uses_spot and "capacity" in str(exc).lower()):
-                    if isinstance(exc, NoTaskStarted):
-                        self._save_state(job_id, state.next_try())
-                    raise
-                _aws.log("WARNING", "spot_fallback", job_id=job_id, reason=str(exc))
-                # Recorded *before* the fallback RunTask: a crash after it must resume this
-                # launch (its token), not try Spot again and start a second task.
-                state = state.fallback()
+                nxt = next_step(steps, state.step) if is_capacity_failure(str(exc)) else None
+                if nxt is None:
+                    self._end_of_chain(job_id, worker, state, exc)
+                _aws.log("WARNING", "launch_next_step", job_id=job_id, step=nxt, reason=str(exc))
+                state = state.at_step(nxt)
                 self._save_state(job_id, state)
-        try:
-            return self._run_once(job, worker, attempt, list(ON_DEMAND), state)
-        except NoTaskStarted:
+
+    def _end_of_chain(
+        self, job_id: str, worker: WorkerRegistration, state: LaunchState, exc: LaunchRetry
+    ) -> NoReturn:
+        """No further step for this failure. A Managed Instances worker out of capacity
+        everywhere ends the attempt; otherwise the message comes back (a new try, from the
+        attempt's first step, after ECS answered that no task started)."""
+        if worker.managed_instances and is_capacity_failure(str(exc)):
+            raise ChainExhausted(str(exc)) from exc
+        if isinstance(exc, NoTaskStarted):
             self._save_state(job_id, state.next_try())
-            raise
+        raise exc
 
     def _save_state(self, job_id: str, state: LaunchState) -> None:
         try:
@@ -414,22 +460,25 @@ class Launcher:
         except TransitionConflict as exc:
             raise LaunchRetry("the job moved on during its launch") from exc
 
-    def _run_once(
+    def _run_task_request(
         self,
         job: dict[str, Any],
         worker: WorkerRegistration,
         attempt: int,
         strategy: list[dict[str, Any]],
         state: LaunchState,
-    ) -> tuple[str, str]:
+    ) -> dict[str, Any]:
+        """The RunTask arguments of one launch decision (``state``: its token)."""
         job_id = str(job[JobField.JOB_ID])
-        container: dict[str, Any] = {
-            "name": worker.container_name,
-            "environment": [
-                {"name": Env.JOB_ID, "value": job_id},
-                {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
-            ],
-        }
+        environment = [
+            {"name": Env.JOB_ID, "value": job_id},
+            {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
+        ]
+        if _fallback_worker(job):
+            # The task's lease is the job's own worker's (outside this worker's dispatch
+            # grants): one job per fallback task, no warm reuse.
+            environment.append({"name": Env.REUSE_IDLE_SECONDS, "value": "0"})
+        container: dict[str, Any] = {"name": worker.container_name, "environment": environment}
         overrides: dict[str, Any] = {"containerOverrides": [container]}
         cpu, memory = job.get(JobField.CPU), job.get(JobField.MEMORY)
         if cpu is not None and memory is not None:
@@ -444,19 +493,33 @@ class Launcher:
             "enableECSManagedTags": True,
             "propagateTags": "TASK_DEFINITION",
             "overrides": overrides,
-            "networkConfiguration": {
+            "clientToken": client_token(job_id, attempt, state.tries, step=state.step),
+        }
+        if worker.network_mode == "awsvpc":
+            # AWS rule: networkConfiguration is for awsvpc tasks only (a host-mode task
+            # definition of a Managed Instances worker rejects it).
+            kwargs["networkConfiguration"] = {
                 "awsvpcConfiguration": {
                     "subnets": _aws.env_list(Env.SUBNETS),
                     "securityGroups": _aws.env_list(Env.SECURITY_GROUPS),
                     "assignPublicIp": _aws.env(Env.ASSIGN_PUBLIC_IP, "DISABLED"),
                 }
-            },
-            "clientToken": client_token(job_id, attempt, state.tries, on_demand=state.on_demand),
-        }
+            }
         if strategy:
             kwargs["capacityProviderStrategy"] = strategy
         else:
             kwargs["launchType"] = "FARGATE"
+        return kwargs
+
+    def _run_once(
+        self,
+        job: dict[str, Any],
+        worker: WorkerRegistration,
+        attempt: int,
+        strategy: list[dict[str, Any]],
+        state: LaunchState,
+    ) -> tuple[str, str]:
+        kwargs = self._run_task_request(job, worker, attempt, strategy, state)
         default = str(strategy[0].get("capacityProvider", "FARGATE")) if strategy else "FARGATE"
         self.bucket.take()
         try:
@@ -471,6 +534,8 @@ class Launcher:
                 return str(existing[0]), default
             if code in TRANSIENT_CODES or is_transient_reason(message):
                 raise LaunchRetry(f"{code}: {message}") from exc
+            if is_capacity_failure(message):  # e.g. "no container instances" (EC2 providers)
+                raise LaunchRetry(f"{code}: {message}") from exc
             raise LaunchFailed(f"{code}: {message}") from exc
         except BotoCoreError as exc:  # connection problems: try again later
             raise LaunchRetry(str(exc)) from exc
@@ -481,7 +546,7 @@ class Launcher:
         reasons = "; ".join(
             f"{f.get('reason', '')} {f.get('detail', '')}".strip() for f in resp.get("failures", [])
         )
-        if not reasons or is_transient_reason(reasons):
+        if not reasons or is_transient_reason(reasons) or is_capacity_failure(reasons):
             raise NoTaskStarted(reasons or "RunTask started no task")
         raise LaunchFailed(reasons)
 
@@ -517,6 +582,27 @@ class Launcher:
         with contextlib.suppress(TransitionConflict):
             self.store.transition(job_id, status, JobStatus.CANCELLED, attempt=attempts)
         return LaunchOutcome(job_id, "skipped", detail="cancel requested before launch")
+
+    def _exhausted(self, job: dict[str, Any], attempt: int, reason: str) -> LaunchOutcome:
+        """The attempt ends without a task (``CapacityUnavailable``): its slot is given back,
+        then the reconciler's retry path hands the job to the fallback worker, retries it
+        from the top of the chain while attempts remain, or fails it."""
+        from handlers.reconciler import Reconciler  # rare path: off the launcher's cold start
+
+        job_id = str(job[JobField.JOB_ID])
+        self.dispatch.release(slot_key(job_id, attempt))
+        error = {
+            "type": StopKind.CAPACITY_UNAVAILABLE,
+            "message": f"no instance capacity at any step of the launch chain: {reason}"[:1000],
+            "exit_code": None,
+            "stop_reason": None,
+        }
+        done = Reconciler(self.store).end_attempt(
+            job, JobStatus.DISPATCHED, attempt, {JobField.TASK_ARN: None}, error, exhausted=True
+        )
+        _aws.log("WARNING", "launch_chain_exhausted", job_id=job_id, outcome=done)
+        action = "failed" if done.startswith("final") else "requeued"
+        return LaunchOutcome(job_id, action, detail=f"chain exhausted: {done}")
 
     def _fail(
         self, job: dict[str, Any], status: JobStatus, attempt: int, kind: str, message: str
@@ -569,6 +655,12 @@ def send_resume(job: dict[str, Any], queue_url: str) -> bool:
         _aws.log("WARNING", "resume_send_failed", job_id=job_id, error=str(exc))
         return False
     return True
+
+
+def _fallback_worker(job: dict[str, Any]) -> str | None:
+    """The worker a job was handed to when its launch chain ran out (``JobField.FALLBACK``)."""
+    record = job.get(JobField.FALLBACK) or {}
+    return str(record.get("worker") or "") or None
 
 
 def _is_drain(body: str) -> bool:

@@ -9,6 +9,12 @@ is still DISPATCHED/RUNNING on *this* task (task ARN or attempt fence):
   back to QUEUED (``attempts`` kept; the launcher increments it) and a new SQS message, until
   ``max_attempts`` runs were started; then FAILED with ``{type, message, exit_code,
   stop_reason}``.
+- a task of a worker on ECS Managed Instances: its own stop reasons first
+  (``jobcontract.managed_instances.classify_stop``: no capacity, start-up timeout, instance
+  reclaimed or terminated), each an attempt retried like a Spot interruption; after a
+  capacity stop the retry starts at the next step of the launch chain, and past its last
+  step the registration's fallback worker takes the job (``end_attempt``, which the
+  launcher also calls when RunTask found no capacity anywhere in the chain).
 
 Terminal jobs are sent to the notification sinks once (``notified_at`` is set with a
 conditional write), when a configured sink takes that outcome (``notify.wanted``). A STOPPED
@@ -32,6 +38,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, notify
+from handlers.launcher import LaunchState
 from handlers.registry import WorkerRegistration, family_of, get_worker, worker_by_family
 from jobcontract import (
     CONTAINER_NAME,
@@ -48,6 +55,7 @@ from jobcontract import (
 )
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.managed_instances import classify_stop, next_step
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
@@ -71,6 +79,7 @@ class StoppedTask:
     tags: dict[str, str]
     # The exit code is the worker container's (found by name, or the task's only container).
     exit_code_is_worker: bool = False
+    started: bool = False  # the task reached RUNNING (``startedAt`` is set)
 
     @property
     def clean_success(self) -> bool:
@@ -126,6 +135,7 @@ class StoppedTask:
             env=env,
             tags=tags,
             exit_code_is_worker=len(named) == 1 or len(containers) == 1,
+            started=bool(detail.get("startedAt")),
         )
 
 
@@ -278,11 +288,103 @@ class Reconciler:
         expect = {JobField.TASK_ARN: recorded_task}
         if job.get(JobField.CANCEL_REQUESTED):
             return self._finish(job, status, attempts, expect, JobStatus.CANCELLED, None)
-        error = classify(task)
+        error, advance = self._classify(job, task, status)
+        return self.end_attempt(job, status, attempts, expect, error, advance=advance)
+
+    def _classify(
+        self, job: dict[str, Any], task: StoppedTask, status: JobStatus
+    ) -> tuple[dict[str, Any], bool]:
+        """The attempt's ``error``, and whether its retry moves along the launch chain. For a
+        task of a Managed Instances worker its own stop reasons come first (all retried, as a
+        Spot interruption is: they count as attempts like any other); the rest as Fargate."""
+        launched_by = self._launch_registration(job)
+        if launched_by is not None and launched_by.managed_instances:
+            started = task.started or status == JobStatus.RUNNING
+            stop = classify_stop(
+                task.stop_code, task.stopped_reason, started=started, exit_code=task.exit_code
+            )
+            if stop is not None:
+                error = {
+                    "type": stop.kind,
+                    "message": stop.message,
+                    "exit_code": task.exit_code,
+                    "stop_reason": task.stopped_reason or task.stop_code or None,
+                }
+                return error, stop.advance_chain
+        return classify(task), False
+
+    def _launch_registration(self, job: dict[str, Any]) -> WorkerRegistration | None:
+        """The registration whose task ran the attempt: the fallback worker's once the job was
+        handed to it (``JobField.FALLBACK``), else the job's own worker's."""
+        fallback = (job.get(JobField.FALLBACK) or {}).get("worker")
+        return get_worker(self.store, str(fallback or job[JobField.WORKER]))
+
+    def end_attempt(
+        self,
+        job: dict[str, Any],
+        status: JobStatus,
+        attempts: int,
+        expect: dict[str, Any],
+        error: dict[str, Any],
+        *,
+        advance: bool = False,
+        exhausted: bool = False,
+    ) -> str:
+        """An attempt failed: retry it while attempts remain, else FAILED. ``advance``: a
+        capacity stop of a Managed Instances worker, whose retry starts at the next step of
+        the launch chain. ``exhausted`` (or advancing past the last step): no capacity in the
+        whole chain, so the registration's fallback worker takes the job, if it names one;
+        without one the retry starts at the top of the chain again."""
+        extra: dict[str, Any] = {}
+        launched_by = self._launch_registration(job)
+        if (advance or exhausted) and launched_by is not None and launched_by.managed_instances:
+            step = LaunchState.of(job, attempts).step
+            nxt = None if exhausted else next_step(launched_by.launch_steps(), step)
+            if nxt is not None:
+                extra[JobField.LAUNCH] = LaunchState(attempts + 1, 0, nxt, nxt).as_item()
+            elif launched_by.fallback_worker:
+                handed = self._hand_over(job, status, attempts, expect, error, launched_by)
+                if handed is not None:
+                    return handed
         max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
         if attempts < max_attempts and error["type"] not in NOT_RETRIED:
-            return self._retry(job, status, attempts, expect, error)
+            return self._retry(job, status, attempts, expect, error, extra)
         return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
+
+    def _hand_over(
+        self,
+        job: dict[str, Any],
+        status: JobStatus,
+        attempts: int,
+        expect: dict[str, Any],
+        error: dict[str, Any],
+        worker: WorkerRegistration,
+    ) -> str | None:
+        """Queue the job again for the fallback worker's task (its task definition, size and
+        timeout, and its own ``max_attempts`` from here). None: that worker is not there."""
+        fallback = get_worker(self.store, str(worker.fallback_worker))
+        if fallback is None:
+            _aws.log("ERROR", "fallback_worker_missing", worker=worker.fallback_worker)
+            return None
+        record = {
+            "worker": fallback.name,
+            "from": worker.name,
+            "attempt": attempts,
+            "at": now_iso(),
+        }
+        fields = {
+            JobField.FALLBACK: record,
+            JobField.TASK_DEFINITION: fallback.task_definition,
+            JobField.CPU: fallback.cpu,
+            JobField.MEMORY: fallback.memory,
+            JobField.TIMEOUT_SECONDS: fallback.timeout_seconds,
+            JobField.MAX_ATTEMPTS: attempts + fallback.max_attempts,
+        }
+        done = self._retry(job, status, attempts, expect, error, fields)
+        if done.startswith("retry"):
+            _aws.log("WARNING", "job_fallback", job_id=job[JobField.JOB_ID], **record)
+            return f"fallback: {fallback.name}"
+        return done
 
     def _retry(
         self,
@@ -291,6 +393,7 @@ class Reconciler:
         attempts: int,
         expect: dict[str, Any],
         error: dict[str, Any],
+        extra: dict[str, Any] | None = None,
     ) -> str:
         job_id = str(job[JobField.JOB_ID])
         try:
@@ -300,7 +403,7 @@ class Reconciler:
                 JobStatus.QUEUED,
                 attempt=attempts,
                 expect=expect,
-                set_fields={JobField.ERROR: {**error, "attempt": attempts}},
+                set_fields={JobField.ERROR: {**error, "attempt": attempts}, **(extra or {})},
                 remove_fields=[JobField.TASK_ARN, JobField.HEARTBEAT_AT],
             )
         except TransitionConflict:

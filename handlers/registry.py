@@ -1,4 +1,5 @@
-"""Worker registrations (the ``worker#<name>`` items the FargateWorker component writes).
+"""Worker registrations (the ``worker#<name>`` items the FargateWorker and InstanceWorker
+components write).
 
 Parsed into a typed, immutable view and cached briefly per Lambda execution environment:
 a deploy that changes a worker is visible within ``CACHE_SECONDS``, while a burst of
@@ -19,10 +20,16 @@ from jobcontract import (
     DEFAULT_REUSE_IDLE_SECONDS,
     WorkerField,
 )
+from jobcontract.managed_instances import COMPUTE_FARGATE, COMPUTE_MANAGED_INSTANCES, launch_chain
 from jobcontract.schema import SchemaError, Validator
 from jobcontract.store import JobStore
 
 CACHE_SECONDS = 30.0
+# The Fargate worker's fallback step: on-demand Fargate when Spot has no capacity.
+FARGATE_ON_DEMAND: tuple[dict[str, Any], ...] = (
+    {"capacityProvider": "FARGATE", "weight": 1, "base": 0},
+)
+Strategy = tuple[dict[str, Any], ...]
 
 
 class RegistrationError(ValueError):
@@ -52,6 +59,30 @@ class WorkerRegistration:
     reuse_idle_seconds: int = DEFAULT_REUSE_IDLE_SECONDS
     """Warm reuse window of the worker's tasks (0 = one job per task); registrations written
     before the field existed read as the default."""
+    compute: str = COMPUTE_FARGATE
+    """``"managed_instances"`` for an ``InstanceWorker``; absent in a Fargate registration."""
+    launch_chain: tuple[Strategy, ...] = ()
+    """The registered strategies in order (Managed Instances); a Fargate worker's is
+    ``(capacity_strategy,)``. ``launch_steps`` adds the Fargate on-demand fallback."""
+    fallback_worker: str | None = None
+    """The CPU Fargate worker that takes a job whose chain is exhausted (none for Fargate)."""
+    startup_timeout_seconds: int | None = None
+    """How long a dispatched task may wait for an instance (none for Fargate)."""
+    network_mode: str = "awsvpc"
+
+    @property
+    def managed_instances(self) -> bool:
+        return self.compute == COMPUTE_MANAGED_INSTANCES
+
+    def launch_steps(self) -> list[list[dict[str, Any]]]:
+        """The strategies the launcher walks, in order: the registered chain, plus, for a
+        Fargate worker on Spot that may fall back, on-demand Fargate (the Spot fallback is a
+        two-step chain). Never empty: ``[[]]`` means the plain FARGATE launch type."""
+        steps = [[dict(s) for s in step] for step in self.launch_chain] or [[]]
+        uses_spot = any(s.get("capacityProvider") == "FARGATE_SPOT" for s in steps[0])
+        if not self.managed_instances and self.spot_fallback and uses_spot:
+            steps.append([dict(s) for s in FARGATE_ON_DEMAND])
+        return steps
 
     @property
     def family(self) -> str:
@@ -101,9 +132,25 @@ class WorkerRegistration:
                 reuse_idle_seconds=int(
                     item.get(WorkerField.REUSE_IDLE_SECONDS, DEFAULT_REUSE_IDLE_SECONDS)
                 ),
+                **_instance_fields(item),
             )
         except (KeyError, TypeError, ValueError, SchemaError) as exc:
             raise RegistrationError(f"worker registration {item.get('pk')}: {exc}") from exc
+
+
+def _instance_fields(item: dict[str, Any]) -> dict[str, Any]:
+    """The Managed Instances fields of a registration, with the Fargate defaults."""
+    compute = str(item.get(WorkerField.COMPUTE) or COMPUTE_FARGATE)
+    if compute not in (COMPUTE_FARGATE, COMPUTE_MANAGED_INSTANCES):
+        raise ValueError(f"unknown compute {compute!r}")
+    timeout = item.get(WorkerField.STARTUP_TIMEOUT_SECONDS)
+    return {
+        "compute": compute,
+        "launch_chain": tuple(tuple(step) for step in launch_chain(item)),
+        "fallback_worker": str(item.get(WorkerField.FALLBACK_WORKER) or "") or None,
+        "startup_timeout_seconds": int(timeout) if timeout is not None else None,
+        "network_mode": str(item.get(WorkerField.NETWORK_MODE) or "awsvpc"),
+    }
 
 
 def family_of(task_definition: str) -> str:

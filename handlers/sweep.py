@@ -9,6 +9,11 @@ Fargate has no task timeout, and events can be lost, so periodically:
   ``StopTask`` with reason ``"Heartbeat: ..."``.
 - DISPATCHED for longer than ``BATCH_DISPATCH_STALE_SECONDS`` (default 900; the task never
   started) -> ``StopTask`` with reason ``"Timeout: task did not start ..."``.
+- A task of a Managed Instances worker still waiting for an instance (job DISPATCHED, task
+  not RUNNING) past the worker's ``startup_timeout_seconds`` -> ``StopTask`` with reason
+  ``"StartupTimeout: ..."`` (``jobcontract.managed_instances``); the reconciler retries it
+  at the next step of the launch chain. That wait replaces the dispatch limit above for such
+  a task, and none of it counts against the job's run timeout, which starts at RUNNING.
 - For those, when the task is already STOPPED or unknown to ECS (its event was lost), or the
   launch never recorded a task, the job is settled here directly with the reconciler's
   conditional transitions (so the sweep and a late event cannot both act).
@@ -37,6 +42,7 @@ from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.managed_instances import STARTUP_TIMEOUT_PREFIX, startup_timeout_reason
 from jobcontract.store import JobStore, parse_iso
 
 DEFAULT_HEARTBEAT_STALE = 300
@@ -192,7 +198,32 @@ class Sweeper:
     def _dispatched_problem(self, job: dict[str, Any]) -> str | None:
         stamps = job.get(JobField.TIMESTAMPS) or {}
         waited = _age(self.now, stamps.get(JobStatus.DISPATCHED.value))
+        limit = self._startup_timeout(job)
+        if limit is not None:  # a launched task may wait for its instance this long
+            if waited is not None and waited > limit:
+                return startup_timeout_reason(waited, limit)
+            return None
         if waited is not None and waited > self.dispatch_stale:
+            return f"Timeout: task did not start within {self.dispatch_stale} s"
+        return None
+
+    def _startup_timeout(self, job: dict[str, Any]) -> int | None:
+        """The start-up timeout of a job's launched task on Managed Instances; None for a
+        Fargate task (or a fallback worker's) and for a launch that recorded no task yet."""
+        if not job.get(JobField.TASK_ARN) or (job.get(JobField.FALLBACK) or {}).get("worker"):
+            return None
+        worker = get_worker(self.store, str(job[JobField.WORKER]))
+        if worker is None or not worker.managed_instances:
+            return None
+        return worker.startup_timeout_seconds
+
+    def _started_but_unclaimed(self, task: dict[str, Any]) -> str | None:
+        """A task past its start-up timeout that ECS reports RUNNING got its instance: only
+        the generic dispatch limit applies, counted from when it started."""
+        started = task.get("startedAt")  # boto3 parses it to a datetime
+        if isinstance(started, datetime) and (
+            (self.now - started).total_seconds() > self.dispatch_stale
+        ):
             return f"Timeout: task did not start within {self.dispatch_stale} s"
         return None
 
@@ -214,6 +245,10 @@ class Sweeper:
             elif task.get("lastStatus") == "STOPPED":
                 stopped = StoppedTask.from_detail(task)
                 self.report.settled[job_id] = self.reconciler.apply(job, stopped)
+            elif reason.startswith(STARTUP_TIMEOUT_PREFIX) and task.get("lastStatus") == "RUNNING":
+                late = self._started_but_unclaimed(task)
+                if late:
+                    self._stop(job_id, str(task_arn), late)
             else:
                 self._stop(job_id, str(task_arn), reason)
 

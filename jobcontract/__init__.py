@@ -136,11 +136,17 @@ class JobField:
     ATTEMPTS: Final = "attempts"  # attempt number of the current / last run, starts at 0
     MAX_ATTEMPTS: Final = "max_attempts"
     TIMEOUT_SECONDS: Final = "timeout_seconds"
-    TASK_DEFINITION: Final = "task_definition"  # ARN with revision, fixed at submit time
+    # ARN with revision, fixed at submit time (a hand-over to the fallback worker sets its)
+    TASK_DEFINITION: Final = "task_definition"
     TASK_ARN: Final = "task_arn"
-    # {"attempt", "tries", "on_demand"}: where the current attempt's launch stands, i.e.
-    # which RunTask token a resumed launch repeats (see handlers/launcher.py LaunchState).
+    # {"attempt", "tries", "step", "first"}: where the current attempt's launch stands on its
+    # worker's launch chain, i.e. which RunTask token a resumed launch repeats (see
+    # handlers/launcher.py LaunchState). The reconciler may write it for the next attempt.
     LAUNCH: Final = "launch"
+    # {"worker", "from", "attempt", "at"}: the job's launch chain ran out of capacity and it
+    # was handed to the registration's fallback worker, whose task runs it from then on (the
+    # job keeps its id and its own worker: its row and its dispatch slot stay that worker's).
+    FALLBACK: Final = "fallback"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"
@@ -162,7 +168,7 @@ class JobField:
 
 
 class WorkerField:
-    """Attribute names of a worker registration item (written by the FargateWorker component)."""
+    """Attribute names of a worker registration item (written by FargateWorker / InstanceWorker)."""
 
     NAME: Final = "name"
     DESCRIPTION: Final = "description"
@@ -182,6 +188,16 @@ class WorkerField:
     INPUT_SCHEMA: Final = "input_schema"  # JSON text of the worker's input JSON schema
     ARCHITECTURE: Final = "architecture"
     REUSE_IDLE_SECONDS: Final = "reuse_idle_seconds"  # 0 = one job per task
+    # Workers on ECS Managed Instances (``InstanceWorker``; ``jobcontract.managed_instances``).
+    # A registration without them is a Fargate worker: compute "fargate", launch chain
+    # ``[capacity_strategy]``, no fallback worker, no start-up timeout.
+    COMPUTE: Final = "compute"  # "managed_instances" | "fargate" (absent: fargate)
+    LAUNCH_CHAIN: Final = "launch_chain"  # JSON list of capacity provider strategies, in order
+    FALLBACK_WORKER: Final = "fallback_worker"  # CPU Fargate worker taking an exhausted chain
+    STARTUP_TIMEOUT_SECONDS: Final = "startup_timeout_seconds"  # wait for an instance
+    GPU_COUNT: Final = "gpu_count"
+    GPU_NAMES: Final = "gpu_names"  # JSON list, order of preference
+    NETWORK_MODE: Final = "network_mode"  # "awsvpc" | "host" (absent: awsvpc)
 
 
 class WorkerExit:

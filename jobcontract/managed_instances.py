@@ -6,10 +6,10 @@ handlers can call these without new dependencies. Written by ``components.instan
 
 Launch chain
     An ``InstanceWorker`` registers an ordered list of capacity provider strategies
-    (``InstanceField.LAUNCH_CHAIN``): per accepted GPU name in order of preference, its Spot
+    (``WorkerField.LAUNCH_CHAIN``): per accepted GPU name in order of preference, its Spot
     provider (weighted by the worker's Spot share) and its on-demand provider; then, when Spot
     may fall back, the on-demand providers alone; optionally a CPU Fargate worker last
-    (``InstanceField.FALLBACK_WORKER``). ``WorkerField.CAPACITY_STRATEGY`` holds the first
+    (``WorkerField.FALLBACK_WORKER``). ``WorkerField.CAPACITY_STRATEGY`` holds the first
     strategy, so a launcher that knows nothing of the chain still starts the first preference,
     and ``WorkerField.SPOT_FALLBACK`` is false (the Fargate fallback would be wrong here).
 
@@ -27,19 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-
-class InstanceField:
-    """Extra attributes of a worker registration written by ``InstanceWorker`` (names only;
-    they join ``jobcontract.WorkerField`` once the launcher reads them)."""
-
-    COMPUTE: Final = "compute"  # "managed_instances" ("fargate" when absent)
-    LAUNCH_CHAIN: Final = "launch_chain"  # JSON list of strategies, in order
-    FALLBACK_WORKER: Final = "fallback_worker"  # CPU Fargate worker name, or absent
-    STARTUP_TIMEOUT_SECONDS: Final = "startup_timeout_seconds"  # wait for an instance
-    GPU_COUNT: Final = "gpu_count"
-    GPU_NAMES: Final = "gpu_names"  # JSON list, order of preference
-    NETWORK_MODE: Final = "network_mode"  # "awsvpc" | "host"
-
+from jobcontract import WorkerField
 
 COMPUTE_MANAGED_INSTANCES: Final = "managed_instances"
 COMPUTE_FARGATE: Final = "fargate"
@@ -183,11 +171,11 @@ def launch_chain(item: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
             return next(iter(value.values()))
         return value
 
-    raw = plain(item.get(InstanceField.LAUNCH_CHAIN))
+    raw = plain(item.get(WorkerField.LAUNCH_CHAIN))
     if raw:
         chain = json.loads(raw) if isinstance(raw, str) else list(raw)
         return [[dict(s) for s in step] for step in chain]
-    single = plain(item.get("capacity_strategy")) or "[]"
+    single = plain(item.get(WorkerField.CAPACITY_STRATEGY)) or "[]"
     strategy = json.loads(single) if isinstance(single, str) else list(single)
     return [[dict(s) for s in strategy]] if strategy else []
 

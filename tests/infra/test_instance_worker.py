@@ -16,7 +16,6 @@ from components.aws_rules import AwsConstraintError
 from components.config import parse_config
 from components.offline import StackGraph, run_program, stack_config
 from jobcontract import WorkerField
-from jobcontract.managed_instances import InstanceField
 from tests.infra.gpu_program import program
 
 CP = "aws:ecs/capacityProvider:CapacityProvider"
@@ -146,7 +145,7 @@ def test_registration_capacity_strategy_and_launch_chain(stack: tuple[str, Stack
     prefix = f"ai-batch-{name}-image-embedder"
     reg = _registration(graph, "image-embedder")
     strategy = json.loads(reg[WorkerField.CAPACITY_STRATEGY]["S"])
-    chain = json.loads(reg[InstanceField.LAUNCH_CHAIN]["S"])
+    chain = json.loads(reg[WorkerField.LAUNCH_CHAIN]["S"])
     assert strategy == chain[0]  # today's launcher starts the first preference
     assert reg[WorkerField.SPOT_FALLBACK] == {"BOOL": False}  # never the Fargate fallback
     providers = [[s["capacityProvider"] for s in step] for step in chain]
@@ -161,10 +160,10 @@ def test_registration_capacity_strategy_and_launch_chain(stack: tuple[str, Stack
             {"capacityProvider": f"{prefix}-l4-od", "weight": 3, "base": 0},
         ]
         assert providers[3:] == [[f"{prefix}-l4-od"], [f"{prefix}-a10g-od"], [f"{prefix}-t4-od"]]
-    assert reg[InstanceField.COMPUTE] == {"S": "managed_instances"}
-    assert reg[InstanceField.FALLBACK_WORKER] == {"S": "content-analyzer"}
-    assert reg[InstanceField.GPU_NAMES] == {"S": '["l4", "a10g", "t4"]'}
-    assert reg[InstanceField.STARTUP_TIMEOUT_SECONDS] == {"N": "900"}
+    assert reg[WorkerField.COMPUTE] == {"S": "managed_instances"}
+    assert reg[WorkerField.FALLBACK_WORKER] == {"S": "content-analyzer"}
+    assert reg[WorkerField.GPU_NAMES] == {"S": '["l4", "a10g", "t4"]'}
+    assert reg[WorkerField.STARTUP_TIMEOUT_SECONDS] == {"N": "900"}
     assert reg[WorkerField.CPU] == {"N": "4096"} and reg[WorkerField.MEMORY] == {"N": "14336"}
     deps = set(graph.named(ITEM, "image-embedder-registration").depends_on)
     assert {f"image-embedder-{g}-{o}" for g in ("l4", "a10g", "t4") for o in ("spot", "od")} <= deps
@@ -236,3 +235,20 @@ def test_launch_chain_order(share: int, fallback: bool, expected: list[list[str]
     names = {(t, o): f"{t}-{o[0]}" for t in ("a", "b") for o in ("spot", "od")}
     chain = iw.launch_chain(names, ["a", "b"], share, fallback)
     assert [[s["capacityProvider"] for s in step] for step in chain] == expected
+
+
+def test_the_fallback_workers_task_role_may_run_the_jobs_handed_to_it(
+    stack: tuple[str, StackGraph],
+) -> None:
+    """A job handed to the fallback worker keeps its id (``job#image-embedder_...``) and its
+    input under ``inputs/image-embedder/``: that worker's task role gets exactly those."""
+    _, graph = stack
+    grant = graph.named("aws:iam/rolePolicy:RolePolicy", "image-embedder-fallback-task-policy")
+    assert grant.inputs["role"] == graph.named(ROLE, "content-analyzer-task-role").outputs["id"]
+    statements = {s["Sid"]: s for s in json.loads(grant.inputs["policy"])["Statement"]}
+    assert set(statements) == {"HandedOverJobRows", "HandedOverInputs", "ListHandedOverInputs"}
+    rows = statements["HandedOverJobRows"]
+    keys = rows["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert keys == ["job#image-embedder_*"]
+    assert sorted(rows["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
+    assert statements["HandedOverInputs"]["Resource"][0].endswith("/inputs/image-embedder/*")

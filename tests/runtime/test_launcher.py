@@ -263,7 +263,7 @@ def test_spot_only_capacity_shortage_retries_under_a_new_token(res) -> None:
     assert len(tokens) == 2 and tokens[0] != tokens[1], tokens
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.TASK_ARN] and job[JobField.ATTEMPTS] == 1  # the same attempt
-    assert job[JobField.LAUNCH] == {"attempt": 1, "tries": 1, "on_demand": False}
+    assert job[JobField.LAUNCH] == {"attempt": 1, "tries": 1, "step": 0, "first": 0}
 
 
 def test_no_capacity_anywhere_starts_over_with_spot_under_new_tokens(res) -> None:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from jobcontract import WorkerField
 from jobcontract import managed_instances as mi
 from jobcontract.managed_instances import StopKind
 
@@ -71,9 +72,9 @@ def test_run_task_failure_reasons(message: str, capacity: bool) -> None:
 def test_launch_chain_from_typed_and_plain_items_and_fargate_fallback() -> None:
     chain = [[{"capacityProvider": "p-l4-spot", "weight": 1, "base": 0}],
              [{"capacityProvider": "p-l4-od", "weight": 1, "base": 0}]]  # fmt: skip
-    typed = {mi.InstanceField.LAUNCH_CHAIN: {"S": json.dumps(chain)}}
+    typed = {WorkerField.LAUNCH_CHAIN: {"S": json.dumps(chain)}}
     assert mi.launch_chain(typed) == chain
-    assert mi.launch_chain({mi.InstanceField.LAUNCH_CHAIN: json.dumps(chain)}) == chain
+    assert mi.launch_chain({WorkerField.LAUNCH_CHAIN: json.dumps(chain)}) == chain
     fargate = {"capacity_strategy": json.dumps([{"capacityProvider": "FARGATE_SPOT", "weight": 1}])}
     assert mi.launch_chain(fargate) == [[{"capacityProvider": "FARGATE_SPOT", "weight": 1}]]
     assert mi.launch_chain({}) == []
