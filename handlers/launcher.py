@@ -270,6 +270,7 @@ class Launcher:
             cap=worker.max_concurrency,
             cpu=_task_cpu(job, worker),
             cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+            array_child=bool(job.get(JobField.PARENT_ID)),
         )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
@@ -328,6 +329,7 @@ class Launcher:
                 cpu=_task_cpu(job, worker),
                 cancel_flag=job.get(JobField.CANCEL_REQUESTED),
                 woken=True,
+                array_child=bool(job.get(JobField.PARENT_ID)),
             )
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one

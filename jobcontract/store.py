@@ -352,22 +352,8 @@ class JobStore:
         Fills ``pk``, ``kind``, ``worker_status``, ``created_at``/``updated_at``,
         ``timestamps`` and ``attempts`` (0) when the caller has not.
         """
-        item: Item = dict(job)
+        item = self.prepare(job)
         job_id = str(item[JobField.JOB_ID])
-        status = _status(item.get(JobField.STATUS, JobStatus.QUEUED))
-        at = str(item.get(JobField.CREATED_AT) or now_iso())
-        item.update(
-            {
-                Table.PK: job_pk(job_id),
-                JobField.KIND: Table.KIND_JOB,
-                JobField.STATUS: status.value,
-                JobField.WORKER_STATUS: worker_status(str(item[JobField.WORKER]), status),
-                JobField.CREATED_AT: at,
-            }
-        )
-        item.setdefault(JobField.UPDATED_AT, at)
-        item.setdefault(JobField.TIMESTAMPS, {status.value: at})
-        item.setdefault(JobField.ATTEMPTS, 0)
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -379,6 +365,26 @@ class JobStore:
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise JobExists(job_id, _old_item(exc)) from exc
         log_transition(item, None)
+        return item
+
+    @staticmethod
+    def prepare(job: Mapping[str, Any]) -> Item:
+        """A new job item as ``create`` writes it (also used by batched creations)."""
+        item: Item = dict(job)
+        status = _status(item.get(JobField.STATUS, JobStatus.QUEUED))
+        at = str(item.get(JobField.CREATED_AT) or now_iso())
+        item.update(
+            {
+                Table.PK: job_pk(str(item[JobField.JOB_ID])),
+                JobField.KIND: Table.KIND_JOB,
+                JobField.STATUS: status.value,
+                JobField.WORKER_STATUS: worker_status(str(item[JobField.WORKER]), status),
+                JobField.CREATED_AT: at,
+            }
+        )
+        item.setdefault(JobField.UPDATED_AT, at)
+        item.setdefault(JobField.TIMESTAMPS, {status.value: at})
+        item.setdefault(JobField.ATTEMPTS, 0)
         return item
 
     def transition(
