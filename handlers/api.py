@@ -47,6 +47,7 @@ from jobcontract import (
     new_job_id,
     queue_message,
 )
+from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
 from jobcontract.store import InvalidCursor, JobExists, JobStore, TransitionConflict, now_iso
 
 DEFAULT_RESULT_URL_TTL = 900
@@ -68,11 +69,13 @@ class ApiError(Exception):
         message: str,
         details: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 @dataclass
@@ -129,10 +132,13 @@ def base_url(event: dict[str, Any]) -> str:
     return f"https://{domain}{full_path[: len(full_path) - len(path)]}"
 
 
-def _error_body(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
+def _error_body(
+    code: str, message: str, details: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details[:20]
+    error.update(extra or {})
     return {"error": error}
 
 
@@ -171,9 +177,11 @@ def parse_event(event: dict[str, Any]) -> Request:
 
 # --- routes -----------------------------------------------------------------------------
 def create_job(req: Request) -> Response:
-    if len(req.body) > MAX_REQUEST_BYTES:
-        raise ApiError(413, "payload_too_large", f"request body exceeds {MAX_REQUEST_BYTES} bytes")
-    payload = _json_body(req.body)
+    payload = _submit_body(req.body)
+    if "items" in payload:  # an array job (handlers/array_api.py)
+        from handlers.array_api import create_array_job
+
+        return create_array_job(req, payload)
     unknown = sorted(set(payload) - JOB_REQUEST_FIELDS)
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
@@ -183,13 +191,7 @@ def create_job(req: Request) -> Response:
     if not isinstance(payload.get("input"), dict):
         raise ApiError(400, "invalid_request", "'input' is required and must be a JSON object")
     share = _failed_item_share(payload.get(JobField.MAX_FAILED_ITEM_SHARE))
-    key = req.header("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 printable ASCII characters without spaces",
-        )
+    key = _idempotency_key(req)
     store = _store()
     worker = _known_worker(store, worker_name)
     job_input = payload["input"]
@@ -207,12 +209,9 @@ def create_job(req: Request) -> Response:
     }
     if share:  # only when set: requests from before the field keep their hash (replays)
         hashed[JobField.MAX_FAILED_ITEM_SHARE] = float(share)  # 1 and 1.0 are one request
-    request_hash = hashlib.sha256(
-        json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    request_hash = _request_hash(hashed)
     if key is not None:
-        token = hashlib.sha256(f"{worker.name}\n{key}".encode()).hexdigest()[:32]
-        job_id = new_job_id(worker.name, token)
+        job_id = keyed_job_id(worker.name, key)
         existing = store.get(job_id)
         if existing is not None:
             return _replay(existing, request_hash, worker)
@@ -261,6 +260,53 @@ def create_job(req: Request) -> Response:
     _enqueue(worker, job_id, 0)
     _aws.log("INFO", "job_submitted", job_id=job_id, worker=worker.name, cpu=cpu, memory=memory)
     return Response(202, _submitted(created), {"Location": _links(job_id)["self"]})
+
+
+def _submit_body(body: bytes) -> dict[str, Any]:
+    """The parsed ``POST /jobs`` body: up to ``MAX_REQUEST_BYTES`` for a job, up to
+    ``MAX_ARRAY_REQUEST_BYTES`` (API Gateway's 10 MB) for an array job (``items``)."""
+    if len(body) > MAX_ARRAY_REQUEST_BYTES:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"request body exceeds {MAX_ARRAY_REQUEST_BYTES} bytes (max_array_request_bytes)",
+        )
+    if len(body) <= MAX_REQUEST_BYTES:
+        return _json_body(body)
+    try:
+        payload = _json_body(body)
+    except ApiError:
+        payload = {}
+    if not isinstance(payload.get("items"), list):
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"request body exceeds {MAX_REQUEST_BYTES} bytes (max_request_bytes; an array job "
+            f"with 'items' may send up to {MAX_ARRAY_REQUEST_BYTES})",
+        )
+    return payload
+
+
+def _idempotency_key(req: Request) -> str | None:
+    key = req.header("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 printable ASCII characters without spaces",
+        )
+    return key
+
+
+def keyed_job_id(worker: str, key: str) -> str:
+    """The job id an Idempotency-Key names (per worker): a replay finds its job by id."""
+    return new_job_id(worker, hashlib.sha256(f"{worker}\n{key}".encode()).hexdigest()[:32])
+
+
+def _request_hash(hashed: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _replay(existing: dict[str, Any], request_hash: str, worker: WorkerRegistration) -> Response:
@@ -597,7 +643,8 @@ def handle(req: Request) -> Response:
     try:
         return dispatch(req)
     except ApiError as exc:
-        return Response(exc.status, _error_body(exc.code, exc.message, exc.details), exc.headers)
+        body = _error_body(exc.code, exc.message, exc.details, exc.extra)
+        return Response(exc.status, body, exc.headers)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))

@@ -89,7 +89,11 @@ class Sweeper:
 
     def run(self) -> SweepReport:
         due: list[tuple[dict[str, Any], str]] = []
+        parents: list[dict[str, Any]] = []
         for job in self.store.list_by_status(JobStatus.RUNNING):
+            if job.get(JobField.ARRAY):  # an array job's parent: no task, no heartbeat
+                parents.append(job)
+                continue
             reason = self._running_problem(job)
             if reason:
                 due.append((job, reason))
