@@ -56,7 +56,7 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory", "max_failed_item_share"})
-LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor"})
+LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor", "parent"})
 
 
 class ApiError(Exception):
@@ -474,9 +474,13 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         ("heartbeat_at", JobField.HEARTBEAT_AT),
         ("task_definition", JobField.TASK_DEFINITION),
         ("task_arn", JobField.TASK_ARN),
+        ("parent_id", JobField.PARENT_ID),
+        ("shard", JobField.SHARD),
     ):
         if item.get(name) is not None:
             view[public] = item[name]
+    if item.get(JobField.ARRAY):
+        view["array"] = array_view(item)
     key = item.get(JobField.RESULT_KEY)
     # SUCCEEDED, or FAILED for its items (ItemsFailed): the result holds each item's outcome.
     if result_url and key and item[JobField.STATUS] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
@@ -488,6 +492,23 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         )
         view["result"] = {"url": url, "expires_in": ttl}
     return view
+
+
+def array_view(item: dict[str, Any]) -> dict[str, Any]:
+    """An array job's shape: shards, items, its children by end state (and how many have
+    not ended; ``GET /jobs?parent=ID`` lists each child with its state)."""
+    array = item[JobField.ARRAY]
+    counts = {str(k): int(v) for k, v in (item.get(JobField.CHILDREN) or {}).items()}
+    shards = int(array.get("shards", 0))
+    return {
+        "item_field": array.get("item_field"),
+        "total_items": array.get("total_items"),
+        "shards": shards,
+        "shard_size": array.get("shard_size"),
+        "children": {**counts, "unfinished": max(0, shards - sum(counts.values()))},
+        "children_link": f"{_links(str(item[JobField.JOB_ID]))['self'].rsplit('/', 1)[0]}"
+        f"?parent={item[JobField.JOB_ID]}",
+    }
 
 
 def get_job(req: Request) -> Response:
@@ -507,6 +528,13 @@ def list_jobs(req: Request) -> Response:
         if len(values) != 1:
             raise ApiError(400, "invalid_query", f"give '{name}' once")
         params[name] = values[0]
+    limit_text = params.get("limit", str(DEFAULT_PAGE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise ApiError(400, "invalid_query", f"'limit' must be an integer 1..{MAX_PAGE}")
+    if "parent" in params:  # an array job's children (handlers/array_api.py)
+        from handlers.array_api import list_children
+
+        return list_children(_store(), params, int(limit_text))
     worker = params.get("worker")
     if worker is not None and (len(worker) > WORKER_NAME_MAX or not WORKER_NAME_RE.match(worker)):
         raise ApiError(400, "invalid_query", "'worker' is not a valid worker name")
@@ -515,9 +543,6 @@ def list_jobs(req: Request) -> Response:
         raise ApiError(
             400, "invalid_query", f"'status' must be one of {', '.join(JobStatus.__members__)}"
         )
-    limit_text = params.get("limit", str(DEFAULT_PAGE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise ApiError(400, "invalid_query", f"'limit' must be an integer 1..{MAX_PAGE}")
     try:
         items, cursor = _store().list_jobs(
             worker=worker, status=status, limit=int(limit_text), cursor=params.get("cursor")
@@ -539,6 +564,10 @@ def cancel_job(req: Request) -> Response:
         status = JobStatus(item[JobField.STATUS])
         if status.terminal:
             raise ApiError(409, "job_terminal", f"job {job_id} is already {status.value}")
+        if item.get(JobField.ARRAY):  # cancels every child (handlers/array_api.py)
+            from handlers.array_api import cancel_array
+
+            return cancel_array(store, item)
         try:
             if status == JobStatus.QUEUED:
                 done = store.transition(

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws
+from handlers import _aws, arrays
 from handlers.api import (
     DEFAULT_JOB_TTL_DAYS,
     ApiError,
@@ -31,13 +31,16 @@ from handlers.api import (
     _links,
     _request_hash,
     _resources,
+    _stop_task,
     _storable_inline,
     _store,
     _submitted,
+    job_view,
     keyed_job_id,
 )
 from handlers.registry import WorkerRegistration
 from jobcontract import (
+    JOB_ID_RE,
     MAX_INLINE_INPUT_BYTES,
     Env,
     JobField,
@@ -48,7 +51,7 @@ from jobcontract import (
 from jobcontract import arrays as contract
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.schema import Validator
-from jobcontract.store import JobExists, JobStore, now_iso
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 
 ARRAY_REQUEST_FIELDS = frozenset(
     {
@@ -345,3 +348,44 @@ def _send_drain(worker: WorkerRegistration) -> None:
         _aws.client("sqs").send_message(QueueUrl=url, **drain_message())
     except (ClientError, BotoCoreError) as exc:
         _aws.log("ERROR", "drain_request_failed", worker=worker.name, error=str(exc))
+
+
+def list_children(store: JobStore, params: dict[str, str], limit: int) -> Response:
+    """``GET /jobs?parent=ID``: the children in shard order; the cursor is the next shard."""
+    extra = sorted(set(params) - {"parent", "limit", "cursor"})
+    if extra:
+        raise ApiError(400, "invalid_query", f"'parent' lists children only; drop {extra}")
+    parent_id, cursor = params["parent"], params.get("cursor", "0")
+    if not JOB_ID_RE.match(parent_id):
+        raise ApiError(400, "invalid_query", "'parent' is not a job id")
+    if not cursor.isdigit() or len(cursor) > 6:
+        raise ApiError(400, "invalid_cursor", "'cursor' is not valid: a shard index")
+    parent = store.get(parent_id)
+    if parent is None or not parent.get(JobField.ARRAY):
+        raise ApiError(404, "not_found", f"no array job {parent_id!r}")
+    start = int(cursor)
+    kids = arrays.children(store, parent, start, limit)
+    more = start + limit < _shards(parent)
+    return Response(
+        200,
+        {
+            "jobs": [job_view(c, result_url=False) for c in kids],
+            "next_cursor": str(start + limit) if more else None,
+        },
+    )
+
+
+def cancel_array(store: JobStore, parent: dict[str, Any]) -> Response:
+    """Cancel an array job: flag the parent, then cancel every child (a queued one at once,
+    a running one by stopping its task). The parent ends CANCELLED when its last child has
+    ended, with the merged results of the shards that ran; the sweep finishes a cascade
+    this request had no time for."""
+    parent_id = str(parent[JobField.JOB_ID])
+    try:
+        flagged = store.request_cancel(parent_id)
+    except TransitionConflict as exc:
+        status = (exc.current or {}).get(JobField.STATUS, "gone")
+        raise ApiError(409, "job_terminal", f"job {parent_id} is already {status}") from exc
+    done = arrays.cancel_children(store, flagged, _stop_task)
+    _aws.log("INFO", "array_job_cancel_requested", job_id=parent_id, **done)
+    return Response(202, {**job_view(store.get(parent_id) or flagged), "cancel": done})

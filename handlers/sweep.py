@@ -30,11 +30,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws
+from handlers import _aws, arrays
 from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
+from jobcontract.arrays import is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, parse_iso
@@ -102,6 +103,8 @@ class Sweeper:
             if reason:
                 due.append((job, reason))
         self._act(due)
+        for parent in parents:
+            self._settle_parent(parent)
         for job in self.store.list_by_status(JobStatus.QUEUED):
             if not job.get(JobField.WAITING_SINCE):  # a parked job has no message to redo
                 self._maybe_redrive(job)
@@ -128,6 +131,28 @@ class Sweeper:
             worker = get_worker(self.store, str(job[JobField.WORKER]))
             if worker is not None and send_resume(job, worker.queue_url):
                 self.report.resumed.append(str(job[JobField.JOB_ID]))
+
+    # --- array jobs ---------------------------------------------------------------------
+    def _settle_parent(self, parent: dict[str, Any]) -> None:
+        """Backstops of an array job's parent: go on with a cancel cascade, count children
+        whose end was not counted (their event was lost) once the parent has been quiet for
+        ``BATCH_REDRIVE_SECONDS``, and merge when every child is counted but nobody merged
+        (the API counted the last, or a merge died)."""
+        if parent.get(JobField.CANCEL_REQUESTED):
+            arrays.cancel_children(self.store, parent, self._stop_cancelled)
+            parent = self.store.get(str(parent[JobField.JOB_ID])) or parent
+        quiet = _age(self.now, parent.get(JobField.UPDATED_AT)) or 0
+        if not is_complete(parent) and quiet > self.redrive_after:
+            parent = arrays.recount(self.store, parent)
+        if is_complete(parent):
+            done = self.reconciler.finish_parent(parent, self.now)
+            if done is not None:
+                self.report.settled[str(parent[JobField.JOB_ID])] = f"final: {done['status']}"
+
+    def _stop_cancelled(self, child: dict[str, Any]) -> None:
+        task_arn = child.get(JobField.TASK_ARN)
+        if task_arn:
+            self._stop(str(child[JobField.JOB_ID]), str(task_arn), "Cancelled with its array job")
 
     # --- dispatch backstops -------------------------------------------------------------
     def _release_lost_slots(self) -> None:

@@ -180,10 +180,17 @@ def item_lines(
     offset, count, index = int(shard["offset"]), int(shard["count"]), int(shard["index"])
     entries = output.get(field) if output is not None else None
     if not isinstance(entries, list) or len(entries) != count:
-        error = child.get(JobField.ERROR) or {
-            "type": "UnmappedResult" if output is not None else str(child.get(JobField.STATUS)),
-            "message": f"the shard's output has no '{field}' list of {count} entries",
-        }
+        if output is None:
+            status = str(child.get(JobField.STATUS))
+            error = child.get(JobField.ERROR) or {
+                "type": status.title(),
+                "message": f"the shard's job ended {status} without a result",
+            }
+        else:
+            error = {
+                "type": "UnmappedResult",
+                "message": f"the shard's output has no '{field}' list of {count} entries",
+            }
         return [{"index": offset + i, "shard": index, "error": error} for i in range(count)]
     lines = []
     for i, entry in enumerate(entries):

@@ -4,16 +4,22 @@ merge, tolerance, listing and cancel."""
 from __future__ import annotations
 
 import json
+import threading
+from typing import Any
 
 import boto3
 import pytest
 
-from jobcontract import JobField, JobStatus
-from jobcontract.arrays import MAX_ITEM_BYTES, MAX_SHARDS, child_id
+from handlers import arrays, launcher, reconciler, sweep
+from jobcontract import Env, JobField
+from jobcontract.arrays import MAX_ITEM_BYTES, MAX_SHARDS, child_id, merged_key, summary_key
 from jobcontract.dispatch import DRAIN_MESSAGE, Dispatch, worker_key
 from jobcontract.store import JobStore
-from tests.fixtures.moto_server import WorkerSpec
-from tests.runtime.helpers import call, receive_all, table_items
+from tests.fixtures.moto_server import WorkerSpec, topic_tap
+from tests.runtime.helpers import call, receive_all, sqs_event, stopped_event, table_items
+from workers.runtime import PermanentError
+from workers.runtime.definition import WorkerDefinition
+from workers.runtime.lifecycle import run_worker
 
 DOCS = WorkerSpec(
     "docs",
@@ -160,5 +166,263 @@ def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> No
     assert Dispatch(JobStore(res.table_name)).get(worker_key("docs"))["waiting"] >= 5
 
 
-def _unused() -> None:  # keep imports used while the file grows
-    _ = (json, boto3, JobStatus)
+# --- running the children: the real launcher, worker runtime and reconciler ------------------
+def _analyze(doc: dict[str, str]) -> dict[str, Any]:
+    if "bad" in doc["text"]:
+        raise ValueError(f"cannot analyse {doc['id']}")
+    return {"id": doc["id"], "words": len(doc["text"].split())}
+
+
+def _handler(ctx: Any) -> dict[str, Any]:
+    docs = ctx.input["documents"]
+    if any(d["text"] == "boom" for d in docs):
+        raise PermanentError("this shard cannot run")
+    results = ctx.map(_analyze, docs, concurrency=2)
+    return {"documents": [r.value if r.ok else {"error": r.error} for r in results]}
+
+
+WORKER = WorkerDefinition(name="docs", handler=_handler)
+
+
+def _run_task(res, child: dict[str, Any]) -> int:
+    env = {
+        **res.env(),
+        Env.WORKER_NAME: "docs",
+        Env.JOB_ID: str(child[JobField.JOB_ID]),
+        Env.JOB_ATTEMPT: str(child[JobField.ATTEMPTS]),
+        Env.TASK_ARN: str(child[JobField.TASK_ARN]),
+        Env.MODEL_BACKEND: "offline",
+    }
+    return run_worker(WORKER, env, install_signal_handlers=False, hard_exit=lambda code: None)
+
+
+def _drain(res) -> None:
+    messages = receive_all(res.workers["docs"].queue_url)
+    if messages:
+        launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None)
+
+
+def run_array(res, parent_id: str, rounds: int = 30) -> dict[str, Any]:
+    """Launch, run and reconcile children until the parent ends; the parent."""
+    store = JobStore(res.table_name)
+    for _ in range(rounds):
+        parent = store.get(parent_id)
+        if parent[JobField.STATUS] != "RUNNING":
+            return parent
+        _drain(res)
+        for child in arrays.children(store, parent):
+            if child[JobField.STATUS] == "DISPATCHED" and child.get(JobField.TASK_ARN):
+                code = _run_task(res, child)
+                event = stopped_event(res.cluster_arn, child[JobField.TASK_ARN], exit_code=code)
+                reconciler.handler(event, None)
+    raise AssertionError(f"parent {parent_id} did not end: {store.get(parent_id)}")
+
+
+def _lines(res, parent_id: str) -> list[dict[str, Any]]:
+    body = boto3.client("s3").get_object(Bucket=res.bucket, Key=merged_key("docs", parent_id))
+    return [json.loads(line) for line in body["Body"].read().decode().splitlines()]
+
+
+def test_fan_in_merges_in_item_order_and_succeeds_within_tolerance(res) -> None:
+    docs = _docs(7)
+    docs[3]["text"] = "a bad one"
+    status, body, _ = _submit(
+        {"worker": "docs", "items": docs, "shard_size": 2, "max_failed_item_share": 0.2}
+    )
+    assert status == 202 and body["children"] == 4
+    parent = run_array(res, body["job_id"])
+    assert parent[JobField.STATUS] == "SUCCEEDED"
+    assert parent[JobField.ITEMS] == {"total": 7, "succeeded": 6, "failed": 1}
+    assert parent[JobField.CHILDREN] == {"SUCCEEDED": 4, "FAILED": 0, "CANCELLED": 0}
+    lines = _lines(res, body["job_id"])
+    assert [line["index"] for line in lines] == list(range(7))
+    assert [line["shard"] for line in lines] == [0, 0, 1, 1, 2, 2, 3]
+    assert lines[3]["error"]["message"] == "cannot analyse 3"
+    assert lines[4]["result"] == {"id": "4", "words": 2}
+    summary = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=res.bucket, Key=summary_key("docs", body["job_id"]))["Body"]
+        .read()
+    )
+    assert summary["items"] == {"total": 7, "succeeded": 6, "failed": 1}
+    assert summary["tolerated_failed_items"] == 1 and summary["status"] == "SUCCEEDED"
+    status, view, _ = call("GET", f"/jobs/{body['job_id']}")
+    assert view["array"]["children"] == {
+        "SUCCEEDED": 4,
+        "FAILED": 0,
+        "CANCELLED": 0,
+        "unfinished": 0,
+    }
+    assert view["result"]["url"] and view["items"]["failed"] == 1
+
+
+def test_parent_fails_beyond_tolerance_and_is_reported_once(res) -> None:
+    taps = topic_tap(res.topic_arn, "array-failures")
+    docs = _docs(6)
+    docs[0]["text"] = "bad"
+    docs[5]["text"] = "boom"  # its whole shard fails (PermanentError): both of its items
+    status, body, _ = _submit({"worker": "docs", "items": docs, "shard_size": 2})
+    assert status == 202
+    parent = run_array(res, body["job_id"])
+    assert parent[JobField.STATUS] == "FAILED"
+    assert parent[JobField.ERROR]["type"] == "ItemsFailed"
+    assert parent[JobField.ITEMS] == {"total": 6, "succeeded": 3, "failed": 3}
+    assert parent[JobField.CHILDREN] == {"SUCCEEDED": 2, "FAILED": 1, "CANCELLED": 0}
+    lines = _lines(res, body["job_id"])
+    assert [("error" in line) for line in lines] == [True, False, False, False, True, True]
+    assert lines[4]["error"]["type"] == "PermanentError"
+    published = [json.loads(m["Body"]) for m in receive_all(taps)]
+    assert [p["job_id"] for p in published] == [body["job_id"]]
+
+
+def _ended_children(res, n: int, shard_size: int = 1) -> tuple[str, list[dict[str, Any]]]:
+    """An array job whose children all SUCCEEDED (recorded as the runtime records them),
+    none counted on the parent yet: (parent id, children)."""
+    status, body, _ = _submit({"worker": "docs", "items": _docs(n), "shard_size": shard_size})
+    assert status == 202
+    store = JobStore(res.table_name)
+    parent_id = body["job_id"]
+    ended = []
+    for child in arrays.children(store, store.get(parent_id)):
+        child_id_ = child[JobField.JOB_ID]
+        docs = child[JobField.INPUT]["documents"]
+        key = f"results/docs/{child_id_}/result.json"
+        output = {"documents": [{"id": d["id"]} for d in docs]}
+        boto3.client("s3").put_object(
+            Bucket=res.bucket, Key=key, Body=json.dumps({"output": output}).encode()
+        )
+        store.transition(child_id_, "QUEUED", "DISPATCHED", attempt=0, increment_attempts=True)
+        store.transition(child_id_, "DISPATCHED", "RUNNING", attempt=1)
+        ended.append(
+            store.transition(
+                child_id_,
+                "RUNNING",
+                "SUCCEEDED",
+                set_fields={
+                    JobField.RESULT_KEY: key,
+                    JobField.ITEMS: {"total": len(docs), "succeeded": len(docs), "failed": 0},
+                },
+            )
+        )
+    return parent_id, ended
+
+
+def test_each_child_counted_once_under_duplicate_and_concurrent_endings(res) -> None:
+    parent_id, ended = _ended_children(res, 12)
+    store = JobStore(res.table_name)
+    counted: list[str] = []
+    lock = threading.Lock()
+
+    def end(child: dict[str, Any]) -> None:
+        if arrays.record_end(JobStore(res.table_name), child) is not None:
+            with lock:
+                counted.append(child[JobField.JOB_ID])
+
+    threads = [threading.Thread(target=end, args=(c,)) for c in ended * 3]  # each ends 3 times
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(counted) == sorted(c[JobField.JOB_ID] for c in ended)
+    parent = store.get(parent_id)
+    assert parent[JobField.DONE_SHARDS] == {str(i) for i in range(12)}
+    assert parent[JobField.CHILDREN]["SUCCEEDED"] == 12
+    assert parent[JobField.ITEMS] == {"total": 12, "succeeded": 12, "failed": 0}
+    assert parent[JobField.PROGRESS] == {"done": 12, "total": 12}
+    # The reconciler sees a child's end again (a repeated event): nothing changes.
+    rec = reconciler.Reconciler(store)
+    rec._ended(ended[0])
+    assert store.get(parent_id)[JobField.CHILDREN]["SUCCEEDED"] == 12
+
+
+def test_exactly_one_actor_merges_and_ends_the_parent(res) -> None:
+    parent_id, ended = _ended_children(res, 5)
+    store = JobStore(res.table_name)
+    for child in ended:
+        arrays.record_end(store, child)
+    complete = store.get(parent_id)
+    results: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(arrays.finalize(JobStore(res.table_name), complete))
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0][JobField.STATUS] == "SUCCEEDED"
+    assert arrays.finalize(store, store.get(parent_id)) is None  # ended: nothing more
+    assert [line["index"] for line in _lines(res, parent_id)] == list(range(5))
+
+
+def test_children_listed_by_parent_page_by_page(res) -> None:
+    status, body, _ = _submit({"worker": "docs", "items": _docs(5), "shard_size": 1})
+    parent_id = body["job_id"]
+    status, page1, _ = call("GET", "/jobs", query={"parent": parent_id, "limit": "3"})
+    assert status == 200 and page1["next_cursor"] == "3"
+    assert [j["shard"]["index"] for j in page1["jobs"]] == [0, 1, 2]
+    assert all(j["parent_id"] == parent_id and j["status"] == "QUEUED" for j in page1["jobs"])
+    query = {"parent": parent_id, "limit": "3", "cursor": page1["next_cursor"]}
+    status, page2, _ = call("GET", "/jobs", query=query)
+    assert [j["shard"]["index"] for j in page2["jobs"]] == [3, 4] and page2["next_cursor"] is None
+    status, view, _ = call("GET", f"/jobs/{parent_id}")
+    assert view["status"] == "RUNNING" and view["array"]["shards"] == 5
+    assert view["array"]["children"]["unfinished"] == 5
+    assert view["items"] == {"total": 5, "succeeded": 0, "failed": 0}
+    status, err, _ = call("GET", "/jobs", query={"parent": parent_id, "worker": "docs"})
+    assert status == 400 and err["error"]["code"] == "invalid_query"
+    status, err, _ = call("GET", "/jobs", query={"parent": child_id(parent_id, 0)})
+    assert status == 404
+
+
+def test_cancelling_the_parent_cancels_every_child(res) -> None:
+    status, body, _ = _submit({"worker": "docs", "items": _docs(5), "shard_size": 1})
+    parent_id = body["job_id"]
+    store = JobStore(res.table_name)
+    _drain(res)  # max_concurrency 2: two children launched, three parked
+    launched = [c for c in arrays.children(store, store.get(parent_id)) if c.get("task_arn")]
+    assert len(launched) == 2
+    status, view, _ = call("POST", f"/jobs/{parent_id}/cancel")
+    assert status == 202 and view["cancel"] == {"cancelled": 3, "stopping": 2}
+    assert view["cancel_requested"] is True
+    kids = arrays.children(store, store.get(parent_id))
+    assert sorted(c[JobField.STATUS] for c in kids) == ["CANCELLED"] * 3 + ["DISPATCHED"] * 2
+    tasks = boto3.client("ecs").describe_tasks(
+        cluster=res.cluster_arn, tasks=[c[JobField.TASK_ARN] for c in launched]
+    )["tasks"]
+    assert {t["desiredStatus"] for t in tasks} == {"STOPPED"}
+    for child in launched:  # the stopped tasks' events end and count them; the last merges
+        event = stopped_event(
+            res.cluster_arn, child[JobField.TASK_ARN], exit_code=143, stop_code="UserInitiated"
+        )
+        reconciler.handler(event, None)
+    parent = store.get(parent_id)
+    assert parent[JobField.STATUS] == "CANCELLED"
+    assert parent[JobField.CHILDREN] == {"SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 5}
+    assert [line["error"]["type"] for line in _lines(res, parent_id)] == ["Cancelled"] * 5
+    status, err, _ = call("POST", f"/jobs/{parent_id}/cancel")
+    assert status == 409 and err["error"]["code"] == "job_terminal"
+
+
+def test_sweep_counts_lost_ends_and_merges_what_nobody_merged(res) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    parent_id, ended = _ended_children(res, 3)
+    store = JobStore(res.table_name)
+    arrays.record_end(store, ended[0])  # the other two ends were never counted (lost events)
+    early = sweep.Sweeper(store).run()
+    assert parent_id not in early.settled  # not quiet long enough yet
+    assert store.get(parent_id)[JobField.STATUS] == "RUNNING"
+    later = sweep.Sweeper(store, now=datetime.now(UTC) + timedelta(hours=1)).run()
+    assert later.settled[parent_id] == "final: SUCCEEDED"
+    assert store.get(parent_id)[JobField.CHILDREN]["SUCCEEDED"] == 3
+    # An all-queued parent cancelled through the API: the API counts every end, the sweep
+    # merges (the API has no write access to results).
+    status, body, _ = _submit({"worker": "docs", "items": _docs(2), "shard_size": 1})
+    assert status == 202
+    assert call("POST", f"/jobs/{body['job_id']}/cancel")[0] == 202
+    assert store.get(body["job_id"])[JobField.STATUS] == "RUNNING"
+    assert sweep.Sweeper(store).run().settled[body["job_id"]] == "final: CANCELLED"
