@@ -229,6 +229,7 @@ class ControlPlane(pulumi.ComponentResource):
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
                 *enqueue,  # retry after a failed run; a drain request for the freed slot
                 *notify,
+                *iam.array_merge(bucket_arn),  # the last child of an array job ended
             ],
         )
         self.sweep = function(
@@ -243,6 +244,7 @@ class ControlPlane(pulumi.ComponentResource):
                 ),
                 *enqueue,  # retry of a job whose task never reported back
                 *notify,  # a job failed by the sweep is reported like any other failure
+                *iam.array_merge(bucket_arn),  # an array job nobody merged
             ],
         )
 

@@ -139,6 +139,7 @@ def test_api_role(dev_platform: StackGraph) -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",  # an array job's children
         "s3:GetObject",
         "s3:PutObject",
         "ecs:StopTask",
@@ -475,3 +476,24 @@ def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph])
         f"arn:aws:bedrock:us-east-1::foundation-model/{model}",
         f"arn:aws:bedrock:::foundation-model/{model}",
     ]
+
+
+@pytest.mark.parametrize("role", ["reconciler-policy", "sweep-policy"])
+def test_array_merge_writes_only_merged_results(dev_platform: StackGraph, role: str) -> None:
+    """The reconciler and the sweep merge array jobs: they read children's result.json and
+    write a parent's results.jsonl and summary.json, and nothing else in the bucket (not a
+    worker's own result, not an input); the API, which only counts ends, writes none."""
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    policies = _launcher(dev_platform, role)
+    parent = f"{bucket}/results/docs/docs_{'a' * 32}"
+    assert _allowed(policies, "s3:GetObject", f"{bucket}/results/docs/docs_{'b' * 32}/result.json")
+    assert _allowed(policies, "s3:PutObject", f"{parent}/results.jsonl")
+    assert _allowed(policies, "s3:PutObject", f"{parent}/summary.json")
+    assert not _allowed(policies, "s3:PutObject", f"{parent}/result.json")
+    assert not _allowed(policies, "s3:PutObject", f"{bucket}/inputs/docs/x.json")
+    assert not _allowed(policies, "s3:GetObject", f"{bucket}/inputs/docs/x.json")
+    assert not _allowed(
+        policies, "s3:PutObject", "arn:aws:s3:::other-bucket/results/a/results.jsonl"
+    )
+    api = _launcher(dev_platform, "api-policy")
+    assert not _allowed(api, "s3:PutObject", f"{parent}/results.jsonl")
