@@ -174,7 +174,8 @@ def item_lines(
 ) -> list[dict[str, Any]]:
     """One merged line per item of ``child``'s shard, in order: ``{"index", "shard",
     "result"}`` or ``{"index", "shard", "error"}``. The worker's output must carry ``field``
-    as a list with one entry per item (an entry ``{"error": ...}`` is that item's error);
+    as a list with one entry per item, in order, as the seed workers do (an entry with a
+    non-null ``error``, e.g. ``{"id": ..., "error": {...}}``, is that item's error);
     a child without such an output gives each item the child's error."""
     shard = child.get(JobField.SHARD) or {}
     offset, count, index = int(shard["offset"]), int(shard["count"]), int(shard["index"])
@@ -195,7 +196,7 @@ def item_lines(
     lines = []
     for i, entry in enumerate(entries):
         line: dict[str, Any] = {"index": offset + i, "shard": index}
-        if isinstance(entry, Mapping) and set(entry) == {"error"}:
+        if isinstance(entry, Mapping) and entry.get("error") is not None:
             line["error"] = entry["error"]
         else:
             line["result"] = entry

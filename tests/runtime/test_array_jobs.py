@@ -178,7 +178,10 @@ def _handler(ctx: Any) -> dict[str, Any]:
     if any(d["text"] == "boom" for d in docs):
         raise PermanentError("this shard cannot run")
     results = ctx.map(_analyze, docs, concurrency=2)
-    return {"documents": [r.value if r.ok else {"error": r.error} for r in results]}
+    # The seed workers' shape: one entry per item, in order; a failed one has "error".
+    pairs = zip(docs, results, strict=True)
+    out = [r.value if r.ok else {"id": d["id"], "error": r.error} for d, r in pairs]
+    return {"documents": out}
 
 
 WORKER = WorkerDefinition(name="docs", handler=_handler)
