@@ -211,6 +211,19 @@ class ControlPlane(pulumi.ComponentResource):
                 ),
                 *run_workers,
                 *notify,  # a job that cannot be launched at all is failed and reported here
+                # An array job's fan-out step: its manifest, its children's rows and large
+                # shard inputs (job rows only; the rows of other kinds stay the API's).
+                iam.table_actions(
+                    iam.CREATE_ARRAY_CHILDREN_ACTIONS,
+                    table_arn,
+                    leading_keys=[JOB_PK_PREFIX + "*"],
+                    sid="CreateArrayChildren",
+                ),
+                iam.Statement(
+                    (*iam.OBJECT_READ_ACTIONS, *iam.OBJECT_WRITE_ACTIONS),
+                    [pulumi.Output.concat(bucket_arn, "/inputs/*")],
+                    sid="ArrayManifestsAndInputs",
+                ),
             ],
         )
         self.reconciler = function(

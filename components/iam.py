@@ -33,7 +33,12 @@ API_TABLE_ACTIONS = (
     "dynamodb:Query",
     "dynamodb:BatchGetItem",  # an array job's children, by their derived ids
 )
-LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+LAUNCHER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # an array job's fan-out step: which children exist already
+)
 SWEEP_TABLE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:UpdateItem",
@@ -61,6 +66,8 @@ LEASE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
 WORKER_DISPATCH_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 WORKER_QUEUE_READ_ACTIONS = ("dynamodb:Query",)
 RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
+# The launcher's fan-out step of an array job puts its children (job rows, in transactions).
+CREATE_ARRAY_CHILDREN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",

@@ -48,7 +48,14 @@ from jobcontract import (
     queue_message,
 )
 from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
-from jobcontract.store import InvalidCursor, JobExists, JobStore, TransitionConflict, now_iso
+from jobcontract.store import (
+    InvalidCursor,
+    JobExists,
+    JobStore,
+    TransitionConflict,
+    now_iso,
+    storable,
+)
 
 DEFAULT_RESULT_URL_TTL = 900
 DEFAULT_JOB_TTL_DAYS = 30
@@ -240,7 +247,7 @@ def create_job(req: Request) -> Response:
         item[JobField.IDEMPOTENCY_KEY] = key
     if share:
         item[JobField.MAX_FAILED_ITEM_SHARE] = share
-    if len(encoded_input) > MAX_INLINE_INPUT_BYTES or not _storable_inline(job_input):
+    if len(encoded_input) > MAX_INLINE_INPUT_BYTES or not storable(job_input):
         s3_key = input_key(worker.name, job_id)
         _aws.client("s3").put_object(
             Bucket=_aws.env(Env.RESULTS_BUCKET),
@@ -360,24 +367,6 @@ def _json_body(body: bytes) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _storable_inline(value: Any, depth: int = 0) -> bool:
-    """Whether DynamoDB can hold ``value`` as is (number range, nesting depth); otherwise
-    the input goes to S3 like a large one."""
-    if depth > 30:
-        return False
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return True
-    if isinstance(value, int):
-        return abs(value) < 10**38
-    if isinstance(value, float):
-        return value == 0 or 1e-128 < abs(value) < 1e125
-    if isinstance(value, dict):
-        return all(k and _storable_inline(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable_inline(v, depth + 1) for v in value)
-    return False
 
 
 def _known_worker(store: JobStore, name: str) -> WorkerRegistration:

@@ -13,7 +13,6 @@ did not; one with another body is a 409.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +31,6 @@ from handlers.api import (
     _request_hash,
     _resources,
     _stop_task,
-    _storable_inline,
     _store,
     _submitted,
     job_view,
@@ -41,15 +39,13 @@ from handlers.api import (
 from handlers.registry import WorkerRegistration
 from jobcontract import (
     JOB_ID_RE,
-    MAX_INLINE_INPUT_BYTES,
     Env,
     JobField,
     JobStatus,
-    input_key,
     new_job_id,
 )
 from jobcontract import arrays as contract
-from jobcontract.dispatch import Dispatch, drain_message
+from jobcontract.dispatch import drain_message
 from jobcontract.schema import Validator
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 
@@ -103,17 +99,48 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
     parent[JobField.REQUEST_HASH] = request_hash
     if key is not None:
         parent[JobField.IDEMPOTENCY_KEY] = key
-    try:
-        created, status = store.create(parent), 202
-    except JobExists as exc:  # a replay (or a concurrent request with the same key)
-        created, status = _replayed(exc.existing, request_hash), 200
+    created, status = _create_parent(store, parent, base, items)
     if not (created.get(JobField.ARRAY) or {}).get("created"):
-        made = _fan_out(store, worker, created, base, items, cpu, memory)
-        created = _mark_created(store, created, made)
-        _send_drain(worker)
+        created = _fan_out_or_defer(store, worker, created, base, items)
     _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
     body = {**_submitted(created), "children": _shards(created)}
     return Response(status, body, {"Location": _links(parent_id)["self"]})
+
+
+def _create_parent(
+    store: JobStore, parent: dict[str, Any], base: dict[str, Any], items: list[Any]
+) -> tuple[dict[str, Any], int]:
+    """The parent as written (202), or the one a replay finds (200). A parent with more
+    children than the request writes carries its manifest, written first."""
+    parent_id, request_hash = str(parent[JobField.JOB_ID]), str(parent[JobField.REQUEST_HASH])
+    if parent.get(JobField.IDEMPOTENCY_KEY) is not None:
+        existing = store.get(parent_id)
+        if existing is not None:
+            return _replayed(existing, request_hash), 200
+    if _shards(parent) > _aws.env_int(Env.ARRAY_SYNC_CHILDREN, contract.DEFAULT_SYNC_CHILDREN):
+        key = contract.manifest_key(str(parent[JobField.WORKER]), parent_id, request_hash)
+        parent[JobField.INPUT_S3_KEY] = arrays.write_manifest(key, base, items)
+    try:
+        return store.create(parent), 202
+    except JobExists as exc:  # a concurrent request with the same key
+        return _replayed(exc.existing, request_hash), 200
+
+
+def _fan_out_or_defer(
+    store: JobStore,
+    worker: WorkerRegistration,
+    parent: dict[str, Any],
+    base: dict[str, Any],
+    items: list[Any],
+) -> dict[str, Any]:
+    """Write the children now, or (a parent with a manifest) ask the launcher to; either way
+    the launcher then drains the parked children."""
+    if parent.get(JobField.INPUT_S3_KEY):
+        _send(worker, contract.fanout_message(str(parent[JobField.JOB_ID])))
+        return parent
+    created = arrays.fan_out(store, worker, parent, base, items)
+    _send(worker, drain_message())
+    return created
 
 
 def _parent_id(worker: WorkerRegistration, key: str | None) -> str:
@@ -219,6 +246,11 @@ def _encode(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _expires(now: datetime) -> int:
+    ttl_days = _aws.env_int(Env.JOB_TTL_DAYS, DEFAULT_JOB_TTL_DAYS)
+    return int((now + timedelta(days=ttl_days)).timestamp())
+
+
 def _parent_item(
     parent_id: str,
     worker: WorkerRegistration,
@@ -259,95 +291,14 @@ def _parent_item(
     return item
 
 
-def _expires(now: datetime) -> int:
-    ttl_days = _aws.env_int(Env.JOB_TTL_DAYS, DEFAULT_JOB_TTL_DAYS)
-    return int((now + timedelta(days=ttl_days)).timestamp())
-
-
-def _fan_out(
-    store: JobStore,
-    worker: WorkerRegistration,
-    parent: dict[str, Any],
-    base: dict[str, Any],
-    items: list[Any],
-    cpu: int,
-    memory: int,
-) -> int:
-    """Write every child not there yet (parked); returns how many this call created."""
-    children = _children(worker, parent, base, items, cpu, memory)
-    return Dispatch(store).create_parked(children, worker.name)
-
-
-def _children(
-    worker: WorkerRegistration,
-    parent: dict[str, Any],
-    base: dict[str, Any],
-    items: list[Any],
-    cpu: int,
-    memory: int,
-) -> Iterator[dict[str, Any]]:
-    """Child jobs in shard order; ``created_at`` one microsecond apart, so the drain (oldest
-    first) starts them in that order. A large shard's input goes to S3, as a large job's."""
-    parent_id = str(parent[JobField.JOB_ID])
-    array = parent[JobField.ARRAY]
-    size, field = int(array["shard_size"]), str(array["item_field"])
-    now = datetime.now(UTC)
-    expires = _expires(now)
-    for index, offset in enumerate(range(0, len(items), size)):
-        shard_items = items[offset : offset + size]
-        child_id = contract.child_id(parent_id, index)
-        child: dict[str, Any] = {
-            JobField.JOB_ID: child_id,
-            JobField.WORKER: worker.name,
-            JobField.STATUS: JobStatus.QUEUED.value,
-            JobField.CREATED_AT: now_iso(now + timedelta(microseconds=index)),
-            JobField.TASK_DEFINITION: worker.task_definition,
-            JobField.CPU: cpu,
-            JobField.MEMORY: memory,
-            JobField.ATTEMPTS: 0,
-            JobField.MAX_ATTEMPTS: worker.max_attempts,
-            JobField.TIMEOUT_SECONDS: worker.timeout_seconds,
-            JobField.SOURCE: contract.SOURCE_ARRAY,
-            JobField.EXPIRES_AT: expires,
-            JobField.MAX_FAILED_ITEM_SHARE: contract.CHILD_FAILED_ITEM_SHARE,
-            JobField.PARENT_ID: parent_id,
-            JobField.SHARD: {"index": index, "offset": offset, "count": len(shard_items)},
-        }
-        child_input = {**base, field: shard_items}
-        encoded = _encode(child_input)
-        if len(encoded) > MAX_INLINE_INPUT_BYTES or not _storable_inline(child_input):
-            child[JobField.INPUT_S3_KEY] = _put_input(worker.name, child_id, encoded)
-        else:
-            child[JobField.INPUT] = child_input
-        yield child
-
-
-def _put_input(worker: str, job_id: str, body: bytes) -> str:
-    key = input_key(worker, job_id)
-    _aws.client("s3").put_object(
-        Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key, Body=body, ContentType="application/json"
-    )
-    return key
-
-
-def _mark_created(store: JobStore, parent: dict[str, Any], made: int) -> dict[str, Any]:
-    array = {**parent[JobField.ARRAY], "created": _shards(parent)}
-    _aws.log("INFO", "array_children_created", job_id=parent[JobField.JOB_ID], created=made)
-    return store.update(
-        str(parent[JobField.JOB_ID]),
-        status=parent[JobField.STATUS],
-        set_fields={JobField.ARRAY: array},
-    )
-
-
-def _send_drain(worker: WorkerRegistration) -> None:
-    """One drain request: the launcher starts parked children as slots allow (the sweep
-    drains too while jobs wait, so a lost request only delays them)."""
+def _send(worker: WorkerRegistration, message: dict[str, str]) -> None:
+    """A drain or fan-out request on the launch queue (best effort: the sweep drains while
+    jobs wait, and a replay of the request re-sends a fan-out)."""
     url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
     try:
-        _aws.client("sqs").send_message(QueueUrl=url, **drain_message())
+        _aws.client("sqs").send_message(QueueUrl=url, **message)
     except (ClientError, BotoCoreError) as exc:
-        _aws.log("ERROR", "drain_request_failed", worker=worker.name, error=str(exc))
+        _aws.log("ERROR", "launch_queue_send_failed", worker=worker.name, error=str(exc))
 
 
 def list_children(store: JobStore, params: dict[str, str], limit: int) -> Response:

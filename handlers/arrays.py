@@ -1,5 +1,9 @@
-"""Fan-in and cancel of array jobs (``jobcontract.arrays``), for the reconciler, the sweep
-and the API.
+"""Fan-out, fan-in and cancel of array jobs (``jobcontract.arrays``), for the API, the
+launcher, the reconciler and the sweep.
+
+- ``fan_out``: the children, parked, in batched conditional transactions; by the API within
+  the request for up to ``ARRAY_SYNC_CHILDREN`` children, else by the launcher's fan-out
+  step from a manifest in S3 (``write_manifest``, a ``fanout`` message on the launch queue).
 
 - ``record_end``: one conditional UpdateItem on the parent per ended child. It adds the
   child's shard index to ``done_shards`` and its counts, under the condition that the index
@@ -20,20 +24,115 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from handlers import _aws
-from jobcontract import Env, JobField, JobStatus, job_pk
+from handlers.registry import WorkerRegistration
+from jobcontract import MAX_INLINE_INPUT_BYTES, Env, JobField, JobStatus, input_key, job_pk
 from jobcontract import arrays as contract
-from jobcontract.store import Item, JobStore, TransitionConflict, from_item, now_iso, parse_iso
+from jobcontract.dispatch import Dispatch
+from jobcontract.store import (
+    Item,
+    JobStore,
+    TransitionConflict,
+    from_item,
+    now_iso,
+    parse_iso,
+    storable,
+)
 
 MERGE_STALE_SECONDS = 900  # a merge claimed this long ago is presumed dead: take it over
 READ_THREADS = 16  # child results read side by side during a merge
 
 
+# --- fan-out -------------------------------------------------------------------------------
+def fan_out(
+    store: JobStore, worker: WorkerRegistration, parent: Item, base: Item, items: list[Any]
+) -> Item:
+    """Write every child not there yet (parked, ``Dispatch.create_parked``), then mark the
+    parent's children created; the parent as written. Safe to repeat: a replay or a
+    redelivered fan-out message creates only what is missing."""
+    made = Dispatch(store).create_parked(_children(worker, parent, base, items), worker.name)
+    array = {**parent[JobField.ARRAY], "created": int(parent[JobField.ARRAY]["shards"])}
+    _aws.log("INFO", "array_children_created", job_id=parent[JobField.JOB_ID], created=made)
+    return store.update(
+        str(parent[JobField.JOB_ID]),
+        status=parent[JobField.STATUS],
+        set_fields={JobField.ARRAY: array},
+    )
+
+
+def write_manifest(key: str, base: Item, items: list[Any]) -> str:
+    """The items of an array job too big to fan out within the request, for the launcher's
+    fan-out step (``fan_out_from_manifest``), at ``key`` (``jobcontract.arrays.manifest_key``)."""
+    body = json.dumps({"input": base, "items": items}, ensure_ascii=False, separators=(",", ":"))
+    _aws.client("s3").put_object(
+        Bucket=_aws.env(Env.RESULTS_BUCKET),
+        Key=key,
+        Body=body.encode(),
+        ContentType="application/json",
+    )
+    return key
+
+
+def fan_out_from_manifest(store: JobStore, worker: WorkerRegistration, parent: Item) -> Item:
+    """The launcher's fan-out step (a ``fanout`` message): the children from the manifest."""
+    key = str(parent[JobField.INPUT_S3_KEY])
+    body = _aws.client("s3").get_object(Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key)["Body"]
+    manifest = json.loads(body.read())
+    return fan_out(store, worker, parent, dict(manifest["input"]), list(manifest["items"]))
+
+
+def _children(
+    worker: WorkerRegistration, parent: Item, base: Item, items: list[Any]
+) -> Iterator[Item]:
+    """Child jobs in shard order; ``created_at`` one microsecond apart, so the drain (oldest
+    first) starts them in that order. A large shard's input goes to S3, as a large job's."""
+    parent_id = str(parent[JobField.JOB_ID])
+    array = parent[JobField.ARRAY]
+    size, field = int(array["shard_size"]), str(array["item_field"])
+    now = datetime.now(UTC)
+    for index, offset in enumerate(range(0, len(items), size)):
+        shard_items = items[offset : offset + size]
+        child_id = contract.child_id(parent_id, index)
+        child: Item = {
+            JobField.JOB_ID: child_id,
+            JobField.WORKER: worker.name,
+            JobField.STATUS: JobStatus.QUEUED.value,
+            JobField.CREATED_AT: now_iso(now + timedelta(microseconds=index)),
+            JobField.TASK_DEFINITION: worker.task_definition,
+            JobField.CPU: parent[JobField.CPU],
+            JobField.MEMORY: parent[JobField.MEMORY],
+            JobField.ATTEMPTS: 0,
+            JobField.MAX_ATTEMPTS: worker.max_attempts,
+            JobField.TIMEOUT_SECONDS: worker.timeout_seconds,
+            JobField.SOURCE: contract.SOURCE_ARRAY,
+            JobField.EXPIRES_AT: parent[JobField.EXPIRES_AT],  # children expire with it
+            JobField.MAX_FAILED_ITEM_SHARE: contract.CHILD_FAILED_ITEM_SHARE,
+            JobField.PARENT_ID: parent_id,
+            JobField.SHARD: {"index": index, "offset": offset, "count": len(shard_items)},
+        }
+        child_input = {**base, field: shard_items}
+        encoded = json.dumps(child_input, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(encoded) > MAX_INLINE_INPUT_BYTES or not storable(child_input):
+            child[JobField.INPUT_S3_KEY] = _put_input(worker.name, child_id, encoded)
+        else:
+            child[JobField.INPUT] = child_input
+        yield child
+
+
+def _put_input(worker: str, job_id: str, body: bytes) -> str:
+    key = input_key(worker, job_id)
+    _aws.client("s3").put_object(
+        Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key, Body=body, ContentType="application/json"
+    )
+    return key
+
+
+# --- fan-in --------------------------------------------------------------------------------
 def record_end(store: JobStore, child: Item) -> Item | None:
     """Count an ended child on its parent, once. The parent as written (ALL_NEW), or None
     when this child was counted already or the parent is no longer RUNNING."""

@@ -58,6 +58,7 @@ from jobcontract import (
     access_denied_error,
     queue_message,
 )
+from jobcontract.arrays import fanout_parent
 from jobcontract.dispatch import (
     DRAIN_MESSAGE,
     Claimed,
@@ -230,6 +231,28 @@ class Launcher:
         self.bucket = runtask_bucket()
         self.parked = 0  # jobs parked in this batch: drain after it
 
+    def fan_out(self, parent_id: str) -> LaunchOutcome:
+        """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
+        more children than it writes itself): its children from the manifest, parked, then
+        drained after the batch. A redelivery creates only what is missing."""
+        from handlers import arrays  # only here: the launcher's cold start stays light
+
+        parent = self.store.get(parent_id)
+        if (
+            parent is None
+            or not parent.get(JobField.ARRAY)
+            or not parent.get(JobField.INPUT_S3_KEY)
+        ):
+            return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
+        if parent[JobField.ARRAY].get("created") or JobStatus(parent[JobField.STATUS]).terminal:
+            return LaunchOutcome(parent_id, "skipped", detail="children created already")
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if worker is None:
+            return LaunchOutcome(parent_id, "skipped", detail="worker is not registered")
+        done = arrays.fan_out_from_manifest(self.store, worker, parent)
+        self.parked += int(done[JobField.ARRAY]["shards"])
+        return LaunchOutcome(parent_id, "skipped", detail="children created")
+
     # --- one message ------------------------------------------------------------------
     def process(self, body: str) -> LaunchOutcome:
         """One message: a drain request, or a job to claim and launch (see the module doc).
@@ -237,6 +260,9 @@ class Launcher:
         if _is_drain(body):
             launched = self.drain()
             return LaunchOutcome("", "drained", detail=f"{len(launched)} launched")
+        parent_id = fanout_parent(body)
+        if parent_id is not None:
+            return self.fan_out(parent_id)
         try:
             job_id, attempt = parse_message(body)
         except (ValueError, KeyError, TypeError) as exc:

@@ -60,6 +60,9 @@ class Env:
     # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,
     # i.e. the most launcher invocations at once (each may use 1/N of RunTask's account rate).
     LAUNCHER_CONCURRENCY: Final = "BATCH_LAUNCHER_CONCURRENCY"
+    # Array jobs: the most children the API writes within the request (default
+    # jobcontract.arrays.DEFAULT_SYNC_CHILDREN); more go through the launcher's fan-out step.
+    ARRAY_SYNC_CHILDREN: Final = "BATCH_ARRAY_SYNC_CHILDREN"
 
 
 class JobStatus(StrEnum):

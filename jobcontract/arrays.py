@@ -40,6 +40,10 @@ DEFAULT_SHARD_SIZE: Final = 100  # items per child when the request names neithe
 CHILD_FAILED_ITEM_SHARE: Final = 1  # a child never fails for its items: its parent decides
 CHILD_STATES: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 SOURCE_ARRAY: Final = "array"
+# Children the API writes within the request; a bigger array job is fanned out by the
+# launcher from a manifest (measured: bench/array_fanout.py, README "Array jobs").
+DEFAULT_SYNC_CHILDREN: Final = 100
+FANOUT_KEY: Final = "fanout"  # launch-queue message body {"fanout": <parent id>}
 
 
 class ArrayError(ValueError):
@@ -202,3 +206,39 @@ def item_lines(
             line["result"] = entry
         lines.append(line)
     return lines
+
+
+def fanout_message(parent_id: str) -> dict[str, str]:
+    """SQS FIFO send arguments (without QueueUrl) asking the launcher to create a parent's
+    children from its manifest; each its own deduplication id (a re-send must not be
+    dropped), the parent's id as group (one fan-out of a parent at a time)."""
+    import json
+    import uuid
+
+    return {
+        "MessageBody": json.dumps({FANOUT_KEY: parent_id}),
+        "MessageGroupId": parent_id,
+        "MessageDeduplicationId": f"{parent_id}-fanout-{uuid.uuid4().hex}"[-128:],
+    }
+
+
+def fanout_parent(body: str) -> str | None:
+    """The parent id of a fan-out message body, else None."""
+    import json
+
+    if FANOUT_KEY not in body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get(FANOUT_KEY) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def manifest_key(worker: str, parent_id: str, request_hash: str) -> str:
+    """Where an array job's items wait for the launcher's fan-out step: under the worker's
+    inputs prefix, named by the request too (a conflicting replay never overwrites it)."""
+    from jobcontract import inputs_prefix
+
+    return f"{inputs_prefix(worker)}{parent_id}.{request_hash[:16]}.json"

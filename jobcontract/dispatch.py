@@ -343,14 +343,19 @@ class Dispatch:
         replayed request never overwrites a child that has moved on; a chunk refused because
         some exist is written one by one, skipping those. The worker's ``waiting`` count is
         raised before each chunk (an over-count is healed by the drain, an under-count would
-        strand a parked job) and lowered by the jobs that existed. Returns how many this call
+        strand a parked job) and lowered by the jobs that existed. A refused chunk costs one
+        BatchGetItem, so a replay or resumed fan-out mostly reads. Returns how many this call
         created."""
         created = 0
         for chunk in _chunks(jobs):
             self._add_waiting(worker, len(chunk))
             made = self._put_new(chunk)
-            if made is None:
-                made = sum(self._put_new([item]) or 0 for item in chunk)
+            if made is None:  # some exist (a replay, a resumed fan-out): write the others
+                there = {str(j[JobField.JOB_ID]) for j in self.store.get_many(_ids(chunk))}
+                missing = [item for item in chunk if str(item[JobField.JOB_ID]) not in there]
+                made = self._put_new(missing) if missing else 0
+                if made is None:
+                    made = sum(self._put_new([item]) or 0 for item in missing)
             if made < len(chunk):
                 self._add_waiting(worker, made - len(chunk))
             created += made
@@ -734,6 +739,10 @@ TRANSACTION_ITEMS: Final = 100
 TRANSACTION_BYTES: Final = 3_500_000  # below 4 MB, leaving room for attribute overhead
 
 
+def _ids(items: list[Item]) -> list[str]:
+    return [str(item[JobField.JOB_ID]) for item in items]
+
+
 def _chunks(jobs: Iterable[Mapping[str, Any]]) -> Iterable[list[Item]]:
     """Jobs (``JobStore.prepare``d, parked) in transaction-sized groups."""
     chunk: list[Item] = []
@@ -742,11 +751,14 @@ def _chunks(jobs: Iterable[Mapping[str, Any]]) -> Iterable[list[Item]]:
         item = JobStore.prepare(job)
         item.setdefault(JobField.WAITING_SINCE, item[JobField.CREATED_AT])
         weight = len(json.dumps(item, default=str))
-        if chunk and (len(chunk) >= TRANSACTION_ITEMS or size + weight > TRANSACTION_BYTES):
+        if chunk and size + weight > TRANSACTION_BYTES:
             yield chunk
             chunk, size = [], 0
         chunk.append(item)
         size += weight
+        if len(chunk) >= TRANSACTION_ITEMS:  # written at once, before the next is built
+            yield chunk
+            chunk, size = [], 0
     if chunk:
         yield chunk
 

@@ -141,6 +141,24 @@ def from_item(item: Mapping[str, Any]) -> Item:
     return {k: from_attr(v) for k, v in item.items()}
 
 
+def storable(value: Any, depth: int = 0) -> bool:
+    """Whether DynamoDB can hold ``value`` as is (number range, nesting depth); otherwise
+    the input goes to S3 like a large one."""
+    if depth > 30:
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 10**38
+    if isinstance(value, float):
+        return value == 0 or 1e-128 < abs(value) < 1e125
+    if isinstance(value, dict):
+        return all(k and storable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(storable(v, depth + 1) for v in value)
+    return False
+
+
 def scheduled_job(
     job_id: str,
     worker: str,

@@ -189,6 +189,10 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
+        # an array job's fan-out step: which children exist, its manifest, shard inputs
+        "dynamodb:BatchGetItem",
+        "s3:GetObject",
+        "s3:PutObject",
     }
     (consume,) = grants(stmts, "sqs:ReceiveMessage")
     queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
@@ -200,6 +204,15 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
     (lease,) = grants(stmts, "dynamodb:DeleteItem")
     assert set(lease["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
     assert lease["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
+    # PutItem otherwise only on job rows (an array job's children), never registrations.
+    puts = grants(stmts, "dynamodb:PutItem")
+    assert sorted(str(p["Condition"]) for p in puts) == sorted(
+        str({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [keys]}})
+        for keys in ("slot#*", "job#*")
+    )
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert [g["Resource"] for g in grants(stmts, action)] == [[f"{bucket}/inputs/*"]]
     (describe,) = grants(stmts, "ecs:DescribeTasks")
     assert describe["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
     assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}

@@ -144,10 +144,8 @@ def test_submit_creates_parent_and_parked_children_once_on_replay(res) -> None:
 
 
 def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> None:
-    from handlers import array_api
-
     body = {"worker": "docs", "items": _docs(5), "shard_size": 1}
-    real = array_api._children
+    real = arrays._children
 
     def first_two(*args, **kwargs):
         for n, child in enumerate(real(*args, **kwargs)):
@@ -155,15 +153,56 @@ def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> No
                 raise RuntimeError("the Lambda died here")
             yield child
 
-    monkeypatch.setattr(array_api, "_children", first_two)
+    monkeypatch.setattr(arrays, "_children", first_two)
     status, _, _ = _submit(body, key="half")
     assert status == 500
     assert len(_job_rows(res.table_name)) == 1  # chunks are all-or-nothing: the parent only
-    monkeypatch.setattr(array_api, "_children", real)
+    monkeypatch.setattr(arrays, "_children", real)
     status, answer, _ = _submit(body, key="half")
     assert status == 200 and answer["children"] == 5
     assert len(_job_rows(res.table_name)) == 6
     assert Dispatch(JobStore(res.table_name)).get(worker_key("docs"))["waiting"] >= 5
+
+
+def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monkeypatch) -> None:
+    monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "2")  # more than 2 children: the launcher's
+    body = {"worker": "docs", "items": _docs(250), "shard_size": 2, "input": {"language": "de"}}
+    status, answer, _ = _submit(body, key="big")
+    assert status == 202 and answer["children"] == 125
+    parent_id = answer["job_id"]
+    store = JobStore(res.table_name)
+    parent = store.get(parent_id)
+    assert len(_job_rows(res.table_name)) == 1  # the parent only, with its manifest
+    manifest = boto3.client("s3").get_object(Bucket=res.bucket, Key=parent[JobField.INPUT_S3_KEY])
+    assert json.loads(manifest["Body"].read())["items"] == _docs(250)
+    # A fan-out step that died after its first 100 children (one transaction) ...
+    real = arrays._children
+
+    def dies_after_100(*args, **kwargs):
+        for n, child in enumerate(real(*args, **kwargs)):
+            if n == 100:
+                raise RuntimeError("the launcher timed out")
+            yield child
+
+    monkeypatch.setattr(arrays, "_children", dies_after_100)
+    messages = receive_all(res.workers["docs"].queue_url)
+    assert [json.loads(m["Body"]) for m in messages] == [{"fanout": parent_id}]
+    with pytest.raises(RuntimeError):
+        launcher.Launcher().fan_out(parent_id)
+    assert len(_job_rows(res.table_name)) == 101
+    # ... is redelivered: the rest is created, nothing twice; then the drain launches two.
+    monkeypatch.setattr(arrays, "_children", real)
+    assert launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None) == {
+        "batchItemFailures": []
+    }
+    kids = arrays.children(store, store.get(parent_id))
+    assert len(kids) == 125 and len(_job_rows(res.table_name)) == 126
+    assert kids[124][JobField.INPUT] == {"language": "de", "documents": _docs(250)[248:]}
+    assert sum(1 for c in kids if c[JobField.STATUS] == "DISPATCHED") == 2
+    assert store.get(parent_id)[JobField.ARRAY]["created"] == 125
+    assert launcher.Launcher().fan_out(parent_id).detail == "children created already"
+    assert _submit(body, key="big")[0] == 200  # a replay: no new manifest, no new children
+    assert len(_job_rows(res.table_name)) == 126
 
 
 # --- running the children: the real launcher, worker runtime and reconciler ------------------
