@@ -100,7 +100,7 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
     if key is not None:
         parent[JobField.IDEMPOTENCY_KEY] = key
     created, status = _create_parent(store, parent, base, items)
-    if not (created.get(JobField.ARRAY) or {}).get("created"):
+    if not contract.all_created(created):
         created = _fan_out_or_defer(store, worker, created, base, items)
     _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
     body = {**_submitted(created), "children": _shards(created)}

@@ -50,18 +50,26 @@ READ_THREADS = 16  # child results read side by side during a merge
 
 # --- fan-out -------------------------------------------------------------------------------
 def fan_out(
-    store: JobStore, worker: WorkerRegistration, parent: Item, base: Item, items: list[Any]
+    store: JobStore,
+    worker: WorkerRegistration,
+    parent: Item,
+    base: Item,
+    items: list[Any],
+    stop: int | None = None,
 ) -> Item:
-    """Write every child not there yet (parked, ``Dispatch.create_parked``), then mark the
-    parent's children created; the parent as written. Safe to repeat: a replay or a
-    redelivered fan-out message creates only what is missing."""
-    made = Dispatch(store).create_parked(_children(worker, parent, base, items), worker.name)
-    array = {**parent[JobField.ARRAY], "created": int(parent[JobField.ARRAY]["shards"])}
+    """Write children from the parent's cursor (``array.created``) up to shard ``stop``
+    (default all), parked (``Dispatch.create_parked``), then move the cursor; the parent as
+    written. Safe to repeat: a replay or a redelivered step creates only what is missing."""
+    array = parent[JobField.ARRAY]
+    start, shards = contract.children_created(parent), int(array["shards"])
+    stop = shards if stop is None else min(stop, shards)
+    kids = _children(worker, parent, base, items, range(start, stop))
+    made = Dispatch(store).create_parked(kids, worker.name)
     _aws.log("INFO", "array_children_created", job_id=parent[JobField.JOB_ID], created=made)
     return store.update(
         str(parent[JobField.JOB_ID]),
         status=parent[JobField.STATUS],
-        set_fields={JobField.ARRAY: array},
+        set_fields={JobField.ARRAY: {**array, "created": stop}},
     )
 
 
@@ -79,15 +87,17 @@ def write_manifest(key: str, base: Item, items: list[Any]) -> str:
 
 
 def fan_out_from_manifest(store: JobStore, worker: WorkerRegistration, parent: Item) -> Item:
-    """The launcher's fan-out step (a ``fanout`` message): the children from the manifest."""
+    """One fan-out step of the launcher (a ``fanout`` message): the next
+    ``FANOUT_STEP_CHILDREN`` children from the manifest (the caller asks for the next step)."""
     key = str(parent[JobField.INPUT_S3_KEY])
     body = _aws.client("s3").get_object(Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key)["Body"]
     manifest = json.loads(body.read())
-    return fan_out(store, worker, parent, dict(manifest["input"]), list(manifest["items"]))
+    stop = contract.children_created(parent) + contract.FANOUT_STEP_CHILDREN
+    return fan_out(store, worker, parent, dict(manifest["input"]), list(manifest["items"]), stop)
 
 
 def _children(
-    worker: WorkerRegistration, parent: Item, base: Item, items: list[Any]
+    worker: WorkerRegistration, parent: Item, base: Item, items: list[Any], shards: range
 ) -> Iterator[Item]:
     """Child jobs in shard order; ``created_at`` one microsecond apart, so the drain (oldest
     first) starts them in that order. A large shard's input goes to S3, as a large job's."""
@@ -95,7 +105,8 @@ def _children(
     array = parent[JobField.ARRAY]
     size, field = int(array["shard_size"]), str(array["item_field"])
     now = datetime.now(UTC)
-    for index, offset in enumerate(range(0, len(items), size)):
+    for index in shards:
+        offset = index * size
         shard_items = items[offset : offset + size]
         child_id = contract.child_id(parent_id, index)
         child: Item = {

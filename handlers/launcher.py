@@ -58,7 +58,7 @@ from jobcontract import (
     access_denied_error,
     queue_message,
 )
-from jobcontract.arrays import fanout_parent
+from jobcontract.arrays import all_created, children_created, fanout_message, fanout_parent
 from jobcontract.dispatch import (
     DRAIN_MESSAGE,
     Claimed,
@@ -244,14 +244,18 @@ class Launcher:
             or not parent.get(JobField.INPUT_S3_KEY)
         ):
             return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
-        if parent[JobField.ARRAY].get("created") or JobStatus(parent[JobField.STATUS]).terminal:
+        if all_created(parent) or JobStatus(parent[JobField.STATUS]).terminal:
             return LaunchOutcome(parent_id, "skipped", detail="children created already")
         worker = get_worker(self.store, str(parent[JobField.WORKER]))
         if worker is None:
             return LaunchOutcome(parent_id, "skipped", detail="worker is not registered")
         done = arrays.fan_out_from_manifest(self.store, worker, parent)
-        self.parked += int(done[JobField.ARRAY]["shards"])
-        return LaunchOutcome(parent_id, "skipped", detail="children created")
+        made = children_created(done) - children_created(parent)
+        self.parked += made
+        if not all_created(done):  # the next step, as its own message (bounded work each)
+            url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+            _aws.client("sqs").send_message(QueueUrl=url, **fanout_message(parent_id))
+        return LaunchOutcome(parent_id, "skipped", detail=f"{made} children created")
 
     # --- one message ------------------------------------------------------------------
     def process(self, body: str) -> LaunchOutcome:

@@ -44,6 +44,7 @@ SOURCE_ARRAY: Final = "array"
 # launcher from a manifest (measured: bench/array_fanout.py, README "Array jobs").
 DEFAULT_SYNC_CHILDREN: Final = 100
 FANOUT_KEY: Final = "fanout"  # launch-queue message body {"fanout": <parent id>}
+FANOUT_STEP_CHILDREN: Final = 1000  # children per fan-out step (one launcher message)
 
 
 class ArrayError(ValueError):
@@ -134,6 +135,17 @@ def child_counts(child: Mapping[str, Any]) -> tuple[int, int]:
             return count - failed, failed
         return count, 0
     return 0, count
+
+
+def children_created(parent: Mapping[str, Any]) -> int:
+    """How many of the parent's children (shards ``0..n-1``) are written: the fan-out's
+    cursor (``array.created``)."""
+    return int((parent.get(JobField.ARRAY) or {}).get("created", 0))
+
+
+def all_created(parent: Mapping[str, Any]) -> bool:
+    array = parent.get(JobField.ARRAY) or {}
+    return children_created(parent) >= int(array.get("shards", 0))
 
 
 def is_complete(parent: Mapping[str, Any]) -> bool:

@@ -165,16 +165,19 @@ def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> No
 
 
 def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monkeypatch) -> None:
+    from jobcontract import arrays as contract
+
     monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "2")  # more than 2 children: the launcher's
-    body = {"worker": "docs", "items": _docs(250), "shard_size": 2, "input": {"language": "de"}}
+    monkeypatch.setattr(contract, "FANOUT_STEP_CHILDREN", 150)  # 250 children: two steps
+    body = {"worker": "docs", "items": _docs(500), "shard_size": 2, "input": {"language": "de"}}
     status, answer, _ = _submit(body, key="big")
-    assert status == 202 and answer["children"] == 125
+    assert status == 202 and answer["children"] == 250
     parent_id = answer["job_id"]
     store = JobStore(res.table_name)
     parent = store.get(parent_id)
     assert len(_job_rows(res.table_name)) == 1  # the parent only, with its manifest
     manifest = boto3.client("s3").get_object(Bucket=res.bucket, Key=parent[JobField.INPUT_S3_KEY])
-    assert json.loads(manifest["Body"].read())["items"] == _docs(250)
+    assert json.loads(manifest["Body"].read())["items"] == _docs(500)
     # A fan-out step that died after its first 100 children (one transaction) ...
     real = arrays._children
 
@@ -190,19 +193,22 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
     with pytest.raises(RuntimeError):
         launcher.Launcher().fan_out(parent_id)
     assert len(_job_rows(res.table_name)) == 101
-    # ... is redelivered: the rest is created, nothing twice; then the drain launches two.
+    # ... is redelivered: the rest of its step is created, nothing twice, and the next step
+    # is asked for; that one ends the fan-out, and the drain launches two (max_concurrency).
     monkeypatch.setattr(arrays, "_children", real)
-    assert launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None) == {
-        "batchItemFailures": []
-    }
+    for _ in range(2):
+        out = launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None)
+        assert out == {"batchItemFailures": []}
+        messages = receive_all(res.workers["docs"].queue_url)
+    assert len(_job_rows(res.table_name)) == 251
     kids = arrays.children(store, store.get(parent_id))
-    assert len(kids) == 125 and len(_job_rows(res.table_name)) == 126
-    assert kids[124][JobField.INPUT] == {"language": "de", "documents": _docs(250)[248:]}
+    assert [k[JobField.SHARD]["index"] for k in kids] == list(range(250))
+    assert kids[249][JobField.INPUT] == {"language": "de", "documents": _docs(500)[498:]}
     assert sum(1 for c in kids if c[JobField.STATUS] == "DISPATCHED") == 2
-    assert store.get(parent_id)[JobField.ARRAY]["created"] == 125
+    assert store.get(parent_id)[JobField.ARRAY]["created"] == 250
     assert launcher.Launcher().fan_out(parent_id).detail == "children created already"
     assert _submit(body, key="big")[0] == 200  # a replay: no new manifest, no new children
-    assert len(_job_rows(res.table_name)) == 126
+    assert len(_job_rows(res.table_name)) == 251
 
 
 # --- running the children: the real launcher, worker runtime and reconciler ------------------
