@@ -35,7 +35,7 @@ from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
-from jobcontract.arrays import is_complete
+from jobcontract.arrays import all_created, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.store import JobStore, parse_iso
@@ -134,20 +134,36 @@ class Sweeper:
 
     # --- array jobs ---------------------------------------------------------------------
     def _settle_parent(self, parent: dict[str, Any]) -> None:
-        """Backstops of an array job's parent: go on with a cancel cascade, count children
-        whose end was not counted (their event was lost) once the parent has been quiet for
-        ``BATCH_REDRIVE_SECONDS``, and merge when every child is counted but nobody merged
-        (the API counted the last, or a merge died)."""
+        """Backstops of an array job's parent: go on with a cancel cascade; once it has been
+        quiet for ``BATCH_REDRIVE_SECONDS``, re-send a lost fan-out message or count the
+        children whose end was not counted (their event was lost); and merge when every
+        child is counted but nobody merged (the API counted the last, or a merge died)."""
         if parent.get(JobField.CANCEL_REQUESTED):
             arrays.cancel_children(self.store, parent, self._stop_cancelled)
             parent = self.store.get(str(parent[JobField.JOB_ID])) or parent
         quiet = _age(self.now, parent.get(JobField.UPDATED_AT)) or 0
-        if not is_complete(parent) and quiet > self.redrive_after:
+        if quiet > self.redrive_after and not all_created(parent):
+            self._resend_fanout(parent)  # its fan-out message was lost
+        elif not is_complete(parent) and quiet > self.redrive_after:
             parent = arrays.recount(self.store, parent)
         if is_complete(parent):
             done = self.reconciler.finish_parent(parent, self.now)
             if done is not None:
                 self.report.settled[str(parent[JobField.JOB_ID])] = f"final: {done['status']}"
+
+    def _resend_fanout(self, parent: dict[str, Any]) -> None:
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if not parent.get(JobField.INPUT_S3_KEY) or worker is None:
+            return  # no manifest: only a replay of the request can create its children
+        url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+        try:
+            _aws.client("sqs").send_message(
+                QueueUrl=url, **fanout_message(str(parent[JobField.JOB_ID]))
+            )
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("ERROR", "sweep_fanout_failed", job_id=parent[JobField.JOB_ID], error=str(exc))
+            return
+        self.report.redriven.append(str(parent[JobField.JOB_ID]))
 
     def _stop_cancelled(self, child: dict[str, Any]) -> None:
         task_arn = child.get(JobField.TASK_ARN)

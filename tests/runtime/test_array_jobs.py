@@ -474,3 +474,20 @@ def test_sweep_counts_lost_ends_and_merges_what_nobody_merged(res) -> None:
     assert call("POST", f"/jobs/{body['job_id']}/cancel")[0] == 202
     assert store.get(body["job_id"])[JobField.STATUS] == "RUNNING"
     assert sweep.Sweeper(store).run().settled[body["job_id"]] == "final: CANCELLED"
+
+
+def test_sweep_resends_a_lost_fan_out_message(res, monkeypatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "0")
+    status, body, _ = _submit({"worker": "docs", "items": _docs(3), "shard_size": 1}, key="lost")
+    assert status == 202
+    receive_all(res.workers["docs"].queue_url)  # the fan-out message is lost
+    store = JobStore(res.table_name)
+    assert body["job_id"] not in sweep.Sweeper(store).run().redriven  # not quiet long enough
+    later = sweep.Sweeper(store, now=datetime.now(UTC) + timedelta(hours=1)).run()
+    assert body["job_id"] in later.redriven
+    messages = receive_all(res.workers["docs"].queue_url)
+    assert [json.loads(m["Body"]) for m in messages] == [{"fanout": body["job_id"]}]
+    launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None)
+    assert len(arrays.children(store, store.get(body["job_id"]))) == 3
