@@ -193,6 +193,8 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
     with pytest.raises(RuntimeError):
         launcher.Launcher().fan_out(parent_id)
     assert len(_job_rows(res.table_name)) == 101
+    # One of those children moved on meanwhile: the redelivered step must not rewrite it.
+    store.update(child_id(parent_id, 0), status="QUEUED", set_fields={"marker": 1})
     # ... is redelivered: the rest of its step is created, nothing twice, and the next step
     # is asked for; that one ends the fan-out, and the drain launches two (max_concurrency).
     monkeypatch.setattr(arrays, "_children", real)
@@ -206,6 +208,7 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
     assert kids[249][JobField.INPUT] == {"language": "de", "documents": _docs(500)[498:]}
     assert sum(1 for c in kids if c[JobField.STATUS] == "DISPATCHED") == 2
     assert store.get(parent_id)[JobField.ARRAY]["created"] == 250
+    assert store.get(child_id(parent_id, 0))["marker"] == 1
     assert launcher.Launcher().fan_out(parent_id).detail == "children created already"
     assert _submit(body, key="big")[0] == 200  # a replay: no new manifest, no new children
     assert len(_job_rows(res.table_name)) == 251
@@ -383,12 +386,22 @@ def test_each_child_counted_once_under_duplicate_and_concurrent_endings(res) -> 
     assert store.get(parent_id)[JobField.CHILDREN]["SUCCEEDED"] == 12
 
 
-def test_exactly_one_actor_merges_and_ends_the_parent(res) -> None:
+def test_exactly_one_actor_merges_and_ends_the_parent(res, monkeypatch) -> None:
     parent_id, ended = _ended_children(res, 5)
     store = JobStore(res.table_name)
     for child in ended:
         arrays.record_end(store, child)
     complete = store.get(parent_id)
+    # A merge claimed a moment ago by another actor: this one neither merges nor ends it.
+    claim = {"owner": "someone", "at": complete[JobField.UPDATED_AT]}
+    claimed = store.update(parent_id, status="RUNNING", set_fields={JobField.MERGE: claim})
+    assert arrays.finalize(store, claimed) is None
+    listed = boto3.client("s3").list_objects_v2(Bucket=res.bucket, Prefix="results/docs/")
+    assert not [o for o in listed.get("Contents", []) if o["Key"].endswith("results.jsonl")]
+    complete = store.update(parent_id, status="RUNNING", remove_fields=[JobField.MERGE])
+    # BatchGetItem keeps no order: the merge must not depend on it.
+    real_get_many = JobStore.get_many
+    monkeypatch.setattr(JobStore, "get_many", lambda self, ids: real_get_many(self, ids)[::-1])
     results: list[Any] = []
     threads = [
         threading.Thread(
