@@ -25,7 +25,6 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,7 +44,7 @@ from jobcontract.store import (
 )
 
 MERGE_STALE_SECONDS = 900  # a merge claimed this long ago is presumed dead: take it over
-READ_THREADS = 16  # child results read side by side during a merge
+READ_THREADS = 16  # child results read side by side during a merge (the callers' pools)
 
 
 # --- fan-out -------------------------------------------------------------------------------
@@ -217,16 +216,29 @@ def recount(store: JobStore, parent: Item) -> Item:
     return latest
 
 
-def finalize(store: JobStore, parent: Item, now: datetime | None = None) -> Item | None:
+ReadMany = Callable[[Callable[[Item], Any], list[Item]], list[Any]]
+
+
+def _sequential(fn: Callable[[Item], Any], items: list[Item]) -> list[Any]:
+    return [fn(item) for item in items]
+
+
+def finalize(
+    store: JobStore,
+    parent: Item,
+    now: datetime | None = None,
+    read_many: ReadMany = _sequential,
+) -> Item | None:
     """Merge and end a parent whose every child is counted: the ended parent, or None when
-    it is not complete, or another actor holds (or finished) the merge."""
+    it is not complete, or another actor holds (or finished) the merge. ``read_many`` maps
+    the read of the children's results (the caller's thread pool: reads side by side)."""
     if not contract.is_complete(parent) or parent.get(JobField.STATUS) != "RUNNING":
         return None
     claim = _claim_merge(store, parent, now or datetime.now(UTC))
     if claim is None:
         return None
     parent_id, worker = str(parent[JobField.JOB_ID]), str(parent[JobField.WORKER])
-    lines = _merged_lines(store, parent)
+    lines = _merged_lines(store, parent, read_many)
     failed = sum(1 for line in lines if "error" in line)
     succeeded = len(lines) - failed
     summary = contract.summary(parent, succeeded, failed)
@@ -277,12 +289,11 @@ def _claim_merge(store: JobStore, parent: Item, now: datetime) -> dict[str, str]
     return claim
 
 
-def _merged_lines(store: JobStore, parent: Item) -> list[dict[str, Any]]:
-    """Every item's line, in item order, from the children's results (read side by side)."""
+def _merged_lines(store: JobStore, parent: Item, read_many: ReadMany) -> list[dict[str, Any]]:
+    """Every item's line, in item order, from the children's results."""
     field = str(parent[JobField.ARRAY]["item_field"])
     kids = children(store, parent)
-    with ThreadPoolExecutor(READ_THREADS) as pool:
-        outputs = list(pool.map(_output, kids))
+    outputs = read_many(_output, kids)
     lines: list[dict[str, Any]] = []
     for child, output in zip(kids, outputs, strict=True):
         lines.extend(contract.item_lines(child, field, output))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -366,10 +367,13 @@ class Reconciler:
             self.finish_parent(parent)
 
     def finish_parent(
-        self, parent: dict[str, Any], now: datetime | None = None
+        self,
+        parent: dict[str, Any],
+        now: datetime | None = None,
+        read_many: arrays.ReadMany | None = None,
     ) -> dict[str, Any] | None:
         """Merge and end a parent whose children are all counted, then report it once."""
-        done = arrays.finalize(self.store, parent, now)
+        done = arrays.finalize(self.store, parent, now, read_many or read_side_by_side)
         if done is not None:
             self._notify_once(done)
         return done
@@ -387,6 +391,12 @@ class Reconciler:
         except TransitionConflict:
             return  # already notified (duplicate event) or the job changed
         notify.job_finished(claimed)
+
+
+def read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:
+    """The merge's reads of children's results, ``arrays.READ_THREADS`` at once."""
+    with ThreadPoolExecutor(arrays.READ_THREADS) as pool:
+        return list(pool.map(lambda item: fn(item), items))
 
 
 def _same_cluster(configured: str, actual: str) -> bool:

@@ -24,6 +24,7 @@ Fargate has no task timeout, and events can be lost, so periodically:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -147,7 +148,7 @@ class Sweeper:
         elif not is_complete(parent) and quiet > self.redrive_after:
             parent = arrays.recount(self.store, parent)
         if is_complete(parent):
-            done = self.reconciler.finish_parent(parent, self.now)
+            done = self.reconciler.finish_parent(parent, self.now, _read_side_by_side)
             if done is not None:
                 self.report.settled[str(parent[JobField.JOB_ID])] = f"final: {done['status']}"
 
@@ -309,6 +310,13 @@ class Sweeper:
         except Exception as exc:  # the job moved on (e.g. launched): nothing to do
             _aws.log("INFO", "sweep_redrive_raced", job_id=job_id, error=str(exc))
         self.report.redriven.append(job_id)
+
+
+def _read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:
+    """The merge's reads of children's results, side by side (here, so the sweep's pool
+    threads run the sweep's code)."""
+    with ThreadPoolExecutor(arrays.READ_THREADS) as pool:
+        return list(pool.map(lambda item: fn(item), items))
 
 
 def redrive_dedup_id(job_id: str, attempt: int, now: datetime) -> str:
