@@ -292,7 +292,9 @@ def _claim_merge(store: JobStore, parent: Item, now: datetime) -> dict[str, str]
 def _merged_lines(store: JobStore, parent: Item, read_many: ReadMany) -> list[dict[str, Any]]:
     """Every item's line, in item order, from the children's results."""
     field = str(parent[JobField.ARRAY]["item_field"])
-    kids = children(store, parent)
+    found = {int(c[JobField.SHARD]["index"]): c for c in children(store, parent)}
+    shards = int(parent[JobField.ARRAY]["shards"])
+    kids = [found.get(i) or _unwritten(parent, i) for i in range(shards)]
     outputs = read_many(_output, kids)
     lines: list[dict[str, Any]] = []
     for child, output in zip(kids, outputs, strict=True):
@@ -331,12 +333,41 @@ def cancel_children(
     shards = int((parent.get(JobField.ARRAY) or {}).get("shards", 0))
     for start in range(0, shards, 100):
         if time.monotonic() - started > deadline_seconds:
-            break
+            return done
         for child in children(store, parent, start, 100):
             outcome = _cancel_child(store, child, stop_task)
             if outcome:
                 done[outcome] += 1
+    done["cancelled"] += _cancel_unwritten(store, parent)
     return done
+
+
+def _cancel_unwritten(store: JobStore, parent: Item) -> int:
+    """Shards the fan-out has not written yet (it stops once the parent is flagged): counted
+    CANCELLED on the parent as they are, so the parent can end. A child a fan-out step was
+    writing meanwhile is cancelled by the next cascade (the sweep's) and is not counted."""
+    shards = int((parent.get(JobField.ARRAY) or {}).get("shards", 0))
+    counted = 0
+    for index in range(contract.children_created(parent), shards):
+        counted += record_end(store, _unwritten(parent, index)) is not None
+    return counted
+
+
+def _unwritten(parent: Item, index: int) -> Item:
+    """A shard never written (its parent was cancelled first), as a CANCELLED child."""
+    parent_id = str(parent[JobField.JOB_ID])
+    array = parent.get(JobField.ARRAY) or {}
+    size, total = int(array.get("shard_size", 1)), int(array.get("total_items", 0))
+    return {
+        JobField.JOB_ID: contract.child_id(parent_id, index),
+        JobField.PARENT_ID: parent_id,
+        JobField.STATUS: JobStatus.CANCELLED.value,
+        JobField.SHARD: {
+            "index": index,
+            "offset": index * size,
+            "count": min(size, total - index * size),
+        },
+    }
 
 
 def _cancel_child(store: JobStore, child: Item, stop_task: Callable[[Item], None]) -> str | None:

@@ -246,6 +246,8 @@ class Launcher:
             return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
         if all_created(parent) or JobStatus(parent[JobField.STATUS]).terminal:
             return LaunchOutcome(parent_id, "skipped", detail="children created already")
+        if parent.get(JobField.CANCEL_REQUESTED):  # its unwritten shards count as cancelled
+            return LaunchOutcome(parent_id, "skipped", detail="array job cancelled")
         worker = get_worker(self.store, str(parent[JobField.WORKER]))
         if worker is None:
             return LaunchOutcome(parent_id, "skipped", detail="worker is not registered")

@@ -139,11 +139,12 @@ class Sweeper:
         quiet for ``BATCH_REDRIVE_SECONDS``, re-send a lost fan-out message or count the
         children whose end was not counted (their event was lost); and merge when every
         child is counted but nobody merged (the API counted the last, or a merge died)."""
-        if parent.get(JobField.CANCEL_REQUESTED):
+        cancelled = bool(parent.get(JobField.CANCEL_REQUESTED))
+        if cancelled:
             arrays.cancel_children(self.store, parent, self._stop_cancelled)
             parent = self.store.get(str(parent[JobField.JOB_ID])) or parent
         quiet = _age(self.now, parent.get(JobField.UPDATED_AT)) or 0
-        if quiet > self.redrive_after and not all_created(parent):
+        if quiet > self.redrive_after and not all_created(parent) and not cancelled:
             self._resend_fanout(parent)  # its fan-out message was lost
         elif not is_complete(parent) and quiet > self.redrive_after:
             parent = arrays.recount(self.store, parent)

@@ -504,3 +504,20 @@ def test_sweep_resends_a_lost_fan_out_message(res, monkeypatch) -> None:
     assert [json.loads(m["Body"]) for m in messages] == [{"fanout": body["job_id"]}]
     launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None)
     assert len(arrays.children(store, store.get(body["job_id"]))) == 3
+
+
+def test_cancel_before_the_fan_out_counts_unwritten_shards_cancelled(res, monkeypatch) -> None:
+    monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "0")
+    status, body, _ = _submit({"worker": "docs", "items": _docs(5), "shard_size": 2}, key="c")
+    assert status == 202 and body["children"] == 3
+    parent_id = body["job_id"]
+    status, view, _ = call("POST", f"/jobs/{parent_id}/cancel")
+    assert status == 202 and view["cancel"] == {"cancelled": 3, "stopping": 0}
+    store = JobStore(res.table_name)
+    parent = store.get(parent_id)
+    assert parent[JobField.CHILDREN]["CANCELLED"] == 3
+    assert parent[JobField.ITEMS] == {"total": 5, "succeeded": 0, "failed": 5}
+    assert launcher.Launcher().fan_out(parent_id).detail == "array job cancelled"
+    assert arrays.children(store, parent) == []
+    assert sweep.Sweeper(store).run().settled[parent_id] == "final: CANCELLED"
+    assert [line["index"] for line in _lines(res, parent_id)] == [0, 1, 2, 3, 4]
