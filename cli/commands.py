@@ -62,10 +62,25 @@ def _read_input(spec: str | None) -> Any:
 
 
 # --- submit / status ----------------------------------------------------------------------
+def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST /jobs body: a job (``--input``), or an array job (``--items``)."""
+    if getattr(args, "items", None) is None:
+        return {"worker": args.worker, "input": _read_input(args.input)}
+    items = _read_input(args.items)
+    if not isinstance(items, list):
+        raise CliError(Exit.USAGE, f"--items {args.items} must hold a JSON array")
+    body: dict[str, Any] = {"worker": args.worker, "items": items}
+    if args.input is not None:
+        body["input"] = _read_input(args.input)
+    for field in ("shard_size", "parallelism"):
+        if getattr(args, field, None) is not None:
+            body[field] = getattr(args, field)
+    return body
+
+
 def submit(args: argparse.Namespace) -> int:
-    job_input = _read_input(args.input)
+    body = _submit_body(args)
     client = _client(args)
-    body: dict[str, Any] = {"worker": args.worker, "input": job_input}
     if args.cpu is not None:
         body["cpu"] = args.cpu
     if args.memory is not None:
