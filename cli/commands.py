@@ -63,13 +63,29 @@ def _read_input(spec: str | None) -> Any:
 
 
 # --- submit / status ----------------------------------------------------------------------
+def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST /jobs body: a job (``--input``), or an array job (``--items``)."""
+    if getattr(args, "items", None) is None:
+        files = getattr(args, "file", None)  # --file: the input is built from the uploads
+        return {"worker": args.worker, "input": None if files else _read_input(args.input)}
+    items = _read_input(args.items)
+    if not isinstance(items, list):
+        raise CliError(Exit.USAGE, f"--items {args.items} must hold a JSON array")
+    body: dict[str, Any] = {"worker": args.worker, "items": items}
+    if args.input is not None:
+        body["input"] = _read_input(args.input)
+    for field in ("shard_size", "parallelism"):
+        if getattr(args, field, None) is not None:
+            body[field] = getattr(args, field)
+    return body
+
+
 def submit(args: argparse.Namespace) -> int:
     files = getattr(args, "file", None)
-    job_input = None if files else _read_input(args.input)
+    body = _submit_body(args)
     client = _client(args)
     if files:
-        job_input = _files_input(args, client, files)
-    body: dict[str, Any] = {"worker": args.worker, "input": job_input}
+        body["input"] = _files_input(args, client, files)
     if args.cpu is not None:
         body["cpu"] = args.cpu
     if args.memory is not None:

@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="JSON input file, or - for stdin (default: stdin when piped)",
     )
+    p.add_argument(
+        "--items",
+        default=None,
+        metavar="FILE",
+        help="array job: a JSON array of items (file, or - for stdin), run as children of "
+        "--shard-size items each; --input then holds only the fields every shard shares",
+    )
+    shards = p.add_mutually_exclusive_group()
+    shards.add_argument("--shard-size", type=int, metavar="N", help="array job: items per child")
+    shards.add_argument(
+        "--parallelism", type=int, metavar="N", help="array job: number of children"
+    )
     p.add_argument("--cpu", type=int, help="task CPU units override (e.g. 1024)")
     p.add_argument("--memory", type=int, help="task memory MiB override (e.g. 2048)")
     p.add_argument(

@@ -212,6 +212,19 @@ class ControlPlane(pulumi.ComponentResource):
                 ),
                 *run_workers,
                 *notify,  # a job that cannot be launched at all is failed and reported here
+                # An array job's fan-out step: its manifest, its children's rows and large
+                # shard inputs (job rows only; the rows of other kinds stay the API's).
+                iam.table_actions(
+                    iam.CREATE_ARRAY_CHILDREN_ACTIONS,
+                    table_arn,
+                    leading_keys=[JOB_PK_PREFIX + "*"],
+                    sid="CreateArrayChildren",
+                ),
+                iam.Statement(
+                    (*iam.OBJECT_READ_ACTIONS, *iam.OBJECT_WRITE_ACTIONS),
+                    [pulumi.Output.concat(bucket_arn, "/inputs/*")],
+                    sid="ArrayManifestsAndInputs",
+                ),
             ],
         )
         self.reconciler = function(
@@ -230,6 +243,7 @@ class ControlPlane(pulumi.ComponentResource):
                 iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
                 *enqueue,  # retry after a failed run; a drain request for the freed slot
                 *notify,
+                *iam.array_merge(bucket_arn),  # the last child of an array job ended
             ],
         )
         self.sweep = function(
@@ -244,6 +258,7 @@ class ControlPlane(pulumi.ComponentResource):
                 ),
                 *enqueue,  # retry of a job whose task never reported back
                 *notify,  # a job failed by the sweep is reported like any other failure
+                *iam.array_merge(bucket_arn),  # an array job nobody merged
             ],
         )
 

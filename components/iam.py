@@ -31,8 +31,14 @@ API_TABLE_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # an array job's children, by their derived ids
 )
-LAUNCHER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query")
+LAUNCHER_TABLE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:Query",
+    "dynamodb:BatchGetItem",  # an array job's fan-out step: which children exist already
+)
 SWEEP_TABLE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:UpdateItem",
@@ -60,6 +66,8 @@ LEASE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
 WORKER_DISPATCH_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 WORKER_QUEUE_READ_ACTIONS = ("dynamodb:Query",)
 RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
+# The launcher's fan-out step of an array job puts its children (job rows, in transactions).
+CREATE_ARRAY_CHILDREN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
@@ -270,6 +278,25 @@ def bucket_prefix_list(
 
 def bucket_prefix_write(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
     return Statement(OBJECT_WRITE_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
+
+
+def array_merge(bucket_arn: Resource) -> list[Statement]:
+    """Merging an array job (handlers/arrays.py: the reconciler, the sweep): read its
+    children's ``result.json`` and write the parent's ``results.jsonl`` and ``summary.json``,
+    never a worker's own result (``jobcontract.arrays.merged_key`` / ``summary_key``)."""
+    from jobcontract.arrays import merged_key, summary_key
+
+    def objects(key: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(bucket_arn, "/results/*/", key.rsplit("/", 1)[-1])
+
+    return [
+        Statement(OBJECT_READ_ACTIONS, [objects("result.json")], sid="ReadChildResults"),
+        Statement(
+            OBJECT_WRITE_ACTIONS,
+            [objects(merged_key("w", "j")), objects(summary_key("w", "j"))],
+            sid="WriteMergedResults",
+        ),
+    ]
 
 
 def _objects(bucket_arn: Resource, prefix: str) -> pulumi.Output[str]:

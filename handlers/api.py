@@ -48,7 +48,15 @@ from jobcontract import (
     new_job_id,
     queue_message,
 )
-from jobcontract.store import InvalidCursor, JobExists, JobStore, TransitionConflict, now_iso
+from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
+from jobcontract.store import (
+    InvalidCursor,
+    JobExists,
+    JobStore,
+    TransitionConflict,
+    now_iso,
+    storable,
+)
 
 DEFAULT_RESULT_URL_TTL = 900
 DEFAULT_JOB_TTL_DAYS = 30
@@ -56,7 +64,7 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory", "max_failed_item_share"})
-LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor"})
+LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor", "parent"})
 
 
 class ApiError(Exception):
@@ -69,11 +77,13 @@ class ApiError(Exception):
         message: str,
         details: list[str] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.details = details
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 @dataclass
@@ -130,10 +140,13 @@ def base_url(event: dict[str, Any]) -> str:
     return f"https://{domain}{full_path[: len(full_path) - len(path)]}"
 
 
-def _error_body(code: str, message: str, details: list[str] | None = None) -> dict[str, Any]:
+def _error_body(
+    code: str, message: str, details: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details[:20]
+    error.update(extra or {})
     return {"error": error}
 
 
@@ -172,9 +185,11 @@ def parse_event(event: dict[str, Any]) -> Request:
 
 # --- routes -----------------------------------------------------------------------------
 def create_job(req: Request) -> Response:
-    if len(req.body) > MAX_REQUEST_BYTES:
-        raise ApiError(413, "payload_too_large", f"request body exceeds {MAX_REQUEST_BYTES} bytes")
-    payload = _json_body(req.body)
+    payload = _submit_body(req.body)
+    if "items" in payload:  # an array job (handlers/array_api.py)
+        from handlers.array_api import create_array_job
+
+        return create_array_job(req, payload)
     unknown = sorted(set(payload) - JOB_REQUEST_FIELDS)
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
@@ -184,13 +199,7 @@ def create_job(req: Request) -> Response:
     if not isinstance(payload.get("input"), dict):
         raise ApiError(400, "invalid_request", "'input' is required and must be a JSON object")
     share = _failed_item_share(payload.get(JobField.MAX_FAILED_ITEM_SHARE))
-    key = req.header("idempotency-key")
-    if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1-255 printable ASCII characters without spaces",
-        )
+    key = _idempotency_key(req)
     store = _store()
     worker = _known_worker(store, worker_name)
     job_input = payload["input"]
@@ -208,12 +217,9 @@ def create_job(req: Request) -> Response:
     }
     if share:  # only when set: requests from before the field keep their hash (replays)
         hashed[JobField.MAX_FAILED_ITEM_SHARE] = float(share)  # 1 and 1.0 are one request
-    request_hash = hashlib.sha256(
-        json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    request_hash = _request_hash(hashed)
     if key is not None:
-        token = hashlib.sha256(f"{worker.name}\n{key}".encode()).hexdigest()[:32]
-        job_id = new_job_id(worker.name, token)
+        job_id = keyed_job_id(worker.name, key)
         existing = store.get(job_id)
         if existing is not None:
             return _replay(existing, request_hash, worker)
@@ -242,7 +248,7 @@ def create_job(req: Request) -> Response:
         item[JobField.IDEMPOTENCY_KEY] = key
     if share:
         item[JobField.MAX_FAILED_ITEM_SHARE] = share
-    if len(encoded_input) > MAX_INLINE_INPUT_BYTES or not _storable_inline(job_input):
+    if len(encoded_input) > MAX_INLINE_INPUT_BYTES or not storable(job_input):
         s3_key = input_key(worker.name, job_id)
         _aws.client("s3").put_object(
             Bucket=_aws.env(Env.RESULTS_BUCKET),
@@ -262,6 +268,53 @@ def create_job(req: Request) -> Response:
     _enqueue(worker, job_id, 0)
     _aws.log("INFO", "job_submitted", job_id=job_id, worker=worker.name, cpu=cpu, memory=memory)
     return Response(202, _submitted(created), {"Location": _links(job_id)["self"]})
+
+
+def _submit_body(body: bytes) -> dict[str, Any]:
+    """The parsed ``POST /jobs`` body: up to ``MAX_REQUEST_BYTES`` for a job, up to
+    ``MAX_ARRAY_REQUEST_BYTES`` (API Gateway's 10 MB) for an array job (``items``)."""
+    if len(body) > MAX_ARRAY_REQUEST_BYTES:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"request body exceeds {MAX_ARRAY_REQUEST_BYTES} bytes (max_array_request_bytes)",
+        )
+    if len(body) <= MAX_REQUEST_BYTES:
+        return _json_body(body)
+    try:
+        payload = _json_body(body)
+    except ApiError:
+        payload = {}
+    if not isinstance(payload.get("items"), list):
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"request body exceeds {MAX_REQUEST_BYTES} bytes (max_request_bytes; an array job "
+            f"with 'items' may send up to {MAX_ARRAY_REQUEST_BYTES})",
+        )
+    return payload
+
+
+def _idempotency_key(req: Request) -> str | None:
+    key = req.header("idempotency-key")
+    if key is not None and not IDEMPOTENCY_KEY_RE.match(key):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1-255 printable ASCII characters without spaces",
+        )
+    return key
+
+
+def keyed_job_id(worker: str, key: str) -> str:
+    """The job id an Idempotency-Key names (per worker): a replay finds its job by id."""
+    return new_job_id(worker, hashlib.sha256(f"{worker}\n{key}".encode()).hexdigest()[:32])
+
+
+def _request_hash(hashed: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
 
 
 def _replay(existing: dict[str, Any], request_hash: str, worker: WorkerRegistration) -> Response:
@@ -315,24 +368,6 @@ def _json_body(body: bytes) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
-
-
-def _storable_inline(value: Any, depth: int = 0) -> bool:
-    """Whether DynamoDB can hold ``value`` as is (number range, nesting depth); otherwise
-    the input goes to S3 like a large one."""
-    if depth > 30:
-        return False
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return True
-    if isinstance(value, int):
-        return abs(value) < 10**38
-    if isinstance(value, float):
-        return value == 0 or 1e-128 < abs(value) < 1e125
-    if isinstance(value, dict):
-        return all(k and _storable_inline(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_storable_inline(v, depth + 1) for v in value)
-    return False
 
 
 def _known_worker(store: JobStore, name: str) -> WorkerRegistration:
@@ -429,9 +464,13 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         ("heartbeat_at", JobField.HEARTBEAT_AT),
         ("task_definition", JobField.TASK_DEFINITION),
         ("task_arn", JobField.TASK_ARN),
+        ("parent_id", JobField.PARENT_ID),
+        ("shard", JobField.SHARD),
     ):
         if item.get(name) is not None:
             view[public] = item[name]
+    if item.get(JobField.ARRAY):
+        view["array"] = array_view(item)
     key = item.get(JobField.RESULT_KEY)
     # SUCCEEDED, or FAILED for its items (ItemsFailed): the result holds each item's outcome.
     if result_url and key and item[JobField.STATUS] in (JobStatus.SUCCEEDED, JobStatus.FAILED):
@@ -443,6 +482,23 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         )
         view["result"] = {"url": url, "expires_in": ttl}
     return view
+
+
+def array_view(item: dict[str, Any]) -> dict[str, Any]:
+    """An array job's shape: shards, items, its children by end state (and how many have
+    not ended; ``GET /jobs?parent=ID`` lists each child with its state)."""
+    array = item[JobField.ARRAY]
+    counts = {str(k): int(v) for k, v in (item.get(JobField.CHILDREN) or {}).items()}
+    shards = int(array.get("shards", 0))
+    return {
+        "item_field": array.get("item_field"),
+        "total_items": array.get("total_items"),
+        "shards": shards,
+        "shard_size": array.get("shard_size"),
+        "children": {**counts, "unfinished": max(0, shards - sum(counts.values()))},
+        "children_link": f"{_links(str(item[JobField.JOB_ID]))['self'].rsplit('/', 1)[0]}"
+        f"?parent={item[JobField.JOB_ID]}",
+    }
 
 
 def get_job(req: Request) -> Response:
@@ -462,6 +518,13 @@ def list_jobs(req: Request) -> Response:
         if len(values) != 1:
             raise ApiError(400, "invalid_query", f"give '{name}' once")
         params[name] = values[0]
+    limit_text = params.get("limit", str(DEFAULT_PAGE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
+        raise ApiError(400, "invalid_query", f"'limit' must be an integer 1..{MAX_PAGE}")
+    if "parent" in params:  # an array job's children (handlers/array_api.py)
+        from handlers.array_api import list_children
+
+        return list_children(_store(), params, int(limit_text))
     worker = params.get("worker")
     if worker is not None and (len(worker) > WORKER_NAME_MAX or not WORKER_NAME_RE.match(worker)):
         raise ApiError(400, "invalid_query", "'worker' is not a valid worker name")
@@ -470,9 +533,6 @@ def list_jobs(req: Request) -> Response:
         raise ApiError(
             400, "invalid_query", f"'status' must be one of {', '.join(JobStatus.__members__)}"
         )
-    limit_text = params.get("limit", str(DEFAULT_PAGE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-        raise ApiError(400, "invalid_query", f"'limit' must be an integer 1..{MAX_PAGE}")
     try:
         items, cursor = _store().list_jobs(
             worker=worker, status=status, limit=int(limit_text), cursor=params.get("cursor")
@@ -494,6 +554,10 @@ def cancel_job(req: Request) -> Response:
         status = JobStatus(item[JobField.STATUS])
         if status.terminal:
             raise ApiError(409, "job_terminal", f"job {job_id} is already {status.value}")
+        if item.get(JobField.ARRAY):  # cancels every child (handlers/array_api.py)
+            from handlers.array_api import cancel_array
+
+            return cancel_array(store, item)
         try:
             if status == JobStatus.QUEUED:
                 done = store.transition(
@@ -631,7 +695,8 @@ def handle(req: Request) -> Response:
     try:
         return dispatch(req)
     except ApiError as exc:
-        return Response(exc.status, _error_body(exc.code, exc.message, exc.details), exc.headers)
+        body = _error_body(exc.code, exc.message, exc.details, exc.extra)
+        return Response(exc.status, body, exc.headers)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))

@@ -58,6 +58,7 @@ from jobcontract import (
     access_denied_error,
     queue_message,
 )
+from jobcontract.arrays import all_created, children_created, fanout_message, fanout_parent
 from jobcontract.dispatch import (
     DRAIN_MESSAGE,
     Claimed,
@@ -252,6 +253,34 @@ class Launcher:
         self.bucket = runtask_bucket()
         self.parked = 0  # jobs parked in this batch: drain after it
 
+    def fan_out(self, parent_id: str) -> LaunchOutcome:
+        """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
+        more children than it writes itself): its children from the manifest, parked, then
+        drained after the batch. A redelivery creates only what is missing."""
+        from handlers import arrays  # only here: the launcher's cold start stays light
+
+        parent = self.store.get(parent_id)
+        if (
+            parent is None
+            or not parent.get(JobField.ARRAY)
+            or not parent.get(JobField.INPUT_S3_KEY)
+        ):
+            return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
+        if all_created(parent) or JobStatus(parent[JobField.STATUS]).terminal:
+            return LaunchOutcome(parent_id, "skipped", detail="children created already")
+        if parent.get(JobField.CANCEL_REQUESTED):  # its unwritten shards count as cancelled
+            return LaunchOutcome(parent_id, "skipped", detail="array job cancelled")
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if worker is None:
+            return LaunchOutcome(parent_id, "skipped", detail="worker is not registered")
+        done = arrays.fan_out_from_manifest(self.store, worker, parent)
+        made = children_created(done) - children_created(parent)
+        self.parked += made
+        if not all_created(done):  # the next step, as its own message (bounded work each)
+            url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+            _aws.client("sqs").send_message(QueueUrl=url, **fanout_message(parent_id))
+        return LaunchOutcome(parent_id, "skipped", detail=f"{made} children created")
+
     # --- one message ------------------------------------------------------------------
     def process(self, body: str) -> LaunchOutcome:
         """One message: a drain request, or a job to claim and launch (see the module doc).
@@ -259,6 +288,9 @@ class Launcher:
         if _is_drain(body):
             launched = self.drain()
             return LaunchOutcome("", "drained", detail=f"{len(launched)} launched")
+        parent_id = fanout_parent(body)
+        if parent_id is not None:
+            return self.fan_out(parent_id)
         try:
             job_id, attempt = parse_message(body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -292,6 +324,7 @@ class Launcher:
             cap=worker.max_concurrency,
             cpu=_task_cpu(job, worker),
             cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+            array_child=bool(job.get(JobField.PARENT_ID)),
         )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
@@ -350,6 +383,7 @@ class Launcher:
                 cpu=_task_cpu(job, worker),
                 cancel_flag=job.get(JobField.CANCEL_REQUESTED),
                 woken=True,
+                array_child=bool(job.get(JobField.PARENT_ID)),
             )
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one

@@ -182,7 +182,10 @@ def wanted(status: str) -> bool:
 
 
 def job_finished(item: dict[str, Any]) -> dict[str, str]:
-    """Send a finished job to its sinks; returns sink -> "ok" | "skipped" | error text."""
+    """Send a finished job to its sinks; returns sink -> "ok" | "skipped" | error text.
+    An array job's child is never sent: its parent is, once, when the last child ended."""
+    if item.get(JobField.PARENT_ID):
+        return {}
     info = summary(item)
     failed = info["status"] == JobStatus.FAILED.value
     sinks: list[tuple[str, Callable[[dict[str, Any]], None], bool]] = [

@@ -32,12 +32,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws, notify
+from handlers import _aws, arrays, notify
 from handlers.launcher import LaunchState
 from handlers.registry import WorkerRegistration, family_of, get_worker, worker_by_family
 from jobcontract import (
@@ -200,7 +202,9 @@ class Reconciler:
         # The task's slot: settle the job it ran last (warm reuse runs several), report the
         # ones before it, then give the slot back and let the launcher hand it on. Released
         # last, so a retried event still finds which job the task ran.
-        outcome = self._settle(task.running(lease))
+        outcome = self._settle(
+            task.running(lease), child=bool(lease.get(DispatchField.ARRAY_CHILD))
+        )
         self._report_earlier(lease, task)
         if self.dispatch.release(str(lease_key), lease_item=lease):
             _send_drain(str(lease.get(DispatchField.WORKER, "")), self.store)
@@ -213,11 +217,12 @@ class Reconciler:
         for job in self.store.get_many(earlier):
             status = JobStatus(job[JobField.STATUS])
             if status.terminal and job.get(JobField.TASK_ARN) in (None, task.task_arn):
-                self._notify_once(job)
+                self._ended(job)
 
-    def _settle(self, task: StoppedTask) -> str:
-        if task.clean_success and not notify.wanted(JobStatus.SUCCEEDED.value):
-            # The worker recorded SUCCEEDED and no sink reports successes: no read, no write.
+    def _settle(self, task: StoppedTask, *, child: bool = False) -> str:
+        if task.clean_success and not child and not notify.wanted(JobStatus.SUCCEEDED.value):
+            # The worker recorded SUCCEEDED and no sink reports successes: no read, no write
+            # (an array job's child is read: its end is counted on its parent).
             return "skipped: exit 0, SUCCEEDED recorded by the worker"
         job_id = self._job_id(task)
         if job_id is None:
@@ -275,7 +280,7 @@ class Reconciler:
         recorded_task = job.get(JobField.TASK_ARN)
         if status.terminal:
             if recorded_task in (None, task.task_arn):
-                self._notify_once(job)
+                self._ended(job)
                 return f"terminal: {status.value}"
             return "ignored: terminal, other task"
         if status not in ACTIVE:
@@ -451,8 +456,30 @@ class Reconciler:
             attempts=attempts,
             error=error,
         )
-        self._notify_once(done)
+        self._ended(done)
         return f"final: {target.value}"
+
+    def _ended(self, job: dict[str, Any]) -> None:
+        """A job ended: report it, or, for an array job's child, count it on its parent
+        (``handlers.arrays``) and, when it was the last, merge and report the parent once."""
+        if not job.get(JobField.PARENT_ID):
+            self._notify_once(job)
+            return
+        parent = arrays.record_end(self.store, job)
+        if parent is not None:
+            self.finish_parent(parent)
+
+    def finish_parent(
+        self,
+        parent: dict[str, Any],
+        now: datetime | None = None,
+        read_many: arrays.ReadMany | None = None,
+    ) -> dict[str, Any] | None:
+        """Merge and end a parent whose children are all counted, then report it once."""
+        done = arrays.finalize(self.store, parent, now, read_many or read_side_by_side)
+        if done is not None:
+            self._notify_once(done)
+        return done
 
     def _notify_once(self, job: dict[str, Any]) -> None:
         if not notify.wanted(str(job[JobField.STATUS])):
@@ -467,6 +494,12 @@ class Reconciler:
         except TransitionConflict:
             return  # already notified (duplicate event) or the job changed
         notify.job_finished(claimed)
+
+
+def read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:
+    """The merge's reads of children's results, ``arrays.READ_THREADS`` at once."""
+    with ThreadPoolExecutor(arrays.READ_THREADS) as pool:
+        return list(pool.map(lambda item: fn(item), items))
 
 
 def _same_cluster(configured: str, actual: str) -> bool:

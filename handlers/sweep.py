@@ -29,17 +29,19 @@ Fargate has no task timeout, and events can be lost, so periodically:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws
+from handlers import _aws, arrays
 from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus, queue_message
+from jobcontract.arrays import all_created, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.managed_instances import STARTUP_TIMEOUT_PREFIX, startup_timeout_reason
@@ -95,7 +97,11 @@ class Sweeper:
 
     def run(self) -> SweepReport:
         due: list[tuple[dict[str, Any], str]] = []
+        parents: list[dict[str, Any]] = []
         for job in self.store.list_by_status(JobStatus.RUNNING):
+            if job.get(JobField.ARRAY):  # an array job's parent: no task, no heartbeat
+                parents.append(job)
+                continue
             reason = self._running_problem(job)
             if reason:
                 due.append((job, reason))
@@ -104,6 +110,8 @@ class Sweeper:
             if reason:
                 due.append((job, reason))
         self._act(due)
+        for parent in parents:
+            self._settle_parent(parent)
         for job in self.store.list_by_status(JobStatus.QUEUED):
             if not job.get(JobField.WAITING_SINCE):  # a parked job has no message to redo
                 self._maybe_redrive(job)
@@ -130,6 +138,45 @@ class Sweeper:
             worker = get_worker(self.store, str(job[JobField.WORKER]))
             if worker is not None and send_resume(job, worker.queue_url):
                 self.report.resumed.append(str(job[JobField.JOB_ID]))
+
+    # --- array jobs ---------------------------------------------------------------------
+    def _settle_parent(self, parent: dict[str, Any]) -> None:
+        """Backstops of an array job's parent: go on with a cancel cascade; once it has been
+        quiet for ``BATCH_REDRIVE_SECONDS``, re-send a lost fan-out message or count the
+        children whose end was not counted (their event was lost); and merge when every
+        child is counted but nobody merged (the API counted the last, or a merge died)."""
+        cancelled = bool(parent.get(JobField.CANCEL_REQUESTED))
+        if cancelled:
+            arrays.cancel_children(self.store, parent, self._stop_cancelled)
+            parent = self.store.get(str(parent[JobField.JOB_ID])) or parent
+        quiet = _age(self.now, parent.get(JobField.UPDATED_AT)) or 0
+        if quiet > self.redrive_after and not all_created(parent) and not cancelled:
+            self._resend_fanout(parent)  # its fan-out message was lost
+        elif not is_complete(parent) and quiet > self.redrive_after:
+            parent = arrays.recount(self.store, parent)
+        if is_complete(parent):
+            done = self.reconciler.finish_parent(parent, self.now, _read_side_by_side)
+            if done is not None:
+                self.report.settled[str(parent[JobField.JOB_ID])] = f"final: {done['status']}"
+
+    def _resend_fanout(self, parent: dict[str, Any]) -> None:
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if not parent.get(JobField.INPUT_S3_KEY) or worker is None:
+            return  # no manifest: only a replay of the request can create its children
+        url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+        try:
+            _aws.client("sqs").send_message(
+                QueueUrl=url, **fanout_message(str(parent[JobField.JOB_ID]))
+            )
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("ERROR", "sweep_fanout_failed", job_id=parent[JobField.JOB_ID], error=str(exc))
+            return
+        self.report.redriven.append(str(parent[JobField.JOB_ID]))
+
+    def _stop_cancelled(self, child: dict[str, Any]) -> None:
+        task_arn = child.get(JobField.TASK_ARN)
+        if task_arn:
+            self._stop(str(child[JobField.JOB_ID]), str(task_arn), "Cancelled with its array job")
 
     # --- dispatch backstops -------------------------------------------------------------
     def _release_lost_slots(self) -> None:
@@ -299,6 +346,13 @@ class Sweeper:
         except Exception as exc:  # the job moved on (e.g. launched): nothing to do
             _aws.log("INFO", "sweep_redrive_raced", job_id=job_id, error=str(exc))
         self.report.redriven.append(job_id)
+
+
+def _read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:
+    """The merge's reads of children's results, side by side (here, so the sweep's pool
+    threads run the sweep's code)."""
+    with ThreadPoolExecutor(arrays.READ_THREADS) as pool:
+        return list(pool.map(lambda item: fn(item), items))
 
 
 def redrive_dedup_id(job_id: str, attempt: int, now: datetime) -> str:

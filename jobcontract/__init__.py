@@ -60,6 +60,9 @@ class Env:
     # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,
     # i.e. the most launcher invocations at once (each may use 1/N of RunTask's account rate).
     LAUNCHER_CONCURRENCY: Final = "BATCH_LAUNCHER_CONCURRENCY"
+    # Array jobs: the most children the API writes within the request (default
+    # jobcontract.arrays.DEFAULT_SYNC_CHILDREN); more go through the launcher's fan-out step.
+    ARRAY_SYNC_CHILDREN: Final = "BATCH_ARRAY_SYNC_CHILDREN"
 
 
 class JobStatus(StrEnum):
@@ -163,8 +166,20 @@ class JobField:
     # Set while a QUEUED job waits for a slot ("parked", jobcontract/dispatch.py): its
     # message is gone, the dispatch state starts it when a slot frees.
     WAITING_SINCE: Final = "waiting_since"
-    SOURCE: Final = "source"  # "api" | "schedule"
+    SOURCE: Final = "source"  # "api" | "schedule" | "array" (a child of an array job)
     EXPIRES_AT: Final = Table.TTL_ATTRIBUTE
+    # Array jobs (jobcontract/arrays.py). On the parent: ``array`` {"item_field",
+    # "total_items", "shards", "shard_size"}, ``children`` {"SUCCEEDED", "FAILED",
+    # "CANCELLED"} counts, ``done_shards`` (string set of the shard indexes counted: the
+    # fan-in's once-only marker), ``merge`` {"owner", "at"} (who merges), ``summary_key``.
+    ARRAY: Final = "array"
+    CHILDREN: Final = "children"
+    DONE_SHARDS: Final = "done_shards"
+    MERGE: Final = "merge"
+    SUMMARY_KEY: Final = "summary_key"
+    # On a child: its parent's job id and ``shard`` {"index", "offset", "count"}.
+    PARENT_ID: Final = "parent_id"
+    SHARD: Final = "shard"
 
 
 class WorkerField:

@@ -31,6 +31,7 @@ the reconciler, the sweep and every worker task.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -66,6 +67,9 @@ class F:
     CURRENT_JOB: Final = "current_job"
     CURRENT_ATTEMPT: Final = "current_attempt"
     RAN: Final = "ran"  # string set: the jobs a reused task finished before its current one
+    # Set once the task ran a child of an array job: the reconciler then reads the job at
+    # the task's stop even after a clean exit 0, to count the child on its parent.
+    ARRAY_CHILD: Final = "array_child"
 
 
 def worker_key(worker: str) -> str:
@@ -227,6 +231,7 @@ class Dispatch:
         cpu: int,
         cancel_flag: Any = None,
         woken: bool = False,
+        array_child: bool = False,
     ) -> Claimed | str:
         """``QUEUED -> DISPATCHED`` (attempt + 1) together with a slot: the worker's task
         count, the stack budget and the new task's lease, in one transaction. A fresh job
@@ -272,6 +277,7 @@ class Dispatch:
                         F.CPU: cpu,
                         F.CURRENT_JOB: job_id,
                         F.CURRENT_ATTEMPT: run,
+                        **({F.ARRAY_CHILD: 1} if array_child else {}),
                     }
                 ),
                 "ConditionExpression": "attribute_not_exists(#pk)",
@@ -329,6 +335,66 @@ class Dispatch:
         except TransactionRefused:
             return False
         return True
+
+    def create_parked(self, jobs: Iterable[Mapping[str, Any]], worker: str) -> int:
+        """Create QUEUED jobs already parked (``waiting_since``): an array job's children,
+        which the drain and warm tasks start as slots free, with no SQS message each.
+        Written in transactions of up to 100 conditional puts (``attribute_not_exists``), so a
+        replayed request never overwrites a child that has moved on; a chunk refused because
+        some exist is written one by one, skipping those. The worker's ``waiting`` count is
+        raised before each chunk (an over-count is healed by the drain, an under-count would
+        strand a parked job) and lowered by the jobs that existed. A refused chunk costs one
+        BatchGetItem, so a replay or resumed fan-out mostly reads. Returns how many this call
+        created."""
+        created = 0
+        for chunk in _chunks(jobs):
+            self._add_waiting(worker, len(chunk))
+            made = self._put_new(chunk)
+            if made is None:  # some exist (a replay, a resumed fan-out): write the others
+                there = {str(j[JobField.JOB_ID]) for j in self.store.get_many(_ids(chunk))}
+                missing = [item for item in chunk if str(item[JobField.JOB_ID]) not in there]
+                made = self._put_new(missing) if missing else 0
+                if made is None:
+                    made = sum(self._put_new([item]) or 0 for item in missing)
+            if made < len(chunk):
+                self._add_waiting(worker, made - len(chunk))
+            created += made
+        return created
+
+    def _put_new(self, chunk: list[Item]) -> int | None:
+        """Put every item of ``chunk`` in one transaction if none exists: its size, or None
+        when one existed (0 for a chunk of one). Transaction conflicts are retried."""
+        ops = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _attrs(item),
+                    "ConditionExpression": "attribute_not_exists(#pk)",
+                    "ExpressionAttributeNames": {"#pk": Table.PK},
+                }
+            }
+            for item in chunk
+        ]
+        for attempt in range(5):
+            try:
+                self._transact(ops)
+            except TransactionRefused as refused:
+                if "ConditionalCheckFailed" in refused.reasons:
+                    return 0 if len(chunk) == 1 else None
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+                continue
+            for item in chunk:
+                log_transition(item, None)
+            return len(chunk)
+        return None  # pragma: no cover - the loop returns or raises
+
+    def _add_waiting(self, worker: str, delta: int) -> None:
+        op = self._counts_op(
+            worker_key(worker), {F.WAITING: delta}, None, {}, kind=KIND_DISPATCH, worker=worker
+        )
+        self.client.update_item(**op)
 
     def release(
         self,
@@ -423,9 +489,10 @@ class Dispatch:
                 kind=KIND_DISPATCH,
                 worker=worker,
             )
+            child = {F.ARRAY_CHILD: 1} if job.get(JobField.PARENT_ID) else {}
             lease_op = self._lease_op(
                 lease,
-                {F.CURRENT_JOB: job_id, F.CURRENT_ATTEMPT: attempt + 1},
+                {F.CURRENT_JOB: job_id, F.CURRENT_ATTEMPT: attempt + 1, **child},
                 remove_idle=idle,
                 add_ran=finished,
             )
@@ -665,6 +732,35 @@ class Dispatch:
             self.client.transact_write_items(TransactItems=ops)
         except self.client.exceptions.TransactionCanceledException as exc:
             raise _refused(exc, len(ops)) from exc
+
+
+# AWS rules: TransactWriteItems takes at most 100 actions and 4 MB in all.
+TRANSACTION_ITEMS: Final = 100
+TRANSACTION_BYTES: Final = 3_500_000  # below 4 MB, leaving room for attribute overhead
+
+
+def _ids(items: list[Item]) -> list[str]:
+    return [str(item[JobField.JOB_ID]) for item in items]
+
+
+def _chunks(jobs: Iterable[Mapping[str, Any]]) -> Iterable[list[Item]]:
+    """Jobs (``JobStore.prepare``d, parked) in transaction-sized groups."""
+    chunk: list[Item] = []
+    size = 0
+    for job in jobs:
+        item = JobStore.prepare(job)
+        item.setdefault(JobField.WAITING_SINCE, item[JobField.CREATED_AT])
+        weight = len(json.dumps(item, default=str))
+        if chunk and size + weight > TRANSACTION_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += weight
+        if len(chunk) >= TRANSACTION_ITEMS:  # written at once, before the next is built
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 def _claimed(job_id: str, worker: str, attempt: int, lease: str) -> Claimed:

@@ -141,6 +141,24 @@ def from_item(item: Mapping[str, Any]) -> Item:
     return {k: from_attr(v) for k, v in item.items()}
 
 
+def storable(value: Any, depth: int = 0) -> bool:
+    """Whether DynamoDB can hold ``value`` as is (number range, nesting depth); otherwise
+    the input goes to S3 like a large one."""
+    if depth > 30:
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return abs(value) < 10**38
+    if isinstance(value, float):
+        return value == 0 or 1e-128 < abs(value) < 1e125
+    if isinstance(value, dict):
+        return all(k and storable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(storable(v, depth + 1) for v in value)
+    return False
+
+
 def scheduled_job(
     job_id: str,
     worker: str,
@@ -352,22 +370,8 @@ class JobStore:
         Fills ``pk``, ``kind``, ``worker_status``, ``created_at``/``updated_at``,
         ``timestamps`` and ``attempts`` (0) when the caller has not.
         """
-        item: Item = dict(job)
+        item = self.prepare(job)
         job_id = str(item[JobField.JOB_ID])
-        status = _status(item.get(JobField.STATUS, JobStatus.QUEUED))
-        at = str(item.get(JobField.CREATED_AT) or now_iso())
-        item.update(
-            {
-                Table.PK: job_pk(job_id),
-                JobField.KIND: Table.KIND_JOB,
-                JobField.STATUS: status.value,
-                JobField.WORKER_STATUS: worker_status(str(item[JobField.WORKER]), status),
-                JobField.CREATED_AT: at,
-            }
-        )
-        item.setdefault(JobField.UPDATED_AT, at)
-        item.setdefault(JobField.TIMESTAMPS, {status.value: at})
-        item.setdefault(JobField.ATTEMPTS, 0)
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -379,6 +383,26 @@ class JobStore:
         except self.client.exceptions.ConditionalCheckFailedException as exc:
             raise JobExists(job_id, _old_item(exc)) from exc
         log_transition(item, None)
+        return item
+
+    @staticmethod
+    def prepare(job: Mapping[str, Any]) -> Item:
+        """A new job item as ``create`` writes it (also used by batched creations)."""
+        item: Item = dict(job)
+        status = _status(item.get(JobField.STATUS, JobStatus.QUEUED))
+        at = str(item.get(JobField.CREATED_AT) or now_iso())
+        item.update(
+            {
+                Table.PK: job_pk(str(item[JobField.JOB_ID])),
+                JobField.KIND: Table.KIND_JOB,
+                JobField.STATUS: status.value,
+                JobField.WORKER_STATUS: worker_status(str(item[JobField.WORKER]), status),
+                JobField.CREATED_AT: at,
+            }
+        )
+        item.setdefault(JobField.UPDATED_AT, at)
+        item.setdefault(JobField.TIMESTAMPS, {status.value: at})
+        item.setdefault(JobField.ATTEMPTS, 0)
         return item
 
     def transition(

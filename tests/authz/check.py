@@ -820,7 +820,8 @@ def _substitute(value: Any, pairs: Sequence[tuple[str, str]]) -> Any:
             value = value.replace(old, new)
         return value
     if isinstance(value, Mapping):
-        return {k: _substitute(v, pairs) for k, v in value.items()}
+        # Keys too: BatchGetItem's RequestItems is keyed by table name.
+        return {_substitute(k, pairs): _substitute(v, pairs) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_substitute(v, pairs) for v in value]
     return value

@@ -272,3 +272,18 @@ def test_explicit_deny_wins_and_kms_needs_the_key_policy() -> None:
         "id", {"Statement": [{"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}]}
     )
     assert not evaluate(kms, [grant], [key_policy], resource_policy_required=True).allowed
+
+
+def test_rebind_renames_table_names_used_as_keys() -> None:
+    """BatchGetItem names its tables as the keys of RequestItems: rebinding a dev trace to
+    prod must rename those too, or prod's grants are checked against dev's table."""
+    from tests.authz.check import rebind
+
+    call = Call(
+        "dynamodb",
+        "BatchGetItem",
+        {"RequestItems": {"ai-batch-dev-jobs": {"Keys": [{"pk": {"S": "job#w_1"}}]}}},
+        Principal("function", "api"),
+    )
+    (moved,) = rebind([call], {"ai-batch-dev-jobs": "ai-batch-prod-jobs"})
+    assert list(moved.params["RequestItems"]) == ["ai-batch-prod-jobs"]

@@ -314,6 +314,31 @@ def test_submit_wait_exit_code_tells_failed_items_apart(
         assert "ItemsFailed: 3 of 10 items failed" in err
 
 
+def test_submit_items_sends_an_array_job(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    gateway, fake = api
+    fake.answer = lambda e: _proxy(202, {"job_id": JOB_ID, "status": "RUNNING", "links": {}})
+    items, shared = tmp_path / "items.json", tmp_path / "in.json"
+    items.write_text('["a", "b", "c"]')
+    shared.write_text('{"language": "en"}')
+    endpoint = ("--api-url", gateway.url, "--api-key", KEY)
+    code, out, err = _run(
+        capsys, "submit", "echo", "--items", str(items), "--input", str(shared), "--shard-size",
+        "2", *endpoint,
+    )  # fmt: skip
+    assert code == Exit.OK and out.strip() == JOB_ID, err
+    assert json.loads(fake.events[0]["body"]) == {
+        "worker": "echo",
+        "items": ["a", "b", "c"],
+        "input": {"language": "en"},
+        "shard_size": 2,
+    }
+    shared.write_text('{"not": "a list"}')
+    code, _, err = _run(capsys, "submit", "echo", "--items", str(shared), *endpoint)
+    assert code == Exit.USAGE and "must hold a JSON array" in err
+
+
 def test_a_share_outside_0_to_1_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ("1.5", "-0.1", "nan", "half"):
         assert main(["submit", "echo", "--max-failed-item-share", bad]) == Exit.USAGE

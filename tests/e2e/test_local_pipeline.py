@@ -246,6 +246,32 @@ def test_three_seed_workers_produce_results(pipeline: LocalPipeline) -> None:
     assert "lake" in text.lower()  # the description comes from the page, not a template
 
 
+def test_array_job_fans_out_runs_every_shard_and_merges(
+    pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed worker, unchanged, as an array job: the launcher's fan-out step writes the
+    children (BATCH_ARRAY_SYNC_CHILDREN 2 < 3 shards), they run as ordinary jobs, and the
+    reconciler merges one line per item in item order."""
+    monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "2")
+    docs = [
+        {"id": f"d{i}", "text": f"Batch jobs scale to zero. Item {i} is short."} for i in range(5)
+    ]
+    status, body = call(
+        pipeline, "POST", "/jobs", {"worker": "content-analyzer", "items": docs, "shard_size": 2}
+    )
+    assert status == 202 and body["children"] == 3, body
+    parent = wait(pipeline, body["job_id"], timeout=120)
+    assert parent["status"] == "SUCCEEDED", parent
+    assert parent["items"] == {"total": 5, "succeeded": 5, "failed": 0}
+    assert parent["array"]["children"]["SUCCEEDED"] == 3
+    with urllib.request.urlopen(parent["result"]["url"], timeout=30) as resp:
+        lines = [json.loads(line) for line in resp.read().decode().splitlines()]
+    assert [line["index"] for line in lines] == list(range(5))
+    assert [line["result"]["id"] for line in lines] == [d["id"] for d in docs]
+    status, children = call(pipeline, "GET", f"/jobs?parent={body['job_id']}")
+    assert status == 200 and [c["status"] for c in children["jobs"]] == ["SUCCEEDED"] * 3
+
+
 # --- failure, retry, notification -----------------------------------------------------------
 def test_crashing_job_is_retried_then_failed_and_reported(
     pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -524,17 +550,24 @@ def test_spot_interruption_resumes_from_the_checkpoint(pipeline: LocalPipeline) 
 # What the module's paths must have put in the trace for the check to mean anything.
 EXPECTED_IN_TRACE = {
     ("function", "api"): {
+        "dynamodb:BatchGetItem",  # an array job's children
         "dynamodb:PutItem",
         "sqs:SendMessage",
         "s3:presign:GetObject",
         "ecs:StopTask",
     },
-    ("function", "launcher"): {"ecs:RunTask", "dynamodb:UpdateItem"},
+    ("function", "launcher"): {
+        "ecs:RunTask",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",  # an array job's manifest, in its fan-out step
+    },
     ("function", "reconciler"): {
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",  # a scheduled run that died before recording itself
         "sqs:SendMessage",
         "sns:Publish",
+        "s3:GetObject",  # an array job's children's results ...
+        "s3:PutObject",  # ... merged
     },
     ("function", "sweep"): {"dynamodb:Query"},
     ("task", "content-analyzer"): {

@@ -139,6 +139,7 @@ def test_api_role(dev_platform: StackGraph) -> None:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "dynamodb:Query",
+        "dynamodb:BatchGetItem",  # an array job's children
         "s3:GetObject",
         "s3:PutObject",
         "ecs:StopTask",
@@ -188,6 +189,10 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "sqs:DeleteMessage",
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
+        # an array job's fan-out step: which children exist, its manifest, shard inputs
+        "dynamodb:BatchGetItem",
+        "s3:GetObject",
+        "s3:PutObject",
     }
     (consume,) = grants(stmts, "sqs:ReceiveMessage")
     queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
@@ -199,6 +204,15 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
     (lease,) = grants(stmts, "dynamodb:DeleteItem")
     assert set(lease["Action"]) == {"dynamodb:PutItem", "dynamodb:DeleteItem"}
     assert lease["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}
+    # PutItem otherwise only on job rows (an array job's children), never registrations.
+    puts = grants(stmts, "dynamodb:PutItem")
+    assert sorted(str(p["Condition"]) for p in puts) == sorted(
+        str({"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [keys]}})
+        for keys in ("slot#*", "job#*")
+    )
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert [g["Resource"] for g in grants(stmts, action)] == [[f"{bucket}/inputs/*"]]
     (describe,) = grants(stmts, "ecs:DescribeTasks")
     assert describe["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
     assert describe["Condition"] == {"ArnEquals": {"ecs:cluster": cluster}}
@@ -495,3 +509,24 @@ def test_api_role_puts_objects_under_inputs_only(dev_platform: StackGraph) -> No
         assert not _allowed(policies, "s3:PutObject", elsewhere), elsewhere
     (write,) = grants(role_policy(dev_platform, "api-policy"), "s3:PutObject")
     assert write["Sid"] == "WriteInputs" and as_list(write["Action"]) == ["s3:PutObject"]
+
+
+@pytest.mark.parametrize("role", ["reconciler-policy", "sweep-policy"])
+def test_array_merge_writes_only_merged_results(dev_platform: StackGraph, role: str) -> None:
+    """The reconciler and the sweep merge array jobs: they read children's result.json and
+    write a parent's results.jsonl and summary.json, and nothing else in the bucket (not a
+    worker's own result, not an input); the API, which only counts ends, writes none."""
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    policies = _launcher(dev_platform, role)
+    parent = f"{bucket}/results/docs/docs_{'a' * 32}"
+    assert _allowed(policies, "s3:GetObject", f"{bucket}/results/docs/docs_{'b' * 32}/result.json")
+    assert _allowed(policies, "s3:PutObject", f"{parent}/results.jsonl")
+    assert _allowed(policies, "s3:PutObject", f"{parent}/summary.json")
+    assert not _allowed(policies, "s3:PutObject", f"{parent}/result.json")
+    assert not _allowed(policies, "s3:PutObject", f"{bucket}/inputs/docs/x.json")
+    assert not _allowed(policies, "s3:GetObject", f"{bucket}/inputs/docs/x.json")
+    assert not _allowed(
+        policies, "s3:PutObject", "arn:aws:s3:::other-bucket/results/a/results.jsonl"
+    )
+    api = _launcher(dev_platform, "api-policy")
+    assert not _allowed(api, "s3:PutObject", f"{parent}/results.jsonl")

@@ -180,4 +180,4 @@ def test_list_limits(doc: dict[str, Any]) -> None:
     params = {p["name"]: p for p in doc["paths"]["/jobs"]["get"]["parameters"]}
     assert params["limit"]["schema"]["minimum"] == 1
     assert params["limit"]["schema"]["maximum"] == 100
-    assert set(params) == {"worker", "status", "limit", "cursor"}
+    assert set(params) == {"worker", "status", "limit", "cursor", "parent"}

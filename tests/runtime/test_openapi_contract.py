@@ -19,6 +19,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from handlers import api
+from handlers.array_api import ARRAY_REQUEST_FIELDS as ARRAY_FIELDS
 from jobcontract import (
     DEFAULT_MAX_FAILED_ITEM_SHARE,
     FARGATE_CPU_MEMORY,
@@ -70,7 +71,7 @@ def test_validation_constants_match_the_document(doc) -> None:
     assert schemas["JobStatus"]["enum"] == [s.value for s in JobStatus]
     assert schemas["WorkerName"]["pattern"] == WORKER_NAME_RE.pattern
     assert schemas["JobRequest"]["properties"]["cpu"]["enum"] == sorted(FARGATE_CPU_MEMORY)
-    assert set(schemas["JobRequest"]["properties"]) == api.JOB_REQUEST_FIELDS
+    assert set(schemas["JobRequest"]["properties"]) == api.JOB_REQUEST_FIELDS | ARRAY_FIELDS
     share = schemas["MaxFailedItemShare"]
     assert (share["minimum"], share["maximum"]) == (0, 1)
     assert share["default"] == DEFAULT_MAX_FAILED_ITEM_SHARE
@@ -163,6 +164,12 @@ def test_responses_match_the_document(doc, pipeline_resources) -> None:
     store.transition(running, "QUEUED", "DISPATCHED", attempt=0, increment_attempts=True)
     check("POST", f"/jobs/{running}/cancel")  # 202
     check("POST", "/jobs/echo_" + "1" * 32 + "/cancel")  # 404
+    array = check("POST", "/jobs", {"worker": "echo", "items": ["a", "b", "c"], "shard_size": 2})
+    check("POST", "/jobs", {"worker": "echo", "items": ["a", 1]})  # 400 invalid_items
+    assert check("GET", f"/jobs/{array['job_id']}")["array"]["shards"] == 2
+    children = check("GET", "/jobs", query={"parent": array["job_id"]})["jobs"]
+    assert [c["shard"]["index"] for c in children] == [0, 1]
+    assert check("POST", f"/jobs/{array['job_id']}/cancel")["cancel"]["cancelled"] == 2
     statuses = {(m, t): set() for m, t, _ in seen}
     for m, t, s in seen:
         statuses[(m, t)].add(s)

@@ -1,0 +1,342 @@
+"""The API side of array jobs (``jobcontract.arrays``): submit, list children, cancel.
+
+``POST /jobs`` with ``items`` lands here from ``handlers.api.create_job``. Everything is
+checked before anything is written: the body and item sizes, the shard count, the shard size
+against the worker's ``minItems``/``maxItems``, the rest of the input, and every item against
+the item schema of the worker's array property (all invalid items reported by index in one
+400). Then the parent is written (RUNNING, no task), then its children, parked in batched
+conditional transactions (``Dispatch.create_parked``), then one drain request wakes the
+launcher. A replay with the same Idempotency-Key creates the children a failed first request
+did not; one with another body is a 409.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers import _aws, arrays
+from handlers.api import (
+    DEFAULT_JOB_TTL_DAYS,
+    ApiError,
+    Request,
+    Response,
+    _failed_item_share,
+    _idempotency_key,
+    _known_worker,
+    _links,
+    _request_hash,
+    _resources,
+    _stop_task,
+    _store,
+    _submitted,
+    job_view,
+    keyed_job_id,
+)
+from handlers.registry import WorkerRegistration
+from jobcontract import (
+    JOB_ID_RE,
+    Env,
+    JobField,
+    JobStatus,
+    new_job_id,
+)
+from jobcontract import arrays as contract
+from jobcontract.dispatch import drain_message
+from jobcontract.schema import Validator
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+
+ARRAY_REQUEST_FIELDS = frozenset(
+    {
+        "worker",
+        "input",
+        "items",
+        "shard_size",
+        "parallelism",
+        "cpu",
+        "memory",
+        JobField.MAX_FAILED_ITEM_SHARE,
+    }
+)
+
+
+def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
+    """``POST /jobs`` with ``items``: validate all, then parent, children, one drain."""
+    unknown = sorted(set(payload) - ARRAY_REQUEST_FIELDS)
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
+    worker_name, items = payload.get("worker"), payload.get("items")
+    if not isinstance(worker_name, str) or not worker_name:
+        raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "invalid_request", "'items' must be a non-empty JSON array")
+    base = payload.get("input", {})
+    if not isinstance(base, dict):
+        raise ApiError(400, "invalid_request", "'input' must be a JSON object")
+    share = _failed_item_share(payload.get(JobField.MAX_FAILED_ITEM_SHARE))
+    key = _idempotency_key(req)
+    store = _store()
+    worker = _known_worker(store, worker_name)
+    field = _item_field(worker, base)
+    size = _shard_size(worker, field, len(items), payload)
+    _check_items(worker, field, base, items, size)
+    cpu, memory = _resources(worker, payload.get("cpu"), payload.get("memory"))
+    hashed: dict[str, Any] = {
+        "worker": worker.name,
+        "input": base,
+        "items": items,
+        "shard_size": size,
+        "cpu": cpu,
+        "memory": memory,
+        JobField.MAX_FAILED_ITEM_SHARE: float(share),
+    }
+    request_hash = _request_hash(hashed)
+    parent_id = _parent_id(worker, key)
+    parent = _parent_item(parent_id, worker, len(items), size, field, cpu, memory, share)
+    parent[JobField.REQUEST_HASH] = request_hash
+    if key is not None:
+        parent[JobField.IDEMPOTENCY_KEY] = key
+    created, status = _create_parent(store, parent, base, items)
+    if not contract.all_created(created):
+        created = _fan_out_or_defer(store, worker, created, base, items)
+    _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
+    body = {**_submitted(created), "children": _shards(created)}
+    return Response(status, body, {"Location": _links(parent_id)["self"]})
+
+
+def _create_parent(
+    store: JobStore, parent: dict[str, Any], base: dict[str, Any], items: list[Any]
+) -> tuple[dict[str, Any], int]:
+    """The parent as written (202), or the one a replay finds (200). A parent with more
+    children than the request writes carries its manifest, written first."""
+    parent_id, request_hash = str(parent[JobField.JOB_ID]), str(parent[JobField.REQUEST_HASH])
+    if parent.get(JobField.IDEMPOTENCY_KEY) is not None:
+        existing = store.get(parent_id)
+        if existing is not None:
+            return _replayed(existing, request_hash), 200
+    if _shards(parent) > _aws.env_int(Env.ARRAY_SYNC_CHILDREN, contract.DEFAULT_SYNC_CHILDREN):
+        key = contract.manifest_key(str(parent[JobField.WORKER]), parent_id, request_hash)
+        parent[JobField.INPUT_S3_KEY] = arrays.write_manifest(key, base, items)
+    try:
+        return store.create(parent), 202
+    except JobExists as exc:  # a concurrent request with the same key
+        return _replayed(exc.existing, request_hash), 200
+
+
+def _fan_out_or_defer(
+    store: JobStore,
+    worker: WorkerRegistration,
+    parent: dict[str, Any],
+    base: dict[str, Any],
+    items: list[Any],
+) -> dict[str, Any]:
+    """Write the children now, or (a parent with a manifest) ask the launcher to; either way
+    the launcher then drains the parked children."""
+    if parent.get(JobField.INPUT_S3_KEY):
+        _send(worker, contract.fanout_message(str(parent[JobField.JOB_ID])))
+        return parent
+    created = arrays.fan_out(store, worker, parent, base, items)
+    _send(worker, drain_message())
+    return created
+
+
+def _parent_id(worker: WorkerRegistration, key: str | None) -> str:
+    return new_job_id(worker.name) if key is None else keyed_job_id(worker.name, key)
+
+
+def _replayed(existing: dict[str, Any] | None, request_hash: str) -> dict[str, Any]:
+    if existing is None:
+        raise ApiError(409, "conflict", "the job is being created; try again")
+    if existing.get(JobField.REQUEST_HASH) != request_hash:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request",
+        )
+    return existing
+
+
+def _shards(item: dict[str, Any]) -> int:
+    return int((item.get(JobField.ARRAY) or {}).get("shards", 0))
+
+
+def _item_field(worker: WorkerRegistration, base: dict[str, Any]) -> str:
+    field = contract.item_field(worker.input_schema)
+    if field is None:
+        raise ApiError(
+            400,
+            "not_an_array_worker",
+            f"{worker.name} takes no array jobs: its input schema needs exactly one array "
+            "property (the items)",
+        )
+    if field in base:
+        raise ApiError(400, "invalid_request", f"give the items in 'items', not in input.{field}")
+    return field
+
+
+def _shard_size(worker: WorkerRegistration, field: str, total: int, payload: dict[str, Any]) -> int:
+    """Items per child, from ``shard_size`` or ``parallelism`` (one of them at most)."""
+    size, parallelism = payload.get("shard_size"), payload.get("parallelism")
+    if size is not None and parallelism is not None:
+        raise ApiError(400, "invalid_request", "give 'shard_size' or 'parallelism', not both")
+    for name, value in (("shard_size", size), ("parallelism", parallelism)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ApiError(400, "invalid_request", f"'{name}' must be a positive integer")
+    prop = worker.input_schema.get("properties", {}).get(field, {})
+    try:
+        return contract.shard_size(
+            total,
+            size=size,
+            parallelism=parallelism,
+            min_items=int(prop.get("minItems", 1)),
+            max_items=prop.get("maxItems"),
+        )
+    except contract.ArrayError as exc:
+        raise ApiError(400, "array_limit", str(exc), extra={"limit": exc.limit}) from exc
+
+
+def _check_items(
+    worker: WorkerRegistration, field: str, base: dict[str, Any], items: list[Any], size: int
+) -> None:
+    """Item sizes and the item schema, every item; then the rest of the input once."""
+    too_big = [i for i, item in enumerate(items) if len(_encode(item)) > contract.MAX_ITEM_BYTES]
+    if too_big:
+        raise ApiError(
+            413,
+            "item_too_large",
+            f"{len(too_big)} item(s) exceed {contract.MAX_ITEM_BYTES} bytes (max_item_bytes)",
+            [f"items[{i}]" for i in too_big],
+            extra={"limit": "max_item_bytes", "invalid_items": too_big},
+        )
+    prop = worker.input_schema.get("properties", {}).get(field, {})
+    validator = Validator(prop.get("items", {}))
+    details: list[str] = []
+    invalid: list[int] = []
+    for i, item in enumerate(items):
+        errors = validator.errors(item)
+        if errors:
+            invalid.append(i)
+            details.extend(f"items[{i}]{e[1:]}" for e in errors[:3])
+    if invalid:
+        raise ApiError(
+            400,
+            "invalid_items",
+            f"{len(invalid)} of {len(items)} items do not match the {worker.name} item schema "
+            f"(input.{field}[]); first: items[{invalid[0]}]",
+            details,
+            extra={"invalid_items": invalid},
+        )
+    errors = [
+        e
+        for e in worker.validator.errors({**base, field: items[:size]})
+        if not e.startswith(f"$.{field}[")
+    ]
+    if errors:
+        raise ApiError(
+            400, "invalid_input", f"input does not match the {worker.name} input schema", errors
+        )
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _expires(now: datetime) -> int:
+    ttl_days = _aws.env_int(Env.JOB_TTL_DAYS, DEFAULT_JOB_TTL_DAYS)
+    return int((now + timedelta(days=ttl_days)).timestamp())
+
+
+def _parent_item(
+    parent_id: str,
+    worker: WorkerRegistration,
+    total: int,
+    size: int,
+    field: str,
+    cpu: int,
+    memory: int,
+    share: int | float,
+) -> dict[str, Any]:
+    """The parent: RUNNING from the start (it never has a task), its counters at zero."""
+    now = datetime.now(UTC)
+    shards = -(-total // size)
+    item: dict[str, Any] = {
+        JobField.JOB_ID: parent_id,
+        JobField.WORKER: worker.name,
+        JobField.STATUS: JobStatus.RUNNING.value,
+        JobField.CREATED_AT: now_iso(now),
+        JobField.CPU: cpu,
+        JobField.MEMORY: memory,
+        JobField.ATTEMPTS: 0,
+        JobField.MAX_ATTEMPTS: worker.max_attempts,
+        JobField.SOURCE: "api",
+        JobField.EXPIRES_AT: _expires(now),
+        JobField.ARRAY: {
+            "item_field": field,
+            "total_items": total,
+            "shards": shards,
+            "shard_size": size,
+            "created": 0,
+        },
+        JobField.CHILDREN: {s.value: 0 for s in contract.CHILD_STATES},
+        JobField.ITEMS: {"total": total, "succeeded": 0, "failed": 0},
+        JobField.PROGRESS: {"done": 0, "total": total},
+    }
+    if share:
+        item[JobField.MAX_FAILED_ITEM_SHARE] = share
+    return item
+
+
+def _send(worker: WorkerRegistration, message: dict[str, str]) -> None:
+    """A drain or fan-out request on the launch queue (best effort: the sweep drains while
+    jobs wait, and a replay of the request re-sends a fan-out)."""
+    url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+    try:
+        _aws.client("sqs").send_message(QueueUrl=url, **message)
+    except (ClientError, BotoCoreError) as exc:
+        _aws.log("ERROR", "launch_queue_send_failed", worker=worker.name, error=str(exc))
+
+
+def list_children(store: JobStore, params: dict[str, str], limit: int) -> Response:
+    """``GET /jobs?parent=ID``: the children in shard order; the cursor is the next shard."""
+    extra = sorted(set(params) - {"parent", "limit", "cursor"})
+    if extra:
+        raise ApiError(400, "invalid_query", f"'parent' lists children only; drop {extra}")
+    parent_id, cursor = params["parent"], params.get("cursor", "0")
+    if not JOB_ID_RE.match(parent_id):
+        raise ApiError(400, "invalid_query", "'parent' is not a job id")
+    if not cursor.isdigit() or len(cursor) > 6:
+        raise ApiError(400, "invalid_cursor", "'cursor' is not valid: a shard index")
+    parent = store.get(parent_id)
+    if parent is None or not parent.get(JobField.ARRAY):
+        raise ApiError(404, "not_found", f"no array job {parent_id!r}")
+    start = int(cursor)
+    kids = arrays.children(store, parent, start, limit)
+    more = start + limit < _shards(parent)
+    return Response(
+        200,
+        {
+            "jobs": [job_view(c, result_url=False) for c in kids],
+            "next_cursor": str(start + limit) if more else None,
+        },
+    )
+
+
+def cancel_array(store: JobStore, parent: dict[str, Any]) -> Response:
+    """Cancel an array job: flag the parent, then cancel every child (a queued one at once,
+    a running one by stopping its task). The parent ends CANCELLED when its last child has
+    ended, with the merged results of the shards that ran; the sweep finishes a cascade
+    this request had no time for."""
+    parent_id = str(parent[JobField.JOB_ID])
+    try:
+        flagged = store.request_cancel(parent_id)
+    except TransitionConflict as exc:
+        status = (exc.current or {}).get(JobField.STATUS, "gone")
+        raise ApiError(409, "job_terminal", f"job {parent_id} is already {status}") from exc
+    done = arrays.cancel_children(store, flagged, _stop_task)
+    _aws.log("INFO", "array_job_cancel_requested", job_id=parent_id, **done)
+    return Response(202, {**job_view(store.get(parent_id) or flagged), "cancel": done})

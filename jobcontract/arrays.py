@@ -1,0 +1,256 @@
+"""Array jobs: one submitted list of items run as many ordinary child jobs (shards).
+
+The rules every actor shares, standard library only (this module is in every Lambda zip):
+
+- **Which input field holds the items**: the worker's input schema must have exactly one
+  property of type ``array`` (``documents``, ``images``, ``pages`` for the seed workers). A
+  shard's input is the worker's normal input: the request's ``input`` (the other fields) plus
+  that property set to the shard's items, so the worker's handler does not change.
+- **Children** are ordinary jobs (same dispatch, claims, retries, timeouts, cancel) with
+  ``parent_id`` and ``shard`` {index, offset, count}; their ids derive from the parent's id and
+  the shard index (``child_id``), so a replayed request finds them and a parent's children can
+  be listed without an index. A child tolerates every failed item (share 1): the parent
+  decides, from the item counts of all its children, with its own ``max_failed_item_share``.
+- **Fan-in**: each child's end is counted on the parent once (``done_shards`` marker, one
+  conditional update per child); the actor whose count completes the set, or the sweep, then
+  claims the merge (``merge``), writes ``results.jsonl`` (one line per item, in item order) and
+  ``summary.json``, and ends the parent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from typing import Any, Final
+
+from jobcontract import (
+    JobField,
+    JobStatus,
+    new_job_id,
+    results_prefix,
+    tolerated_failed_items,
+    worker_of_job_id,
+)
+
+MAX_SHARDS: Final = 10_000  # children per array job
+MAX_ITEM_BYTES: Final = 256 * 1024  # one item, as compact JSON
+MAX_ARRAY_REQUEST_BYTES: Final = 10 * 1024 * 1024  # API Gateway's payload limit (10 MB)
+DEFAULT_SHARD_SIZE: Final = 100  # items per child when the request names neither size
+CHILD_FAILED_ITEM_SHARE: Final = 1  # a child never fails for its items: its parent decides
+CHILD_STATES: Final = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+SOURCE_ARRAY: Final = "array"
+# Children the API writes within the request; a bigger array job is fanned out by the
+# launcher from a manifest (measured: bench/array_fanout.py, README "Array jobs").
+DEFAULT_SYNC_CHILDREN: Final = 100
+FANOUT_KEY: Final = "fanout"  # launch-queue message body {"fanout": <parent id>}
+FANOUT_STEP_CHILDREN: Final = 1000  # children per fan-out step (one launcher message)
+
+
+class ArrayError(ValueError):
+    """The request cannot be an array job; ``limit`` names the rule it broke."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def item_field(schema: Mapping[str, Any]) -> str | None:
+    """The input property that holds a worker's items: its schema's one ``array`` property
+    (None when it has none or several: such a worker takes no array jobs)."""
+    properties = schema.get("properties") or {}
+    arrays = [
+        name
+        for name, sub in properties.items()
+        if isinstance(sub, Mapping) and sub.get("type") == "array"
+    ]
+    return arrays[0] if len(arrays) == 1 else None
+
+
+def shard_size(
+    total: int,
+    *,
+    size: int | None,
+    parallelism: int | None,
+    min_items: int = 1,
+    max_items: int | None = None,
+) -> int:
+    """Items per child: ``size`` as asked, or ``ceil(total / parallelism)``, or the default
+    (capped by the schema's ``maxItems``). ``ArrayError`` when the shards would break the
+    worker's ``minItems``/``maxItems`` or exceed ``MAX_SHARDS``."""
+    if size is None and parallelism is not None:
+        size = math.ceil(total / parallelism)
+    if size is None:
+        size = min(DEFAULT_SHARD_SIZE, max_items or DEFAULT_SHARD_SIZE)
+    if max_items is not None and size > max_items:
+        raise ArrayError(
+            "shard_size",
+            f"shard_size {size} exceeds the worker's maxItems {max_items}; "
+            f"ask for shard_size <= {max_items} (or more parallelism)",
+        )
+    shards = math.ceil(total / size)
+    if shards > MAX_SHARDS:
+        raise ArrayError(
+            "max_shards",
+            f"{total} items in shards of {size} make {shards} children; at most {MAX_SHARDS} "
+            f"(max_shards; use shard_size >= {math.ceil(total / MAX_SHARDS)})",
+        )
+    last = total - (shards - 1) * size
+    if last < min_items:
+        raise ArrayError(
+            "shard_size",
+            f"the last shard would have {last} item(s), under the worker's minItems {min_items} "
+            "(shard_size)",
+        )
+    return size
+
+
+def child_id(parent_id: str, index: int) -> str:
+    """Child ``index`` of ``parent_id``: same worker prefix (the task role's LeadingKeys),
+    32 hex derived from the parent and the index (the same on every replay)."""
+    worker = worker_of_job_id(parent_id)
+    if worker is None:
+        raise ValueError(f"not a job id: {parent_id!r}")
+    digest = hashlib.sha256(f"{parent_id}#shard#{index}".encode()).hexdigest()[:32]
+    return new_job_id(worker, digest)
+
+
+def merged_key(worker: str, parent_id: str) -> str:
+    """The merged JSON Lines of an array job (next to where a job's result goes)."""
+    return f"{results_prefix(worker)}{parent_id}/results.jsonl"
+
+
+def summary_key(worker: str, parent_id: str) -> str:
+    return f"{results_prefix(worker)}{parent_id}/summary.json"
+
+
+def child_counts(child: Mapping[str, Any]) -> tuple[int, int]:
+    """(succeeded, failed) items of an ended child: its recorded item counts when it
+    SUCCEEDED, else every item of its shard failed (it never produced a result)."""
+    count = int((child.get(JobField.SHARD) or {}).get("count", 0))
+    items = child.get(JobField.ITEMS) or {}
+    if child.get(JobField.STATUS) == JobStatus.SUCCEEDED.value:
+        if items:
+            failed = int(items.get("failed", 0))
+            return count - failed, failed
+        return count, 0
+    return 0, count
+
+
+def children_created(parent: Mapping[str, Any]) -> int:
+    """How many of the parent's children (shards ``0..n-1``) are written: the fan-out's
+    cursor (``array.created``)."""
+    return int((parent.get(JobField.ARRAY) or {}).get("created", 0))
+
+
+def all_created(parent: Mapping[str, Any]) -> bool:
+    array = parent.get(JobField.ARRAY) or {}
+    return children_created(parent) >= int(array.get("shards", 0))
+
+
+def is_complete(parent: Mapping[str, Any]) -> bool:
+    shards = int((parent.get(JobField.ARRAY) or {}).get("shards", 0))
+    return shards > 0 and len(parent.get(JobField.DONE_SHARDS) or ()) >= shards
+
+
+def outcome(
+    parent: Mapping[str, Any], succeeded: int, failed: int
+) -> tuple[JobStatus, dict[str, str] | None]:
+    """How the parent ends: CANCELLED when a cancel was asked, else SUCCEEDED when the failed
+    items are within its ``max_failed_item_share``, else FAILED (``ItemsFailed``)."""
+    from jobcontract import items_failed_error
+
+    if parent.get(JobField.CANCEL_REQUESTED):
+        return JobStatus.CANCELLED, None
+    total = succeeded + failed
+    share = parent.get(JobField.MAX_FAILED_ITEM_SHARE) or 0
+    error = items_failed_error({"total": total, "failed": failed}, share)
+    return (JobStatus.FAILED, error) if error else (JobStatus.SUCCEEDED, None)
+
+
+def summary(parent: Mapping[str, Any], succeeded: int, failed: int) -> dict[str, Any]:
+    """``summary.json`` of an ended array job."""
+    status, error = outcome(parent, succeeded, failed)
+    array = parent.get(JobField.ARRAY) or {}
+    share = parent.get(JobField.MAX_FAILED_ITEM_SHARE) or 0
+    return {
+        "job_id": parent.get(JobField.JOB_ID),
+        "status": status.value,
+        "items": {"total": succeeded + failed, "succeeded": succeeded, "failed": failed},
+        "tolerated_failed_items": tolerated_failed_items(succeeded + failed, share),
+        "children": dict(parent.get(JobField.CHILDREN) or {}),
+        "shards": array.get("shards"),
+        "shard_size": array.get("shard_size"),
+        "error": error,
+    }
+
+
+def item_lines(
+    child: Mapping[str, Any], field: str, output: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """One merged line per item of ``child``'s shard, in order: ``{"index", "shard",
+    "result"}`` or ``{"index", "shard", "error"}``. The worker's output must carry ``field``
+    as a list with one entry per item, in order, as the seed workers do (an entry with a
+    non-null ``error``, e.g. ``{"id": ..., "error": {...}}``, is that item's error);
+    a child without such an output gives each item the child's error."""
+    shard = child.get(JobField.SHARD) or {}
+    offset, count, index = int(shard["offset"]), int(shard["count"]), int(shard["index"])
+    entries = output.get(field) if output is not None else None
+    if not isinstance(entries, list) or len(entries) != count:
+        if output is None:
+            status = str(child.get(JobField.STATUS))
+            error = child.get(JobField.ERROR) or {
+                "type": status.title(),
+                "message": f"the shard's job ended {status} without a result",
+            }
+        else:
+            error = {
+                "type": "UnmappedResult",
+                "message": f"the shard's output has no '{field}' list of {count} entries",
+            }
+        return [{"index": offset + i, "shard": index, "error": error} for i in range(count)]
+    lines = []
+    for i, entry in enumerate(entries):
+        line: dict[str, Any] = {"index": offset + i, "shard": index}
+        if isinstance(entry, Mapping) and entry.get("error") is not None:
+            line["error"] = entry["error"]
+        else:
+            line["result"] = entry
+        lines.append(line)
+    return lines
+
+
+def fanout_message(parent_id: str) -> dict[str, str]:
+    """SQS FIFO send arguments (without QueueUrl) asking the launcher to create a parent's
+    children from its manifest; each its own deduplication id (a re-send must not be
+    dropped), the parent's id as group (one fan-out of a parent at a time)."""
+    import json
+    import uuid
+
+    return {
+        "MessageBody": json.dumps({FANOUT_KEY: parent_id}),
+        "MessageGroupId": parent_id,
+        "MessageDeduplicationId": f"{parent_id}-fanout-{uuid.uuid4().hex}"[-128:],
+    }
+
+
+def fanout_parent(body: str) -> str | None:
+    """The parent id of a fan-out message body, else None."""
+    import json
+
+    if FANOUT_KEY not in body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    value = data.get(FANOUT_KEY) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def manifest_key(worker: str, parent_id: str, request_hash: str) -> str:
+    """Where an array job's items wait for the launcher's fan-out step: under the worker's
+    inputs prefix, named by the request too (a conflicting replay never overwrites it)."""
+    from jobcontract import inputs_prefix
+
+    return f"{inputs_prefix(worker)}{parent_id}.{request_hash[:16]}.json"
