@@ -562,9 +562,20 @@ def test_registration_item(graph: StackGraph) -> None:
         {"capacityProvider": "FARGATE_SPOT", "weight": 7, "base": 0},
         {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
     ]
-    # Every WorkerField is present.
+    # Every WorkerField is present, except the Managed Instances ones: their absence is
+    # what marks a Fargate registration (see WorkerField).
+    instance_only = {
+        WorkerField.COMPUTE,
+        WorkerField.LAUNCH_CHAIN,
+        WorkerField.FALLBACK_WORKER,
+        WorkerField.STARTUP_TIMEOUT_SECONDS,
+        WorkerField.GPU_COUNT,
+        WorkerField.GPU_NAMES,
+        WorkerField.NETWORK_MODE,
+    }
     fields = {v for k, v in vars(WorkerField).items() if k.isupper()}
-    assert fields <= set(item)
+    assert fields - instance_only <= set(item)
+    assert not instance_only & set(item)
 
 
 def test_worker_spot_share_overrides_platform(source: Path) -> None:
