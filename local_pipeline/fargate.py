@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from jobcontract import CONTAINER_NAME, Env, WorkerField
+from jobcontract import CONTAINER_NAME, Env
+from jobcontract.registration import WorkerRegistration
 
 log = logging.getLogger("local_pipeline.fargate")
 
@@ -111,7 +112,7 @@ class LocalFargate:
         base_env: Mapping[str, str],
         logs_dir: Path,
         deliver: EventSink,
-        workers: Mapping[str, Mapping[str, Any]],
+        workers: Mapping[str, WorkerRegistration],
         max_tasks: int = 4,
         docker: bool = False,
         docker_image: Callable[[str], str] | None = None,
@@ -287,8 +288,8 @@ class LocalFargate:
         return self._task_defs[arn]
 
     def _worker_of(self, td_arn: str) -> str | None:
-        for name, item in self.workers.items():
-            if item.get(WorkerField.TASK_DEFINITION) == td_arn:
+        for name, worker in self.workers.items():
+            if worker.task_definition == td_arn:
                 return name
         return None
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jobcontract import Env, WorkerField
+from jobcontract import Env
 from local_pipeline import wakeups
 from local_pipeline.api_gateway import (
     GatewayConfig,
@@ -293,10 +293,10 @@ class LocalPipeline:
             "pid": os.getpid(),
             "workers": {
                 name: {
-                    "queue_url": item.get(WorkerField.QUEUE_URL),
-                    "dlq_url": item.get(WorkerField.DLQ_URL),
+                    "queue_url": worker.queue_url,
+                    "dlq_url": worker.dlq_url,
                 }
-                for name, item in self.provisioned.workers.items()
+                for name, worker in self.provisioned.workers.items()
             },
             "schedules": [s.component or s.logical_name for s in self.provisioned.schedules],
         }

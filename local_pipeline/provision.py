@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.offline import MockResource, StackGraph
-from jobcontract import Env, Table, WorkerField
+from jobcontract import Env, JobField, Table
+from jobcontract.registration import WorkerRegistration
 
 log = logging.getLogger("local_pipeline.provision")
 
@@ -145,7 +146,7 @@ class Provisioned:
     cluster_arns: dict[str, str] = field(default_factory=dict)
     task_definitions: dict[str, str] = field(default_factory=dict)  # logical -> moto ARN
     log_groups: list[str] = field(default_factory=list)
-    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # registration items
+    workers: dict[str, WorkerRegistration] = field(default_factory=dict)  # registrations
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     event_sources: list[EventSource] = field(default_factory=list)
     schedules: list[LocalSchedule] = field(default_factory=list)
@@ -466,8 +467,9 @@ class Provisioner:
         item = _json(i["item"])
         self.client("dynamodb").put_item(TableName=table, Item=item)
         plain = _ddb_plain(item)
-        if plain.get("kind") == Table.KIND_WORKER and WorkerField.NAME in plain:
-            self.result.workers[str(plain[WorkerField.NAME])] = plain
+        if plain.get(JobField.KIND) == Table.KIND_WORKER:
+            registration = WorkerRegistration.from_item(plain)
+            self.result.workers[registration.name] = registration
 
     def _function(self, r: MockResource) -> None:
         i = r.inputs

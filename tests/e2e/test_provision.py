@@ -168,7 +168,7 @@ def test_registration_item_carries_moto_urls_and_arns(provisioned: Provisioned) 
     td = ecs.describe_task_definition(taskDefinition=item[WorkerField.TASK_DEFINITION]["S"])
     container = td["taskDefinition"]["containerDefinitions"][0]
     assert container["memory"] == 512  # the moto run_task workaround was applied
-    assert provisioned.workers["echo"][WorkerField.QUEUE_URL] == provisioned.queues["echo"]
+    assert provisioned.workers["echo"].queue_url == provisioned.queues["echo"]
 
 
 def test_lambda_env_and_event_source_use_moto_values(
