@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final, Protocol
+
+try:
+    # The one secret-name rule, shared with the worker components (stdlib only, no Pulumi).
+    from components.worker.validation import looks_secret
+except ModuleNotFoundError:  # the pack runs from policy/: the repository root is its parent
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from components.worker.validation import looks_secret
 
 
 class _Unknown:
@@ -249,12 +258,6 @@ MANAGED_POLICY_ALLOWED: Final = frozenset(
     }
 )
 
-_SECRET_NAME_RE: Final = re.compile(
-    r"(SECRET|PASSW(OR)?D|PASSPHRASE|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|WEBHOOK|AUTH)",
-    re.IGNORECASE,
-)
-# A name that says it holds a reference, not the secret itself.
-_REFERENCE_NAME_RE: Final = re.compile(r"(_ARN|_NAME|_ID|_PARAM(ETER)?|_PATH|_KEY_ID)$", re.I)
 _SECRET_VALUE_RES: Final = (
     re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
     re.compile(r"xox[abposr]-[0-9A-Za-z-]{10,}"),  # Slack token
@@ -496,8 +499,7 @@ def secret_env_findings(variables: Mapping[str, Any]) -> list[str]:
         if value is UNKNOWN:
             continue
         text = "" if value is None else str(value)
-        looks_secret = _SECRET_NAME_RE.search(name) and not _REFERENCE_NAME_RE.search(name)
-        if looks_secret and text and not text.startswith("arn:"):
+        if looks_secret(name) and text and not text.startswith("arn:"):
             out.append(f"{name} looks like a secret held in plain environment")
             continue
         for pattern in _SECRET_VALUE_RES:
@@ -799,8 +801,10 @@ def _apigw_request_validation(t: str, inputs: Mapping[str, Any], _c: RuleContext
     if not isinstance(validators, Mapping) or default not in validators:
         return ["OpenAPI body has no default x-amazon-apigateway-request-validator"]
     chosen = validators[default]
-    if not (_truthy(_get(chosen, "validateRequestBody"))
-            and _truthy(_get(chosen, "validateRequestParameters"))):
+    if not (
+        _truthy(_get(chosen, "validateRequestBody"))
+        and _truthy(_get(chosen, "validateRequestParameters"))
+    ):
         return [f"request validator {default!r} must validate body and parameters"]
     return []
 
@@ -838,8 +842,10 @@ def _denies_insecure_transport(document: Any, target_ids: set[str]) -> bool | No
         if str(cond).lower() != "false" and cond != ["false"]:
             continue
         resources = {str(r) for r in _as_list(stmt.get("Resource"))}
-        if not target_ids or resources & target_ids or any(
-            r.rstrip("*").rstrip("/") in target_ids for r in resources
+        if (
+            not target_ids
+            or resources & target_ids
+            or any(r.rstrip("*").rstrip("/") in target_ids for r in resources)
         ):
             return True
     return False
@@ -881,11 +887,15 @@ def _stack_sns_tls(resources: Sequence[StackResource], _c: RuleContext) -> list[
     return _tls_only(resources, "sns-tls-only", (T_TOPIC,), T_TOPIC_POLICY, "arn")
 
 
-def _linked(resources: Sequence[StackResource], types: Iterable[str], key: str,
-            target: StackResource) -> list[StackResource]:
+def _linked(
+    resources: Sequence[StackResource], types: Iterable[str], key: str, target: StackResource
+) -> list[StackResource]:
     ids = _ids_of(target)
-    return [r for r in _of_type(resources, *types) if r.props.get(key) in ids
-            or r.props.get(key) is UNKNOWN]
+    return [
+        r
+        for r in _of_type(resources, *types)
+        if r.props.get(key) in ids or r.props.get(key) is UNKNOWN
+    ]
 
 
 def _stack_s3_encryption(resources: Sequence[StackResource], _c: RuleContext) -> list[Violation]:
@@ -893,26 +903,39 @@ def _stack_s3_encryption(resources: Sequence[StackResource], _c: RuleContext) ->
     # encryption configuration in code (AES256 or aws:kms), so it cannot be weakened silently.
     out = []
     for bucket in _of_type(resources, *T_BUCKETS):
-        inline = _get(bucket.props, "serverSideEncryptionConfiguration", "rule",
-                      "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        inline = _get(
+            bucket.props,
+            "serverSideEncryptionConfiguration",
+            "rule",
+            "applyServerSideEncryptionByDefault",
+            "sseAlgorithm",
+        )
         configs = _linked(resources, T_BUCKET_SSE, "bucket", bucket)
-        algos = [_get(c.props, "rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
-                 for c in configs] + ([inline] if inline else [])
+        algos = [
+            _get(c.props, "rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+            for c in configs
+        ] + ([inline] if inline else [])
         if any(a is UNKNOWN or a in ("AES256", "aws:kms", "aws:kms:dsse") for a in algos):
             continue
-        out.append(Violation("s3-encryption", _label(bucket),
-                             "no server-side encryption configuration (AES256 or aws:kms)"))
+        out.append(
+            Violation(
+                "s3-encryption",
+                _label(bucket),
+                "no server-side encryption configuration (AES256 or aws:kms)",
+            )
+        )
     return out
 
 
 PUBLIC_ACCESS_FLAGS: Final = (
-    "blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"
+    "blockPublicAcls",
+    "blockPublicPolicy",
+    "ignorePublicAcls",
+    "restrictPublicBuckets",
 )
 
 
-def _stack_s3_public_access(
-    resources: Sequence[StackResource], _c: RuleContext
-) -> list[Violation]:
+def _stack_s3_public_access(resources: Sequence[StackResource], _c: RuleContext) -> list[Violation]:
     out = []
     for bucket in _of_type(resources, *T_BUCKETS):
         blocks = _linked(resources, (T_BUCKET_PAB,), "bucket", bucket)
@@ -921,8 +944,13 @@ def _stack_s3_public_access(
             for b in blocks
         )
         if not good:
-            out.append(Violation("s3-block-public-access", _label(bucket),
-                                 "needs a public access block with all four flags true"))
+            out.append(
+                Violation(
+                    "s3-block-public-access",
+                    _label(bucket),
+                    "needs a public access block with all four flags true",
+                )
+            )
         acl = bucket.props.get("acl")
         if isinstance(acl, str) and acl.startswith("public"):
             out.append(Violation("s3-block-public-access", _label(bucket), f"public ACL {acl}"))
@@ -932,9 +960,9 @@ def _stack_s3_public_access(
 def _stack_log_group_per_lambda(
     resources: Sequence[StackResource], _c: RuleContext
 ) -> list[Violation]:
-    groups = {
-        r.props.get("name") for r in _of_type(resources, T_LOG_GROUP)
-    } | {r.props.get("arn") for r in _of_type(resources, T_LOG_GROUP)}
+    groups = {r.props.get("name") for r in _of_type(resources, T_LOG_GROUP)} | {
+        r.props.get("arn") for r in _of_type(resources, T_LOG_GROUP)
+    }
     out = []
     seen: dict[str, str] = {}
     for fn in _of_type(resources, T_FUNCTION):
@@ -944,12 +972,22 @@ def _stack_log_group_per_lambda(
         if expected is UNKNOWN or name is UNKNOWN:
             continue
         if expected is None or expected not in groups:
-            out.append(Violation("lambda-own-log-group", _label(fn),
-                                 f"no log group {expected!r} with retention in the stack"))
+            out.append(
+                Violation(
+                    "lambda-own-log-group",
+                    _label(fn),
+                    f"no log group {expected!r} with retention in the stack",
+                )
+            )
         elif isinstance(expected, str):
             if expected in seen:
-                out.append(Violation("lambda-own-log-group", _label(fn),
-                                     f"shares log group {expected} with {seen[expected]}"))
+                out.append(
+                    Violation(
+                        "lambda-own-log-group",
+                        _label(fn),
+                        f"shares log group {expected} with {seen[expected]}",
+                    )
+                )
             seen[expected] = fn.name
     return out
 
@@ -993,8 +1031,13 @@ def _stack_ecr_lifecycle(resources: Sequence[StackResource], _c: RuleContext) ->
     for repo in _of_type(resources, T_REPO):
         policies = _linked(resources, (T_REPO_LIFECYCLE,), "repository", repo)
         if not policies:
-            out.append(Violation("ecr-lifecycle-policy", _label(repo),
-                                 "no lifecycle policy: untagged and old images pile up"))
+            out.append(
+                Violation(
+                    "ecr-lifecycle-policy",
+                    _label(repo),
+                    "no lifecycle policy: untagged and old images pile up",
+                )
+            )
             continue
         doc = parse_json(policies[0].props.get("policy"))
         if doc is not UNKNOWN and not _as_list(_get(doc, "rules")):
@@ -1004,9 +1047,7 @@ def _stack_ecr_lifecycle(resources: Sequence[StackResource], _c: RuleContext) ->
     return out
 
 
-def _stack_apigw_throttling(
-    resources: Sequence[StackResource], _c: RuleContext
-) -> list[Violation]:
+def _stack_apigw_throttling(resources: Sequence[StackResource], _c: RuleContext) -> list[Violation]:
     out = []
     stages = _of_type(resources, T_STAGE)
     settings = _of_type(resources, T_METHOD_SETTINGS)
@@ -1014,7 +1055,8 @@ def _stack_apigw_throttling(
     for stage in stages:
         api, name = stage.props.get("restApi"), stage.props.get("stageName")
         stage_wide = [
-            s for s in settings
+            s
+            for s in settings
             if (s.props.get("restApi") in (api, UNKNOWN))
             and (s.props.get("stageName") in (name, UNKNOWN))
             and s.props.get("methodPath") == "*/*"
@@ -1024,20 +1066,33 @@ def _stack_apigw_throttling(
             and _positive(_get(s.props, "settings", "throttlingRateLimit"))
             for s in stage_wide
         ):
-            out.append(Violation("apigw-throttling", _label(stage),
-                                 "no stage-wide (*/*) method settings with burst and rate limits"))
+            out.append(
+                Violation(
+                    "apigw-throttling",
+                    _label(stage),
+                    "no stage-wide (*/*) method settings with burst and rate limits",
+                )
+            )
         covering = [
-            p for p in plans
-            if any(_get(s, "apiId") in (api, UNKNOWN) and _get(s, "stage") in (name, UNKNOWN)
-                   for s in _as_list(p.props.get("apiStages")))
+            p
+            for p in plans
+            if any(
+                _get(s, "apiId") in (api, UNKNOWN) and _get(s, "stage") in (name, UNKNOWN)
+                for s in _as_list(p.props.get("apiStages"))
+            )
         ]
         if not any(
             _positive(_get(p.props, "throttleSettings", "burstLimit"))
             and _positive(_get(p.props, "throttleSettings", "rateLimit"))
             for p in covering
         ):
-            out.append(Violation("apigw-throttling", _label(stage),
-                                 "no usage plan with throttle settings on this stage"))
+            out.append(
+                Violation(
+                    "apigw-throttling",
+                    _label(stage),
+                    "no usage plan with throttle settings on this stage",
+                )
+            )
     return out
 
 
@@ -1067,123 +1122,310 @@ def _stack_no_public_ip(resources: Sequence[StackResource], _c: RuleContext) -> 
         if r.type == T_FUNCTION:
             value = _get(r.props, "environment", "variables", "BATCH_ASSIGN_PUBLIC_IP")
             if value is not None and value is not UNKNOWN and value != "DISABLED":
-                out.append(Violation("no-public-ip-in-private-mode", _label(r),
-                                     f"BATCH_ASSIGN_PUBLIC_IP={value}"))
+                out.append(
+                    Violation(
+                        "no-public-ip-in-private-mode", _label(r), f"BATCH_ASSIGN_PUBLIC_IP={value}"
+                    )
+                )
         if r.type == T_SCHEDULE:
-            assign = _get(r.props, "target", "ecsParameters", "networkConfiguration",
-                          "assignPublicIp")
+            assign = _get(
+                r.props, "target", "ecsParameters", "networkConfiguration", "assignPublicIp"
+            )
             if _truthy(assign) or assign == "ENABLED":
-                out.append(Violation("no-public-ip-in-private-mode", _label(r),
-                                     "scheduled task assigns a public IP"))
+                out.append(
+                    Violation(
+                        "no-public-ip-in-private-mode",
+                        _label(r),
+                        "scheduled task assigns a public IP",
+                    )
+                )
         if r.type == T_ECS_SERVICE:
             assign = _get(r.props, "networkConfiguration", "assignPublicIp")
             if _truthy(assign):
-                out.append(Violation("no-public-ip-in-private-mode", _label(r),
-                                     "service assigns a public IP"))
+                out.append(
+                    Violation(
+                        "no-public-ip-in-private-mode", _label(r), "service assigns a public IP"
+                    )
+                )
     return out
 
 
 # --- the checklist -------------------------------------------------------------------------
 
 RESOURCE_RULES: Final[tuple[ResourceRule, ...]] = (
-    ResourceRule("dynamodb-encryption", "DynamoDB tables declare server-side encryption.",
-                 Severity.HIGH, frozenset({T_TABLE}), _dynamodb_encryption,
-                 ("Pulumi AWSGuard dynamodb-table-encryption-enabled",)),
-    ResourceRule("sqs-encryption", "SQS queues are encrypted at rest (SSE-SQS or KMS).",
-                 Severity.HIGH, frozenset({T_QUEUE}), _sqs_encryption, ("AwsSolutions-SQS2",)),
-    ResourceRule("sns-encryption", "SNS topics are encrypted at rest with KMS.",
-                 Severity.HIGH, frozenset({T_TOPIC}), _sns_encryption, ("AwsSolutions-SNS2",)),
-    ResourceRule("ecr-encryption", "ECR repositories use AES256 (AWS-owned, the default) or KMS.",
-                 Severity.HIGH, frozenset({T_REPO}), _ecr_encryption, ()),
-    ResourceRule("log-group-encryption",
-                 "Log groups are encrypted (AWS-owned key by default); a kmsKeyId is a key ARN.",
-                 Severity.MEDIUM, frozenset({T_LOG_GROUP}), _log_group_encryption, ()),
-    ResourceRule("secret-encryption",
-                 "Secrets use aws/secretsmanager (default) or a named KMS key.",
-                 Severity.MEDIUM, frozenset({T_SECRET}), _secret_encryption, ()),
-    ResourceRule("kms-key-rotation", "Customer managed KMS keys rotate automatically.",
-                 Severity.MEDIUM, frozenset({T_KMS_KEY}), _kms_rotation, ("AwsSolutions-KMS5",)),
-    ResourceRule("dynamodb-pitr-in-production",
-                 "Production tables have point-in-time recovery.", Severity.MEDIUM,
-                 frozenset({T_TABLE}), _dynamodb_pitr, ("AwsSolutions-DDB3",)),
-    ResourceRule("deletion-protection-in-production",
-                 "Production data stores cannot be deleted by a stray `pulumi destroy`.",
-                 Severity.MEDIUM, frozenset({T_TABLE, T_REPO, *T_BUCKETS}),
-                 _deletion_protection, ()),
-    ResourceRule("log-retention", "Every log group has a retention period.", Severity.MEDIUM,
-                 frozenset({T_LOG_GROUP}), _log_retention,
-                 ("Serverless CloudWatchLogGroupRetentionPeriod",)),
-    ResourceRule("no-plaintext-secrets",
-                 "No secret in a Lambda or container plain environment variable.",
-                 Severity.HIGH, frozenset({T_FUNCTION, T_TASK_DEF}), _no_plaintext_secrets,
-                 ("AwsSolutions-ECS2", "Pulumi AWSGuard lambda-environment-variable-secrets")),
-    ResourceRule("ecs-container-logging", "Every container logs to CloudWatch (awslogs).",
-                 Severity.MEDIUM, frozenset({T_TASK_DEF}), _ecs_container_logging,
-                 ("AwsSolutions-ECS7",)),
-    ResourceRule("lambda-current-runtime", "Lambdas run a current Python runtime.",
-                 Severity.MEDIUM, frozenset({T_FUNCTION}), _lambda_runtime, ("AwsSolutions-L1",)),
-    ResourceRule("lambda-arm64", "Lambdas run on arm64 (Graviton).", Severity.LOW,
-                 frozenset({T_FUNCTION}), _lambda_arm64, ()),
-    ResourceRule("ecr-scan-on-push", "ECR repositories scan images on push.", Severity.MEDIUM,
-                 frozenset({T_REPO}), _ecr_scan_on_push,
-                 ("Pulumi AWSGuard ecr-image-scanning-enabled",)),
-    ResourceRule("scheduler-retry-and-dlq",
-                 "Scheduler schedules retry failed invocations and keep a dead-letter queue.",
-                 Severity.MEDIUM, frozenset({T_SCHEDULE}), _schedule_retry_dlq, ()),
-    ResourceRule("iam-no-wildcard-action", "No IAM Allow statement grants '*' or 'svc:*'.",
-                 Severity.HIGH, T_IAM_POLICY_HOLDERS, _iam_no_wildcard_action,
-                 ("AwsSolutions-IAM5", "Serverless IAMNoWildcardPermissions")),
-    ResourceRule("iam-no-resource-star",
-                 "Resource '*' only for actions AWS cannot scope (allow-listed).",
-                 Severity.HIGH, T_IAM_POLICY_HOLDERS, _iam_resource_star, ("AwsSolutions-IAM5",)),
-    ResourceRule("iam-passrole-scoped",
-                 "iam:PassRole names roles and is conditioned on iam:PassedToService.",
-                 Severity.HIGH, T_IAM_POLICY_HOLDERS, _iam_passrole, ()),
-    ResourceRule("iam-trust-service-only", "Roles are assumable by AWS services only.",
-                 Severity.HIGH, frozenset({T_ROLE}), _iam_trust, ()),
-    ResourceRule("iam-no-managed-policies",
-                 "No broad AWS managed policies (allow-listed exceptions only).",
-                 Severity.MEDIUM, frozenset({T_ROLE, T_ROLE_POLICY_ATTACHMENT}),
-                 _iam_managed_policies, ("AwsSolutions-IAM4",)),
-    ResourceRule("security-group-no-ingress",
-                 "Security groups allow no ingress and carry a description.", Severity.HIGH,
-                 frozenset({T_SECURITY_GROUP, T_SG_RULE, T_SG_INGRESS}), _sg_no_ingress,
-                 ("AwsSolutions-EC23",)),
-    ResourceRule("apigw-api-key-required", "Every API method requires the API key.",
-                 Severity.HIGH, frozenset({T_REST_API, T_METHOD}), _apigw_api_key,
-                 ("AwsSolutions-APIG4 (departure: API key)",)),
-    ResourceRule("apigw-request-validation", "The API validates requests at the edge.",
-                 Severity.LOW, frozenset({T_REST_API}), _apigw_request_validation,
-                 ("AwsSolutions-APIG2",)),
-    ResourceRule("apigw-access-logging", "Stages write structured (JSON) access logs.",
-                 Severity.MEDIUM, frozenset({T_STAGE}), _apigw_access_logs,
-                 ("AwsSolutions-APIG1", "Serverless APIGWStructuredLogging")),
+    ResourceRule(
+        "dynamodb-encryption",
+        "DynamoDB tables declare server-side encryption.",
+        Severity.HIGH,
+        frozenset({T_TABLE}),
+        _dynamodb_encryption,
+        ("Pulumi AWSGuard dynamodb-table-encryption-enabled",),
+    ),
+    ResourceRule(
+        "sqs-encryption",
+        "SQS queues are encrypted at rest (SSE-SQS or KMS).",
+        Severity.HIGH,
+        frozenset({T_QUEUE}),
+        _sqs_encryption,
+        ("AwsSolutions-SQS2",),
+    ),
+    ResourceRule(
+        "sns-encryption",
+        "SNS topics are encrypted at rest with KMS.",
+        Severity.HIGH,
+        frozenset({T_TOPIC}),
+        _sns_encryption,
+        ("AwsSolutions-SNS2",),
+    ),
+    ResourceRule(
+        "ecr-encryption",
+        "ECR repositories use AES256 (AWS-owned, the default) or KMS.",
+        Severity.HIGH,
+        frozenset({T_REPO}),
+        _ecr_encryption,
+        (),
+    ),
+    ResourceRule(
+        "log-group-encryption",
+        "Log groups are encrypted (AWS-owned key by default); a kmsKeyId is a key ARN.",
+        Severity.MEDIUM,
+        frozenset({T_LOG_GROUP}),
+        _log_group_encryption,
+        (),
+    ),
+    ResourceRule(
+        "secret-encryption",
+        "Secrets use aws/secretsmanager (default) or a named KMS key.",
+        Severity.MEDIUM,
+        frozenset({T_SECRET}),
+        _secret_encryption,
+        (),
+    ),
+    ResourceRule(
+        "kms-key-rotation",
+        "Customer managed KMS keys rotate automatically.",
+        Severity.MEDIUM,
+        frozenset({T_KMS_KEY}),
+        _kms_rotation,
+        ("AwsSolutions-KMS5",),
+    ),
+    ResourceRule(
+        "dynamodb-pitr-in-production",
+        "Production tables have point-in-time recovery.",
+        Severity.MEDIUM,
+        frozenset({T_TABLE}),
+        _dynamodb_pitr,
+        ("AwsSolutions-DDB3",),
+    ),
+    ResourceRule(
+        "deletion-protection-in-production",
+        "Production data stores cannot be deleted by a stray `pulumi destroy`.",
+        Severity.MEDIUM,
+        frozenset({T_TABLE, T_REPO, *T_BUCKETS}),
+        _deletion_protection,
+        (),
+    ),
+    ResourceRule(
+        "log-retention",
+        "Every log group has a retention period.",
+        Severity.MEDIUM,
+        frozenset({T_LOG_GROUP}),
+        _log_retention,
+        ("Serverless CloudWatchLogGroupRetentionPeriod",),
+    ),
+    ResourceRule(
+        "no-plaintext-secrets",
+        "No secret in a Lambda or container plain environment variable.",
+        Severity.HIGH,
+        frozenset({T_FUNCTION, T_TASK_DEF}),
+        _no_plaintext_secrets,
+        ("AwsSolutions-ECS2", "Pulumi AWSGuard lambda-environment-variable-secrets"),
+    ),
+    ResourceRule(
+        "ecs-container-logging",
+        "Every container logs to CloudWatch (awslogs).",
+        Severity.MEDIUM,
+        frozenset({T_TASK_DEF}),
+        _ecs_container_logging,
+        ("AwsSolutions-ECS7",),
+    ),
+    ResourceRule(
+        "lambda-current-runtime",
+        "Lambdas run a current Python runtime.",
+        Severity.MEDIUM,
+        frozenset({T_FUNCTION}),
+        _lambda_runtime,
+        ("AwsSolutions-L1",),
+    ),
+    ResourceRule(
+        "lambda-arm64",
+        "Lambdas run on arm64 (Graviton).",
+        Severity.LOW,
+        frozenset({T_FUNCTION}),
+        _lambda_arm64,
+        (),
+    ),
+    ResourceRule(
+        "ecr-scan-on-push",
+        "ECR repositories scan images on push.",
+        Severity.MEDIUM,
+        frozenset({T_REPO}),
+        _ecr_scan_on_push,
+        ("Pulumi AWSGuard ecr-image-scanning-enabled",),
+    ),
+    ResourceRule(
+        "scheduler-retry-and-dlq",
+        "Scheduler schedules retry failed invocations and keep a dead-letter queue.",
+        Severity.MEDIUM,
+        frozenset({T_SCHEDULE}),
+        _schedule_retry_dlq,
+        (),
+    ),
+    ResourceRule(
+        "iam-no-wildcard-action",
+        "No IAM Allow statement grants '*' or 'svc:*'.",
+        Severity.HIGH,
+        T_IAM_POLICY_HOLDERS,
+        _iam_no_wildcard_action,
+        ("AwsSolutions-IAM5", "Serverless IAMNoWildcardPermissions"),
+    ),
+    ResourceRule(
+        "iam-no-resource-star",
+        "Resource '*' only for actions AWS cannot scope (allow-listed).",
+        Severity.HIGH,
+        T_IAM_POLICY_HOLDERS,
+        _iam_resource_star,
+        ("AwsSolutions-IAM5",),
+    ),
+    ResourceRule(
+        "iam-passrole-scoped",
+        "iam:PassRole names roles and is conditioned on iam:PassedToService.",
+        Severity.HIGH,
+        T_IAM_POLICY_HOLDERS,
+        _iam_passrole,
+        (),
+    ),
+    ResourceRule(
+        "iam-trust-service-only",
+        "Roles are assumable by AWS services only.",
+        Severity.HIGH,
+        frozenset({T_ROLE}),
+        _iam_trust,
+        (),
+    ),
+    ResourceRule(
+        "iam-no-managed-policies",
+        "No broad AWS managed policies (allow-listed exceptions only).",
+        Severity.MEDIUM,
+        frozenset({T_ROLE, T_ROLE_POLICY_ATTACHMENT}),
+        _iam_managed_policies,
+        ("AwsSolutions-IAM4",),
+    ),
+    ResourceRule(
+        "security-group-no-ingress",
+        "Security groups allow no ingress and carry a description.",
+        Severity.HIGH,
+        frozenset({T_SECURITY_GROUP, T_SG_RULE, T_SG_INGRESS}),
+        _sg_no_ingress,
+        ("AwsSolutions-EC23",),
+    ),
+    ResourceRule(
+        "apigw-api-key-required",
+        "Every API method requires the API key.",
+        Severity.HIGH,
+        frozenset({T_REST_API, T_METHOD}),
+        _apigw_api_key,
+        ("AwsSolutions-APIG4 (departure: API key)",),
+    ),
+    ResourceRule(
+        "apigw-request-validation",
+        "The API validates requests at the edge.",
+        Severity.LOW,
+        frozenset({T_REST_API}),
+        _apigw_request_validation,
+        ("AwsSolutions-APIG2",),
+    ),
+    ResourceRule(
+        "apigw-access-logging",
+        "Stages write structured (JSON) access logs.",
+        Severity.MEDIUM,
+        frozenset({T_STAGE}),
+        _apigw_access_logs,
+        ("AwsSolutions-APIG1", "Serverless APIGWStructuredLogging"),
+    ),
 )
 
 STACK_RULES: Final[tuple[StackRule, ...]] = (
-    StackRule("s3-encryption", "Every bucket has a server-side encryption configuration.",
-              Severity.HIGH, _stack_s3_encryption, ("AwsSolutions-S3 (SSE)",)),
-    StackRule("s3-block-public-access", "Every bucket blocks public access (all four flags).",
-              Severity.HIGH, _stack_s3_public_access, ("AwsSolutions-S2",)),
-    StackRule("s3-tls-only", "Every bucket policy denies requests not made over TLS.",
-              Severity.HIGH, _stack_s3_tls, ("AwsSolutions-S10",)),
-    StackRule("sqs-tls-only", "Every queue policy denies requests not made over TLS.",
-              Severity.HIGH, _stack_sqs_tls, ("AwsSolutions-SQS4",)),
-    StackRule("sns-tls-only", "Every topic policy denies publishing not made over TLS.",
-              Severity.HIGH, _stack_sns_tls, ("AwsSolutions-SNS3",)),
-    StackRule("sqs-dlq", "Every queue has a dead-letter queue or is one.", Severity.MEDIUM,
-              _stack_sqs_dlq, ("AwsSolutions-SQS3", "Serverless SQSQueueDLQ")),
-    StackRule("lambda-own-log-group",
-              "Every Lambda writes to its own log group declared in the stack.",
-              Severity.MEDIUM, _stack_log_group_per_lambda, ()),
-    StackRule("ecr-lifecycle-policy", "Every ECR repository has a lifecycle policy.",
-              Severity.LOW, _stack_ecr_lifecycle, ()),
-    StackRule("apigw-throttling",
-              "Every stage is throttled stage-wide and by a usage plan.", Severity.MEDIUM,
-              _stack_apigw_throttling, ("Serverless APIGWDefaultThrottling",)),
-    StackRule("no-public-ip-in-private-mode",
-              "In private network mode nothing gets a public IP.", Severity.HIGH,
-              _stack_no_public_ip, ()),
+    StackRule(
+        "s3-encryption",
+        "Every bucket has a server-side encryption configuration.",
+        Severity.HIGH,
+        _stack_s3_encryption,
+        ("AwsSolutions-S3 (SSE)",),
+    ),
+    StackRule(
+        "s3-block-public-access",
+        "Every bucket blocks public access (all four flags).",
+        Severity.HIGH,
+        _stack_s3_public_access,
+        ("AwsSolutions-S2",),
+    ),
+    StackRule(
+        "s3-tls-only",
+        "Every bucket policy denies requests not made over TLS.",
+        Severity.HIGH,
+        _stack_s3_tls,
+        ("AwsSolutions-S10",),
+    ),
+    StackRule(
+        "sqs-tls-only",
+        "Every queue policy denies requests not made over TLS.",
+        Severity.HIGH,
+        _stack_sqs_tls,
+        ("AwsSolutions-SQS4",),
+    ),
+    StackRule(
+        "sns-tls-only",
+        "Every topic policy denies publishing not made over TLS.",
+        Severity.HIGH,
+        _stack_sns_tls,
+        ("AwsSolutions-SNS3",),
+    ),
+    StackRule(
+        "sqs-dlq",
+        "Every queue has a dead-letter queue or is one.",
+        Severity.MEDIUM,
+        _stack_sqs_dlq,
+        ("AwsSolutions-SQS3", "Serverless SQSQueueDLQ"),
+    ),
+    StackRule(
+        "lambda-own-log-group",
+        "Every Lambda writes to its own log group declared in the stack.",
+        Severity.MEDIUM,
+        _stack_log_group_per_lambda,
+        (),
+    ),
+    StackRule(
+        "ecr-lifecycle-policy",
+        "Every ECR repository has a lifecycle policy.",
+        Severity.LOW,
+        _stack_ecr_lifecycle,
+        (),
+    ),
+    StackRule(
+        "apigw-throttling",
+        "Every stage is throttled stage-wide and by a usage plan.",
+        Severity.MEDIUM,
+        _stack_apigw_throttling,
+        ("Serverless APIGWDefaultThrottling",),
+    ),
+    StackRule(
+        "no-public-ip-in-private-mode",
+        "In private network mode nothing gets a public IP.",
+        Severity.HIGH,
+        _stack_no_public_ip,
+        (),
+    ),
 )
 
 ALL_RULE_IDS: Final = tuple(r.id for r in RESOURCE_RULES) + tuple(r.id for r in STACK_RULES)
