@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,13 +19,16 @@ import pulumi_aws as aws
 import pytest
 
 import jobcontract
+import jobcontract.store
 from components import iam
 from components.aws_rules import AwsConstraintError
 from components.config import StackConfig, parse_config
 from components.fargate_worker import FargateWorker, FargateWorkerArgs, looks_secret
 from components.job_queue import JobQueue, JobQueueArgs
 from components.offline import MockResource, StackGraph, run_program
+from components.worker.validation import validate
 from jobcontract import Env, WorkerField
+from jobcontract.registration import DEFAULT_INPUT_SCHEMA, WorkerRegistration
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TASK_DEF = "aws:ecs/taskDefinition:TaskDefinition"
@@ -576,6 +581,84 @@ def test_registration_item(graph: StackGraph) -> None:
     fields = {v for k, v in vars(WorkerField).items() if k.isupper()}
     assert fields - instance_only <= set(item)
     assert not instance_only & set(item)
+    # What the handlers read back (the record that wrote it) is the worker as declared.
+    record = WorkerRegistration.from_item(jobcontract.store.from_item(item))
+    assert record.to_dynamodb() == item
+    assert (record.name, record.task_definition, record.queue_url) == (
+        "summarize",
+        task["arn"],
+        queue["url"],
+    )
+    assert record.limits()["max_memory"] == 8192 and record.launch_steps()[-1] == [
+        {"capacityProvider": "FARGATE", "weight": 1, "base": 0}
+    ]
+
+
+def test_argument_defaults_are_the_registration_defaults() -> None:
+    """A worker declared with defaults registers what a registration without the field reads
+    as (one home for each default: ``jobcontract.registration``)."""
+    args = FargateWorkerArgs(platform=None)  # type: ignore[arg-type]
+    read = WorkerRegistration.from_item(
+        {"name": "w", "task_definition": "fam:1", "queue_url": "q", "cpu": 1, "memory": 2}
+    )
+    assert args.max_attempts == read.max_attempts
+    assert args.timeout_seconds == read.timeout_seconds
+    assert args.max_concurrency == read.max_concurrency
+    assert args.architecture == read.architecture
+    assert args.description == read.description
+    assert dict(DEFAULT_INPUT_SCHEMA) == read.input_schema
+
+
+# Names the component's `environment` refuses exactly when the policy pack flags them.
+SECRET_NAMES = {
+    "OPENAI_KEY": True,  # the pack missed it before the rules were one
+    "DB_PASSWORD": True,
+    "DBPASSWORD": True,
+    "GITHUBTOKEN": True,
+    "SLACK_WEBHOOK_URL": True,
+    "PWD": True,
+    "TOKENIZER": False,  # the component passed it and the pack failed it before
+    "AUTHOR": False,
+    "KEYWORDS": False,
+    "BATCH_NOTION_SECRET_ARN": False,
+    "API_KEY_ID": False,
+    "MODEL_PATH": False,
+}
+
+
+@pytest.mark.parametrize(("env_name", "secret"), sorted(SECRET_NAMES.items()))
+def test_component_and_policy_pack_share_one_secret_name_rule(
+    source: Path, env_name: str, secret: bool
+) -> None:
+    from policy import rules
+
+    assert rules.looks_secret is looks_secret
+    flagged = bool(rules.secret_env_findings({env_name: "plain-value"}))
+    # Pure validation: no Pulumi program runs for this.
+    args = FargateWorkerArgs(
+        platform=None,  # type: ignore[arg-type]
+        source_dir=str(source),
+        environment={env_name: "plain-value"},
+    )
+    if secret:
+        with pytest.raises(AwsConstraintError, match="secrets"):
+            validate("summarize", args, "ai-batch-dev")
+    else:
+        validate("summarize", args, "ai-batch-dev")
+    assert flagged is secret
+
+
+def test_policy_rules_import_no_pulumi() -> None:
+    """The pack's own virtualenv has pulumi-policy and PyYAML only: the shared rule must
+    come without Pulumi or the AWS provider."""
+    probe = (
+        "import sys, policy.rules; print(sorted(m for m in sys.modules if m.startswith('pulumi')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert out.stdout.strip() == "[]"
 
 
 def test_worker_spot_share_overrides_platform(source: Path) -> None:

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+import jobcontract.store
 from components import instance_worker as iw
 from components.aws_rules import AwsConstraintError
 from components.config import parse_config
 from components.offline import StackGraph, run_program, stack_config
 from jobcontract import WorkerField
+from jobcontract.registration import WorkerRegistration
 from tests.infra.gpu_program import program
 
 CP = "aws:ecs/capacityProvider:CapacityProvider"
@@ -168,6 +170,16 @@ def test_registration_capacity_strategy_and_launch_chain(stack: tuple[str, Stack
     deps = set(graph.named(ITEM, "image-embedder-registration").depends_on)
     assert {f"image-embedder-{g}-{o}" for g in ("l4", "a10g", "t4") for o in ("spot", "od")} <= deps
     assert "content-analyzer-registration" in deps
+    # The handlers' reading of it (the record that wrote it).
+    record = WorkerRegistration.from_item(jobcontract.store.from_item(reg))
+    assert record.managed_instances and record.fallback_worker == "content-analyzer"
+    assert [list(step) for step in record.launch_chain] == chain == record.launch_steps()
+    assert (record.gpu_count, record.gpu_names, record.network_mode) == (
+        1,
+        ("l4", "a10g", "t4"),
+        "host",
+    )
+    assert record.to_dynamodb() == reg
 
 
 # --- preview errors (no Pulumi needed: validation runs before any resource) ----------------
