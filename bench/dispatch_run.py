@@ -18,6 +18,7 @@ within seconds. At the end the job items (``created_at``, ``timestamps``, ``task
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -192,7 +193,9 @@ def run_burst(burst: Burst, *, stack: str = "dev") -> Outcome:
 
 def _run(burst: Burst, pipeline: Any, reuse: int, limit: float, notes: list[str]) -> Outcome:
     from handlers import registry
-    from jobcontract import Env, Table, WorkerField
+    from jobcontract import Env, Table, worker_pk
+    from jobcontract.registration import WorkerRegistration
+    from jobcontract.store import from_item
 
     with pipeline:
         import boto3
@@ -208,18 +211,12 @@ def _run(burst: Burst, pipeline: Any, reuse: int, limit: float, notes: list[str]
         for load in burst.workers:
             if load.name not in described:
                 raise RuntimeError(f"no worker {load.name!r} in the stack")
-            ddb.update_item(
-                TableName=table,
-                Key={Table.PK: {"S": f"worker#{load.name}"}},
-                UpdateExpression="SET #c = :c, #r = :r",
-                ExpressionAttributeNames={
-                    "#c": WorkerField.MAX_CONCURRENCY,
-                    "#r": WorkerField.REUSE_IDLE_SECONDS,
-                },
-                ExpressionAttributeValues={":c": {"N": str(load.cap)}, ":r": {"N": str(reuse)}},
-            )
-            item = ddb.get_item(TableName=table, Key={Table.PK: {"S": f"worker#{load.name}"}})
-            vcpu[load.name] = int(item["Item"][WorkerField.CPU]["N"]) / 1024
+            key = {Table.PK: {"S": worker_pk(load.name)}}
+            item = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+            worker = WorkerRegistration.from_item(from_item(item))
+            tuned = dataclasses.replace(worker, max_concurrency=load.cap, reuse_idle_seconds=reuse)
+            ddb.put_item(TableName=table, Item=tuned.to_dynamodb())
+            vcpu[load.name] = worker.cpu / 1024
         registry.clear_cache()
 
         bodies = [
