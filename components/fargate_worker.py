@@ -27,6 +27,11 @@ worker until a job arrives. A task costs Fargate per-second pricing (ARM and Spo
 corner); with warm reuse (``reuse_idle_seconds``) a task that finished a job takes the next one
 of its worker instead of a new task paying its start-up and one-minute minimum again.
 
+Where things live: the arguments and their defaults in ``components.worker.args``; the checks
+(pure, no Pulumi) in ``components.worker.validation``; the image, roles, task definition and
+registration steps in ``components.worker`` (shared with ``InstanceWorker``); what a
+registration holds in ``jobcontract.registration``.
+
 Usage (in ``__main__.py``)::
 
     FargateWorker("image-alt-generator", FargateWorkerArgs(

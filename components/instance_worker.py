@@ -6,10 +6,12 @@ Managed Instances launches, scales and patches (no Auto Scaling group to own).
 
 What it makes, for a worker ``<name>`` (code in ``workers/<name>/``, ``Dockerfile`` required):
 
-- everything a ``FargateWorker`` makes, with the same helpers and the same least-privilege
-  roles: ECR repository + image (built for the instance architecture, pinned by digest), log
-  group, execution role, task role and the ``worker#<name>`` registration (jobs go through
-  the stack's one launch queue);
+- everything a ``FargateWorker`` makes, from the same parts (``components.worker``) and with
+  the same least-privilege roles: ECR repository + image (built for the instance
+  architecture, pinned by digest), log group, execution role, task role and the
+  ``worker#<name>`` registration (jobs go through the stack's one launch queue). The Managed
+  Instances checks live in ``components.worker.instance_validation``, the roles and capacity
+  providers below in ``components.worker.managed_instances``;
 - the **ECS infrastructure role** (trusted by ``ecs.amazonaws.com``; AWS managed policy
   ``AmazonECSInfrastructureRolePolicyForManagedInstances``: launch/terminate the instances, pass
   the instance role) and the **instance role + instance profile** (trusted by

@@ -3,7 +3,10 @@
 Both the Pulumi policy pack (``policy/__main__.py``) and the tests
 (``tests/security/test_checklist.py``, over the mocked ``StackGraph``) run THESE functions,
 so the checklist that gates ``pulumi preview --policy-pack policy`` and the one the test
-suite proves cannot drift. Nothing here imports pulumi or pulumi-policy.
+suite proves cannot drift. Nothing here imports pulumi or pulumi-policy. The secret-name rule
+is the worker components' own (``components.worker.validation.looks_secret``, stdlib only), so
+a name the component refuses is the name the pack flags; run from ``policy/`` by the engine,
+the pack finds it through the repository root (this folder's parent).
 
 Properties use Pulumi's wire (camelCase) names, as the policy engine and the mocks see them.
 A value the engine does not know yet during preview arrives as :data:`UNKNOWN`; a check never
