@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from jobcontract import DEFAULT_MAX_ATTEMPTS, DEFAULT_REUSE_IDLE_SECONDS, WorkerField, store
+from jobcontract import DEFAULT_MAX_ATTEMPTS, DEFAULT_REUSE_IDLE_SECONDS, Env, WorkerField, store
 from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES
 from jobcontract.registration import (
     DEFAULT_ARCHITECTURE,
@@ -140,3 +140,14 @@ def test_a_malformed_item_names_the_registration(item: dict[str, Any], problem: 
 def test_managed_instances_without_a_startup_timeout_cannot_be_written() -> None:
     with pytest.raises(ValueError, match="start-up timeout"):
         instance(startup_timeout_seconds=None).to_item()
+
+
+def test_the_runtime_defaults_attempts_as_a_registration_does() -> None:
+    """A scheduled run records its own job from the environment (its task role cannot read
+    the registration): without BATCH_WORKER_MAX_ATTEMPTS it allows what a registration
+    without ``max_attempts`` allows."""
+    from workers.runtime.lifecycle import Settings
+
+    settings = Settings.from_env({Env.JOBS_TABLE: "t", Env.RESULTS_BUCKET: "b"}, "w")
+    minimal = {k: v for k, v in fargate().to_item().items() if k in REQUIRED}
+    assert settings.max_attempts == WorkerRegistration.from_item(minimal).max_attempts
