@@ -13,6 +13,7 @@ import pytest
 
 from components.offline import StackGraph, run_program
 from jobcontract import Env, Table, WorkerField, worker_pk
+from jobcontract.registration import WorkerRegistration
 from local_pipeline.provision import Provisioned, ProvisionError, Substitutions, provision
 
 
@@ -74,17 +75,12 @@ def _program() -> None:
     )
     item = pulumi.Output.all(queue.url, dlq.url, td.arn).apply(
         lambda a: json.dumps(
-            {
-                Table.PK: {"S": worker_pk("echo")},
-                "kind": {"S": Table.KIND_WORKER},
-                "created_at": {"S": "2026-01-01T00:00:00Z"},
-                WorkerField.NAME: {"S": "echo"},
-                WorkerField.QUEUE_URL: {"S": a[0]},
-                WorkerField.DLQ_URL: {"S": a[1]},
-                WorkerField.TASK_DEFINITION: {"S": a[2]},
-            }
+            WorkerRegistration(
+                name="echo", task_definition=a[2], queue_url=a[0], dlq_url=a[1],
+                cpu=256, memory=512, max_cpu=256, max_memory=512,
+            ).to_dynamodb()
         )
-    )
+    )  # fmt: skip
     aws.dynamodb.TableItem("echo-registration", table_name=table.name, hash_key=Table.PK, item=item)
     env = pulumi.Output.all(table.name, bucket.bucket, topic.arn, cluster.arn, sg.id).apply(
         lambda a: {
