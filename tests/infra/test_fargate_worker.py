@@ -650,9 +650,11 @@ def test_component_and_policy_pack_share_one_secret_name_rule(
 
 def test_policy_rules_import_no_pulumi() -> None:
     """The pack's own virtualenv has pulumi-policy and PyYAML only: the shared rule must
-    come without Pulumi or the AWS provider."""
+    come without Pulumi, the AWS provider or boto3."""
+    third_party = "('pulumi', 'boto3', 'botocore')"
     probe = (
-        "import sys, policy.rules; print(sorted(m for m in sys.modules if m.startswith('pulumi')))"
+        "import sys, policy.rules; "
+        f"print(sorted(m for m in sys.modules if m.startswith({third_party})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
