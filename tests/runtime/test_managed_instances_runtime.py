@@ -16,6 +16,8 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
 
 from handlers import _aws, launcher
 from handlers.sweep import Sweeper
@@ -31,7 +33,12 @@ from tests.runtime.test_launcher import (
     FaultyEcs,
     LauncherCrashed,
 )
+from tests.runtime.test_openapi_contract import DOC_PATH, resolve
 from tests.runtime.test_reconciler import reconcile
+
+
+def openapi_doc() -> dict[str, Any]:
+    return dict(yaml.safe_load(DOC_PATH.read_text()))
 
 
 def _step(tier: str) -> tuple[dict[str, Any], ...]:
@@ -148,6 +155,13 @@ def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
     assert job[JobField.MAX_ATTEMPTS] == 1 + 3  # the fallback worker's own budget from here
     counts, _ = Dispatch(store).counts()
     assert int(counts["gpu"].get("tasks", 0)) == 0  # the failed claim's slot was given back
+    # The job view (GET /jobs/{id}, batchctl status) says so, in the documented shape.
+    status, view, _ = call("GET", f"/jobs/{job_id}")
+    assert status == 200 and view["worker"] == "gpu"
+    assert view["fallback"] == fallback
+    assert view["task_definition"] == res.workers["cpu"].task_definition_arn
+    schema = resolve({"$ref": "#/components/schemas/Job"}, openapi_doc())
+    OAS30Validator(schema).validate(view)
     # The next message launches the fallback worker's task: its definition, its Fargate
     # strategy, its size, one job per task (the lease is the GPU worker's).
     out, _ = deliver(res)
