@@ -317,14 +317,19 @@ class Launcher:
             return self._launch(job, worker)
         if job.get(JobField.WAITING_SINCE):
             return LaunchOutcome(job_id, "skipped", detail="job waits for a slot (parked)")
+        try:
+            runs = self._launch_registration(job, worker)
+        except LaunchFailed as exc:
+            return self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
         claimed = self.dispatch.claim(
             job_id,
             attempt,
             worker.name,
-            cap=worker.max_concurrency,
-            cpu=_task_cpu(job, worker),
+            cap=runs.max_concurrency,
+            cpu=_task_cpu(job, runs),
             cancel_flag=job.get(JobField.CANCEL_REQUESTED),
             array_child=bool(job.get(JobField.PARENT_ID)),
+            runs_on=runs.name,
         )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
@@ -375,19 +380,27 @@ class Launcher:
             if job.get(JobField.CANCEL_REQUESTED):
                 self._cancel_unlaunched(job_id, JobStatus.QUEUED, attempt)
                 continue
+            try:
+                runs = self._launch_registration(job, worker)
+            except LaunchFailed as exc:
+                self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
+                continue
             claimed = self.dispatch.claim(
                 job_id,
                 attempt,
                 worker.name,
-                cap=worker.max_concurrency,
-                cpu=_task_cpu(job, worker),
+                cap=runs.max_concurrency,
+                cpu=_task_cpu(job, runs),
                 cancel_flag=job.get(JobField.CANCEL_REQUESTED),
                 woken=True,
                 array_child=bool(job.get(JobField.PARENT_ID)),
+                runs_on=runs.name,
             )
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one
             if not isinstance(claimed, Claimed):
+                if runs is not worker:
+                    continue  # the fallback worker's slots are full: this worker's may not be
                 break  # the slot went elsewhere meanwhile
             claimed_jobs.append(_dispatched(job, claimed))
         if len(claimed_jobs) <= 1:
@@ -509,8 +522,9 @@ class Launcher:
             {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
         ]
         if _fallback_worker(job):
-            # The task's lease is the job's own worker's (outside this worker's dispatch
-            # grants): one job per fallback task, no warm reuse.
+            # The task's lease is named by the job (``slot#<its own worker>_...``, outside
+            # this worker's dispatch grants), though it counts on this worker's slots: one
+            # job per fallback task, no warm reuse.
             environment.append({"name": Env.REUSE_IDLE_SECONDS, "value": "0"})
         container: dict[str, Any] = {"name": worker.container_name, "environment": environment}
         overrides: dict[str, Any] = {"containerOverrides": [container]}

@@ -22,11 +22,11 @@ from openapi_schema_validator import OAS30Validator
 from handlers import _aws, launcher
 from handlers.sweep import Sweeper
 from jobcontract import Env, JobField
-from jobcontract.dispatch import Dispatch
+from jobcontract.dispatch import DRAIN_MESSAGE, Dispatch
 from jobcontract.managed_instances import StopKind
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
-from tests.runtime.helpers import call, job_messages, sqs_event, stopped_event
+from tests.runtime.helpers import call, job_messages, receive_all, sqs_event, stopped_event
 from tests.runtime.test_launcher import (
     CAPACITY,
     CRASH_AFTER_LAUNCH,
@@ -358,3 +358,89 @@ def test_a_long_wait_for_an_instance_does_not_count_against_the_run_timeout(
     assert int(store.get(job_id)[JobField.TIMEOUT_SECONDS]) == 900
     assert Sweeper(now=later(300)).run().stopped == []
     assert Sweeper(now=later(900 + 121)).run().stopped == [job_id]  # its own timeout still
+
+
+# --- slots: a job handed to the fallback worker holds the fallback's slot -------------------
+@pytest.fixture
+def tight(pipeline_resources, monkeypatch):
+    made = pipeline_resources(
+        [
+            WorkerSpec(
+                "gpu", cpu=4096, memory=14336, max_cpu=4096, max_memory=14336,
+                launch_chain=CHAIN[:1], fallback_worker="cpu", max_concurrency=1,
+            ),
+            WorkerSpec("cpu", cpu=1024, memory=2048, max_concurrency=1),
+        ]
+    )  # fmt: skip
+    monkeypatch.setenv(Env.FARGATE_VCPU_LIMIT, "6")  # 6 vCPU: room for one of each
+    return made
+
+
+def counts(res) -> tuple[dict[str, dict[str, Any]], int]:
+    return Dispatch(JobStore(res.table_name)).counts()
+
+
+def held(res, worker: str) -> tuple[int, int, int]:
+    item = counts(res)[0].get(worker) or {}
+    return tuple(int(item.get(k, 0) or 0) for k in ("tasks", "cpu", "waiting"))  # type: ignore[return-value]
+
+
+def handed_over(res) -> str:
+    """A GPU job whose one-step chain found no capacity: QUEUED again for the fallback."""
+    ecs_with([CAPACITY])
+    job_id = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert JobStore(res.table_name).get(job_id)[JobField.FALLBACK]["worker"] == "cpu"
+    return job_id
+
+
+def test_a_handed_over_job_holds_the_fallback_workers_slot_not_the_gpu_workers(tight) -> None:
+    res = tight
+    store = JobStore(res.table_name)
+    job_id = handed_over(res)
+    ecs_with([])
+    assert deliver(res)[0] == {"batchItemFailures": []}  # the fallback's task starts
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert held(res, "gpu") == (0, 0, 0)  # the GPU worker's one slot is free...
+    assert held(res, "cpu") == (1, 1024, 0)  # ...the fallback's is taken, at its task cpu
+    assert counts(res)[1] == 1024  # the stack's vCPU budget: the fallback's task cpu
+    lease = Dispatch(store).get(f"slot#{job_id}-2")
+    assert lease is not None and lease["for_worker"] == "cpu" and int(lease["cpu"]) == 1024
+    # So a GPU job submitted now starts at once on the GPU worker's free slot.
+    gpu_job = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert store.get(gpu_job)[JobField.STATUS] == "DISPATCHED"
+    assert held(res, "gpu") == (1, 4096, 0) and counts(res)[1] == 1024 + 4096
+    # The fallback task's stop gives the slot back where it was taken.
+    event = stopped_event(res.cluster_arn, str(job[JobField.TASK_ARN]), exit_code=0)
+    reconcile(event)
+    assert held(res, "cpu") == (0, 0, 0) and held(res, "gpu") == (1, 4096, 0)
+    assert counts(res)[1] == 4096
+
+
+def test_a_handed_over_job_waits_for_a_fallback_slot_and_takes_it_when_one_frees(tight) -> None:
+    res = tight
+    store = JobStore(res.table_name)
+    ecs_with([])
+    cpu_job = submit("cpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}  # the fallback worker's only slot
+    job_id = handed_over(res)
+    ecs_with([])
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job.get(JobField.WAITING_SINCE)  # parked
+    assert held(res, "cpu") == (1, 1024, 0)
+    assert held(res, "gpu") == (0, 0, 1)  # parked under its own worker, holding no slot
+    cpu_task = str(store.get(cpu_job)[JobField.TASK_ARN])
+    reconcile(stopped_event(res.cluster_arn, cpu_task, exit_code=0))  # frees it, drains
+    fake = ecs_with([])
+    drains = receive_all(res.workers["cpu"].queue_url)  # the reconciler's drain request
+    assert [m["Body"] for m in drains] == [DRAIN_MESSAGE]
+    event = sqs_event(res.workers["cpu"].queue_arn, drains)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}  # it wakes the job
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert fake.run_calls[-1]["taskDefinition"] == res.workers["cpu"].task_definition_arn
+    assert held(res, "cpu") == (1, 1024, 0) and held(res, "gpu") == (0, 0, 0)
+    assert counts(res)[1] == 1024
