@@ -48,7 +48,7 @@ Usage (not in the default stacks: a new account's GPU quota is often 0)::
 
     InstanceWorker("image-embedder", InstanceWorkerArgs(
         platform=platform, gpu_count=1, gpu_names=("l4", "a10g", "t4"),
-        cpu=4096, memory=14336, fallback_worker=workers["content-analyzer"]))
+        cpu=4096, memory=14336, fallback_worker=workers["image-embedder-cpu"]))
 """
 
 from __future__ import annotations
@@ -139,7 +139,9 @@ class InstanceWorkerArgs(FargateWorkerArgs):
     an instance gets no public IP, so without a NAT it could not reach ECR or S3)."""
     fallback_worker: FargateWorker | None = None
     """A CPU ``FargateWorker`` that takes the job when no instance capacity is found in the
-    whole chain. Default ``None`` (the job waits and retries)."""
+    whole chain. Default ``None`` (the job waits and retries). Checked at preview
+    (``instance_rules.fallback_worker``): declared in this stack, not an ``InstanceWorker``,
+    and with an input schema identical to this worker's."""
     spot_fallback: bool | None = None
     """After the Spot steps of the chain, try the on-demand providers. Default ``None``: the
     platform's ``spotFallback``."""
@@ -203,9 +205,18 @@ def _validate_instance(name: str, args: InstanceWorkerArgs, platform: Any) -> _I
             "'host' in the stack's public network mode (an awsvpc task on an instance has no "
             "public IP and no NAT to reach ECR/S3), or network.mode private with a NAT",
         )
-    if args.fallback_worker is not None and not isinstance(args.fallback_worker, FargateWorker):
-        raise AwsConstraintError(
-            f"{name}: fallback_worker", args.fallback_worker, "a FargateWorker"
+    fallback = args.fallback_worker
+    if fallback is not None:  # fit to take this worker's jobs as they are (instance_rules)
+        fargate = isinstance(fallback, FargateWorker) and not isinstance(fallback, InstanceWorker)
+        rules.fallback_worker(
+            worker=name,
+            schema=json.loads(base.input_schema_json),
+            fallback=str(getattr(fallback, "worker_name", fallback)),
+            fallback_family=str(getattr(fallback, "family", "")),
+            fallback_schema=getattr(fallback, "input_schema", None) or {},
+            fallback_is_fargate=fargate,
+            stack_prefix=prefix,
+            key=f"{name}: fallback_worker",
         )
     spot_share = args.spot_share if args.spot_share is not None else platform.config.spot_share
     aws_rules.percent(spot_share, f"{name}: spot_share")
