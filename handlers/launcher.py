@@ -70,7 +70,7 @@ from jobcontract.dispatch import (
     vcpu_budget_units,
 )
 from jobcontract.dispatch import F as DispatchField
-from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step
+from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step, retry_wait
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -164,10 +164,12 @@ class ChainExhausted(Exception):
 class LaunchOutcome:
     job_id: str
     # launched | skipped | waiting | drained | retry | failed | invalid | requeued (the
-    # attempt ended without a task and the job is queued again: retry or fallback worker)
+    # attempt ended without a task and the job is queued again: retry or fallback worker) |
+    # delayed (the job backs off after no capacity: its message comes back in ``delay`` s)
     action: str
     task_arn: str | None = None
     detail: str = ""
+    delay: int = 0
 
 
 def _store() -> JobStore:
@@ -315,6 +317,11 @@ class Launcher:
             return self._fail(job, status, attempts, "LaunchFailed", "worker is not registered")
         if _is_resume(job, attempt):
             return self._launch(job, worker)
+        wait = retry_wait(job.get(JobField.RETRY_NOT_BEFORE), now_epoch())
+        if wait > 0:  # its chain found no capacity: hold the message back, claim nothing
+            return LaunchOutcome(
+                job_id, "delayed", detail=f"no capacity: back off {wait} s", delay=wait
+            )
         if job.get(JobField.WAITING_SINCE):
             return LaunchOutcome(job_id, "skipped", detail="job waits for a slot (parked)")
         try:
@@ -771,13 +778,18 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
             continue
         _aws.log(
             "INFO"
-            if outcome.action in ("launched", "skipped", "waiting", "drained")
+            if outcome.action in ("launched", "skipped", "waiting", "drained", "delayed")
             else "WARNING",
             f"launch_{outcome.action}",
             job_id=outcome.job_id or None,
             message_id=message_id,
             detail=outcome.detail,
         )
+        if outcome.action == "delayed":  # back again when the job's back-off has passed
+            failures.append({"itemIdentifier": message_id})
+            failed_groups.add(group)
+            _back_off(record, outcome.delay)
+            continue
         if outcome.action in ("retry", "invalid"):
             # An invalid body is returned too: after maxReceiveCount it lands in the DLQ,
             # where it can be inspected, instead of vanishing.
@@ -826,8 +838,14 @@ def _queue_url(queue_arn: str, endpoint_url: str | None = None, client_region: s
     return f"https://sqs.{region}.{domain}/{account}/{name}"
 
 
-def _back_off(record: dict[str, Any]) -> None:
-    """Best effort: without it the message simply returns after the queue's own timeout."""
+def now_epoch() -> float:
+    """The clock the back-off is read against (tests move it)."""
+    return time.time()
+
+
+def _back_off(record: dict[str, Any], seconds: int | None = None) -> None:
+    """Best effort: without it the message simply returns after the queue's own timeout.
+    ``seconds``: this visibility (a job's back-off), else the receive-count schedule."""
     try:
         receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
         sqs = _aws.client("sqs")
@@ -839,7 +857,7 @@ def _back_off(record: dict[str, Any]) -> None:
                 str(getattr(meta, "region_name", "")),
             ),
             ReceiptHandle=str(record["receiptHandle"]),
-            VisibilityTimeout=retry_visibility(receive_count),
+            VisibilityTimeout=seconds if seconds is not None else retry_visibility(receive_count),
         )
     except (KeyError, ValueError, ClientError, BotoCoreError) as exc:
         _aws.log("WARNING", "visibility_backoff_failed", error=str(exc))

@@ -148,8 +148,13 @@ class JobField:
     LAUNCH: Final = "launch"
     # {"worker", "from", "attempt", "at"}: the job's launch chain ran out of capacity and it
     # was handed to the registration's fallback worker, whose task runs it from then on (the
-    # job keeps its id and its own worker: its row and its dispatch slot stay that worker's).
+    # job keeps its id and its own worker, whose row it stays; its task holds a dispatch slot
+    # of the fallback worker, see jobcontract/dispatch.py ``claim(runs_on=...)``).
     FALLBACK: Final = "fallback"
+    # Epoch seconds before which the launcher does not launch the job's next attempt: set by
+    # the reconciler when a Managed Instances job found no capacity anywhere in its launch
+    # chain and is retried from the top (jobcontract.managed_instances.capacity_backoff).
+    RETRY_NOT_BEFORE: Final = "retry_not_before"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"

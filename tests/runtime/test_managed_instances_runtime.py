@@ -177,7 +177,32 @@ def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
     assert job[JobField.TASK_ARN] and job["capacity_provider"] == "FARGATE_SPOT"
 
 
-def test_an_exhausted_chain_without_fallback_retries_then_fails(res) -> None:
+def deliver_kept(res) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``deliver`` as the event source mapping does it: received, not deleted (a message
+    the launcher hands back stays in the queue, invisible for the timeout it set)."""
+    url = res.workers["gpu"].queue_url
+    got = (
+        boto3.client("sqs")
+        .receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=60
+        )
+        .get("Messages", [])
+    )
+    return launcher.handler(sqs_event(res.workers["gpu"].queue_arn, got), None), got
+
+
+def visible_again(res, messages: list[dict[str, Any]]) -> None:
+    """The messages a back-off held back, visible now (as after their visibility timeout)."""
+    sqs = boto3.client("sqs")
+    for m in messages:
+        sqs.change_message_visibility(
+            QueueUrl=res.workers["gpu"].queue_url,
+            ReceiptHandle=m["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+
+
+def test_an_exhausted_chain_without_fallback_retries_then_fails(res, monkeypatch) -> None:
     fake = ecs_with([CAPACITY, GPU_ERROR, CAPACITY, CAPACITY])
     job_id = submit("lone")
     store = JobStore(res.table_name)
@@ -186,6 +211,14 @@ def test_an_exhausted_chain_without_fallback_retries_then_fails(res) -> None:
     assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
     assert job[JobField.ERROR]["type"] == "CapacityUnavailable"
     assert JobField.FALLBACK not in job
+    # Not at once: the retry waits out its back-off (attempt 1: 15..30 s), claiming nothing.
+    out, held = deliver_kept(res)
+    assert out == {"batchItemFailures": [{"itemIdentifier": held[0]["MessageId"]}]}
+    assert len(fake.run_calls) == 2 and store.get(job_id)[JobField.STATUS] == "QUEUED"
+    assert deliver_kept(res)[1] == []  # invisible while it waits
+    visible_again(res, held)
+    later_ = float(job[JobField.RETRY_NOT_BEFORE]) + 1
+    monkeypatch.setattr(launcher, "now_epoch", lambda: later_)
     assert deliver(res)[0] == {"batchItemFailures": []}  # attempt 2 walks the chain again
     assert providers(fake) == ["t-gpu-l4-spot", "t-gpu-a10g-spot"] * 2
     job = store.get(job_id)
@@ -444,3 +477,43 @@ def test_a_handed_over_job_waits_for_a_fallback_slot_and_takes_it_when_one_frees
     assert fake.run_calls[-1]["taskDefinition"] == res.workers["cpu"].task_definition_arn
     assert held(res, "cpu") == (1, 1024, 0) and held(res, "gpu") == (0, 0, 0)
     assert counts(res)[1] == 1024
+
+
+# --- back-off after the whole chain found no capacity ---------------------------------------
+def test_a_retry_after_an_exhausted_chain_backs_off_and_keeps_its_launch_records(
+    res, monkeypatch
+) -> None:
+    """Attempt 1 finds no capacity anywhere: the job is QUEUED with a back-off deadline
+    15..30 s away; its message, delivered meanwhile, is held back for exactly the time left
+    (a visibility timeout, FIFO has no per-message delay) and nothing is claimed or run.
+    After the deadline attempt 2 launches under its own token, from the chain's top."""
+    import time as clock
+
+    fake = ecs_with([CAPACITY, GPU_ERROR])
+    store = JobStore(res.table_name)
+    job_id = submit("lone")
+    before = clock.time()
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    wait = float(job[JobField.RETRY_NOT_BEFORE]) - before
+    assert 15 - 1 <= wait <= 30 + 1, wait
+    calls: list[dict[str, Any]] = []
+    real = launcher._back_off
+    monkeypatch.setattr(
+        launcher, "_back_off", lambda record, seconds=None: (calls.append({"s": seconds}),
+                                                             real(record, seconds))
+    )  # fmt: skip
+    out, held = deliver_kept(res)
+    assert out["batchItemFailures"] == [{"itemIdentifier": held[0]["MessageId"]}]
+    assert len(calls) == 1 and 0 < calls[0]["s"] <= 31 and len(fake.run_calls) == 2
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1  # no claim
+    assert deliver_kept(res)[1] == []  # held back: invisible for the time left
+    visible_again(res, held)
+    monkeypatch.setattr(launcher, "now_epoch", lambda: float(job[JobField.RETRY_NOT_BEFORE]))
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    tokens = [c["clientToken"] for c in fake.run_calls]
+    assert providers(fake) == ["t-gpu-l4-spot", "t-gpu-a10g-spot", "t-gpu-l4-spot"]
+    assert len(set(tokens)) == 3  # attempt 2's token is its own: nothing replayed
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
