@@ -531,8 +531,10 @@ class Launcher:
         if _fallback_worker(job):
             # The task's lease is named by the job (``slot#<its own worker>_...``, outside
             # this worker's dispatch grants), though it counts on this worker's slots: one
-            # job per fallback task, no warm reuse.
+            # job per fallback task, no warm reuse. The runtime runs a job of another worker
+            # only when told whose it is.
             environment.append({"name": Env.REUSE_IDLE_SECONDS, "value": "0"})
+            environment.append({"name": Env.HANDED_FROM, "value": str(job[JobField.WORKER])})
         container: dict[str, Any] = {"name": worker.container_name, "environment": environment}
         overrides: dict[str, Any] = {"containerOverrides": [container]}
         cpu, memory = job.get(JobField.CPU), job.get(JobField.MEMORY)

@@ -55,6 +55,11 @@ class Env:
     # Warm reuse, on a worker's task: how long a task that finished a job waits for the next
     # job of its worker before it exits (0 = reuse off: one job per task).
     REUSE_IDLE_SECONDS: Final = "BATCH_REUSE_IDLE_SECONDS"
+    # Set by the launcher on a fallback worker's task that runs a job handed over to it (job
+    # field ``fallback``): the worker the job belongs to, i.e. its id's prefix. The runtime
+    # then runs that job although its id names another worker (it checks the hand-over in
+    # the job item when it claims it).
+    HANDED_FROM: Final = "BATCH_HANDED_FROM"
     # The stack's launch queue (one FIFO queue for every worker), on the control plane.
     LAUNCH_QUEUE_URL: Final = "BATCH_LAUNCH_QUEUE_URL"
     # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,

@@ -171,7 +171,12 @@ def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
     assert run["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT"
     assert run["overrides"]["cpu"] == "1024" and "networkConfiguration" in run
     env = {e["name"]: e["value"] for e in run["overrides"]["containerOverrides"][0]["environment"]}
-    assert env == {Env.JOB_ID: job_id, Env.JOB_ATTEMPT: "2", Env.REUSE_IDLE_SECONDS: "0"}
+    assert env == {
+        Env.JOB_ID: job_id,
+        Env.JOB_ATTEMPT: "2",
+        Env.REUSE_IDLE_SECONDS: "0",
+        Env.HANDED_FROM: "gpu",  # the runtime runs a job of another worker only when told
+    }
     job = store.get(job_id)
     assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
     assert job[JobField.TASK_ARN] and job["capacity_provider"] == "FARGATE_SPOT"
