@@ -108,3 +108,15 @@ def test_specs_from_the_gpu_program(stack: str, spot: float) -> None:
     # What `batchctl cost` prints for a stack with this worker (report + summary).
     costs = ic.report(graph.resources, 5, PRICES)
     assert costs["image-embedder"] == (cost, 0.0)
+
+
+def test_the_fargate_model_leaves_the_gpu_worker_to_the_instance_estimate() -> None:
+    """An InstanceWorker's jobs run on EC2 instances: the Fargate per-job lines must not
+    price them (nor take a share of the stack's jobs); ``instance_cost`` does."""
+    from cost.model import model_from_graph
+
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+    names = {w.name for w in model_from_graph(graph, stack="dev").workers}
+    assert "image-embedder" not in names
+    assert {"content-analyzer", "image-embedder-cpu"} <= names
+    assert [s.name for s in ic.instance_workers_from_graph(graph.resources)] == ["image-embedder"]
