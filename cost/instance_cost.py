@@ -242,4 +242,5 @@ def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float
             f"${c.dearest_cost:.4f} on {c.dearest_type}"
         )
         lines += [f"    - {n}" for n in c.notes]
+        lines.append("    - idle is compute only: the ECR storage of its images is not in it")
     return "\n".join(lines)
