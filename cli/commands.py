@@ -226,6 +226,14 @@ class ProgressBar:
             self.stream.flush()
 
 
+def fallback_summary(fallback: dict[str, Any]) -> str:
+    """``status``'s line for a job handed to its CPU fallback worker (the view's ``fallback``)."""
+    return (
+        f"{fallback.get('worker')} (handed over from {fallback.get('from')} after attempt "
+        f"{fallback.get('attempt')}: no instance capacity; at {fallback.get('at')})"
+    )
+
+
 def status(args: argparse.Namespace) -> int:
     _, job = _client(args).request("GET", f"/jobs/{args.job_id}")
     if args.json:
@@ -244,6 +252,9 @@ def status(args: argparse.Namespace) -> int:
             rows.append(("progress", f"{progress.get('done')}/{progress.get('total')}"))
         if job.get("items"):
             rows.append(("items", items_summary(job)))
+        fallback = job.get("fallback")
+        if fallback:
+            rows.append(("fallback", fallback_summary(fallback)))
         if job.get("error"):
             error = job["error"]
             rows.append(("error", f"{error.get('type')}: {error.get('message')}"))

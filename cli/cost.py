@@ -1,7 +1,9 @@
 """``batchctl cost``: what a stack costs idle and per job, from its own program and config.
 
 The stack is evaluated offline (``__main__.py`` under Pulumi mocks), so the estimate always
-follows the declared workers and the stack's config; no AWS account is needed.
+follows the declared workers and the stack's config; no AWS account is needed. GPU workers on
+ECS Managed Instances (``InstanceWorker``) get their own lines (``cost.instance_cost``): idle
+cost per month and one job's cost (``--duration-seconds``), EC2 plus the management charge.
 """
 
 from __future__ import annotations
@@ -55,33 +57,79 @@ def add_parser(subparsers: Any) -> None:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to use")
-    p.add_argument("--jobs-per-month", action="append", metavar="N|WORKER=N",
-                   help="job volume: once globally (split evenly) or per worker; default 1000")
-    p.add_argument("--duration-seconds", action="append", metavar="S|WORKER=S",
-                   help="run time of one job, globally or per worker; default 60")
-    p.add_argument("--startup-seconds", type=float, default=30.0,
-                   help="billed image pull + start per task (the clock starts at the pull)")
-    p.add_argument("--jobs-per-task", type=float, default=1.0,
-                   help="jobs a warm task runs back to back (warm reuse): 1 for sparse jobs, "
-                        "about jobs-in-a-burst / max-tasks for batches; default 1")
-    p.add_argument("--status-polls", type=int, default=3,
-                   help="client GET /jobs/{id} calls per job (billed)")
-    p.add_argument("--image-gb", type=float, default=None,
-                   help="compressed size of one worker image (default: the price book's "
-                        "measured seed-worker image)")
-    p.add_argument("--image-changed-share", type=float, default=None,
-                   help="share of an image that is new on each push (ECR stores shared layers "
-                        "once per repository; default: the price book's)")
-    p.add_argument("--spot-discount", type=float, default=None,
-                   help="Fargate Spot discount as a fraction (default: the price book's)")
-    p.add_argument("--free-tier", action="store_true",
-                   help="apply the always-free allowances (off by default)")
-    p.add_argument("--compare-ec2", default="t4g.medium", metavar="INSTANCE",
-                   help="always-on instance for the side-by-side comparison")
-    p.add_argument("--volumes", default=",".join(str(v) for v in DEFAULT_VOLUMES),
-                   help="job volumes for the comparison, comma-separated")
+    p.add_argument(
+        "--jobs-per-month",
+        action="append",
+        metavar="N|WORKER=N",
+        help="job volume: once globally (split evenly) or per worker; default 1000",
+    )
+    p.add_argument(
+        "--duration-seconds",
+        action="append",
+        metavar="S|WORKER=S",
+        help="run time of one job, globally or per worker; default 60",
+    )
+    p.add_argument(
+        "--startup-seconds",
+        type=float,
+        default=30.0,
+        help="billed image pull + start per task (the clock starts at the pull)",
+    )
+    p.add_argument(
+        "--jobs-per-task",
+        type=float,
+        default=1.0,
+        help="jobs a warm task runs back to back (warm reuse): 1 for sparse jobs, "
+        "about jobs-in-a-burst / max-tasks for batches; default 1",
+    )
+    p.add_argument(
+        "--status-polls", type=int, default=3, help="client GET /jobs/{id} calls per job (billed)"
+    )
+    p.add_argument(
+        "--image-gb",
+        type=float,
+        default=None,
+        help="compressed size of one worker image (default: the price book's "
+        "measured seed-worker image)",
+    )
+    p.add_argument(
+        "--image-changed-share",
+        type=float,
+        default=None,
+        help="share of an image that is new on each push (ECR stores shared layers "
+        "once per repository; default: the price book's)",
+    )
+    p.add_argument(
+        "--spot-discount",
+        type=float,
+        default=None,
+        help="Fargate Spot discount as a fraction (default: the price book's)",
+    )
+    p.add_argument(
+        "--free-tier", action="store_true", help="apply the always-free allowances (off by default)"
+    )
+    p.add_argument(
+        "--compare-ec2",
+        default="t4g.medium",
+        metavar="INSTANCE",
+        help="always-on instance for the side-by-side comparison",
+    )
+    p.add_argument(
+        "--volumes",
+        default=",".join(str(v) for v in DEFAULT_VOLUMES),
+        help="job volumes for the comparison, comma-separated",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
+
+
+def _evaluate(stack: str) -> tuple[Any, Any]:
+    """The stack's cost model and its mocked graph, from one evaluation of its program."""
+    from components.offline import evaluate_stack, stack_config
+    from cost.model import model_from_graph
+
+    graph = evaluate_stack(stack)
+    return model_from_graph(graph, stack=stack, config=stack_config(stack)), graph
 
 
 def _importable_cost_package() -> None:
@@ -96,6 +144,7 @@ def _importable_cost_package() -> None:
 
 def run(args: argparse.Namespace) -> int:
     _importable_cost_package()
+    from cost import instance_cost
     from cost.estimator import (
         compare_ec2,
         comparison_json,
@@ -104,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         format_estimate,
         usage_from_args,
     )
-    from cost.model import JobProfile, model_from_stack
+    from cost.model import JobProfile
     from cost.prices import PriceBookError, load_prices
 
     try:
@@ -116,9 +165,21 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         prices = load_prices()
-        model = model_from_stack(args.stack)
+        model, graph = _evaluate(args.stack)
+        minutes = (
+            {k: v / 60 for k, v in durations.items()}
+            if isinstance(durations, dict)
+            else durations / 60
+        )
+        gpu = instance_cost.report(
+            graph.resources if graph is not None else [],
+            minutes,
+            instance_cost.load_gpu_prices(),
+        )
         usage = usage_from_args(
-            model, jobs, durations,
+            model,
+            jobs,
+            durations,
             startup_seconds=args.startup_seconds,
             jobs_per_task=args.jobs_per_task,
             profile=JobProfile(status_polls=args.status_polls),
@@ -133,13 +194,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"batchctl cost: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({
-            "estimate": est.to_json(),
-            "comparison": comparison_json(rows),
-            "model": asdict(model),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "estimate": est.to_json(),
+                    "comparison": comparison_json(rows),
+                    "model": asdict(model),
+                    "gpu_workers": {
+                        name: {**asdict(job), "idle_monthly": idle}
+                        for name, (job, idle) in gpu.items()
+                    },
+                },
+                indent=2,
+            )
+        )
         return 0
     print(format_estimate(est))
+    if gpu:
+        print()
+        print(instance_cost.summary(gpu, None if isinstance(minutes, dict) else minutes))
     if rows:
         print()
         print(f"Serverless vs an always-on {args.compare_ec2} (same job mix and duration):")

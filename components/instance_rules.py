@@ -13,9 +13,11 @@ worker is likely to want. Names are the ECS/EC2 ``acceleratorNames`` values.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from components.aws_rules import AwsConstraintError
 
@@ -262,3 +264,53 @@ def instance_role_name(name: str, key: str = "instance role name") -> str:
     if len(name) > 64:
         raise AwsConstraintError(key, name, "at most 64 characters")
     return name
+
+
+# Our rule (no AWS limit): the fallback worker of an InstanceWorker. A job the launch chain
+# could not place is handed over as it is (same id, same input, no new validation), so the
+# fallback must be a CPU Fargate worker of the same stack (its registration is in the same
+# jobs table, its tasks in the same cluster; an instance worker would need the capacity that
+# just ran out) whose input schema accepts every input this worker accepted. The check is
+# schema *identity* (the two schemas equal as canonical JSON, e.g. both read from one
+# input_schema.json): sound, and simple to satisfy. A structural "accepts at least as much"
+# check of JSON Schemas is undecidable in general and easy to get wrong, so it is not tried.
+def canonical_schema(schema: Mapping[str, Any]) -> str:
+    """A schema as canonical JSON (sorted keys, no spaces): two schemas compare equal."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def fallback_worker(
+    *,
+    worker: str,
+    schema: Mapping[str, Any],
+    fallback: str,
+    fallback_family: str,
+    fallback_schema: Mapping[str, Any],
+    fallback_is_fargate: bool,
+    stack_prefix: str,
+    key: str = "fallback_worker",
+) -> str:
+    """The fallback worker's name, once it is fit to take this worker's jobs (see above)."""
+    if not fallback_is_fargate:
+        raise AwsConstraintError(
+            key, fallback, "a FargateWorker (CPU on Fargate), not an InstanceWorker or other"
+        )
+    if fallback == worker:
+        raise AwsConstraintError(key, fallback, "another worker than this one")
+    if fallback_family != f"{stack_prefix}-{fallback}":
+        raise AwsConstraintError(
+            key,
+            fallback,
+            f"a worker declared in this stack ({stack_prefix}); its task definition family "
+            f"is {fallback_family!r}",
+        )
+    if canonical_schema(schema) != canonical_schema(fallback_schema):
+        raise AwsConstraintError(
+            key,
+            fallback,
+            f"a worker whose input schema is identical to {worker}'s (a handed-over job keeps "
+            f"its input): {fallback}'s is {canonical_schema(fallback_schema)[:200]}, "
+            f"{worker}'s is {canonical_schema(schema)[:200]} (point both at one "
+            "input_schema.json, e.g. FargateWorkerArgs(source_dir=...) or input_schema=...)",
+        )
+    return fallback

@@ -50,7 +50,7 @@ Usage (not in the default stacks: a new account's GPU quota is often 0)::
 
     InstanceWorker("image-embedder", InstanceWorkerArgs(
         platform=platform, gpu_count=1, gpu_names=("l4", "a10g", "t4"),
-        cpu=4096, memory=14336, fallback_worker=workers["content-analyzer"]))
+        cpu=4096, memory=14336, fallback_worker=workers["image-embedder-cpu"]))
 """
 
 from __future__ import annotations

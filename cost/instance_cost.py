@@ -17,8 +17,14 @@ The model:
   ``scale_in_after_seconds`` when the job is alone in its burst (a following job reuses the
   instance and pays no start-up), with EC2's 60-second minimum. The hourly price is the
   Spot/on-demand blend of the worker's Spot share (Spot = on-demand x (1 - discount), an
-  estimate). The Managed Instances management charge is added only when the price file has
-  it (it does not yet: the result says so).
+  estimate). The ECS Managed Instances management charge is added per instance-hour, for
+  Spot and on-demand instances alike: ``managed_instances_fee_share`` x the type's on-demand
+  price (an estimate derived from the ECS pricing page's worked example; ``null`` leaves it
+  out and the result says so). It is billed for the same instance time as EC2.
+- **Never scaling in** (``scale_in_after_seconds`` -1): the idle floor is one instance of the
+  cheapest accepted type all month, EC2 plus the management charge.
+
+``batchctl cost`` prints these for every InstanceWorker of the stack (``report``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from typing import Any
 from cost.prices import PRICES_FILE, PriceBookError
 
 EC2_MINIMUM_SECONDS = 60  # EC2 per-second billing, one-minute minimum (Linux)
+HOURS_PER_MONTH = 730  # as cost/prices.json's hours_per_month
+FEE_SHARE_TOLERANCE = 0.0005  # the share must match the priced example to 4 decimals
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,11 @@ class GpuPrices:
         except KeyError:
             raise PriceBookError(f"no GPU instance price for {instance_type!r}") from None
         blended = spot_share * od * (1 - self.spot_discount) + (1 - spot_share) * od
-        return blended + (od * self.fee_share if self.fee_share else 0.0)
+        return blended + self.fee(instance_type)
+
+    def fee(self, instance_type: str) -> float:
+        """The Managed Instances management charge per instance-hour (0 when unpriced)."""
+        return self.on_demand.get(instance_type, 0.0) * (self.fee_share or 0.0)
 
 
 def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
@@ -58,6 +70,14 @@ def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
         if not str(entry.get("source", "")).startswith("https://"):
             raise PriceBookError(f"gpu_instance_hour.types.{name}: needs an https 'source'")
     fee = section["managed_instances_fee_share"]["value"]
+    example = section.get("managed_instances_fee_example")
+    if fee is not None and example is not None:
+        derived = float(example["value"]) / float(example["on_demand"])
+        if abs(float(fee) - derived) > FEE_SHARE_TOLERANCE:
+            raise PriceBookError(
+                f"gpu_instance_hour.managed_instances_fee_share {fee} does not match its "
+                f"example ({example['value']} / {example['on_demand']} = {derived:.4f})"
+            )
     return GpuPrices(
         on_demand={name: float(e["value"]) for name, e in types.items()},
         spot_discount=float(section["spot_discount_estimate"]["value"]),
@@ -81,7 +101,8 @@ class InstanceWorkerSpec:
 class JobCost:
     worker: str
     instance_type: str  # the cheapest accepted type
-    hourly: float  # blended Spot/on-demand (+ fee when known)
+    hourly: float  # blended Spot/on-demand + the management charge (when priced)
+    fee_hourly: float  # of which the Managed Instances management charge
     billed_seconds: float
     cost: float  # one job alone in its burst (start-up + run + idle tail)
     cost_warm: float  # a job that finds a warm instance (no start-up, no own tail)
@@ -110,12 +131,18 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
     ]
     if prices.fee_share is None:
         notes.append("ECS Managed Instances management charge not included (not priced yet)")
+    else:
+        notes.append(
+            f"includes the ECS Managed Instances management charge, {prices.fee_share:.2%} "
+            "of on-demand per instance-hour (an estimate: cost/prices.json)"
+        )
     if spec.scale_in_after_seconds is None:
         notes.append("scale-in delay is AWS's default: idle tail priced as 0 s")
     return JobCost(
         worker=spec.name,
         instance_type=cheapest,
         hourly=hourly,
+        fee_hourly=prices.fee(cheapest),
         billed_seconds=seconds,
         cost=hourly * seconds / 3600,
         cost_warm=hourly * max(EC2_MINIMUM_SECONDS, run) / 3600,
@@ -125,16 +152,22 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
     )
 
 
-def idle_cost(spec: InstanceWorkerSpec) -> float:
+def idle_cost(spec: InstanceWorkerSpec, prices: GpuPrices | None = None) -> float:
     """Monthly compute cost with no job running: $0 when the worker scales to zero
-    (instances terminate ``scale_in_after_seconds`` after their last task). A worker whose
-    instances never scale in (``-1``) is refused: it has no idle floor to quote."""
-    if spec.scale_in_after_seconds == -1:
+    (instances terminate ``scale_in_after_seconds`` after their last task, and the
+    management charge stops with them). A worker whose instances never scale in (``-1``)
+    keeps one instance: the cheapest accepted type all month, EC2 (Spot blend) plus the
+    management charge; that needs ``prices``."""
+    if spec.scale_in_after_seconds != -1:
+        return 0.0
+    if prices is None:
         raise PriceBookError(
             f"{spec.name}: scale_in_after_seconds -1 keeps instances running; "
-            "price it as an always-on instance instead"
+            "pass the prices to price the always-on instance"
         )
-    return 0.0
+    if not spec.instance_types:
+        raise PriceBookError(f"{spec.name}: no instance types to price")
+    return min(prices.hourly(t, spec.spot_share) for t in spec.instance_types) * HOURS_PER_MONTH
 
 
 def instance_workers_from_graph(resources: Sequence[Any]) -> list[InstanceWorkerSpec]:
@@ -179,15 +212,35 @@ def _spot_share(resources: Sequence[Any], worker: str) -> float:
     return 0.0
 
 
-def summary(costs: Mapping[str, JobCost], minutes: float) -> str:
-    """Plain-text lines for ``batchctl cost`` (what the estimator would print)."""
-    lines = [f"GPU workers (ECS Managed Instances), one job of {minutes:g} min:"]
-    for c in costs.values():
+def report(
+    resources: Sequence[Any], minutes: Mapping[str, float] | float, prices: GpuPrices
+) -> dict[str, tuple[JobCost, float]]:
+    """Per InstanceWorker of a mocked stack graph: one job's cost (``minutes`` globally or
+    per worker; default 1 min) and its idle cost per month."""
+    out: dict[str, tuple[JobCost, float]] = {}
+    for spec in instance_workers_from_graph(resources):
+        run = minutes if isinstance(minutes, int | float) else minutes.get(spec.name, 1.0)
+        out[spec.name] = (job_cost(spec, float(run), prices), idle_cost(spec, prices))
+    return out
+
+
+def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float | None) -> str:
+    """Plain-text lines for ``batchctl cost``: per GPU worker its idle cost and one job's."""
+    head = f", one job of {minutes:g} min" if minutes is not None else ""
+    lines = [f"GPU workers (ECS Managed Instances){head}:"]
+    for value in costs.values():
+        c, idle = value if isinstance(value, tuple) else (value, 0.0)
+        idle_text = (
+            "idle $0.00/month (scale to zero)"
+            if idle == 0
+            else f"idle ${idle:.2f}/month (never scales in: one {c.instance_type} always on)"
+        )
         lines.append(
-            f"  {c.worker}: idle $0.00/month (scale to zero); one job ${c.cost:.4f} on "
-            f"{c.instance_type} (${c.hourly:.4f}/h, {c.billed_seconds:.0f} s billed), "
-            f"${c.cost_warm:.4f} on a warm instance; up to ${c.dearest_cost:.4f} on "
-            f"{c.dearest_type}"
+            f"  {c.worker}: {idle_text}; one job ${c.cost:.4f} on "
+            f"{c.instance_type} (${c.hourly:.4f}/h incl. ${c.fee_hourly:.4f}/h management, "
+            f"{c.billed_seconds:.0f} s billed), ${c.cost_warm:.4f} on a warm instance; up to "
+            f"${c.dearest_cost:.4f} on {c.dearest_type}"
         )
         lines += [f"    - {n}" for n in c.notes]
+        lines.append("    - idle is compute only: the ECR storage of its images is not in it")
     return "\n".join(lines)

@@ -16,6 +16,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobcontract import WorkerField
+from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES
+
 if TYPE_CHECKING:  # the estimator itself must not need Pulumi
     from components.offline import MockResource, StackGraph
 
@@ -274,7 +277,7 @@ def _attr(item: Mapping[str, Any], key: str) -> Any:
     """A registration attribute in plain or DynamoDB-typed JSON (``{"S": ...}``)."""
     value = item.get(key)
     if isinstance(value, dict) and len(value) == 1:
-        (tag, inner), = value.items()
+        ((tag, inner),) = value.items()
         if tag in ("S", "BOOL"):
             return inner
         if tag == "N":
@@ -325,13 +328,16 @@ def _family_of(task_definition_arn: str) -> str:
 
 def _workers(graph: StackGraph, config: Mapping[str, str]) -> tuple[WorkerSpec, ...]:
     regs = _registrations(graph)
-    task_defs = {str(r.outputs.get("family") or r.inputs.get("family")): r for r in graph.of_type(
-        TASK_DEFINITION
-    )}
+    task_defs = {
+        str(r.outputs.get("family") or r.inputs.get("family")): r
+        for r in graph.of_type(TASK_DEFINITION)
+    }
     kept = _kept_images(graph)
     default_spot = _config_float(config, "spotShare")
     workers: list[WorkerSpec] = []
     for name, item in sorted(regs.items()):
+        if _attr(item, WorkerField.COMPUTE) == COMPUTE_MANAGED_INSTANCES:
+            continue  # EC2 instances, not Fargate tasks: priced by cost.instance_cost
         td_arn = str(_attr(item, "task_definition") or "")
         td = task_defs.get(_family_of(td_arn)) if td_arn else None
         if td is None:  # fall back to a family that names the worker
@@ -467,8 +473,11 @@ def _schedules(graph: StackGraph, workers: Iterable[WorkerSpec]) -> tuple[Schedu
     for rule in graph.of_type(EVENT_RULE):
         expression = rule.inputs.get("scheduleExpression")
         if expression and str(rule.inputs.get("state", "ENABLED")).upper() != "DISABLED":
-            out.append(ScheduleSpec(name=rule.name, expression=str(expression),
-                                    target="lambda", via="rule"))
+            out.append(
+                ScheduleSpec(
+                    name=rule.name, expression=str(expression), target="lambda", via="rule"
+                )
+            )
     return tuple(out)
 
 
@@ -572,9 +581,9 @@ def model_from_graph(
     )
 
 
-def model_from_stack(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> (
-    StackCostModel
-):
+def model_from_stack(
+    stack: str = "dev", overrides: Mapping[str, str] | None = None
+) -> StackCostModel:
     """Evaluate ``__main__.py`` for ``stack`` under mocks and read its cost model."""
     from components.offline import evaluate_stack, stack_config
 

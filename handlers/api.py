@@ -466,6 +466,7 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
         ("task_arn", JobField.TASK_ARN),
         ("parent_id", JobField.PARENT_ID),
         ("shard", JobField.SHARD),
+        ("fallback", JobField.FALLBACK),
     ):
         if item.get(name) is not None:
             view[public] = item[name]

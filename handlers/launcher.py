@@ -70,7 +70,7 @@ from jobcontract.dispatch import (
     vcpu_budget_units,
 )
 from jobcontract.dispatch import F as DispatchField
-from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step
+from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step, retry_wait
 from jobcontract.store import JobStore, TransitionConflict
 
 TRANSIENT_CODES = frozenset(
@@ -164,10 +164,12 @@ class ChainExhausted(Exception):
 class LaunchOutcome:
     job_id: str
     # launched | skipped | waiting | drained | retry | failed | invalid | requeued (the
-    # attempt ended without a task and the job is queued again: retry or fallback worker)
+    # attempt ended without a task and the job is queued again: retry or fallback worker) |
+    # delayed (the job backs off after no capacity: its message comes back in ``delay`` s)
     action: str
     task_arn: str | None = None
     detail: str = ""
+    delay: int = 0
 
 
 def _store() -> JobStore:
@@ -315,16 +317,26 @@ class Launcher:
             return self._fail(job, status, attempts, "LaunchFailed", "worker is not registered")
         if _is_resume(job, attempt):
             return self._launch(job, worker)
+        wait = retry_wait(job.get(JobField.RETRY_NOT_BEFORE), now_epoch())
+        if wait > 0:  # its chain found no capacity: hold the message back, claim nothing
+            return LaunchOutcome(
+                job_id, "delayed", detail=f"no capacity: back off {wait} s", delay=wait
+            )
         if job.get(JobField.WAITING_SINCE):
             return LaunchOutcome(job_id, "skipped", detail="job waits for a slot (parked)")
+        try:
+            runs = self._launch_registration(job, worker)
+        except LaunchFailed as exc:
+            return self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
         claimed = self.dispatch.claim(
             job_id,
             attempt,
             worker.name,
-            cap=worker.max_concurrency,
-            cpu=_task_cpu(job, worker),
+            cap=runs.max_concurrency,
+            cpu=_task_cpu(job, runs),
             cancel_flag=job.get(JobField.CANCEL_REQUESTED),
             array_child=bool(job.get(JobField.PARENT_ID)),
+            runs_on=runs.name,
         )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
@@ -375,19 +387,27 @@ class Launcher:
             if job.get(JobField.CANCEL_REQUESTED):
                 self._cancel_unlaunched(job_id, JobStatus.QUEUED, attempt)
                 continue
+            try:
+                runs = self._launch_registration(job, worker)
+            except LaunchFailed as exc:
+                self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
+                continue
             claimed = self.dispatch.claim(
                 job_id,
                 attempt,
                 worker.name,
-                cap=worker.max_concurrency,
-                cpu=_task_cpu(job, worker),
+                cap=runs.max_concurrency,
+                cpu=_task_cpu(job, runs),
                 cancel_flag=job.get(JobField.CANCEL_REQUESTED),
                 woken=True,
                 array_child=bool(job.get(JobField.PARENT_ID)),
+                runs_on=runs.name,
             )
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one
             if not isinstance(claimed, Claimed):
+                if runs is not worker:
+                    continue  # the fallback worker's slots are full: this worker's may not be
                 break  # the slot went elsewhere meanwhile
             claimed_jobs.append(_dispatched(job, claimed))
         if len(claimed_jobs) <= 1:
@@ -509,9 +529,12 @@ class Launcher:
             {"name": Env.JOB_ATTEMPT, "value": str(attempt)},
         ]
         if _fallback_worker(job):
-            # The task's lease is the job's own worker's (outside this worker's dispatch
-            # grants): one job per fallback task, no warm reuse.
+            # The task's lease is named by the job (``slot#<its own worker>_...``, outside
+            # this worker's dispatch grants), though it counts on this worker's slots: one
+            # job per fallback task, no warm reuse. The runtime runs a job of another worker
+            # only when told whose it is.
             environment.append({"name": Env.REUSE_IDLE_SECONDS, "value": "0"})
+            environment.append({"name": Env.HANDED_FROM, "value": str(job[JobField.WORKER])})
         container: dict[str, Any] = {"name": worker.container_name, "environment": environment}
         overrides: dict[str, Any] = {"containerOverrides": [container]}
         cpu, memory = job.get(JobField.CPU), job.get(JobField.MEMORY)
@@ -757,13 +780,18 @@ def process_records(records: list[dict[str, Any]]) -> dict[str, list[dict[str, s
             continue
         _aws.log(
             "INFO"
-            if outcome.action in ("launched", "skipped", "waiting", "drained")
+            if outcome.action in ("launched", "skipped", "waiting", "drained", "delayed")
             else "WARNING",
             f"launch_{outcome.action}",
             job_id=outcome.job_id or None,
             message_id=message_id,
             detail=outcome.detail,
         )
+        if outcome.action == "delayed":  # back again when the job's back-off has passed
+            failures.append({"itemIdentifier": message_id})
+            failed_groups.add(group)
+            _back_off(record, outcome.delay)
+            continue
         if outcome.action in ("retry", "invalid"):
             # An invalid body is returned too: after maxReceiveCount it lands in the DLQ,
             # where it can be inspected, instead of vanishing.
@@ -812,8 +840,14 @@ def _queue_url(queue_arn: str, endpoint_url: str | None = None, client_region: s
     return f"https://sqs.{region}.{domain}/{account}/{name}"
 
 
-def _back_off(record: dict[str, Any]) -> None:
-    """Best effort: without it the message simply returns after the queue's own timeout."""
+def now_epoch() -> float:
+    """The clock the back-off is read against (tests move it)."""
+    return time.time()
+
+
+def _back_off(record: dict[str, Any], seconds: int | None = None) -> None:
+    """Best effort: without it the message simply returns after the queue's own timeout.
+    ``seconds``: this visibility (a job's back-off), else the receive-count schedule."""
     try:
         receive_count = int((record.get("attributes") or {}).get("ApproximateReceiveCount", 1))
         sqs = _aws.client("sqs")
@@ -825,7 +859,7 @@ def _back_off(record: dict[str, Any]) -> None:
                 str(getattr(meta, "region_name", "")),
             ),
             ReceiptHandle=str(record["receiptHandle"]),
-            VisibilityTimeout=retry_visibility(receive_count),
+            VisibilityTimeout=seconds if seconds is not None else retry_visibility(receive_count),
         )
     except (KeyError, ValueError, ClientError, BotoCoreError) as exc:
         _aws.log("WARNING", "visibility_backoff_failed", error=str(exc))

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,7 +58,7 @@ from jobcontract import (
 )
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
 from jobcontract.dispatch import F as DispatchField
-from jobcontract.managed_instances import classify_stop, next_step
+from jobcontract.managed_instances import capacity_backoff, classify_stop, next_step
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
@@ -339,7 +340,9 @@ class Reconciler:
         capacity stop of a Managed Instances worker, whose retry starts at the next step of
         the launch chain. ``exhausted`` (or advancing past the last step): no capacity in the
         whole chain, so the registration's fallback worker takes the job, if it names one;
-        without one the retry starts at the top of the chain again."""
+        without one the retry starts at the top of the chain again, after a back-off
+        (``JobField.RETRY_NOT_BEFORE``, ``managed_instances.capacity_backoff``) that the
+        launcher waits out."""
         extra: dict[str, Any] = {}
         launched_by = self._launch_registration(job)
         if (advance or exhausted) and launched_by is not None and launched_by.managed_instances:
@@ -351,6 +354,8 @@ class Reconciler:
                 handed = self._hand_over(job, status, attempts, expect, error, launched_by)
                 if handed is not None:
                     return handed
+            if nxt is None:  # from the top of the chain again: not at once (no spin)
+                extra[JobField.RETRY_NOT_BEFORE] = int(time.time()) + capacity_backoff(attempts)
         max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
         if attempts < max_attempts and error["type"] not in NOT_RETRIED:
             return self._retry(job, status, attempts, expect, error, extra)

@@ -55,6 +55,11 @@ class Env:
     # Warm reuse, on a worker's task: how long a task that finished a job waits for the next
     # job of its worker before it exits (0 = reuse off: one job per task).
     REUSE_IDLE_SECONDS: Final = "BATCH_REUSE_IDLE_SECONDS"
+    # Set by the launcher on a fallback worker's task that runs a job handed over to it (job
+    # field ``fallback``): the worker the job belongs to, i.e. its id's prefix. The runtime
+    # then runs that job although its id names another worker (it checks the hand-over in
+    # the job item when it claims it).
+    HANDED_FROM: Final = "BATCH_HANDED_FROM"
     # The stack's launch queue (one FIFO queue for every worker), on the control plane.
     LAUNCH_QUEUE_URL: Final = "BATCH_LAUNCH_QUEUE_URL"
     # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,
@@ -148,8 +153,13 @@ class JobField:
     LAUNCH: Final = "launch"
     # {"worker", "from", "attempt", "at"}: the job's launch chain ran out of capacity and it
     # was handed to the registration's fallback worker, whose task runs it from then on (the
-    # job keeps its id and its own worker: its row and its dispatch slot stay that worker's).
+    # job keeps its id and its own worker, whose row it stays; its task holds a dispatch slot
+    # of the fallback worker, see jobcontract/dispatch.py ``claim(runs_on=...)``).
     FALLBACK: Final = "fallback"
+    # Epoch seconds before which the launcher does not launch the job's next attempt: set by
+    # the reconciler when a Managed Instances job found no capacity anywhere in its launch
+    # chain and is retried from the top (jobcontract.managed_instances.capacity_backoff).
+    RETRY_NOT_BEFORE: Final = "retry_not_before"
     HEARTBEAT_AT: Final = "heartbeat_at"
     PROGRESS: Final = "progress"  # {"done": int, "total": int}
     RESULT_KEY: Final = "result_key"

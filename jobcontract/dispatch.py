@@ -232,12 +232,20 @@ class Dispatch:
         cancel_flag: Any = None,
         woken: bool = False,
         array_child: bool = False,
+        runs_on: str | None = None,
     ) -> Claimed | str:
         """``QUEUED -> DISPATCHED`` (attempt + 1) together with a slot: the worker's task
         count, the stack budget and the new task's lease, in one transaction. A fresh job
         (``woken`` False) also needs its worker to have no parked job and no idle task; a
-        woken one must be parked. Returns the claim, or the ``Refusal`` that stopped it."""
+        woken one must be parked. Returns the claim, or the ``Refusal`` that stopped it.
+
+        ``runs_on``: the worker whose task runs the job when it is not the job's own (a job
+        handed to its fallback worker, ``JobField.FALLBACK``). The slot is that worker's:
+        ``cap`` and ``cpu`` are its, its ``tasks``/``cpu`` counts and the lease's worker are
+        it (so the stop releases it there). The job stays parked and counted under its own
+        worker (the by-worker index finds it there), so a woken claim lowers that count."""
         run = attempt + 1
+        slot_worker = runs_on or worker
         job_expect: dict[str, Any] = {JobField.CANCEL_REQUESTED: cancel_flag}
         if not woken:
             job_expect[JobField.WAITING_SINCE] = None
@@ -256,13 +264,14 @@ class Dispatch:
         slot_conditions = ["(attribute_not_exists(#tasks) OR #tasks < :cap)", _none(F.IDLE)]
         if not woken:
             slot_conditions.append(_none(F.WAITING))
+        handed = slot_worker != worker
         worker_op = self._counts_op(
-            worker_key(worker),
-            {F.TASKS: 1, F.CPU: cpu, **({F.WAITING: -1} if woken else {})},
+            worker_key(slot_worker),
+            {F.TASKS: 1, F.CPU: cpu, **({F.WAITING: -1} if woken and not handed else {})},
             " AND ".join(slot_conditions),
             {":cap": cap},
             kind=KIND_DISPATCH,
-            worker=worker,
+            worker=slot_worker,
         )
         lease = slot_key(job_id, run)
         lease_op = {
@@ -273,7 +282,7 @@ class Dispatch:
                         Table.PK: lease,
                         JobField.KIND: KIND_SLOT,
                         JobField.CREATED_AT: now_iso(),
-                        F.WORKER: worker,
+                        F.WORKER: slot_worker,
                         F.CPU: cpu,
                         F.CURRENT_JOB: job_id,
                         F.CURRENT_ATTEMPT: run,
@@ -285,6 +294,15 @@ class Dispatch:
             }
         }
         ops = [{"Update": job_op}, {"Update": worker_op}, self._budget_op(cpu), lease_op]
+        if woken and handed:  # parked under its own worker: that count goes down
+            ops.append(
+                {
+                    "Update": self._counts_op(
+                        worker_key(worker), {F.WAITING: -1}, None, {}, kind=KIND_DISPATCH,
+                        worker=worker,
+                    )
+                }
+            )  # fmt: skip
         try:
             self._transact(ops)
         except TransactionRefused as refused:
@@ -464,6 +482,8 @@ class Dispatch:
         if not candidates:
             self.heal_waiting(worker, waiting)
         for job in candidates:
+            if job.get(JobField.FALLBACK):
+                continue  # handed to the fallback worker: its task (and slot) runs the job
             job_id, attempt = str(job[JobField.JOB_ID]), int(job.get(JobField.ATTEMPTS, 0))
             fields: dict[str, Any] = {}
             if task_arn:

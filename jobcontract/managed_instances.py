@@ -23,7 +23,8 @@ Stop reasons
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -194,3 +195,35 @@ def startup_deadline_exceeded(
     than the worker's start-up timeout. The job's run timeout starts at RUNNING only, so
     waiting for an instance never eats into the job's own time budget."""
     return now_epoch - dispatched_at_epoch > startup_timeout_seconds
+
+
+# --- backoff of a retry after the whole chain found no capacity ------------------------------
+# Retried at once, a job whose every step found no capacity would walk the chain again within
+# seconds, and spend its attempts in a burst while the shortage lasts. So the retry waits:
+# exponential in the attempt (30 s, 60 s, 120 s, ...), capped at 900 s, with "equal jitter"
+# (a uniform draw from the upper half of the step), so jobs that failed together do not come
+# back together, and never less than half the step (no spin).
+# AWS rules relied on: the launch queue is FIFO, which has no per-message DelaySeconds ("FIFO
+# queues don't support per-message delays, only per-queue delays", SQS Developer Guide,
+# "Amazon SQS message timers"), so the launcher holds the message back with its visibility
+# timeout (ChangeMessageVisibility: 0..43,200 s); 900 s is SQS's documented maximum delay
+# (DelaySeconds 0..900), kept as our cap so one back-off costs at most one extra receive.
+BACKOFF_BASE_SECONDS: Final = 30
+BACKOFF_MAX_SECONDS: Final = 900
+
+
+def capacity_backoff(attempt: int, draw: Callable[[float, float], float] = random.uniform) -> int:
+    """Seconds the retry after ``attempt`` (the run that found no capacity, 1-based) waits:
+    ``step = min(900, 30 x 2^(attempt - 1))``, drawn from ``[step / 2, step]``."""
+    step = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, min(attempt - 1, 10)))
+    return max(1, min(BACKOFF_MAX_SECONDS, round(draw(step / 2, step))))
+
+
+def retry_wait(not_before: Any, now_epoch: float) -> int:
+    """Seconds still to wait before launching (0: go), from the job's ``retry_not_before``;
+    never more than ``BACKOFF_MAX_SECONDS`` (a bad or far value cannot hold a job longer)."""
+    try:
+        left = float(not_before) - now_epoch
+    except (TypeError, ValueError):
+        return 0
+    return int(min(BACKOFF_MAX_SECONDS, max(0.0, left)) + 0.999)

@@ -136,7 +136,9 @@ class InstanceWorkerArgs(FargateWorkerArgs):
     an instance gets no public IP, so without a NAT it could not reach ECR or S3)."""
     fallback_worker: FargateWorker | None = None
     """A CPU ``FargateWorker`` that takes the job when no instance capacity is found in the
-    whole chain. Default ``None`` (the job waits and retries)."""
+    whole chain. Default ``None`` (the job waits and retries). Checked at preview
+    (``instance_rules.fallback_worker``): declared in this stack, not an ``InstanceWorker``,
+    and with an input schema identical to this worker's."""
     spot_fallback: bool | None = None
     """After the Spot steps of the chain, try the on-demand providers. Default ``None``: the
     platform's ``spotFallback``."""

@@ -8,6 +8,7 @@ Instances rules of ``components.instance_rules``. No Pulumi engine is needed.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ def validate_instance(name: str, args: InstanceWorkerArgs, platform: Any) -> Ins
     if not isinstance(args.storage_gib, int) or not 30 <= args.storage_gib <= 16_384:
         raise AwsConstraintError(f"{name}: storage_gib", args.storage_gib, "30..16384 GiB")
     mode = _network_mode(name, args, platform)
-    _fallback_worker(name, args)
+    _fallback_worker(name, args, base.input_schema_json, platform.name_prefix)
     spot_share = args.spot_share if args.spot_share is not None else platform.config.spot_share
     aws_rules.percent(spot_share, f"{name}: spot_share")
     spot_fallback = (
@@ -137,14 +138,26 @@ def _network_mode(name: str, args: InstanceWorkerArgs, platform: Any) -> str:
     return mode
 
 
-def _fallback_worker(name: str, args: InstanceWorkerArgs) -> None:
-    # Imported here: the component module needs Pulumi, this module does not.
+def _fallback_worker(name: str, args: InstanceWorkerArgs, schema_json: str, prefix: str) -> None:
+    """The fallback must take this worker's jobs as they are (``instance_rules.fallback_worker``)."""
+    # Imported here: the component modules need Pulumi, this module does not.
     from components.fargate_worker import FargateWorker
+    from components.instance_worker import InstanceWorker
 
-    if args.fallback_worker is not None and not isinstance(args.fallback_worker, FargateWorker):
-        raise AwsConstraintError(
-            f"{name}: fallback_worker", args.fallback_worker, "a FargateWorker"
-        )
+    fallback = args.fallback_worker
+    if fallback is None:
+        return
+    fargate = isinstance(fallback, FargateWorker) and not isinstance(fallback, InstanceWorker)
+    rules.fallback_worker(
+        worker=name,
+        schema=json.loads(schema_json),
+        fallback=str(getattr(fallback, "worker_name", fallback)),
+        fallback_family=str(getattr(fallback, "family", "")),
+        fallback_schema=getattr(fallback, "input_schema", None) or {},
+        fallback_is_fargate=fargate,
+        stack_prefix=prefix,
+        key=f"{name}: fallback_worker",
+    )
 
 
 def _instance_names(

@@ -248,6 +248,20 @@ def test_status_of_a_failed_job_exits_1(
     assert event["pathParameters"] == {"id": JOB_ID} and event["resource"] == "/jobs/{id}"
 
 
+def test_status_shows_the_fallback_worker_a_job_was_handed_to(
+    api: tuple[LocalApiGateway, FakeApi], capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway, fake = api
+    job = {"job_id": JOB_ID, "worker": "echo", "status": "RUNNING", "attempts": 2}
+    fake.answer = lambda e: _proxy(200, job)
+    code, out, _ = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.OK and "fallback" not in out
+    job["fallback"] = {"worker": "cpu", "from": "echo", "attempt": 1, "at": "2026-12-03T16:00Z"}
+    code, out, _ = _run(capsys, "status", JOB_ID, "--api-url", gateway.url, "--api-key", KEY)
+    assert code == Exit.OK
+    assert "fallback  cpu (handed over from echo after attempt 1: no instance capacity" in out
+
+
 def _job(status: str, failed: int, share: float = 0) -> dict[str, Any]:
     return {
         "job_id": JOB_ID,

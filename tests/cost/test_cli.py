@@ -28,7 +28,7 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture
 def hand_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cost.model.model_from_stack", lambda stack, overrides=None: MODEL)
+    monkeypatch.setattr(cost_cli, "_evaluate", lambda stack: (MODEL, None))
 
 
 def test_per_worker_values() -> None:
@@ -41,8 +41,17 @@ def test_per_worker_values() -> None:
 
 
 def test_json_output(hand_model: None, capsys: pytest.CaptureFixture[str]) -> None:
-    args = _parse("--jobs-per-month", "alt=300", "--jobs-per-month", "meta=100",
-                  "--duration-seconds", "120", "--json", "--volumes", "100,1000")
+    args = _parse(
+        "--jobs-per-month",
+        "alt=300",
+        "--jobs-per-month",
+        "meta=100",
+        "--duration-seconds",
+        "120",
+        "--json",
+        "--volumes",
+        "100,1000",
+    )
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     workers = {w["name"]: w for w in out["estimate"]["workers"]}
@@ -55,8 +64,9 @@ def test_json_output(hand_model: None, capsys: pytest.CaptureFixture[str]) -> No
     assert out["estimate"]["free_tier_applied"] is False
 
 
-def test_free_tier_flag_lowers_the_bill(hand_model: None,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_free_tier_flag_lowers_the_bill(
+    hand_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     totals = []
     for extra in ((), ("--free-tier",)):
         args = _parse("--json", "--volumes", "", *extra)
@@ -81,8 +91,9 @@ def test_table_output_and_errors(hand_model: None, capsys: pytest.CaptureFixture
     assert "image changed share" in capsys.readouterr().err
 
 
-def test_image_flags_price_ecr_storage(hand_model: None,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_image_flags_price_ecr_storage(
+    hand_model: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     def ecr(*extra: str) -> float:
         args = _parse("--json", "--volumes", "", *extra)
         assert args.func(args) == 0
@@ -116,3 +127,28 @@ def test_readme_shows_what_the_estimator_prints(capsys: pytest.CaptureFixture[st
     section = readme.split("### What a stack costs: `batchctl cost`", 1)[1]
     shown = section.split("```", 2)[1].strip()
     assert shown == printed, "README is stale: paste `batchctl cost --stack dev` into it"
+
+
+def test_gpu_workers_get_idle_and_per_job_lines_with_the_management_charge(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from components.offline import run_program, stack_config
+    from cost import instance_cost as ic
+    from tests.infra.gpu_program import program
+
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+    monkeypatch.setattr(cost_cli, "_evaluate", lambda stack: (MODEL, graph))
+    args = _parse("--duration-seconds", "600", "--json", "--volumes", "")
+    assert args.func(args) == 0
+    gpu = json.loads(capsys.readouterr().out)["gpu_workers"]["image-embedder"]
+    expected = ic.job_cost(
+        ic.instance_workers_from_graph(graph.resources)[0], 10, ic.load_gpu_prices()
+    )
+    assert gpu["idle_monthly"] == 0.0 and gpu["instance_type"] == "g4dn.xlarge"
+    assert gpu["cost"] == pytest.approx(expected.cost) and gpu["fee_hourly"] > 0
+    args = _parse("--duration-seconds", "600", "--volumes", "")
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "GPU workers (ECS Managed Instances), one job of 10 min:" in text
+    assert "image-embedder: idle $0.00/month (scale to zero); one job $" in text
+    assert "management charge, 12.09%" in text

@@ -21,31 +21,69 @@ def test_every_gpu_type_the_worker_may_use_has_a_sourced_price() -> None:
     assert PRICES.on_demand["g4dn.xlarge"] == 0.526 and PRICES.on_demand["g6.xlarge"] == 0.8048
 
 
+def test_the_management_fee_is_sourced_and_matches_its_worked_example() -> None:
+    import json
+
+    from cost.prices import PRICES_FILE
+
+    section = json.loads(PRICES_FILE.read_text())["gpu_instance_hour"]
+    example = section["managed_instances_fee_example"]
+    assert example["source"] == section["managed_instances_fee_share"]["source"]
+    assert example["source"] == "https://aws.amazon.com/ecs/pricing/" and example["checked"]
+    # ECS pricing page example: c6a.2xlarge, $0.037 per instance-hour on $0.306 on-demand.
+    assert (example["value"], example["on_demand"]) == (0.037, 0.306)
+    assert PRICES.fee_share == 0.1209 == round(0.037 / 0.306, 4)
+
+
+def test_a_fee_share_that_disagrees_with_its_example_is_refused(tmp_path) -> None:
+    import json
+
+    from cost.prices import PRICES_FILE
+
+    data = json.loads(PRICES_FILE.read_text())
+    data["gpu_instance_hour"]["managed_instances_fee_share"]["value"] = 0.05
+    bad = tmp_path / "prices.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(PriceBookError, match="does not match its example"):
+        ic.load_gpu_prices(bad)
+
+
 def test_one_job_alone_on_demand_by_hand() -> None:
     # 10 min on g4dn.xlarge on-demand, 180 s start-up, 300 s idle tail:
-    #   billed 180 + 600 + 300 = 1080 s; $0.526/h x 1080/3600 = $0.1578
+    #   billed 180 + 600 + 300 = 1080 s
+    #   hourly: EC2 $0.526 + management 0.1209 x $0.526 = $0.0635934 -> $0.5895934
+    #   one job: $0.5895934 x 1080 / 3600 = $0.17687802; warm: x 600 / 3600 = $0.09826557
     spec = ic.InstanceWorkerSpec("w", ("g6.xlarge", "g4dn.xlarge", "g5.xlarge"), 0.0, 300)
     c = ic.job_cost(spec, 10, PRICES)
     assert c.instance_type == "g4dn.xlarge" and c.dearest_type == "g5.xlarge"
     assert c.billed_seconds == 1080
-    assert c.cost == pytest.approx(0.526 * 1080 / 3600)
-    assert c.cost_warm == pytest.approx(0.526 * 600 / 3600)
-    assert any("management charge not included" in n for n in c.notes)
+    assert c.fee_hourly == pytest.approx(0.0635934)
+    assert c.hourly == pytest.approx(0.5895934)
+    assert c.cost == pytest.approx(0.17687802)
+    assert c.cost_warm == pytest.approx(0.09826557)
+    assert c.dearest_cost == pytest.approx(1.006 * 1.1209 * 1080 / 3600)  # $0.33829762
+    assert any("management charge, 12.09%" in n for n in c.notes)
 
 
 def test_spot_share_blends_with_the_estimated_discount() -> None:
+    # All Spot on g6.xlarge: EC2 $0.8048 x (1 - 0.6) = $0.32192, plus the management charge
+    # on the on-demand price (Spot instances pay it too): 0.1209 x $0.8048 = $0.09730032.
     spec = ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0)
     c = ic.job_cost(spec, 0.5, PRICES)  # 30 s run + 180 s start-up = 210 s
-    assert c.hourly == pytest.approx(0.8048 * (1 - PRICES.spot_discount))
+    assert c.hourly == pytest.approx(0.32192 + 0.09730032)
     assert c.billed_seconds == 210
+    assert c.cost == pytest.approx(0.41922032 * 210 / 3600)  # $0.02445452
     warm = ic.job_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0), 0.2, PRICES)
     assert warm.cost_warm == pytest.approx(warm.hourly * 60 / 3600)  # EC2's one-minute minimum
 
 
-def test_idle_is_zero_when_scaling_to_zero_and_refused_when_never() -> None:
-    assert ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 300)) == 0.0
+def test_idle_is_zero_when_scaling_to_zero_and_an_always_on_instance_when_never() -> None:
+    assert ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 300), PRICES) == 0.0
+    never = ic.InstanceWorkerSpec("w", ("g6.xlarge", "g4dn.xlarge"), 0.0, -1)
+    # One g4dn.xlarge on-demand all month: ($0.526 + 12.09 %) x 730 h = $430.403182
+    assert ic.idle_cost(never, PRICES) == pytest.approx(0.5895934 * 730)
     with pytest.raises(PriceBookError, match="keeps instances running"):
-        ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, -1))
+        ic.idle_cost(never)
 
 
 def test_unknown_type_and_empty_worker_are_errors() -> None:
@@ -66,3 +104,19 @@ def test_specs_from_the_gpu_program(stack: str, spot: float) -> None:
     assert cost.instance_type == "g4dn.xlarge"  # the cheapest accepted single-GPU size
     text = ic.summary({spec.name: cost}, 5)
     assert "idle $0.00/month (scale to zero)" in text and "g4dn.xlarge" in text
+    assert f"incl. ${cost.fee_hourly:.4f}/h management" in text and cost.fee_hourly > 0
+    # What `batchctl cost` prints for a stack with this worker (report + summary).
+    costs = ic.report(graph.resources, 5, PRICES)
+    assert costs["image-embedder"] == (cost, 0.0)
+
+
+def test_the_fargate_model_leaves_the_gpu_worker_to_the_instance_estimate() -> None:
+    """An InstanceWorker's jobs run on EC2 instances: the Fargate per-job lines must not
+    price them (nor take a share of the stack's jobs); ``instance_cost`` does."""
+    from cost.model import model_from_graph
+
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+    names = {w.name for w in model_from_graph(graph, stack="dev").workers}
+    assert "image-embedder" not in names
+    assert {"content-analyzer", "image-embedder-cpu"} <= names
+    assert [s.name for s in ic.instance_workers_from_graph(graph.resources)] == ["image-embedder"]

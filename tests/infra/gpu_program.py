@@ -13,8 +13,16 @@ from components.platform import BatchPlatform, BatchPlatformArgs
 def program() -> None:
     config = load_config()
     platform = BatchPlatform("platform", BatchPlatformArgs(config=config))
-    # The CPU worker the GPU worker falls back to when no instance capacity is found.
-    cpu = FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
+    FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
+    # The CPU worker the GPU worker falls back to when no instance capacity is found: the same
+    # code and input schema (workers/image-embedder/), on Fargate.
+    cpu = FargateWorker(
+        "image-embedder-cpu",
+        FargateWorkerArgs(
+            platform=platform, source_dir="workers/image-embedder", cpu=2048, memory=4096,
+            timeout_seconds=3600,
+        ),
+    )  # fmt: skip
     InstanceWorker(
         "image-embedder",
         InstanceWorkerArgs(

@@ -6,6 +6,7 @@ launch chain, and the preview errors for bad GPU names, counts and memory."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,8 +15,11 @@ import pytest
 import jobcontract.store
 from components import instance_worker as iw
 from components.aws_rules import AwsConstraintError
-from components.config import parse_config
+from components.config import load_config, parse_config
+from components.fargate_worker import FargateWorker, FargateWorkerArgs
+from components.instance_worker import InstanceWorker, InstanceWorkerArgs
 from components.offline import StackGraph, run_program, stack_config
+from components.platform import BatchPlatform, BatchPlatformArgs
 from jobcontract import WorkerField
 from jobcontract.registration import WorkerRegistration
 from tests.infra.gpu_program import program
@@ -163,16 +167,16 @@ def test_registration_capacity_strategy_and_launch_chain(stack: tuple[str, Stack
         ]
         assert providers[3:] == [[f"{prefix}-l4-od"], [f"{prefix}-a10g-od"], [f"{prefix}-t4-od"]]
     assert reg[WorkerField.COMPUTE] == {"S": "managed_instances"}
-    assert reg[WorkerField.FALLBACK_WORKER] == {"S": "content-analyzer"}
+    assert reg[WorkerField.FALLBACK_WORKER] == {"S": "image-embedder-cpu"}
     assert reg[WorkerField.GPU_NAMES] == {"S": '["l4", "a10g", "t4"]'}
     assert reg[WorkerField.STARTUP_TIMEOUT_SECONDS] == {"N": "900"}
     assert reg[WorkerField.CPU] == {"N": "4096"} and reg[WorkerField.MEMORY] == {"N": "14336"}
     deps = set(graph.named(ITEM, "image-embedder-registration").depends_on)
     assert {f"image-embedder-{g}-{o}" for g in ("l4", "a10g", "t4") for o in ("spot", "od")} <= deps
-    assert "content-analyzer-registration" in deps
+    assert "image-embedder-cpu-registration" in deps
     # The handlers' reading of it (the record that wrote it).
     record = WorkerRegistration.from_item(jobcontract.store.from_item(reg))
-    assert record.managed_instances and record.fallback_worker == "content-analyzer"
+    assert record.managed_instances and record.fallback_worker == "image-embedder-cpu"
     assert [list(step) for step in record.launch_chain] == chain == record.launch_steps()
     assert (record.gpu_count, record.gpu_names, record.network_mode) == (
         1,
@@ -256,7 +260,7 @@ def test_the_fallback_workers_task_role_may_run_the_jobs_handed_to_it(
     input under ``inputs/image-embedder/``: that worker's task role gets exactly those."""
     _, graph = stack
     grant = graph.named("aws:iam/rolePolicy:RolePolicy", "image-embedder-fallback-task-policy")
-    assert grant.inputs["role"] == graph.named(ROLE, "content-analyzer-task-role").outputs["id"]
+    assert grant.inputs["role"] == graph.named(ROLE, "image-embedder-cpu-task-role").outputs["id"]
     statements = {s["Sid"]: s for s in json.loads(grant.inputs["policy"])["Statement"]}
     assert set(statements) == {"HandedOverJobRows", "HandedOverInputs", "ListHandedOverInputs"}
     rows = statements["HandedOverJobRows"]
@@ -264,3 +268,68 @@ def test_the_fallback_workers_task_role_may_run_the_jobs_handed_to_it(
     assert keys == ["job#image-embedder_*"]
     assert sorted(rows["Action"]) == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]
     assert statements["HandedOverInputs"]["Resource"][0].endswith("/inputs/image-embedder/*")
+
+
+# --- the fallback worker must take the GPU worker's jobs as they are ------------------------
+EMBEDDER_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "workers/image-embedder/input_schema.json").read_text()
+)
+
+
+def _fargate(name: str, schema: dict[str, Any], prefix: str = "ai-batch-dev") -> Any:
+    """A declared FargateWorker as the validation sees it (no Pulumi resources needed)."""
+    worker = object.__new__(FargateWorker)
+    worker.worker_name, worker.family, worker.input_schema = name, f"{prefix}-{name}", schema
+    return worker
+
+
+def _check_fallback(fallback: Any) -> None:
+    args = iw.InstanceWorkerArgs(platform=_platform(), fallback_worker=fallback)
+    iw._validate_instance("image-embedder", args, args.platform)
+
+
+def test_a_fallback_with_the_same_input_schema_on_fargate_in_this_stack_is_accepted() -> None:
+    # Key order and whitespace do not matter: the schemas compare as canonical JSON.
+    reordered = dict(reversed(list(EMBEDDER_SCHEMA.items())))
+    assert list(reordered) != list(EMBEDDER_SCHEMA)
+    _check_fallback(_fargate("image-embedder-cpu", reordered))
+
+
+@pytest.mark.parametrize(
+    ("fallback", "allowed"),
+    [
+        # The mistake this check exists for: a CPU worker that takes other input.
+        (_fargate("content-analyzer", {"type": "object", "required": ["documents"]}),
+         "input schema is identical"),
+        # A looser schema is refused too: identity, not "accepts more", is the rule.
+        (_fargate("image-embedder-cpu", {"type": "object"}), "input schema is identical"),
+        (_fargate("image-embedder-cpu", EMBEDDER_SCHEMA, prefix="ai-batch-prod"),
+         "declared in this stack"),
+        (object.__new__(iw.InstanceWorker), "a FargateWorker"),
+        ("image-embedder-cpu", "a FargateWorker"),
+    ],
+)  # fmt: skip
+def test_a_fallback_that_could_not_take_the_jobs_stops_the_preview(
+    fallback: Any, allowed: str
+) -> None:
+    with pytest.raises(AwsConstraintError) as err:
+        _check_fallback(fallback)
+    assert err.value.key == "image-embedder: fallback_worker"
+    assert allowed in err.value.allowed, err.value
+
+
+def test_the_example_program_with_a_mismatched_fallback_fails_under_mocks() -> None:
+    """``gpu_program`` with the text worker as the image worker's fallback: the preview stops
+    (under mocks, with the dev stack's settings) naming the argument and both schemas."""
+
+    def mismatched() -> None:
+        config = load_config()
+        platform = BatchPlatform("platform", BatchPlatformArgs(config=config))
+        text = FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
+        InstanceWorker(
+            "image-embedder",
+            InstanceWorkerArgs(platform=platform, fallback_worker=text),
+        )
+
+    with pytest.raises(AwsConstraintError, match="input schema is identical"):
+        run_program(mismatched, stack="dev", config=stack_config("dev"))

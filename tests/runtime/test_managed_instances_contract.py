@@ -91,3 +91,17 @@ def test_the_sweeps_startup_timeout_stop_moves_along_the_chain() -> None:
 def test_startup_deadline_counts_only_the_wait_for_an_instance() -> None:
     assert not mi.startup_deadline_exceeded(1000.0, 1899.0, 900)
     assert mi.startup_deadline_exceeded(1000.0, 1901.0, 900)
+
+
+def test_capacity_backoff_is_exponential_jittered_and_bounded_by_sqs_900_s() -> None:
+    from jobcontract.managed_instances import BACKOFF_MAX_SECONDS, capacity_backoff, retry_wait
+
+    low = [capacity_backoff(n, lambda a, b: a) for n in range(1, 12)]
+    high = [capacity_backoff(n, lambda a, b: b) for n in range(1, 12)]
+    assert high[:6] == [30, 60, 120, 240, 480, 900] and set(high[5:]) == {900}
+    assert low[:6] == [15, 30, 60, 120, 240, 450]  # never under half the step: no spin
+    assert BACKOFF_MAX_SECONDS == 900
+    draws = {capacity_backoff(3) for _ in range(200)}
+    assert min(draws) >= 60 and max(draws) <= 120 and len(draws) > 10  # jittered
+    assert retry_wait(1000.0, 990.0) == 10 and retry_wait(1000.0, 1001.0) == 0
+    assert retry_wait(10**9, 0) == 900 and retry_wait(None, 5) == 0 and retry_wait("x", 5) == 0

@@ -16,22 +16,29 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
+from openapi_schema_validator import OAS30Validator
 
 from handlers import _aws, launcher
 from handlers.sweep import Sweeper
 from jobcontract import Env, JobField
-from jobcontract.dispatch import Dispatch
+from jobcontract.dispatch import DRAIN_MESSAGE, Dispatch
 from jobcontract.managed_instances import StopKind
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec
-from tests.runtime.helpers import call, job_messages, sqs_event, stopped_event
+from tests.runtime.helpers import call, job_messages, receive_all, sqs_event, stopped_event
 from tests.runtime.test_launcher import (
     CAPACITY,
     CRASH_AFTER_LAUNCH,
     FaultyEcs,
     LauncherCrashed,
 )
+from tests.runtime.test_openapi_contract import DOC_PATH, resolve
 from tests.runtime.test_reconciler import reconcile
+
+
+def openapi_doc() -> dict[str, Any]:
+    return dict(yaml.safe_load(DOC_PATH.read_text()))
 
 
 def _step(tier: str) -> tuple[dict[str, Any], ...]:
@@ -148,6 +155,13 @@ def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
     assert job[JobField.MAX_ATTEMPTS] == 1 + 3  # the fallback worker's own budget from here
     counts, _ = Dispatch(store).counts()
     assert int(counts["gpu"].get("tasks", 0)) == 0  # the failed claim's slot was given back
+    # The job view (GET /jobs/{id}, batchctl status) says so, in the documented shape.
+    status, view, _ = call("GET", f"/jobs/{job_id}")
+    assert status == 200 and view["worker"] == "gpu"
+    assert view["fallback"] == fallback
+    assert view["task_definition"] == res.workers["cpu"].task_definition_arn
+    schema = resolve({"$ref": "#/components/schemas/Job"}, openapi_doc())
+    OAS30Validator(schema).validate(view)
     # The next message launches the fallback worker's task: its definition, its Fargate
     # strategy, its size, one job per task (the lease is the GPU worker's).
     out, _ = deliver(res)
@@ -157,13 +171,43 @@ def test_an_exhausted_chain_hands_the_job_to_the_fallback_worker(res) -> None:
     assert run["capacityProviderStrategy"][0]["capacityProvider"] == "FARGATE_SPOT"
     assert run["overrides"]["cpu"] == "1024" and "networkConfiguration" in run
     env = {e["name"]: e["value"] for e in run["overrides"]["containerOverrides"][0]["environment"]}
-    assert env == {Env.JOB_ID: job_id, Env.JOB_ATTEMPT: "2", Env.REUSE_IDLE_SECONDS: "0"}
+    assert env == {
+        Env.JOB_ID: job_id,
+        Env.JOB_ATTEMPT: "2",
+        Env.REUSE_IDLE_SECONDS: "0",
+        Env.HANDED_FROM: "gpu",  # the runtime runs a job of another worker only when told
+    }
     job = store.get(job_id)
     assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
     assert job[JobField.TASK_ARN] and job["capacity_provider"] == "FARGATE_SPOT"
 
 
-def test_an_exhausted_chain_without_fallback_retries_then_fails(res) -> None:
+def deliver_kept(res) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``deliver`` as the event source mapping does it: received, not deleted (a message
+    the launcher hands back stays in the queue, invisible for the timeout it set)."""
+    url = res.workers["gpu"].queue_url
+    got = (
+        boto3.client("sqs")
+        .receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], VisibilityTimeout=60
+        )
+        .get("Messages", [])
+    )
+    return launcher.handler(sqs_event(res.workers["gpu"].queue_arn, got), None), got
+
+
+def visible_again(res, messages: list[dict[str, Any]]) -> None:
+    """The messages a back-off held back, visible now (as after their visibility timeout)."""
+    sqs = boto3.client("sqs")
+    for m in messages:
+        sqs.change_message_visibility(
+            QueueUrl=res.workers["gpu"].queue_url,
+            ReceiptHandle=m["ReceiptHandle"],
+            VisibilityTimeout=0,
+        )
+
+
+def test_an_exhausted_chain_without_fallback_retries_then_fails(res, monkeypatch) -> None:
     fake = ecs_with([CAPACITY, GPU_ERROR, CAPACITY, CAPACITY])
     job_id = submit("lone")
     store = JobStore(res.table_name)
@@ -172,6 +216,14 @@ def test_an_exhausted_chain_without_fallback_retries_then_fails(res) -> None:
     assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1
     assert job[JobField.ERROR]["type"] == "CapacityUnavailable"
     assert JobField.FALLBACK not in job
+    # Not at once: the retry waits out its back-off (attempt 1: 15..30 s), claiming nothing.
+    out, held = deliver_kept(res)
+    assert out == {"batchItemFailures": [{"itemIdentifier": held[0]["MessageId"]}]}
+    assert len(fake.run_calls) == 2 and store.get(job_id)[JobField.STATUS] == "QUEUED"
+    assert deliver_kept(res)[1] == []  # invisible while it waits
+    visible_again(res, held)
+    later_ = float(job[JobField.RETRY_NOT_BEFORE]) + 1
+    monkeypatch.setattr(launcher, "now_epoch", lambda: later_)
     assert deliver(res)[0] == {"batchItemFailures": []}  # attempt 2 walks the chain again
     assert providers(fake) == ["t-gpu-l4-spot", "t-gpu-a10g-spot"] * 2
     job = store.get(job_id)
@@ -344,3 +396,129 @@ def test_a_long_wait_for_an_instance_does_not_count_against_the_run_timeout(
     assert int(store.get(job_id)[JobField.TIMEOUT_SECONDS]) == 900
     assert Sweeper(now=later(300)).run().stopped == []
     assert Sweeper(now=later(900 + 121)).run().stopped == [job_id]  # its own timeout still
+
+
+# --- slots: a job handed to the fallback worker holds the fallback's slot -------------------
+@pytest.fixture
+def tight(pipeline_resources, monkeypatch):
+    made = pipeline_resources(
+        [
+            WorkerSpec(
+                "gpu", cpu=4096, memory=14336, max_cpu=4096, max_memory=14336,
+                launch_chain=CHAIN[:1], fallback_worker="cpu", max_concurrency=1,
+            ),
+            WorkerSpec("cpu", cpu=1024, memory=2048, max_concurrency=1),
+        ]
+    )  # fmt: skip
+    monkeypatch.setenv(Env.FARGATE_VCPU_LIMIT, "6")  # 6 vCPU: room for one of each
+    return made
+
+
+def counts(res) -> tuple[dict[str, dict[str, Any]], int]:
+    return Dispatch(JobStore(res.table_name)).counts()
+
+
+def held(res, worker: str) -> tuple[int, int, int]:
+    item = counts(res)[0].get(worker) or {}
+    return tuple(int(item.get(k, 0) or 0) for k in ("tasks", "cpu", "waiting"))  # type: ignore[return-value]
+
+
+def handed_over(res) -> str:
+    """A GPU job whose one-step chain found no capacity: QUEUED again for the fallback."""
+    ecs_with([CAPACITY])
+    job_id = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert JobStore(res.table_name).get(job_id)[JobField.FALLBACK]["worker"] == "cpu"
+    return job_id
+
+
+def test_a_handed_over_job_holds_the_fallback_workers_slot_not_the_gpu_workers(tight) -> None:
+    res = tight
+    store = JobStore(res.table_name)
+    job_id = handed_over(res)
+    ecs_with([])
+    assert deliver(res)[0] == {"batchItemFailures": []}  # the fallback's task starts
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert held(res, "gpu") == (0, 0, 0)  # the GPU worker's one slot is free...
+    assert held(res, "cpu") == (1, 1024, 0)  # ...the fallback's is taken, at its task cpu
+    assert counts(res)[1] == 1024  # the stack's vCPU budget: the fallback's task cpu
+    lease = Dispatch(store).get(f"slot#{job_id}-2")
+    assert lease is not None and lease["for_worker"] == "cpu" and int(lease["cpu"]) == 1024
+    # So a GPU job submitted now starts at once on the GPU worker's free slot.
+    gpu_job = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert store.get(gpu_job)[JobField.STATUS] == "DISPATCHED"
+    assert held(res, "gpu") == (1, 4096, 0) and counts(res)[1] == 1024 + 4096
+    # The fallback task's stop gives the slot back where it was taken.
+    event = stopped_event(res.cluster_arn, str(job[JobField.TASK_ARN]), exit_code=0)
+    reconcile(event)
+    assert held(res, "cpu") == (0, 0, 0) and held(res, "gpu") == (1, 4096, 0)
+    assert counts(res)[1] == 4096
+
+
+def test_a_handed_over_job_waits_for_a_fallback_slot_and_takes_it_when_one_frees(tight) -> None:
+    res = tight
+    store = JobStore(res.table_name)
+    ecs_with([])
+    cpu_job = submit("cpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}  # the fallback worker's only slot
+    job_id = handed_over(res)
+    ecs_with([])
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job.get(JobField.WAITING_SINCE)  # parked
+    assert held(res, "cpu") == (1, 1024, 0)
+    assert held(res, "gpu") == (0, 0, 1)  # parked under its own worker, holding no slot
+    cpu_task = str(store.get(cpu_job)[JobField.TASK_ARN])
+    reconcile(stopped_event(res.cluster_arn, cpu_task, exit_code=0))  # frees it, drains
+    fake = ecs_with([])
+    drains = receive_all(res.workers["cpu"].queue_url)  # the reconciler's drain request
+    assert [m["Body"] for m in drains] == [DRAIN_MESSAGE]
+    event = sqs_event(res.workers["cpu"].queue_arn, drains)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}  # it wakes the job
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert fake.run_calls[-1]["taskDefinition"] == res.workers["cpu"].task_definition_arn
+    assert held(res, "cpu") == (1, 1024, 0) and held(res, "gpu") == (0, 0, 0)
+    assert counts(res)[1] == 1024
+
+
+# --- back-off after the whole chain found no capacity ---------------------------------------
+def test_a_retry_after_an_exhausted_chain_backs_off_and_keeps_its_launch_records(
+    res, monkeypatch
+) -> None:
+    """Attempt 1 finds no capacity anywhere: the job is QUEUED with a back-off deadline
+    15..30 s away; its message, delivered meanwhile, is held back for exactly the time left
+    (a visibility timeout, FIFO has no per-message delay) and nothing is claimed or run.
+    After the deadline attempt 2 launches under its own token, from the chain's top."""
+    import time as clock
+
+    fake = ecs_with([CAPACITY, GPU_ERROR])
+    store = JobStore(res.table_name)
+    job_id = submit("lone")
+    before = clock.time()
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job = store.get(job_id)
+    wait = float(job[JobField.RETRY_NOT_BEFORE]) - before
+    assert 15 - 1 <= wait <= 30 + 1, wait
+    calls: list[dict[str, Any]] = []
+    real = launcher._back_off
+    monkeypatch.setattr(
+        launcher, "_back_off", lambda record, seconds=None: (calls.append({"s": seconds}),
+                                                             real(record, seconds))
+    )  # fmt: skip
+    out, held = deliver_kept(res)
+    assert out["batchItemFailures"] == [{"itemIdentifier": held[0]["MessageId"]}]
+    assert len(calls) == 1 and 0 < calls[0]["s"] <= 31 and len(fake.run_calls) == 2
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "QUEUED" and job[JobField.ATTEMPTS] == 1  # no claim
+    assert deliver_kept(res)[1] == []  # held back: invisible for the time left
+    visible_again(res, held)
+    monkeypatch.setattr(launcher, "now_epoch", lambda: float(job[JobField.RETRY_NOT_BEFORE]))
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    tokens = [c["clientToken"] for c in fake.run_calls]
+    assert providers(fake) == ["t-gpu-l4-spot", "t-gpu-a10g-spot", "t-gpu-l4-spot"]
+    assert len(set(tokens)) == 3  # attempt 2's token is its own: nothing replayed
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2

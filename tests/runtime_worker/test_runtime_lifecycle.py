@@ -673,3 +673,42 @@ def new_queued(runtime_env: RuntimeEnv, job_input: dict[str, Any]) -> str:
     )
     time.sleep(0.002)  # distinct created_at: oldest first is observable
     return job_id
+
+
+def test_a_fallback_task_runs_a_job_handed_over_to_it_and_no_other(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """A GPU worker's job handed to this (fallback) worker keeps its id (``gpu_...``): the
+    launcher names its owner in BATCH_HANDED_FROM, and the runtime runs it only if the job's
+    ``fallback`` record names this worker. The result goes under this worker's prefix."""
+    from jobcontract import new_job_id
+
+    def gpu_job(fallback: dict[str, Any] | None) -> str:
+        job_id = new_job_id("gpu")
+        runtime_env.store.create(
+            {
+                "job_id": job_id, "worker": "gpu", "status": JobStatus.DISPATCHED.value,
+                "attempts": 2, "max_attempts": 4, "input": {"items": ["a", "b"]},
+                "source": "api", **({"fallback": fallback} if fallback else {}),
+            }
+        )  # fmt: skip
+        return job_id
+
+    handed = gpu_job({"worker": WORKER, "from": "gpu", "attempt": 1, "at": "2026-12-03T16:00Z"})
+    # Without the launcher's hand-over variable the id is refused, as before.
+    code, _ = run(upper, runtime_env.job_env(handed, attempt=2))
+    assert code == exit_codes.CONFIG
+    code, _ = run(upper, runtime_env.job_env(handed, attempt=2, **{Env.HANDED_FROM: "gpu"}))
+    assert code == exit_codes.OK
+    job = runtime_env.store.get(handed)
+    assert job is not None and job["status"] == JobStatus.SUCCEEDED
+    assert job["result_key"] == result_key(WORKER, handed)  # this worker's prefix
+    assert read_result(runtime_env.resources.bucket, job["result_key"])["output"]["items"] == [
+        {"value": "A"}, {"value": "B"},
+    ]  # fmt: skip
+    # A job of that worker that was NOT handed over is not run (nor claimed).
+    other = gpu_job(None)
+    code, logs = run(upper, runtime_env.job_env(other, attempt=2, **{Env.HANDED_FROM: "gpu"}))
+    assert code != exit_codes.OK
+    assert runtime_env.store.get(other)["status"] == JobStatus.DISPATCHED
+    assert any(line.get("reason") == "not handed to this worker" for line in logs)

@@ -131,7 +131,11 @@ class Settings:
         job_id = env.get(Env.JOB_ID, "").strip() or None
         attempt: int | None = None
         if job_id is not None:
-            if not JOB_ID_RE.match(job_id) or worker_of_job_id(job_id) != worker:
+            # A fallback worker's task may run a job handed over to it (the launcher names
+            # the job's own worker); the claim then checks the job's ``fallback`` record.
+            handed_from = env.get(Env.HANDED_FROM, "").strip()
+            owners = {worker, handed_from} - {""}
+            if not JOB_ID_RE.match(job_id) or worker_of_job_id(job_id) not in owners:
                 raise ConfigError(f"{Env.JOB_ID}={job_id!r} is not a job of {worker!r}")
             raw_attempt = required(Env.JOB_ATTEMPT)
             if not raw_attempt.isdigit() or int(raw_attempt) < 1:
@@ -398,6 +402,11 @@ class _JobRun:
         assert self.settings.attempt is not None
         self.job_id, self.attempt = self.settings.job_id, self.settings.attempt
         self.logger.bind(job_id=self.job_id, attempt=self.attempt)
+        if worker_of_job_id(self.job_id) != self.definition.name:  # a handed-over job
+            handed = (self.store.get(self.job_id) or {}).get(JobField.FALLBACK) or {}
+            if handed.get("worker") != self.definition.name:
+                self.logger.warning("job_not_runnable", reason="not handed to this worker")
+                return None
         try:
             job = self.store.transition(
                 self.job_id,
