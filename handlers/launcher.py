@@ -252,6 +252,11 @@ class Launcher:
         self.dispatch = Dispatch(self.store, budget)
         self.bucket = runtask_bucket()
         self.parked = 0  # jobs parked in this batch: drain after it
+        # Workers a fresh claim found full in this invocation: their next fresh jobs park
+        # without trying (the claim would be refused: a parked job now waits ahead of them),
+        # one transaction fewer per job in a burst; the drain after the batch starts any job
+        # whose slot freed meanwhile.
+        self.full: set[str] = set()
 
     def fan_out(self, parent_id: str) -> LaunchOutcome:
         """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
@@ -317,19 +322,22 @@ class Launcher:
             return self._launch(job, worker)
         if job.get(JobField.WAITING_SINCE):
             return LaunchOutcome(job_id, "skipped", detail="job waits for a slot (parked)")
-        claimed = self.dispatch.claim(
-            job_id,
-            attempt,
-            worker.name,
-            cap=worker.max_concurrency,
-            cpu=_task_cpu(job, worker),
-            cancel_flag=job.get(JobField.CANCEL_REQUESTED),
-            array_child=bool(job.get(JobField.PARENT_ID)),
-        )
+        claimed: Claimed | str = Refusal.WORKER
+        if worker.name not in self.full:
+            claimed = self.dispatch.claim(
+                job_id,
+                attempt,
+                worker.name,
+                cap=worker.max_concurrency,
+                cpu=_task_cpu(job, worker),
+                cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+                array_child=bool(job.get(JobField.PARENT_ID)),
+            )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
         if claimed in (Refusal.JOB, Refusal.TAKEN):
             return None
+        self.full.add(worker.name)
         if not self.dispatch.park(job_id, attempt, worker.name, job.get(JobField.CANCEL_REQUESTED)):
             return None
         self.parked += 1

@@ -88,10 +88,16 @@ def slot_key_prefix(worker: str) -> str:
 
 def drain_message() -> dict[str, str]:
     """SQS FIFO send arguments (without QueueUrl) of one drain request. Each has its own
-    deduplication id: two tasks stopping at once must each get a drain."""
+    deduplication id (two tasks stopping at once must each get a drain) and its own message
+    group: FIFO hands out no message of a group while another of it is in flight, so one
+    shared group made every drain wait for the one running (measured: seconds per freed
+    slot in a burst). Concurrent drains are safe: every claim is a conditional transaction,
+    and a drain that loses a job to another takes the next parked one. AWS rule (SQS
+    SendMessage): MessageGroupId is 1-128 alphanumeric or punctuation characters; this is
+    47."""
     return {
         "MessageBody": DRAIN_MESSAGE,
-        "MessageGroupId": DRAIN_GROUP,
+        "MessageGroupId": f"{DRAIN_GROUP}-{uuid.uuid4().hex}",
         "MessageDeduplicationId": uuid.uuid4().hex,
     }
 
