@@ -355,6 +355,12 @@ class Launcher:
             WorkerLoad.of(name, w.max_concurrency, w.cpu, counts.get(name))
             for name, w in workers.items()
         ]
+        if not any(load.waiting for load in loads):
+            # Nothing parked, yet a drain was asked: the stack's parked count may be high (a
+            # warm task took a job, a parked job was cancelled); heal it, or every freed slot
+            # keeps asking for drains.
+            with contextlib.suppress(ClientError, BotoCoreError):  # the next drain heals it
+                self.dispatch.heal_stack_waiting(workers)
         decided = plan(loads, used, self.dispatch.budget)
         for name in workers:
             if bool((counts.get(name) or {}).get(DispatchField.YIELD)) != (
