@@ -337,7 +337,8 @@ class Launcher:
             return self._launch(_dispatched(job, claimed), worker)
         if claimed in (Refusal.JOB, Refusal.TAKEN):
             return None
-        self.full.add(worker.name)
+        if claimed in (Refusal.WORKER, Refusal.BUDGET):
+            self.full.add(worker.name)
         if not self.dispatch.park(job_id, attempt, worker.name, job.get(JobField.CANCEL_REQUESTED)):
             return None
         self.parked += 1

@@ -208,6 +208,9 @@ class Refusal:
     WORKER: Final = "worker"  # its worker is at its cap, has parked jobs or an idle task
     BUDGET: Final = "budget"  # the stack's vCPU budget is full
     TAKEN: Final = "taken"  # the lease exists: this launch was claimed already
+    # Another transaction was writing the same counts (DynamoDB's TransactionConflict): says
+    # nothing about free slots, so the launcher does not treat the worker as full.
+    CONFLICT: Final = "conflict"
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,8 @@ class Dispatch:
                 return Refusal.JOB
             if refused.failed(3):
                 return Refusal.TAKEN
+            if "ConditionalCheckFailed" not in refused.reasons:
+                return Refusal.CONFLICT  # no condition failed: nothing says a slot is taken
             if refused.failed(2):
                 return Refusal.BUDGET
             return Refusal.WORKER

@@ -662,3 +662,31 @@ def test_concurrent_drains_hand_one_free_slot_out_once(res) -> None:
     assert statuses == ["DISPATCHED", "QUEUED", "QUEUED"]
     counts, _ = dispatch.counts()
     assert counts["echo"]["tasks"] == 2 and counts["echo"]["waiting"] == 2
+
+
+def test_a_claim_that_only_conflicted_does_not_mark_the_worker_full(res, monkeypatch) -> None:
+    """A TransactionConflict (another launcher writing the same counts) is no sign of a full
+    worker: the claim answers CONFLICT and the invocation does not park the worker's next
+    jobs unclaimed (a real refusal does)."""
+    from jobcontract import dispatch as dispatch_module
+
+    job_id = submit()
+    body = receive_all(res.workers["echo"].queue_url)[0]["Body"]
+    real = dispatch_module.Dispatch._transact
+
+    def conflict(self: Any, ops: list[dict[str, Any]]) -> None:
+        if len(ops) == 4:  # a claim
+            reasons = ["None", "TransactionConflict", "None", "None"]
+            raise dispatch_module.TransactionRefused(reasons, [None] * 4)
+        real(self, ops)
+
+    monkeypatch.setattr(dispatch_module.Dispatch, "_transact", conflict)
+    d = Dispatch(JobStore(res.table_name))
+    assert d.claim(job_id, 0, "echo", cap=2, cpu=256) == dispatch_module.Refusal.CONFLICT
+    one = launcher.Launcher()
+    assert one.process(body).action == "waiting" and one.full == set()
+    monkeypatch.setattr(dispatch_module.Dispatch, "_transact", real)
+    submit()  # a job is parked ahead of it: its claim is refused for real
+    two = launcher.Launcher()
+    assert two.process(receive_all(res.workers["echo"].queue_url)[0]["Body"]).action == "waiting"
+    assert two.full == {"echo"}
