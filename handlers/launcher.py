@@ -254,6 +254,11 @@ class Launcher:
         self.dispatch = Dispatch(self.store, budget)
         self.bucket = runtask_bucket()
         self.parked = 0  # jobs parked in this batch: drain after it
+        # Workers a fresh claim found full in this invocation: their next fresh jobs park
+        # without trying (the claim would be refused: a parked job now waits ahead of them),
+        # one transaction fewer per job in a burst; the drain after the batch starts any job
+        # whose slot freed meanwhile.
+        self.full: set[str] = set()
 
     def fan_out(self, parent_id: str) -> LaunchOutcome:
         """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
@@ -328,20 +333,26 @@ class Launcher:
             runs = self._launch_registration(job, worker)
         except LaunchFailed as exc:
             return self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
-        claimed = self.dispatch.claim(
-            job_id,
-            attempt,
-            worker.name,
-            cap=runs.max_concurrency,
-            cpu=_task_cpu(job, runs),
-            cancel_flag=job.get(JobField.CANCEL_REQUESTED),
-            array_child=bool(job.get(JobField.PARENT_ID)),
-            runs_on=runs.name,
-        )
+        # ``full``: the workers (by whose slots the job takes) a claim of this batch found at
+        # their cap; their later jobs park without a claim bound to be refused.
+        claimed: Claimed | str = Refusal.WORKER
+        if runs.name not in self.full:
+            claimed = self.dispatch.claim(
+                job_id,
+                attempt,
+                worker.name,
+                cap=runs.max_concurrency,
+                cpu=_task_cpu(job, runs),
+                cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+                array_child=bool(job.get(JobField.PARENT_ID)),
+                runs_on=runs.name,
+            )
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
         if claimed in (Refusal.JOB, Refusal.TAKEN):
             return None
+        if claimed in (Refusal.WORKER, Refusal.BUDGET):
+            self.full.add(runs.name)
         if not self.dispatch.park(job_id, attempt, worker.name, job.get(JobField.CANCEL_REQUESTED)):
             return None
         self.parked += 1
@@ -359,6 +370,12 @@ class Launcher:
             WorkerLoad.of(name, w.max_concurrency, w.cpu, counts.get(name))
             for name, w in workers.items()
         ]
+        if not any(load.waiting for load in loads):
+            # Nothing parked, yet a drain was asked: the stack's parked count may be high (a
+            # warm task took a job, a parked job was cancelled); heal it, or every freed slot
+            # keeps asking for drains.
+            with contextlib.suppress(ClientError, BotoCoreError):  # the next drain heals it
+                self.dispatch.heal_stack_waiting(workers)
         decided = plan(loads, used, self.dispatch.budget)
         for name in workers:
             if bool((counts.get(name) or {}).get(DispatchField.YIELD)) != (

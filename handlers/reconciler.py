@@ -207,9 +207,19 @@ class Reconciler:
             task.running(lease), child=bool(lease.get(DispatchField.ARRAY_CHILD))
         )
         self._report_earlier(lease, task)
-        if self.dispatch.release(str(lease_key), lease_item=lease):
+        if self.dispatch.release(str(lease_key), lease_item=lease) and self._anyone_waiting():
             _send_drain(str(lease.get(DispatchField.WORKER, "")), self.store)
         return outcome
+
+    def _anyone_waiting(self) -> bool:
+        """Whether the freed slot needs a drain: a job of the stack is parked (read after the
+        release, so a job parked later is drained by its own launcher). When the read fails,
+        drain anyway: this event is not retried once its slot is released."""
+        try:
+            return self.dispatch.anyone_waiting()
+        except (ClientError, BotoCoreError) as exc:
+            _aws.log("WARNING", "waiting_count_unread", error=str(exc))
+            return True
 
     def _report_earlier(self, lease: dict[str, Any], task: StoppedTask) -> None:
         """Jobs a reused task finished before its last: notify their outcome once (the

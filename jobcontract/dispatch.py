@@ -5,9 +5,11 @@ message is deleted (a wait spends no receive, so the DLQ only holds messages tha
 processed), and it is started later, oldest first within its worker, by
 
 - a task of its worker that finished a job (warm reuse: ``take_next``, no new task), or
-- the launcher's ``drain``, run after it parks a job and whenever a task stopped (the
-  reconciler and the sweep send it a drain message): free slots go to the waiting worker
-  with the least cpu in use (max-min fairness), while the stack's vCPU budget allows.
+- the launcher's ``drain``, run after it parks a job and whenever a task stopped while a
+  job waited (the reconciler, after the release, reads the stack's parked count and sends a
+  drain message if it is positive; the sweep re-sends one while jobs are parked): free slots
+  go to the waiting worker with the least cpu in use (max-min fairness), while the stack's
+  vCPU budget allows.
 
 State, in the jobs table (every change is one ``TransactWriteItems``, so the counts are exact
 and a slot is never given twice):
@@ -16,7 +18,10 @@ and a slot is never given twice):
   ``waiting`` (parked jobs; it may over-count after a parked job was cancelled, and the drain
   heals it), ``idle`` (reuse tasks waiting for a job), ``yield_share`` (1 while the worker
   holds more than its fair share of a contended budget: its tasks take no next job);
-- ``dispatch@stack``: ``cpu`` held by every launched task of the stack;
+- ``dispatch@stack``: ``cpu`` held by every launched task of the stack, and ``waiting``: the
+  parked jobs of every worker (raised with each worker's count, in the same transaction, so
+  it never under-counts; a warm task's take leaves it high, and the launcher's drain heals
+  it from a consistent snapshot, ``heal_stack_waiting``);
 - ``slot#<job id>-<attempt>``: one lease per launched task, named by the job and attempt it
   was started for (the task's ``BATCH_JOB_ID`` / ``BATCH_JOB_ATTEMPT``, so the STOPPED event
   names it): worker, cpu, the task ARN, the job it runs now, and ``idle`` while it waits.
@@ -88,10 +93,16 @@ def slot_key_prefix(worker: str) -> str:
 
 def drain_message() -> dict[str, str]:
     """SQS FIFO send arguments (without QueueUrl) of one drain request. Each has its own
-    deduplication id: two tasks stopping at once must each get a drain."""
+    deduplication id (two tasks stopping at once must each get a drain) and its own message
+    group: FIFO hands out no message of a group while another of it is in flight, so one
+    shared group made every drain wait for the one running (measured: seconds per freed
+    slot in a burst). Concurrent drains are safe: every claim is a conditional transaction,
+    and a drain that loses a job to another takes the next parked one. AWS rule (SQS
+    SendMessage): MessageGroupId is 1-128 alphanumeric or punctuation characters; this is
+    47."""
     return {
         "MessageBody": DRAIN_MESSAGE,
-        "MessageGroupId": DRAIN_GROUP,
+        "MessageGroupId": f"{DRAIN_GROUP}-{uuid.uuid4().hex}",
         "MessageDeduplicationId": uuid.uuid4().hex,
     }
 
@@ -197,6 +208,9 @@ class Refusal:
     WORKER: Final = "worker"  # its worker is at its cap, has parked jobs or an idle task
     BUDGET: Final = "budget"  # the stack's vCPU budget is full
     TAKEN: Final = "taken"  # the lease exists: this launch was claimed already
+    # Another transaction was writing the same counts (DynamoDB's TransactionConflict): says
+    # nothing about free slots, so the launcher does not treat the worker as full.
+    CONFLICT: Final = "conflict"
 
 
 @dataclass(frozen=True)
@@ -293,7 +307,8 @@ class Dispatch:
                 "ExpressionAttributeNames": {"#pk": Table.PK},
             }
         }
-        ops = [{"Update": job_op}, {"Update": worker_op}, self._budget_op(cpu), lease_op]
+        budget_op = self._budget_op(cpu, waiting=-1 if woken else 0)
+        ops = [{"Update": job_op}, {"Update": worker_op}, budget_op, lease_op]
         if woken and handed:  # parked under its own worker: that count goes down
             ops.append(
                 {
@@ -310,6 +325,8 @@ class Dispatch:
                 return Refusal.JOB
             if refused.failed(3):
                 return Refusal.TAKEN
+            if "ConditionalCheckFailed" not in refused.reasons:
+                return Refusal.CONFLICT  # no condition failed: nothing says a slot is taken
             if refused.failed(2):
                 return Refusal.BUDGET
             return Refusal.WORKER
@@ -349,7 +366,7 @@ class Dispatch:
             worker_key(worker), {F.WAITING: 1}, None, {}, kind=KIND_DISPATCH, worker=worker
         )
         try:
-            self._transact([{"Update": job_op}, {"Update": count_op}])
+            self._transact([{"Update": job_op}, {"Update": count_op}, self._stack_waiting_op(1)])
         except TransactionRefused:
             return False
         return True
@@ -412,7 +429,61 @@ class Dispatch:
         op = self._counts_op(
             worker_key(worker), {F.WAITING: delta}, None, {}, kind=KIND_DISPATCH, worker=worker
         )
-        self.client.update_item(**op)
+        self._transact([{"Update": op}, self._stack_waiting_op(delta)])
+
+    def _stack_waiting_op(self, delta: int) -> dict[str, Any]:
+        return {
+            "Update": self._counts_op(STACK_PK, {F.WAITING: delta}, None, {}, kind=KIND_DISPATCH)
+        }
+
+    # --- does any job wait? (the stack's parked count) -------------------------------------
+    def anyone_waiting(self) -> bool:
+        """Whether any job of the stack is parked, from ``dispatch@stack``'s ``waiting``
+        (a strongly consistent read). It never under-counts: every park adds to it in the
+        transaction that adds to its worker's count, and only a launcher's woken claim (same
+        transaction) or ``heal_stack_waiting`` lowers it; a warm task's ``take_next`` leaves
+        it high (a task role may not write the stack row), which costs a needless drain
+        until the launcher heals it. So a slot released after this answers False needs no
+        drain: a job parked later is drained by the launcher that parked it."""
+        item = self.get(STACK_PK) or {}
+        return int(item.get(F.WAITING, 0) or 0) > 0
+
+    def heal_stack_waiting(self, workers: Iterable[str]) -> bool:
+        """Lower the stack's parked count to the sum of the workers' counts, read in one
+        ``TransactGetItems`` (a consistent snapshot of all of them), written only if the
+        stack's count is still what the snapshot saw (a park since changes it). True when it
+        changed. AWS rule: TransactGetItems reads at most 100 items; with more workers the
+        count is left as it is (too high costs only drains)."""
+        names = sorted(set(workers))
+        if len(names) + 1 > TRANSACTION_ITEMS:
+            return False
+        keys = [STACK_PK, *(worker_key(n) for n in names)]
+        resp = self.client.transact_get_items(
+            TransactItems=[
+                {"Get": {"TableName": self.table, "Key": {Table.PK: {"S": k}}}} for k in keys
+            ]
+        )
+        found = [from_item(r["Item"]) if r.get("Item") else {} for r in resp.get("Responses", [])]
+        if len(found) != len(keys):
+            return False
+        seen = int(found[0].get(F.WAITING, 0) or 0)
+        total = sum(max(0, int(i.get(F.WAITING, 0) or 0)) for i in found[1:])
+        if total >= seen:
+            return False
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table,
+                Key={Table.PK: {"S": STACK_PK}},
+                UpdateExpression="SET #w = :total",
+                ConditionExpression="#w = :seen",
+                ExpressionAttributeNames={"#w": F.WAITING},
+                ExpressionAttributeValues={
+                    ":total": {"N": str(total)},
+                    ":seen": {"N": str(seen)},
+                },
+            )
+            return True
+        return False
 
     def release(
         self,
@@ -694,7 +765,7 @@ class Dispatch:
             op["ConditionExpression"] = condition
         return _prune(op)
 
-    def _budget_op(self, cpu: int, *, conditional: bool = True) -> dict[str, Any]:
+    def _budget_op(self, cpu: int, *, conditional: bool = True, waiting: int = 0) -> dict[str, Any]:
         condition = None
         values: dict[str, Any] = {}
         if conditional and self.budget is not None and cpu > 0:
@@ -706,7 +777,13 @@ class Dispatch:
                     {":room": self.budget - cpu},
                 )
         return {
-            "Update": self._counts_op(STACK_PK, {F.CPU: cpu}, condition, values, kind=KIND_DISPATCH)
+            "Update": self._counts_op(
+                STACK_PK,
+                {F.CPU: cpu, **({F.WAITING: waiting} if waiting else {})},
+                condition,
+                values,
+                kind=KIND_DISPATCH,
+            )
         }
 
     def _lease_op(

@@ -752,6 +752,12 @@ def item_calls(call: Call) -> list[Call]:
                 op = TRANSACT_ITEM_ACTIONS[kind]
                 parts.append(replace(call, operation=op, params=params))
         return parts
+    if call.service == "dynamodb" and call.operation == "TransactGetItems":
+        # Each Get of a TransactGetItems is authorized as GetItem on its item (same source).
+        return [
+            replace(call, operation="GetItem", params=entry["Get"])
+            for entry in call.params.get("TransactItems") or []
+        ]
     if call.service == "dynamodb" and call.operation == "BatchGetItem":
         return [
             replace(call, params={"TableName": table, "Key": key})

@@ -10,6 +10,7 @@ import pytest
 
 from jobcontract import JobField
 from jobcontract.dispatch import (
+    STACK_PK,
     Claimed,
     Dispatch,
     Refusal,
@@ -238,3 +239,54 @@ def test_a_yielding_worker_takes_no_next_job(res) -> None:
 
 def test_lease_names_the_launch_the_task_was_started_for() -> None:
     assert slot_key("echo_" + "0" * 32, 2) == "slot#echo_" + "0" * 32 + "-2"
+
+
+def _stack_waiting(d: Dispatch) -> int:
+    return int((d.get(STACK_PK) or {}).get("waiting", 0) or 0)
+
+
+def test_the_stack_counts_every_parked_job_and_never_under_counts(res) -> None:
+    """``anyone_waiting`` (what a release asks before it drains) follows every park, across
+    workers, and a woken claim takes its job off; a warm task's take_next cannot write the
+    stack row, so it leaves the count high, and only the snapshot heal lowers it, to the
+    workers' own counts (never below them)."""
+    store = JobStore(res.table_name)
+    d = Dispatch(store)
+    assert not d.anyone_waiting()
+    running = d.claim(submit(), 0, "echo", cap=2, cpu=256)
+    assert isinstance(running, Claimed)
+    a, b, c = submit(), submit(), submit("solo")
+    assert d.park(a, 0, "echo") and d.park(b, 0, "echo") and d.park(c, 0, "solo")
+    assert _stack_waiting(d) == 3 and d.anyone_waiting()
+    assert isinstance(d.claim(a, 0, "echo", cap=2, cpu=256, woken=True), Claimed)
+    assert _stack_waiting(d) == 2
+    taken = d.take_next("echo", running.lease, "arn:task/1", idle=False)
+    assert taken is not None and taken.job_id == b
+    workers, _ = counts(d)
+    assert workers["echo"]["waiting"] == 0 and workers["solo"]["waiting"] == 1
+    assert _stack_waiting(d) == 2  # over-counted: the task role did not write it
+    assert d.heal_stack_waiting(["echo", "solo"]) and _stack_waiting(d) == 1
+    assert not d.heal_stack_waiting(["echo", "solo"])  # matches the workers: left alone
+    assert d.anyone_waiting()
+    assert isinstance(d.claim(c, 0, "solo", cap=2, cpu=256, woken=True), Claimed)
+    assert not d.anyone_waiting()
+
+
+def test_the_heal_keeps_a_job_parked_since_its_snapshot(res, monkeypatch) -> None:
+    """A park landing between the heal's snapshot and its write changes the stack's count,
+    so the conditional write is refused and the count is not lowered below the truth."""
+    d = Dispatch(JobStore(res.table_name))
+    stale = submit()
+    assert d.park(stale, 0, "echo")
+    d.heal_waiting("echo", 1)  # as if cancelled: the worker's count is 0, the stack's 1
+    late = submit()
+    real = d.client.transact_get_items
+
+    def snapshot_then_park(**kwargs: Any) -> Any:
+        seen = real(**kwargs)
+        assert d.park(late, 0, "echo")  # lands after the snapshot
+        return seen
+
+    monkeypatch.setattr(d.client, "transact_get_items", snapshot_then_park)
+    assert not d.heal_stack_waiting(["echo", "solo"])
+    assert _stack_waiting(d) == 2 and d.anyone_waiting()

@@ -599,3 +599,94 @@ def test_each_invocation_takes_its_share_of_the_rate(monkeypatch) -> None:
     monkeypatch.setenv(launcher.LAUNCHER_CONCURRENCY_ENV, "4")
     bucket = launcher._runtask_bucket()
     assert bucket.rate == 5.0 and bucket.burst == 25.0
+
+
+def test_a_burst_past_the_cap_parks_each_job_with_one_transaction(res) -> None:
+    """Once a fresh claim found the worker full, the batch's later jobs of that worker park
+    without a claim that would be refused: 2 claims + 1 refused + 4 parks, not 2 + 4 x 2.
+    Each is still parked (counted), and the oldest still starts first when a slot frees."""
+    ids = [submit() for _ in range(6)]
+    messages = receive_all(res.workers["echo"].queue_url)
+    assert len(messages) == 6
+    calls = TableCalls()
+    out = launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
+    assert out == {"batchItemFailures": []}
+    assert [op for op, _ in calls.calls].count("TransactWriteItems") == 7
+    store = JobStore(res.table_name)
+    jobs = [store.get(i) for i in ids]
+    assert [j[JobField.STATUS] for j in jobs] == ["DISPATCHED"] * 2 + ["QUEUED"] * 4
+    assert all(j.get(JobField.WAITING_SINCE) for j in jobs[2:])
+    dispatch = Dispatch(store)
+    counts, _ = dispatch.counts()
+    assert counts["echo"]["tasks"] == 2 and counts["echo"]["waiting"] == 4
+    assert dispatch.release(slot_key(ids[0], 1))
+    launcher.Launcher().drain()
+    assert store.get(ids[2])[JobField.STATUS] == "DISPATCHED"
+    assert [store.get(i)[JobField.STATUS] for i in ids[3:]] == ["QUEUED"] * 3
+
+
+def test_drain_requests_do_not_queue_behind_each_other(res) -> None:
+    """Each drain request is its own FIFO message group (a shared group let only one drain
+    run at a time), within SQS's MessageGroupId rule: 1-128 alphanumerics/punctuation."""
+    import re
+    import string
+
+    from jobcontract.dispatch import drain_message
+
+    groups = {drain_message()["MessageGroupId"] for _ in range(50)}
+    assert len(groups) == 50
+    allowed = re.compile(
+        "^[" + re.escape(string.ascii_letters + string.digits + string.punctuation) + "]{1,128}$"
+    )
+    assert all(allowed.match(g) for g in groups)
+
+
+def test_concurrent_drains_hand_one_free_slot_out_once(res) -> None:
+    """Drains may now run side by side: with one slot free and three jobs parked, two drains
+    at once start exactly one job, on exactly one task (the claim transaction decides)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fake = FaultyEcs([])
+    _aws.set_client("ecs", fake)
+    ids = [submit() for _ in range(5)]
+    messages = receive_all(res.workers["echo"].queue_url)
+    launcher.handler(sqs_event(res.workers["echo"].queue_arn, messages), None)
+    store = JobStore(res.table_name)
+    dispatch = Dispatch(store)
+    assert dispatch.release(slot_key(ids[0], 1))
+    before = len(fake.run_calls)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: launcher.Launcher().drain(), range(2)))
+    assert len(fake.run_calls) - before == 1
+    statuses = [store.get(i)[JobField.STATUS] for i in ids[2:]]
+    assert statuses == ["DISPATCHED", "QUEUED", "QUEUED"]
+    counts, _ = dispatch.counts()
+    assert counts["echo"]["tasks"] == 2 and counts["echo"]["waiting"] == 2
+
+
+def test_a_claim_that_only_conflicted_does_not_mark_the_worker_full(res, monkeypatch) -> None:
+    """A TransactionConflict (another launcher writing the same counts) is no sign of a full
+    worker: the claim answers CONFLICT and the invocation does not park the worker's next
+    jobs unclaimed (a real refusal does)."""
+    from jobcontract import dispatch as dispatch_module
+
+    job_id = submit()
+    body = receive_all(res.workers["echo"].queue_url)[0]["Body"]
+    real = dispatch_module.Dispatch._transact
+
+    def conflict(self: Any, ops: list[dict[str, Any]]) -> None:
+        if len(ops) == 4:  # a claim
+            reasons = ["None", "TransactionConflict", "None", "None"]
+            raise dispatch_module.TransactionRefused(reasons, [None] * 4)
+        real(self, ops)
+
+    monkeypatch.setattr(dispatch_module.Dispatch, "_transact", conflict)
+    d = Dispatch(JobStore(res.table_name))
+    assert d.claim(job_id, 0, "echo", cap=2, cpu=256) == dispatch_module.Refusal.CONFLICT
+    one = launcher.Launcher()
+    assert one.process(body).action == "waiting" and one.full == set()
+    monkeypatch.setattr(dispatch_module.Dispatch, "_transact", real)
+    submit()  # a job is parked ahead of it: its claim is refused for real
+    two = launcher.Launcher()
+    assert two.process(receive_all(res.workers["echo"].queue_url)[0]["Body"]).action == "waiting"
+    assert two.full == {"echo"}

@@ -12,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from handlers import _aws, launcher, reconciler
 from jobcontract import Env, JobField, WorkerExit
+from jobcontract.dispatch import Dispatch
 from jobcontract.store import JobStore
 from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, job_messages, receive_all, sqs_event, stopped_event
@@ -139,14 +140,14 @@ def succeed(res, job_id: str) -> None:
 def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
     """Benchmark 1 budget: exit 0 + EssentialContainerExited = SUCCEEDED recorded; without a
     sink that reports successes the job is not read: only the task's lease is read and
-    released (one transaction), and one drain request hands the slot on."""
+    released (one transaction), and the stack's parked count read: no job waits, so no drain
+    request (nor its receive, delete and launcher invocation) is spent."""
     job_id, task = launch(res)
     succeed(res, job_id)
     calls = TableCalls()
     assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
-    assert calls.ops == ["GetItem", "TransactWriteItems"]
-    drains = [m for m in receive_all(res.workers["echo"].queue_url)]
-    assert [m["Body"] for m in drains] == ['{"drain": true}']
+    assert calls.ops == ["GetItem", "TransactWriteItems", "GetItem"]
+    assert receive_all(res.workers["echo"].queue_url) == []
     # The same event again: the lease is gone, nothing is released twice.
     calls.ops.clear()
     assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
@@ -154,6 +155,28 @@ def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
     job = JobStore(res.table_name).get(job_id)
     assert job[JobField.STATUS] == "SUCCEEDED" and reconciler.NOTIFIED_AT not in job
     assert receive_all(topic_queue) == []
+
+
+def test_a_freed_slot_asks_for_a_drain_while_any_job_of_the_stack_waits(res) -> None:
+    """A job parked (of any worker: the stack's vCPU budget is shared) makes the release ask
+    the launcher to hand the slot on; once the launcher woke it, the next release does not."""
+    job_id, task = launch(res)
+    succeed(res, job_id)
+    store = JobStore(res.table_name)
+    waiting = call("POST", "/jobs", {"worker": "echo", "input": {"items": ["a"]}})[1]["job_id"]
+    receive_all(res.workers["echo"].queue_url)  # its launch message: parked instead
+    dispatch = Dispatch(store)
+    assert dispatch.park(waiting, 0, "echo") and dispatch.anyone_waiting()
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    drains = receive_all(res.workers["echo"].queue_url)
+    assert [m["Body"] for m in drains] == ['{"drain": true}']
+    launched = launcher.Launcher().drain()
+    assert [o.job_id for o in launched] == [waiting] and not dispatch.anyone_waiting()
+    assert store.get(waiting)[JobField.STATUS] == "DISPATCHED"
+    task2 = store.get(waiting)[JobField.TASK_ARN]
+    succeed(res, waiting)
+    assert reconcile(stopped_event(res.cluster_arn, task2)).startswith("skipped: exit 0")
+    assert receive_all(res.workers["echo"].queue_url) == []
 
 
 @pytest.mark.parametrize(
@@ -218,8 +241,9 @@ def test_succeeded_job_is_left_alone(res, topic_queue) -> None:
     calls = TableCalls()
     event = stopped_event(res.cluster_arn, task, stop_code="UserInitiated")
     assert reconcile(event) == "terminal: SUCCEEDED"
-    # The lease, the job; then the slot's release. No sink reports successes: no write.
-    assert calls.ops == ["GetItem", "GetItem", "TransactWriteItems"]
+    # The lease, the job; then the slot's release and the stack's parked count (nothing
+    # waits: no drain). No sink reports successes: no write.
+    assert calls.ops == ["GetItem", "GetItem", "TransactWriteItems", "GetItem"]
     assert JobStore(res.table_name).get(job_id)[JobField.STATUS] == "SUCCEEDED"
     assert receive_all(topic_queue) == []  # success is not a failure notification
 
