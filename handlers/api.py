@@ -46,7 +46,6 @@ from jobcontract import (
     input_key,
     max_failed_item_share,
     new_job_id,
-    queue_message,
 )
 from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
 from jobcontract.store import (
@@ -339,13 +338,7 @@ def _submitted(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _enqueue(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:
-    try:
-        _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **queue_message(job_id, attempt))
-    except (ClientError, BotoCoreError) as exc:
-        # The job item is durable; the sweep re-sends messages of jobs left QUEUED.
-        _aws.log("ERROR", "enqueue_failed", job_id=job_id, worker=worker.name, error=str(exc))
-        return False
-    return True
+    return _aws.enqueue_job(worker.queue_url, job_id, attempt, worker=worker.name)
 
 
 def _json_body(body: bytes) -> dict[str, Any]:
