@@ -60,6 +60,11 @@ POLICY_EXTENSION = "x-amazon-apigateway-policy"
 # on import (the API's own id is not known before the API exists).
 THIS_API = "execute-api:"
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
+# API Gateway's catch-all method of a resource: "will catch any HTTP method that wasn't
+# explicitly declared" (API Gateway developer guide, x-amazon-apigateway-any-method object).
+# Every resource has one, integrated with the handler, which answers 405 + Allow; without it
+# API Gateway answers an undeclared method as an unknown route (MISSING_AUTHENTICATION_TOKEN).
+ANY_METHOD = "x-amazon-apigateway-any-method"
 # What API Gateway's account-wide CloudWatch role needs (the AWS-managed
 # AmazonAPIGatewayPushToCloudWatchLogs policy, but limited to this account's log groups).
 APIGW_LOGS_ACTIONS = (
@@ -171,7 +176,8 @@ def operations(doc: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def check_document(doc: Mapping[str, Any]) -> None:
-    """Refuse a document that would deploy an open or unintegrated method."""
+    """Refuse a document that would deploy an open or unintegrated method, or a resource
+    without its catch-all ``ANY`` method (``ANY_METHOD``)."""
     schemes = (doc.get("components") or {}).get("securitySchemes") or {}
     key_schemes = {
         name
@@ -180,7 +186,15 @@ def check_document(doc: Mapping[str, Any]) -> None:
     }
     if not key_schemes:
         raise ValueError("OpenAPI document: no apiKey security scheme on header x-api-key")
-    for path, method, op in operations(doc):
+    catch_alls = []
+    for path, item in (doc.get("paths") or {}).items():
+        if ANY_METHOD not in (item or {}):
+            raise ValueError(
+                f"OpenAPI document: {path} has no {ANY_METHOD}; its undeclared methods would be "
+                "answered as an unknown route instead of 405"
+            )
+        catch_alls.append((path, "ANY", item[ANY_METHOD]))
+    for path, method, op in [*operations(doc), *catch_alls]:
         security = op.get("security", doc.get("security")) or []
         if not any(set(req) & key_schemes for req in security):
             raise ValueError(f"OpenAPI document: {method} {path} does not require the API key")

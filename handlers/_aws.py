@@ -17,8 +17,9 @@ from typing import Any
 # phase, so the first request does not pay for it. Clients themselves are created lazily.
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-from jobcontract import logs
+from jobcontract import logs, queue_message
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -64,6 +65,32 @@ def reset_clients() -> None:
 def log(level: str, event: str, **fields: Any) -> None:
     """One structured JSON log line (the schema and the level threshold: ``jobcontract.logs``)."""
     logs.log(level, event, **fields)
+
+
+def enqueue_job(
+    queue_url: str,
+    job_id: str,
+    attempt: int,
+    *,
+    dedup_id: str | None = None,
+    failed_event: str = "enqueue_failed",
+    **log_fields: Any,
+) -> bool:
+    """Send the launch message of ``job_id``'s ``attempt`` (``jobcontract.queue_message``);
+    False, with one ERROR line ``failed_event`` (``job_id``, ``log_fields``, the error), when
+    SQS refuses it. Never raises for an AWS error: the job item is durable and QUEUED, and
+    the sweep re-sends the message of a job left QUEUED (``BATCH_REDRIVE_SECONDS``).
+    ``dedup_id`` replaces the FIFO deduplication id (a deliberate re-send: SQS drops a
+    message whose id it accepted in the last 5 minutes)."""
+    message = queue_message(job_id, attempt)
+    if dedup_id is not None:
+        message["MessageDeduplicationId"] = dedup_id
+    try:
+        client("sqs").send_message(QueueUrl=queue_url, **message)
+    except (ClientError, BotoCoreError) as exc:
+        log("ERROR", failed_event, job_id=job_id, **log_fields, error=str(exc))
+        return False
+    return True
 
 
 def env(name: str, default: str | None = None) -> str:

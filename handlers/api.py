@@ -46,7 +46,6 @@ from jobcontract import (
     input_key,
     max_failed_item_share,
     new_job_id,
-    queue_message,
 )
 from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
 from jobcontract.store import (
@@ -174,7 +173,8 @@ def parse_event(event: dict[str, Any]) -> Request:
         body = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
     context = event.get("requestContext") or {}
     return Request(
-        method=str(event.get("httpMethod") or context.get("httpMethod") or "GET").upper(),
+        # As sent: methods are case-sensitive (RFC 9110, 9.1), so "get" is not GET (405).
+        method=str(event.get("httpMethod") or context.get("httpMethod") or "GET"),
         path=str(event.get("path") or "/"),
         headers=headers,
         query=query,
@@ -339,13 +339,7 @@ def _submitted(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _enqueue(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:
-    try:
-        _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **queue_message(job_id, attempt))
-    except (ClientError, BotoCoreError) as exc:
-        # The job item is durable; the sweep re-sends messages of jobs left QUEUED.
-        _aws.log("ERROR", "enqueue_failed", job_id=job_id, worker=worker.name, error=str(exc))
-        return False
-    return True
+    return _aws.enqueue_job(worker.queue_url, job_id, attempt, worker=worker.name)
 
 
 def _json_body(body: bytes) -> dict[str, Any]:
@@ -522,10 +516,6 @@ def list_jobs(req: Request) -> Response:
     limit_text = params.get("limit", str(DEFAULT_PAGE))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
         raise ApiError(400, "invalid_query", f"'limit' must be an integer 1..{MAX_PAGE}")
-    if "parent" in params:  # an array job's children (handlers/array_api.py)
-        from handlers.array_api import list_children
-
-        return list_children(_store(), params, int(limit_text))
     worker = params.get("worker")
     if worker is not None and (len(worker) > WORKER_NAME_MAX or not WORKER_NAME_RE.match(worker)):
         raise ApiError(400, "invalid_query", "'worker' is not a valid worker name")
@@ -534,6 +524,10 @@ def list_jobs(req: Request) -> Response:
         raise ApiError(
             400, "invalid_query", f"'status' must be one of {', '.join(JobStatus.__members__)}"
         )
+    if "parent" in params:  # an array job's children (handlers/array_api.py)
+        from handlers.array_api import list_children
+
+        return list_children(_store(), params, int(limit_text))
     try:
         items, cursor = _store().list_jobs(
             worker=worker, status=status, limit=int(limit_text), cursor=params.get("cursor")

@@ -302,10 +302,9 @@ def _send(worker: WorkerRegistration, message: dict[str, str]) -> None:
 
 
 def list_children(store: JobStore, params: dict[str, str], limit: int) -> Response:
-    """``GET /jobs?parent=ID``: the children in shard order; the cursor is the next shard."""
-    extra = sorted(set(params) - {"parent", "limit", "cursor"})
-    if extra:
-        raise ApiError(400, "invalid_query", f"'parent' lists children only; drop {extra}")
+    """``GET /jobs?parent=ID``: the children in shard order; the cursor is the next shard.
+    ``worker`` and ``status`` (checked by the caller) filter the page's children, so a page
+    may hold fewer than ``limit``."""
     parent_id, cursor = params["parent"], params.get("cursor", "0")
     if not JOB_ID_RE.match(parent_id):
         raise ApiError(400, "invalid_query", "'parent' is not a job id")
@@ -315,7 +314,12 @@ def list_children(store: JobStore, params: dict[str, str], limit: int) -> Respon
     if parent is None or not parent.get(JobField.ARRAY):
         raise ApiError(404, "not_found", f"no array job {parent_id!r}")
     start = int(cursor)
-    kids = arrays.children(store, parent, start, limit)
+    kids = [
+        c
+        for c in arrays.children(store, parent, start, limit)
+        if params.get("status", c[JobField.STATUS]) == c[JobField.STATUS]
+        and params.get("worker", c[JobField.WORKER]) == c[JobField.WORKER]
+    ]
     more = start + limit < _shards(parent)
     return Response(
         200,

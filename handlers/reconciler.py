@@ -52,7 +52,6 @@ from jobcontract import (
     JobStatus,
     WorkerExit,
     access_denied_error,
-    queue_message,
     scheduled_job_id,
     worker_of_job_id,
 )
@@ -429,7 +428,7 @@ class Reconciler:
         except TransitionConflict:
             return "ignored: job moved on"
         worker = get_worker(self.store, str(job[JobField.WORKER]))
-        sent = worker is not None and _send(worker, job_id, attempts)
+        sent = worker is not None and _aws.enqueue_job(worker.queue_url, job_id, attempts)
         _aws.log(
             "WARNING",
             "job_retry",
@@ -541,16 +540,6 @@ def _send_drain(worker: str, store: JobStore) -> None:
         _aws.client("sqs").send_message(QueueUrl=url, **drain_message())
     except (ClientError, BotoCoreError) as exc:
         _aws.log("WARNING", "drain_request_failed", error=str(exc))
-
-
-def _send(worker: WorkerRegistration, job_id: str, attempt: int) -> bool:
-    try:
-        _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **queue_message(job_id, attempt))
-    except (ClientError, BotoCoreError) as exc:
-        # The job is QUEUED in the table; the sweep re-sends messages of stale QUEUED jobs.
-        _aws.log("ERROR", "enqueue_failed", job_id=job_id, error=str(exc))
-        return False
-    return True
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, str]:

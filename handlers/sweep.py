@@ -40,7 +40,7 @@ from handlers import _aws, arrays
 from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
-from jobcontract import Env, JobField, JobStatus, queue_message
+from jobcontract import Env, JobField, JobStatus
 from jobcontract.arrays import all_created, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
@@ -328,15 +328,17 @@ class Sweeper:
         if worker is None:
             return
         attempt = int(job.get(JobField.ATTEMPTS, 0))
-        message = queue_message(job_id, attempt)
         # A deliberate re-send: SQS FIFO silently drops a message whose deduplication id it
         # accepted in the last 5 minutes (even if that message is gone), so the redrive gets
         # its own id. A duplicate is harmless: the launcher's claim is conditional.
-        message["MessageDeduplicationId"] = redrive_dedup_id(job_id, attempt, self.now)
-        try:
-            _aws.client("sqs").send_message(QueueUrl=worker.queue_url, **message)
-        except (ClientError, BotoCoreError) as exc:
-            _aws.log("ERROR", "sweep_redrive_failed", job_id=job_id, error=str(exc))
+        dedup_id = redrive_dedup_id(job_id, attempt, self.now)
+        if not _aws.enqueue_job(
+            worker.queue_url,
+            job_id,
+            attempt,
+            dedup_id=dedup_id,
+            failed_event="sweep_redrive_failed",
+        ):
             return
         # Touch updated_at so the next sweep waits again before re-sending.
         try:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jobcontract import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_FILES,
     UPLOAD_NAME_MAX,
+    UPLOAD_NAME_RE,
     UPLOAD_URL_TTL_SECONDS,
     upload_key,
 )
@@ -70,10 +71,8 @@ def safe_name(name: Any, index: int) -> str:
             f"{where} {name[:64]!r} must be a plain file name: no '/' or '\\', "
             "not starting with '.'",
         )
-    if not name.isprintable():
-        raise UploadRejected(
-            400, "invalid_name", f"{where} contains control or invisible characters"
-        )
+    if not UPLOAD_NAME_RE.match(name):
+        raise UploadRejected(400, "invalid_name", f"{where} contains control characters")
     return UNSAFE_NAME_CHARS.sub("_", name)
 
 
@@ -113,7 +112,7 @@ def _file(value: Any, index: int) -> UploadFile:
 
 
 def parse_files(payload: dict[str, Any]) -> list[UploadFile]:
-    """The requested files, checked (count, names, sizes, types, no duplicate keys)."""
+    """The requested files, checked (count, names, sizes, types), each with its own key."""
     unknown = sorted(set(payload) - UPLOAD_REQUEST_FIELDS)
     if unknown:
         raise UploadRejected(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
@@ -130,16 +129,27 @@ def parse_files(payload: dict[str, Any]) -> list[UploadFile]:
         )
     parsed = [_file(f, i) for i, f in enumerate(files)]
     seen: set[str] = set()
-    for i, f in enumerate(parsed):
-        if f.safe_name in seen:
-            raise UploadRejected(
-                400,
-                "duplicate_name",
-                f"files[{i}].name {f.name!r} gives the same key as an earlier file "
-                f"({f.safe_name}); rename one",
-            )
-        seen.add(f.safe_name)
-    return parsed
+    unique = []
+    for f in parsed:
+        name = _distinct(f.safe_name, seen)
+        seen.add(name)
+        unique.append(replace(f, safe_name=name))
+    return unique
+
+
+def _distinct(safe: str, seen: set[str]) -> str:
+    """``safe``, or (a name an earlier file of the request has) ``<stem>-2<ext>``, ``-3``...:
+    every file gets its own key, within the name limit."""
+    if safe not in seen:
+        return safe
+    stem, dot, ext = safe.rpartition(".")
+    stem, ext = (stem, dot + ext) if stem else (safe, "")
+    for n in range(2, MAX_UPLOAD_FILES + 2):
+        suffix = f"-{n}{ext}"
+        candidate = stem[: UPLOAD_NAME_MAX - len(suffix)] + suffix
+        if candidate not in seen:
+            return candidate
+    raise AssertionError("unreachable: more names than files")  # pragma: no cover
 
 
 def presign(s3: Any, bucket: str, worker: str, files: list[UploadFile], ttl: int) -> dict[str, Any]:

@@ -448,6 +448,11 @@ MAX_UPLOAD_BYTES: Final = 100 * 1024 * 1024  # per file, enforced by S3 (content
 # (batchctl) uploads right after asking; a failed upload asks again.
 UPLOAD_URL_TTL_SECONDS: Final = 900
 UPLOAD_NAME_MAX: Final = 128
+# A file name the API accepts (also the pattern of UploadFile.name in components/openapi.yaml):
+# one path segment (no '/' or '\'), not starting with '.' or a blank, no C0/C1 control
+# character (no lookahead: schema-based generators negate one badly). Other characters
+# outside [A-Za-z0-9._-] become '_' in its key.
+UPLOAD_NAME_RE: Final = re.compile(r"^[^./\\\x00-\x20\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$")
 UPLOAD_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 
 

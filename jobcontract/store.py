@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from jobcontract import (
     JobField,
@@ -200,6 +200,11 @@ def _status(value: StatusLike) -> JobStatus:
     return value if isinstance(value, JobStatus) else JobStatus(value)
 
 
+# Queries one GET /jobs page may make to fill itself past filtered-out children (each reads
+# at most `limit` items of the index).
+LIST_QUERIES_PER_PAGE: Final = 10
+
+
 class JobStore:
     """Job items and worker registrations in the jobs table (see DESIGN.md, "The job table")."""
 
@@ -269,6 +274,13 @@ class JobStore:
     ) -> tuple[list[Item], str | None]:
         """One page of jobs, newest first, and the cursor of the next page (None at the end).
 
+        Array jobs' children are left out (a parent stands for them; they are listed by
+        their parent, ``handlers.array_api.list_children``). DynamoDB applies a filter after
+        ``Limit`` ("A filter expression is applied after a Query finishes, but before the
+        results are returned", DynamoDB developer guide, Query filter expressions), so the
+        page is filled by further queries, at most ``LIST_QUERIES_PER_PAGE``: a page behind
+        many children may hold fewer than ``limit`` jobs and still have a next cursor.
+
         Raises ``InvalidCursor`` for a cursor this store did not issue for the same query.
         """
         if not 1 <= limit <= 1000:
@@ -278,18 +290,35 @@ class JobStore:
             "TableName": self.table_name,
             "IndexName": index,
             "KeyConditionExpression": "#h = :h",
-            "ExpressionAttributeNames": {"#h": hash_key},
+            "FilterExpression": "attribute_not_exists(#parent)",
+            "ExpressionAttributeNames": {"#h": hash_key, "#parent": JobField.PARENT_ID},
             "ExpressionAttributeValues": {":h": {"S": hash_value}},
             "ScanIndexForward": False,
-            "Limit": limit,
         }
         if cursor is not None:
             kwargs["ExclusiveStartKey"] = self._decode_cursor(cursor, index, hash_key, hash_value)
-        resp = self.client.query(**kwargs)
-        items = [from_item(i) for i in resp.get("Items", [])]
-        last = resp.get("LastEvaluatedKey")
-        # DynamoDB may return a LastEvaluatedKey on an exactly-full last page; the next query
-        # then returns nothing, which a client handles like any end of list.
+        range_key = {name: r for name, _, r in Table.INDEXES}[index]
+        key_names = (Table.PK, hash_key, range_key)
+        raw_items: list[dict[str, Any]] = []
+        last: Mapping[str, Any] | None = None
+        for _ in range(LIST_QUERIES_PER_PAGE):
+            # Read ahead past children (at least 100 index items a query), keep `limit` jobs.
+            resp = self.client.query(**kwargs, Limit=min(1000, max(limit, 100)))
+            found = resp.get("Items", [])
+            taken = found[: limit - len(raw_items)]
+            raw_items.extend(taken)
+            last = resp.get("LastEvaluatedKey")
+            if len(raw_items) >= limit:
+                if last or len(taken) < len(found):
+                    # Resume after the last job returned (the rest of this read comes again).
+                    last = {k: raw_items[-1][k] for k in key_names}
+                break
+            if not last:
+                break
+            kwargs["ExclusiveStartKey"] = last
+        # A cursor after an exactly-full last page gives an empty page, which a client
+        # handles like any end of list.
+        items = [from_item(i) for i in raw_items]
         return items, (self._encode_cursor(index, last) if last else None)
 
     @staticmethod

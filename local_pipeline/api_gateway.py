@@ -2,10 +2,15 @@
 
 moto cannot serve a REST API, so this does what the deployed stage does in front of the
 handler, with the same answers API Gateway gives:
-- a path or method the API does not declare: MISSING_AUTHENTICATION_TOKEN (AWS default 403
-  ``{"message": "Missing Authentication Token"}``, whatever the key), for any method, also
-  ones no route could declare (TRACE, CONNECT, a made-up verb, a lower-case ``get``: HTTP
-  methods are case-sensitive), never ``http.server``'s own HTML 501;
+- a method a resource does not declare: to the handler when the resource has API Gateway's
+  catch-all ``x-amazon-apigateway-any-method`` ("will catch any HTTP method that wasn't
+  explicitly declared", API Gateway developer guide), as every resource of the stack's
+  document has (the handler answers 405 with ``Allow``), after the same key and IP checks;
+  this includes methods no operation could declare (TRACE, CONNECT, a made-up verb, a
+  lower-case ``get``: HTTP methods are case-sensitive). On a resource without one, and on a
+  path the API does not declare: MISSING_AUTHENTICATION_TOKEN (AWS default 403
+  ``{"message": "Missing Authentication Token"}``, whatever the key). Never
+  ``http.server``'s own HTML 501;
 - source IP outside the resource policy's allow-list: ACCESS_DENIED (403);
 - a missing or wrong ``x-api-key``: INVALID_API_KEY (403 ``{"message": "Forbidden"}``);
 - a body over 10 MB: REQUEST_TOO_LARGE (413, API Gateway's payload limit);
@@ -49,6 +54,10 @@ class Route:
 
     resource: str
     methods: frozenset[str]
+    any_method: bool = False  # x-amazon-apigateway-any-method: every other method too
+
+    def accepts(self, method: str) -> bool:
+        return method in self.methods or self.any_method
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -65,9 +74,8 @@ def routes_from_openapi(document: Mapping[str, Any]) -> list[Route]:
     for path, item in (document.get("paths") or {}).items():
         item = item or {}
         methods = {m.upper() for m in item if m.lower() in HTTP_METHODS}
-        if "x-amazon-apigateway-any-method" in item:
-            methods.update(m.upper() for m in HTTP_METHODS)
-        routes.append(Route(str(path), frozenset(methods)))
+        any_method = "x-amazon-apigateway-any-method" in item
+        routes.append(Route(str(path), frozenset(methods), any_method))
     # Literal segments win over parameters, as in API Gateway.
     routes.sort(key=lambda r: (r.resource.count("{"), -len(r.resource)))
     return routes
@@ -241,7 +249,7 @@ class LocalApiGateway:
                 # BaseHTTPRequestHandler calls do_<METHOD> and answers a method without one
                 # with its own HTML 501. API Gateway has no such answer: every method, declared
                 # or not, goes through serve(), which answers an undeclared one as the stage
-                # does (MISSING_AUTHENTICATION_TOKEN, "an unsupported API method or resource").
+                # does (the resource's ANY method, else MISSING_AUTHENTICATION_TOKEN).
                 if name.startswith("do_"):
                     return self._serve
                 raise AttributeError(name)
@@ -296,7 +304,7 @@ class LocalApiGateway:
             return
 
         found = match_route(self.config.routes, path)
-        if found is None or method not in found[0].methods:
+        if found is None or not found[0].accepts(method):
             self._gateway_error(
                 req, "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token"
             )

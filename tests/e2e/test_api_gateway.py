@@ -177,6 +177,67 @@ def test_undeclared_methods_get_the_missing_authentication_token_answer(
     assert events == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("TRACE", "/jobs", "GET, POST"),
+        ("QUERY", "/workers", "GET"),
+        ("DELETE", "/uploads", "POST"),
+        ("PUT", "/jobs/content-analyzer_" + "0" * 32, "GET"),
+        ("HEAD", "/jobs/content-analyzer_" + "0" * 32 + "/cancel", "POST"),
+        ("X-FROB", "/workers", "GET"),
+        ("get", "/workers", "GET"),  # methods are case-sensitive: not GET
+    ],
+)
+def test_the_stack_answers_undeclared_methods_405_with_allow(
+    method: str, path: str, allow: str
+) -> None:
+    """With the stack's document every resource has the catch-all ANY method: an undeclared
+    method on a declared resource reaches the real handler (after the key check) and gets
+    405 with the declared methods in ``Allow``; an undeclared path stays the stage's 404."""
+    import http.client
+
+    import yaml
+
+    from handlers import api
+
+    doc = yaml.safe_load(STACK_DOC.read_text())
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> Any:
+        events.append(event)
+        return api.handler(event, None)
+
+    config = GatewayConfig(routes_from_openapi(doc), KEY, "v1", [], gateway_responses(doc))
+    gateway = LocalApiGateway(config, handler)
+    gateway.start()
+    host, port = gateway.url.removeprefix("http://").split(":")
+
+    def send(method: str, path: str, headers: dict[str, str]) -> tuple[int, Any, bytes]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            conn.request(method, path, body=b"{}", headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp, resp.read()
+        finally:
+            conn.close()
+
+    try:
+        assert send(method, path, {})[0] == 403 and events == []  # no key: never reached
+        status, resp, got = send(method, path, {"x-api-key": KEY})
+        assert status == 405, got
+        assert resp.getheader("Allow") == allow
+        if method != "HEAD":
+            assert json.loads(got)["error"]["code"] == "method_not_allowed"
+        assert [e["httpMethod"] for e in events] == [method]
+        status, _, got = send(method, "/nope", {"x-api-key": KEY})
+        assert status == 404
+        if method != "HEAD":
+            assert json.loads(got)["error"]["code"] == "not_found"
+    finally:
+        gateway.stop()
+
+
 def test_ip_outside_the_allow_list_is_denied(
     served: tuple[LocalApiGateway, list[dict[str, Any]]],
 ) -> None:

@@ -12,6 +12,7 @@ from openapi_spec_validator import validate
 
 import jobcontract
 from components.batch_api import (
+    ANY_METHOD,
     INVOKE_ARN_PLACEHOLDER,
     check_document,
     load_openapi,
@@ -75,6 +76,26 @@ def test_every_operation_requires_the_key_and_is_integrated(doc: dict[str, Any])
         assert op["security"] == [{"api_key": []}], (path, method)
         assert op["x-amazon-apigateway-integration"]["uri"] == INVOKE_ARN_PLACEHOLDER
         assert op["operationId"]
+
+
+def test_every_resource_sends_undeclared_methods_to_the_handler(doc: dict[str, Any]) -> None:
+    """Each resource's catch-all ANY method (405 + Allow from the handler) requires the key and
+    is integrated like the operations; preview refuses a resource without one."""
+    for path, item in doc["paths"].items():
+        catch_all = item[ANY_METHOD]
+        assert catch_all["security"] == [{"api_key": []}], path
+        assert catch_all["x-amazon-apigateway-integration"]["uri"] == INVOKE_ARN_PLACEHOLDER
+        assert _resolve(doc, catch_all["responses"]["405"])["headers"]["Allow"], path
+        if "{id}" in path:  # API Gateway maps the path parameter of every method
+            assert catch_all["parameters"] == [{"$ref": "#/components/parameters/JobId"}]
+    without = json.loads(json.dumps(doc))
+    del without["paths"]["/workers"][ANY_METHOD]
+    with pytest.raises(ValueError, match=f"/workers has no {ANY_METHOD}"):
+        check_document(without)
+    open_any = json.loads(json.dumps(doc))
+    open_any["paths"]["/workers"][ANY_METHOD]["security"] = []
+    with pytest.raises(ValueError, match="ANY /workers does not require the API key"):
+        check_document(open_any)
 
 
 def test_rendered_body_fills_every_integration() -> None:

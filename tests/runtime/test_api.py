@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from pathlib import Path
 
 import boto3
 import pytest
@@ -109,6 +110,34 @@ def test_send_failure_keeps_job_queued_for_the_sweep(res, monkeypatch) -> None:
     assert status == 202
     item = JobStore(res.table_name).get(body["job_id"])
     assert item is not None and item[JobField.STATUS] == "QUEUED"
+
+
+def test_enqueue_job_is_the_one_send_of_a_launch_message(res, capsys) -> None:
+    """``_aws.enqueue_job`` (used by the API, the reconciler's retry and the sweep's redrive):
+    the contract's message, an optional deduplication id, and on an SQS error one ERROR line
+    naming the caller's event and the job, never an exception."""
+    from handlers import _aws, reconciler, sweep
+
+    url = res.workers["echo"].queue_url
+    assert _aws.enqueue_job(url, "echo_" + "1" * 32, 2)
+    assert _aws.enqueue_job(url, "echo_" + "2" * 32, 0, dedup_id="redrive-x")
+    sent = sorted(receive_all(url), key=lambda m: m["Body"])
+    assert [json.loads(m["Body"]) for m in sent] == [
+        {"job_id": "echo_" + "1" * 32, "attempt": 2},
+        {"job_id": "echo_" + "2" * 32, "attempt": 0},
+    ]
+    dedup = [m["Attributes"]["MessageDeduplicationId"] for m in sent]
+    assert dedup == ["echo_" + "1" * 32 + "-2", "redrive-x"]
+
+    capsys.readouterr()
+    assert not _aws.enqueue_job(url + "-gone", "echo_" + "3" * 32, 1, failed_event="x_failed")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["level"], r["event"], r["job_id"]) for r in lines] == [
+        ("ERROR", "x_failed", "echo_" + "3" * 32)
+    ]
+    # The three callers go through it (no send of their own left to drift).
+    for module in (api, reconciler, sweep):
+        assert "queue_message(" not in Path(str(module.__file__)).read_text(), module.__name__
 
 
 BAD_REQUESTS = [

@@ -433,10 +433,44 @@ def test_children_listed_by_parent_page_by_page(res) -> None:
     assert view["status"] == "RUNNING" and view["array"]["shards"] == 5
     assert view["array"]["children"]["unfinished"] == 5
     assert view["items"] == {"total": 5, "succeeded": 0, "failed": 0}
-    status, err, _ = call("GET", "/jobs", query={"parent": parent_id, "worker": "docs"})
+    # worker and status filter the children (schema-valid together with parent)
+    status, same, _ = call("GET", "/jobs", query={"parent": parent_id, "worker": "docs"})
+    assert status == 200 and len(same["jobs"]) == 5
+    status, none, _ = call("GET", "/jobs", query={"parent": parent_id, "status": "RUNNING"})
+    assert status == 200 and none["jobs"] == []
+    status, err, _ = call("GET", "/jobs", query={"parent": parent_id, "status": "nope"})
     assert status == 400 and err["error"]["code"] == "invalid_query"
     status, err, _ = call("GET", "/jobs", query={"parent": child_id(parent_id, 0)})
     assert status == 404
+
+
+def test_plain_listings_show_the_parent_not_its_children(res, monkeypatch) -> None:
+    """GET /jobs (also by worker and by status) lists top-level jobs only, page by page past
+    any number of children (more than one read of the index); children: ?parent=."""
+    monkeypatch.setenv(Env.ARRAY_SYNC_CHILDREN, "300")  # written by the request itself
+    _, single, _ = call("POST", "/jobs", {"worker": "docs", "input": {"documents": _docs(1)}})
+    _, array, _ = _submit({"worker": "docs", "items": _docs(150), "shard_size": 1})
+    _, later, _ = call("POST", "/jobs", {"worker": "docs", "input": {"documents": _docs(1)}})
+    assert len(_job_rows(res.table_name)) == 3 + 150  # the children exist
+
+    def listed(**query: str) -> list[str]:
+        ids, cursor = [], None
+        for _ in range(10):
+            page = {**query, "limit": "1", **({"cursor": cursor} if cursor else {})}
+            status, body, _ = call("GET", "/jobs", query=page)
+            assert status == 200, body
+            ids += [j["job_id"] for j in body["jobs"]]
+            assert not any(j.get("parent_id") for j in body["jobs"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return ids
+        raise AssertionError(f"no end after 10 pages: {ids}")
+
+    newest_first = [later["job_id"], array["job_id"], single["job_id"]]
+    assert listed() == newest_first
+    assert listed(worker="docs") == newest_first
+    assert listed(status="QUEUED") == [later["job_id"], single["job_id"]]
+    assert listed(worker="docs", status="RUNNING") == [array["job_id"]]
 
 
 def test_cancelling_the_parent_cancels_every_child(res) -> None:

@@ -33,8 +33,8 @@ from tests.runtime.helpers import api_event
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "components" / "openapi.yaml"
 METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
-# Answered by the handler only when called directly; behind API Gateway an undocumented
-# method never reaches it (API Gateway answers 404 itself, see its gateway responses).
+# The handler's 405 is documented on each resource's catch-all ANY method
+# (x-amazon-apigateway-any-method), not on its operations.
 HANDLER_ONLY_STATUSES = {405}
 
 
