@@ -55,31 +55,68 @@ def add_parser(subparsers: Any) -> None:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default="dev", help="stack whose Pulumi.<stack>.yaml to use")
-    p.add_argument("--jobs-per-month", action="append", metavar="N|WORKER=N",
-                   help="job volume: once globally (split evenly) or per worker; default 1000")
-    p.add_argument("--duration-seconds", action="append", metavar="S|WORKER=S",
-                   help="run time of one job, globally or per worker; default 60")
-    p.add_argument("--startup-seconds", type=float, default=30.0,
-                   help="billed image pull + start per task (the clock starts at the pull)")
-    p.add_argument("--jobs-per-task", type=float, default=1.0,
-                   help="jobs a warm task runs back to back (warm reuse): 1 for sparse jobs, "
-                        "about jobs-in-a-burst / max-tasks for batches; default 1")
-    p.add_argument("--status-polls", type=int, default=3,
-                   help="client GET /jobs/{id} calls per job (billed)")
-    p.add_argument("--image-gb", type=float, default=None,
-                   help="compressed size of one worker image (default: the price book's "
-                        "measured seed-worker image)")
-    p.add_argument("--image-changed-share", type=float, default=None,
-                   help="share of an image that is new on each push (ECR stores shared layers "
-                        "once per repository; default: the price book's)")
-    p.add_argument("--spot-discount", type=float, default=None,
-                   help="Fargate Spot discount as a fraction (default: the price book's)")
-    p.add_argument("--free-tier", action="store_true",
-                   help="apply the always-free allowances (off by default)")
-    p.add_argument("--compare-ec2", default="t4g.medium", metavar="INSTANCE",
-                   help="always-on instance for the side-by-side comparison")
-    p.add_argument("--volumes", default=",".join(str(v) for v in DEFAULT_VOLUMES),
-                   help="job volumes for the comparison, comma-separated")
+    p.add_argument(
+        "--jobs-per-month",
+        action="append",
+        metavar="N|WORKER=N",
+        help="job volume: once globally (split evenly) or per worker; default 1000",
+    )
+    p.add_argument(
+        "--duration-seconds",
+        action="append",
+        metavar="S|WORKER=S",
+        help="run time of one job, globally or per worker; default 60",
+    )
+    p.add_argument(
+        "--startup-seconds",
+        type=float,
+        default=30.0,
+        help="billed image pull + start per task (the clock starts at the pull)",
+    )
+    p.add_argument(
+        "--jobs-per-task",
+        type=float,
+        default=1.0,
+        help="jobs a warm task runs back to back (warm reuse): 1 for sparse jobs, "
+        "about jobs-in-a-burst / max-tasks for batches; default 1",
+    )
+    p.add_argument(
+        "--status-polls", type=int, default=3, help="client GET /jobs/{id} calls per job (billed)"
+    )
+    p.add_argument(
+        "--image-gb",
+        type=float,
+        default=None,
+        help="compressed size of one worker image (default: the price book's "
+        "measured seed-worker image)",
+    )
+    p.add_argument(
+        "--image-changed-share",
+        type=float,
+        default=None,
+        help="share of an image that is new on each push (ECR stores shared layers "
+        "once per repository; default: the price book's)",
+    )
+    p.add_argument(
+        "--spot-discount",
+        type=float,
+        default=None,
+        help="Fargate Spot discount as a fraction (default: the price book's)",
+    )
+    p.add_argument(
+        "--free-tier", action="store_true", help="apply the always-free allowances (off by default)"
+    )
+    p.add_argument(
+        "--compare-ec2",
+        default="t4g.medium",
+        metavar="INSTANCE",
+        help="always-on instance for the side-by-side comparison",
+    )
+    p.add_argument(
+        "--volumes",
+        default=",".join(str(v) for v in DEFAULT_VOLUMES),
+        help="job volumes for the comparison, comma-separated",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -118,7 +155,9 @@ def run(args: argparse.Namespace) -> int:
         prices = load_prices()
         model = model_from_stack(args.stack)
         usage = usage_from_args(
-            model, jobs, durations,
+            model,
+            jobs,
+            durations,
             startup_seconds=args.startup_seconds,
             jobs_per_task=args.jobs_per_task,
             profile=JobProfile(status_polls=args.status_polls),
@@ -133,11 +172,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"batchctl cost: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({
-            "estimate": est.to_json(),
-            "comparison": comparison_json(rows),
-            "model": asdict(model),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "estimate": est.to_json(),
+                    "comparison": comparison_json(rows),
+                    "model": asdict(model),
+                },
+                indent=2,
+            )
+        )
         return 0
     print(format_estimate(est))
     if rows:
