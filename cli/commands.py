@@ -27,6 +27,7 @@ from cli.api import (
 )
 from cli.logs import TERMINAL, print_aws, print_local
 from jobcontract import worker_of_job_id
+from jobcontract.arrays import MANIFEST_SUFFIXES
 
 FAILED_STATES = frozenset({"FAILED", "CANCELLED"})
 
@@ -64,14 +65,19 @@ def _read_input(spec: str | None) -> Any:
 
 # --- submit / status ----------------------------------------------------------------------
 def _submit_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The POST /jobs body: a job (``--input``), or an array job (``--items``)."""
+    """The POST /jobs body: a job (``--input``), or an array job (``--items``: a JSON array
+    inline, or a ``.jsonl``/``.ndjson`` file, always uploaded and sent as ``manifest``)."""
+    body: dict[str, Any]
     if getattr(args, "items", None) is None:
         files = getattr(args, "file", None)  # --file: the input is built from the uploads
         return {"worker": args.worker, "input": None if files else _read_input(args.input)}
-    items = _read_input(args.items)
-    if not isinstance(items, list):
+    if str(args.items).endswith(MANIFEST_SUFFIXES):  # uploaded, then run from S3
+        body = {"worker": args.worker, "manifest": None}
+    else:
+        items = _read_input(args.items)
+        body = {"worker": args.worker, "items": items}
+    if "items" in body and not isinstance(body["items"], list):
         raise CliError(Exit.USAGE, f"--items {args.items} must hold a JSON array")
-    body: dict[str, Any] = {"worker": args.worker, "items": items}
     if args.input is not None:
         body["input"] = _read_input(args.input)
     for field in ("shard_size", "parallelism"):
@@ -86,6 +92,8 @@ def submit(args: argparse.Namespace) -> int:
     client = _client(args)
     if files:
         body["input"] = _files_input(args, client, files)
+    if "manifest" in body:
+        body["manifest"] = uploads.manifest(client, args.worker, Path(args.items), sys.stderr)
     if args.cpu is not None:
         body["cpu"] = args.cpu
     if args.memory is not None:
@@ -210,7 +218,18 @@ class ProgressBar:
             bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total}"
         else:
             bar = f"[{'.' * self.WIDTH}]"
-        line = f"{bar} {job['status']} attempt {job.get('attempts', 0)}"
+        array = job.get("array")
+        if array:  # one bar for the whole array job: items over every shard
+            failed = int((job.get("items") or {}).get("failed") or 0)
+            children = array.get("children") or {}
+            ended = int(array.get("shards") or 0) - int(children.get("unfinished") or 0)
+            line = f"{bar} items, {failed} failed, shards {ended}/{array.get('shards')} "
+            manifest = array.get("manifest")
+            if manifest and not manifest.get("validated") and job["status"] == "RUNNING":
+                line += f"validating {manifest.get('validated_items')}/{total} "
+            line += job["status"]
+        else:
+            line = f"{bar} {job['status']} attempt {job.get('attempts', 0)}"
         if line == self.last:
             return
         self.last = line
@@ -263,6 +282,45 @@ def status(args: argparse.Namespace) -> int:
         for name, value in rows:
             _out(f"{name:<9} {value}")
     return exit_code(job)
+
+
+def results(args: argparse.Namespace) -> int:
+    """``batchctl results JOB --out DIR``: an array job's ``results.jsonl`` and
+    ``summary.json``, or a job's ``result.json``, into DIR; exit code as ``status``."""
+    _, job = _client(args).request("GET", f"/jobs/{args.job_id}")
+    result = job.get("result") or {}
+    if not result.get("url"):
+        raise CliError(
+            Exit.NOT_FOUND, f"job {args.job_id} is {job['status']}: it has no results to download"
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"results.jsonl" if job.get("array") else "result.json": result["url"]}
+    if result.get("summary_url"):
+        files["summary.json"] = result["summary_url"]
+    for name, url in files.items():
+        size = download(str(url), out / name)
+        _out(f"{out / name} ({size} bytes)")
+    return exit_code(job)
+
+
+def download(url: str, path: Path, chunk: int = 1024 * 1024) -> int:
+    """Stream ``url`` into ``path`` (through a temporary file: never half a file)."""
+    import urllib.error
+    import urllib.request
+
+    partial = path.with_name(path.name + ".part")
+    size = 0
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, partial.open("wb") as fh:
+            while data := resp.read(chunk):
+                fh.write(data)
+                size += len(data)
+    except (urllib.error.URLError, OSError) as exc:
+        partial.unlink(missing_ok=True)
+        raise CliError(Exit.UNREACHABLE, f"download of {path.name} failed: {exc}") from None
+    partial.replace(path)
+    return size
 
 
 # --- list / workers -----------------------------------------------------------------------

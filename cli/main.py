@@ -1,7 +1,8 @@
 """``batchctl``: the command-line client of the batch pipeline (local or deployed).
 
-Commands: ``submit``, ``status``, ``list``, ``logs``, ``cancel``, ``retry``, ``workers``,
-``local`` (run the pipeline on this machine), and ``cost`` when ``cli/cost.py`` is present.
+Commands: ``submit``, ``results``, ``status``, ``list``, ``logs``, ``cancel``, ``retry``,
+``workers``, ``local`` (run the pipeline on this machine), and ``cost`` when ``cli/cost.py``
+is present.
 
 Endpoint, first match wins: ``--api-url``/``--api-key``; ``BATCH_API_URL``/``BATCH_API_KEY``;
 ``--stack NAME`` (``pulumi stack output --json --show-secrets -s NAME``: apiUrl, apiKey);
@@ -79,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="array job: a JSON array of items (file, or - for stdin), run as children of "
-        "--shard-size items each; --input then holds only the fields every shard shares",
+        "--shard-size items each; --input then holds only the fields every shard shares. A "
+        ".jsonl/.ndjson file (one item per line) is always uploaded through POST /uploads "
+        "and run from S3 as a manifest (up to 1 GiB)",
     )
     shards = p.add_mutually_exclusive_group()
     shards.add_argument("--shard-size", type=int, metavar="N", help="array job: items per child")
@@ -110,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     uploads.add_file_arguments(p)
     p.set_defaults(run=commands.submit)
+
+    p = sub.add_parser(
+        "results",
+        parents=[endpoint],
+        help="download a job's result (an array job: results.jsonl and summary.json)",
+    )
+    p.add_argument("job_id")
+    p.add_argument("--out", "-o", required=True, metavar="DIR", help="directory to write to")
+    p.set_defaults(run=commands.results)
 
     p = sub.add_parser("status", parents=[endpoint], help="show a job")
     p.add_argument("job_id")

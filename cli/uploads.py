@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from cli.api import ApiClient, CliError, Exit
 from jobcontract import MAX_UPLOAD_BYTES, MAX_UPLOAD_FILES
+from jobcontract.arrays import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_BYTES, count_lines
 
 CHUNK = 256 * 1024
 S3_ERROR_CODE = re.compile(rb"<Code>([^<]+)</Code>")
@@ -90,8 +91,28 @@ def files_input(
     return job_input
 
 
+def manifest(client: ApiClient, worker: str, path: Path, stream: TextIO) -> dict[str, Any]:
+    """``--items FILE.jsonl``: count its items (lines, as the API counts them), upload it as
+    ``application/x-ndjson`` with a progress bar; the ``manifest`` of the POST /jobs body."""
+    if not path.is_file():
+        raise CliError(Exit.USAGE, f"--items {path}: no such file")
+    size = path.stat().st_size
+    if size == 0 or size > MAX_MANIFEST_BYTES:
+        raise CliError(
+            Exit.USAGE, f"--items {path}: {size} bytes; a manifest is 1..{MAX_MANIFEST_BYTES} bytes"
+        )
+    with path.open("rb") as fh:
+        count = count_lines(fh.read)
+    (key,) = upload_files(client, worker, [path], stream, MANIFEST_CONTENT_TYPE)
+    return {"s3_key": key, "items": count}
+
+
 def upload_files(
-    client: ApiClient, worker: str, files: Sequence[Path], stream: TextIO
+    client: ApiClient,
+    worker: str,
+    files: Sequence[Path],
+    stream: TextIO,
+    content_type: str | None = None,
 ) -> list[str]:
     """Upload every file (forms asked for in batches of the API's per-call limit); the keys."""
     keys: list[str] = []
@@ -100,7 +121,11 @@ def upload_files(
         body = {
             "worker": worker,
             "files": [
-                {"name": f.name, "size": f.stat().st_size, "content_type": _content_type(f)}
+                {
+                    "name": f.name,
+                    "size": f.stat().st_size,
+                    "content_type": content_type or _content_type(f),
+                }
                 for f in batch
             ],
         }

@@ -191,6 +191,9 @@ class ControlPlane(pulumi.ComponentResource):
                 # authorizes a presigned request as its signer's s3:PutObject on the key, so
                 # this one grant (inputs/ only) is what every upload form can reach.
                 iam.bucket_prefix_write(bucket_arn, INPUTS_PREFIX, sid="WriteInputs"),
+                # POST /jobs with a manifest: HeadObject of the uploaded JSON Lines object
+                # (S3 authorizes HeadObject as s3:GetObject), inputs/ only, read only.
+                iam.bucket_prefix_read(bucket_arn, INPUTS_PREFIX, sid="HeadManifests"),
                 # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
                 iam.ecs_tasks_in_cluster(iam.ECS_STOP_TASK_ACTIONS, cluster_arn),
                 *enqueue,  # submit and retry

@@ -186,7 +186,7 @@ def parse_event(event: dict[str, Any]) -> Request:
 # --- routes -----------------------------------------------------------------------------
 def create_job(req: Request) -> Response:
     payload = _submit_body(req.body)
-    if "items" in payload:  # an array job (handlers/array_api.py)
+    if "items" in payload or "manifest" in payload:  # an array job (handlers/array_api.py)
         from handlers.array_api import create_array_job
 
         return create_array_job(req, payload)
@@ -476,6 +476,13 @@ def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]
             ExpiresIn=ttl,
         )
         view["result"] = {"url": url, "expires_in": ttl}
+        summary = item.get(JobField.SUMMARY_KEY)  # an array job's summary.json, beside it
+        if summary:
+            view["result"]["summary_url"] = _aws.client("s3").generate_presigned_url(
+                "get_object",
+                Params={"Bucket": _aws.env(Env.RESULTS_BUCKET), "Key": summary},
+                ExpiresIn=ttl,
+            )
     return view
 
 
@@ -485,7 +492,7 @@ def array_view(item: dict[str, Any]) -> dict[str, Any]:
     array = item[JobField.ARRAY]
     counts = {str(k): int(v) for k, v in (item.get(JobField.CHILDREN) or {}).items()}
     shards = int(array.get("shards", 0))
-    return {
+    view: dict[str, Any] = {
         "item_field": array.get("item_field"),
         "total_items": array.get("total_items"),
         "shards": shards,
@@ -494,6 +501,17 @@ def array_view(item: dict[str, Any]) -> dict[str, Any]:
         "children_link": f"{_links(str(item[JobField.JOB_ID]))['self'].rsplit('/', 1)[0]}"
         f"?parent={item[JobField.JOB_ID]}",
     }
+    manifest = array.get("manifest")
+    if manifest:  # an uploaded manifest: the fan-out's progress (handlers/manifests.py)
+        view["manifest"] = {
+            "s3_key": manifest.get("key"),
+            "bytes": manifest.get("bytes"),
+            "validated": bool(manifest.get("validated")),
+            "validated_items": int(manifest.get("items", 0)),
+            "invalid_items": int(manifest.get("invalid_count", 0)),
+            "children_created": int(array.get("created", 0)),
+        }
+    return view
 
 
 def get_job(req: Request) -> Response:

@@ -18,7 +18,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws, arrays
+from handlers import _aws, arrays, manifest_api
 from handlers.api import (
     DEFAULT_JOB_TTL_DAYS,
     ApiError,
@@ -46,7 +46,6 @@ from jobcontract import (
 )
 from jobcontract import arrays as contract
 from jobcontract.dispatch import drain_message
-from jobcontract.schema import Validator
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 
 ARRAY_REQUEST_FIELDS = frozenset(
@@ -54,6 +53,7 @@ ARRAY_REQUEST_FIELDS = frozenset(
         "worker",
         "input",
         "items",
+        "manifest",
         "shard_size",
         "parallelism",
         "cpu",
@@ -64,14 +64,18 @@ ARRAY_REQUEST_FIELDS = frozenset(
 
 
 def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
-    """``POST /jobs`` with ``items``: validate all, then parent, children, one drain."""
+    """``POST /jobs`` with ``items`` or ``manifest``: validate all, then parent, children (or
+    the launcher's fan-out), one drain."""
     unknown = sorted(set(payload) - ARRAY_REQUEST_FIELDS)
     if unknown:
         raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
     worker_name, items = payload.get("worker"), payload.get("items")
     if not isinstance(worker_name, str) or not worker_name:
         raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
-    if not isinstance(items, list) or not items:
+    manifest = payload.get("manifest")
+    if manifest is not None and items is not None:
+        raise ApiError(400, "invalid_request", "give 'items' or 'manifest', not both")
+    if manifest is None and (not isinstance(items, list) or not items):
         raise ApiError(400, "invalid_request", "'items' must be a non-empty JSON array")
     base = payload.get("input", {})
     if not isinstance(base, dict):
@@ -81,8 +85,17 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
     store = _store()
     worker = _known_worker(store, worker_name)
     field = _item_field(worker, base)
-    size = _shard_size(worker, field, len(items), payload)
-    _check_items(worker, field, base, items, size)
+    source: dict[str, Any] | None = None
+    if manifest is not None:
+        total = manifest_api.declared_items(manifest)
+        size = _shard_size(worker, field, total, payload)
+        manifest_api.check_shared_input(worker, field, base)
+        source = manifest_api.head(worker, manifest)  # last: the only check that calls AWS
+    else:
+        assert isinstance(items, list)
+        total = len(items)
+        size = _shard_size(worker, field, total, payload)
+        _check_items(worker, field, base, items, size)
     cpu, memory = _resources(worker, payload.get("cpu"), payload.get("memory"))
     hashed: dict[str, Any] = {
         "worker": worker.name,
@@ -93,15 +106,22 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
         "memory": memory,
         JobField.MAX_FAILED_ITEM_SHARE: float(share),
     }
+    if source is not None:  # the object as it was (its ETag): a re-upload is a new request
+        del hashed["items"]
+        hashed["manifest"] = {k: source[k] for k in ("key", "etag", "bytes")} | {"items": total}
     request_hash = _request_hash(hashed)
     parent_id = _parent_id(worker, key)
-    parent = _parent_item(parent_id, worker, len(items), size, field, cpu, memory, share)
+    parent = _parent_item(parent_id, worker, total, size, field, cpu, memory, share)
     parent[JobField.REQUEST_HASH] = request_hash
     if key is not None:
         parent[JobField.IDEMPOTENCY_KEY] = key
-    created, status = _create_parent(store, parent, base, items)
+    if source is not None:
+        parent[JobField.ARRAY]["manifest"] = source
+        parent[JobField.INPUT_S3_KEY] = source["key"]
+        parent[JobField.INPUT] = base
+    created, status = _create_parent(store, parent, base, items or [])
     if not contract.all_created(created):
-        created = _fan_out_or_defer(store, worker, created, base, items)
+        created = _fan_out_or_defer(store, worker, created, base, items or [])
     _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
     body = {**_submitted(created), "children": _shards(created)}
     return Response(status, body, {"Location": _links(parent_id)["self"]})
@@ -117,7 +137,9 @@ def _create_parent(
         existing = store.get(parent_id)
         if existing is not None:
             return _replayed(existing, request_hash), 200
-    if _shards(parent) > _aws.env_int(Env.ARRAY_SYNC_CHILDREN, contract.DEFAULT_SYNC_CHILDREN):
+    if parent.get(JobField.INPUT_S3_KEY):
+        pass  # items in an uploaded manifest: the launcher's fan-out reads them
+    elif _shards(parent) > _aws.env_int(Env.ARRAY_SYNC_CHILDREN, contract.DEFAULT_SYNC_CHILDREN):
         key = contract.manifest_key(str(parent[JobField.WORKER]), parent_id, request_hash)
         parent[JobField.INPUT_S3_KEY] = arrays.write_manifest(key, base, items)
     try:
@@ -213,15 +235,14 @@ def _check_items(
             [f"items[{i}]" for i in too_big],
             extra={"limit": "max_item_bytes", "invalid_items": too_big},
         )
-    prop = worker.input_schema.get("properties", {}).get(field, {})
-    validator = Validator(prop.get("items", {}))
+    validator = contract.item_validator(worker.input_schema, field)
     details: list[str] = []
     invalid: list[int] = []
     for i, item in enumerate(items):
-        errors = validator.errors(item)
+        errors = contract.item_errors(i, item, validator)
         if errors:
             invalid.append(i)
-            details.extend(f"items[{i}]{e[1:]}" for e in errors[:3])
+            details.extend(errors)
     if invalid:
         raise ApiError(
             400,

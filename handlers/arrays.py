@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,8 +62,9 @@ def fan_out(
     array = parent[JobField.ARRAY]
     start, shards = contract.children_created(parent), int(array["shards"])
     stop = shards if stop is None else min(stop, shards)
-    kids = _children(worker, parent, base, items, range(start, stop))
-    made = Dispatch(store).create_parked(kids, worker.name)
+    size = int(array["shard_size"])
+    slices = ((i, items[i * size : (i + 1) * size]) for i in range(start, stop))
+    made = Dispatch(store).create_parked(children_of(worker, parent, base, slices), worker.name)
     _aws.log("INFO", "array_children_created", job_id=parent[JobField.JOB_ID], created=made)
     return store.update(
         str(parent[JobField.JOB_ID]),
@@ -87,7 +88,13 @@ def write_manifest(key: str, base: Item, items: list[Any]) -> str:
 
 def fan_out_from_manifest(store: JobStore, worker: WorkerRegistration, parent: Item) -> Item:
     """One fan-out step of the launcher (a ``fanout`` message): the next
-    ``FANOUT_STEP_CHILDREN`` children from the manifest (the caller asks for the next step)."""
+    ``FANOUT_STEP_CHILDREN`` children from the manifest (the caller asks for the next step).
+    A manifest the client uploaded (JSON Lines, ``array.manifest``) is validated first and
+    read in bounded, resumable steps (``handlers.manifests``)."""
+    if parent[JobField.ARRAY].get("manifest"):
+        from handlers import manifests
+
+        return manifests.step(store, worker, parent, manifests.step_deadline())
     key = str(parent[JobField.INPUT_S3_KEY])
     body = _aws.client("s3").get_object(Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key)["Body"]
     manifest = json.loads(body.read())
@@ -95,18 +102,21 @@ def fan_out_from_manifest(store: JobStore, worker: WorkerRegistration, parent: I
     return fan_out(store, worker, parent, dict(manifest["input"]), list(manifest["items"]), stop)
 
 
-def _children(
-    worker: WorkerRegistration, parent: Item, base: Item, items: list[Any], shards: range
+def children_of(
+    worker: WorkerRegistration,
+    parent: Item,
+    base: Item,
+    shards: Iterable[tuple[int, list[Any]]],
 ) -> Iterator[Item]:
-    """Child jobs in shard order; ``created_at`` one microsecond apart, so the drain (oldest
-    first) starts them in that order. A large shard's input goes to S3, as a large job's."""
+    """Child jobs of ``(shard index, its items)`` in shard order; ``created_at`` one
+    microsecond apart, so the drain (oldest first) starts them in that order. A large
+    shard's input goes to S3, as a large job's. Lazy: one shard at a time."""
     parent_id = str(parent[JobField.JOB_ID])
     array = parent[JobField.ARRAY]
     size, field = int(array["shard_size"]), str(array["item_field"])
     now = datetime.now(UTC)
-    for index in shards:
+    for index, shard_items in shards:
         offset = index * size
-        shard_items = items[offset : offset + size]
         child_id = contract.child_id(parent_id, index)
         child: Item = {
             JobField.JOB_ID: child_id,

@@ -263,7 +263,9 @@ class Launcher:
     def fan_out(self, parent_id: str) -> LaunchOutcome:
         """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
         more children than it writes itself): its children from the manifest, parked, then
-        drained after the batch. A redelivery creates only what is missing."""
+        drained after the batch; for a JSON Lines manifest the client uploaded, its
+        validation comes first (``handlers.manifests``). A redelivery creates only what is
+        missing."""
         from handlers import arrays  # only here: the launcher's cold start stays light
 
         parent = self.store.get(parent_id)
@@ -273,7 +275,9 @@ class Launcher:
             or not parent.get(JobField.INPUT_S3_KEY)
         ):
             return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
-        if all_created(parent) or JobStatus(parent[JobField.STATUS]).terminal:
+        if JobStatus(parent[JobField.STATUS]).terminal:  # e.g. its manifest was invalid
+            return LaunchOutcome(parent_id, "skipped", detail="array job ended")
+        if all_created(parent):
             return LaunchOutcome(parent_id, "skipped", detail="children created already")
         if parent.get(JobField.CANCEL_REQUESTED):  # its unwritten shards count as cancelled
             return LaunchOutcome(parent_id, "skipped", detail="array job cancelled")
@@ -283,7 +287,8 @@ class Launcher:
         done = arrays.fan_out_from_manifest(self.store, worker, parent)
         made = children_created(done) - children_created(parent)
         self.parked += made
-        if not all_created(done):  # the next step, as its own message (bounded work each)
+        going_on = done[JobField.STATUS] == JobStatus.RUNNING.value
+        if going_on and not all_created(done):  # the next step, as its own message
             url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
             _aws.client("sqs").send_message(QueueUrl=url, **fanout_message(parent_id))
         return LaunchOutcome(parent_id, "skipped", detail=f"{made} children created")

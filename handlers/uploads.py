@@ -6,8 +6,9 @@ size, so anyone holding it can store any amount. A POST form carries a signed po
 ``content-length-range`` condition S3 itself enforces (an upload beyond it is refused with
 ``EntityTooLarge``); the policy also pins the key and the Content-Type. Each file gets its key
 ``inputs/<worker>/<upload id>/<safe name>`` (``jobcontract.upload_key``), which a job's input
-then references (e.g. image-alt-generator's ``s3_key``). Presigning is computed locally: a
-rejected request, like an accepted one, creates nothing.
+then references (e.g. image-alt-generator's ``s3_key``, or an array job's ``manifest``: a
+JSON Lines file sent as ``application/x-ndjson`` may be up to ``MAX_MANIFEST_BYTES``).
+Presigning is computed locally: a rejected request, like an accepted one, creates nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jobcontract import (
     UPLOAD_URL_TTL_SECONDS,
     upload_key,
 )
+from jobcontract.arrays import MANIFEST_CONTENT_TYPE, MAX_MANIFEST_BYTES
 
 __all__ = ["UPLOAD_URL_TTL_SECONDS", "UploadFile", "UploadRejected", "parse_files", "presign"]
 
@@ -86,17 +88,6 @@ def _file(value: Any, index: int) -> UploadFile:
             400, "invalid_request", f"{where}: unknown field(s): {', '.join(unknown)}"
         )
     name = safe_name(value.get("name"), index)
-    size = value.get("size")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise UploadRejected(
-            400, "invalid_size", f"{where}.size must be the file's size in bytes, at least 1"
-        )
-    if size > MAX_UPLOAD_BYTES:
-        raise UploadRejected(
-            400,
-            "file_too_large",
-            f"{where}.size {size} is above the limit of {MAX_UPLOAD_BYTES} bytes per file",
-        )
     content_type = value.get("content_type", DEFAULT_CONTENT_TYPE)
     if (
         not isinstance(content_type, str)
@@ -108,7 +99,26 @@ def _file(value: Any, index: int) -> UploadFile:
             "invalid_content_type",
             f"{where}.content_type must be a media type, e.g. image/png",
         )
+    size = value.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise UploadRejected(
+            400, "invalid_size", f"{where}.size must be the file's size in bytes, at least 1"
+        )
+    limit = max_bytes(content_type)
+    if size > limit:
+        raise UploadRejected(
+            400,
+            "file_too_large",
+            f"{where}.size {size} is above the limit of {limit} bytes per "
+            + ("manifest (max_manifest_bytes)" if limit != MAX_UPLOAD_BYTES else "file"),
+        )
     return UploadFile(str(value["name"]), name, size, content_type)
+
+
+def max_bytes(content_type: str) -> int:
+    """The size limit of one upload: ``MAX_MANIFEST_BYTES`` for an array job's manifest
+    (``application/x-ndjson``, JSON Lines), ``MAX_UPLOAD_BYTES`` for any other file."""
+    return MAX_MANIFEST_BYTES if content_type == MANIFEST_CONTENT_TYPE else MAX_UPLOAD_BYTES
 
 
 def parse_files(payload: dict[str, Any]) -> list[UploadFile]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 from jobcontract import (
@@ -32,6 +32,7 @@ from jobcontract import (
     tolerated_failed_items,
     worker_of_job_id,
 )
+from jobcontract.schema import Validator
 
 MAX_SHARDS: Final = 10_000  # children per array job
 MAX_ITEM_BYTES: Final = 256 * 1024  # one item, as compact JSON
@@ -65,6 +66,18 @@ def item_field(schema: Mapping[str, Any]) -> str | None:
         if isinstance(sub, Mapping) and sub.get("type") == "array"
     ]
     return arrays[0] if len(arrays) == 1 else None
+
+
+def item_validator(input_schema: Mapping[str, Any], field: str) -> Validator:
+    """The item schema of a worker's array property ``field`` (each item is checked with it)."""
+    prop = (input_schema.get("properties") or {}).get(field) or {}
+    return Validator(prop.get("items", {}))
+
+
+def item_errors(index: int, item: Any, validator: Validator) -> list[str]:
+    """Why item ``index`` is invalid, as ``items[i]...`` (its first three errors; empty when
+    it is valid)."""
+    return [f"items[{index}]{e[1:]}" for e in validator.errors(item)[:3]]
 
 
 def shard_size(
@@ -254,3 +267,55 @@ def manifest_key(worker: str, parent_id: str, request_hash: str) -> str:
     from jobcontract import inputs_prefix
 
     return f"{inputs_prefix(worker)}{parent_id}.{request_hash[:16]}.json"
+
+
+# --- manifests: an array job's items as JSON Lines in S3 (``POST /jobs`` with ``manifest``) ---
+# Our limit, well inside S3's: a single POST (the presigned forms of POST /uploads) stores at
+# most 5 GB (S3 User Guide, "Uploading objects": one PUT/POST operation up to 5 GB). 1 GiB
+# holds 1,000,000 items of about 1 KiB; the launcher streams it in resumable steps.
+MAX_MANIFEST_BYTES: Final = 1024 * 1024 * 1024
+MANIFEST_CONTENT_TYPE: Final = "application/x-ndjson"  # what POST /uploads lets be that large
+MANIFEST_SUFFIXES: Final = (".jsonl", ".ndjson")  # batchctl --items FILE: always a manifest
+MAX_REPORTED_INVALID_ITEMS: Final = 100  # invalid items listed by index (all are counted)
+S3_KEY_MAX_BYTES: Final = 1024  # AWS rule: an object key is at most 1,024 bytes of UTF-8
+MANIFEST_READ_CHUNK: Final = 1024 * 1024
+
+
+def iter_lines(
+    read: Callable[[int], bytes], limit: int = MAX_ITEM_BYTES, chunk: int | None = None
+) -> Iterator[tuple[bytes | None, int]]:
+    """The lines of a JSON Lines stream, each as ``(line, bytes consumed so far)``: ``line``
+    without its newline (``\\r\\n`` too), or None when it is longer than ``limit`` bytes
+    (never buffered: memory stays about ``chunk + limit``). Every ``\\n`` ends an item, so a
+    blank line is an item (an invalid one); a last line without ``\\n`` is one too. The
+    consumed count is where the next line starts: a resumed read starts there."""
+    chunk = chunk or MANIFEST_READ_CHUNK
+    rest = b""
+    consumed = 0
+    oversize = False
+
+    def item(part: bytes) -> bytes | None:
+        line = part.removesuffix(b"\r")
+        return None if len(line) > limit else line
+
+    while True:
+        data = read(chunk)
+        if not data:
+            break
+        parts = (rest + data).split(b"\n")
+        rest = parts.pop()
+        for part in parts:
+            consumed += len(part) + 1
+            yield (None if oversize else item(part)), consumed
+            oversize = False
+        if len(rest) > limit + 1:  # an oversize line: count its bytes, keep none of them
+            consumed += len(rest)
+            rest, oversize = b"", True
+    if rest or oversize:
+        consumed += len(rest)
+        yield (None if oversize else item(rest)), consumed
+
+
+def count_lines(read: Callable[[int], bytes]) -> int:
+    """How many items a JSON Lines stream holds, counted as ``iter_lines`` counts them."""
+    return sum(1 for _ in iter_lines(read, limit=0))

@@ -161,7 +161,11 @@ def test_api_role(dev_platform: StackGraph) -> None:
     for action in ("dynamodb:GetItem", "dynamodb:Query"):
         (s,) = grants(stmts, action)
         assert s["Resource"] == _table_resources(dev_platform)
-    assert grants(stmts, "s3:GetObject")[0]["Resource"] == [f"{bucket}/results/*"]
+    # Results (presigned GETs) and inputs (HeadObject of a manifest), nothing else.
+    reads = {r for g in grants(stmts, "s3:GetObject") for r in as_list(g["Resource"])}
+    assert reads == {f"{bucket}/results/*", f"{bucket}/inputs/*"}
+    (head,) = [g for g in grants(stmts, "s3:GetObject") if g["Sid"] == "HeadManifests"]
+    assert as_list(head["Action"]) == ["s3:GetObject"]
     assert grants(stmts, "s3:PutObject")[0]["Resource"] == [f"{bucket}/inputs/*"]
 
 

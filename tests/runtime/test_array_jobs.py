@@ -145,7 +145,7 @@ def test_submit_creates_parent_and_parked_children_once_on_replay(res) -> None:
 
 def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> None:
     body = {"worker": "docs", "items": _docs(5), "shard_size": 1}
-    real = arrays._children
+    real = arrays.children_of
 
     def first_two(*args, **kwargs):
         for n, child in enumerate(real(*args, **kwargs)):
@@ -153,11 +153,11 @@ def test_replay_completes_a_fan_out_that_failed_half_way(res, monkeypatch) -> No
                 raise RuntimeError("the Lambda died here")
             yield child
 
-    monkeypatch.setattr(arrays, "_children", first_two)
+    monkeypatch.setattr(arrays, "children_of", first_two)
     status, _, _ = _submit(body, key="half")
     assert status == 500
     assert len(_job_rows(res.table_name)) == 1  # chunks are all-or-nothing: the parent only
-    monkeypatch.setattr(arrays, "_children", real)
+    monkeypatch.setattr(arrays, "children_of", real)
     status, answer, _ = _submit(body, key="half")
     assert status == 200 and answer["children"] == 5
     assert len(_job_rows(res.table_name)) == 6
@@ -179,7 +179,7 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
     manifest = boto3.client("s3").get_object(Bucket=res.bucket, Key=parent[JobField.INPUT_S3_KEY])
     assert json.loads(manifest["Body"].read())["items"] == _docs(500)
     # A fan-out step that died after its first 100 children (one transaction) ...
-    real = arrays._children
+    real = arrays.children_of
 
     def dies_after_100(*args, **kwargs):
         for n, child in enumerate(real(*args, **kwargs)):
@@ -187,7 +187,7 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
                 raise RuntimeError("the launcher timed out")
             yield child
 
-    monkeypatch.setattr(arrays, "_children", dies_after_100)
+    monkeypatch.setattr(arrays, "children_of", dies_after_100)
     messages = receive_all(res.workers["docs"].queue_url)
     assert [json.loads(m["Body"]) for m in messages] == [{"fanout": parent_id}]
     with pytest.raises(RuntimeError):
@@ -197,7 +197,7 @@ def test_big_array_jobs_are_fanned_out_by_the_launcher_from_a_manifest(res, monk
     store.update(child_id(parent_id, 0), status="QUEUED", set_fields={"marker": 1})
     # ... is redelivered: the rest of its step is created, nothing twice, and the next step
     # is asked for; that one ends the fan-out, and the drain launches two (max_concurrency).
-    monkeypatch.setattr(arrays, "_children", real)
+    monkeypatch.setattr(arrays, "children_of", real)
     for _ in range(2):
         out = launcher.handler(sqs_event(res.workers["docs"].queue_arn, messages), None)
         assert out == {"batchItemFailures": []}
