@@ -61,6 +61,9 @@ BENCHMARKS = (
         "3 workers under a stack vCPU cap below their caps' sum",
         ("--jobs-per-worker", "30", "--timeout", "200"),
     ),
+    # Issue 11 (array jobs): the fan-out's cost, and 10,000 items as one array job vs as
+    # 10,000 single jobs (tasks started, billed task-seconds per item, 30-s start-up).
+    Benchmark(9, "array_fanout", "Array jobs: fan-out cost, and one array vs single jobs"),
 )
 
 
@@ -247,7 +250,8 @@ def write_markdown(rows: list[list[str]], cost: str | None) -> None:
     print(f"\nwrote {RESULTS_FILE.relative_to(PROJECT_ROOT)}")
 
 
-KEPT_HEADINGS = ("## Dispatch (issue 10)",)  # hand-kept: before/after figures of a change
+# Hand-kept: before/after figures of a change, measured figures with their conditions.
+KEPT_HEADINGS = ("## Dispatch (issue 10)", "## Array jobs (issue 11)")
 
 
 def kept_sections(text: str) -> str:

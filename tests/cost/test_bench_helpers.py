@@ -123,3 +123,21 @@ def test_a_warm_tasks_idle_poll_is_told_apart_from_per_job_reads() -> None:
     assert take_next(idle=True) is True
     assert take_next(idle=False) is False
     assert _in_idle_poll() is False
+
+
+def test_array_bench_bills_one_task_per_shard_and_per_single_job() -> None:
+    """bench/array_fanout.py: 10,000 items of 10 ms, shards of 100, 30-s start-up: an array
+    job starts 100 tasks of 31 s (billed the 60-s minimum each), single jobs 10,000 tasks of
+    60 s; a last, smaller shard is a task of its own."""
+    from bench.array_fanout import billing
+    from bench.run_all import BENCHMARKS, KEPT_HEADINGS
+
+    bill = billing(10_000, 100, 0.01, 30.0)
+    assert bill["array_tasks"] == 100 and bill["single_tasks"] == 10_000
+    assert bill["array_per_item"] == pytest.approx(100 * 60 / 10_000)
+    assert bill["single_per_item"] == pytest.approx(60.0)
+    long = billing(1_001, 100, 1.0, 30.0)  # 10 shards of 130 s, one of 31 s (60 s billed)
+    assert long["array_tasks"] == 11
+    assert long["array_per_item"] == pytest.approx((10 * 130 + 60) / 1_001)
+    assert "array_fanout" in {b.module for b in BENCHMARKS}
+    assert "## Array jobs (issue 11)" in KEPT_HEADINGS
