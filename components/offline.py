@@ -59,6 +59,7 @@ class MockResource:
     protect: bool = False  # ResourceOptions(protect=...)
     retain_on_delete: bool = False  # ResourceOptions(retain_on_delete=...)
     depends_on: tuple[str, ...] = ()  # logical names of explicit + input dependencies
+    aliases: tuple[str, ...] = ()  # ResourceOptions(aliases=...): the earlier logical names
 
 
 @dataclass
@@ -121,6 +122,8 @@ class AwsMocks(pulumi_mocks.Mocks):
         self.stack = stack
         self._lock = threading.Lock()
         self._counter = 0
+        # (type, logical name) -> the earlier logical name of a resource renamed with an alias
+        self.renamed: dict[tuple[str, str], str] = {}
 
     # --- provider functions --------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -211,7 +214,9 @@ class AwsMocks(pulumi_mocks.Mocks):
             value = inputs.get(key)
             if isinstance(value, str) and value:  # AWS appends a unique 26-character suffix
                 return f"{value}{_digest(typ, name, length=26)}"
-        # Pulumi auto-naming: logical name + 7 random hex (deterministic here).
+        # Pulumi auto-naming: logical name + 7 random hex (deterministic here). A renamed
+        # resource with an alias keeps the name made from its earlier logical name.
+        name = self.renamed.get((typ, name), name)
         return f"{name}-{_digest(typ, name, length=7)}"
 
 
@@ -376,11 +381,17 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def __init__(self, mocks: AwsMocks) -> None:
         super().__init__(mocks)
+        self.mocks: AwsMocks = mocks
         self.recorded: list[MockResource] = []
         self._names_by_urn: dict[str, str] = {}
         self._record_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
+        aliases = tuple(_alias_names(request))
+        if aliases:
+            # An aliased resource keeps the physical name it was created with: the provider
+            # reuses the auto-name it finds in the old state (what a deployment would do).
+            self.mocks.renamed[(request.type, request.name)] = aliases[0]
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -402,9 +413,23 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     protect=bool(getattr(request, "protect", False)),
                     retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
                     depends_on=depends_on,
+                    aliases=aliases,
                 )
             )
         return response
+
+
+def _alias_names(request: Any) -> list[str]:
+    """The earlier logical names a registration carries (alias specs or full alias URNs)."""
+    names = []
+    for alias in request.aliases:
+        if alias.WhichOneof("alias") == "urn":
+            name = alias.urn.rsplit("::", 1)[-1]
+        else:
+            name = alias.spec.name or request.name
+        if name != request.name and name not in names:
+            names.append(name)
+    return names
 
 
 _RUN_LOCK = threading.Lock()
