@@ -11,11 +11,13 @@ What it makes:
 - a queue policy on both queues that denies any request not made over TLS, and a redrive-allow
   policy so only this queue may use the DLQ;
 - when ``alarm_topic_arn`` is given, a CloudWatch alarm on DLQ depth > 0;
+- ``grant_send(grantee)`` / ``grant_consume(grantee)``: what a producer / the consumer may do
+  on this queue (with the KMS statements when the queue uses a customer managed key), added
+  to the grantee's policy (``components.grants.Grantee``);
 - ``trigger(consumer)``: the SQS event source mapping to the consumer Lambda (the launcher):
   FIFO batch size <= 10, ``ReportBatchItemFailures``, ``max_concurrency``. It is a separate
-  step because the consumer's policy (``iam.queue_consume(queue.arn)``, granted by the
-  consumer's owner) and environment need the queue first, and Lambda checks the role's SQS
-  rights when the mapping is created.
+  step because the consumer's policy (``queue.grant_consume(grantee)``) and environment need
+  the queue first, and Lambda checks the role's SQS rights when the mapping is created.
 
 Idle cost, per stack (not per worker): the mapping's pollers long-poll the queue (about
 263,000 empty receives a month per poller pair; see ``cost/estimator.py``), and one alarm is
@@ -26,7 +28,9 @@ Usage::
     queue = JobQueue("launch", JobQueueArgs(
         name_prefix="ai-batch-dev", consumer_timeout_seconds=60, max_concurrency=2,
         alarm_topic_arn=topic.arn))
-    ...  # the launcher, with iam.queue_consume(queue.queue.arn) in its policy
+    launcher_grants = Grantee("launcher")
+    queue.grant_consume(launcher_grants, sid="ConsumeLaunchQueue")
+    ...  # the launcher, with launcher_grants.statements as its policy
     queue.trigger(launcher.function, depends_on=[launcher.policy])
 """
 
@@ -43,6 +47,7 @@ import pulumi_aws as aws
 from components import aws_rules, iam
 from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
+from components.grants import Grantee
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
@@ -73,7 +78,8 @@ class JobQueueArgs:
     """How long the queue keeps a message: 60 s .. < 14 days. Default 4 days
     (``345600``). The DLQ always keeps 14 days, the maximum."""
     kms_master_key_id: pulumi.Input[str] | None = None
-    """A KMS key for SSE instead of SQS-managed keys. Default ``None`` (SSE-SQS, free)."""
+    """A KMS key for SSE instead of SQS-managed keys, by its key ARN (the grants name it in
+    IAM policies, which take key ARNs). Default ``None`` (SSE-SQS, free)."""
 
 
 def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
@@ -202,13 +208,44 @@ class JobQueue(pulumi.ComponentResource):
             }
         )
 
+    def grant_send(self, grantee: Grantee, *, sid: str) -> None:
+        """SendMessage on this queue by its exact ARN, and an explicit Deny on its DLQ: only
+        SQS's redrive may put a message there (``batchctl retry`` moves them back)."""
+        grantee.add(
+            iam.Statement(iam.QUEUE_SEND_ACTIONS, [self.queue.arn], sid=sid),
+            iam.Statement(
+                iam.DEAD_LETTER_SEND_ACTIONS,
+                [self.dlq.arn],
+                sid="NeverIntoDeadLetters",
+                effect="Deny",
+            ),
+        )
+        self._grant_key(grantee, iam.KMS_ENCRYPT_ACTIONS, f"{sid}Key")
+
+    def grant_consume(self, grantee: Grantee, *, sid: str) -> None:
+        """Receive, delete and extend messages of this queue (not its DLQ)."""
+        grantee.add(iam.Statement(iam.QUEUE_CONSUME_ACTIONS, [self.queue.arn], sid=sid))
+        self._grant_key(grantee, iam.KMS_DECRYPT_ACTIONS, f"{sid}Key")
+
+    def _grant_key(self, grantee: Grantee, actions: tuple[str, ...], sid: str) -> None:
+        key = self._args.kms_master_key_id
+        if key is None:
+            return  # SSE-SQS: no key permission needed
+        if isinstance(key, str) and not key.startswith("arn:"):
+            raise AwsConstraintError(
+                f"JobQueue {self._name}.kms_master_key_id",
+                key,
+                "a key ARN (IAM policies name KMS keys by ARN, not by id or alias)",
+            )
+        grantee.add(iam.Statement(actions, [pulumi.Output.from_input(key)], sid=sid))
+
     def trigger(
         self,
         consumer: aws.lambda_.Function,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.lambda_.EventSourceMapping:
         """The event source mapping from this queue to ``consumer`` (once). ``depends_on``: the
-        consumer's policy granting ``iam.queue_consume`` on this queue (Lambda checks the
+        consumer's policy with ``grant_consume`` of this queue (Lambda checks the
         role's SQS rights when the mapping is created)."""
         if self.event_source_mapping is not None:
             raise ValueError(f"JobQueue {self._name}: already triggers a consumer")

@@ -239,6 +239,14 @@ def _value_diff(before: Any, after: Any, indent: str) -> list[str]:
                 out.append(f"{indent}{k}:")
                 out.extend(_value_diff(before.get(k), after.get(k), indent + "  "))
         return out
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        out = []
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            if b != a:
+                label = f"[{i}] {b.get('Sid', '')}" if isinstance(b, dict) else f"[{i}]"
+                out.append(f"{indent}{label.rstrip()}:")
+                out.extend(_value_diff(b, a, indent + "  "))
+        return out
     return [
         f"{indent}- {json.dumps(before, sort_keys=True)}",
         f"{indent}+ {json.dumps(after, sort_keys=True)}",
@@ -260,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{stack}: wrote {len(current)} resources to {path}")
             continue
         lines = diff(load_baseline(stack), current) if path.exists() else ["no baseline"]
-        print(f"{stack}: {'no differences' if not lines else f'{len(lines)} differences'}")
+        changed = sum(1 for line in lines if not line.startswith(" "))
+        print(f"{stack}: {f'{changed} resources differ' if lines else 'no differences'}")
         print("\n".join(lines))
         status |= bool(lines)
     return status
