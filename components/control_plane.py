@@ -52,6 +52,7 @@ from components.grants import (
     grant_run,
 )
 from components.job_queue import JobQueue, JobQueueArgs
+from components.naming import renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
 from jobcontract import Env
 
@@ -115,22 +116,27 @@ class ControlPlane(pulumi.ComponentResource):
         cfg = args.config
         self._args = args
         child = pulumi.ResourceOptions(parent=self)
+        # Children are named after this component ("<name>-launch", "<name>-api", ...): two
+        # platforms in one program cannot collide. Stacks deployed before that keep their
+        # resources through aliases to the old names ("launch", "api", ...).
         self.launch_queue = JobQueue(
-            LAUNCH_QUEUE,
+            f"{name}-{LAUNCH_QUEUE}",
             JobQueueArgs(
                 name_prefix=cfg.name_prefix,
                 consumer_timeout_seconds=cfg.functions.launcher.timeout,
                 max_concurrency=cfg.launcher_concurrency,
                 alarm_topic_arn=args.failure_topic.arn if cfg.alarms else None,
+                short_name=LAUNCH_QUEUE,
+                previous_name=LAUNCH_QUEUE,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, **renamed_from(LAUNCH_QUEUE)),
         )
         grantees = self._grants()
         environment = self._environment()
 
         def function(key: str, fn: FunctionConfig, description: str) -> PythonFunction:
             return PythonFunction(
-                key,
+                f"{name}-{key}",
                 PythonFunctionArgs(
                     handler=f"handlers.{key}.handler",
                     memory=fn.memory,
@@ -142,8 +148,10 @@ class ControlPlane(pulumi.ComponentResource):
                     description=description,
                     log_level=cfg.log_level,
                     name_prefix=cfg.name_prefix,
+                    short_name=key,
+                    previous_name=key,
                 ),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, **renamed_from(key)),
             )
 
         fns = cfg.functions

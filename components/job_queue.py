@@ -48,6 +48,7 @@ from components import aws_rules, iam
 from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 from components.grants import Grantee
+from components.naming import ChildNames
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
@@ -77,6 +78,12 @@ class JobQueueArgs:
     message_retention_seconds: int = DEFAULT_RETENTION_SECONDS
     """How long the queue keeps a message: 60 s .. < 14 days. Default 4 days
     (``345600``). The DLQ always keeps 14 days, the maximum."""
+    short_name: str | None = None
+    """The queue's name after the prefix (``<prefix>-<short_name>.fifo``). Default: the
+    resource's logical name."""
+    previous_name: str | None = None
+    """The logical name an existing stack has this queue under, when it was renamed: its
+    children keep their old names as aliases (``components.naming``). Default ``None``."""
     kms_master_key_id: pulumi.Input[str] | None = None
     """A KMS key for SSE instead of SQS-managed keys, by its key ARN (the grants name it in
     IAM policies, which take key ARNs). Default ``None`` (SSE-SQS, free)."""
@@ -121,10 +128,10 @@ class JobQueue(pulumi.ComponentResource):
         self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:JobQueue", name, None, opts)
-        queue_name, dlq_name, visibility = _validate(args, name)
+        queue_name, dlq_name, visibility = _validate(args, args.short_name or name)
         self._name = name
         self._args = args
-        child = pulumi.ResourceOptions(parent=self)
+        names = self._names = ChildNames(self, name, args.previous_name)
         sse: dict[str, Any] = (
             {"kms_master_key_id": args.kms_master_key_id}
             if args.kms_master_key_id is not None
@@ -132,7 +139,7 @@ class JobQueue(pulumi.ComponentResource):
         )
 
         self.dlq = aws.sqs.Queue(
-            f"{name}-dlq",
+            names.name("dlq"),
             name=dlq_name,
             fifo_queue=True,
             content_based_deduplication=False,
@@ -140,10 +147,10 @@ class JobQueue(pulumi.ComponentResource):
             visibility_timeout_seconds=visibility,
             tags=iam.stack_tags(args.name_prefix),
             **sse,
-            opts=child,
+            opts=names.opts("dlq"),
         )
         self.queue = aws.sqs.Queue(
-            f"{name}-queue",
+            names.name("queue"),
             name=queue_name,
             fifo_queue=True,
             # Producers set MessageDeduplicationId = job id + attempt (jobcontract.queue_message):
@@ -166,29 +173,29 @@ class JobQueue(pulumi.ComponentResource):
                 )
             ),
             **sse,
-            opts=child,
+            opts=names.opts("queue"),
         )
         aws.sqs.RedriveAllowPolicy(
-            f"{name}-dlq-redrive-allow",
+            names.name("dlq-redrive-allow"),
             queue_url=self.dlq.id,
             redrive_allow_policy=self.queue.arn.apply(
                 lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
             ),
-            opts=child,
+            opts=names.opts("dlq-redrive-allow"),
         )
         for suffix, q in (("queue", self.queue), ("dlq", self.dlq)):
             aws.sqs.QueuePolicy(
-                f"{name}-{suffix}-tls-only",
+                names.name(f"{suffix}-tls-only"),
                 queue_url=q.id,
                 policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [q.arn])),
-                opts=child,
+                opts=names.opts(f"{suffix}-tls-only"),
             )
 
         self.event_source_mapping = None
         self.dlq_alarm = None
         if args.alarm_topic_arn is not None:
             self.dlq_alarm = dlq_depth_alarm(
-                f"{name}-dlq-depth",
+                names.name("dlq-depth"),
                 queue_name=self.dlq.name,
                 description=(
                     f"Messages in {dlq_name}: jobs that could not be dispatched (the message "
@@ -196,7 +203,7 @@ class JobQueue(pulumi.ComponentResource):
                     "with `batchctl retry WORKER`."
                 ),
                 topic_arn=args.alarm_topic_arn,
-                opts=child,
+                opts=names.opts("dlq-depth"),
             )
 
         self.register_outputs(
@@ -251,7 +258,7 @@ class JobQueue(pulumi.ComponentResource):
             raise ValueError(f"JobQueue {self._name}: already triggers a consumer")
         args = self._args
         self.event_source_mapping = aws.lambda_.EventSourceMapping(
-            f"{self._name}-trigger",
+            self._names.name("trigger"),
             event_source_arn=self.queue.arn,
             function_name=consumer.arn,
             batch_size=args.batch_size,
@@ -264,6 +271,6 @@ class JobQueue(pulumi.ComponentResource):
                 )
             ),
             enabled=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self._names.opts("trigger", depends_on=list(depends_on)),
         )
         return self.event_source_mapping

@@ -217,8 +217,8 @@ def diff(baseline: dict[str, dict[str, Any]], current: dict[str, dict[str, Any]]
         if old_key != key:
             lines.append(f"~ renamed {old_key} -> {key} (aliases {entry.get('aliases', [])})")
         for field in sorted(set(old) | set(entry)):
-            if field in ("name", "aliases"):
-                continue
+            if field == "name" or (field == "aliases" and old_key != key):
+                continue  # a rename's new aliases are on its "renamed" line
             before, after = old.get(field), entry.get(field)
             if field == "parent" and before is not None and renamed_parents.get(before) == after:
                 continue

@@ -71,3 +71,47 @@ def test_the_diff_names_what_changed(dev_graph: StackGraph) -> None:
     renamed[new_key] = {**entry, "aliases": ["platform-jobs"]}
     lines = inventory.diff(base, renamed)
     assert lines == [f"~ renamed {table_key} -> {new_key} (aliases ['platform-jobs'])"]
+
+
+def _urn_keys(graph: StackGraph) -> list[str]:
+    """What Pulumi's URN of each resource is made of: its ancestors' types, its type, its
+    name (parents' names are not part of it)."""
+    by_name = {(r.name, r.type): r for r in graph.resources}
+    parents = {r.name: r for r in graph.resources if not r.custom}
+    keys = []
+    for r in graph.resources:
+        chain, parent = [r.type], r.parent
+        while parent is not None:
+            chain.insert(0, parents[parent].type)
+            parent = parents[parent].parent
+        keys.append("$".join(chain) + "::" + r.name)
+    assert by_name
+    return keys
+
+
+def test_two_platforms_in_one_program_do_not_collide() -> None:
+    """Child names carry their component's name, so a second platform (another name) gets
+    URNs of its own: the control plane's "api", "launcher" and "launch" used to collide."""
+    from components.config import load_config
+    from components.offline import run_program, stack_config
+    from components.platform import BatchPlatform, BatchPlatformArgs
+
+    def program() -> None:
+        BatchPlatform("blue", BatchPlatformArgs(config=load_config()))
+        BatchPlatform("green", BatchPlatformArgs(config=load_config()))
+
+    keys = _urn_keys(run_program(program, stack="dev", config=stack_config("dev")))
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    assert not duplicates, duplicates
+
+
+def test_the_renamed_control_plane_children_alias_their_old_names(dev_graph: StackGraph) -> None:
+    """Each child of the control plane's functions and launch queue is named
+    ``platform-control-<old name>`` and carries ``<old name>`` as its alias."""
+    renamed = [r for r in dev_graph.resources if r.name.startswith("platform-control-")]
+    subtree = [
+        r for r in renamed if r.type.startswith("aibatch:") or r.parent != "platform-control"
+    ]
+    assert len(subtree) >= 5 + 4 * 4  # 4 functions x (role, policy, logs, function), queue
+    for r in subtree:
+        assert r.aliases == (r.name.removeprefix("platform-control-"),), (r.type, r.name)

@@ -46,7 +46,11 @@ def test_a_transform_given_to_a_component_reaches_every_child() -> None:
     assert sorted(seen) == sorted((r.type, r.name) for r in graph.resources)
     # ... including the grandchildren: the control plane's functions' log groups.
     groups = {g.name: g.inputs["retentionInDays"] for g in graph.of_type(LOG_GROUP)}
-    assert {"api-logs", "launcher-logs", "api-access-logs"} <= set(groups)
+    assert {
+        "platform-control-api-logs",
+        "platform-control-launcher-logs",
+        "api-access-logs",
+    } <= set(groups)
     assert set(groups.values()) == {30}, groups
 
 
