@@ -52,7 +52,7 @@ from components.grants import (
     grant_run,
 )
 from components.job_queue import JobQueue, JobQueueArgs
-from components.naming import renamed_from
+from components.naming import node_resources, renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
 from jobcontract import Env
 
@@ -93,6 +93,26 @@ def task_stopped_pattern(cluster_arn: str) -> dict[str, object]:
         "detail-type": [ECS_TASK_STATE_CHANGE],
         "detail": {"clusterArn": [cluster_arn], "lastStatus": ["STOPPED"]},
     }
+
+
+@dataclass(frozen=True)
+class ControlPlaneNodes:
+    """The children of a ``ControlPlane`` (SST's ``nodes``); the functions and the queue are
+    components with ``nodes`` of their own."""
+
+    api: PythonFunction
+    launcher: PythonFunction
+    reconciler: PythonFunction
+    sweep: PythonFunction
+    launch_queue: JobQueue
+    task_stopped_rule: aws.cloudwatch.EventRule
+    sweep_rule: aws.cloudwatch.EventRule
+    invoke_permissions: tuple[aws.lambda_.Permission, ...]
+    """EventBridge's permissions to invoke the reconciler and the sweep."""
+    targets: tuple[aws.cloudwatch.EventTarget, ...]
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -154,6 +174,8 @@ class ControlPlane(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, **renamed_from(key)),
             )
 
+        self._permissions: list[aws.lambda_.Permission] = []
+        self._targets: list[aws.cloudwatch.EventTarget] = []
         fns = cfg.functions
         self.api = function("api", fns.api, "REST API handler: submit, status, list, cancel, retry")
         self.launcher = function(
@@ -168,6 +190,21 @@ class ControlPlane(pulumi.ComponentResource):
             "sweep", fns.sweep, "Stops and fails jobs past their timeout or without heartbeat"
         )
         self._ledger_and_triggers(name, child)
+
+    @property
+    def nodes(self) -> ControlPlaneNodes:
+        """Every child of this control plane, by role."""
+        return ControlPlaneNodes(
+            self.api,
+            self.launcher,
+            self.reconciler,
+            self.sweep,
+            self.launch_queue,
+            self.task_stopped_rule,
+            self.sweep_rule,
+            tuple(self._permissions),
+            tuple(self._targets),
+        )
 
     # --- steps ----------------------------------------------------------------------------
 
@@ -324,7 +361,8 @@ class ControlPlane(pulumi.ComponentResource):
             rule.arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.cloudwatch.EventTarget(
+        self._permissions.append(permission)
+        target = aws.cloudwatch.EventTarget(
             f"{name}-target",
             rule=rule.name,
             arn=fn.target_arn,
@@ -335,3 +373,4 @@ class ControlPlane(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
+        self._targets.append(target)

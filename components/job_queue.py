@@ -48,7 +48,7 @@ from components import aws_rules, iam
 from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 from components.grants import Grantee
-from components.naming import ChildNames
+from components.naming import ChildNames, node_resources
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
@@ -115,6 +115,23 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
     return queue_name, dlq_name, visibility
 
 
+@dataclass(frozen=True)
+class JobQueueNodes:
+    """The children of a ``JobQueue`` (SST's ``nodes``)."""
+
+    queue: aws.sqs.Queue
+    dlq: aws.sqs.Queue
+    redrive_allow: aws.sqs.RedriveAllowPolicy
+    tls_policies: tuple[aws.sqs.QueuePolicy, ...]
+    """The TLS-only policies of the queue and the DLQ."""
+    event_source_mapping: aws.lambda_.EventSourceMapping | None
+    """Made by ``trigger``."""
+    dlq_alarm: aws.cloudwatch.MetricAlarm | None
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
+
+
 class JobQueue(pulumi.ComponentResource):
     """A FIFO queue + FIFO DLQ + TLS-only policies (+ DLQ alarm); ``trigger`` adds the
     consumer's event source mapping."""
@@ -175,7 +192,7 @@ class JobQueue(pulumi.ComponentResource):
             **sse,
             opts=names.opts("queue"),
         )
-        aws.sqs.RedriveAllowPolicy(
+        self._redrive_allow = aws.sqs.RedriveAllowPolicy(
             names.name("dlq-redrive-allow"),
             queue_url=self.dlq.id,
             redrive_allow_policy=self.queue.arn.apply(
@@ -183,13 +200,15 @@ class JobQueue(pulumi.ComponentResource):
             ),
             opts=names.opts("dlq-redrive-allow"),
         )
-        for suffix, q in (("queue", self.queue), ("dlq", self.dlq)):
+        self._tls_policies = tuple(
             aws.sqs.QueuePolicy(
                 names.name(f"{suffix}-tls-only"),
                 queue_url=q.id,
                 policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [q.arn])),
                 opts=names.opts(f"{suffix}-tls-only"),
             )
+            for suffix, q in (("queue", self.queue), ("dlq", self.dlq))
+        )
 
         self.event_source_mapping = None
         self.dlq_alarm = None
@@ -213,6 +232,18 @@ class JobQueue(pulumi.ComponentResource):
                 "dlq_url": self.dlq.url,
                 "dlq_arn": self.dlq.arn,
             }
+        )
+
+    @property
+    def nodes(self) -> JobQueueNodes:
+        """Every child of this queue, by role."""
+        return JobQueueNodes(
+            self.queue,
+            self.dlq,
+            self._redrive_allow,
+            self._tls_policies,
+            self.event_source_mapping,
+            self.dlq_alarm,
         )
 
     def grant_send(self, grantee: Grantee, *, sid: str) -> None:

@@ -46,3 +46,17 @@ def renamed_from(previous: str | None, **options: Any) -> dict[str, Any]:
     if previous is not None:
         options["aliases"] = [pulumi.Alias(name=previous)]
     return options
+
+
+def node_resources(nodes: Any) -> list[pulumi.Resource]:
+    """Every resource a ``nodes`` dataclass names (fields holding a resource, ``None`` or a
+    tuple of resources), in field order."""
+    from dataclasses import fields
+
+    out: list[pulumi.Resource] = []
+    for f in fields(nodes):
+        value = getattr(nodes, f.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, pulumi.Resource):
+                out.append(item)
+    return out

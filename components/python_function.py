@@ -18,7 +18,7 @@ import pulumi_aws as aws
 
 from components import aws_rules, iam
 from components.aws_rules import AwsConstraintError
-from components.naming import ChildNames
+from components.naming import ChildNames, node_resources
 from jobcontract import logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,23 @@ def code_archive(packages: Sequence[str] = CODE_PACKAGES) -> pulumi.AssetArchive
     if not assets:
         raise FileNotFoundError(f"no Python files under {packages} in {REPO_ROOT}")
     return pulumi.AssetArchive(assets)
+
+
+@dataclass(frozen=True)
+class PythonFunctionNodes:
+    """The children of a ``PythonFunction`` (SST's ``nodes``)."""
+
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+    """The role's one inline policy."""
+    log_group: aws.cloudwatch.LogGroup
+    alias: aws.lambda_.Alias | None
+    """The ``live`` alias, with provisioned concurrency only."""
+    provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
 
 
 class PythonFunction(pulumi.ComponentResource):
@@ -185,6 +202,7 @@ class PythonFunction(pulumi.ComponentResource):
             opts=names.opts("function", depends_on=[self.log_group, policy]),
         )
         self.alias = None
+        self._provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None = None
         self.invoke_arn = self.function.invoke_arn
         self.target_arn = self.function.arn
         if provisioned:
@@ -195,7 +213,7 @@ class PythonFunction(pulumi.ComponentResource):
                 function_version=self.function.version,
                 opts=names.opts("alias"),
             )
-            aws.lambda_.ProvisionedConcurrencyConfig(
+            self._provisioned = aws.lambda_.ProvisionedConcurrencyConfig(
                 names.name("provisioned"),
                 function_name=self.function.name,
                 qualifier=self.alias.name,
@@ -211,6 +229,13 @@ class PythonFunction(pulumi.ComponentResource):
                 "role_arn": self.role.arn,
                 "log_group": self.log_group.name,
             }
+        )
+
+    @property
+    def nodes(self) -> PythonFunctionNodes:
+        """Every child of this function, by role."""
+        return PythonFunctionNodes(
+            self.function, self.role, self.policy, self.log_group, self.alias, self._provisioned
         )
 
     def allow_invoke(
