@@ -25,8 +25,8 @@ Idle cost: nothing (REST APIs bill $3.50 per million requests; log storage by vo
 Usage::
 
     api = BatchApi("api", BatchApiArgs(platform=platform))
-    pulumi.export("api_url", api.url)
-    pulumi.export("api_key", api.api_key_value)   # a secret output
+    pulumi.export("apiUrl", api.url)
+    pulumi.export("apiKey", pulumi.Output.secret(api.api_key_value))
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -46,7 +46,8 @@ from components import aws_rules, iam
 from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Table
 
 if TYPE_CHECKING:
-    from components.platform import BatchPlatform
+    from components.config import StackConfig
+    from components.control_plane import ControlPlane
     from components.python_function import PythonFunction
 
 OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.yaml"
@@ -101,13 +102,28 @@ ACCESS_LOG_FORMAT: Mapping[str, str] = {
 }
 
 
+class ApiPlatform(Protocol):
+    """What ``BatchApi`` reads of the platform (``BatchPlatform`` is one)."""
+
+    @property
+    def config(self) -> StackConfig: ...
+    @property
+    def name_prefix(self) -> str: ...
+    @property
+    def log_retention_days(self) -> int: ...
+    @property
+    def jobs_table(self) -> aws.dynamodb.Table: ...
+    @property
+    def functions(self) -> ControlPlane: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class BatchApiArgs:
     """Arguments of ``BatchApi``. Throttle, quota, allow-list and the CloudWatch-role switch
     come from the stack config (``platform.config.api``)."""
 
-    platform: BatchPlatform
-    """The shared platform. Required."""
+    platform: ApiPlatform
+    """The shared platform: its config, table, log retention and API handler. Required."""
     handler: PythonFunction | None = None
     """The Lambda behind every route. Default ``None``: ``platform.functions.api``."""
     stage_name: str | None = None
@@ -251,6 +267,8 @@ class BatchApi(pulumi.ComponentResource):
     """The account setting this stack writes (``None``: no access logs, or opted out)."""
     cloudwatch_role: aws.iam.Role | None
     access_log_group: aws.cloudwatch.LogGroup | None
+    endpoint_item: aws.dynamodb.TableItem
+    """The API's URL in the jobs table (``config#api``), for notification links."""
     url: pulumi.Output[str]
     api_key_id: pulumi.Output[str]
     api_key_value: pulumi.Output[str]
@@ -437,7 +455,7 @@ class BatchApi(pulumi.ComponentResource):
             {"url": self.url, "api_key_id": self.api_key_id, "api_key_value": self.api_key_value}
         )
 
-    def _cloudwatch_role(self, name: str, platform: BatchPlatform) -> aws.apigateway.Account:
+    def _cloudwatch_role(self, name: str, platform: ApiPlatform) -> aws.apigateway.Account:
         """API Gateway's CloudWatch role and the account setting pointing at it, for this stack.
 
         Why every stack with access logs writes the setting itself: it is ONE value per account

@@ -11,13 +11,16 @@ The stack's one launch queue (``JobQueue`` ``<prefix>-launch.fifo`` + its DLQ) i
 here too: every worker's jobs go through it (message group = job id), so the stack polls one
 queue and alarms on one DLQ whatever the number of workers.
 
-Each function gets all its grants here, once per stack, so their size does not depend on the
-number of workers (IAM caps one role's inline policies at 10,240 characters):
+Each function gets all its grants in ``ControlPlane._grants``, once per stack, each made by
+the resource accessed (``components.grants``: ``queue.grant_send``, ``table.grant_job_rows``,
+``bucket.grant_prefix``, ``grant_run``...), so their size does not depend on the number of
+workers (IAM caps one role's inline policies at 10,240 characters):
 - api, reconciler, sweep: ``sqs:SendMessage`` on the launch queue (its ARN), never its DLQ;
-- launcher: receive/delete on the launch queue, ``ecs:RunTask`` on the stack's task families
-  (``task-definition/<prefix>-*:*``) in this cluster only (``ecs:cluster``),
-  ``ecs:TagResource`` at launch (``ecs:CreateAction``), ``iam:PassRole`` on the stack's worker
-  roles by role path (``role/aibatch/<prefix>/workers/*``) to ``ecs-tasks.amazonaws.com`` only.
+- launcher: receive/delete on the launch queue, and ``grant_run`` over the whole stack:
+  ``ecs:RunTask`` on the stack's task families (``task-definition/<prefix>-*:*``) in this
+  cluster only (``ecs:cluster``), ``ecs:TagResource`` at launch (``ecs:CreateAction``),
+  ``iam:PassRole`` on the stack's worker roles by role path
+  (``role/aibatch/<prefix>/workers/*``) to ``ecs-tasks.amazonaws.com`` only.
 A ``FargateWorker`` adds nothing to these roles. ``iam_ledger`` records every policy of the
 four roles and fails the program before one of IAM's per-role quotas would be exceeded.
 
@@ -33,19 +36,25 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_aws as aws
 
 from components import iam
-from components.config import FunctionConfig
+from components.config import FunctionConfig, StackConfig
+from components.grants import (
+    Cluster,
+    FailureTopic,
+    Grantee,
+    JobsTable,
+    ResultsBucket,
+    Secrets,
+    grant_run,
+)
 from components.job_queue import JobQueue, JobQueueArgs
+from components.naming import node_resources, renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
-from jobcontract import JOB_PK_PREFIX, Env
-
-if TYPE_CHECKING:
-    from components.platform import BatchPlatform
+from jobcontract import Env
 
 ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
 # The launch queue's name inside the stack prefix: ``<prefix>-launch.fifo``.
@@ -53,14 +62,28 @@ LAUNCH_QUEUE = "launch"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 # Every worker's inputs (large job inputs, POST /uploads): the API role's only S3 write.
 INPUTS_PREFIX = "inputs/"
+RESULTS_PREFIX = "results/"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ControlPlaneArgs:
-    """Arguments of ``ControlPlane``."""
+    """Arguments of ``ControlPlane``: the platform's pieces it uses, nothing else (all
+    required; ``BatchPlatform`` passes its own)."""
 
-    platform: BatchPlatform
-    """Required. The platform this control plane serves (table, bucket, cluster, topic)."""
+    config: StackConfig
+    """The validated stack config (functions, concurrency, TTLs, log level, alarms)."""
+    jobs_table: aws.dynamodb.Table
+    results_bucket: aws.s3.Bucket
+    cluster: aws.ecs.Cluster
+    failure_topic: aws.sns.Topic
+    failure_topic_key: aws.kms.Key | None
+    """The topic's customer managed key (stacks with alarms), else ``None``."""
+    subnet_ids: pulumi.Output[list[str]]
+    security_group_ids: pulumi.Output[list[str]]
+    region: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    slack_webhook_secret: aws.secretsmanager.Secret | None = None
+    notion_secret: aws.secretsmanager.Secret | None = None
 
 
 def task_stopped_pattern(cluster_arn: str) -> dict[str, object]:
@@ -70,6 +93,26 @@ def task_stopped_pattern(cluster_arn: str) -> dict[str, object]:
         "detail-type": [ECS_TASK_STATE_CHANGE],
         "detail": {"clusterArn": [cluster_arn], "lastStatus": ["STOPPED"]},
     }
+
+
+@dataclass(frozen=True)
+class ControlPlaneNodes:
+    """The children of a ``ControlPlane`` (SST's ``nodes``); the functions and the queue are
+    components with ``nodes`` of their own."""
+
+    api: PythonFunction
+    launcher: PythonFunction
+    reconciler: PythonFunction
+    sweep: PythonFunction
+    launch_queue: JobQueue
+    task_stopped_rule: aws.cloudwatch.EventRule
+    sweep_rule: aws.cloudwatch.EventRule
+    invoke_permissions: tuple[aws.lambda_.Permission, ...]
+    """EventBridge's permissions to invoke the reconciler and the sweep."""
+    targets: tuple[aws.cloudwatch.EventTarget, ...]
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
 
 
 class ControlPlane(pulumi.ComponentResource):
@@ -90,44 +133,93 @@ class ControlPlane(pulumi.ComponentResource):
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:ControlPlane", name, None, opts)
-        platform = args.platform
-        cfg = platform.config
+        cfg = args.config
+        self._args = args
         child = pulumi.ResourceOptions(parent=self)
-        table_arn = platform.jobs_table.arn
-        bucket_arn = platform.results_bucket.arn
-        cluster_arn = platform.cluster.arn
-        topic_arn = platform.failure_topic.arn
-        prefix = platform.name_prefix
-        partition = aws.get_partition_output().partition
-        region, account = platform.region, platform.account_id
+        # Children are named after this component ("<name>-launch", "<name>-api", ...): two
+        # platforms in one program cannot collide. Stacks deployed before that keep their
+        # resources through aliases to the old names ("launch", "api", ...).
         self.launch_queue = JobQueue(
-            LAUNCH_QUEUE,
+            f"{name}-{LAUNCH_QUEUE}",
             JobQueueArgs(
-                name_prefix=prefix,
+                name_prefix=cfg.name_prefix,
                 consumer_timeout_seconds=cfg.functions.launcher.timeout,
                 max_concurrency=cfg.launcher_concurrency,
-                alarm_topic_arn=topic_arn if platform.alarms_enabled else None,
+                alarm_topic_arn=args.failure_topic.arn if cfg.alarms else None,
+                short_name=LAUNCH_QUEUE,
+                previous_name=LAUNCH_QUEUE,
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, **renamed_from(LAUNCH_QUEUE)),
         )
-        launch_queue_arn = self.launch_queue.queue.arn
-        # One statement per stack, not per worker (see the module docstring).
-        enqueue = iam.enqueue_launch_queue(launch_queue_arn, self.launch_queue.dlq.arn)
-        run_workers = iam.run_stack_tasks(
-            iam.stack_task_families(partition, region, account, prefix),
-            cluster_arn,
-            iam.stack_worker_roles(partition, account, prefix),
+        grantees = self._grants()
+        environment = self._environment()
+
+        def function(key: str, fn: FunctionConfig, description: str) -> PythonFunction:
+            return PythonFunction(
+                f"{name}-{key}",
+                PythonFunctionArgs(
+                    handler=f"handlers.{key}.handler",
+                    memory=fn.memory,
+                    timeout=fn.timeout,
+                    environment=environment,
+                    log_retention_days=cfg.log_retention_days,
+                    policy_statements=grantees[key].statements,
+                    provisioned_concurrency=fn.provisioned_concurrency,
+                    description=description,
+                    log_level=cfg.log_level,
+                    name_prefix=cfg.name_prefix,
+                    short_name=key,
+                    previous_name=key,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, **renamed_from(key)),
+            )
+
+        self._permissions: list[aws.lambda_.Permission] = []
+        self._targets: list[aws.cloudwatch.EventTarget] = []
+        fns = cfg.functions
+        self.api = function("api", fns.api, "REST API handler: submit, status, list, cancel, retry")
+        self.launcher = function(
+            "launcher", fns.launcher, "Dispatches queued jobs to Fargate (ecs:RunTask)"
+        )
+        self.reconciler = function(
+            "reconciler",
+            fns.reconciler,
+            "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
+        )
+        self.sweep = function(
+            "sweep", fns.sweep, "Stops and fails jobs past their timeout or without heartbeat"
+        )
+        self._ledger_and_triggers(name, child)
+
+    @property
+    def nodes(self) -> ControlPlaneNodes:
+        """Every child of this control plane, by role."""
+        return ControlPlaneNodes(
+            self.api,
+            self.launcher,
+            self.reconciler,
+            self.sweep,
+            self.launch_queue,
+            self.task_stopped_rule,
+            self.sweep_rule,
+            tuple(self._permissions),
+            tuple(self._targets),
         )
 
+    # --- steps ----------------------------------------------------------------------------
+
+    def _environment(self) -> dict[str, pulumi.Input[str]]:
+        """What every control-plane function reads from its environment (``jobcontract.Env``)."""
+        args, cfg = self._args, self._args.config
         environment: dict[str, pulumi.Input[str]] = {
             Env.STACK: cfg.stack,
-            Env.JOBS_TABLE: platform.jobs_table.name,
-            Env.RESULTS_BUCKET: platform.results_bucket.bucket,
-            Env.CLUSTER_ARN: cluster_arn,
-            Env.SUBNETS: platform.subnet_ids.apply(",".join),
-            Env.SECURITY_GROUPS: platform.security_group_ids.apply(",".join),
-            Env.ASSIGN_PUBLIC_IP: "ENABLED" if platform.assign_public_ip else "DISABLED",
-            Env.FAILURE_TOPIC_ARN: topic_arn,
+            Env.JOBS_TABLE: args.jobs_table.name,
+            Env.RESULTS_BUCKET: args.results_bucket.bucket,
+            Env.CLUSTER_ARN: args.cluster.arn,
+            Env.SUBNETS: args.subnet_ids.apply(",".join),
+            Env.SECURITY_GROUPS: args.security_group_ids.apply(",".join),
+            Env.ASSIGN_PUBLIC_IP: "ENABLED" if cfg.network.assign_public_ip else "DISABLED",
+            Env.FAILURE_TOPIC_ARN: args.failure_topic.arn,
             Env.RESULT_URL_TTL_SECONDS: str(cfg.results.url_ttl_seconds),
             Env.JOB_TTL_DAYS: str(cfg.job_ttl_days),
             Env.HEARTBEAT_STALE_SECONDS: str(cfg.heartbeat_stale_seconds),
@@ -136,135 +228,96 @@ class ControlPlane(pulumi.ComponentResource):
             Env.LAUNCHER_CONCURRENCY: str(cfg.launcher_concurrency),
             Env.FARGATE_VCPU_LIMIT: f"{cfg.fargate_vcpu_limit:g}",
         }
-        if platform.slack_webhook_secret is not None:
-            environment[Env.SLACK_WEBHOOK_SECRET_ARN] = platform.slack_webhook_secret.arn
-        if platform.notion_secret is not None:
-            environment[Env.NOTION_SECRET_ARN] = platform.notion_secret.arn
+        if args.slack_webhook_secret is not None:
+            environment[Env.SLACK_WEBHOOK_SECRET_ARN] = args.slack_webhook_secret.arn
+        if args.notion_secret is not None:
+            environment[Env.NOTION_SECRET_ARN] = args.notion_secret.arn
+        return environment
 
-        notify = [iam.topic_publish(topic_arn, sid="PublishFailures")]
-        if platform.failure_topic_key is not None:
-            # Publishing to a topic encrypted with a customer managed key needs the key too.
-            notify.append(
-                iam.Statement(
-                    ("kms:GenerateDataKey", "kms:Decrypt"),
-                    [platform.failure_topic_key.arn],
-                    sid="EncryptForFailureTopic",
-                )
-            )
-        if platform.secret_arns:
-            notify.append(iam.secret_read(platform.secret_arns, sid="ReadNotificationSecrets"))
+    def _grants(self) -> dict[str, Grantee]:
+        """Who may do what, in one place: each grant is made by the resource accessed, once
+        per stack, so no role grows with the number of workers (see the module docstring)."""
+        args = self._args
+        table = JobsTable(args.jobs_table.arn)
+        bucket = ResultsBucket(args.results_bucket.arn)
+        cluster = Cluster(args.cluster.arn)
+        topic = FailureTopic(
+            args.failure_topic.arn,
+            args.failure_topic_key.arn if args.failure_topic_key is not None else None,
+        )
+        secrets = Secrets(
+            [s.arn for s in (args.slack_webhook_secret, args.notion_secret) if s is not None]
+        )
+        queue = self.launch_queue
+        api, launcher = Grantee("api"), Grantee("launcher")
+        reconciler, sweep = Grantee("reconciler"), Grantee("sweep")
 
-        def function(
-            key: str, fn: FunctionConfig, description: str, statements: list[iam.Statement]
-        ) -> PythonFunction:
-            return PythonFunction(
-                key,
-                PythonFunctionArgs(
-                    handler=f"handlers.{key}.handler",
-                    memory=fn.memory,
-                    timeout=fn.timeout,
-                    environment=environment,
-                    log_retention_days=cfg.log_retention_days,
-                    policy_statements=statements,
-                    provisioned_concurrency=fn.provisioned_concurrency,
-                    description=description,
-                    log_level=cfg.log_level,
-                    name_prefix=platform.name_prefix,
-                ),
-                opts=child,
-            )
+        def notify(grantee: Grantee) -> None:
+            topic.grant_publish(grantee)
+            secrets.grant_read(grantee, sid="ReadNotificationSecrets")
 
-        fns = cfg.functions
-        self.api = function(
-            "api",
-            fns.api,
-            "REST API handler: submit, status, list, cancel, retry",
-            [
-                iam.table_actions(iam.API_TABLE_ACTIONS, table_arn, sid="JobsTable"),
-                # Presigned GET of results and PUT of large inputs are signed with this role.
-                iam.Statement(
-                    iam.OBJECT_READ_ACTIONS,
-                    [pulumi.Output.concat(bucket_arn, "/results/*")],
-                    sid="ReadResults",
-                ),
-                # Large job inputs, and the presigned POST forms of POST /uploads: S3
-                # authorizes a presigned request as its signer's s3:PutObject on the key, so
-                # this one grant (inputs/ only) is what every upload form can reach.
-                iam.bucket_prefix_write(bucket_arn, INPUTS_PREFIX, sid="WriteInputs"),
-                # POST /jobs with a manifest: HeadObject of the uploaded JSON Lines object
-                # (S3 authorizes HeadObject as s3:GetObject), inputs/ only, read only.
-                iam.bucket_prefix_read(bucket_arn, INPUTS_PREFIX, sid="HeadManifests"),
-                # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
-                iam.ecs_tasks_in_cluster(iam.ECS_STOP_TASK_ACTIONS, cluster_arn),
-                *enqueue,  # submit and retry
-            ],
+        table.grant(api, iam.API_TABLE_ACTIONS, sid="JobsTable")
+        # Presigned GET of results and PUT of large inputs are signed with this role.
+        bucket.grant_prefix(api, RESULTS_PREFIX, read=True, sid="ReadResults")
+        # Large job inputs, and the presigned POST forms of POST /uploads: S3 authorizes a
+        # presigned request as its signer's s3:PutObject on the key, so this one grant
+        # (inputs/ only) is what every upload form can reach.
+        bucket.grant_prefix(api, INPUTS_PREFIX, write=True, sid="WriteInputs")
+        # POST /jobs with a manifest: HeadObject of the uploaded JSON Lines object (S3
+        # authorizes HeadObject as s3:GetObject), inputs/ only, read only.
+        bucket.grant_prefix(api, INPUTS_PREFIX, read=True, sid="HeadManifests")
+        # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
+        cluster.grant_task_actions(api, iam.ECS_STOP_TASK_ACTIONS)
+        queue.grant_send(api, sid="EnqueueLaunches")  # submit and retry
+
+        table.grant(launcher, iam.LAUNCHER_TABLE_ACTIONS, sid="JobsTable")
+        queue.grant_consume(launcher, sid="ConsumeLaunchQueue")
+        # A woken job whose RunTask must be retried gets a message (send_resume).
+        queue.grant_send(launcher, sid="EnqueueLaunches")
+        table.grant_leases(launcher)
+        # StopTask: a job cancelled (or moved on) while its launch was under way.
+        cluster.grant_task_actions(
+            launcher, (*iam.ECS_TASK_READ_ACTIONS, *iam.ECS_STOP_TASK_ACTIONS)
         )
-        self.launcher = function(
-            "launcher",
-            fns.launcher,
-            "Dispatches queued jobs to Fargate (ecs:RunTask)",
-            [
-                iam.table_actions(iam.LAUNCHER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
-                iam.queue_consume(launch_queue_arn, sid="ConsumeLaunchQueue"),
-                # A woken job whose RunTask must be retried gets a message (send_resume).
-                *enqueue,
-                iam.lease_writes(table_arn),
-                # StopTask: a job cancelled (or moved on) while its launch was under way.
-                iam.ecs_tasks_in_cluster(
-                    (*iam.ECS_TASK_READ_ACTIONS, *iam.ECS_STOP_TASK_ACTIONS), cluster_arn
-                ),
-                *run_workers,
-                *notify,  # a job that cannot be launched at all is failed and reported here
-                # An array job's fan-out step: its manifest, its children's rows and large
-                # shard inputs (job rows only; the rows of other kinds stay the API's).
-                iam.table_actions(
-                    iam.CREATE_ARRAY_CHILDREN_ACTIONS,
-                    table_arn,
-                    leading_keys=[JOB_PK_PREFIX + "*"],
-                    sid="CreateArrayChildren",
-                ),
-                iam.Statement(
-                    (*iam.OBJECT_READ_ACTIONS, *iam.OBJECT_WRITE_ACTIONS),
-                    [pulumi.Output.concat(bucket_arn, "/inputs/*")],
-                    sid="ArrayManifestsAndInputs",
-                ),
-            ],
+        partition = aws.get_partition_output().partition
+        prefix = args.config.name_prefix
+        grant_run(
+            launcher,
+            args.cluster.arn,
+            iam.stack_task_families(partition, args.region, args.account_id, prefix),
+            [iam.stack_worker_roles(partition, args.account_id, prefix)],
         )
-        self.reconciler = function(
-            "reconciler",
-            fns.reconciler,
-            "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
-            [
-                iam.table_actions(iam.RECONCILER_TABLE_ACTIONS, table_arn, sid="JobsTable"),
-                iam.table_actions(
-                    iam.RECORD_SCHEDULED_RUN_ACTIONS,
-                    table_arn,
-                    leading_keys=[JOB_PK_PREFIX + "*"],
-                    sid="RecordScheduledRuns",
-                ),
-                iam.lease_writes(table_arn, create=False),  # a stopped task's slot is given back
-                iam.ecs_tasks_in_cluster(iam.ECS_TASK_READ_ACTIONS, cluster_arn),
-                *enqueue,  # retry after a failed run; a drain request for the freed slot
-                *notify,
-                *iam.array_merge(bucket_arn),  # the last child of an array job ended
-            ],
+        notify(launcher)  # a job that cannot be launched at all is failed and reported here
+        # An array job's fan-out step: its manifest, its children's rows and large shard
+        # inputs (job rows only; the rows of other kinds stay the API's).
+        table.grant_job_rows(
+            launcher, actions=iam.CREATE_ARRAY_CHILDREN_ACTIONS, sid="CreateArrayChildren"
         )
-        self.sweep = function(
-            "sweep",
-            fns.sweep,
-            "Stops and fails jobs past their timeout or without heartbeat",
-            [
-                iam.table_actions(iam.SWEEP_TABLE_ACTIONS, table_arn, sid="JobsTable"),
-                iam.lease_writes(table_arn, create=False),  # slots of lost tasks given back
-                iam.ecs_tasks_in_cluster(
-                    (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS), cluster_arn
-                ),
-                *enqueue,  # retry of a job whose task never reported back
-                *notify,  # a job failed by the sweep is reported like any other failure
-                *iam.array_merge(bucket_arn),  # an array job nobody merged
-            ],
+        bucket.grant_prefix(
+            launcher, INPUTS_PREFIX, read=True, write=True, sid="ArrayManifestsAndInputs"
         )
 
+        table.grant(reconciler, iam.RECONCILER_TABLE_ACTIONS, sid="JobsTable")
+        table.grant_job_rows(
+            reconciler, actions=iam.RECORD_SCHEDULED_RUN_ACTIONS, sid="RecordScheduledRuns"
+        )
+        table.grant_leases(reconciler, create=False)  # a stopped task's slot is given back
+        cluster.grant_task_actions(reconciler, iam.ECS_TASK_READ_ACTIONS)
+        # Retry after a failed run; a drain request for the freed slot.
+        queue.grant_send(reconciler, sid="EnqueueLaunches")
+        notify(reconciler)
+        bucket.grant_array_merge(reconciler)  # the last child of an array job ended
+
+        table.grant(sweep, iam.SWEEP_TABLE_ACTIONS, sid="JobsTable")
+        table.grant_leases(sweep, create=False)  # slots of lost tasks given back
+        cluster.grant_task_actions(sweep, (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS))
+        queue.grant_send(sweep, sid="EnqueueLaunches")  # retry of a job that never reported
+        notify(sweep)  # a job failed by the sweep is reported like any other failure
+        bucket.grant_array_merge(sweep)  # an array job nobody merged
+        return {g.name: g for g in (api, launcher, reconciler, sweep)}
+
+    def _ledger_and_triggers(self, name: str, child: pulumi.ResourceOptions) -> None:
+        args = self._args
         self.iam_ledger = iam.InlinePolicyLedger()
         for fn in (self.api, self.launcher, self.reconciler, self.sweep):
             role = f"of Lambda {fn.function_name}"
@@ -278,18 +331,18 @@ class ControlPlane(pulumi.ComponentResource):
         # --- triggers ---------------------------------------------------------------------
         self.task_stopped_rule = aws.cloudwatch.EventRule(
             f"{name}-task-stopped",
-            name=f"{platform.name_prefix}-task-stopped",
+            name=f"{args.config.name_prefix}-task-stopped",
             description="STOPPED tasks of this cluster -> reconciler",
-            event_pattern=cluster_arn.apply(lambda arn: json.dumps(task_stopped_pattern(arn))),
+            event_pattern=args.cluster.arn.apply(lambda arn: json.dumps(task_stopped_pattern(arn))),
             opts=child,
         )
         self._target(f"{name}-task-stopped", self.task_stopped_rule, self.reconciler)
 
         self.sweep_rule = aws.cloudwatch.EventRule(
             f"{name}-sweep-schedule",
-            name=f"{platform.name_prefix}-sweep",
+            name=f"{args.config.name_prefix}-sweep",
             description="Periodic timeout / lost-task sweep",
-            schedule_expression=cfg.sweep_rate,
+            schedule_expression=args.config.sweep_rate,
             opts=child,
         )
         self._target(f"{name}-sweep-schedule", self.sweep_rule, self.sweep)
@@ -311,7 +364,8 @@ class ControlPlane(pulumi.ComponentResource):
             rule.arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.cloudwatch.EventTarget(
+        self._permissions.append(permission)
+        target = aws.cloudwatch.EventTarget(
             f"{name}-target",
             rule=rule.name,
             arn=fn.target_arn,
@@ -322,3 +376,4 @@ class ControlPlane(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
+        self._targets.append(target)

@@ -23,9 +23,6 @@ Resource = str | pulumi.Output[str]
 Conditions = Mapping[str, Mapping[str, Any]]
 
 # --- action lists (the one place they are written down) -------------------------------------
-TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem")
-TABLE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-TABLE_RW_ACTIONS = (*TABLE_READ_ACTIONS, *TABLE_WRITE_ACTIONS, "dynamodb:ConditionCheckItem")
 API_TABLE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:PutItem",
@@ -69,6 +66,8 @@ RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
 # The launcher's fan-out step of an array job puts its children (job rows, in transactions).
 CREATE_ARRAY_CHILDREN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
+# What a dead-letter target needs (Scheduler's DLQ), and what no producer may do to a DLQ.
+DEAD_LETTER_SEND_ACTIONS = ("sqs:SendMessage",)
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
@@ -85,12 +84,20 @@ OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
 TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
 ECS_RUN_TASK_ACTIONS = ("ecs:RunTask",)
+# Tags passed to RunTask are authorized as ecs:TagResource on the new task.
+ECS_TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)
 ECS_TASK_READ_ACTIONS = ("ecs:DescribeTasks",)
 ECS_STOP_TASK_ACTIONS = ("ecs:StopTask",)
 # AWS rule: ecs:ListTasks is authorized against the container instance (or nothing) and
 # can only be narrowed with the ecs:cluster condition key, so it takes Resource "*".
 ECS_LIST_TASKS_ACTIONS = ("ecs:ListTasks",)
 PASS_ROLE_ACTIONS = ("iam:PassRole",)
+# AWS rule: sending to an SNS topic or SQS queue encrypted with a customer managed key needs
+# kms:GenerateDataKey and kms:Decrypt on the key; receiving from such a queue kms:Decrypt
+# (SQS Developer Guide, "Amazon SQS Key management": https://docs.aws.amazon.com/
+# AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
+KMS_ENCRYPT_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+KMS_DECRYPT_ACTIONS = ("kms:Decrypt",)
 LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 ECR_PULL_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
@@ -244,20 +251,8 @@ def worker_dispatch(table_arn: Resource, worker: str) -> list[Statement]:
     ]
 
 
-def table_rw(table_arn: Resource, **kw: Any) -> Statement:
-    return table_actions(TABLE_RW_ACTIONS, table_arn, **kw)
-
-
-def queue_send(queue_arn: Resource, sid: str | None = None) -> Statement:
-    return Statement(QUEUE_SEND_ACTIONS, [queue_arn], sid=sid)
-
-
-def queue_consume(queue_arn: Resource, sid: str | None = None) -> Statement:
-    return Statement(QUEUE_CONSUME_ACTIONS, [queue_arn], sid=sid)
-
-
 def bucket_prefix_read(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
-    return Statement(OBJECT_READ_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
+    return Statement(OBJECT_READ_ACTIONS, [objects_under(bucket_arn, prefix)], sid=sid)
 
 
 def bucket_prefix_list(
@@ -274,10 +269,6 @@ def bucket_prefix_list(
         {"StringLike": {"s3:prefix": [f"{p}*" for p in prefixes]}},
         sid=sid,
     )
-
-
-def bucket_prefix_write(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
-    return Statement(OBJECT_WRITE_ACTIONS, [_objects(bucket_arn, prefix)], sid=sid)
 
 
 def array_merge(bucket_arn: Resource) -> list[Statement]:
@@ -299,7 +290,8 @@ def array_merge(bucket_arn: Resource) -> list[Statement]:
     ]
 
 
-def _objects(bucket_arn: Resource, prefix: str) -> pulumi.Output[str]:
+def objects_under(bucket_arn: Resource, prefix: str) -> pulumi.Output[str]:
+    """``<bucket arn>/<prefix>*``: the objects under one literal prefix."""
     if "*" in prefix:
         raise ValueError(f"prefix {prefix!r}: give the literal prefix, '*' is appended")
     return pulumi.Output.concat(bucket_arn, "/", prefix, "*")
@@ -482,48 +474,6 @@ STACK_TAG = "aibatch:stack"
 def stack_tags(name_prefix: str) -> dict[str, str]:
     """The tags that mark a resource as this stack's (``STACK_TAG``)."""
     return {STACK_TAG: name_prefix}
-
-
-def enqueue_launch_queue(queue_arn: Resource, dead_letter_arn: Resource) -> list[Statement]:
-    """SendMessage on the stack's one launch queue, by its exact ARN (every worker's jobs go
-    there, so the grant is the same size for 1 or 1,000 workers), and an explicit Deny on its
-    DLQ: only SQS's redrive may put a message there (``batchctl retry`` moves them back)."""
-    return [
-        Statement(QUEUE_SEND_ACTIONS, [queue_arn], sid="EnqueueLaunches"),
-        Statement(
-            ("sqs:SendMessage",), [dead_letter_arn], sid="NeverIntoDeadLetters", effect="Deny"
-        ),
-    ]
-
-
-def run_stack_tasks(
-    families: Resource, cluster_arn: Resource, worker_roles: Resource
-) -> list[Statement]:
-    """RunTask of this stack's task families in this cluster only, tagging the new tasks at
-    launch, and PassRole on this stack's worker roles, to ECS tasks only.
-
-    AWS rule (Service Authorization Reference, Amazon ECS): ecs:RunTask is authorized on the
-    task-definition resource and takes the ecs:cluster condition key; ecs:TagResource on a task
-    takes ecs:CreateAction. (IAM): iam:PassRole is authorized on the role and takes
-    iam:PassedToService."""
-    return [
-        Statement(
-            ECS_RUN_TASK_ACTIONS, [families], cluster_condition(cluster_arn), sid="RunStackTasks"
-        ),
-        # RunTask passes tags (batch:job-id): AWS authorizes them as ecs:TagResource.
-        Statement(
-            ("ecs:TagResource",),
-            [task_arns_of(cluster_arn)],
-            {"StringEquals": {"ecs:CreateAction": "RunTask"}},
-            sid="TagTasksAtLaunch",
-        ),
-        Statement(
-            PASS_ROLE_ACTIONS,
-            [worker_roles],
-            {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-            sid="PassStackWorkerRoles",
-        ),
-    ]
 
 
 def _role_check(role: str, documents: Sequence[pulumi.Output[str]]) -> pulumi.Output[int]:

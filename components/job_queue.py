@@ -11,11 +11,13 @@ What it makes:
 - a queue policy on both queues that denies any request not made over TLS, and a redrive-allow
   policy so only this queue may use the DLQ;
 - when ``alarm_topic_arn`` is given, a CloudWatch alarm on DLQ depth > 0;
+- ``grant_send(grantee)`` / ``grant_consume(grantee)``: what a producer / the consumer may do
+  on this queue (with the KMS statements when the queue uses a customer managed key), added
+  to the grantee's policy (``components.grants.Grantee``);
 - ``trigger(consumer)``: the SQS event source mapping to the consumer Lambda (the launcher):
   FIFO batch size <= 10, ``ReportBatchItemFailures``, ``max_concurrency``. It is a separate
-  step because the consumer's policy (``iam.queue_consume(queue.arn)``, granted by the
-  consumer's owner) and environment need the queue first, and Lambda checks the role's SQS
-  rights when the mapping is created.
+  step because the consumer's policy (``queue.grant_consume(grantee)``) and environment need
+  the queue first, and Lambda checks the role's SQS rights when the mapping is created.
 
 Idle cost, per stack (not per worker): the mapping's pollers long-poll the queue (about
 263,000 empty receives a month per poller pair; see ``cost/estimator.py``), and one alarm is
@@ -26,7 +28,9 @@ Usage::
     queue = JobQueue("launch", JobQueueArgs(
         name_prefix="ai-batch-dev", consumer_timeout_seconds=60, max_concurrency=2,
         alarm_topic_arn=topic.arn))
-    ...  # the launcher, with iam.queue_consume(queue.queue.arn) in its policy
+    launcher_grants = Grantee("launcher")
+    queue.grant_consume(launcher_grants, sid="ConsumeLaunchQueue")
+    ...  # the launcher, with launcher_grants.statements as its policy
     queue.trigger(launcher.function, depends_on=[launcher.policy])
 """
 
@@ -43,6 +47,8 @@ import pulumi_aws as aws
 from components import aws_rules, iam
 from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
+from components.grants import Grantee
+from components.naming import ChildNames, node_resources
 
 # AWS rule: SQS MessageRetentionPeriod is 60 s .. 1,209,600 s (14 days).
 SQS_MAX_RETENTION_SECONDS = 1_209_600
@@ -72,8 +78,15 @@ class JobQueueArgs:
     message_retention_seconds: int = DEFAULT_RETENTION_SECONDS
     """How long the queue keeps a message: 60 s .. < 14 days. Default 4 days
     (``345600``). The DLQ always keeps 14 days, the maximum."""
+    short_name: str | None = None
+    """The queue's name after the prefix (``<prefix>-<short_name>.fifo``). Default: the
+    resource's logical name."""
+    previous_name: str | None = None
+    """The logical name an existing stack has this queue under, when it was renamed: its
+    children keep their old names as aliases (``components.naming``). Default ``None``."""
     kms_master_key_id: pulumi.Input[str] | None = None
-    """A KMS key for SSE instead of SQS-managed keys. Default ``None`` (SSE-SQS, free)."""
+    """A KMS key for SSE instead of SQS-managed keys, by its key ARN (the grants name it in
+    IAM policies, which take key ARNs). Default ``None`` (SSE-SQS, free)."""
 
 
 def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
@@ -102,6 +115,23 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
     return queue_name, dlq_name, visibility
 
 
+@dataclass(frozen=True)
+class JobQueueNodes:
+    """The children of a ``JobQueue`` (SST's ``nodes``)."""
+
+    queue: aws.sqs.Queue
+    dlq: aws.sqs.Queue
+    redrive_allow: aws.sqs.RedriveAllowPolicy
+    tls_policies: tuple[aws.sqs.QueuePolicy, ...]
+    """The TLS-only policies of the queue and the DLQ."""
+    event_source_mapping: aws.lambda_.EventSourceMapping | None
+    """Made by ``trigger``."""
+    dlq_alarm: aws.cloudwatch.MetricAlarm | None
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
+
+
 class JobQueue(pulumi.ComponentResource):
     """A FIFO queue + FIFO DLQ + TLS-only policies (+ DLQ alarm); ``trigger`` adds the
     consumer's event source mapping."""
@@ -115,10 +145,10 @@ class JobQueue(pulumi.ComponentResource):
         self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:JobQueue", name, None, opts)
-        queue_name, dlq_name, visibility = _validate(args, name)
+        queue_name, dlq_name, visibility = _validate(args, args.short_name or name)
         self._name = name
         self._args = args
-        child = pulumi.ResourceOptions(parent=self)
+        names = self._names = ChildNames(self, name, args.previous_name)
         sse: dict[str, Any] = (
             {"kms_master_key_id": args.kms_master_key_id}
             if args.kms_master_key_id is not None
@@ -126,7 +156,7 @@ class JobQueue(pulumi.ComponentResource):
         )
 
         self.dlq = aws.sqs.Queue(
-            f"{name}-dlq",
+            names.name("dlq"),
             name=dlq_name,
             fifo_queue=True,
             content_based_deduplication=False,
@@ -134,10 +164,10 @@ class JobQueue(pulumi.ComponentResource):
             visibility_timeout_seconds=visibility,
             tags=iam.stack_tags(args.name_prefix),
             **sse,
-            opts=child,
+            opts=names.opts("dlq"),
         )
         self.queue = aws.sqs.Queue(
-            f"{name}-queue",
+            names.name("queue"),
             name=queue_name,
             fifo_queue=True,
             # Producers set MessageDeduplicationId = job id + attempt (jobcontract.queue_message):
@@ -160,29 +190,31 @@ class JobQueue(pulumi.ComponentResource):
                 )
             ),
             **sse,
-            opts=child,
+            opts=names.opts("queue"),
         )
-        aws.sqs.RedriveAllowPolicy(
-            f"{name}-dlq-redrive-allow",
+        self._redrive_allow = aws.sqs.RedriveAllowPolicy(
+            names.name("dlq-redrive-allow"),
             queue_url=self.dlq.id,
             redrive_allow_policy=self.queue.arn.apply(
                 lambda arn: json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [arn]})
             ),
-            opts=child,
+            opts=names.opts("dlq-redrive-allow"),
         )
-        for suffix, q in (("queue", self.queue), ("dlq", self.dlq)):
+        self._tls_policies = tuple(
             aws.sqs.QueuePolicy(
-                f"{name}-{suffix}-tls-only",
+                names.name(f"{suffix}-tls-only"),
                 queue_url=q.id,
                 policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [q.arn])),
-                opts=child,
+                opts=names.opts(f"{suffix}-tls-only"),
             )
+            for suffix, q in (("queue", self.queue), ("dlq", self.dlq))
+        )
 
         self.event_source_mapping = None
         self.dlq_alarm = None
         if args.alarm_topic_arn is not None:
             self.dlq_alarm = dlq_depth_alarm(
-                f"{name}-dlq-depth",
+                names.name("dlq-depth"),
                 queue_name=self.dlq.name,
                 description=(
                     f"Messages in {dlq_name}: jobs that could not be dispatched (the message "
@@ -190,7 +222,7 @@ class JobQueue(pulumi.ComponentResource):
                     "with `batchctl retry WORKER`."
                 ),
                 topic_arn=args.alarm_topic_arn,
-                opts=child,
+                opts=names.opts("dlq-depth"),
             )
 
         self.register_outputs(
@@ -202,19 +234,62 @@ class JobQueue(pulumi.ComponentResource):
             }
         )
 
+    @property
+    def nodes(self) -> JobQueueNodes:
+        """Every child of this queue, by role."""
+        return JobQueueNodes(
+            self.queue,
+            self.dlq,
+            self._redrive_allow,
+            self._tls_policies,
+            self.event_source_mapping,
+            self.dlq_alarm,
+        )
+
+    def grant_send(self, grantee: Grantee, *, sid: str) -> None:
+        """SendMessage on this queue by its exact ARN, and an explicit Deny on its DLQ: only
+        SQS's redrive may put a message there (``batchctl retry`` moves them back)."""
+        grantee.add(
+            iam.Statement(iam.QUEUE_SEND_ACTIONS, [self.queue.arn], sid=sid),
+            iam.Statement(
+                iam.DEAD_LETTER_SEND_ACTIONS,
+                [self.dlq.arn],
+                sid="NeverIntoDeadLetters",
+                effect="Deny",
+            ),
+        )
+        self._grant_key(grantee, iam.KMS_ENCRYPT_ACTIONS, f"{sid}Key")
+
+    def grant_consume(self, grantee: Grantee, *, sid: str) -> None:
+        """Receive, delete and extend messages of this queue (not its DLQ)."""
+        grantee.add(iam.Statement(iam.QUEUE_CONSUME_ACTIONS, [self.queue.arn], sid=sid))
+        self._grant_key(grantee, iam.KMS_DECRYPT_ACTIONS, f"{sid}Key")
+
+    def _grant_key(self, grantee: Grantee, actions: tuple[str, ...], sid: str) -> None:
+        key = self._args.kms_master_key_id
+        if key is None:
+            return  # SSE-SQS: no key permission needed
+        if isinstance(key, str) and not key.startswith("arn:"):
+            raise AwsConstraintError(
+                f"JobQueue {self._name}.kms_master_key_id",
+                key,
+                "a key ARN (IAM policies name KMS keys by ARN, not by id or alias)",
+            )
+        grantee.add(iam.Statement(actions, [pulumi.Output.from_input(key)], sid=sid))
+
     def trigger(
         self,
         consumer: aws.lambda_.Function,
         depends_on: Sequence[pulumi.Resource] = (),
     ) -> aws.lambda_.EventSourceMapping:
         """The event source mapping from this queue to ``consumer`` (once). ``depends_on``: the
-        consumer's policy granting ``iam.queue_consume`` on this queue (Lambda checks the
+        consumer's policy with ``grant_consume`` of this queue (Lambda checks the
         role's SQS rights when the mapping is created)."""
         if self.event_source_mapping is not None:
             raise ValueError(f"JobQueue {self._name}: already triggers a consumer")
         args = self._args
         self.event_source_mapping = aws.lambda_.EventSourceMapping(
-            f"{self._name}-trigger",
+            self._names.name("trigger"),
             event_source_arn=self.queue.arn,
             function_name=consumer.arn,
             batch_size=args.batch_size,
@@ -227,6 +302,6 @@ class JobQueue(pulumi.ComponentResource):
                 )
             ),
             enabled=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
+            opts=self._names.opts("trigger", depends_on=list(depends_on)),
         )
         return self.event_source_mapping

@@ -59,6 +59,7 @@ class MockResource:
     protect: bool = False  # ResourceOptions(protect=...)
     retain_on_delete: bool = False  # ResourceOptions(retain_on_delete=...)
     depends_on: tuple[str, ...] = ()  # logical names of explicit + input dependencies
+    aliases: tuple[str, ...] = ()  # ResourceOptions(aliases=...): the earlier logical names
 
 
 @dataclass
@@ -121,6 +122,8 @@ class AwsMocks(pulumi_mocks.Mocks):
         self.stack = stack
         self._lock = threading.Lock()
         self._counter = 0
+        # (type, logical name) -> the earlier logical name of a resource renamed with an alias
+        self.renamed: dict[tuple[str, str], str] = {}
 
     # --- provider functions --------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -211,7 +214,9 @@ class AwsMocks(pulumi_mocks.Mocks):
             value = inputs.get(key)
             if isinstance(value, str) and value:  # AWS appends a unique 26-character suffix
                 return f"{value}{_digest(typ, name, length=26)}"
-        # Pulumi auto-naming: logical name + 7 random hex (deterministic here).
+        # Pulumi auto-naming: logical name + 7 random hex (deterministic here). A renamed
+        # resource with an alias keeps the name made from its earlier logical name.
+        name = self.renamed.get((typ, name), name)
         return f"{name}-{_digest(typ, name, length=7)}"
 
 
@@ -376,15 +381,28 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def __init__(self, mocks: AwsMocks) -> None:
         super().__init__(mocks)
+        self.mocks: AwsMocks = mocks
+        # URN -> the transforms that apply to its children (its own, then its ancestors')
+        self._transforms_by_urn: dict[str, list[Any]] = {}
         self.recorded: list[MockResource] = []
         self._names_by_urn: dict[str, str] = {}
         self._record_lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
+        transforms = [*request.transforms, *self._transforms_by_urn.get(request.parent, [])]
+        if transforms and request.type != "pulumi:pulumi:Stack":
+            self._apply_transforms(request, transforms)
+        aliases = tuple(_alias_names(request))
+        if aliases:
+            # An aliased resource keeps the physical name it was created with: the provider
+            # reuses the auto-name it finds in the old state (what a deployment would do).
+            self.mocks.renamed[(request.type, request.name)] = aliases[0]
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         urn = response.urn
+        if transforms:
+            self._transforms_by_urn[urn] = transforms
         inputs = unwrap_secrets(pulumi.runtime.rpc.deserialize_properties(request.object))
         state = self.resources[urn].state
         with self._record_lock:
@@ -402,9 +420,61 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     protect=bool(getattr(request, "protect", False)),
                     retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
                     depends_on=depends_on,
+                    aliases=aliases,
                 )
             )
         return response
+
+    def _apply_transforms(self, request: Any, transforms: list[Any]) -> None:
+        """What the engine does with the ``transforms`` resource option: call each transform
+        (the resource's own, then its parent's and so on up) with the resource's type, name,
+        inputs and options, and register what they return. Inputs, ``protect``,
+        ``retain_on_delete`` and ``ignore_changes`` are carried back; other options are not
+        modelled offline."""
+        import grpc
+        from pulumi.runtime.proto import callback_pb2, callback_pb2_grpc, resource_pb2
+
+        for transform in transforms:
+            options = resource_pb2.TransformResourceOptions(
+                protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                ignore_changes=list(request.ignoreChanges),
+            )
+            transform_request = resource_pb2.TransformRequest(
+                type=request.type,
+                name=request.name,
+                custom=request.custom,
+                parent=request.parent,
+                properties=request.object,
+                options=options,
+            )
+            # As the engine does: call the SDK's callback server at the transform's target.
+            with grpc.insecure_channel(transform.target) as channel:
+                answer = callback_pb2_grpc.CallbacksStub(channel).Invoke(
+                    callback_pb2.CallbackInvokeRequest(
+                        token=transform.token, request=transform_request.SerializeToString()
+                    )
+                )
+            result = resource_pb2.TransformResponse.FromString(answer.response)
+            request.object.CopyFrom(result.properties)
+            if result.HasField("options"):
+                request.protect = result.options.protect
+                request.retainOnDelete = result.options.retain_on_delete
+                del request.ignoreChanges[:]
+                request.ignoreChanges.extend(result.options.ignore_changes)
+
+
+def _alias_names(request: Any) -> list[str]:
+    """The earlier logical names a registration carries (alias specs or full alias URNs)."""
+    names = []
+    for alias in request.aliases:
+        if alias.WhichOneof("alias") == "urn":
+            name = alias.urn.rsplit("::", 1)[-1]
+        else:
+            name = alias.spec.name or request.name
+        if name != request.name and name not in names:
+            names.append(name)
+    return names
 
 
 _RUN_LOCK = threading.Lock()

@@ -93,7 +93,20 @@ class BatchPlatform(pulumi.ComponentResource):
 
         self.functions = ControlPlane(
             f"{name}-control",
-            ControlPlaneArgs(platform=self),
+            ControlPlaneArgs(
+                config=cfg,
+                jobs_table=self.jobs_table,
+                results_bucket=self.results_bucket,
+                cluster=self.cluster,
+                failure_topic=self.failure_topic,
+                failure_topic_key=self.failure_topic_key,
+                subnet_ids=self.subnet_ids,
+                security_group_ids=self.security_group_ids,
+                region=self.region,
+                account_id=self.account_id,
+                slack_webhook_secret=self.slack_webhook_secret,
+                notion_secret=self.notion_secret,
+            ),
             opts=child,
         )
         self.register_outputs(

@@ -18,6 +18,7 @@ import pulumi_aws as aws
 
 from components import aws_rules, iam
 from components.aws_rules import AwsConstraintError
+from components.naming import ChildNames, node_resources
 from jobcontract import logs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,12 @@ class PythonFunctionArgs:
     WARN). Default INFO."""
     name_prefix: str | None = None
     """Prefix of the physical name. Default ``<project>-<stack>``."""
+    short_name: str | None = None
+    """The function's name after the prefix (``<prefix>-<short_name>``). Default: the
+    resource's logical name."""
+    previous_name: str | None = None
+    """The logical name an existing stack has this function under, when it was renamed: its
+    children keep their old names as aliases (``components.naming``). Default ``None``."""
 
 
 def code_archive(packages: Sequence[str] = CODE_PACKAGES) -> pulumi.AssetArchive:
@@ -75,6 +82,23 @@ def code_archive(packages: Sequence[str] = CODE_PACKAGES) -> pulumi.AssetArchive
     if not assets:
         raise FileNotFoundError(f"no Python files under {packages} in {REPO_ROOT}")
     return pulumi.AssetArchive(assets)
+
+
+@dataclass(frozen=True)
+class PythonFunctionNodes:
+    """The children of a ``PythonFunction`` (SST's ``nodes``)."""
+
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    policy: aws.iam.RolePolicy
+    """The role's one inline policy."""
+    log_group: aws.cloudwatch.LogGroup
+    alias: aws.lambda_.Alias | None
+    """The ``live`` alias, with provisioned concurrency only."""
+    provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
 
 
 class PythonFunction(pulumi.ComponentResource):
@@ -106,7 +130,8 @@ class PythonFunction(pulumi.ComponentResource):
     ) -> None:
         super().__init__("aibatch:index:PythonFunction", name, None, opts)
         prefix = args.name_prefix or f"{pulumi.get_project()}-{pulumi.get_stack()}".lower()
-        self.function_name = _function_name(prefix, name)
+        self.function_name = _function_name(prefix, args.short_name or name)
+        names = ChildNames(self, name, args.previous_name)
         aws_rules.lambda_memory(args.memory, f"{name}.memory")
         aws_rules.lambda_timeout(args.timeout, f"{name}.timeout")
         aws_rules.log_retention(args.log_retention_days, f"{name}.log_retention_days")
@@ -127,34 +152,32 @@ class PythonFunction(pulumi.ComponentResource):
         level = logs.level_name(args.log_level)
         if level is None:
             raise AwsConstraintError(f"{name}.log_level", args.log_level, "/".join(logs.LEVELS))
-        child = pulumi.ResourceOptions(parent=self)
-
         self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
+            names.name("logs"),
             name=f"/aws/lambda/{self.function_name}",
             retention_in_days=args.log_retention_days,
-            opts=child,
+            opts=names.opts("logs"),
         )
         self.trust_policy = iam.assume_role_policy("lambda.amazonaws.com")
         self.managed_policy_arns = ()
         self.role = aws.iam.Role(
-            f"{name}-role",
+            names.name("role"),
             assume_role_policy=self.trust_policy,
             description=f"Lambda {self.function_name}: own log group + declared grants only",
-            opts=child,
+            opts=names.opts("role"),
         )
         policy = self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
+            names.name("policy"),
             role=self.role.id,
             policy=iam.policy_document(
                 iam.log_group_write(self.log_group.arn, sid="OwnLogGroup"),
                 *args.policy_statements,
             ),
-            opts=child,
+            opts=names.opts("policy"),
         )
         provisioned = args.provisioned_concurrency > 0
         self.function = aws.lambda_.Function(
-            f"{name}-function",
+            names.name("function"),
             name=self.function_name,
             description=args.description,
             runtime=RUNTIME,
@@ -176,25 +199,26 @@ class PythonFunction(pulumi.ComponentResource):
             reserved_concurrent_executions=args.reserved_concurrency,
             publish=provisioned,  # provisioned concurrency needs a published version
             # The log group and the role's policy exist before the first invocation can log.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.log_group, policy]),
+            opts=names.opts("function", depends_on=[self.log_group, policy]),
         )
         self.alias = None
+        self._provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None = None
         self.invoke_arn = self.function.invoke_arn
         self.target_arn = self.function.arn
         if provisioned:
             self.alias = aws.lambda_.Alias(
-                f"{name}-alias",
+                names.name("alias"),
                 name=ALIAS_NAME,
                 function_name=self.function.name,
                 function_version=self.function.version,
-                opts=child,
+                opts=names.opts("alias"),
             )
-            aws.lambda_.ProvisionedConcurrencyConfig(
-                f"{name}-provisioned",
+            self._provisioned = aws.lambda_.ProvisionedConcurrencyConfig(
+                names.name("provisioned"),
                 function_name=self.function.name,
                 qualifier=self.alias.name,
                 provisioned_concurrent_executions=args.provisioned_concurrency,
-                opts=child,
+                opts=names.opts("provisioned"),
             )
             self.invoke_arn = self.alias.invoke_arn
             self.target_arn = self.alias.arn
@@ -205,6 +229,13 @@ class PythonFunction(pulumi.ComponentResource):
                 "role_arn": self.role.arn,
                 "log_group": self.log_group.name,
             }
+        )
+
+    @property
+    def nodes(self) -> PythonFunctionNodes:
+        """Every child of this function, by role."""
+        return PythonFunctionNodes(
+            self.function, self.role, self.policy, self.log_group, self.alias, self._provisioned
         )
 
     def allow_invoke(

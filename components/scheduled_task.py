@@ -34,7 +34,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pulumi
 import pulumi_aws as aws
@@ -44,11 +44,28 @@ from components import aws_rules, iam
 from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 from components.fargate_worker import FargateWorker
+from components.grants import Grantee, grant_run
 from jobcontract import Env
 from jobcontract.schema import Validator
 
-if TYPE_CHECKING:
-    from components.platform import BatchPlatform
+
+class SchedulePlatform(Protocol):
+    """What ``ScheduledTask`` reads of the platform (``BatchPlatform`` is one)."""
+
+    @property
+    def name_prefix(self) -> str: ...
+    @property
+    def cluster(self) -> aws.ecs.Cluster: ...
+    @property
+    def capacity_providers(self) -> aws.ecs.ClusterCapacityProviders: ...
+    @property
+    def assign_public_ip(self) -> bool: ...
+    @property
+    def alarms_enabled(self) -> bool: ...
+    @property
+    def failure_topic(self) -> aws.sns.Topic: ...
+    def network_configuration(self) -> pulumi.Output[dict[str, Any]]: ...
+
 
 TAG_SCHEDULE = "batch:schedule"
 TAG_SOURCE = "batch:source"
@@ -57,8 +74,6 @@ MAX_OVERRIDES_CHARS = 8192
 # AWS rule: schedule names are 1-64 characters of [0-9A-Za-z_.-].
 _SCHEDULE_NAME = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
 DLQ_RETENTION_SECONDS = 1_209_600  # 14 days, the SQS maximum
-SCHEDULER_DLQ_ACTIONS = ("sqs:SendMessage",)
-TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)
 SCHEDULE_GROUP = "default"  # the account's built-in group: nothing to create or pay for
 
 
@@ -66,7 +81,7 @@ SCHEDULE_GROUP = "default"  # the account's built-in group: nothing to create or
 class ScheduledTaskArgs:
     """Arguments of ``ScheduledTask``."""
 
-    platform: BatchPlatform
+    platform: SchedulePlatform
     """The shared platform (cluster, network, failure topic). Required."""
     worker: FargateWorker
     """The worker whose task runs. Required."""
@@ -206,32 +221,18 @@ class ScheduledTask(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        family_arn = pulumi.Output.concat(worker.task_definition.arn_without_revision, ":*")
+        # What the schedule's role may do: run this worker's task family (``grant_run``, as
+        # the launcher is granted every worker's) and dead-letter undeliverable runs.
+        grantee = Grantee(f"{name} scheduler")
+        grant_run(
+            grantee,
+            cluster_arn,
+            pulumi.Output.concat(worker.task_definition.arn_without_revision, ":*"),
+            [worker.task_role.arn, worker.execution_role.arn],
+        )
+        grantee.add(iam.Statement(iam.DEAD_LETTER_SEND_ACTIONS, [self.dlq.arn], sid="DeadLetter"))
         policy = aws.iam.RolePolicy(
-            f"{name}-run-task",
-            role=self.role.id,
-            policy=iam.policy_document(
-                iam.Statement(
-                    iam.ECS_RUN_TASK_ACTIONS,
-                    [family_arn],
-                    {"ArnLike": {"ecs:cluster": cluster_arn}},
-                    sid="RunWorkerTask",
-                ),
-                iam.Statement(
-                    TAG_AT_LAUNCH_ACTIONS,
-                    [iam.task_arns_of(cluster_arn)],
-                    {"StringEquals": {"ecs:CreateAction": "RunTask"}},
-                    sid="TagTaskAtLaunch",
-                ),
-                iam.Statement(
-                    iam.PASS_ROLE_ACTIONS,
-                    [worker.task_role.arn, worker.execution_role.arn],
-                    {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
-                    sid="PassWorkerRoles",
-                ),
-                iam.Statement(SCHEDULER_DLQ_ACTIONS, [self.dlq.arn], sid="DeadLetter"),
-            ),
-            opts=child,
+            f"{name}-run-task", role=self.role.id, policy=grantee.document(), opts=child
         )
 
         network = platform.network_configuration()

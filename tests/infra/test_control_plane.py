@@ -43,7 +43,7 @@ def sized() -> StackGraph:
 def test_functions_are_arm64_python313_sized_from_config(sized: StackGraph) -> None:
     sizes = json.loads(FUNCTIONS_OVERRIDE)
     for key in KEYS:
-        fn = sized.named(FUNCTION, f"{key}-function").inputs
+        fn = sized.named(FUNCTION, f"platform-control-{key}-function").inputs
         assert fn["name"] == f"ai-batch-dev-{key}"
         assert fn["architectures"] == ["arm64"]
         assert fn["runtime"] == "python3.13"
@@ -59,18 +59,23 @@ def test_functions_are_arm64_python313_sized_from_config(sized: StackGraph) -> N
 
 def test_each_function_logs_json_to_its_own_log_group(dev_platform: StackGraph) -> None:
     for key in KEYS:
-        fn = dev_platform.named(FUNCTION, f"{key}-function")
-        group = dev_platform.named("aws:cloudwatch/logGroup:LogGroup", f"{key}-logs")
+        fn = dev_platform.named(FUNCTION, f"platform-control-{key}-function")
+        group = dev_platform.named(
+            "aws:cloudwatch/logGroup:LogGroup", f"platform-control-{key}-logs"
+        )
         assert group.inputs["name"] == f"/aws/lambda/{fn.inputs['name']}"
         assert group.inputs["retentionInDays"] == 7
         assert fn.inputs["loggingConfig"]["logFormat"] == "JSON"
         assert fn.inputs["loggingConfig"]["logGroup"] == group.inputs["name"]
-        assert f"{key}-logs" in fn.depends_on and f"{key}-policy" in fn.depends_on
-        stmts = role_policy(dev_platform, f"{key}-policy")
+        assert (
+            f"platform-control-{key}-logs" in fn.depends_on
+            and f"platform-control-{key}-policy" in fn.depends_on
+        )
+        stmts = role_policy(dev_platform, f"platform-control-{key}-policy")
         (logs,) = grants(stmts, "logs:PutLogEvents")
         assert logs["Resource"] == [f"{group.outputs['arn']}:log-stream:*"]
         assert set(as_list(logs["Action"])) == {"logs:CreateLogStream", "logs:PutLogEvents"}
-        role = dev_platform.named("aws:iam/role:Role", f"{key}-role")
+        role = dev_platform.named("aws:iam/role:Role", f"platform-control-{key}-role")
         trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         assert trust == [
             {
@@ -88,7 +93,9 @@ def test_environment_comes_from_the_job_contract(dev_platform: StackGraph) -> No
     topic = dev_platform.named("aws:sns/topic:Topic", "platform-failures").outputs
     sg = dev_platform.of_type("aws:ec2/securityGroup:SecurityGroup")[0].outputs
     for key in KEYS:
-        env = dev_platform.named(FUNCTION, f"{key}-function").inputs["environment"]["variables"]
+        env = dev_platform.named(FUNCTION, f"platform-control-{key}-function").inputs[
+            "environment"
+        ]["variables"]
         assert env[Env.JOBS_TABLE] == table["name"]
         assert env[Env.RESULTS_BUCKET] == bucket["bucket"]
         assert env[Env.CLUSTER_ARN] == cluster["arn"]
@@ -99,7 +106,7 @@ def test_environment_comes_from_the_job_contract(dev_platform: StackGraph) -> No
         assert env[Env.JOB_TTL_DAYS] == "14" and env[Env.STACK] == "dev"
         assert Env.SLACK_WEBHOOK_SECRET_ARN not in env and Env.NOTION_SECRET_ARN not in env
         # Dispatch settings: the one launch queue, its trigger's concurrency, the vCPU budget.
-        launch = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs
+        launch = dev_platform.named("aws:sqs/queue:Queue", "platform-control-launch-queue").outputs
         assert env[Env.LAUNCH_QUEUE_URL] == launch["url"]
         assert env[Env.LAUNCHER_CONCURRENCY] == "2"
         assert env[Env.FARGATE_VCPU_LIMIT] == "6"
@@ -109,17 +116,23 @@ def test_one_launch_queue_trigger_with_the_stack_concurrency(
     platform_graph: Callable[..., StackGraph], dev_platform: StackGraph
 ) -> None:
     (esm,) = dev_platform.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
-    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue")
-    launcher = dev_platform.named("aws:lambda/function:Function", "launcher-function")
+    queue = dev_platform.named("aws:sqs/queue:Queue", "platform-control-launch-queue")
+    launcher = dev_platform.named(
+        "aws:lambda/function:Function", "platform-control-launcher-function"
+    )
     assert esm.inputs["eventSourceArn"] == queue.outputs["arn"]
     assert esm.inputs["functionName"] == launcher.outputs["arn"]
     assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 2}  # AWS minimum, default
-    assert "launcher-policy" in esm.depends_on  # Lambda checks the consume grant first
+    assert (
+        "platform-control-launcher-policy" in esm.depends_on
+    )  # Lambda checks the consume grant first
     assert queue.inputs["visibilityTimeoutSeconds"] == 6 * launcher.inputs["timeout"]
     graph = platform_graph("dev", {"launcherConcurrency": "8", "fargateVcpuLimit": "0"})
     (esm,) = graph.of_type("aws:lambda/eventSourceMapping:EventSourceMapping")
     assert esm.inputs["scalingConfig"] == {"maximumConcurrency": 8}
-    env = graph.named("aws:lambda/function:Function", "launcher-function").inputs["environment"]
+    env = graph.named("aws:lambda/function:Function", "platform-control-launcher-function").inputs[
+        "environment"
+    ]
     assert env["variables"][Env.LAUNCHER_CONCURRENCY] == "8"
     assert env["variables"][Env.FARGATE_VCPU_LIMIT] == "0"
 
@@ -130,7 +143,7 @@ def _table_resources(graph: StackGraph) -> list[str]:
 
 
 def test_api_role(dev_platform: StackGraph) -> None:
-    stmts = role_policy(dev_platform, "api-policy")
+    stmts = role_policy(dev_platform, "platform-control-api-policy")
     bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
     assert actions_of(stmts) == {
         "logs:CreateLogStream",
@@ -152,8 +165,10 @@ def test_api_role(dev_platform: StackGraph) -> None:
     # once per stack, not per worker: the one launch queue by its ARN, never its DLQ
     (send,) = grants(stmts, "sqs:SendMessage")
     (deny,) = [s for s in stmts if s["Effect"] == "Deny"]
-    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
-    dlq = dev_platform.named("aws:sqs/queue:Queue", "launch-dlq").outputs["arn"]
+    queue = dev_platform.named("aws:sqs/queue:Queue", "platform-control-launch-queue").outputs[
+        "arn"
+    ]
+    dlq = dev_platform.named("aws:sqs/queue:Queue", "platform-control-launch-dlq").outputs["arn"]
     assert queue.endswith(":ai-batch-dev-launch.fifo")
     assert dlq.endswith(":ai-batch-dev-launch-dlq.fifo")
     assert send["Resource"] == [queue]
@@ -170,7 +185,7 @@ def test_api_role(dev_platform: StackGraph) -> None:
 
 
 def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
-    stmts = role_policy(dev_platform, "launcher-policy")
+    stmts = role_policy(dev_platform, "platform-control-launcher-policy")
     cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
     assert actions_of(stmts) == {
         "logs:CreateLogStream",
@@ -199,7 +214,9 @@ def test_launcher_role_reads_tasks_of_this_cluster_only(dev_platform: StackGraph
         "s3:PutObject",
     }
     (consume,) = grants(stmts, "sqs:ReceiveMessage")
-    queue = dev_platform.named("aws:sqs/queue:Queue", "launch-queue").outputs["arn"]
+    queue = dev_platform.named("aws:sqs/queue:Queue", "platform-control-launch-queue").outputs[
+        "arn"
+    ]
     assert consume["Resource"] == [queue]
     (stop,) = grants(stmts, "ecs:StopTask")
     assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
@@ -240,7 +257,7 @@ ACCOUNT = "123456789012"
 OWN_CLUSTER = f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/ai-batch-dev"
 
 
-def _launcher(graph: StackGraph, name: str = "launcher-policy") -> list[Policy]:
+def _launcher(graph: StackGraph, name: str = "platform-control-launcher-policy") -> list[Policy]:
     return [Policy.parse(name, graph.named("aws:iam/rolePolicy:RolePolicy", name).inputs["policy"])]
 
 
@@ -284,7 +301,7 @@ def test_stack_wide_grants_deny_a_neighbouring_stacks_resources(
     own_task = f"arn:aws:ecs:us-east-1:{ACCOUNT}:task/ai-batch-dev/0123"
     tag_later = {"ecs:CreateAction": "TagResource"}
     assert not _allowed(launcher, "ecs:TagResource", own_task, **tag_later)
-    api = _launcher(dev_platform, "api-policy")
+    api = _launcher(dev_platform, "platform-control-api-policy")
     own_queue = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-launch.fifo"
     assert _allowed(api, "sqs:SendMessage", own_queue)
     dlq = f"arn:aws:sqs:us-east-1:{ACCOUNT}:ai-batch-dev-launch-dlq.fifo"
@@ -299,7 +316,7 @@ def test_stack_wide_grants_deny_a_neighbouring_stacks_resources(
 
 
 def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -> None:
-    stmts = role_policy(dev_platform, "sweep-policy")
+    stmts = role_policy(dev_platform, "platform-control-sweep-policy")
     cluster = dev_platform.named("aws:ecs/cluster:Cluster", "platform-cluster").outputs["arn"]
     (stop,) = grants(stmts, "ecs:StopTask")
     assert stop["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
@@ -319,29 +336,37 @@ def test_sweep_role_stops_tasks_of_this_cluster_only(dev_platform: StackGraph) -
 def test_reconciler_reads_only_the_notification_secrets(
     platform_graph: Callable[..., StackGraph], dev_platform: StackGraph
 ) -> None:
-    plain = role_policy(dev_platform, "reconciler-policy")
+    plain = role_policy(dev_platform, "platform-control-reconciler-policy")
     assert not grants(plain, "secretsmanager:GetSecretValue")
     topic = dev_platform.named("aws:sns/topic:Topic", "platform-failures").outputs["arn"]
     assert grants(plain, "sns:Publish")[0]["Resource"] == [topic]
 
     graph = platform_graph("dev", {"ai-batch:notifications": SECRETS})
-    stmts = role_policy(graph, "reconciler-policy")
+    stmts = role_policy(graph, "platform-control-reconciler-policy")
     secrets = {s.outputs["arn"] for s in graph.of_type("aws:secretsmanager/secret:Secret")}
     assert len(secrets) == 2
     (read,) = grants(stmts, "secretsmanager:GetSecretValue")
     assert set(read["Resource"]) == secrets
-    env = graph.named(FUNCTION, "reconciler-function").inputs["environment"]["variables"]
+    env = graph.named(FUNCTION, "platform-control-reconciler-function").inputs["environment"][
+        "variables"
+    ]
     assert {env[Env.SLACK_WEBHOOK_SECRET_ARN], env[Env.NOTION_SECRET_ARN]} == secrets
     # The API handler never reads notification secrets.
-    assert not grants(role_policy(graph, "api-policy"), "secretsmanager:GetSecretValue")
+    assert not grants(
+        role_policy(graph, "platform-control-api-policy"), "secretsmanager:GetSecretValue"
+    )
 
 
 def test_prod_publishers_may_use_the_topic_key(prod_platform: StackGraph) -> None:
     key = prod_platform.named("aws:kms/key:Key", "platform-topic-key").outputs["arn"]
     for key_name in ("launcher", "reconciler", "sweep"):
-        (kms,) = grants(role_policy(prod_platform, f"{key_name}-policy"), "kms:GenerateDataKey")
+        (kms,) = grants(
+            role_policy(prod_platform, f"platform-control-{key_name}-policy"), "kms:GenerateDataKey"
+        )
         assert kms["Resource"] == [key]
-    assert not grants(role_policy(prod_platform, "api-policy"), "kms:GenerateDataKey")
+    assert not grants(
+        role_policy(prod_platform, "platform-control-api-policy"), "kms:GenerateDataKey"
+    )
 
 
 def test_reconciler_rule_matches_stopped_tasks_of_this_cluster_only(
@@ -354,7 +379,7 @@ def test_reconciler_rule_matches_stopped_tasks_of_this_cluster_only(
         "detail-type": ["ECS Task State Change"],
         "detail": {"clusterArn": [cluster], "lastStatus": ["STOPPED"]},
     }
-    reconciler = dev_platform.named(FUNCTION, "reconciler-function").outputs
+    reconciler = dev_platform.named(FUNCTION, "platform-control-reconciler-function").outputs
     target = dev_platform.named(
         "aws:cloudwatch/eventTarget:EventTarget", "platform-control-task-stopped-target"
     ).inputs
@@ -374,7 +399,7 @@ def test_sweep_runs_on_the_configured_schedule(
     for graph, rate in ((dev_platform, "rate(10 minutes)"), (prod_platform, "rate(5 minutes)")):
         rule = graph.named("aws:cloudwatch/eventRule:EventRule", "platform-control-sweep-schedule")
         assert rule.inputs["scheduleExpression"] == rate
-        sweep = graph.named(FUNCTION, "sweep-function").outputs
+        sweep = graph.named(FUNCTION, "platform-control-sweep-function").outputs
         permission = graph.named(
             "aws:lambda/permission:Permission", "platform-control-sweep-schedule-invoke"
         ).inputs
@@ -388,14 +413,15 @@ def test_provisioned_concurrency_uses_a_live_alias(
     graph = platform_graph(
         "dev", {"ai-batch:functions": json.dumps({"api": {"provisionedConcurrency": 2}})}
     )
-    api = graph.named(FUNCTION, "api-function")
+    api = graph.named(FUNCTION, "platform-control-api-function")
     assert api.inputs["publish"] is True
-    alias = graph.named("aws:lambda/alias:Alias", "api-alias")
+    alias = graph.named("aws:lambda/alias:Alias", "platform-control-api-alias")
     assert (
         alias.inputs["name"] == "live" and alias.inputs["functionVersion"] == api.outputs["version"]
     )
     config = graph.named(
-        "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig", "api-provisioned"
+        "aws:lambda/provisionedConcurrencyConfig:ProvisionedConcurrencyConfig",
+        "platform-control-api-provisioned",
     ).inputs
     assert config["qualifier"] == "live" and config["provisionedConcurrentExecutions"] == 2
     # Only the API handler gets warm instances.
@@ -415,7 +441,7 @@ def test_code_zip_holds_only_handler_and_contract_sources() -> None:
 def test_reconciler_creates_only_job_rows_and_deletes_only_leases(
     dev_platform: StackGraph,
 ) -> None:
-    stmts = role_policy(dev_platform, "reconciler-policy")
+    stmts = role_policy(dev_platform, "platform-control-reconciler-policy")
     table = {a for a in actions_of(stmts) if a.startswith("dynamodb:")}
     assert table == {
         "dynamodb:GetItem",
@@ -498,7 +524,7 @@ def test_bedrock_grants_name_the_model(run_component: Callable[..., StackGraph])
 def test_api_role_puts_objects_under_inputs_only(dev_platform: StackGraph) -> None:
     """What a POST /uploads form (authorized as the API role's s3:PutObject on its key) can
     reach: any worker's inputs, nothing else in the bucket, nothing in another bucket."""
-    policies = _launcher(dev_platform, "api-policy")
+    policies = _launcher(dev_platform, "platform-control-api-policy")
     bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
     upload = f"{bucket}/inputs/image-alt-generator/{'a' * 32}/a.png"
     assert _allowed(policies, "s3:PutObject", upload)
@@ -511,11 +537,13 @@ def test_api_role_puts_objects_under_inputs_only(dev_platform: StackGraph) -> No
         "arn:aws:s3:::another-bucket/inputs/a.png",
     ):
         assert not _allowed(policies, "s3:PutObject", elsewhere), elsewhere
-    (write,) = grants(role_policy(dev_platform, "api-policy"), "s3:PutObject")
+    (write,) = grants(role_policy(dev_platform, "platform-control-api-policy"), "s3:PutObject")
     assert write["Sid"] == "WriteInputs" and as_list(write["Action"]) == ["s3:PutObject"]
 
 
-@pytest.mark.parametrize("role", ["reconciler-policy", "sweep-policy"])
+@pytest.mark.parametrize(
+    "role", ["platform-control-reconciler-policy", "platform-control-sweep-policy"]
+)
 def test_array_merge_writes_only_merged_results(dev_platform: StackGraph, role: str) -> None:
     """The reconciler and the sweep merge array jobs: they read children's result.json and
     write a parent's results.jsonl and summary.json, and nothing else in the bucket (not a
@@ -532,5 +560,5 @@ def test_array_merge_writes_only_merged_results(dev_platform: StackGraph, role: 
     assert not _allowed(
         policies, "s3:PutObject", "arn:aws:s3:::other-bucket/results/a/results.jsonl"
     )
-    api = _launcher(dev_platform, "api-policy")
+    api = _launcher(dev_platform, "platform-control-api-policy")
     assert not _allowed(api, "s3:PutObject", f"{parent}/results.jsonl")

@@ -109,7 +109,7 @@ def test_event_source_mapping(graph: StackGraph) -> None:
 
 
 def test_no_policy_on_the_consumer_role(graph: StackGraph) -> None:
-    """The consumer's owner grants iam.queue_consume in the consumer's own policy (the
+    """The consumer's owner grants queue.grant_consume in the consumer's own policy (the
     launcher's, in ControlPlane): the queue adds no per-queue policy to any role."""
     assert graph.of_type("aws:iam/rolePolicy:RolePolicy") == []
     esm = graph.named("aws:lambda/eventSourceMapping:EventSourceMapping", "summarize-trigger")

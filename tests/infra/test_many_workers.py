@@ -19,7 +19,12 @@ from tests.infra.policies import role_quotas
 pytestmark = pytest.mark.xdist_group("pulumi")
 
 MANY = 60
-CONTROL_PLANE_ROLES = ("api-role", "launcher-role", "reconciler-role", "sweep-role")
+CONTROL_PLANE_ROLES = (
+    "platform-control-api-role",
+    "platform-control-launcher-role",
+    "platform-control-reconciler-role",
+    "platform-control-sweep-role",
+)
 # 2x headroom on every IAM quota (aws_rules: IAM User Guide, "IAM and AWS STS quotas").
 INLINE_BUDGET = aws_rules.IAM_ROLE_INLINE_POLICY_CHARS // 2  # 5,120
 MANAGED_BUDGET = aws_rules.IAM_MANAGED_POLICIES_PER_ROLE // 2  # 5

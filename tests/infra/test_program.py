@@ -201,7 +201,10 @@ def test_everything_belongs_to_a_component(dev_graph: StackGraph) -> None:
     seen = Counter((r.type, r.name) for r in dev_graph.resources)
     assert [k for k, v in seen.items() if v > 1] == []
     # The reconciler and launcher live inside the platform's control plane.
-    assert _ancestors(dev_graph, "reconciler-function")[-2:] == ["platform-control", "platform"]
+    assert _ancestors(dev_graph, "platform-control-reconciler-function")[-2:] == [
+        "platform-control",
+        "platform",
+    ]
 
 
 def test_prod_alarms_watch_every_function_and_the_api(prod_graph: StackGraph) -> None:

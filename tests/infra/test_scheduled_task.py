@@ -136,10 +136,10 @@ def test_role_trust_and_scope(graph: StackGraph) -> None:
     }
     cluster_arn = graph.named("aws:ecs/cluster:Cluster", "cluster").outputs["arn"]
     task = graph.named("aws:ecs/taskDefinition:TaskDefinition", "audit-task").outputs
-    run = statements["RunWorkerTask"]
+    run = statements["RunWorkerTasks"]  # grants.grant_run, as the launcher's
     assert run["Action"] == ["ecs:RunTask"]
     assert run["Resource"] == [task["arnWithoutRevision"] + ":*"]
-    assert run["Condition"] == {"ArnLike": {"ecs:cluster": cluster_arn}}
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": cluster_arn}}
     passes = statements["PassWorkerRoles"]
     worker_roles = {
         graph.named("aws:iam/role:Role", n).outputs["arn"]
@@ -153,13 +153,18 @@ def test_role_trust_and_scope(graph: StackGraph) -> None:
     assert statements["DeadLetter"]["Resource"] == [
         graph.named("aws:sqs/queue:Queue", "nightly-dlq").outputs["arn"]
     ]
-    assert statements["TagTaskAtLaunch"]["Condition"] == {
+    assert statements["TagTasksAtLaunch"]["Condition"] == {
         "StringEquals": {"ecs:CreateAction": "RunTask"}
     }
     for s in statements.values():
         assert all("*" not in a for a in s["Action"])
         assert "*" not in s["Resource"]
-    assert set(statements) == {"RunWorkerTask", "PassWorkerRoles", "DeadLetter", "TagTaskAtLaunch"}
+    assert set(statements) == {
+        "RunWorkerTasks",
+        "PassWorkerRoles",
+        "DeadLetter",
+        "TagTasksAtLaunch",
+    }
 
 
 def test_no_alarm_in_dev_alarm_in_prod(graph: StackGraph, source: Path) -> None:

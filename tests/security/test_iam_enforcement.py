@@ -131,9 +131,9 @@ def world(security_graphs: dict[str, StackGraph]) -> Iterator[World]:
         )
         assert res.table_name == str(graph.of_type(rules.T_TABLE)[0].outputs["name"])
         roles = {
-            "api": _role_name(graph, "api-role"),
-            "launcher": _role_name(graph, "launcher-role"),
-            "reconciler": _role_name(graph, "reconciler-role"),
+            "api": _role_name(graph, "platform-control-api-role"),
+            "launcher": _role_name(graph, "platform-control-launcher-role"),
+            "reconciler": _role_name(graph, "platform-control-reconciler-role"),
             **{f"{w}-task": _role_name(graph, f"{w}-task-role") for w in WORKERS},
         }
         admin = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,

@@ -265,7 +265,7 @@ def test_run_task_names_one_family_in_one_cluster(graph: StackGraph) -> None:
 
 def test_pass_role_names_only_the_workers_roles(graph: StackGraph) -> None:
     # The launcher: every worker role of this stack by path, and only those.
-    launcher = graph.named(rules.T_ROLE_POLICY, "launcher-policy")
+    launcher = graph.named(rules.T_ROLE_POLICY, "platform-control-launcher-policy")
     doc = json.loads(launcher.inputs["policy"])
     passes = [s for s in statements(doc) if "iam:PassRole" in as_list(s["Action"])]
     assert len(passes) == 1

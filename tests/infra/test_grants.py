@@ -1,0 +1,121 @@
+"""Grants on the resource accessed (components/grants.py, JobQueue.grant_send/_consume):
+what each grant writes into a role's policy, under Pulumi mocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi_aws as aws
+import pytest
+
+from components import grants
+from components.aws_rules import AwsConstraintError
+from components.job_queue import JobQueue, JobQueueArgs
+from components.offline import StackGraph, run_program
+from tests.infra.policies import role_policy
+
+pytestmark = pytest.mark.xdist_group("pulumi")
+
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+CLUSTER = "arn:aws:ecs:us-east-1:123456789012:cluster/ai-batch-dev"
+
+
+def _policy_of(grant: Any, **queue_args: Any) -> StackGraph:
+    """A queue, one role whose one policy is what ``grant(queue, grantee)`` granted."""
+
+    def program() -> None:
+        queue = JobQueue(
+            "q",
+            JobQueueArgs(name_prefix="ai-batch-dev", consumer_timeout_seconds=60, **queue_args),
+        )
+        grantee = grants.Grantee("producer")
+        grant(queue, grantee)
+        role = aws.iam.Role("r", assume_role_policy="{}")
+        aws.iam.RolePolicy("p", role=role.id, policy=grantee.document())
+
+    return run_program(program)
+
+
+def _by_sid(graph: StackGraph) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in role_policy(graph, "p")}
+
+
+def test_a_new_enqueuer_is_one_line() -> None:
+    graph = _policy_of(lambda q, g: q.grant_send(g, sid="Enqueue"))
+    queue = graph.named("aws:sqs/queue:Queue", "q-queue").outputs["arn"]
+    dlq = graph.named("aws:sqs/queue:Queue", "q-dlq").outputs["arn"]
+    statements = _by_sid(graph)
+    assert set(statements) == {"Enqueue", "NeverIntoDeadLetters"}  # SSE-SQS: no key grant
+    assert statements["Enqueue"]["Action"] == ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+    assert statements["Enqueue"]["Resource"] == [queue]
+    deny = statements["NeverIntoDeadLetters"]
+    assert deny["Effect"] == "Deny" and deny["Resource"] == [dlq]
+
+
+def test_a_queue_with_a_customer_key_grants_the_key_too() -> None:
+    send = _by_sid(
+        _policy_of(lambda q, g: q.grant_send(g, sid="Enqueue"), kms_master_key_id=KEY_ARN)
+    )
+    assert send["EnqueueKey"]["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert send["EnqueueKey"]["Resource"] == [KEY_ARN]
+    consume = _by_sid(
+        _policy_of(lambda q, g: q.grant_consume(g, sid="Consume"), kms_master_key_id=KEY_ARN)
+    )
+    assert consume["ConsumeKey"]["Action"] == ["kms:Decrypt"]  # a consumer only decrypts
+    assert "sqs:ReceiveMessage" in consume["Consume"]["Action"]
+
+
+def test_a_key_alias_cannot_be_granted() -> None:
+    with pytest.raises(AwsConstraintError, match="key ARN"):
+        _policy_of(lambda q, g: q.grant_send(g, sid="E"), kms_master_key_id="alias/mine")
+
+
+def _statements(build: Any) -> list[dict[str, Any]]:
+    def program() -> None:
+        grantee = grants.Grantee("g")
+        build(grantee)
+        role = aws.iam.Role("r", assume_role_policy="{}")
+        aws.iam.RolePolicy("p", role=role.id, policy=grantee.document())
+
+    return role_policy(run_program(program), "p")
+
+
+def test_grant_run_is_scoped_to_the_cluster_the_families_and_the_roles() -> None:
+    roles = ["arn:aws:iam::123456789012:role/aibatch/ai-batch-dev/workers/w-task"]
+    family = "arn:aws:ecs:us-east-1:123456789012:task-definition/ai-batch-dev-w:*"
+    run, tag, passes = _statements(lambda g: grants.grant_run(g, CLUSTER, family, roles))
+    assert run["Action"] == ["ecs:RunTask"] and run["Resource"] == [family]
+    assert run["Condition"] == {"ArnEquals": {"ecs:cluster": CLUSTER}}
+    assert tag["Resource"] == ["arn:aws:ecs:us-east-1:123456789012:task/ai-batch-dev/*"]
+    assert tag["Condition"] == {"StringEquals": {"ecs:CreateAction": "RunTask"}}
+    assert passes["Resource"] == roles
+    assert passes["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    }
+
+
+def test_bucket_and_table_grants_name_their_prefix_and_keys() -> None:
+    bucket = grants.ResultsBucket("arn:aws:s3:::b")
+    table = grants.JobsTable("arn:aws:dynamodb:us-east-1:123456789012:table/t")
+
+    def build(g: grants.Grantee) -> None:
+        bucket.grant_prefix(g, "inputs/", write=True, sid="W")
+        table.grant_job_rows(g, "w", actions=("dynamodb:GetItem",), sid="Rows")
+        table.grant_job_rows(g, actions=("dynamodb:PutItem",), sid="AnyJobRows")
+
+    write, rows, any_rows = _statements(build)
+    assert write["Action"] == ["s3:PutObject"] and write["Resource"] == ["arn:aws:s3:::b/inputs/*"]
+    assert rows["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["job#w_*"]}}
+    assert any_rows["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] == ["job#*"]
+    with pytest.raises(ValueError, match="read, write or both"):
+        bucket.grant_prefix(grants.Grantee("g"), "inputs/", sid="Nothing")
+    with pytest.raises(ValueError, match="literal prefix"):
+        bucket.grant_prefix(grants.Grantee("g"), "inputs/*", read=True, sid="Star")
+
+
+def test_the_failure_topic_grants_its_key_only_when_it_has_one() -> None:
+    topic = "arn:aws:sns:us-east-1:123456789012:t"
+    (publish,) = _statements(lambda g: grants.FailureTopic(topic).grant_publish(g))
+    assert publish["Action"] == ["sns:Publish"]
+    _, key = _statements(lambda g: grants.FailureTopic(topic, KEY_ARN).grant_publish(g))
+    assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and key["Resource"] == [KEY_ARN]
