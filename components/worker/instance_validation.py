@@ -139,7 +139,8 @@ def _network_mode(name: str, args: InstanceWorkerArgs, platform: Any) -> str:
 
 
 def _fallback_worker(name: str, args: InstanceWorkerArgs, schema_json: str, prefix: str) -> None:
-    """The fallback must take this worker's jobs as they are (``instance_rules.fallback_worker``)."""
+    """The fallback must take this worker's jobs as they are
+    (``instance_rules.fallback_worker``)."""
     # Imported here: the component modules need Pulumi, this module does not.
     from components.fargate_worker import FargateWorker
     from components.instance_worker import InstanceWorker
