@@ -650,6 +650,30 @@ def test_reuse_off_runs_one_job(runtime_env: RuntimeEnv) -> None:
     assert code == exit_codes.OK and runtime_env.store.get(parked)["status"] == "QUEUED"
 
 
+def test_a_task_exits_after_an_array_child_instead_of_staying_warm(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """A child is counted on its parent when its task stops, so after a child the task does
+    not idle or take the next parked job: the parent's end is not held back by reuse."""
+    from jobcontract.dispatch import Claimed, Dispatch
+
+    dispatch = Dispatch(runtime_env.store)
+    parent = new_queued(runtime_env, {"items": ["p"]})
+    child = new_queued(runtime_env, {"items": ["a"]}, parent_id=parent)
+    assert isinstance(dispatch.claim(child, 0, WORKER, cap=1, cpu=256), Claimed)
+    parked = new_queued(runtime_env, {"items": ["b"]})
+    assert dispatch.park(parked, 0, WORKER)
+    started = time.monotonic()
+    env = runtime_env.job_env(child, **{Env.REUSE_IDLE_SECONDS: "5"})
+    code, logs = run(crash_on_flag, env)
+    assert code == exit_codes.OK and time.monotonic() - started < 4  # no 5-s idle window
+    assert runtime_env.store.get(child)["status"] == "SUCCEEDED"
+    assert runtime_env.store.get(parked)["status"] == "QUEUED"  # left to a new task
+    assert [line["event"] for line in logs if line["event"].startswith("reuse_")] == [
+        "reuse_ends_after_array_child"
+    ]
+
+
 @worker(name=WORKER)
 def crash_on_flag(ctx: JobContext) -> dict[str, Any]:
     if ctx.input.get("crash"):
@@ -657,7 +681,9 @@ def crash_on_flag(ctx: JobContext) -> dict[str, Any]:
     return {"items": [i.upper() for i in ctx.input["items"]]}
 
 
-def new_queued(runtime_env: RuntimeEnv, job_input: dict[str, Any]) -> str:
+def new_queued(
+    runtime_env: RuntimeEnv, job_input: dict[str, Any], parent_id: str | None = None
+) -> str:
     from jobcontract import new_job_id
 
     job_id = new_job_id(WORKER)
@@ -669,6 +695,7 @@ def new_queued(runtime_env: RuntimeEnv, job_input: dict[str, Any]) -> str:
             "max_attempts": 3,
             "input": job_input,
             "source": "api",
+            **({"parent_id": parent_id} if parent_id else {}),
         }
     )
     time.sleep(0.002)  # distinct created_at: oldest first is observable

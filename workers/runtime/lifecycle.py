@@ -227,8 +227,10 @@ def run_worker(
         s3 = boto3.client("s3")
     job_store = store or JobStore(settings.table)
 
+    array_children: list[bool] = []  # per job run: was it an array job's child?
+
     def run(job_settings: Settings, stop: StopFlag, job_model: ModelClient | None) -> int:
-        return _JobRun(
+        job_run = _JobRun(
             definition,
             job_settings,
             environ,
@@ -238,12 +240,18 @@ def run_worker(
             logger=JsonLogger(stream, worker=definition.name),
             hard_exit=hard_exit,
             stop=stop,
-        ).execute()
+        )
+        code = job_run.execute()
+        array_children.append(job_run.array_child)
+        return code
 
     restore = _install_signal_handlers(signals, logger) if install_signal_handlers else None
     try:
         codes = [run(settings, signals.current, chosen_model)]
-        for claimed in _reused_jobs(settings, job_store, environ, logger, signals, codes):
+        reused = _reused_jobs(
+            settings, job_store, environ, logger, signals, codes, lambda: array_children[-1]
+        )
+        for claimed in reused:
             stop = signals.next_job()
             job_settings = replace(settings, job_id=claimed.job_id, attempt=claimed.attempt)
             codes.append(run(job_settings, stop, model_for(stop)))
@@ -260,10 +268,15 @@ def _reused_jobs(
     logger: JsonLogger,
     signals: TaskSignals,
     codes: list[int],
+    ended_array_child: Callable[[], bool] = lambda: False,
 ) -> Iterator[Claimed]:
     """The next jobs this task takes (``jobcontract.dispatch.wait_for_next``), while the last
     one ended cleanly, reuse is on and no SIGTERM came. Any AWS trouble ends the reuse: the
-    task exits and its STOPPED event releases its slot."""
+    task exits and its STOPPED event releases its slot.
+
+    After an array job's child the task exits too: the reconciler counts a child on its
+    parent when the child's task stops (``handlers.arrays.record_end``), so a task kept warm
+    would hold the parent's end back by its idle window, or by every job it took next."""
     if settings.reuse_idle_seconds <= 0 or settings.job_id is None or settings.attempt is None:
         return
     lease = slot_key(settings.job_id, settings.attempt)
@@ -273,6 +286,9 @@ def _reused_jobs(
     finished = settings.job_id
     for _ in range(MAX_JOBS_PER_TASK - 1):
         if codes[-1] not in REUSABLE_EXITS or signals.terminating.is_set():
+            return
+        if ended_array_child():
+            logger.info("reuse_ends_after_array_child", job_id=finished)
             return
         try:
             claimed = wait_for_next(
@@ -355,6 +371,7 @@ class _JobRun:
         self.checkpoint = Checkpoint()
         self.context: JobContext | None = None  # set once the handler is about to run
         self.max_failed_item_share: float | int = DEFAULT_MAX_FAILED_ITEM_SHARE
+        self.array_child = False  # the claimed job is an array job's child (``parent_id``)
 
     # --- lifecycle ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -373,6 +390,7 @@ class _JobRun:
             return exit_codes.ACCESS_DENIED
         if job is None:
             return exit_codes.NOT_RUNNABLE
+        self.array_child = bool(job.get(JobField.PARENT_ID))
         self.timeout = _effective_timeout(self.settings.timeout_seconds, job)
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
         if self.timeout is not None:
