@@ -35,6 +35,10 @@ class Env:
     JOB_ID: Final = "BATCH_JOB_ID"
     JOB_ATTEMPT: Final = "BATCH_JOB_ATTEMPT"
     WORKER_NAME: Final = "BATCH_WORKER_NAME"
+    # The folder a worker deployed under another name was built from (``source_dir``, e.g. a
+    # GPU worker's CPU fallback built from the GPU worker's folder): its code runs as
+    # ``WORKER_NAME``. Absent: the folder is the name.
+    WORKER_SOURCE: Final = "BATCH_WORKER_SOURCE"
     WORKER_TIMEOUT_SECONDS: Final = "BATCH_WORKER_TIMEOUT_SECONDS"
     # Runs per job; a scheduled task reads it here (its role may not read the registration).
     WORKER_MAX_ATTEMPTS: Final = "BATCH_WORKER_MAX_ATTEMPTS"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -50,6 +51,7 @@ def worker_environment(
         Env.JOBS_TABLE: platform.jobs_table.name,
         Env.RESULTS_BUCKET: platform.results_bucket.bucket,
         Env.WORKER_NAME: name,
+        **_worker_source(name, args),
         Env.WORKER_TIMEOUT_SECONDS: str(args.timeout_seconds),
         # A scheduled run records its own job from these (no registration read).
         Env.WORKER_MAX_ATTEMPTS: str(args.max_attempts),
@@ -61,6 +63,13 @@ def worker_environment(
         **(READONLY_ROOT_ENV if args.readonly_root_filesystem else {}),
         **dict(args.environment),
     }
+
+
+def _worker_source(name: str, args: FargateWorkerArgs) -> dict[str, str]:
+    """``BATCH_WORKER_SOURCE`` when the code comes from another worker's folder: the image's
+    entrypoint names that folder's worker, and the runtime runs it as ``name``."""
+    folder = PurePath(args.source_dir).name if args.source_dir else name
+    return {Env.WORKER_SOURCE: folder} if folder != name else {}
 
 
 def container_definition(

@@ -20,7 +20,7 @@ from components.fargate_worker import FargateWorker, FargateWorkerArgs
 from components.instance_worker import InstanceWorker, InstanceWorkerArgs
 from components.offline import StackGraph, run_program, stack_config
 from components.platform import BatchPlatform, BatchPlatformArgs
-from jobcontract import WorkerField
+from jobcontract import Env, WorkerField
 from jobcontract.registration import WorkerRegistration
 from tests.infra.gpu_program import program
 
@@ -333,3 +333,24 @@ def test_the_example_program_with_a_mismatched_fallback_fails_under_mocks() -> N
 
     with pytest.raises(AwsConstraintError, match="input schema is identical"):
         run_program(mismatched, stack="dev", config=stack_config("dev"))
+
+
+def test_the_fallback_built_from_the_gpu_workers_folder_runs_under_its_own_name(
+    stack: tuple[str, StackGraph],
+) -> None:
+    """``image-embedder-cpu`` is built from ``workers/image-embedder`` (whose entrypoint runs
+    that folder's worker): its container names the folder in BATCH_WORKER_SOURCE so the
+    runtime runs the code as ``image-embedder-cpu``; a worker built from its own folder
+    carries no such variable."""
+    _, graph = stack
+
+    def environment(task: str) -> dict[str, str]:
+        td = graph.named(TASK_DEF, task).inputs
+        (container,) = json.loads(td["containerDefinitions"])
+        return {e["name"]: e["value"] for e in container["environment"]}
+
+    cpu = environment("image-embedder-cpu-task")
+    assert cpu[Env.WORKER_NAME] == "image-embedder-cpu"
+    assert cpu[Env.WORKER_SOURCE] == "image-embedder"
+    assert Env.WORKER_SOURCE not in environment("image-embedder-task")
+    assert Env.WORKER_SOURCE not in environment("content-analyzer-task")

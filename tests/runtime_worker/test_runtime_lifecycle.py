@@ -674,6 +674,32 @@ def test_a_task_exits_after_an_array_child_instead_of_staying_warm(
     ]
 
 
+def test_a_worker_built_from_another_workers_folder_runs_under_its_own_name(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """A fallback built from the GPU worker's folder (``source_dir``): the image runs that
+    folder's worker, ``BATCH_WORKER_SOURCE`` names it, and the job, result and prefixes are
+    the deployed worker's. Without the source variable the mismatch is a config error."""
+
+    @worker(name="gpu-folder")
+    def from_folder(ctx: JobContext) -> dict[str, Any]:
+        return {"ran": ctx.input["x"]}
+
+    job_id = runtime_env.dispatched_job({"x": 1})
+    code, _ = run(from_folder, runtime_env.job_env(job_id))
+    assert code == exit_codes.CONFIG  # BATCH_WORKER_NAME is WORKER, the image runs gpu-folder
+    assert runtime_env.store.get(job_id)["status"] == JobStatus.DISPATCHED
+
+    env = runtime_env.job_env(job_id, **{Env.WORKER_SOURCE: "gpu-folder"})
+    code, _ = run(from_folder, env)
+    assert code == exit_codes.OK
+    job = runtime_env.store.get(job_id)
+    assert job is not None and job["status"] == JobStatus.SUCCEEDED
+    assert job["result_key"].startswith(f"results/{WORKER}/")
+    doc = read_result(runtime_env.resources.bucket, job["result_key"])
+    assert doc["output"] == {"ran": 1} and doc["worker"] == WORKER
+
+
 @worker(name=WORKER)
 def crash_on_flag(ctx: JobContext) -> dict[str, Any]:
     if ctx.input.get("crash"):

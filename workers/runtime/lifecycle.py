@@ -127,7 +127,11 @@ class Settings:
 
         configured = env.get(Env.WORKER_NAME, "").strip()
         if configured and configured != worker:
-            raise ConfigError(f"{Env.WORKER_NAME}={configured!r} but this image runs {worker!r}")
+            source = env.get(Env.WORKER_SOURCE, "").strip()
+            raise ConfigError(
+                f"{Env.WORKER_NAME}={configured!r} but this image runs {worker!r}"
+                + (f" ({Env.WORKER_SOURCE}={source!r})" if source else "")
+            )
         job_id = env.get(Env.JOB_ID, "").strip() or None
         attempt: int | None = None
         if job_id is not None:
@@ -209,6 +213,7 @@ def run_worker(
     """Run the job this process was started for, then (warm reuse) the next parked jobs of
     its worker; returns the process exit code (the last job's)."""
     environ: Mapping[str, str] = os.environ if env is None else env
+    definition = deployed_as(definition, environ)
     logger = JsonLogger(stream, worker=definition.name)
     signals = TaskSignals()  # the model client's retry waits end on SIGTERM / cancel
 
@@ -259,6 +264,18 @@ def run_worker(
     finally:
         if restore is not None:
             restore()
+
+
+def deployed_as(definition: WorkerDefinition, env: Mapping[str, str]) -> WorkerDefinition:
+    """The worker as deployed: a worker built from another worker's folder (``source_dir``,
+    ``BATCH_WORKER_SOURCE`` names that folder's worker) runs its code under its own name, so
+    its job rows, S3 prefixes and task role are its own. Any other mismatch between the image
+    and ``BATCH_WORKER_NAME`` stays a config error (``Settings.from_env``)."""
+    configured = env.get(Env.WORKER_NAME, "").strip()
+    source = env.get(Env.WORKER_SOURCE, "").strip()
+    if configured and configured != definition.name and source == definition.name:
+        return replace(definition, name=configured)
+    return definition
 
 
 def _reused_jobs(
