@@ -342,16 +342,7 @@ class Launcher:
         # their cap; their later jobs park without a claim bound to be refused.
         claimed: Claimed | str = Refusal.WORKER
         if runs.name not in self.full:
-            claimed = self.dispatch.claim(
-                job_id,
-                attempt,
-                worker.name,
-                cap=runs.max_concurrency,
-                cpu=_task_cpu(job, runs),
-                cancel_flag=job.get(JobField.CANCEL_REQUESTED),
-                array_child=bool(job.get(JobField.PARENT_ID)),
-                runs_on=runs.name,
-            )
+            claimed = self._claim(job, attempt, worker, runs, woken=False)
         if isinstance(claimed, Claimed):
             return self._launch(_dispatched(job, claimed), worker)
         if claimed in (Refusal.JOB, Refusal.TAKEN):
@@ -414,17 +405,7 @@ class Launcher:
             except LaunchFailed as exc:
                 self._fail(job, JobStatus.QUEUED, attempt, "LaunchFailed", str(exc))
                 continue
-            claimed = self.dispatch.claim(
-                job_id,
-                attempt,
-                worker.name,
-                cap=runs.max_concurrency,
-                cpu=_task_cpu(job, runs),
-                cancel_flag=job.get(JobField.CANCEL_REQUESTED),
-                woken=True,
-                array_child=bool(job.get(JobField.PARENT_ID)),
-                runs_on=runs.name,
-            )
+            claimed = self._claim(job, attempt, worker, runs, woken=True)
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one
             if not isinstance(claimed, Claimed):
@@ -457,6 +438,29 @@ class Launcher:
         if job.get(JobField.CANCEL_REQUESTED):
             return self._cancel_unlaunched(job_id, status, attempts)
         return None
+
+    def _claim(
+        self,
+        job: dict[str, Any],
+        attempt: int,
+        worker: WorkerRegistration,
+        runs: WorkerRegistration,
+        *,
+        woken: bool,
+    ) -> Claimed | str:
+        """Claim ``job`` with a slot of ``runs`` (its own worker, or the fallback it was
+        handed to): that worker's cap and task cpu (``Dispatch.claim``)."""
+        return self.dispatch.claim(
+            str(job[JobField.JOB_ID]),
+            attempt,
+            worker.name,
+            cap=runs.max_concurrency,
+            cpu=_task_cpu(job, runs),
+            cancel_flag=job.get(JobField.CANCEL_REQUESTED),
+            woken=woken,
+            array_child=bool(job.get(JobField.PARENT_ID)),
+            runs_on=runs.name,
+        )
 
     def _launch(self, job: dict[str, Any], worker: WorkerRegistration) -> LaunchOutcome:
         """RunTask for the claimed attempt (``job`` is DISPATCHED), then record the task."""
