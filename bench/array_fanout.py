@@ -181,13 +181,13 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200)
     add_startup_argument(parser, default=MODELLED_STARTUP_SECONDS)
     args = parser.parse_args()
-    from local_pipeline.moto_fidelity import serialize_dynamodb
+    from local_pipeline.moto_fidelity import apply_fixes
 
     if args.sync_children is not None:
         os.environ["BATCH_ARRAY_SYNC_CHILDREN"] = str(args.sync_children)
     from moto.server import ThreadedMotoServer
 
-    serialize_dynamodb()
+    apply_fixes()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

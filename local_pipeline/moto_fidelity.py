@@ -12,6 +12,20 @@ as AWS documents it. Applied by the local pipeline and by the tests' moto fixtur
   transaction: with thousands of job items one claim takes seconds. Under that lock the same
   all-or-nothing result comes from checking every condition first and snapshotting only the
   items it writes (``_transact_write_items``), as cheap as DynamoDB's own.
+
+And where moto is only slower than it needs to be (same answers, measured in the fault test,
+where one moto process serves every request and its interpreter is the bottleneck):
+
+- moto's server finds a request's backend under one lock for all requests, listing its own
+  package directory (``os.listdir`` + ~180 ``isdir``) and trying every URL pattern each
+  time: about a quarter of the server's busy samples. A host always maps to the same
+  backend, so the answer is remembered per host (``cache_backend_lookup``).
+- moto's SQS ``ReceiveMessage`` checks each message's retention by computing all of the
+  queue's attributes, three of which scan every message: O(n^2) per receive on a queue
+  holding a burst. The check reads the queue's retention period directly
+  (``cheap_sqs_retention_check``); same answer.
+- ``python -m moto.server`` logs every request through ``logging``'s lock; the test servers
+  discard that output, so ``main`` keeps only warnings.
 """
 
 from __future__ import annotations
@@ -21,6 +35,60 @@ from typing import Any
 
 _DYNAMODB_LOCK = threading.RLock()
 _PATCHED = "_aibatch_serialized"
+
+
+def apply_fixes() -> None:
+    """Everything this module changes, for a moto server in this process (idempotent)."""
+    serialize_dynamodb()
+    cache_backend_lookup()
+    cheap_sqs_retention_check()
+
+
+def cheap_sqs_retention_check() -> None:
+    """A message is past retention when sent + MessageRetentionPeriod <= now (idempotent)."""
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend, _PATCHED, False):
+        return
+
+    def is_message_valid_based_on_retention_period(
+        self: Any, queue_name: str, message: Any
+    ) -> bool:
+        retention_seconds = int(self.get_queue(queue_name).message_retention_period)
+        return bool(retention_seconds + message.sent_timestamp / 1000 > unix_time())
+
+    is_message_valid_based_on_retention_period.__wrapped__ = (  # type: ignore[attr-defined]
+        SQSBackend.is_message_valid_based_on_retention_period
+    )
+    SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+        is_message_valid_based_on_retention_period
+    )
+    setattr(SQSBackend, _PATCHED, True)
+
+
+def original_of(patched: Any) -> Any:
+    """moto's own function behind one of these fixes (the tests compare their answers)."""
+    return patched.__wrapped__
+
+
+def cache_backend_lookup() -> None:
+    """Remember the backend found for each request host (idempotent)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    if getattr(DomainDispatcherApplication, _PATCHED, False):
+        return
+    original = DomainDispatcherApplication.get_backend_for_host
+    found: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        if host not in found:  # called under the application's own lock
+            found[host] = original(self, host)
+        return found[host]
+
+    get_backend_for_host.__wrapped__ = original  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+    setattr(DomainDispatcherApplication, _PATCHED, True)
 
 
 def serialize_dynamodb() -> None:
@@ -124,11 +192,13 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
 def main(argv: list[str] | None = None) -> None:
     """``python -m local_pipeline.moto_fidelity [moto.server args]``: a moto server process
     with these fixes (the tests that need a server of their own run it so)."""
+    import logging
     import sys
 
     from moto.server import main as moto_main
 
-    serialize_dynamodb()
+    apply_fixes()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     moto_main(sys.argv[1:] if argv is None else argv)
 
 

@@ -148,13 +148,13 @@ class LocalPipeline:
         from moto.server import ThreadedMotoServer
 
         from components.offline import evaluate_stack
-        from local_pipeline.moto_fidelity import serialize_dynamodb
+        from local_pipeline.moto_fidelity import apply_fixes
 
         self._started = True
         # The moto server runs in this process: skip loading EC2's AMI catalogue (seconds;
         # the stack needs only a VPC, subnets and security groups).
         self._set_env("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-        serialize_dynamodb()  # DynamoDB's write isolation, which moto's threads lack
+        apply_fixes()  # DynamoDB's write isolation, which moto's threads lack
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
