@@ -152,6 +152,7 @@ class InstanceWorker(WorkerComponent):
         self.instance_role = roles.instance_role
         self.instance_profile = roles.instance_profile
         self.capacity_providers = capacity_providers(name, args, s, roles, parent=self)
+        roles.record(self.iam_ledger)  # guarded with the task and execution roles
 
     def _fallback_grant(self, name: str, args: InstanceWorkerArgs) -> None:
         """The fallback worker's task runs the jobs this worker hands it (the launcher, when
@@ -204,10 +205,10 @@ class InstanceWorker(WorkerComponent):
             name,
             args,
             record,
-            # As before the split: the fallback worker's ledger (its task role gained the
-            # hand-over policy above). This worker's own roles are counted in iam_ledger but
-            # not guarded here (guarding them would add dependencies to the deployed graph).
-            ledgers=[fallback.iam_ledger] if fallback is not None else [],
+            # Every IAM quota is checked before the registration is written, as for a
+            # FargateWorker: this worker's four roles (execution, task, infrastructure,
+            # instance) and the fallback worker's (its task role gained the hand-over policy).
+            ledgers=[self.iam_ledger, *([fallback.iam_ledger] if fallback is not None else [])],
             depends_on=[
                 # RunTask on a provider that does not exist yet fails: register after them.
                 *self.capacity_providers.values(),
