@@ -43,6 +43,7 @@ import pulumi_aws as aws
 import yaml
 
 from components import aws_rules, iam
+from components.naming import node_resources
 from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Table
 
 if TYPE_CHECKING:
@@ -253,6 +254,30 @@ def ip_allow_policy(execution_arn: str, cidrs: tuple[str, ...]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class BatchApiNodes:
+    """The children of a ``BatchApi`` (SST's ``nodes``)."""
+
+    rest_api: aws.apigateway.RestApi
+    invoke_permission: aws.lambda_.Permission
+    """API Gateway's permission to invoke the handler (from this API's stage only)."""
+    deployment: aws.apigateway.Deployment
+    stage: aws.apigateway.Stage
+    stage_throttle: aws.apigateway.MethodSettings
+    usage_plan: aws.apigateway.UsagePlan
+    api_key: aws.apigateway.ApiKey
+    usage_plan_key: aws.apigateway.UsagePlanKey
+    endpoint_item: aws.dynamodb.TableItem
+    access_log_group: aws.cloudwatch.LogGroup | None
+    cloudwatch_role: aws.iam.Role | None
+    cloudwatch_policy: aws.iam.RolePolicy | None
+    cloudwatch_account: aws.apigateway.Account | None
+    """The account setting and its role (access logs, unless opted out)."""
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
+
+
 class BatchApi(pulumi.ComponentResource):
     """The REST API from ``openapi.yaml``: stage, throttling, usage plan, API key, logs."""
 
@@ -315,7 +340,7 @@ class BatchApi(pulumi.ComponentResource):
 
         self.resource_policy = resource_policy
 
-        handler.allow_invoke(
+        self._invoke_permission = handler.allow_invoke(
             f"{name}-invoke-handler",
             "apigateway.amazonaws.com",
             pulumi.Output.concat(self.rest_api.execution_arn, "/", stage_name, "/*"),
@@ -340,6 +365,7 @@ class BatchApi(pulumi.ComponentResource):
 
         self.cloudwatch_account = None
         self.cloudwatch_role = None
+        self._cloudwatch_policy: aws.iam.RolePolicy | None = None
         stage_deps: list[pulumi.Resource] = []
         # AWS rule: stage access logging needs API Gateway's account-wide CloudWatch role
         # (CreateStage fails with "CloudWatch Logs role ARN must be set in account settings to
@@ -383,7 +409,7 @@ class BatchApi(pulumi.ComponentResource):
             xray_tracing_enabled=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=stage_deps),
         )
-        aws.apigateway.MethodSettings(
+        self._stage_throttle = aws.apigateway.MethodSettings(
             f"{name}-stage-throttle",
             rest_api=self.rest_api.id,
             stage_name=self.stage.stage_name,
@@ -423,7 +449,7 @@ class BatchApi(pulumi.ComponentResource):
             enabled=True,
             opts=child,
         )
-        aws.apigateway.UsagePlanKey(
+        self._usage_plan_key = aws.apigateway.UsagePlanKey(
             f"{name}-usage-plan-key",
             key_id=self.api_key.id,
             key_type="API_KEY",
@@ -453,6 +479,25 @@ class BatchApi(pulumi.ComponentResource):
         self.api_key_value = pulumi.Output.secret(self.api_key.value)
         self.register_outputs(
             {"url": self.url, "api_key_id": self.api_key_id, "api_key_value": self.api_key_value}
+        )
+
+    @property
+    def nodes(self) -> BatchApiNodes:
+        """Every child of this API, by role."""
+        return BatchApiNodes(
+            self.rest_api,
+            self._invoke_permission,
+            self.deployment,
+            self.stage,
+            self._stage_throttle,
+            self.usage_plan,
+            self.api_key,
+            self._usage_plan_key,
+            self.endpoint_item,
+            self.access_log_group,
+            self.cloudwatch_role,
+            self._cloudwatch_policy,
+            self.cloudwatch_account,
         )
 
     def _cloudwatch_role(self, name: str, platform: ApiPlatform) -> aws.apigateway.Account:
@@ -504,7 +549,7 @@ class BatchApi(pulumi.ComponentResource):
         self.cloudwatch_role = role
         # What AmazonAPIGatewayPushToCloudWatchLogs grants (API Gateway's documented policy for
         # this role), limited to this account's log groups in the stack's partition and region.
-        policy = aws.iam.RolePolicy(
+        policy = self._cloudwatch_policy = aws.iam.RolePolicy(
             f"{name}-cloudwatch-logs",
             role=role.id,
             policy=iam.policy_document(

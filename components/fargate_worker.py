@@ -48,11 +48,11 @@ from typing import Any
 import pulumi
 
 from components.config import StackConfig
+from components.iam import WORKER_TABLE_ACTIONS
 from components.worker.args import FargateWorkerArgs
 from components.worker.base import WorkerComponent
 from components.worker.image import source_fingerprint
 from components.worker.registration import RecordOf, fargate_record
-from components.worker.roles import WORKER_TABLE_ACTIONS
 from components.worker.task import FARGATE_TASK, READONLY_ROOT_ENV, STOP_TIMEOUT_SECONDS
 from components.worker.validation import (
     INPUT_SCHEMA_FILE,

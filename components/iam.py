@@ -61,6 +61,10 @@ LEASE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
 # its worker's QUEUED jobs on the by-worker-status index (LeadingKeys on a GSI is the
 # index's partition key value, "<worker>#QUEUED").
 WORKER_DISPATCH_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+# A worker task reads and writes its own job rows (conditional updates); it never deletes or
+# queries them. Granted on its rows only (``JobsTable.grant_job_rows``, LeadingKeys
+# job#<worker>_*), to its own task role and to a fallback worker's for the jobs handed to it.
+WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 WORKER_QUEUE_READ_ACTIONS = ("dynamodb:Query",)
 RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
 # The launcher's fan-out step of an array job puts its children (job rows, in transactions).
@@ -83,6 +87,8 @@ BUCKET_LIST_ACTIONS = ("s3:ListBucket",)
 OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
 TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
 SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
+# A worker's execution role reads the SSM parameters its ``secrets`` name (ECS fetches them).
+SSM_READ_ACTIONS = ("ssm:GetParameters",)
 ECS_RUN_TASK_ACTIONS = ("ecs:RunTask",)
 # Tags passed to RunTask are authorized as ecs:TagResource on the new task.
 ECS_TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)

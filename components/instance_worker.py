@@ -61,8 +61,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-import jobcontract
-from components import iam
+from components.grants import Grantee, JobsTable, ResultsBucket
 from components.worker.args import DEFAULT_STORAGE_GIB, InstanceWorkerArgs
 from components.worker.base import WorkerComponent
 from components.worker.instance_validation import (
@@ -78,7 +77,7 @@ from components.worker.managed_instances import (
     instance_roles,
 )
 from components.worker.registration import fargate_record
-from components.worker.roles import WORKER_TABLE_ACTIONS
+from components.worker.roles import grant_handed_over_jobs
 from components.worker.task import TaskShape
 from jobcontract.managed_instances import COMPUTE_MANAGED_INSTANCES
 from jobcontract.registration import WorkerRegistration
@@ -153,36 +152,28 @@ class InstanceWorker(WorkerComponent):
         self.instance_role = roles.instance_role
         self.instance_profile = roles.instance_profile
         self.capacity_providers = capacity_providers(name, args, s, roles, parent=self)
+        roles.record(self.iam_ledger)  # guarded with the task and execution roles
 
     def _fallback_grant(self, name: str, args: InstanceWorkerArgs) -> None:
         """The fallback worker's task runs the jobs this worker hands it (the launcher, when
-        the launch chain finds no capacity): a job keeps its id, so that task role needs
-        these jobs' rows and inputs too (its result goes under its own prefix). On that
-        role, counted in its ledger; nothing else of this worker. The statements have the
-        shape of ``roles.task_statements`` (duplicates lists the pair) on purpose: other
-        sids, no results prefix and no dispatch rows, so they are written out here."""
+        the launch chain finds no capacity): a job keeps its id, so that task role is granted
+        these jobs' rows and inputs too (``roles.grant_handed_over_jobs``; its result goes
+        under its own prefix). On that role, counted in its ledger; nothing else of this
+        worker."""
         fallback = args.fallback_worker
         if fallback is None:
             return
         platform = args.platform
-        bucket_arn = platform.results_bucket.arn
+        grantee = Grantee(f"{fallback.worker_name} task, {name}'s jobs")
+        table, bucket = (
+            JobsTable(platform.jobs_table.arn),
+            ResultsBucket(platform.results_bucket.arn),
+        )
+        grant_handed_over_jobs(grantee, name, table, bucket)
         self.fallback_policy = aws.iam.RolePolicy(
             f"{name}-fallback-task-policy",
             role=fallback.task_role.id,
-            policy=iam.policy_document(
-                iam.table_actions(
-                    WORKER_TABLE_ACTIONS,
-                    platform.jobs_table.arn,
-                    leading_keys=[jobcontract.job_pk_prefix(name) + "*"],
-                    sid="HandedOverJobRows",
-                ),
-                iam.bucket_prefix_read(
-                    bucket_arn, jobcontract.inputs_prefix(name), sid="HandedOverInputs"
-                ),
-                iam.bucket_prefix_list(
-                    bucket_arn, [jobcontract.inputs_prefix(name)], sid="ListHandedOverInputs"
-                ),
-            ),
+            policy=grantee.document(),
             opts=pulumi.ResourceOptions(parent=self),
         )
         fallback.iam_ledger.add(f"{fallback.family}-task", self.fallback_policy.policy)
@@ -214,10 +205,10 @@ class InstanceWorker(WorkerComponent):
             name,
             args,
             record,
-            # As before the split: the fallback worker's ledger (its task role gained the
-            # hand-over policy above). This worker's own roles are counted in iam_ledger but
-            # not guarded here (guarding them would add dependencies to the deployed graph).
-            ledgers=[fallback.iam_ledger] if fallback is not None else [],
+            # Every IAM quota is checked before the registration is written, as for a
+            # FargateWorker: this worker's four roles (execution, task, infrastructure,
+            # instance) and the fallback worker's (its task role gained the hand-over policy).
+            ledgers=[self.iam_ledger, *([fallback.iam_ledger] if fallback is not None else [])],
             depends_on=[
                 # RunTask on a provider that does not exist yet fails: register after them.
                 *self.capacity_providers.values(),

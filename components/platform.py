@@ -18,6 +18,7 @@ import pulumi_aws as aws
 from components import iam
 from components.config import StackConfig
 from components.control_plane import ControlPlane, ControlPlaneArgs
+from components.naming import node_resources
 from jobcontract import Table
 
 # Egress the tasks need: HTTPS to AWS APIs (ECR, S3, DynamoDB, Bedrock, Logs, Secrets
@@ -35,6 +36,32 @@ class BatchPlatformArgs:
 
     config: StackConfig
     """Required. The validated stack config (``components.config.load_config()``)."""
+
+
+@dataclass(frozen=True)
+class BatchPlatformNodes:
+    """The children of a ``BatchPlatform`` (SST's ``nodes``); ``control_plane`` has ``nodes``
+    of its own."""
+
+    security_group: aws.ec2.SecurityGroup
+    vpc_endpoints: tuple[aws.ec2.VpcEndpoint, ...]
+    """The S3 and DynamoDB gateway endpoints (private mode only)."""
+    cluster: aws.ecs.Cluster
+    capacity_providers: aws.ecs.ClusterCapacityProviders
+    jobs_table: aws.dynamodb.Table
+    results_bucket: aws.s3.Bucket
+    results_bucket_settings: tuple[pulumi.CustomResource, ...]
+    """Public access block, ownership, encryption, lifecycle and the TLS-only policy."""
+    failure_topic_key: aws.kms.Key | None
+    failure_topic: aws.sns.Topic
+    failure_topic_policy: aws.sns.TopicPolicy
+    failure_email: aws.sns.TopicSubscription | None
+    secrets: tuple[pulumi.CustomResource, ...]
+    """The notification secrets and their values."""
+    control_plane: ControlPlane
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
 
 
 class BatchPlatform(pulumi.ComponentResource):
@@ -84,6 +111,9 @@ class BatchPlatform(pulumi.ComponentResource):
         self.account_id = aws.get_caller_identity_output(opts=invoke).account_id
         self.region = aws.get_region_output(opts=invoke).region
 
+        self._vpc_endpoints: list[aws.ec2.VpcEndpoint] = []
+        self._bucket_settings: list[pulumi.CustomResource] = []
+        self._secret_resources: list[pulumi.CustomResource] = []
         self._network(name, child)
         self._cluster(name, child)
         self._table(name, keep)
@@ -118,6 +148,25 @@ class BatchPlatform(pulumi.ComponentResource):
                 "subnet_ids": self.subnet_ids,
                 "security_group_ids": self.security_group_ids,
             }
+        )
+
+    @property
+    def nodes(self) -> BatchPlatformNodes:
+        """Every child of this platform, by role."""
+        return BatchPlatformNodes(
+            self.security_group,
+            tuple(self._vpc_endpoints),
+            self.cluster,
+            self.capacity_providers,
+            self.jobs_table,
+            self.results_bucket,
+            tuple(self._bucket_settings),
+            self.failure_topic_key,
+            self.failure_topic,
+            self._topic_policy,
+            self._failure_email,
+            tuple(self._secret_resources),
+            self.functions,
         )
 
     # --- what workers and the scheduler ask for ---------------------------------------------
@@ -205,7 +254,7 @@ class BatchPlatform(pulumi.ComponentResource):
             # gateway (about $33/month per AZ + $0.045/GB) or interface endpoints (about
             # $7.30/month per AZ each + $0.01/GB) - neither is created here.
             for service in ("s3", "dynamodb"):
-                aws.ec2.VpcEndpoint(
+                endpoint = aws.ec2.VpcEndpoint(
                     f"{name}-{service}-endpoint",
                     vpc_id=self.vpc_id,
                     service_name=pulumi.Output.concat("com.amazonaws.", self.region, ".", service),
@@ -214,6 +263,7 @@ class BatchPlatform(pulumi.ComponentResource):
                     tags={"Name": f"{self.name_prefix}-{service}"},
                     opts=child,
                 )
+                self._vpc_endpoints.append(endpoint)
 
     def _cluster(self, name: str, child: pulumi.ResourceOptions) -> None:
         self.cluster = aws.ecs.Cluster(
@@ -301,13 +351,13 @@ class BatchPlatform(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=child,
         )
-        aws.s3.BucketOwnershipControls(
+        ownership = aws.s3.BucketOwnershipControls(
             f"{name}-results-ownership",
             bucket=bucket_id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
             opts=child,
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-results-encryption",
             bucket=bucket_id,
             rules=[
@@ -319,7 +369,7 @@ class BatchPlatform(pulumi.ComponentResource):
             ],
             opts=child,
         )
-        aws.s3.BucketLifecycleConfiguration(
+        lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-results-lifecycle",
             bucket=bucket_id,
             rules=[
@@ -337,7 +387,7 @@ class BatchPlatform(pulumi.ComponentResource):
             opts=child,
         )
         arn = self.results_bucket.arn
-        aws.s3.BucketPolicy(
+        tls_only = aws.s3.BucketPolicy(
             f"{name}-results-tls-only",
             bucket=bucket_id,
             policy=iam.policy_document(
@@ -346,6 +396,7 @@ class BatchPlatform(pulumi.ComponentResource):
             # S3 rejects a bucket policy while the public access block is being changed.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[public_block]),
         )
+        self._bucket_settings = [public_block, ownership, encryption, lifecycle, tls_only]
 
     def _topic(self, name: str, child: pulumi.ResourceOptions) -> None:
         topic_name = f"{self.name_prefix}-job-failures"
@@ -378,15 +429,16 @@ class BatchPlatform(pulumi.ComponentResource):
                 principals={"Service": list(ALARM_PUBLISHERS)},
             ),
         ]
-        aws.sns.TopicPolicy(
+        self._topic_policy = aws.sns.TopicPolicy(
             f"{name}-failures-policy",
             arn=self.failure_topic.arn,
             policy=iam.policy_document(*statements),
             opts=child,
         )
         email = self.config.notifications.email
+        self._failure_email: aws.sns.TopicSubscription | None = None
         if email:
-            aws.sns.TopicSubscription(
+            self._failure_email = aws.sns.TopicSubscription(
                 f"{name}-failures-email",
                 topic=self.failure_topic.arn,
                 protocol="email",
@@ -439,9 +491,10 @@ class BatchPlatform(pulumi.ComponentResource):
             recovery_window_in_days=recovery_days,
             opts=child,
         )
-        aws.secretsmanager.SecretVersion(
+        version = aws.secretsmanager.SecretVersion(
             f"{resource_name}-value", secret_id=secret.id, secret_string=value, opts=child
         )
+        self._secret_resources += [secret, version]
         return secret
 
     @property

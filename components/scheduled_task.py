@@ -45,6 +45,7 @@ from components.alarms import dlq_depth_alarm
 from components.aws_rules import AwsConstraintError
 from components.fargate_worker import FargateWorker
 from components.grants import Grantee, grant_run
+from components.naming import node_resources
 from jobcontract import Env
 from jobcontract.schema import Validator
 
@@ -157,6 +158,24 @@ def _validate(name: str, args: ScheduledTaskArgs, name_prefix: str) -> tuple[str
     return schedule_name, overrides
 
 
+@dataclass(frozen=True)
+class ScheduledTaskNodes:
+    """The children of a ``ScheduledTask`` (SST's ``nodes``)."""
+
+    schedule: aws.scheduler.Schedule
+    role: aws.iam.Role
+    """The schedule's role (Scheduler assumes it to run the task)."""
+    policy: aws.iam.RolePolicy
+    """The role's one inline policy: RunTask + PassRole (``grant_run``) and its DLQ."""
+    dlq: aws.sqs.Queue
+    dlq_policy: aws.sqs.QueuePolicy
+    """The DLQ's TLS-only policy."""
+    dlq_alarm: aws.cloudwatch.MetricAlarm | None
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
+
+
 class ScheduledTask(pulumi.ComponentResource):
     """An EventBridge Scheduler schedule running a worker's task, with its DLQ and role."""
 
@@ -184,7 +203,7 @@ class ScheduledTask(pulumi.ComponentResource):
             message_retention_seconds=DLQ_RETENTION_SECONDS,
             opts=child,
         )
-        aws.sqs.QueuePolicy(
+        self._dlq_policy = aws.sqs.QueuePolicy(
             f"{name}-dlq-tls-only",
             queue_url=self.dlq.id,
             policy=iam.policy_document(iam.deny_insecure_transport(["sqs:*"], [self.dlq.arn])),
@@ -231,7 +250,7 @@ class ScheduledTask(pulumi.ComponentResource):
             [worker.task_role.arn, worker.execution_role.arn],
         )
         grantee.add(iam.Statement(iam.DEAD_LETTER_SEND_ACTIONS, [self.dlq.arn], sid="DeadLetter"))
-        policy = aws.iam.RolePolicy(
+        policy = self._policy = aws.iam.RolePolicy(
             f"{name}-run-task", role=self.role.id, policy=grantee.document(), opts=child
         )
 
@@ -308,4 +327,11 @@ class ScheduledTask(pulumi.ComponentResource):
 
         self.register_outputs(
             {"schedule_arn": self.schedule.arn, "dlq_url": self.dlq.url, "role_arn": self.role.arn}
+        )
+
+    @property
+    def nodes(self) -> ScheduledTaskNodes:
+        """Every child of this scheduled task, by role."""
+        return ScheduledTaskNodes(
+            self.schedule, self.role, self._policy, self.dlq, self._dlq_policy, self.dlq_alarm
         )

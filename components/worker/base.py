@@ -41,7 +41,8 @@ class WorkerComponent(pulumi.ComponentResource):
     reuse_idle_seconds: int
     """The warm-reuse window in effect (0 = off)."""
     iam_ledger: iam.InlinePolicyLedger
-    """IAM quotas of the worker's execution and task roles."""
+    """IAM quotas of the worker's roles (execution and task; an ``InstanceWorker``'s
+    infrastructure and instance roles too), checked before its registration is written."""
     repository: aws.ecr.Repository
     image: docker.Image
     log_group: aws.cloudwatch.LogGroup

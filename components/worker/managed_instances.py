@@ -46,12 +46,69 @@ _Opt = aws.ecs.CapacityProviderManagedInstancesProviderInfrastructureOptimizatio
 
 
 @dataclass(frozen=True)
+class ServiceRole:
+    """A role one AWS service assumes, with the one AWS managed policy ECS documents for it."""
+
+    role: aws.iam.Role
+    attachment: aws.iam.RolePolicyAttachment
+    role_name: str
+    trust_policy: str
+    policy_arn: pulumi.Output[str]
+
+
+@dataclass(frozen=True)
 class InstanceRoles:
-    infrastructure_role: aws.iam.Role
-    instance_role: aws.iam.Role
+    infrastructure: ServiceRole
+    instance: ServiceRole
     instance_profile: aws.iam.InstanceProfile
-    ready: list[pulumi.Resource]
-    """What a capacity provider must wait for (the policy attachment and the profile)."""
+
+    @property
+    def infrastructure_role(self) -> aws.iam.Role:
+        return self.infrastructure.role
+
+    @property
+    def instance_role(self) -> aws.iam.Role:
+        return self.instance.role
+
+    @property
+    def ready(self) -> list[pulumi.Resource]:
+        """What a capacity provider must wait for (the policy attachment and the profile)."""
+        return [self.infrastructure.attachment, self.instance_profile]
+
+    def record(self, ledger: iam.InlinePolicyLedger) -> None:
+        """Count both roles' trust policies and managed policies in ``ledger`` (IAM quotas)."""
+        for r in (self.infrastructure, self.instance):
+            ledger.trust(r.role_name, r.trust_policy)
+            ledger.managed(r.role_name, [r.policy_arn])
+
+
+def _service_role(
+    name: str,
+    kind: str,
+    *,
+    role_name: str,
+    path: str,
+    description: str,
+    service: str,
+    policy_arn: pulumi.Output[str],
+    parent: pulumi.Resource,
+) -> ServiceRole:
+    """``<name>-<kind>-role`` trusted by ``service`` and ``<name>-<kind>-policy`` attaching
+    ``policy_arn`` to it."""
+    child = pulumi.ResourceOptions(parent=parent)
+    trust = iam.assume_role_policy(service)
+    role = aws.iam.Role(
+        f"{name}-{kind}-role",
+        name=role_name,
+        path=path,
+        description=description,
+        assume_role_policy=trust,
+        opts=child,
+    )
+    attachment = aws.iam.RolePolicyAttachment(
+        f"{name}-{kind}-policy", role=role.name, policy_arn=policy_arn, opts=child
+    )
+    return ServiceRole(role, attachment, role_name, trust, policy_arn)
 
 
 def instance_roles(
@@ -64,7 +121,6 @@ def instance_roles(
 ) -> InstanceRoles:
     """``<name>-infra-role`` (+ ``-infra-policy``), ``<name>-instance-role`` (+
     ``-instance-policy``) and ``<name>-instance-profile``."""
-    child = pulumi.ResourceOptions(parent=parent)
 
     def managed(policy: str) -> pulumi.Output[str]:
         return pulumi.Output.concat("arn:", partition, ":iam::aws:policy/", policy)
@@ -73,46 +129,38 @@ def instance_roles(
     # (ECS developer guide, "Amazon ECS infrastructure IAM role": trust ecs.amazonaws.com,
     # AWS managed AmazonECSInfrastructureRolePolicyForManagedInstances). Not under the
     # workers' path: the launcher's PassRole (to ECS tasks) must never reach it.
-    infrastructure_role = aws.iam.Role(
-        f"{name}-infra-role",
-        name=s.infra_role_name,
+    infrastructure = _service_role(
+        name,
+        "infra",
+        role_name=s.infra_role_name,
         path=f"/aibatch/{platform.name_prefix}/infrastructure/",
         description=f"ECS Managed Instances infrastructure role of worker {name}",
-        assume_role_policy=iam.assume_role_policy("ecs.amazonaws.com"),
-        opts=child,
-    )
-    infra_policy = aws.iam.RolePolicyAttachment(
-        f"{name}-infra-policy",
-        role=infrastructure_role.name,
+        service="ecs.amazonaws.com",
         policy_arn=managed(INFRASTRUCTURE_POLICY),
-        opts=child,
+        parent=parent,
     )
     # Instance role: the ECS agent on the instance registers it with the cluster and polls
     # for tasks (AWS managed AmazonECSInstanceRolePolicyForManagedInstances; trust
     # ec2.amazonaws.com). Its name starts with ecsInstanceRole and it has no path, because
     # the infrastructure policy's iam:PassRole covers only role/ecsInstanceRole* (ECS
     # developer guide, "Amazon ECS Managed Instances instance profile").
-    instance_role = aws.iam.Role(
-        f"{name}-instance-role",
-        name=s.instance_role_name,
+    instance = _service_role(
+        name,
+        "instance",
+        role_name=s.instance_role_name,
         path="/",
         description=f"ECS agent on the Managed Instances of worker {name} (no job access)",
-        assume_role_policy=iam.assume_role_policy("ec2.amazonaws.com"),
-        opts=child,
-    )
-    instance_policy = aws.iam.RolePolicyAttachment(
-        f"{name}-instance-policy",
-        role=instance_role.name,
+        service="ec2.amazonaws.com",
         policy_arn=managed(INSTANCE_POLICY),
-        opts=child,
+        parent=parent,
     )
     profile = aws.iam.InstanceProfile(
         f"{name}-instance-profile",
         name=s.instance_role_name,
-        role=instance_role.name,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[instance_policy]),
+        role=instance.role.name,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[instance.attachment]),
     )
-    return InstanceRoles(infrastructure_role, instance_role, profile, [infra_policy, profile])
+    return InstanceRoles(infrastructure, instance, profile)
 
 
 def instance_requirements(s: InstanceSettings, tier: str) -> Any:

@@ -4,7 +4,10 @@
 - the execution role (ECS pulls the image, writes the log group, reads exactly the secrets
   the worker names);
 - the task role (only the worker's own job rows via ``dynamodb:LeadingKeys``, only its own S3
-  prefixes, its dispatch rows for warm reuse, plus the statements it declares).
+  prefixes, its dispatch rows for warm reuse, plus the statements it declares), each granted
+  by the resource it reaches (``components.grants``: ``table.grant_job_rows``,
+  ``table.grant_worker_dispatch``, ``bucket.grant_prefix`` / ``grant_list``), as the control
+  plane's roles are; the action lists are ``components.iam``'s.
 
 Both live under the stack's worker path ``/aibatch/<prefix>/workers/`` (the control plane's
 PassRole reaches exactly these; changing a role's path replaces the role).
@@ -20,15 +23,12 @@ import pulumi_aws as aws
 
 import jobcontract
 from components import aws_rules, iam
+from components.grants import Grantee, JobsTable, ResultsBucket
 from components.worker.validation import SECRET_ARN, SSM_ARN, Validated, secret_resource_arn
 
 if TYPE_CHECKING:
     from components.platform import BatchPlatform
     from components.worker.args import FargateWorkerArgs
-
-# A worker reads and writes its own job rows (conditional updates); it never deletes or queries.
-WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-SSM_READ_ACTIONS = ("ssm:GetParameters",)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def worker_roles(
     task_policy = aws.iam.RolePolicy(
         f"{name}-task-policy",
         role=task_role.id,
-        policy=iam.policy_document(*task_statements(name, args.platform, args)),
+        policy=task_grants(name, args.platform, args).document(),
         opts=child,
     )
     ledger = _ledger(
@@ -152,34 +152,34 @@ def execution_statements(
     if sm:
         statements.append(iam.secret_read(list(sm), sid="ReadOwnSecrets"))
     if ssm:
-        statements.append(iam.Statement(SSM_READ_ACTIONS, list(ssm), sid="ReadOwnParameters"))
+        statements.append(iam.Statement(iam.SSM_READ_ACTIONS, list(ssm), sid="ReadOwnParameters"))
     return statements
 
 
-def task_statements(
-    name: str, platform: BatchPlatform, args: FargateWorkerArgs
-) -> list[iam.Statement]:
-    """Its own job rows, dispatch rows and S3 prefixes, plus ``args.policy_statements``."""
-    bucket_arn = platform.results_bucket.arn
-    return [
-        iam.table_actions(
-            WORKER_TABLE_ACTIONS,
-            platform.jobs_table.arn,
-            leading_keys=[jobcontract.job_pk_prefix(name) + "*"],
-            sid="OwnJobRowsOnly",
-        ),
-        *iam.worker_dispatch(platform.jobs_table.arn, name),  # warm reuse
-        iam.Statement(
-            (*iam.OBJECT_WRITE_ACTIONS, *iam.OBJECT_READ_ACTIONS),
-            [pulumi.Output.concat(bucket_arn, "/", jobcontract.results_prefix(name), "*")],
-            sid="OwnResults",
-        ),
-        iam.bucket_prefix_read(bucket_arn, jobcontract.inputs_prefix(name), sid="OwnInputs"),
-        # A missing input or checkpoint must answer 404 (a clear job error), not 403.
-        iam.bucket_prefix_list(
-            bucket_arn,
-            [jobcontract.inputs_prefix(name), jobcontract.results_prefix(name)],
-            sid="ListOwnPrefixes",
-        ),
-        *args.policy_statements,
-    ]
+def task_grants(name: str, platform: BatchPlatform, args: FargateWorkerArgs) -> Grantee:
+    """The task role's one policy, granted by the resources it reaches (``components.grants``):
+    its own job rows, dispatch rows and S3 prefixes, plus ``args.policy_statements``."""
+    grantee = Grantee(f"{name} task")
+    table = JobsTable(platform.jobs_table.arn)
+    bucket = ResultsBucket(platform.results_bucket.arn)
+    inputs, results = jobcontract.inputs_prefix(name), jobcontract.results_prefix(name)
+    table.grant_job_rows(grantee, name, actions=iam.WORKER_TABLE_ACTIONS, sid="OwnJobRowsOnly")
+    table.grant_worker_dispatch(grantee, name)  # warm reuse
+    bucket.grant_prefix(grantee, results, read=True, write=True, sid="OwnResults")
+    bucket.grant_prefix(grantee, inputs, read=True, sid="OwnInputs")
+    # A missing input or checkpoint must answer 404 (a clear job error), not 403.
+    bucket.grant_list(grantee, [inputs, results], sid="ListOwnPrefixes")
+    grantee.add(*args.policy_statements)
+    return grantee
+
+
+def grant_handed_over_jobs(
+    grantee: Grantee, worker: str, table: JobsTable, bucket: ResultsBucket
+) -> None:
+    """What another worker's task needs to run ``worker``'s jobs handed to it (a job keeps its
+    id and its input prefix; its result goes under the runner's own prefix): the rows and
+    inputs of ``worker``'s jobs, as the worker's own task role has them."""
+    inputs = jobcontract.inputs_prefix(worker)
+    table.grant_job_rows(grantee, worker, actions=iam.WORKER_TABLE_ACTIONS, sid="HandedOverJobRows")
+    bucket.grant_prefix(grantee, inputs, read=True, sid="HandedOverInputs")
+    bucket.grant_list(grantee, [inputs], sid="ListHandedOverInputs")

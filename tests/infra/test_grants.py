@@ -119,3 +119,38 @@ def test_the_failure_topic_grants_its_key_only_when_it_has_one() -> None:
     assert publish["Action"] == ["sns:Publish"]
     _, key = _statements(lambda g: grants.FailureTopic(topic, KEY_ARN).grant_publish(g))
     assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and key["Resource"] == [KEY_ARN]
+
+
+# --- the worker roles are granted by the resources too -------------------------------------
+
+
+def test_a_worker_task_role_is_granted_by_the_table_and_the_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker task roles (and the fallback worker's hand-over policy) hold what
+    ``JobsTable.grant_job_rows`` writes with ``iam.WORKER_TABLE_ACTIONS``: change the action
+    list, or the rows the grant scopes to, and every worker policy follows."""
+    from components import iam
+    from components.offline import stack_config
+    from tests.infra.gpu_program import program
+
+    narrower = ("dynamodb:GetItem", "dynamodb:UpdateItem")  # no PutItem
+    assert set(narrower) < set(iam.WORKER_TABLE_ACTIONS)
+    monkeypatch.setattr(iam, "WORKER_TABLE_ACTIONS", narrower)
+    monkeypatch.setattr(grants, "job_pk_prefix", lambda worker: f"job#{worker}.v2_")
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+
+    def rows(policy: str, sid: str) -> dict[str, Any]:
+        (statement,) = [s for s in role_policy(graph, policy) if s.get("Sid") == sid]
+        return statement
+
+    for policy, sid, worker in [
+        ("content-analyzer-task-policy", "OwnJobRowsOnly", "content-analyzer"),
+        ("image-embedder-cpu-task-policy", "OwnJobRowsOnly", "image-embedder-cpu"),
+        ("image-embedder-task-policy", "OwnJobRowsOnly", "image-embedder"),  # InstanceWorker
+        ("image-embedder-fallback-task-policy", "HandedOverJobRows", "image-embedder"),
+    ]:
+        statement = rows(policy, sid)
+        assert statement["Action"] == sorted(narrower), policy
+        keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert keys == [f"job#{worker}.v2_*"], policy

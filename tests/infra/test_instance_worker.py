@@ -6,6 +6,7 @@ launch chain, and the preview errors for bad GPU names, counts and memory."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import jobcontract.store
+from components import iam
 from components import instance_worker as iw
 from components.aws_rules import AwsConstraintError
 from components.config import load_config, parse_config
@@ -354,3 +356,43 @@ def test_the_fallback_built_from_the_gpu_workers_folder_runs_under_its_own_name(
     assert cpu[Env.WORKER_SOURCE] == "image-embedder"
     assert Env.WORKER_SOURCE not in environment("image-embedder-task")
     assert Env.WORKER_SOURCE not in environment("content-analyzer-task")
+
+
+def test_registration_fails_before_an_instance_worker_role_exceeds_an_iam_quota() -> None:
+    """As for a FargateWorker: a task role whose declared statements exceed IAM's inline
+    quota fails the program at preview, naming the role, before IAM would refuse it."""
+    many = [
+        iam.Statement(
+            ("s3:GetObject",),
+            [f"arn:aws:s3:::bucket-{i:04d}-with-a-rather-long-name/prefix/*" for i in range(200)],
+            sid="ManyBuckets",
+        )
+    ]
+
+    def oversized() -> None:
+        platform = BatchPlatform("platform", BatchPlatformArgs(config=load_config()))
+        InstanceWorker(
+            "image-embedder",
+            InstanceWorkerArgs(platform=platform, gpu_names=("l4",), policy_statements=many),
+        )
+
+    with pytest.raises(ValueError) as err:  # Pulumi re-raises it while registering the item
+        run_program(oversized, stack="dev", config=stack_config("dev"))
+    message = str(err.value)
+    assert "image-embedder-registration" in message
+    found = re.search(
+        r"IAM role ai-batch-dev-image-embedder-task: inline policies: '(\d+) characters' is "
+        r"not valid; allowed: at most 10240 characters",
+        message,
+    )
+    assert found, message
+    assert int(found.group(1)) > 10_240
+
+
+def test_the_instance_worker_registration_waits_for_its_own_role_checks(
+    stack: tuple[str, StackGraph],
+) -> None:
+    """The guard reads this worker's role policies, so the registration comes after them."""
+    _, graph = stack
+    deps = set(graph.named(ITEM, "image-embedder-registration").depends_on)
+    assert {"image-embedder-task-policy", "image-embedder-exec-policy"} <= deps
