@@ -48,6 +48,7 @@ from jobcontract import (
     new_job_id,
 )
 from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
+from jobcontract.job import Job
 from jobcontract.store import (
     InvalidCursor,
     JobExists,
@@ -434,21 +435,22 @@ def _job_id_param(req: Request) -> str:
 
 def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]:
     """The public shape of a job (no input, no internal fields)."""
-    job_id = str(item[JobField.JOB_ID])
+    job = Job.from_item(item)  # every defaulted field at its one default
+    job_id = job.job_id
     view: dict[str, Any] = {
         "job_id": job_id,
-        "worker": item[JobField.WORKER],
-        "status": item[JobField.STATUS],
-        "attempts": item.get(JobField.ATTEMPTS, 0),
-        "max_attempts": item.get(JobField.MAX_ATTEMPTS),
-        "cpu": item.get(JobField.CPU),
-        "memory": item.get(JobField.MEMORY),
+        "worker": job.worker,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "cpu": job.cpu,
+        "memory": job.memory,
         "created_at": item.get(JobField.CREATED_AT),
         "updated_at": item.get(JobField.UPDATED_AT),
         "timestamps": item.get(JobField.TIMESTAMPS, {}),
-        "source": item.get(JobField.SOURCE, "api"),
-        "cancel_requested": bool(item.get(JobField.CANCEL_REQUESTED, False)),
-        "max_failed_item_share": max_failed_item_share(item.get(JobField.MAX_FAILED_ITEM_SHARE)),
+        "source": job.source,
+        "cancel_requested": job.cancel_requested,
+        "max_failed_item_share": job.max_failed_item_share,
         "links": _links(job_id),
     }
     for public, name in (

@@ -57,6 +57,7 @@ from jobcontract import (
 )
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.job import Job
 from jobcontract.managed_instances import capacity_backoff, classify_stop, next_step
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 
@@ -295,7 +296,7 @@ class Reconciler:
             return "ignored: terminal, other task"
         if status not in ACTIVE:
             return f"ignored: job is {status.value}"
-        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        attempts = Job.from_item(job).attempts
         if recorded_task is not None and recorded_task != task.task_arn:
             return "ignored: event for an older task"
         if recorded_task is None and task.env.get(Env.JOB_ATTEMPT) not in (None, str(attempts)):
@@ -365,8 +366,8 @@ class Reconciler:
                     return handed
             if nxt is None:  # from the top of the chain again: not at once (no spin)
                 extra[JobField.RETRY_NOT_BEFORE] = int(time.time()) + capacity_backoff(attempts)
-        max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
-        if attempts < max_attempts and error["type"] not in NOT_RETRIED:
+        # The row's own limit, at the one default of every reader (``jobcontract.job``).
+        if attempts < Job.from_item(job).max_attempts and error["type"] not in NOT_RETRIED:
             return self._retry(job, status, attempts, expect, error, extra)
         return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
 

@@ -53,7 +53,6 @@ from jobcontract import (
     checkpoint_key,
     inputs_prefix,
     items_failed_error,
-    max_failed_item_share,
     new_job_id,
     result_key,
     results_prefix,
@@ -61,6 +60,7 @@ from jobcontract import (
     worker_of_job_id,
 )
 from jobcontract.dispatch import Claimed, Dispatch, slot_key, wait_for_next
+from jobcontract.job import Job
 from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
 from workers.runtime import exit_codes
 from workers.runtime.checkpoint import Checkpoint
@@ -508,7 +508,7 @@ class _JobRun:
         return created
 
     def _run_handler(self, job: Mapping[str, Any]) -> int:
-        self.max_failed_item_share = max_failed_item_share(job.get(JobField.MAX_FAILED_ITEM_SHARE))
+        self.max_failed_item_share = Job.from_item(job).max_failed_item_share
         try:
             job_input = self._load_input(job)
             self.checkpoint = self._load_checkpoint(job)
