@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers import _aws, uploads
 from handlers.registry import WorkerRegistration, get_worker, list_workers
 from jobcontract import (
-    DEFAULT_MAX_FAILED_ITEM_SHARE,
+    DEFAULT_JOB_TTL_DAYS,
     FARGATE_CPU_MEMORY,
     JOB_ID_RE,
     MAX_INLINE_INPUT_BYTES,
@@ -44,10 +44,13 @@ from jobcontract import (
     JobField,
     JobStatus,
     input_key,
-    max_failed_item_share,
     new_job_id,
 )
-from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
+from jobcontract.arrays import (
+    MAX_ARRAY_REQUEST_BYTES,
+    RequestRejected,
+    request_failed_item_share,
+)
 from jobcontract.job import Job
 from jobcontract.store import (
     InvalidCursor,
@@ -59,7 +62,6 @@ from jobcontract.store import (
 )
 
 DEFAULT_RESULT_URL_TTL = 900
-DEFAULT_JOB_TTL_DAYS = 30
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
@@ -377,19 +379,7 @@ def _known_worker(store: JobStore, name: str) -> WorkerRegistration:
 
 
 def _failed_item_share(value: Any) -> int | float:
-    """The job's tolerated share of failed items (``jobcontract.items_failed_error``): a
-    number from 0 to 1, default 0 (any failed item fails the job)."""
-    if value is None:
-        return DEFAULT_MAX_FAILED_ITEM_SHARE
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"'{JobField.MAX_FAILED_ITEM_SHARE}' must be a number from 0 to 1, the share of "
-            "the job's items that may fail with the job still SUCCEEDED (default 0: any "
-            f"failed item fails the job); got {json.dumps(value)[:40]}",
-        )
-    return max_failed_item_share(value)  # a share too small to store is 0 for every job
+    return request_failed_item_share(value)
 
 
 def _resources(worker: WorkerRegistration, cpu: Any, memory: Any) -> tuple[int, int]:
@@ -712,6 +702,8 @@ def handle(req: Request) -> Response:
     except ApiError as exc:
         body = _error_body(exc.code, exc.message, exc.details, exc.extra)
         return Response(exc.status, body, exc.headers)
+    except RequestRejected as exc:  # an array request's rule (jobcontract.arrays)
+        return Response(exc.status, _error_body(exc.code, exc.message, exc.details, exc.extra))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))
