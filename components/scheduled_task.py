@@ -17,7 +17,10 @@ RunTask as the task ``overrides`` (a JSON ``TaskOverride``; AWS rejects other JS
 "Unable to convert target input to TaskOverride"), so the job input travels as the container
 environment variable ``BATCH_SCHEDULED_INPUT``. The task starts without ``BATCH_JOB_ID``; the
 worker runtime then records the run as job ``<worker>_<ECS task id>`` with ``source =
-"schedule"``, so it is listed, retried and reported like a submitted job.
+"schedule"``, so it is listed, retried and reported like a submitted job. With ``array`` the
+run is an array job: its items (or manifest) travel as ``BATCH_SCHEDULED_ARRAY``, checked
+here with the API's rules, and the reconciler makes and fans out the parent when the task
+stops (``jobcontract.scheduled``).
 
 Idle cost: nothing (Scheduler: 14 million invocations/month free, then $1 per million).
 

@@ -25,7 +25,10 @@ at-least-once) does nothing the second time.
 
 Scheduled runs (EventBridge Scheduler -> RunTask) carry no ``BATCH_JOB_ID``: their job id is
 ``<worker>_<task id>``, the worker found by task definition family. If the worker runtime never
-created that job (the task died first), it is created here and handled as a failed attempt.
+created that job (the task died first), it is created here and handled as a failed attempt
+(``jobcontract.scheduled``, the runtime's creator too). A scheduled array run
+(``BATCH_SCHEDULED_ARRAY``) is always created here: its parent, checked as the API checks,
+then its children, fanned out as the API does.
 """
 
 from __future__ import annotations
