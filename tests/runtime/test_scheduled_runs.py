@@ -188,3 +188,39 @@ def test_an_unreadable_scheduled_request_is_recorded_failed_by_either_writer(res
     assert job[JobField.STATUS] == "FAILED"
     assert job[JobField.ERROR]["type"] == "InvalidScheduledInput"
     assert Env.SCHEDULED_INPUT in job[JobField.ERROR]["message"]
+
+
+def test_scheduled_array_run_from_a_manifest_is_fanned_out_by_the_launcher(res) -> None:
+    from tests.runtime.test_array_manifests import KEY, _jsonl, _put, _steps
+
+    docs = _docs(5)
+    _put(res, _jsonl(docs))
+    array = ScheduledArray(manifest_key=KEY, manifest_items=5, shard_size=2)
+    task, _ = _scheduled_task(res, "docs", {"language": "de"}, array)
+    assert _reconcile(res, task, exit_code=0) == "scheduled array job: 3 shards"
+    parent_id = scheduled_job_id("docs", task)
+    parent = JobStore(res.table_name).get(parent_id)
+    # The API's record of a manifest: the object's size and ETag, read by the launcher.
+    assert parent[JobField.INPUT_S3_KEY] == KEY and parent[JobField.ARRAY]["manifest"]["etag"]
+    assert parent[JobField.ARRAY]["created"] == 0
+    assert _steps(res) >= 1  # the launcher's fan-out steps: validate, then the children
+    ended = run_array(res, parent_id)
+    assert ended[JobField.STATUS] == "SUCCEEDED"
+    assert [line["result"]["id"] for line in _lines(res, parent_id)] == ["0", "1", "2", "3", "4"]
+    kid = JobStore(res.table_name).get(child_id(parent_id, 2))
+    assert kid[JobField.INPUT] == {"language": "de", "documents": docs[4:5]}
+
+
+def test_a_missing_manifest_fails_the_scheduled_run_as_the_api_answers(res) -> None:
+    request = {"manifest": {"s3_key": "inputs/docs/none.jsonl", "items": 3}}
+    status, answer, _ = call("POST", "/jobs", {"worker": "docs", **request})
+    assert status == 400 and answer["error"]["code"] == "manifest_not_found"
+    array = ScheduledArray(manifest_key="inputs/docs/none.jsonl", manifest_items=3)
+    task, _ = _scheduled_task(res, "docs", {}, array)
+    assert _reconcile(res, task, exit_code=0) == "terminal: FAILED"
+    job = JobStore(res.table_name).get(scheduled_job_id("docs", task))
+    assert job[JobField.ERROR] == {
+        "type": "manifest_not_found",
+        "message": answer["error"]["message"],
+    }
+    assert receive_all(res.workers["docs"].queue_url) == []
