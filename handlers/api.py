@@ -69,8 +69,10 @@ JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory", "max_failed_
 LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor", "parent"})
 
 
-class ApiError(Exception):
-    """A response with an error body; raised anywhere in a route."""
+class ApiError(RequestRejected):
+    """A response with an error body; raised anywhere in a route. A ``RequestRejected`` of
+    the job contract (an array request's rule) is answered the same way, without headers.
+    Its parameters repeat ``RequestRejected``'s (plus ``headers``): call sites name them."""
 
     def __init__(
         self,
@@ -81,11 +83,8 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details = details
+        super().__init__(status, code, message, details, extra)
         self.headers = headers or {}
-        self.extra = extra or {}
 
 
 @dataclass
@@ -699,11 +698,9 @@ def handle(req: Request) -> Response:
     503 for AWS throttling/unavailability, 500 only for bugs)."""
     try:
         return dispatch(req)
-    except ApiError as exc:
+    except RequestRejected as exc:  # an ApiError, or an array request's rule (jobcontract)
         body = _error_body(exc.code, exc.message, exc.details, exc.extra)
-        return Response(exc.status, body, exc.headers)
-    except RequestRejected as exc:  # an array request's rule (jobcontract.arrays)
-        return Response(exc.status, _error_body(exc.code, exc.message, exc.details, exc.extra))
+        return Response(exc.status, body, getattr(exc, "headers", {}))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))
