@@ -307,6 +307,9 @@ class ControlPlane(pulumi.ComponentResource):
         queue.grant_send(reconciler, sid="EnqueueLaunches")
         notify(reconciler)
         bucket.grant_array_merge(reconciler)  # the last child of an array job ended
+        # A scheduled array job with a manifest: its HeadObject (authorized as s3:GetObject),
+        # inputs/ only, read only, as the API's check of the same request (HeadManifests).
+        bucket.grant_prefix(reconciler, INPUTS_PREFIX, read=True, sid="HeadScheduledManifests")
 
         table.grant(sweep, iam.SWEEP_TABLE_ACTIONS, sid="JobsTable")
         table.grant_leases(sweep, create=False)  # slots of lost tasks given back

@@ -17,7 +17,10 @@ RunTask as the task ``overrides`` (a JSON ``TaskOverride``; AWS rejects other JS
 "Unable to convert target input to TaskOverride"), so the job input travels as the container
 environment variable ``BATCH_SCHEDULED_INPUT``. The task starts without ``BATCH_JOB_ID``; the
 worker runtime then records the run as job ``<worker>_<ECS task id>`` with ``source =
-"schedule"``, so it is listed, retried and reported like a submitted job.
+"schedule"``, so it is listed, retried and reported like a submitted job. With ``array`` the
+run is an array job: its items (or manifest) travel as ``BATCH_SCHEDULED_ARRAY``, checked
+here with the API's rules, and the reconciler makes and fans out the parent when the task
+stops (``jobcontract.scheduled``).
 
 Idle cost: nothing (Scheduler: 14 million invocations/month free, then $1 per million).
 
@@ -47,6 +50,8 @@ from components.fargate_worker import FargateWorker
 from components.grants import Grantee, grant_run
 from components.naming import node_resources
 from jobcontract import Env
+from jobcontract.arrays import RequestRejected
+from jobcontract.scheduled import ScheduledArray, plan_array
 from jobcontract.schema import Validator
 
 
@@ -92,7 +97,13 @@ class ScheduledTaskArgs:
     timezone: str = "UTC"
     """IANA time zone of the expression. Default ``"UTC"``. Example: ``"Europe/Berlin"``."""
     input: Mapping[str, Any] = field(default_factory=dict)
-    """The job input (checked against the worker's input schema). Default ``{}``."""
+    """The job input (checked against the worker's input schema). Default ``{}``. With
+    ``array``: the fields every shard shares (the items are ``array``'s)."""
+    array: ScheduledArray | None = None
+    """Run as an array job, as ``POST /jobs`` with ``items`` or ``manifest`` does: its
+    shards fan out on the worker's slots and merge back. Checked at preview with the API's
+    rules (same limits, same messages). Default ``None``: one job. Example:
+    ``ScheduledArray(items=[{"url": u} for u in URLS], shard_size=10)``."""
     flexible_window_minutes: int | None = None
     """Let Scheduler start up to this many minutes late to spread load (1..1440). Default
     ``None``: start on time."""
@@ -106,20 +117,18 @@ class ScheduledTaskArgs:
     """Shown in the console. Default ``""``."""
 
 
-def task_overrides(job_input: Mapping[str, Any]) -> str:
-    """The target ``Input``: a RunTask ``TaskOverride`` putting the job input in the env."""
+def _compact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def task_overrides(job_input: Mapping[str, Any], array: ScheduledArray | None = None) -> str:
+    """The target ``Input``: a RunTask ``TaskOverride`` putting the job input (and an array
+    job's items or manifest, ``jobcontract.scheduled``) in the env."""
+    environment = [{"name": Env.SCHEDULED_INPUT, "value": _compact(dict(job_input))}]
+    if array is not None:
+        environment.append({"name": Env.SCHEDULED_ARRAY, "value": _compact(array.request())})
     overrides = {
-        "containerOverrides": [
-            {
-                "name": jobcontract.CONTAINER_NAME,
-                "environment": [
-                    {
-                        "name": Env.SCHEDULED_INPUT,
-                        "value": json.dumps(dict(job_input), sort_keys=True, separators=(",", ":")),
-                    }
-                ],
-            }
-        ]
+        "containerOverrides": [{"name": jobcontract.CONTAINER_NAME, "environment": environment}]
     }
     return json.dumps(overrides, sort_keys=True, separators=(",", ":"))
 
@@ -141,14 +150,16 @@ def _validate(name: str, args: ScheduledTaskArgs, name_prefix: str) -> tuple[str
         raise AwsConstraintError(
             f"{name}: role name", role_name(schedule_name), "at most 64 characters (shorten name)"
         )
-    problems = Validator(args.worker.input_schema).errors(dict(args.input))
+    if args.array is not None:
+        _validate_array(name, args)
+    problems = [] if args.array else Validator(args.worker.input_schema).errors(dict(args.input))
     if problems:
         raise AwsConstraintError(
             f"{name}: input",
             dict(args.input),
             f"an input matching worker {args.worker.worker_name}'s schema ({'; '.join(problems)})",
         )
-    overrides = task_overrides(args.input)
+    overrides = task_overrides(args.input, args.array)
     if len(overrides) > MAX_OVERRIDES_CHARS:
         raise AwsConstraintError(
             f"{name}: input",
@@ -174,6 +185,25 @@ class ScheduledTaskNodes:
 
     def resources(self) -> list[pulumi.Resource]:
         return node_resources(self)
+
+
+def _validate_array(name: str, args: ScheduledTaskArgs) -> None:
+    """The API's checks of an array request (``jobcontract.scheduled.plan_array``), but the
+    manifest's HeadObject (the reconciler's, when the schedule fires)."""
+    array = args.array
+    assert array is not None
+    if not isinstance(array, ScheduledArray):
+        raise AwsConstraintError(f"{name}: array", array, "a jobcontract.scheduled.ScheduledArray")
+    try:
+        plan_array(args.worker.worker_name, args.worker.input_schema, args.input, array.request())
+    except RequestRejected as exc:
+        limit = exc.extra.get("limit")
+        raise AwsConstraintError(
+            f"{name}: array",
+            exc.code + (f" (limit {limit})" if limit else ""),
+            f"a request POST /jobs accepts: {exc.message}"
+            + (f" ({'; '.join(exc.details[:3])})" if exc.details else ""),
+        ) from exc
 
 
 class ScheduledTask(pulumi.ComponentResource):

@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from handlers import _aws, uploads
 from handlers.registry import WorkerRegistration, get_worker, list_workers
 from jobcontract import (
-    DEFAULT_MAX_FAILED_ITEM_SHARE,
+    DEFAULT_JOB_TTL_DAYS,
     FARGATE_CPU_MEMORY,
     JOB_ID_RE,
     MAX_INLINE_INPUT_BYTES,
@@ -44,10 +44,14 @@ from jobcontract import (
     JobField,
     JobStatus,
     input_key,
-    max_failed_item_share,
     new_job_id,
 )
-from jobcontract.arrays import MAX_ARRAY_REQUEST_BYTES
+from jobcontract.arrays import (
+    MAX_ARRAY_REQUEST_BYTES,
+    RequestRejected,
+    request_failed_item_share,
+)
+from jobcontract.job import Job
 from jobcontract.store import (
     InvalidCursor,
     JobExists,
@@ -58,7 +62,6 @@ from jobcontract.store import (
 )
 
 DEFAULT_RESULT_URL_TTL = 900
-DEFAULT_JOB_TTL_DAYS = 30
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
@@ -66,8 +69,10 @@ JOB_REQUEST_FIELDS = frozenset({"worker", "input", "cpu", "memory", "max_failed_
 LIST_PARAMS = frozenset({"worker", "status", "limit", "cursor", "parent"})
 
 
-class ApiError(Exception):
-    """A response with an error body; raised anywhere in a route."""
+class ApiError(RequestRejected):
+    """A response with an error body; raised anywhere in a route. A ``RequestRejected`` of
+    the job contract (an array request's rule) is answered the same way, without headers.
+    Its parameters repeat ``RequestRejected``'s (plus ``headers``): call sites name them."""
 
     def __init__(
         self,
@@ -78,11 +83,8 @@ class ApiError(Exception):
         headers: dict[str, str] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details = details
+        super().__init__(status, code, message, details, extra)
         self.headers = headers or {}
-        self.extra = extra or {}
 
 
 @dataclass
@@ -376,19 +378,7 @@ def _known_worker(store: JobStore, name: str) -> WorkerRegistration:
 
 
 def _failed_item_share(value: Any) -> int | float:
-    """The job's tolerated share of failed items (``jobcontract.items_failed_error``): a
-    number from 0 to 1, default 0 (any failed item fails the job)."""
-    if value is None:
-        return DEFAULT_MAX_FAILED_ITEM_SHARE
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"'{JobField.MAX_FAILED_ITEM_SHARE}' must be a number from 0 to 1, the share of "
-            "the job's items that may fail with the job still SUCCEEDED (default 0: any "
-            f"failed item fails the job); got {json.dumps(value)[:40]}",
-        )
-    return max_failed_item_share(value)  # a share too small to store is 0 for every job
+    return request_failed_item_share(value)
 
 
 def _resources(worker: WorkerRegistration, cpu: Any, memory: Any) -> tuple[int, int]:
@@ -434,21 +424,22 @@ def _job_id_param(req: Request) -> str:
 
 def job_view(item: dict[str, Any], *, result_url: bool = True) -> dict[str, Any]:
     """The public shape of a job (no input, no internal fields)."""
-    job_id = str(item[JobField.JOB_ID])
+    job = Job.from_item(item)  # every defaulted field at its one default
+    job_id = job.job_id
     view: dict[str, Any] = {
         "job_id": job_id,
-        "worker": item[JobField.WORKER],
-        "status": item[JobField.STATUS],
-        "attempts": item.get(JobField.ATTEMPTS, 0),
-        "max_attempts": item.get(JobField.MAX_ATTEMPTS),
-        "cpu": item.get(JobField.CPU),
-        "memory": item.get(JobField.MEMORY),
+        "worker": job.worker,
+        "status": job.status.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "cpu": job.cpu,
+        "memory": job.memory,
         "created_at": item.get(JobField.CREATED_AT),
         "updated_at": item.get(JobField.UPDATED_AT),
         "timestamps": item.get(JobField.TIMESTAMPS, {}),
-        "source": item.get(JobField.SOURCE, "api"),
-        "cancel_requested": bool(item.get(JobField.CANCEL_REQUESTED, False)),
-        "max_failed_item_share": max_failed_item_share(item.get(JobField.MAX_FAILED_ITEM_SHARE)),
+        "source": job.source,
+        "cancel_requested": job.cancel_requested,
+        "max_failed_item_share": job.max_failed_item_share,
         "links": _links(job_id),
     }
     for public, name in (
@@ -707,9 +698,9 @@ def handle(req: Request) -> Response:
     503 for AWS throttling/unavailability, 500 only for bugs)."""
     try:
         return dispatch(req)
-    except ApiError as exc:
+    except RequestRejected as exc:  # an ApiError, or an array request's rule (jobcontract)
         body = _error_body(exc.code, exc.message, exc.details, exc.extra)
-        return Response(exc.status, body, exc.headers)
+        return Response(exc.status, body, getattr(exc, "headers", {}))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))

@@ -12,7 +12,6 @@ did not; one with another body is a 409.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, arrays, manifest_api
 from handlers.api import (
-    DEFAULT_JOB_TTL_DAYS,
     ApiError,
     Request,
     Response,
@@ -38,10 +36,10 @@ from handlers.api import (
 )
 from handlers.registry import WorkerRegistration
 from jobcontract import (
+    DEFAULT_JOB_TTL_DAYS,
     JOB_ID_RE,
     Env,
     JobField,
-    JobStatus,
     new_job_id,
 )
 from jobcontract import arrays as contract
@@ -186,85 +184,17 @@ def _shards(item: dict[str, Any]) -> int:
 
 
 def _item_field(worker: WorkerRegistration, base: dict[str, Any]) -> str:
-    field = contract.item_field(worker.input_schema)
-    if field is None:
-        raise ApiError(
-            400,
-            "not_an_array_worker",
-            f"{worker.name} takes no array jobs: its input schema needs exactly one array "
-            "property (the items)",
-        )
-    if field in base:
-        raise ApiError(400, "invalid_request", f"give the items in 'items', not in input.{field}")
-    return field
+    return contract.request_item_field(worker.name, worker.input_schema, base)
 
 
 def _shard_size(worker: WorkerRegistration, field: str, total: int, payload: dict[str, Any]) -> int:
-    """Items per child, from ``shard_size`` or ``parallelism`` (one of them at most)."""
-    size, parallelism = payload.get("shard_size"), payload.get("parallelism")
-    if size is not None and parallelism is not None:
-        raise ApiError(400, "invalid_request", "give 'shard_size' or 'parallelism', not both")
-    for name, value in (("shard_size", size), ("parallelism", parallelism)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise ApiError(400, "invalid_request", f"'{name}' must be a positive integer")
-    prop = worker.input_schema.get("properties", {}).get(field, {})
-    try:
-        return contract.shard_size(
-            total,
-            size=size,
-            parallelism=parallelism,
-            min_items=int(prop.get("minItems", 1)),
-            max_items=prop.get("maxItems"),
-        )
-    except contract.ArrayError as exc:
-        raise ApiError(400, "array_limit", str(exc), extra={"limit": exc.limit}) from exc
+    return contract.request_shard_size(worker.input_schema, field, total, payload)
 
 
 def _check_items(
     worker: WorkerRegistration, field: str, base: dict[str, Any], items: list[Any], size: int
 ) -> None:
-    """Item sizes and the item schema, every item; then the rest of the input once."""
-    too_big = [i for i, item in enumerate(items) if len(_encode(item)) > contract.MAX_ITEM_BYTES]
-    if too_big:
-        raise ApiError(
-            413,
-            "item_too_large",
-            f"{len(too_big)} item(s) exceed {contract.MAX_ITEM_BYTES} bytes (max_item_bytes)",
-            [f"items[{i}]" for i in too_big],
-            extra={"limit": "max_item_bytes", "invalid_items": too_big},
-        )
-    validator = contract.item_validator(worker.input_schema, field)
-    details: list[str] = []
-    invalid: list[int] = []
-    for i, item in enumerate(items):
-        errors = contract.item_errors(i, item, validator)
-        if errors:
-            invalid.append(i)
-            details.extend(errors)
-    if invalid:
-        raise ApiError(
-            400,
-            "invalid_items",
-            f"{len(invalid)} of {len(items)} items do not match the {worker.name} item schema "
-            f"(input.{field}[]); first: items[{invalid[0]}]",
-            details,
-            extra={"invalid_items": invalid},
-        )
-    errors = [
-        e
-        for e in worker.validator.errors({**base, field: items[:size]})
-        if not e.startswith(f"$.{field}[")
-    ]
-    if errors:
-        raise ApiError(
-            400, "invalid_input", f"input does not match the {worker.name} input schema", errors
-        )
-
-
-def _encode(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    contract.check_items(worker.name, worker.input_schema, field, base, items, size)
 
 
 def _expires(now: datetime) -> int:
@@ -282,34 +212,22 @@ def _parent_item(
     memory: int,
     share: int | float,
 ) -> dict[str, Any]:
-    """The parent: RUNNING from the start (it never has a task), its counters at zero."""
+    """The parent (``jobcontract.arrays.parent_item``), submitted through the API."""
     now = datetime.now(UTC)
-    shards = -(-total // size)
-    item: dict[str, Any] = {
-        JobField.JOB_ID: parent_id,
-        JobField.WORKER: worker.name,
-        JobField.STATUS: JobStatus.RUNNING.value,
-        JobField.CREATED_AT: now_iso(now),
-        JobField.CPU: cpu,
-        JobField.MEMORY: memory,
-        JobField.ATTEMPTS: 0,
-        JobField.MAX_ATTEMPTS: worker.max_attempts,
-        JobField.SOURCE: "api",
-        JobField.EXPIRES_AT: _expires(now),
-        JobField.ARRAY: {
-            "item_field": field,
-            "total_items": total,
-            "shards": shards,
-            "shard_size": size,
-            "created": 0,
-        },
-        JobField.CHILDREN: {s.value: 0 for s in contract.CHILD_STATES},
-        JobField.ITEMS: {"total": total, "succeeded": 0, "failed": 0},
-        JobField.PROGRESS: {"done": 0, "total": total},
-    }
-    if share:
-        item[JobField.MAX_FAILED_ITEM_SHARE] = share
-    return item
+    return contract.parent_item(
+        parent_id,
+        worker.name,
+        total=total,
+        size=size,
+        field=field,
+        cpu=cpu,
+        memory=memory,
+        share=share,
+        max_attempts=worker.max_attempts,
+        source="api",
+        expires_at=_expires(now),
+        now=now_iso(now),
+    )
 
 
 def _send(worker: WorkerRegistration, message: dict[str, str]) -> None:

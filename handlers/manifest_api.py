@@ -22,90 +22,28 @@ before any child is enqueued (``handlers.manifests``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from handlers import _aws
-from handlers.api import ApiError
 from handlers.registry import WorkerRegistration
-from jobcontract import MAX_INLINE_INPUT_BYTES, Env, inputs_prefix
+from jobcontract import Env
 from jobcontract import arrays as contract
-from jobcontract.store import storable
 
-MANIFEST_FIELDS = frozenset({"s3_key", "items"})
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
 
 
 def declared_items(manifest: Any) -> int:
-    """The item count the request declares (``manifest.items``), after the shape check."""
-    if not isinstance(manifest, dict):
-        raise ApiError(
-            400, "invalid_manifest", '\'manifest\' must be an object: {"s3_key", "items"}'
-        )
-    unknown = sorted(set(manifest) - MANIFEST_FIELDS)
-    if unknown:
-        raise ApiError(400, "invalid_manifest", f"manifest: unknown field(s): {', '.join(unknown)}")
-    items = manifest.get("items")
-    if isinstance(items, bool) or not isinstance(items, int) or items < 1:
-        raise ApiError(
-            400,
-            "invalid_manifest",
-            "manifest.items is required: the number of items (lines) in the manifest, at least 1",
-        )
-    if not isinstance(manifest.get("s3_key"), str):
-        raise ApiError(
-            400, "invalid_manifest", "manifest.s3_key is required: the key POST /uploads gave"
-        )
-    return items
+    return contract.declared_items(manifest)
 
 
 def check_key(worker: WorkerRegistration, key: str) -> None:
-    prefix = inputs_prefix(worker.name)
-    rest = key[len(prefix) :] if key.startswith(prefix) else None
-    if rest is None or not rest:
-        raise ApiError(
-            400,
-            "invalid_manifest",
-            f"manifest.s3_key must be under {prefix} (upload the file with POST /uploads)",
-        )
-    if len(key.encode()) > contract.S3_KEY_MAX_BYTES:
-        raise ApiError(
-            400,
-            "invalid_manifest",
-            f"manifest.s3_key is longer than {contract.S3_KEY_MAX_BYTES} bytes (S3's key limit)",
-        )
-    if not key.isprintable() or any(seg in ("", ".", "..") for seg in rest.split("/")):
-        raise ApiError(
-            400,
-            "invalid_manifest",
-            "manifest.s3_key must be a plain key: no empty, '.' or '..' segment, "
-            "no control characters",
-        )
+    contract.check_manifest_key(worker.name, key)
 
 
 def check_shared_input(worker: WorkerRegistration, field: str, base: dict[str, Any]) -> None:
-    """The fields every shard shares: stored on the parent, checked against the worker's
-    schema without the item property (its items are checked one by one at fan-out)."""
-    encoded = json.dumps(base, ensure_ascii=False, separators=(",", ":")).encode()
-    if len(encoded) > MAX_INLINE_INPUT_BYTES or not storable(base):
-        raise ApiError(
-            413,
-            "shared_input_too_large",
-            f"'input' exceeds {MAX_INLINE_INPUT_BYTES} bytes (max_shared_input_bytes); with a "
-            "manifest, put per-item data in the items",
-            extra={"limit": "max_shared_input_bytes"},
-        )
-    errors = [
-        e
-        for e in worker.validator.errors({**base, field: []})
-        if not (e.startswith(f"$.{field}:") or e.startswith(f"$.{field}["))
-    ]
-    if errors:
-        raise ApiError(
-            400, "invalid_input", f"input does not match the {worker.name} input schema", errors
-        )
+    contract.check_shared_input(worker.name, worker.input_schema, field, base)
 
 
 def head(worker: WorkerRegistration, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +56,7 @@ def head(worker: WorkerRegistration, manifest: dict[str, Any]) -> dict[str, Any]
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in NOT_FOUND_CODES:
-            raise ApiError(
+            raise contract.RequestRejected(
                 400,
                 "manifest_not_found",
                 f"no manifest at {key} (upload it with POST /uploads first; forms expire)",
@@ -126,7 +64,7 @@ def head(worker: WorkerRegistration, manifest: dict[str, Any]) -> dict[str, Any]
         raise
     size = int(meta["ContentLength"])
     if size > contract.MAX_MANIFEST_BYTES:
-        raise ApiError(
+        raise contract.RequestRejected(
             413,
             "manifest_too_large",
             f"the manifest is {size} bytes; at most {contract.MAX_MANIFEST_BYTES} "
@@ -135,7 +73,7 @@ def head(worker: WorkerRegistration, manifest: dict[str, Any]) -> dict[str, Any]
         )
     items = int(manifest["items"])
     if size < 2 * items - 1:  # every item is at least one byte, and a newline between two
-        raise ApiError(
+        raise contract.RequestRejected(
             400,
             "invalid_manifest",
             f"a manifest of {size} bytes cannot hold {items} items (manifest.items)",

@@ -25,13 +25,15 @@ at-least-once) does nothing the second time.
 
 Scheduled runs (EventBridge Scheduler -> RunTask) carry no ``BATCH_JOB_ID``: their job id is
 ``<worker>_<task id>``, the worker found by task definition family. If the worker runtime never
-created that job (the task died first), it is created here and handled as a failed attempt.
+created that job (the task died first), it is created here and handled as a failed attempt
+(``jobcontract.scheduled``, the runtime's creator too). A scheduled array run
+(``BATCH_SCHEDULED_ARRAY``) is always created here: its parent, checked as the API checks,
+then its children, fanned out as the API does.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws, arrays, notify
+from handlers import _aws, arrays, manifest_api, notify
 from handlers.launcher import LaunchState
 from handlers.registry import WorkerRegistration, family_of, get_worker, worker_by_family
 from jobcontract import (
@@ -55,10 +57,21 @@ from jobcontract import (
     scheduled_job_id,
     worker_of_job_id,
 )
+from jobcontract import arrays as arrays_contract
+from jobcontract.arrays import RequestRejected
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.job import Job
 from jobcontract.managed_instances import capacity_backoff, classify_stop, next_step
-from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
+from jobcontract.scheduled import (
+    SOURCE_SCHEDULE,
+    RunDefaults,
+    ScheduledRequest,
+    array_parent,
+    plan_array,
+    scheduled_job,
+)
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
 NOTIFIED_AT = "notified_at"
@@ -230,7 +243,14 @@ class Reconciler:
                 self._ended(job)
 
     def _settle(self, task: StoppedTask, *, child: bool = False) -> str:
-        if task.clean_success and not child and not notify.wanted(JobStatus.SUCCEEDED.value):
+        # A scheduled array run's task exits 0 having recorded nothing: its job is made here.
+        scheduled_array = bool(task.env.get(Env.SCHEDULED_ARRAY)) and not task.env.get(Env.JOB_ID)
+        if (
+            task.clean_success
+            and not child
+            and not scheduled_array
+            and not notify.wanted(JobStatus.SUCCEEDED.value)
+        ):
             # The worker recorded SUCCEEDED and no sink reports successes: no read, no write
             # (an array job's child is read: its end is counted on its parent).
             return "skipped: exit 0, SUCCEEDED recorded by the worker"
@@ -244,6 +264,8 @@ class Reconciler:
             job = self._create_scheduled(job_id, task)
             if job is None:
                 return "ignored: unknown worker"
+        if job.get(JobField.ARRAY) and job.get(JobField.SOURCE) == SOURCE_SCHEDULE:
+            return self._fan_out_scheduled(job, task)  # a parent has no attempt to settle
         return self.apply(job, task)
 
     def _job_id(self, task: StoppedTask) -> str | None:
@@ -256,34 +278,88 @@ class Reconciler:
         return scheduled_job_id(worker.name, task.task_arn)
 
     def _create_scheduled(self, job_id: str, task: StoppedTask) -> dict[str, Any] | None:
+        """Record a scheduled run the worker runtime did not (``jobcontract.scheduled``, the
+        runtime's creator too): a plain run as a DISPATCHED attempt of this task, an array run
+        as its parent (checked as the API checks; a rejection is recorded FAILED)."""
         worker_name = worker_of_job_id(job_id)
         worker = get_worker(self.store, worker_name) if worker_name else None
         if worker is None:
             return None
-        raw = task.env.get(Env.SCHEDULED_INPUT, "")
-        try:
-            scheduled_input = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            scheduled_input = {"raw": raw}
-        ttl_days = _aws.env_int(Env.JOB_TTL_DAYS, 0)
-        job = scheduled_job(
-            job_id,
-            worker.name,
-            scheduled_input,
-            status=JobStatus.DISPATCHED,
+        request = ScheduledRequest.from_env(task.env)
+        defaults = RunDefaults(
             max_attempts=worker.max_attempts,
             timeout_seconds=worker.timeout_seconds,
             task_definition=task.task_definition_arn or worker.task_definition,
-            task_arn=task.task_arn,
-            ttl_days=ttl_days or None,
+            cpu=worker.cpu,
+            memory=worker.memory,
+            ttl_days=_aws.env_int(Env.JOB_TTL_DAYS, 0) or None,
         )
-        job[JobField.CPU], job[JobField.MEMORY] = worker.cpu, worker.memory
+        if request.is_array and request.problem is None:
+            job = self._scheduled_array(job_id, worker, request, defaults)
+        else:
+            job = scheduled_job(
+                job_id,
+                worker.name,
+                request,
+                defaults,
+                status=JobStatus.DISPATCHED,
+                task_arn=task.task_arn,
+            )
         try:
             created = self.store.create(job)
         except JobExists as exc:  # the worker runtime created it after all
             return exc.existing
         _aws.log("INFO", "scheduled_job_recorded", job_id=job_id, task_arn=task.task_arn)
         return created
+
+    def _scheduled_array(
+        self,
+        job_id: str,
+        worker: WorkerRegistration,
+        request: ScheduledRequest,
+        defaults: RunDefaults,
+    ) -> dict[str, Any]:
+        """The parent of a scheduled array run, or (rejected by the API's checks) its row
+        FAILED with the API's error code, message and limit."""
+        assert request.array is not None
+        try:
+            plan = plan_array(worker.name, worker.input_schema, request.input, request.array)
+            source = manifest_api.head(worker, plan.manifest) if plan.manifest else None
+        except RequestRejected as rejected:
+            failed = scheduled_job(
+                job_id, worker.name, request, defaults, status=JobStatus.FAILED, task_arn=None
+            )
+            failed[JobField.ERROR] = rejected.as_error()
+            _aws.log("WARNING", "scheduled_array_rejected", job_id=job_id, code=rejected.code)
+            return failed
+        parent = array_parent(job_id, worker.name, plan, defaults)
+        parent[JobField.INPUT] = request.input
+        if source is not None:
+            parent[JobField.ARRAY]["manifest"] = source
+            parent[JobField.INPUT_S3_KEY] = source["key"]
+        return parent
+
+    def _fan_out_scheduled(self, parent: dict[str, Any], task: StoppedTask) -> str:
+        """The children of a scheduled array run, as the API makes them: a manifest's by the
+        launcher's fan-out steps (one message), inline items here (they fit in the task's
+        8 KB of overrides), parked, then one drain. Repeated events create only what is
+        missing (``arrays.fan_out`` starts at the parent's cursor)."""
+        shards = int(parent[JobField.ARRAY]["shards"])
+        if JobStatus(parent[JobField.STATUS]).terminal or arrays_contract.all_created(parent):
+            return f"ignored: scheduled array job {parent[JobField.STATUS]}, children created"
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if worker is None:
+            return "ignored: unknown worker"
+        url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+        if parent.get(JobField.INPUT_S3_KEY):
+            message = arrays_contract.fanout_message(str(parent[JobField.JOB_ID]))
+        else:
+            request = ScheduledRequest.from_env(task.env)
+            items = list((request.array or {}).get("items") or [])
+            arrays.fan_out(self.store, worker, parent, dict(request.input), items)
+            message = drain_message()
+        _aws.client("sqs").send_message(QueueUrl=url, **message)
+        return f"scheduled array job: {shards} shards"
 
     def apply(self, job: dict[str, Any], task: StoppedTask) -> str:
         status = JobStatus(job[JobField.STATUS])
@@ -295,7 +371,7 @@ class Reconciler:
             return "ignored: terminal, other task"
         if status not in ACTIVE:
             return f"ignored: job is {status.value}"
-        attempts = int(job.get(JobField.ATTEMPTS, 0))
+        attempts = Job.from_item(job).attempts
         if recorded_task is not None and recorded_task != task.task_arn:
             return "ignored: event for an older task"
         if recorded_task is None and task.env.get(Env.JOB_ATTEMPT) not in (None, str(attempts)):
@@ -365,8 +441,8 @@ class Reconciler:
                     return handed
             if nxt is None:  # from the top of the chain again: not at once (no spin)
                 extra[JobField.RETRY_NOT_BEFORE] = int(time.time()) + capacity_backoff(attempts)
-        max_attempts = int(job.get(JobField.MAX_ATTEMPTS) or 1)
-        if attempts < max_attempts and error["type"] not in NOT_RETRIED:
+        # The row's own limit, at the one default of every reader (``jobcontract.job``).
+        if attempts < Job.from_item(job).max_attempts and error["type"] not in NOT_RETRIED:
             return self._retry(job, status, attempts, expect, error, extra)
         return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
 

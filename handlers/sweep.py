@@ -44,6 +44,7 @@ from jobcontract import Env, JobField, JobStatus
 from jobcontract.arrays import all_created, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
+from jobcontract.job import Job
 from jobcontract.managed_instances import STARTUP_TIMEOUT_PREFIX, startup_timeout_reason
 from jobcontract.store import JobStore, parse_iso
 
@@ -130,7 +131,7 @@ class Sweeper:
             job = self.store.get(str(lease.get(DispatchField.CURRENT_JOB, "")))
             if job is None or job.get(JobField.TASK_ARN):
                 continue
-            run = int(job.get(JobField.ATTEMPTS, 0))
+            run = Job.from_item(job).attempts
             if job.get(JobField.STATUS) != JobStatus.DISPATCHED.value or run != int(
                 lease.get(DispatchField.CURRENT_ATTEMPT, -1)
             ):
@@ -327,7 +328,7 @@ class Sweeper:
         worker = get_worker(self.store, str(job[JobField.WORKER]))
         if worker is None:
             return
-        attempt = int(job.get(JobField.ATTEMPTS, 0))
+        attempt = Job.from_item(job).attempts
         # A deliberate re-send: SQS FIFO silently drops a message whose deduplication id it
         # accepted in the last 5 minutes (even if that message is gone), so the redrive gets
         # its own id. A duplicate is harmless: the launcher's claim is conditional.

@@ -51,6 +51,8 @@ class Env:
     # creates its own job from BATCH_SCHEDULED_INPUT (JSON) and the task ARN (ECS metadata,
     # or BATCH_TASK_ARN when run locally).
     SCHEDULED_INPUT: Final = "BATCH_SCHEDULED_INPUT"
+    # An array-job schedule: the array fields of POST /jobs (jobcontract/scheduled.py).
+    SCHEDULED_ARRAY: Final = "BATCH_SCHEDULED_ARRAY"
     TASK_ARN: Final = "BATCH_TASK_ARN"
     HEARTBEAT_INTERVAL_SECONDS: Final = "BATCH_HEARTBEAT_INTERVAL_SECONDS"  # default 30
     # Dispatch (jobcontract/dispatch.py). Stack setting ``fargateVcpuLimit``: the Fargate vCPUs
@@ -275,6 +277,8 @@ def access_denied_error(exc: BaseException) -> dict[str, str] | None:
 # Waiting costs Fargate time; a new task costs its start-up (image pull on, about 30 s
 # modelled) plus Fargate's one-minute minimum, so waiting up to a start-up is the cheaper side.
 DEFAULT_REUSE_IDLE_SECONDS: Final = 30
+# Days a job row lives when the stack does not say (``BATCH_JOB_TTL_DAYS``; DynamoDB TTL).
+DEFAULT_JOB_TTL_DAYS: Final = 30
 # Runs per job when a worker does not say (the component's ``max_attempts`` default).
 DEFAULT_MAX_ATTEMPTS: Final = 3
 # AWS error codes that mean "IAM (or a resource policy) denied this call": never transient.

@@ -287,3 +287,32 @@ def test_rebind_renames_table_names_used_as_keys() -> None:
     )
     (moved,) = rebind([call], {"ai-batch-dev-jobs": "ai-batch-prod-jobs"})
     assert list(moved.params["RequestItems"]) == ["ai-batch-prod-jobs"]
+
+
+def test_the_reconciler_may_create_a_scheduled_array_job(dev: StackGraph) -> None:
+    """What ``handlers.reconciler`` calls for a scheduled array run (jobcontract.scheduled):
+    HeadObject of its manifest (inputs/ only), the parent and its parked children with the
+    worker's and the stack's waiting counts, the drain or fan-out message. All allowed; a
+    manifest outside inputs/ is not."""
+    n = names(dev)
+    who = Principal("function", "reconciler")
+    worker, parent = "content-analyzer", f"content-analyzer_{'f' * 32}"
+    queue = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/ai-batch-dev-launch.fifo"
+    key = f"inputs/{worker}/nightly.jsonl"
+    table = n["table"]
+    counts = [
+        {"Update": {"TableName": table, "Key": {"pk": {"S": pk}}, "UpdateExpression": "ADD w :d"}}
+        for pk in (f"dispatch#{worker}", "dispatch@stack")
+    ]
+    calls = [
+        Call("s3", "HeadObject", {"Bucket": n["bucket"], "Key": key}, who),
+        Call("dynamodb", "PutItem", {"TableName": table, "Item": {"pk": {"S": f"job#{parent}"}}},
+             who),
+        Call("dynamodb", "TransactWriteItems", {"TransactItems": counts}, who),
+        Call("dynamodb", "TransactWriteItems", {"TransactItems": [{"Put": {
+            "TableName": table, "Item": {"pk": {"S": f"job#{worker}_{'a' * 32}"}}}}]}, who),
+        Call("sqs", "SendMessage", {"QueueUrl": queue, "MessageBody": "{}"}, who),
+    ]  # fmt: skip
+    assert check(calls, stack_of(dev)) == []
+    elsewhere = Call("s3", "HeadObject", {"Bucket": n["bucket"], "Key": "results/x/y.json"}, who)
+    assert check([elsewhere], stack_of(dev))

@@ -556,9 +556,23 @@ def test_array_merge_writes_only_merged_results(dev_platform: StackGraph, role: 
     assert _allowed(policies, "s3:PutObject", f"{parent}/summary.json")
     assert not _allowed(policies, "s3:PutObject", f"{parent}/result.json")
     assert not _allowed(policies, "s3:PutObject", f"{bucket}/inputs/docs/x.json")
-    assert not _allowed(policies, "s3:GetObject", f"{bucket}/inputs/docs/x.json")
+    # Inputs are read by the reconciler only: the manifest of a scheduled array job (HeadObject).
+    reads_inputs = role == "platform-control-reconciler-policy"
+    assert _allowed(policies, "s3:GetObject", f"{bucket}/inputs/docs/x.json") == reads_inputs
     assert not _allowed(
         policies, "s3:PutObject", "arn:aws:s3:::other-bucket/results/a/results.jsonl"
     )
     api = _launcher(dev_platform, "platform-control-api-policy")
     assert not _allowed(api, "s3:PutObject", f"{parent}/results.jsonl")
+
+
+def test_reconciler_may_head_manifests_of_scheduled_array_jobs(dev_platform: StackGraph) -> None:
+    """A scheduled array job with a manifest is checked by the reconciler (HeadObject, as the
+    API checks ``POST /jobs``): ``s3:GetObject`` on ``inputs/*``, read only."""
+    stmts = role_policy(dev_platform, "platform-control-reconciler-policy")
+    bucket = dev_platform.named("aws:s3/bucket:Bucket", "platform-results").outputs["arn"]
+    (head,) = [g for g in stmts if g.get("Sid") == "HeadScheduledManifests"]
+    assert as_list(head["Action"]) == ["s3:GetObject"]
+    assert as_list(head["Resource"]) == [f"{bucket}/inputs/*"]
+    writes = {r for g in grants(stmts, "s3:PutObject") for r in as_list(g["Resource"])}
+    assert not any("/inputs/" in r for r in writes)

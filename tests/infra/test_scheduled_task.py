@@ -249,3 +249,50 @@ def test_private_mode_keeps_the_spot_strategy_without_public_ip(source: Path) ->
         {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
     ]
     assert ecs["networkConfiguration"]["assignPublicIp"] is False
+
+
+# --- an array-job schedule (``array``: jobcontract.scheduled.ScheduledArray) -----------------
+def test_an_array_schedule_carries_its_items_for_the_reconciler(source: Path) -> None:
+    from jobcontract.scheduled import ScheduledArray
+
+    urls = [f"https://example.com/{i}" for i in range(25)]
+    g = run_schedule(source, input={}, array=ScheduledArray(items=urls, shard_size=10))
+    overrides = json.loads(g.named(SCHEDULE, "nightly-schedule").inputs["target"]["input"])
+    env = {e["name"]: e["value"] for e in overrides["containerOverrides"][0]["environment"]}
+    assert json.loads(env[Env.SCHEDULED_INPUT]) == {}
+    # The array fields of POST /jobs, as the reconciler reads them (ScheduledRequest).
+    assert json.loads(env[Env.SCHEDULED_ARRAY]) == {"items": urls, "shard_size": 10}
+
+
+@pytest.mark.parametrize(
+    ("array", "code", "needle"),
+    [
+        # The API's limits and messages (jobcontract.arrays), named in the error.
+        ({"items": ["a", "b"], "shard_size": 0}, "invalid_request", "positive integer"),
+        ({"items": ["a"] * 3, "shard_size": 1, "parallelism": 2}, "invalid_request", "not both"),
+        ({"items": ["a", 7]}, "invalid_items", "items[1]"),
+        ({"items": []}, "invalid_request", "non-empty"),
+        ({"items": ["a"], "max_failed_item_share": 2}, "invalid_request", "0 to 1"),
+        ({"manifest_key": "inputs/other/m.jsonl", "manifest_items": 5}, "invalid_manifest",
+         "inputs/audit/"),
+        ({"manifest_key": "inputs/audit/m.jsonl"}, "invalid_manifest", "manifest.items"),
+        ({"items": ["x"] * 10_001, "shard_size": 1}, "array_limit (limit max_shards)", "10000"),
+    ],
+)  # fmt: skip
+def test_an_invalid_array_schedule_is_refused_at_preview(
+    source: Path, array: dict[str, Any], code: str, needle: str
+) -> None:
+    from jobcontract.scheduled import ScheduledArray
+
+    with pytest.raises(AwsConstraintError) as info:
+        run_schedule(source, input={}, array=ScheduledArray(**array))
+    assert info.value.key == "nightly: array"
+    assert info.value.value == code
+    assert needle in info.value.allowed and "POST /jobs" in info.value.allowed
+
+
+def test_an_array_schedule_whose_input_holds_the_items_is_refused(source: Path) -> None:
+    from jobcontract.scheduled import ScheduledArray
+
+    with pytest.raises(AwsConstraintError, match="give the items in 'items'"):
+        run_schedule(source, array=ScheduledArray(items=["https://example.com/"]))

@@ -435,7 +435,10 @@ def test_scheduled_run_creates_its_own_job_from_task_metadata(runtime_env: Runti
     assert job["attempts"] == 1 and job["max_attempts"] == 4
     assert 13 * 86400 < int(job["expires_at"]) - time.time() <= 14 * 86400  # rows expire
     assert job["input"] == {"items": ["nightly"]}
-    assert job["task_arn"] == arn and job["task_definition"] == "test-echo:7"
+    # The task definition's ARN, as the reconciler records it from the event
+    # (jobcontract.scheduled.task_definition_arn).
+    definition = "arn:aws:ecs:us-east-1:000000000000:task-definition/test-echo:7"
+    assert job["task_arn"] == arn and job["task_definition"] == definition
     assert "RUNNING" in job["timestamps"] and "QUEUED" not in job["timestamps"]
     doc = read_result(runtime_env.resources.bucket, result_key(WORKER, job_id))
     assert doc["output"] == {"items": [{"value": "NIGHTLY"}]}

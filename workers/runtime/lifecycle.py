@@ -53,7 +53,6 @@ from jobcontract import (
     checkpoint_key,
     inputs_prefix,
     items_failed_error,
-    max_failed_item_share,
     new_job_id,
     result_key,
     results_prefix,
@@ -61,7 +60,14 @@ from jobcontract import (
     worker_of_job_id,
 )
 from jobcontract.dispatch import Claimed, Dispatch, slot_key, wait_for_next
-from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso, scheduled_job
+from jobcontract.job import Job
+from jobcontract.scheduled import (
+    RunDefaults,
+    ScheduledRequest,
+    scheduled_job,
+    task_definition_arn,
+)
+from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
 from workers.runtime import exit_codes
 from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.context import (
@@ -99,7 +105,6 @@ class Settings:
     attempt: int | None
     timeout_seconds: float | None
     heartbeat_seconds: float
-    scheduled_input: str | None
     task_arn: str | None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     job_ttl_days: int | None = None
@@ -163,7 +168,6 @@ class Settings:
             attempt=attempt,
             timeout_seconds=positive(Env.WORKER_TIMEOUT_SECONDS, None),
             heartbeat_seconds=heartbeat or DEFAULT_HEARTBEAT_SECONDS,
-            scheduled_input=env.get(Env.SCHEDULED_INPUT),
             task_arn=env.get(Env.TASK_ARN, "").strip() or None,
             max_attempts=int(max_attempts or DEFAULT_MAX_ATTEMPTS),
             job_ttl_days=int(ttl_days) if ttl_days else None,
@@ -389,6 +393,7 @@ class _JobRun:
         self.context: JobContext | None = None  # set once the handler is about to run
         self.max_failed_item_share: float | int = DEFAULT_MAX_FAILED_ITEM_SHARE
         self.array_child = False  # the claimed job is an array job's child (``parent_id``)
+        self.handed_over = False  # a scheduled array run: the reconciler creates its job
 
     # --- lifecycle ----------------------------------------------------------------------
     def execute(self) -> int:
@@ -406,7 +411,7 @@ class _JobRun:
             self.logger.error("access_denied", **denied)
             return exit_codes.ACCESS_DENIED
         if job is None:
-            return exit_codes.NOT_RUNNABLE
+            return exit_codes.OK if self.handed_over else exit_codes.NOT_RUNNABLE
         self.array_child = bool(job.get(JobField.PARENT_ID))
         self.timeout = _effective_timeout(self.settings.timeout_seconds, job)
         threads = [threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)]
@@ -465,37 +470,27 @@ class _JobRun:
     def _create_scheduled_job(
         self, task_arn: str | None, meta: Mapping[str, Any] | None, fields: dict[str, Any]
     ) -> dict[str, Any] | None:
+        """Record this scheduled run as its job (``jobcontract.scheduled``, the reconciler's
+        creator too) and run it. An array run is the reconciler's to create (it needs the
+        registration's schema and the launch queue): record nothing, exit 0."""
         worker = self.definition.name
-        raw = self.settings.scheduled_input
-        try:
-            scheduled_input = json.loads(raw) if raw and raw.strip() else {}
-        except ValueError as exc:
-            raise ConfigError(f"{Env.SCHEDULED_INPUT} is not JSON: {exc}") from exc
-        if not isinstance(scheduled_input, dict):
-            raise ConfigError(f"{Env.SCHEDULED_INPUT} must be a JSON object")
+        request = ScheduledRequest.from_env(self.env)
+        if request.is_array and request.problem is None:
+            self.logger.info("scheduled_array_job", task_arn=task_arn, created_by="reconciler")
+            self.handed_over = True
+            return None
         # The reconciler derives the same id from the STOPPED task (jobcontract.scheduled_job_id);
         # without a task ARN (a bare local run) the id is random.
         derived = scheduled_job_id(worker, task_arn) if task_arn else None
         self.job_id, self.attempt = derived or new_job_id(worker), 1
         self.logger.bind(job_id=self.job_id, attempt=self.attempt)
-        # Everything comes from the task's environment and metadata: the task role may touch
-        # only this worker's job rows (dynamodb:LeadingKeys), not its registration item.
-        definition = (
-            f"{meta['Family']}:{meta['Revision']}"
-            if meta and meta.get("Family") and meta.get("Revision")
-            else None
-        )
-        timeout = self.settings.timeout_seconds
         job = scheduled_job(
             self.job_id,
             worker,
-            scheduled_input,
+            request,
+            self._run_defaults(meta),
             status=JobStatus.RUNNING,
-            max_attempts=self.settings.max_attempts,
-            timeout_seconds=int(timeout) if timeout else None,
-            task_definition=definition,
-            task_arn=None,
-            ttl_days=self.settings.job_ttl_days,
+            task_arn=task_arn,
         )
         job.update(fields)
         try:
@@ -503,12 +498,36 @@ class _JobRun:
         except JobExists:
             self.logger.warning("scheduled_job_exists")
             return None
+        if request.problem is not None:  # recorded FAILED (not retried); exit as a config error
+            raise ConfigError(request.problem)
         self.progress.mark_written(None)
         self.logger.info("job_running", task_arn=task_arn, source="schedule")
         return created
 
+    def _run_defaults(self, meta: Mapping[str, Any] | None) -> RunDefaults:
+        """Everything from the task's environment and metadata: the task role may touch only
+        this worker's job rows (dynamodb:LeadingKeys), not its registration item."""
+        definition = (
+            task_definition_arn(str(meta.get("TaskARN") or ""), meta["Family"], meta["Revision"])
+            if meta and meta.get("Family") and meta.get("Revision")
+            else None
+        )
+        limits = (meta or {}).get("Limits") or {}
+        # Task metadata v4 ``Limits``: CPU in vCPUs (0.25), Memory in MiB.
+        cpu = round(float(limits["CPU"]) * 1024) if limits.get("CPU") else None
+        memory = int(limits["Memory"]) if limits.get("Memory") else None
+        timeout = self.settings.timeout_seconds
+        return RunDefaults(
+            max_attempts=self.settings.max_attempts,
+            timeout_seconds=int(timeout) if timeout else None,
+            task_definition=definition,
+            cpu=cpu,
+            memory=memory,
+            ttl_days=self.settings.job_ttl_days,
+        )
+
     def _run_handler(self, job: Mapping[str, Any]) -> int:
-        self.max_failed_item_share = max_failed_item_share(job.get(JobField.MAX_FAILED_ITEM_SHARE))
+        self.max_failed_item_share = Job.from_item(job).max_failed_item_share
         try:
             job_input = self._load_input(job)
             self.checkpoint = self._load_checkpoint(job)
