@@ -10,7 +10,8 @@ The model:
 
 - **Idle (no job running): $0 of compute.** Managed Instances launches an instance for a task
   and terminates it once idle for ``scale_in_after_seconds`` (scale to zero); what remains is
-  the ECR storage of the worker's images, priced by the estimator as for any worker.
+  the ECR storage of the worker's images, priced by the estimator (``model.instance_workers``,
+  at the GPU image size ``gpu_worker_image_gb`` or ``--gpu-image-gb``).
 - **One job** of N minutes runs on the cheapest accepted type (ECS picks among the allowed
   types; we price the cheapest, the likely pick, and also report the dearest). Billed instance
   time = start-up (launch, agent, image pull: an estimate) + N minutes + the idle tail
@@ -237,8 +238,14 @@ def report(
     return out
 
 
-def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float | None) -> str:
-    """Plain-text lines for ``batchctl cost``: per GPU worker its idle cost and one job's."""
+def summary(
+    costs: Mapping[str, JobCost | tuple[JobCost, float]],
+    minutes: float | None,
+    image_storage: Mapping[str, float] | None = None,
+) -> str:
+    """Plain-text lines for ``batchctl cost``: per GPU worker its idle cost and one job's.
+    ``image_storage``: the estimate's idle footprint per worker (``Estimate.idle_by_worker``:
+    the ECR storage of its images), added to the idle compute when given."""
     head = f", one job of {minutes:g} min" if minutes is not None else ""
     lines = [f"GPU workers (ECS Managed Instances){head}:"]
     for value in costs.values():
@@ -256,5 +263,11 @@ def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float
             f"${c.dearest_cost:.4f} on {c.dearest_type}"
         )
         lines += [f"    - {n}" for n in c.notes]
-        lines.append("    - idle is compute only: the ECR storage of its images is not in it")
+        if image_storage is not None and c.worker in image_storage:
+            lines.append(
+                f"    - idle also pays ${image_storage[c.worker]:.4f}/month of ECR storage for "
+                "its images (in the estimate's ECR lines above)"
+            )
+        else:
+            lines.append("    - idle is compute only: the ECR storage of its images is not in it")
     return "\n".join(lines)
