@@ -93,6 +93,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         "measured seed-worker image)",
     )
     p.add_argument(
+        "--gpu-image-gb",
+        type=float,
+        default=None,
+        help="compressed size of one GPU worker (InstanceWorker) image; default: the price "
+        "book's estimate (several GB: CUDA libraries and the model)",
+    )
+    p.add_argument(
         "--image-changed-share",
         type=float,
         default=None,
@@ -185,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             profile=JobProfile(status_polls=args.status_polls),
             image_gb=args.image_gb,
             image_changed_share=args.image_changed_share,
+            gpu_image_gb=args.gpu_image_gb,
             apply_free_tier=args.free_tier,
             spot_discount=args.spot_discount,
         )
@@ -201,7 +209,11 @@ def run(args: argparse.Namespace) -> int:
                     "comparison": comparison_json(rows),
                     "model": asdict(model),
                     "gpu_workers": {
-                        name: {**asdict(job), "idle_monthly": idle}
+                        name: {
+                            **asdict(job),
+                            "idle_monthly": idle,
+                            "image_storage_monthly": est.idle_by_worker().get(name, 0.0),
+                        }
                         for name, (job, idle) in gpu.items()
                     },
                 },
@@ -212,7 +224,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_estimate(est))
     if gpu:
         print()
-        print(instance_cost.summary(gpu, None if isinstance(minutes, dict) else minutes))
+        print(
+            instance_cost.summary(
+                gpu, None if isinstance(minutes, dict) else minutes, est.idle_by_worker()
+            )
+        )
     if rows:
         print()
         print(f"Serverless vs an always-on {args.compare_ec2} (same job mix and duration):")

@@ -218,6 +218,13 @@ def image_gb(usage: Usage, prices: PriceBook) -> float:
     return prices.assumption("worker_image_gb")
 
 
+def gpu_image_gb(usage: Usage, prices: PriceBook) -> float:
+    """Compressed size of one InstanceWorker (GPU) image: the caller's, else the estimate."""
+    if usage.gpu_image_gb is not None:
+        return usage.gpu_image_gb
+    return prices.assumption("gpu_worker_image_gb")
+
+
 def changed_share(usage: Usage, prices: PriceBook) -> float:
     if usage.image_changed_share is not None:
         return usage.image_changed_share
@@ -297,6 +304,15 @@ def _fixed_lines(model: StackCostModel, usage: Usage, prices: PriceBook) -> list
             lines.append(Line("ECR", "image storage (one image + changed layers of the others)",
                               gb, "GB-month", prices["ecr_storage_gb_month"], True, w.name,
                               footprint=True))
+    # A GPU worker (cost.instance_cost prices its EC2 time) has a repository too, of images
+    # several GB large (CUDA libraries, the model's weights): the same rule, its own size.
+    for iw in model.instance_workers:
+        gb = ecr_storage_gb(iw.kept_images, gpu_image_gb(usage, prices),
+                            changed_share(usage, prices))
+        if gb:
+            lines.append(Line("ECR", "GPU image storage (one image + changed layers of the "
+                              "others)", gb, "GB-month", prices["ecr_storage_gb_month"], True,
+                              iw.name, footprint=True))
     # Lambda's SQS pollers long-poll every mapped queue (the stack's launch queue), jobs or not.
     poll_s = prices.assumption("esm_long_poll_seconds")
     for q in model.queues:
@@ -530,6 +546,14 @@ def estimate(
         "Not priced: data transfer out, KMS on AWS-managed keys, SNS failure notices "
         "(failures only), Secrets Manager API calls at task start ($0.05 per 10,000).",
     ]
+    if model.instance_workers:
+        notes.append(
+            f"GPU worker images ({', '.join(w.name for w in model.instance_workers)}): "
+            f"{gpu_image_gb(usage, prices):g} GB each"
+            + ("" if usage.gpu_image_gb is not None else
+               " (an ESTIMATE: pass --gpu-image-gb with the pushed image's compressed size)")
+            + "; their EC2 time is in the GPU workers' lines below."
+        )
     if model.container_insights:
         notes.append("Container Insights is on: its CloudWatch metrics are billed and NOT "
                      "included here (see https://aws.amazon.com/cloudwatch/pricing/).")

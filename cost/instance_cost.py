@@ -10,7 +10,8 @@ The model:
 
 - **Idle (no job running): $0 of compute.** Managed Instances launches an instance for a task
   and terminates it once idle for ``scale_in_after_seconds`` (scale to zero); what remains is
-  the ECR storage of the worker's images, priced by the estimator as for any worker.
+  the ECR storage of the worker's images, priced by the estimator (``model.instance_workers``,
+  at the GPU image size ``gpu_worker_image_gb`` or ``--gpu-image-gb``).
 - **One job** of N minutes runs on the cheapest accepted type (ECS picks among the allowed
   types; we price the cheapest, the likely pick, and also report the dearest). Billed instance
   time = start-up (launch, agent, image pull: an estimate) + N minutes + the idle tail
@@ -19,8 +20,10 @@ The model:
   Spot/on-demand blend of the worker's Spot share (Spot = on-demand x (1 - discount), an
   estimate). The ECS Managed Instances management charge is added per instance-hour, for
   Spot and on-demand instances alike: ``managed_instances_fee_share`` x the type's on-demand
-  price (an estimate derived from the ECS pricing page's worked example; ``null`` leaves it
-  out and the result says so). It is billed for the same instance time as EC2.
+  price (an estimate derived from the ECS pricing page's worked example, for c6a.2xlarge: AWS's
+  per-type fees for the GPU types were not found in any readable official text, see the
+  entry's evidence; ``null`` leaves it out and the result says so). It is billed for the same
+  instance time as EC2, and ``batchctl cost`` labels it an estimate.
 - **Never scaling in** (``scale_in_after_seconds`` -1): the idle floor is one instance of the
   cheapest accepted type all month, EC2 plus the management charge.
 
@@ -49,6 +52,8 @@ class GpuPrices:
     fee_share: float | None  # Managed Instances management charge, share of on-demand
     startup_seconds: float
     sources: dict[str, str]
+    # The fee share is an estimate (the price book says so): every output labels it.
+    fee_estimate: bool = True
 
     def hourly(self, instance_type: str, spot_share: float) -> float:
         try:
@@ -84,6 +89,7 @@ def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
         fee_share=None if fee is None else float(fee),
         startup_seconds=float(section["instance_startup_seconds"]["value"]),
         sources={name: str(e["source"]) for name, e in types.items()},
+        fee_estimate=bool(section["managed_instances_fee_share"].get("estimate", True)),
     )
 
 
@@ -103,6 +109,7 @@ class JobCost:
     instance_type: str  # the cheapest accepted type
     hourly: float  # blended Spot/on-demand + the management charge (when priced)
     fee_hourly: float  # of which the Managed Instances management charge
+    fee_estimate: bool  # that charge is an estimate (labelled so in the summary)
     billed_seconds: float
     cost: float  # one job alone in its burst (start-up + run + idle tail)
     cost_warm: float  # a job that finds a warm instance (no start-up, no own tail)
@@ -132,9 +139,15 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
     if prices.fee_share is None:
         notes.append("ECS Managed Instances management charge not included (not priced yet)")
     else:
+        how = (
+            ": an ESTIMATE derived from the ECS pricing page's c6a.2xlarge example; AWS's "
+            "per-type GPU fees could not be read"
+            if prices.fee_estimate
+            else ""
+        )
         notes.append(
             f"includes the ECS Managed Instances management charge, {prices.fee_share:.2%} "
-            "of on-demand per instance-hour (an estimate: cost/prices.json)"
+            f"of on-demand per instance-hour{how} (cost/prices.json managed_instances_fee_share)"
         )
     if spec.scale_in_after_seconds is None:
         notes.append("scale-in delay is AWS's default: idle tail priced as 0 s")
@@ -143,6 +156,7 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
         instance_type=cheapest,
         hourly=hourly,
         fee_hourly=prices.fee(cheapest),
+        fee_estimate=prices.fee_estimate and prices.fee_share is not None,
         billed_seconds=seconds,
         cost=hourly * seconds / 3600,
         cost_warm=hourly * max(EC2_MINIMUM_SECONDS, run) / 3600,
@@ -224,8 +238,14 @@ def report(
     return out
 
 
-def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float | None) -> str:
-    """Plain-text lines for ``batchctl cost``: per GPU worker its idle cost and one job's."""
+def summary(
+    costs: Mapping[str, JobCost | tuple[JobCost, float]],
+    minutes: float | None,
+    image_storage: Mapping[str, float] | None = None,
+) -> str:
+    """Plain-text lines for ``batchctl cost``: per GPU worker its idle cost and one job's.
+    ``image_storage``: the estimate's idle footprint per worker (``Estimate.idle_by_worker``:
+    the ECR storage of its images), added to the idle compute when given."""
     head = f", one job of {minutes:g} min" if minutes is not None else ""
     lines = [f"GPU workers (ECS Managed Instances){head}:"]
     for value in costs.values():
@@ -237,10 +257,17 @@ def summary(costs: Mapping[str, JobCost | tuple[JobCost, float]], minutes: float
         )
         lines.append(
             f"  {c.worker}: {idle_text}; one job ${c.cost:.4f} on "
-            f"{c.instance_type} (${c.hourly:.4f}/h incl. ${c.fee_hourly:.4f}/h management, "
+            f"{c.instance_type} (${c.hourly:.4f}/h incl. ${c.fee_hourly:.4f}/h management"
+            f"{' (estimate)' if c.fee_estimate else ''}, "
             f"{c.billed_seconds:.0f} s billed), ${c.cost_warm:.4f} on a warm instance; up to "
             f"${c.dearest_cost:.4f} on {c.dearest_type}"
         )
         lines += [f"    - {n}" for n in c.notes]
-        lines.append("    - idle is compute only: the ECR storage of its images is not in it")
+        if image_storage is not None and c.worker in image_storage:
+            lines.append(
+                f"    - idle also pays ${image_storage[c.worker]:.4f}/month of ECR storage for "
+                "its images (in the estimate's ECR lines above)"
+            )
+        else:
+            lines.append("    - idle is compute only: the ECR storage of its images is not in it")
     return "\n".join(lines)

@@ -52,6 +52,15 @@ class WorkerSpec:
 
 
 @dataclass(frozen=True)
+class InstanceWorkerImages:
+    """An InstanceWorker (ECS Managed Instances) as far as the Fargate estimate sees it: its
+    image repository only. Its EC2 time is priced by ``cost.instance_cost``."""
+
+    name: str
+    kept_images: int = 5  # ECR lifecycle: images kept in its repository
+
+
+@dataclass(frozen=True)
 class LambdaSpec:
     """One Lambda function; ``role`` says what drives its invocations."""
 
@@ -92,6 +101,7 @@ class StackCostModel:
     stack: str
     workers: tuple[WorkerSpec, ...]
     lambdas: tuple[LambdaSpec, ...] = ()
+    instance_workers: tuple[InstanceWorkerImages, ...] = ()  # GPU workers: their images
     queues: tuple[QueueSpec, ...] = ()
     schedules: tuple[ScheduleSpec, ...] = ()
     alarms: int = 0
@@ -180,6 +190,7 @@ class Usage:
     # one worker share their base layers, so only the changed share is paid per extra image.
     image_gb: float | None = None  # compressed size of one image (stored, and pulled per task)
     image_changed_share: float | None = None  # of image_gb, new on each push
+    gpu_image_gb: float | None = None  # one InstanceWorker image (CUDA + model: several GB)
     apply_free_tier: bool = False
     spot_discount: float | None = None  # None: the price book's figure
 
@@ -364,7 +375,7 @@ def _workers(graph: StackGraph, config: Mapping[str, str]) -> tuple[WorkerSpec, 
                 arch=ARM64 if str(arch or ARM64).upper() in ("ARM64", "ARM") else X86_64,
                 spot_share=spot,
                 ephemeral_gib=ephemeral,
-                kept_images=next((n for repo, n in kept.items() if name in repo), 5),
+                kept_images=_kept_for(kept, name),
                 reuse_idle_seconds=float(_attr(item, "reuse_idle_seconds") or 0),
             )
         )
@@ -381,6 +392,28 @@ def _workers(graph: StackGraph, config: Mapping[str, str]) -> tuple[WorkerSpec, 
                 )
             )
     return tuple(workers)
+
+
+def _instance_workers(graph: StackGraph) -> tuple[InstanceWorkerImages, ...]:
+    """The InstanceWorkers of the stack (registrations with Managed Instances compute)."""
+    kept = _kept_images(graph)
+    return tuple(
+        InstanceWorkerImages(name, _kept_for(kept, name))
+        for name, item in sorted(_registrations(graph).items())
+        if _attr(item, WorkerField.COMPUTE) == COMPUTE_MANAGED_INSTANCES
+    )
+
+
+def _kept_for(kept: Mapping[str, int], worker: str) -> int:
+    """Images kept for ``worker``: the lifecycle policy of its own repository (named
+    ``<prefix>-<worker>``), not of one whose name merely contains it (``<worker>-cpu``)."""
+    for key, count in kept.items():
+        repository, _, policy = key.partition(" ")
+        if repository == worker or repository.endswith(f"-{worker}"):
+            return count
+        if policy == f"{worker}-repo-lifecycle":
+            return count
+    return 5
 
 
 def _kept_images(graph: StackGraph) -> dict[str, int]:
@@ -557,6 +590,7 @@ def model_from_graph(
     return StackCostModel(
         stack=stack,
         workers=workers,
+        instance_workers=_instance_workers(graph),
         lambdas=_lambdas(graph),
         queues=_queues(graph),
         schedules=_schedules(graph, workers),

@@ -68,6 +68,7 @@ from jobcontract.dispatch import (
     plan,
     slot_key,
     vcpu_budget_units,
+    worker_key,
 )
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.managed_instances import StopKind, is_capacity_failure, next_step, retry_wait
@@ -381,16 +382,51 @@ class Launcher:
         outcomes: list[LaunchOutcome] = []
         for name, slots in Counter(decided.wake).items():
             outcomes.extend(self._wake(workers[name], slots, counts.get(name) or {}))
+        outcomes.extend(self._wake_handed(workers, counts))
+        return outcomes
+
+    def _wake_handed(
+        self, workers: dict[str, WorkerRegistration], counts: dict[str, Any]
+    ) -> list[LaunchOutcome]:
+        """Jobs handed to a fallback worker wait parked under their own worker but take the
+        fallback's slots, which the plan (own slots only) does not see: its own worker may
+        be at its cap while the fallback has room. For each worker with parked jobs and a
+        registered fallback, hand the fallback's free slots (read now, after the plan's
+        claims) to its handed jobs, oldest first. Each claim is the same conditional
+        transaction (the fallback's cap and idle count, the stack budget, the job still
+        parked), so a slot is never given twice and a refusal leaves the job parked."""
+        outcomes: list[LaunchOutcome] = []
+        for name, worker in workers.items():
+            fallback = workers.get(worker.fallback_worker or "")
+            waiting = int((counts.get(name) or {}).get(DispatchField.WAITING, 0) or 0)
+            if fallback is None or fallback.name == name or waiting <= 0:
+                continue
+            now = WorkerLoad.of(
+                fallback.name,
+                fallback.max_concurrency,
+                fallback.cpu,
+                self.dispatch.get(worker_key(fallback.name)),
+            )
+            if now.tasks < now.cap and now.idle == 0:
+                outcomes.extend(self._wake(worker, now.cap - now.tasks, {}, handed=True))
         return outcomes
 
     def _wake(
-        self, worker: WorkerRegistration, slots: int, counts: dict[str, Any]
+        self,
+        worker: WorkerRegistration,
+        slots: int,
+        counts: dict[str, Any],
+        *,
+        handed: bool = False,
     ) -> list[LaunchOutcome]:
         """Claim up to ``slots`` of the worker's parked jobs, oldest first, then launch them
-        side by side (a handover waits for one RunTask, not for several in a row)."""
-        parked = self.dispatch.parked(worker.name, slots + 2)
+        side by side (a handover waits for one RunTask, not for several in a row).
+        ``handed``: only the jobs handed to its fallback worker, on that worker's slots."""
+        parked = self.dispatch.parked(worker.name, slots + 2, handed=handed)
         if not parked:
-            self.dispatch.heal_waiting(worker.name, int(counts.get(DispatchField.WAITING, 0) or 0))
+            if not handed:  # none parked at all (a filtered answer says nothing of that)
+                waiting = int(counts.get(DispatchField.WAITING, 0) or 0)
+                self.dispatch.heal_waiting(worker.name, waiting)
             return []
         claimed_jobs: list[dict[str, Any]] = []
         for job in parked:
@@ -409,9 +445,9 @@ class Launcher:
             if claimed == Refusal.JOB:
                 continue  # cancelled or taken by a reuse task meanwhile: the next one
             if not isinstance(claimed, Claimed):
-                if runs is not worker:
+                if runs is not worker and not handed:
                     continue  # the fallback worker's slots are full: this worker's may not be
-                break  # the slot went elsewhere meanwhile
+                break  # the slot (or the budget) went elsewhere meanwhile
             claimed_jobs.append(_dispatched(job, claimed))
         if len(claimed_jobs) <= 1:
             outcomes = [self._launch(job, worker) for job in claimed_jobs]

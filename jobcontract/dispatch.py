@@ -9,7 +9,8 @@ processed), and it is started later, oldest first within its worker, by
   job waited (the reconciler, after the release, reads the stack's parked count and sends a
   drain message if it is positive; the sweep re-sends one while jobs are parked): free slots
   go to the waiting worker with the least cpu in use (max-min fairness), while the stack's
-  vCPU budget allows.
+  vCPU budget allows; then a fallback worker's free slots go to the jobs handed to it, which
+  are parked and counted under their own worker (``parked(..., handed=True)``).
 
 State, in the jobs table (every change is one ``TransactWriteItems``, so the counts are exact
 and a slot is never given twice):
@@ -652,18 +653,22 @@ class Dispatch:
         raw = resp.get("Item")
         return from_item(raw) if raw else None
 
-    def parked(self, worker: str, limit: int) -> list[Item]:
-        """Up to ``limit`` parked jobs of ``worker``, oldest first (by-worker-status index)."""
+    def parked(self, worker: str, limit: int, *, handed: bool = False) -> list[Item]:
+        """Up to ``limit`` parked jobs of ``worker``, oldest first (by-worker-status index).
+        ``handed``: only those handed to a fallback worker (``JobField.FALLBACK``), which
+        take that worker's slots."""
         found: list[Item] = []
+        names = {"#h": JobField.WORKER_STATUS, "#w": JobField.WAITING_SINCE}
+        condition = "attribute_exists(#w)"
+        if handed:
+            names["#fb"] = JobField.FALLBACK
+            condition += " AND attribute_exists(#fb)"
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "IndexName": Table.BY_WORKER_STATUS,
             "KeyConditionExpression": "#h = :h",
-            "FilterExpression": "attribute_exists(#w)",
-            "ExpressionAttributeNames": {
-                "#h": JobField.WORKER_STATUS,
-                "#w": JobField.WAITING_SINCE,
-            },
+            "FilterExpression": condition,
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":h": {"S": worker_status(worker, JobStatus.QUEUED)}},
             "ScanIndexForward": True,
             "Limit": max(limit, 25),

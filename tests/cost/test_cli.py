@@ -134,10 +134,12 @@ def test_gpu_workers_get_idle_and_per_job_lines_with_the_management_charge(
 ) -> None:
     from components.offline import run_program, stack_config
     from cost import instance_cost as ic
+    from cost.model import model_from_graph
     from tests.infra.gpu_program import program
 
     graph = run_program(program, stack="dev", config=stack_config("dev"))
-    monkeypatch.setattr(cost_cli, "_evaluate", lambda stack: (MODEL, graph))
+    model = model_from_graph(graph, stack="dev", config=stack_config("dev"))
+    monkeypatch.setattr(cost_cli, "_evaluate", lambda stack: (model, graph))
     args = _parse("--duration-seconds", "600", "--json", "--volumes", "")
     assert args.func(args) == 0
     gpu = json.loads(capsys.readouterr().out)["gpu_workers"]["image-embedder"]
@@ -146,9 +148,13 @@ def test_gpu_workers_get_idle_and_per_job_lines_with_the_management_charge(
     )
     assert gpu["idle_monthly"] == 0.0 and gpu["instance_type"] == "g4dn.xlarge"
     assert gpu["cost"] == pytest.approx(expected.cost) and gpu["fee_hourly"] > 0
+    assert gpu["image_storage_monthly"] == pytest.approx(0.54)  # 3 x 3 GB images, 40 % new
     args = _parse("--duration-seconds", "600", "--volumes", "")
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "GPU workers (ECS Managed Instances), one job of 10 min:" in text
     assert "image-embedder: idle $0.00/month (scale to zero); one job $" in text
     assert "management charge, 12.09%" in text
+    assert "/h management (estimate)," in text and "ESTIMATE derived from" in text
+    assert "idle also pays $" in text and "of ECR storage for its images" in text
+    assert "GPU image storage" in text  # the estimate's ECR line of the GPU worker

@@ -484,6 +484,84 @@ def test_a_handed_over_job_waits_for_a_fallback_slot_and_takes_it_when_one_frees
     assert counts(res)[1] == 1024
 
 
+def test_a_handed_over_job_is_woken_by_a_freed_fallback_slot_while_its_own_worker_is_full(
+    tight,
+) -> None:
+    """The handed-over job waits parked under its own (GPU) worker for a slot of the fallback
+    worker. The GPU worker's one slot is busy with a GPU job, so the fallback's freed slot is
+    the only one it can take: the drain that follows must hand it that slot (the plan of own
+    worker slots alone never wakes it), within the stack budget, and launch it once."""
+    res = tight
+    store = JobStore(res.table_name)
+    ecs_with([])
+    cpu_job = submit("cpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}  # the fallback worker's only slot
+    job_id = handed_over(res)
+    ecs_with([])
+    gpu_job = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}  # parks the handed job; the GPU job
+    assert store.get(job_id).get(JobField.WAITING_SINCE)  # ...takes the GPU slot (drain)
+    assert store.get(gpu_job)[JobField.STATUS] == "DISPATCHED"
+    assert held(res, "gpu") == (1, 4096, 1) and held(res, "cpu") == (1, 1024, 0)
+    assert counts(res)[1] == 4096 + 1024  # 5 of the 6 vCPU
+    reconcile(stopped_event(res.cluster_arn, str(store.get(cpu_job)[JobField.TASK_ARN])))
+    fake = ecs_with([])
+    drains = receive_all(res.workers["cpu"].queue_url)
+    assert [m["Body"] for m in drains] == [DRAIN_MESSAGE]
+    event = sqs_event(res.workers["cpu"].queue_arn, drains)
+    assert launcher.handler(event, None) == {"batchItemFailures": []}
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and job[JobField.ATTEMPTS] == 2
+    assert not job.get(JobField.WAITING_SINCE) and job[JobField.TASK_ARN]
+    assert [c["taskDefinition"] for c in fake.run_calls] == [res.workers["cpu"].task_definition_arn]
+    assert held(res, "cpu") == (1, 1024, 0) and held(res, "gpu") == (1, 4096, 0)
+    assert counts(res)[1] == 4096 + 1024
+    # A repeated drain finds nothing to start: no second task, counts unchanged.
+    assert launcher.handler(sqs_event(res.workers["cpu"].queue_arn, drains), None) == {
+        "batchItemFailures": []
+    }
+    assert len(fake.run_calls) == 1 and held(res, "cpu") == (1, 1024, 0)
+
+
+def test_a_freed_fallback_slot_wakes_a_handed_over_job_only_within_the_stack_budget(
+    tight, monkeypatch
+) -> None:
+    """As above, but the budget shrinks to 4.5 vCPU while the GPU task (4) runs: the freed
+    fallback slot's drain must not start the 1-vCPU fallback task past it (the claim's
+    conditional write refuses, nothing runs, the job stays parked and counted); the GPU
+    task's stop then leaves room, and that drain starts it, once."""
+    res = tight
+    store = JobStore(res.table_name)
+    ecs_with([])
+    cpu_job = submit("cpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    job_id = handed_over(res)
+    ecs_with([])
+    gpu_job = submit("gpu")
+    assert deliver(res)[0] == {"batchItemFailures": []}
+    assert held(res, "gpu") == (1, 4096, 1) and counts(res)[1] == 4096 + 1024
+    monkeypatch.setenv(Env.FARGATE_VCPU_LIMIT, "4.5")
+    reconcile(stopped_event(res.cluster_arn, str(store.get(cpu_job)[JobField.TASK_ARN])))
+    fake = ecs_with([])
+    drains = receive_all(res.workers["cpu"].queue_url)
+    assert launcher.handler(sqs_event(res.workers["cpu"].queue_arn, drains), None) == {
+        "batchItemFailures": []
+    }
+    assert fake.run_calls == [] and store.get(job_id).get(JobField.WAITING_SINCE)
+    assert held(res, "cpu") == (0, 0, 0) and held(res, "gpu") == (1, 4096, 1)
+    assert counts(res)[1] == 4096
+    reconcile(stopped_event(res.cluster_arn, str(store.get(gpu_job)[JobField.TASK_ARN])))
+    drains = receive_all(res.workers["cpu"].queue_url)
+    assert [m["Body"] for m in drains] == [DRAIN_MESSAGE]
+    assert launcher.handler(sqs_event(res.workers["cpu"].queue_arn, drains), None) == {
+        "batchItemFailures": []
+    }
+    job = store.get(job_id)
+    assert job[JobField.STATUS] == "DISPATCHED" and len(fake.run_calls) == 1
+    assert held(res, "cpu") == (1, 1024, 0) and held(res, "gpu") == (0, 0, 0)
+    assert counts(res)[1] == 1024
+
+
 # --- back-off after the whole chain found no capacity ---------------------------------------
 def test_a_retry_after_an_exhausted_chain_backs_off_and_keeps_its_launch_records(
     res, monkeypatch
