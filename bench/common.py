@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from local_pipeline.moto_fidelity import ServerProcess, server_process
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "RESULT: "
@@ -45,12 +41,6 @@ def not_available(name: str, unit: str, target: str, why: str) -> BenchResult:
     return BenchResult(name=name, figure=None, unit=unit, target=target, ok=None, detail=why)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU seconds of a process so far (Linux /proc; this process if None)."""
     if pid is None:
@@ -60,42 +50,14 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-@dataclass(frozen=True)
-class MotoProcess:
-    endpoint: str
-    pid: int
-
-
-@contextmanager
-def moto_server_process() -> Iterator[MotoProcess]:
-    """A moto server in its own process (so the code measured has this process's core)."""
-    port = free_port()
-    exe = Path(sys.executable).with_name("moto_server")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "moto.server"]
-    proc = subprocess.Popen(
-        [*cmd, "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1) as resp:
-                    resp.read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        yield MotoProcess(endpoint, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+# A moto server in its own process (so the code measured has this process's core), with the
+# fixes that make it behave as AWS documents (local_pipeline.moto_fidelity: serialized
+# DynamoDB writes, transactions that copy only the items they write). Plain moto deep-copies
+# every table a TransactWriteItems touches, so a fan-out of 1,000 children slowed step by
+# step and a copy racing another request ended in an HTTP 500 ("dictionary changed size
+# during iteration").
+MotoProcess = ServerProcess
+moto_server_process = server_process
 
 
 def point_boto3_at(endpoint: str) -> None:

@@ -288,7 +288,9 @@ class Launcher:
         done = arrays.fan_out_from_manifest(self.store, worker, parent)
         made = children_created(done) - children_created(parent)
         self.parked += made
-        going_on = done[JobField.STATUS] == JobStatus.RUNNING.value
+        going_on = done[JobField.STATUS] == JobStatus.RUNNING.value and not done.get(
+            JobField.CANCEL_REQUESTED
+        )  # a manifest that changed mid-write cancels the array job: no next step
         if going_on and not all_created(done):  # the next step, as its own message
             url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
             _aws.client("sqs").send_message(QueueUrl=url, **fanout_message(parent_id))

@@ -50,6 +50,7 @@ DEFAULT_STEP_SECONDS = 20.0
 DEADLINE_CHECK_EVERY = 1000  # items between two looks at the clock
 MAX_DETAILS = contract.MAX_REPORTED_INVALID_ITEMS  # error strings kept for the report
 DETAIL_MAX_CHARS = 300
+CANCEL_MIN_SECONDS = 5.0  # a changed manifest's cascade, past the step's 20 s (Lambda: 60 s)
 
 
 def step_deadline() -> float:
@@ -312,7 +313,7 @@ def _write(store: JobStore, worker: WorkerRegistration, parent: Item, deadline: 
             arrays.children_of(worker, parent, base, shards()), worker.name
         )
     except ManifestChanged as exc:
-        return _abandon(store, parent, str(exc))
+        return _abandon(store, parent, str(exc), deadline)
     _aws.log(
         "INFO",
         "array_children_created",
@@ -324,12 +325,38 @@ def _write(store: JobStore, worker: WorkerRegistration, parent: Item, deadline: 
     return _save(store, parent, {**array, **cursor})
 
 
-def _abandon(store: JobStore, parent: Item, why: str) -> Item:
-    """The manifest changed after its validation, with some children written: cancel the
-    array job (the cancel cascade ends the written children and counts the rest)."""
+def _abandon(store: JobStore, parent: Item, why: str, deadline: float) -> Item:
+    """The manifest changed after its validation, with children written: every child written
+    so far came from the submitted bytes (each read was ``IfMatch`` its ETag), none is written
+    from the new ones. The parent is flagged cancelled with the error saying so, and the
+    cancel cascade runs at once (``arrays.cancel_children``): a queued child is CANCELLED and
+    counted before the drain can start it, a running one flagged (its runtime stops at its
+    next heartbeat, workers/runtime/lifecycle.py), unwritten shards counted CANCELLED, each
+    shard once; the sweep finishes a cascade this step had no time for. The parent ends
+    CANCELLED, with the results of the shards that had run, and this error."""
+    from handlers import arrays
+
     parent_id = str(parent[JobField.JOB_ID])
     _aws.log("ERROR", "manifest_changed", job_id=parent_id, error=why)
+    manifest = parent[JobField.ARRAY]["manifest"]
+    error = {
+        **_changed_error(manifest),
+        "message": f"s3://.../{manifest['key']} changed while its children were written "
+        f"(ETag {manifest['etag']} no longer matches: S3 answered 412 PreconditionFailed); "
+        "no child was written from the new object; the children written before are "
+        "cancelled with the array job",
+        "exit_code": None,
+        "stop_reason": None,
+    }
     try:
-        return store.request_cancel(parent_id)
+        flagged = store.update(
+            parent_id,
+            status=JobStatus.RUNNING,
+            set_fields={JobField.CANCEL_REQUESTED: True, JobField.ERROR: error},
+        )
     except TransitionConflict as exc:
         return exc.current or parent
+    left = max(CANCEL_MIN_SECONDS, deadline - time.monotonic())
+    done = arrays.cancel_children(store, flagged, lambda child: None, deadline_seconds=left)
+    _aws.log("INFO", "array_job_cancel_requested", job_id=parent_id, **done)
+    return store.get(parent_id) or flagged

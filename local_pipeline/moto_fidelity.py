@@ -30,8 +30,17 @@ where one moto process serves every request and its interpreter is the bottlenec
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
-from typing import Any
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
 
 _DYNAMODB_LOCK = threading.RLock()
 _PATCHED = "_aibatch_serialized"
@@ -189,11 +198,57 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
         raise
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    endpoint: str  # http://127.0.0.1:<port>
+    pid: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def server_process(log: Path | None = None) -> Iterator[ServerProcess]:
+    """A moto server with these fixes in a process of its own (auth switched on for it
+    alone, or a core of its own under load), stopped on exit; ``log`` keeps its stderr
+    (warnings and the tracebacks of its 500s; no line per request)."""
+    port = free_port()
+    sink: IO[bytes] | int = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_pipeline.moto_fidelity", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=sink,
+        stderr=sink,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1) as resp:
+                    resp.read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto server did not start") from None
+                time.sleep(0.1)
+        yield ServerProcess(endpoint, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if not isinstance(sink, int):
+            sink.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m local_pipeline.moto_fidelity [moto.server args]``: a moto server process
     with these fixes (the tests that need a server of their own run it so)."""
     import logging
-    import sys
 
     from moto.server import main as moto_main
 

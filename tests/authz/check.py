@@ -683,7 +683,7 @@ def _applies(when: str | None, call: Call, stack: StackPolicies) -> bool:
     if when == "tags":
         return bool(call.params.get("tags"))
     if when == "missing-object":
-        return call.error in ("NoSuchKey", "404")
+        return call.error in ("NoSuchKey", "NotFound", "404")
     if when == "topic-kms":
         return stack.topic_key(str(call.params.get("TopicArn"))) is not None
     raise KeyError(f"unknown condition {when!r} in actions.json")

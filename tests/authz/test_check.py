@@ -215,6 +215,25 @@ def test_a_missing_input_answers_404_only_with_list_bucket(dev: StackGraph) -> N
     assert check([other], stack_of(dev))  # another worker's prefix: denied, listing or not
 
 
+def test_the_api_may_head_a_manifest_under_inputs_only(dev: StackGraph) -> None:
+    """POST /jobs with a manifest: HeadObject is authorized as s3:GetObject (HeadManifests,
+    inputs/ only); the API has no s3:ListBucket, so a missing manifest answers 403, never
+    404, and a key outside inputs/ (and results/, its presigned GETs) is refused."""
+    n = names(dev)
+
+    def head(key: str, error: str | None = None) -> Call:
+        params = {"Bucket": n["bucket"], "Key": key}
+        return Call("s3", "HeadObject", params, Principal("function", "api"), error=error)
+
+    manifest = f"inputs/content-analyzer/{'f' * 32}/items.jsonl"
+    assert check([head(manifest), head(manifest, error="AccessDenied")], stack_of(dev)) == []
+    (problem,) = check([head(manifest, error="NotFound")], stack_of(dev))
+    assert "DENIED s3:ListBucket" in problem.message  # a 404 would need the listing
+    for key in ("items.jsonl", "inputsx/content-analyzer/items.jsonl", "jobs/items.jsonl"):
+        (problem,) = check([head(key)], stack_of(dev))
+        assert "DENIED s3:GetObject" in problem.message, key
+
+
 def test_every_table_row_cites_its_source() -> None:
     for key, row in action_table().items():
         assert row.get("source", "").startswith("https://docs.aws.amazon.com/"), key

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers import arrays, launcher, manifests
 from jobcontract import JobField
@@ -18,28 +19,13 @@ from jobcontract import arrays as contract
 from jobcontract.arrays import MAX_ITEM_BYTES, MAX_SHARDS, child_id
 from jobcontract.dispatch import Dispatch, worker_key
 from jobcontract.store import JobStore
+from tests.fixtures.manifests import BULK_SCHEMA, bulk_lines
 from tests.fixtures.moto_server import WorkerSpec, topic_tap
 from tests.runtime.helpers import call, receive_all, sqs_event, table_items
 from tests.runtime.test_array_jobs import DOCS, PLAIN, _lines, run_array
 
 KEY = "inputs/docs/0123456789abcdef0123456789abcdef/items.jsonl"
-BULK = WorkerSpec(
-    "bulk",
-    input_schema={
-        "type": "object",
-        "properties": {
-            "documents": {
-                "type": "array",
-                "maxItems": 1000,
-                "items": {
-                    "type": "object",
-                    "required": ["id", "text"],
-                    "properties": {"id": {"type": "string"}, "text": {"type": "string"}},
-                },
-            }
-        },
-    },
-)
+BULK = WorkerSpec("bulk", input_schema=BULK_SCHEMA)
 
 
 @pytest.fixture
@@ -202,6 +188,71 @@ def test_a_manifest_overwritten_after_submit_fails_the_parent(res) -> None:
     assert len(_job_rows(res.table_name)) == 1
 
 
+def test_a_manifest_overwritten_while_children_are_written_cancels_the_array_job(
+    res, small_steps, monkeypatch
+) -> None:
+    """The object is overwritten (same size, other bytes) in the middle of a write step, after
+    150 children of an earlier step and 100 of this one exist. S3 answers the next ranged
+    GetObject ``IfMatch`` the submitted ETag with 412 PreconditionFailed (moto 5.2.5 does so:
+    asserted below), so no child is made from the new bytes; the parent is cancelled with an
+    error naming the change, its queued children are cancelled at once, every shard is
+    counted once, and the merged result still has each item exactly once."""
+    docs = _docs(600)
+    original = _jsonl(docs)
+    _put(res, original)
+    status, body, _ = _submit(
+        {"worker": "docs", "manifest": {"s3_key": KEY, "items": 600}, "shard_size": 2}
+    )
+    assert status == 202 and body["children"] == 300
+    parent_id = body["job_id"]
+    store = JobStore(res.table_name)
+    while not store.get(parent_id)[JobField.ARRAY]["manifest"].get("validated"):
+        launcher.Launcher().fan_out(parent_id)
+    monkeypatch.setenv(manifests.STEP_SECONDS_ENV, "20")  # write steps of 150 children
+    monkeypatch.setattr(manifests, "READ_WINDOW_BYTES", 1024)  # about 33 items per GET
+    launcher.Launcher().fan_out(parent_id)
+    assert store.get(parent_id)[JobField.ARRAY]["created"] == 150
+    etag = store.get(parent_id)[JobField.ARRAY]["manifest"]["etag"]
+    changed = original.replace(b'"text 4', b'"TEXT 4')  # same size, other bytes
+    real_get, gets = manifests._get_range, []
+
+    def overwritten_after_8_reads(manifest, start, length):
+        gets.append(start)
+        if len(gets) == 9:  # this step has made one chunk of 100 children and is in the next
+            _put(res, changed)
+        return real_get(manifest, start, length)
+
+    monkeypatch.setattr(manifests, "_get_range", overwritten_after_8_reads)
+    monkeypatch.setattr(manifests, "CANCEL_MIN_SECONDS", 300)  # the whole cascade, even loaded
+    receive_all(res.workers["docs"].queue_url)
+    done = launcher.Launcher().fan_out(parent_id)
+    with pytest.raises(ClientError) as refused:  # what the 9th read got
+        boto3.client("s3").get_object(Bucket=res.bucket, Key=KEY, IfMatch=etag, Range="bytes=0-9")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert done.detail == "0 children created"  # by the cursor: this step's 100 not counted
+    parent = store.get(parent_id)
+    assert parent[JobField.CANCEL_REQUESTED] is True
+    error = parent[JobField.ERROR]
+    assert error["type"] == "InvalidManifest" and "changed while its children" in error["message"]
+    assert "412 PreconditionFailed" in error["message"] and etag in error["message"]
+    # Nothing from the new bytes: exactly the 250 children written before, from the old ones.
+    kids = arrays.children(store, parent)
+    assert [k[JobField.SHARD]["index"] for k in kids] == list(range(250))
+    assert [d for k in kids for d in k[JobField.INPUT]["documents"]] == docs[:500]
+    assert {k[JobField.STATUS] for k in kids} == {"CANCELLED"}  # none left for the drain
+    assert contract.is_complete(parent) and len(parent[JobField.DONE_SHARDS]) == 300
+    assert [m for m in receive_all(res.workers["docs"].queue_url) if "fanout" in m["Body"]] == []
+    # A redelivered step writes nothing; the merge ends the parent CANCELLED, error kept.
+    assert launcher.Launcher().fan_out(parent_id).detail == "array job cancelled"
+    assert len(_job_rows(res.table_name)) == 251
+    ended = arrays.finalize(store, store.get(parent_id))
+    assert ended is not None and ended[JobField.STATUS] == "CANCELLED"
+    assert ended[JobField.ERROR]["type"] == "InvalidManifest"
+    assert [line["index"] for line in _lines(res, parent_id)] == list(range(600))
+    view = call("GET", f"/jobs/{parent_id}")[1]
+    assert view["status"] == "CANCELLED" and "changed while" in view["error"]["message"]
+
+
 # --- resumable fan-out -----------------------------------------------------------------------
 def test_fan_out_in_bounded_steps_survives_dying_steps_without_loss_or_duplicates(
     res, small_steps, monkeypatch
@@ -300,13 +351,9 @@ def test_manifest_array_job_runs_to_a_merged_result_in_item_order(res) -> None:
     assert view["result"]["url"] and view["result"]["summary_url"]
 
 
-def _bulk_lines(n: int) -> Any:
-    return (b'{"id":"%d","text":"%s"}\n' % (i, b"t" * 100) for i in range(n))
-
-
 def _bulk_job(res, n: int) -> tuple[str, int]:
     """A bulk array job of ``n`` items (about 125 B each) in shards of 1000: (parent, bytes)."""
-    body = b"".join(_bulk_lines(n))
+    body = b"".join(bulk_lines(n))
     key = KEY.replace("/docs/", "/bulk/")
     _put(res, body, key)
     status, answer, _ = _submit(
