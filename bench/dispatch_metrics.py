@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cost.billing import FARGATE_MINIMUM_SECONDS, MODELLED_STARTUP_SECONDS
 
@@ -269,11 +270,29 @@ def free_intervals(
             held += sign
     if until > prev and _is_free(held, stack, cap, need, slots.stack_vcpu_limit):
         free.append(Interval(prev, until))
-    if slots.reuse:
-        free += idle_task_intervals(worker, jobs, tasks, until=until)
     # Before the first event nothing is held: free.
     free.append(Interval(float("-inf"), t0))
     return _merge(free)
+
+
+def free_slot_stretches(
+    worker: str,
+    jobs: Sequence[JobTimeline],
+    tasks: Sequence[TaskTimeline],
+    slots: Slots,
+    *,
+    until: float,
+) -> list[list[Interval]]:
+    """The free intervals per slot: the pool's (below the cap) as one list and, with reuse,
+    each idle warm task's as its own. Two tasks' back-to-back gaps of a fraction of a
+    second are not one slot left unused for their sum, so they are never merged."""
+    pool = free_intervals(worker, jobs, tasks, slots, until=until)
+    if not slots.reuse:
+        return [pool]
+    per_task: dict[str, list[Interval]] = {}
+    for arn, iv in idle_task_intervals(worker, jobs, tasks, until=until, with_arn=True):
+        per_task.setdefault(arn, []).append(iv)
+    return [pool, *(_merge(ivs) for ivs in per_task.values())]
 
 
 def _is_free(held: int, stack: float, cap: int, need: float, limit: float) -> bool:
@@ -283,15 +302,21 @@ def _is_free(held: int, stack: float, cap: int, need: float, limit: float) -> bo
 
 
 def idle_task_intervals(
-    worker: str, jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline], *, until: float
-) -> list[Interval]:
-    """When a task of ``worker`` existed and ran no job (idle-waiting, warm)."""
+    worker: str,
+    jobs: Sequence[JobTimeline],
+    tasks: Sequence[TaskTimeline],
+    *,
+    until: float,
+    with_arn: bool = False,
+) -> list[Any]:
+    """When a task of ``worker`` existed and ran no job (idle-waiting, warm); with
+    ``with_arn`` as ``(task arn, interval)`` pairs."""
     busy: dict[str, list[Interval]] = {}
     for j in jobs:
         if j.task_arn and j.dispatched is not None:
             end = j.ended if j.ended is not None else until
             busy.setdefault(j.task_arn, []).append(Interval(j.dispatched, end))
-    idle: list[Interval] = []
+    idle: list[tuple[str, Interval]] = []
     for t in tasks:
         if t.worker != worker:
             continue
@@ -299,12 +324,12 @@ def idle_task_intervals(
         cursor = t.created
         for iv in _merge(busy.get(t.arn, [])):
             if iv.start > cursor:
-                idle.append(Interval(cursor, min(iv.start, end)))
+                idle.append((t.arn, Interval(cursor, min(iv.start, end))))
             cursor = max(cursor, iv.end)
         # A task that never ran a job is starting, not idle.
         if busy.get(t.arn) and end > cursor:
-            idle.append(Interval(cursor, end))
-    return idle
+            idle.append((t.arn, Interval(cursor, end)))
+    return idle if with_arn else [iv for _, iv in idle]
 
 
 @dataclass(frozen=True)
@@ -340,14 +365,16 @@ def wait_while_free(
     """Per job, seconds between submit and dispatch (``now`` if never dispatched) during
     which its worker had a free slot."""
     until = now if now is not None else max(_last_time(jobs, tasks), 0.0)
-    free = {w: free_intervals(w, jobs, tasks, slots, until=until) for w in slots.caps}
+    per_slot = {w: free_slot_stretches(w, jobs, tasks, slots, until=until) for w in slots.caps}
+    free = {w: _merge([iv for ivs in lists for iv in ivs]) for w, lists in per_slot.items()}
     per_job: dict[str, float] = {}
     stretch: dict[str, float] = {}
     for j in jobs:
         end = j.dispatched if j.dispatched is not None else until
         per_job[j.job_id] = _overlap(free[j.worker], j.submitted, end)
         stretch[j.job_id] = max(
-            (_overlap([iv], j.submitted, end) for iv in free[j.worker]), default=0.0
+            (_overlap([iv], j.submitted, end) for ivs in per_slot[j.worker] for iv in ivs),
+            default=0.0,
         )
     return WaitWhileFree(per_job, stretch)
 

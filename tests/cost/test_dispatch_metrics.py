@@ -219,3 +219,23 @@ def test_handoff_is_the_gap_from_a_stop_to_the_next_task_while_jobs_wait() -> No
     assert slow.p95 == pytest.approx(0.4)
     # The last stops, with nothing left waiting, are no hand-off.
     assert handoff(late[:5], late_tasks[:5]).seconds == ()
+
+
+def test_with_reuse_gaps_of_different_tasks_are_not_one_long_free_slot() -> None:
+    # Two warm tasks of a cap-2 worker alternate 1-s jobs with 1.2-s gaps that overlap in
+    # time: from 1 s on, one of them is always between jobs, but no slot is ever unused for
+    # more than 1.2 s. Job "late" waits 0-20 s meanwhile.
+    jobs: list[JobTimeline] = []
+    for task, offset in (("t1", 0.0), ("t2", 1.1)):
+        start = offset
+        n = 0
+        while start < 20.0:
+            jobs.append(JobTimeline(f"{task}-{n}", W, 0.0, start, start, start + 1.0,
+                                    "SUCCEEDED", task))
+            start += 2.2
+            n += 1
+    jobs.append(JobTimeline("late", W, 0.0, 20.0, 20.0, 21.0, "SUCCEEDED", "t1"))
+    tasks = [TaskTimeline("t1", W, 0.5, 0.0, 22.0), TaskTimeline("t2", W, 0.5, 0.0, 22.0)]
+    waited = wait_while_free(jobs, tasks, Slots({W: 2}, {W: 0.5}, reuse=True))
+    assert waited.stretch["late"] == pytest.approx(1.2)
+    assert waited.per_job["late"] > 10.0  # the union of the gaps still counts in the sum
