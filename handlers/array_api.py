@@ -19,21 +19,15 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, arrays, manifest_api
-from handlers.api import (
+from handlers.api_http import ApiError, Request, Response, _known_worker, _links, _store
+from handlers.api_jobs import _stop_task, job_view
+from handlers.api_submit import (
     DEFAULT_JOB_TTL_DAYS,
-    ApiError,
-    Request,
-    Response,
     _failed_item_share,
     _idempotency_key,
-    _known_worker,
-    _links,
     _request_hash,
     _resources,
-    _stop_task,
-    _store,
     _submitted,
-    job_view,
     keyed_job_id,
 )
 from handlers.registry import WorkerRegistration
