@@ -146,7 +146,7 @@ def test_the_runtime_defaults_attempts_as_a_registration_does() -> None:
     """A scheduled run records its own job from the environment (its task role cannot read
     the registration): without BATCH_WORKER_MAX_ATTEMPTS it allows what a registration
     without ``max_attempts`` allows."""
-    from workers.runtime.lifecycle import Settings
+    from workers.runtime.settings import Settings
 
     settings = Settings.from_env({Env.JOBS_TABLE: "t", Env.RESULTS_BUCKET: "b"}, "w")
     minimal = {k: v for k, v in fargate().to_item().items() if k in REQUIRED}
