@@ -18,6 +18,7 @@ from jobcontract import (
 )
 from workers.runtime.checkpoint import Checkpoint
 from workers.runtime.context import PermanentError, error_summary
+from workers.runtime.definition import WorkerDefinition
 from workers.runtime.logs import JsonLogger
 
 # S3 answers a conditional put on an existing key with 412 PreconditionFailed, or 409
@@ -31,7 +32,9 @@ class JobObjects:
 
     s3: Any
     bucket: str
-    worker: str
+    # The worker whose job this is; also how tests/authz/recorder.py attributes a call made
+    # from an item's thread (ctx.read_object) to the worker's task role.
+    definition: WorkerDefinition
     logger: JsonLogger
 
     def load_input(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -66,7 +69,7 @@ class JobObjects:
         body = checkpoint.to_bytes()
         if body is None:
             return None
-        key = checkpoint_key(self.worker, job_id)
+        key = checkpoint_key(self.definition.name, job_id)
         try:
             self.s3.put_object(
                 Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
@@ -93,8 +96,8 @@ class JobObjects:
                 raise
             raise PermanentError(
                 f"s3:GetObject denied on {where}: the object is missing or outside this "
-                f"worker's prefixes ({inputs_prefix(self.worker)}, "
-                f"{results_prefix(self.worker)})"
+                f"worker's prefixes ({inputs_prefix(self.definition.name)}, "
+                f"{results_prefix(self.definition.name)})"
             ) from exc
         return bytes(response["Body"].read())
 

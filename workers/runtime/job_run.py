@@ -60,7 +60,7 @@ class JobRun:
         self.settings = settings
         self.env = env
         self.store = store
-        self.objects = JobObjects(s3, settings.bucket, definition.name, logger)
+        self.objects = JobObjects(s3, settings.bucket, definition, logger)
         self.model = model
         self.logger = logger
         self.hard_exit = hard_exit
