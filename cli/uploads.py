@@ -63,14 +63,17 @@ def _worker_schema(client: ApiClient, worker: str) -> Mapping[str, Any]:
 def _check_files(paths: Sequence[str]) -> list[Path]:
     files = [Path(p) for p in paths]
     for f in files:
-        if not f.is_file():
-            raise CliError(Exit.USAGE, f"--file {f}: no such file")
-        size = f.stat().st_size
-        if size == 0 or size > MAX_UPLOAD_BYTES:
-            raise CliError(
-                Exit.USAGE, f"--file {f}: {size} bytes; uploads are 1..{MAX_UPLOAD_BYTES} bytes"
-            )
+        _check_file(f, "--file", MAX_UPLOAD_BYTES, "uploads are")
     return files
+
+
+def _check_file(path: Path, option: str, max_bytes: int, what: str) -> None:
+    """``path`` is a file of 1..``max_bytes`` bytes, else a usage error naming ``option``."""
+    if not path.is_file():
+        raise CliError(Exit.USAGE, f"{option} {path}: no such file")
+    size = path.stat().st_size
+    if size == 0 or size > max_bytes:
+        raise CliError(Exit.USAGE, f"{option} {path}: {size} bytes; {what} 1..{max_bytes} bytes")
 
 
 def files_input(
@@ -94,13 +97,7 @@ def files_input(
 def manifest(client: ApiClient, worker: str, path: Path, stream: TextIO) -> dict[str, Any]:
     """``--items FILE.jsonl``: count its items (lines, as the API counts them), upload it as
     ``application/x-ndjson`` with a progress bar; the ``manifest`` of the POST /jobs body."""
-    if not path.is_file():
-        raise CliError(Exit.USAGE, f"--items {path}: no such file")
-    size = path.stat().st_size
-    if size == 0 or size > MAX_MANIFEST_BYTES:
-        raise CliError(
-            Exit.USAGE, f"--items {path}: {size} bytes; a manifest is 1..{MAX_MANIFEST_BYTES} bytes"
-        )
+    _check_file(path, "--items", MAX_MANIFEST_BYTES, "a manifest is")
     with path.open("rb") as fh:
         count = count_lines(fh.read)
     (key,) = upload_files(client, worker, [path], stream, MANIFEST_CONTENT_TYPE)

@@ -18,20 +18,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, arrays, manifest_api
-from handlers.api import (
-    ApiError,
-    Request,
-    Response,
+from handlers.api_http import ApiError, Request, Response, _known_worker, _links, _store
+from handlers.api_jobs import _stop_task, job_view
+from handlers.api_submit import (
     _failed_item_share,
     _idempotency_key,
-    _known_worker,
-    _links,
     _request_hash,
     _resources,
-    _stop_task,
-    _store,
     _submitted,
-    job_view,
     keyed_job_id,
 )
 from handlers.registry import WorkerRegistration
@@ -64,20 +58,7 @@ ARRAY_REQUEST_FIELDS = frozenset(
 def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
     """``POST /jobs`` with ``items`` or ``manifest``: validate all, then parent, children (or
     the launcher's fan-out), one drain."""
-    unknown = sorted(set(payload) - ARRAY_REQUEST_FIELDS)
-    if unknown:
-        raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
-    worker_name, items = payload.get("worker"), payload.get("items")
-    if not isinstance(worker_name, str) or not worker_name:
-        raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
-    manifest = payload.get("manifest")
-    if manifest is not None and items is not None:
-        raise ApiError(400, "invalid_request", "give 'items' or 'manifest', not both")
-    if manifest is None and (not isinstance(items, list) or not items):
-        raise ApiError(400, "invalid_request", "'items' must be a non-empty JSON array")
-    base = payload.get("input", {})
-    if not isinstance(base, dict):
-        raise ApiError(400, "invalid_request", "'input' must be a JSON object")
+    worker_name, items, manifest, base = _checked_array_fields(payload)
     share = _failed_item_share(payload.get(JobField.MAX_FAILED_ITEM_SHARE))
     key = _idempotency_key(req)
     store = _store()
@@ -107,9 +88,49 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
     if source is not None:  # the object as it was (its ETag): a re-upload is a new request
         del hashed["items"]
         hashed["manifest"] = {k: source[k] for k in ("key", "etag", "bytes")} | {"items": total}
-    request_hash = _request_hash(hashed)
     parent_id = _parent_id(worker, key)
     parent = _parent_item(parent_id, worker, total, size, field, cpu, memory, share)
+    _add_request(parent, _request_hash(hashed), key, source, base)
+    created, status = _create_parent(store, parent, base, items or [])
+    if not contract.all_created(created):
+        created = _fan_out_or_defer(store, worker, created, base, items or [])
+    _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
+    body = {**_submitted(created), "children": _shards(created)}
+    return Response(status, body, {"Location": _links(parent_id)["self"]})
+
+
+def _checked_array_fields(
+    payload: dict[str, Any],
+) -> tuple[str, list[Any] | None, Any, dict[str, Any]]:
+    """The array request's fields are known, with a worker name, ``items`` (a non-empty
+    list) or a ``manifest`` but not both, and a shared ``input`` object (default {}): the
+    worker name, the items, the manifest and the input."""
+    unknown = sorted(set(payload) - ARRAY_REQUEST_FIELDS)
+    if unknown:
+        raise ApiError(400, "invalid_request", f"unknown field(s): {', '.join(unknown)}")
+    worker_name, items = payload.get("worker"), payload.get("items")
+    if not isinstance(worker_name, str) or not worker_name:
+        raise ApiError(400, "invalid_request", "'worker' is required and must be a string")
+    manifest = payload.get("manifest")
+    if manifest is not None and items is not None:
+        raise ApiError(400, "invalid_request", "give 'items' or 'manifest', not both")
+    if manifest is None and (not isinstance(items, list) or not items):
+        raise ApiError(400, "invalid_request", "'items' must be a non-empty JSON array")
+    base = payload.get("input", {})
+    if not isinstance(base, dict):
+        raise ApiError(400, "invalid_request", "'input' must be a JSON object")
+    return worker_name, items, manifest, base
+
+
+def _add_request(
+    parent: dict[str, Any],
+    request_hash: str,
+    key: str | None,
+    source: dict[str, Any] | None,
+    base: dict[str, Any],
+) -> None:
+    """What the parent item keeps of its request: its hash (a replay must match it), the
+    Idempotency-Key, and an uploaded manifest with the shared input."""
     parent[JobField.REQUEST_HASH] = request_hash
     if key is not None:
         parent[JobField.IDEMPOTENCY_KEY] = key
@@ -117,12 +138,6 @@ def create_array_job(req: Request, payload: dict[str, Any]) -> Response:
         parent[JobField.ARRAY]["manifest"] = source
         parent[JobField.INPUT_S3_KEY] = source["key"]
         parent[JobField.INPUT] = base
-    created, status = _create_parent(store, parent, base, items or [])
-    if not contract.all_created(created):
-        created = _fan_out_or_defer(store, worker, created, base, items or [])
-    _aws.log("INFO", "array_job_submitted", job_id=parent_id, shards=_shards(created))
-    body = {**_submitted(created), "children": _shards(created)}
-    return Response(status, body, {"Location": _links(parent_id)["self"]})
 
 
 def _create_parent(

@@ -261,26 +261,68 @@ class Dispatch:
         worker (the by-worker index finds it there), so a woken claim lowers that count."""
         run = attempt + 1
         slot_worker = runs_on or worker
-        job_expect: dict[str, Any] = {JobField.CANCEL_REQUESTED: cancel_flag}
-        if not woken:
-            job_expect[JobField.WAITING_SINCE] = None
+        handed = slot_worker != worker
+        lease = slot_key(job_id, run)
+        ops = [
+            {"Update": self._dispatch_job_op(job_id, attempt, cancel_flag, parked=woken)},
+            {"Update": self._slot_op(slot_worker, cap, cpu, woken=woken, handed=handed)},
+            self._budget_op(cpu, waiting=-1 if woken else 0),
+            self._new_lease_op(lease, slot_worker, cpu, job_id, run, array_child=array_child),
+        ]
+        if woken and handed:  # parked under its own worker: that count goes down
+            ops.append(
+                {
+                    "Update": self._counts_op(
+                        worker_key(worker), {F.WAITING: -1}, None, {}, kind=KIND_DISPATCH,
+                        worker=worker,
+                    )
+                }
+            )  # fmt: skip
+        try:
+            self._transact(ops)
+        except TransactionRefused as refused:
+            return _claim_refusal(refused)
+        return _claimed(job_id, worker, run, lease)
+
+    def _dispatch_job_op(
+        self,
+        job_id: str,
+        attempt: int,
+        cancel_flag: Any,
+        *,
+        parked: bool,
+        set_fields: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The job's ``QUEUED -> DISPATCHED`` (attempt + 1) in a claim: unchanged cancel flag;
+        a fresh job must not be parked, a parked one (``parked``) must be, and is unparked."""
+        expect: dict[str, Any] = {JobField.CANCEL_REQUESTED: cancel_flag}
+        if not parked:
+            expect[JobField.WAITING_SINCE] = None
         job_op = self.store.transition_op(
             job_id,
             JobStatus.QUEUED,
             JobStatus.DISPATCHED,
             attempt=attempt,
             increment_attempts=True,
-            expect=job_expect,
-            remove_fields=[JobField.WAITING_SINCE] if woken else (),
+            expect=expect,
+            set_fields=set_fields,
+            remove_fields=[JobField.WAITING_SINCE] if parked else (),
         )
-        if woken:
+        if parked:
             job_op["ConditionExpression"] += " AND attribute_exists(#wait)"
             job_op["ExpressionAttributeNames"]["#wait"] = JobField.WAITING_SINCE
+        return job_op
+
+    def _slot_op(
+        self, slot_worker: str, cap: int, cpu: int, *, woken: bool, handed: bool
+    ) -> dict[str, Any]:
+        """A task slot of ``slot_worker``: below its cap and no idle task (and, for a fresh
+        job, no parked job); its task and cpu counts go up (a woken own job leaves the
+        parked count)."""
         slot_conditions = ["(attribute_not_exists(#tasks) OR #tasks < :cap)", _none(F.IDLE)]
         if not woken:
             slot_conditions.append(_none(F.WAITING))
-        handed = slot_worker != worker
-        worker_op = self._counts_op(
+        return self._counts_op(
             worker_key(slot_worker),
             {F.TASKS: 1, F.CPU: cpu, **({F.WAITING: -1} if woken and not handed else {})},
             " AND ".join(slot_conditions),
@@ -288,8 +330,13 @@ class Dispatch:
             kind=KIND_DISPATCH,
             worker=slot_worker,
         )
-        lease = slot_key(job_id, run)
-        lease_op = {
+
+    def _new_lease_op(
+        self, lease: str, slot_worker: str, cpu: int, job_id: str, run: int, *, array_child: bool
+    ) -> dict[str, Any]:
+        """The new task's lease (``slot#<job>#<run>``), once: a second claim of this launch
+        finds it and is refused (``Refusal.TAKEN``)."""
+        return {
             "Put": {
                 "TableName": self.table,
                 "Item": _attrs(
@@ -308,30 +355,6 @@ class Dispatch:
                 "ExpressionAttributeNames": {"#pk": Table.PK},
             }
         }
-        budget_op = self._budget_op(cpu, waiting=-1 if woken else 0)
-        ops = [{"Update": job_op}, {"Update": worker_op}, budget_op, lease_op]
-        if woken and handed:  # parked under its own worker: that count goes down
-            ops.append(
-                {
-                    "Update": self._counts_op(
-                        worker_key(worker), {F.WAITING: -1}, None, {}, kind=KIND_DISPATCH,
-                        worker=worker,
-                    )
-                }
-            )  # fmt: skip
-        try:
-            self._transact(ops)
-        except TransactionRefused as refused:
-            if refused.failed(0):
-                return Refusal.JOB
-            if refused.failed(3):
-                return Refusal.TAKEN
-            if "ConditionalCheckFailed" not in refused.reasons:
-                return Refusal.CONFLICT  # no condition failed: nothing says a slot is taken
-            if refused.failed(2):
-                return Refusal.BUDGET
-            return Refusal.WORKER
-        return _claimed(job_id, worker, run, lease)
 
     def park(self, job_id: str, attempt: int, worker: str, cancel_flag: Any = None) -> bool:
         """Mark a QUEUED job (this attempt) as waiting for a slot and count it. False when the
@@ -560,18 +583,9 @@ class Dispatch:
             fields: dict[str, Any] = {}
             if task_arn:
                 fields[JobField.TASK_ARN] = task_arn
-            job_op = self.store.transition_op(
-                job_id,
-                JobStatus.QUEUED,
-                JobStatus.DISPATCHED,
-                attempt=attempt,
-                increment_attempts=True,
-                expect={JobField.CANCEL_REQUESTED: job.get(JobField.CANCEL_REQUESTED)},
-                set_fields=fields,
-                remove_fields=[JobField.WAITING_SINCE],
+            job_op = self._dispatch_job_op(
+                job_id, attempt, job.get(JobField.CANCEL_REQUESTED), parked=True, set_fields=fields
             )
-            job_op["ConditionExpression"] += " AND attribute_exists(#wait)"
-            job_op["ExpressionAttributeNames"]["#wait"] = JobField.WAITING_SINCE
             delta = {F.WAITING: -1, **({F.IDLE: -1} if idle else {})}
             count_op = self._counts_op(
                 worker_key(worker),
@@ -877,6 +891,19 @@ def _claimed(job_id: str, worker: str, attempt: int, lease: str) -> Claimed:
         [JobStatus.QUEUED],
     )
     return Claimed(job_id, attempt, lease)
+
+
+def _claim_refusal(refused: TransactionRefused) -> str:
+    """Which of a claim's operations (job, slot, budget, lease) refused it."""
+    if refused.failed(0):
+        return Refusal.JOB
+    if refused.failed(3):
+        return Refusal.TAKEN
+    if "ConditionalCheckFailed" not in refused.reasons:
+        return Refusal.CONFLICT  # no condition failed: nothing says a slot is taken
+    if refused.failed(2):
+        return Refusal.BUDGET
+    return Refusal.WORKER
 
 
 def _none(name: str) -> str:

@@ -490,11 +490,7 @@ class JobStore:
     ) -> dict[str, Any]:
         """``transition`` as one ``Update`` of a ``TransactWriteItems`` (the dispatch claims a
         job and a slot in one transaction): same conditions, same fields."""
-        sources = _sources(from_status)
-        target = _status(to_status)
-        for source in sources:
-            if not can_transition(source, target):
-                raise InvalidTransition(f"{source.value} -> {target.value} is not allowed")
+        sources, target = _allowed_move(from_status, to_status)
         at = now_iso()
         names: dict[str, str] = {
             "#pk": Table.PK,
@@ -509,26 +505,13 @@ class JobStore:
         conditions = ["attribute_exists(#pk)", self._status_condition(sources, values)]
         sets = ["#status = :to", "#updated = :now", "#ts.#to = :now"]
         removes: list[str] = []
-        if attempt is not None:
-            names["#attempts"] = JobField.ATTEMPTS
-            values[":attempt"] = {"N": str(attempt)}
-            conditions.append("#attempts = :attempt")
-        if increment_attempts:
-            names["#attempts"] = JobField.ATTEMPTS
-            values[":one"] = {"N": "1"}
-            sets.append("#attempts = #attempts + :one")
+        _add_attempt_terms(attempt, increment_attempts, names, values, conditions, sets)
         self._add_expect(expect, names, values, conditions)
         self._add_sets(set_fields, names, values, sets)
         for i, field_name in enumerate(remove_fields):
             names[f"#r{i}"] = field_name
             removes.append(f"#r{i}")
-        # worker_status is "<worker>#<STATUS>"; DynamoDB cannot concatenate, so the worker
-        # comes from the job id (and the condition proves it matches the stored one).
-        worker = worker_of(job_id)
-        values[":ws"] = {"S": worker_status(worker, target)}
-        sets.append("#ws = :ws")
-        conditions.append("#worker = :worker")
-        values[":worker"] = {"S": worker}
+        _add_worker_status(job_id, target, values, conditions, sets)
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
         return {
             "TableName": self.table_name,
@@ -679,6 +662,49 @@ def worker_of(job_id: str) -> str:
     if worker is None:
         raise ValueError(f"not a job id: {job_id!r}")
     return worker
+
+
+def _allowed_move(
+    from_status: StatusLike | Collection[StatusLike], to_status: StatusLike
+) -> tuple[list[JobStatus], JobStatus]:
+    """The move's sources and target; ``InvalidTransition`` for a move the contract forbids."""
+    sources = _sources(from_status)
+    target = _status(to_status)
+    for source in sources:
+        if not can_transition(source, target):
+            raise InvalidTransition(f"{source.value} -> {target.value} is not allowed")
+    return sources, target
+
+
+def _add_attempt_terms(
+    attempt: int | None,
+    increment_attempts: bool,
+    names: dict[str, str],
+    values: dict[str, Any],
+    conditions: list[str],
+    sets: list[str],
+) -> None:
+    """``attempts == attempt`` (when given) and ``attempts + 1`` (when asked)."""
+    if attempt is not None:
+        names["#attempts"] = JobField.ATTEMPTS
+        values[":attempt"] = {"N": str(attempt)}
+        conditions.append("#attempts = :attempt")
+    if increment_attempts:
+        names["#attempts"] = JobField.ATTEMPTS
+        values[":one"] = {"N": "1"}
+        sets.append("#attempts = #attempts + :one")
+
+
+def _add_worker_status(
+    job_id: str, target: JobStatus, values: dict[str, Any], conditions: list[str], sets: list[str]
+) -> None:
+    # worker_status is "<worker>#<STATUS>"; DynamoDB cannot concatenate, so the worker
+    # comes from the job id (and the condition proves it matches the stored one).
+    worker = worker_of(job_id)
+    values[":ws"] = {"S": worker_status(worker, target)}
+    sets.append("#ws = :ws")
+    conditions.append("#worker = :worker")
+    values[":worker"] = {"S": worker}
 
 
 def _sources(value: StatusLike | Collection[StatusLike]) -> list[JobStatus]:

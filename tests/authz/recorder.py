@@ -9,7 +9,8 @@ call is attributed by the code that made it, from the Python stack:
   library module (``notify``, ``registry``) without an entry module is recorded as
   ``unattributed`` and fails the check;
 - a frame in ``workers/``: the task role of the worker the job run on the stack belongs to
-  (``_JobRun.definition.name``), else of the worker this process runs (``BATCH_WORKER_NAME``,
+  (``JobRun.definition.name``, or ``JobObjects.definition.name``
+  on an item's thread), else of the worker this process runs (``BATCH_WORKER_NAME``,
   set in every task's environment); threads the runtime starts (heartbeat, watchdog) carry
   the job run on their own stacks;
 - anything else (the test harness, the local pipeline's emulation of AWS, the CLI acting as a

@@ -14,7 +14,6 @@ checkpoint; the parent ends SUCCEEDED (its failed items within its tolerance), o
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -26,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from jobcontract import Env, logs
+from jobcontract import Env
 from jobcontract import arrays as contract
 from local_pipeline.pipeline import LocalPipeline
-from tests.e2e.test_local_pipeline import call, wait
+from tests.e2e.local_gateway import call, running
+from tests.e2e.test_local_pipeline import wait
 
 pytestmark = pytest.mark.xdist_group("e2e-array-pipeline")
 
@@ -57,16 +57,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
         redelivery_seconds=1,
         worker_command=lambda w: [sys.executable, str(FAULT_WORKER), "--worker", w],
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(logs, "DEFAULT", logs.JsonLogger(io.StringIO()))  # the handlers' lines
-        for var in ("BATCH_API_URL", "BATCH_API_KEY"):
-            mp.delenv(var, raising=False)
-        mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
-        local.start()
-        try:
-            yield local
-        finally:
-            local.stop()
+    with running(local, state):
+        yield local
 
 
 def _document(i: int) -> dict[str, str]:

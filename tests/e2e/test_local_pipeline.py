@@ -14,7 +14,6 @@ AWS makes for the stack, authorized by the exact policies of the dev and prod st
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
 import sys
@@ -29,9 +28,10 @@ from typing import Any
 import pytest
 
 from cli.main import main as batchctl
-from jobcontract import Env, logs, scheduled_job_id
+from jobcontract import Env, scheduled_job_id
 from local_pipeline.pipeline import LocalPipeline
 from tests.authz import recorder
+from tests.e2e.local_gateway import call, running
 
 pytestmark = pytest.mark.xdist_group("e2e-local-pipeline")
 
@@ -87,42 +87,17 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
         ],
     )
     local.trace = trace  # type: ignore[attr-defined]
-    with pytest.MonkeyPatch.context() as mp:
-        # The real handlers run in this process: their log lines are kept off stdout (as
-        # Lambda's go to CloudWatch), so stdout holds the CLI's output, worker log lines included.
-        mp.setattr(logs, "DEFAULT", logs.JsonLogger(io.StringIO()))
-        for var in ("BATCH_API_URL", "BATCH_API_KEY"):
-            mp.delenv(var, raising=False)
-        mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
-        recorder.install(trace.append)
-        local.start()
-        try:
+    recorder.install(trace.append)
+    try:
+        with running(local, state):
             yield local
-        finally:
-            local.stop()
-            recorder.uninstall()
+    finally:
+        recorder.uninstall()
     # Clean shutdown: no worker process, no emulation thread, no state file left behind.
     assert set(_children(os.getpid())) - children_before == set()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("local-")]
     assert not (state / "endpoint.json").exists()
     assert os.environ.get(Env.AWS_ENDPOINT_URL) != local.moto_endpoint
-
-
-def call(
-    p: LocalPipeline, method: str, path: str, body: Any = None, key: str | None = None
-) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        p.api_url + path,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-    )
-    req.add_header("x-api-key", p.api_key if key is None else key)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def submit(p: LocalPipeline, worker: str, job_input: Any) -> str:

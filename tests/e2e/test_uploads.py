@@ -10,10 +10,7 @@ says so and the assertion can become S3's error)."""
 from __future__ import annotations
 
 import base64
-import io
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,8 @@ import pytest
 
 from cli.main import main as batchctl
 from cli.uploads import post_form, s3_error
-from jobcontract import logs
 from local_pipeline.pipeline import LocalPipeline
+from tests.e2e.local_gateway import call, running
 
 pytestmark = pytest.mark.xdist_group("e2e-uploads")
 
@@ -45,33 +42,14 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPipeline
     local = LocalPipeline(
         stack="dev", port=0, state_dir=state, max_tasks=2, sweep_interval=3600, poll_interval=0.1
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(logs, "DEFAULT", logs.JsonLogger(io.StringIO()))
-        for var in ("BATCH_API_URL", "BATCH_API_KEY"):
-            mp.delenv(var, raising=False)
-        mp.setenv("BATCH_LOCAL_STATE", str(state / "endpoint.json"))
-        local.start()
-        try:
-            yield local
-        finally:
-            local.stop()
+    with running(local, state):
+        yield local
 
 
 def _presign(
     p: LocalPipeline, files: list[dict[str, Any]], key: str | None = None
 ) -> tuple[int, Any]:
-    req = urllib.request.Request(
-        p.api_url + "/uploads",
-        method="POST",
-        data=json.dumps({"worker": WORKER, "files": files}).encode(),
-    )
-    req.add_header("x-api-key", p.api_key if key is None else key)
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return call(p, "POST", "/uploads", {"worker": WORKER, "files": files}, key)
 
 
 def _bucket(p: LocalPipeline) -> str:

@@ -29,6 +29,7 @@ from components.offline import MockResource, StackGraph, run_program
 from components.worker.validation import validate
 from jobcontract import Env, WorkerField
 from jobcontract.registration import DEFAULT_INPUT_SCHEMA, WorkerRegistration
+from tests.fixtures.registrations import assert_fargate_fields
 
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 TASK_DEF = "aws:ecs/taskDefinition:TaskDefinition"
@@ -567,20 +568,7 @@ def test_registration_item(graph: StackGraph) -> None:
         {"capacityProvider": "FARGATE_SPOT", "weight": 7, "base": 0},
         {"capacityProvider": "FARGATE", "weight": 3, "base": 0},
     ]
-    # Every WorkerField is present, except the Managed Instances ones: their absence is
-    # what marks a Fargate registration (see WorkerField).
-    instance_only = {
-        WorkerField.COMPUTE,
-        WorkerField.LAUNCH_CHAIN,
-        WorkerField.FALLBACK_WORKER,
-        WorkerField.STARTUP_TIMEOUT_SECONDS,
-        WorkerField.GPU_COUNT,
-        WorkerField.GPU_NAMES,
-        WorkerField.NETWORK_MODE,
-    }
-    fields = {v for k, v in vars(WorkerField).items() if k.isupper()}
-    assert fields - instance_only <= set(item)
-    assert not instance_only & set(item)
+    assert_fargate_fields(item)
     # What the handlers read back (the record that wrote it) is the worker as declared.
     record = WorkerRegistration.from_item(jobcontract.store.from_item(item))
     assert record.to_dynamodb() == item

@@ -18,6 +18,7 @@ from jobcontract.registration import (
     RegistrationError,
     WorkerRegistration,
 )
+from tests.fixtures.registrations import MANAGED_INSTANCES_ONLY, assert_fargate_fields
 
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/ai-batch-dev-summarize:7"
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/ai-batch-dev-launch.fifo"
@@ -77,18 +78,8 @@ def test_round_trip_through_plain_and_wire_items(make: Any) -> None:
 
 
 def test_a_fargate_item_holds_no_managed_instances_field() -> None:
-    item = fargate().to_item()
-    instance_only = {
-        WorkerField.COMPUTE,
-        WorkerField.LAUNCH_CHAIN,
-        WorkerField.FALLBACK_WORKER,
-        WorkerField.STARTUP_TIMEOUT_SECONDS,
-        WorkerField.GPU_COUNT,
-        WorkerField.GPU_NAMES,
-        WorkerField.NETWORK_MODE,
-    }
-    assert not instance_only & set(item)
-    assert instance_only <= set(instance().to_item())
+    assert_fargate_fields(fargate().to_item())
+    assert set(instance().to_item()) >= MANAGED_INSTANCES_ONLY
     # A Fargate worker's chain is its one strategy (what the launcher walks first).
     assert fargate().launch_chain == (SPOT,)
 
@@ -146,7 +137,7 @@ def test_the_runtime_defaults_attempts_as_a_registration_does() -> None:
     """A scheduled run records its own job from the environment (its task role cannot read
     the registration): without BATCH_WORKER_MAX_ATTEMPTS it allows what a registration
     without ``max_attempts`` allows."""
-    from workers.runtime.lifecycle import Settings
+    from workers.runtime.settings import Settings
 
     settings = Settings.from_env({Env.JOBS_TABLE: "t", Env.RESULTS_BUCKET: "b"}, "w")
     minimal = {k: v for k, v in fargate().to_item().items() if k in REQUIRED}

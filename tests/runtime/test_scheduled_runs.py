@@ -145,17 +145,17 @@ def test_runtime_and_reconciler_record_the_same_scheduled_job(res) -> None:
         "ECS_CONTAINER_METADATA_URI_V4": "",
     }
     store = JobStore(res.table_name)
-    from workers.runtime import lifecycle
+    from workers.runtime import claim  # the runtime's claim step reads the task metadata
 
-    real = lifecycle.task_metadata
+    real = claim.task_metadata
     family, revision = worker.task_definition_arn.rsplit("/", 1)[-1].split(":")
     meta = {"TaskARN": started, "Family": family, "Revision": revision,
             "Limits": {"CPU": 0.25, "Memory": 512}}  # fmt: skip
-    lifecycle.task_metadata = lambda env, timeout=2.0: meta  # type: ignore[assignment]
+    claim.task_metadata = lambda env, timeout=2.0: meta  # type: ignore[assignment]
     try:
         assert _runtime(res, echo, task_env, started) == exit_codes.OK
     finally:
-        lifecycle.task_metadata = real
+        claim.task_metadata = real
     assert _reconcile(
         res, lost, exit_code=None, stop_code="TaskFailedToStart", stopped_reason="no image"
     ).startswith("retry")

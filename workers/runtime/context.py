@@ -220,16 +220,53 @@ class JobContext:
         total = len(seq)
         limit = max(1, int(concurrency))
         call, self._map_calls = self._map_calls, self._map_calls + 1
-        results: list[ItemResult[R] | None] = [None] * total
-        if self._checkpoint is not None:
-            for index, (value, error) in self._checkpoint.restored(call, seq).items():
-                if 0 <= index < total:
-                    results[index] = ItemResult(index=index, value=value, error=error)
+        results: list[ItemResult[R] | None] = self._restored_results(call, seq)
         todo = [i for i in range(total) if results[i] is None]
         done = total - len(todo)
         if done:
             self._logger.info("map_resumed", call=call, restored=done, total=total)
         self.progress(done, total)
+        done, fatal = self._run_items(fn, seq, todo, results, limit, done)
+        if fatal is not None:
+            self._logger.error("map_failed", done=done, total=total, **error_summary(fatal))
+            raise fatal
+        if self._checkpoint is not None:
+            self._checkpoint.record(
+                call, seq, ((r.index, r.value, r.error) for r in results if r is not None)
+            )
+        if done < total:
+            self._progress.flush()
+            reason = self._stop.reason or "interrupted"
+            self._logger.warning("map_stopped", reason=reason, done=done, total=total)
+            raise StopRequested(reason, done, total)
+        outcomes = [r for r in results if r is not None]
+        self._count_items(outcomes)
+        return outcomes
+
+    def _restored_results(self, call: int, seq: list[T]) -> list[ItemResult[R] | None]:
+        """One slot per item: the outcome an interrupted earlier attempt checkpointed for
+        this map call, or None (to run)."""
+        total = len(seq)
+        results: list[ItemResult[R] | None] = [None] * total
+        if self._checkpoint is not None:
+            for index, (value, error) in self._checkpoint.restored(call, seq).items():
+                if 0 <= index < total:
+                    results[index] = ItemResult(index=index, value=value, error=error)
+        return results
+
+    def _run_items(
+        self,
+        fn: Callable[[T], R],
+        seq: list[T],
+        todo: list[int],
+        results: list[ItemResult[R] | None],
+        limit: int,
+        done: int,
+    ) -> tuple[int, JobFatalError | None]:
+        """Run the ``todo`` items, at most ``limit`` at once, into ``results``; no new item
+        starts once the job must stop or an item raised ``JobFatalError``. The count done
+        (progress is written as items end) and that error, if any."""
+        total = len(seq)
         with ThreadPoolExecutor(max_workers=min(limit, max(len(todo), 1))) as pool:
             pending: dict[Future[ItemResult[R]], int] = {}
             queue = iter(todo)
@@ -259,21 +296,7 @@ class JobContext:
                         continue
                     done += 1
                 self.progress(done, total)
-        if fatal is not None:
-            self._logger.error("map_failed", done=done, total=total, **error_summary(fatal))
-            raise fatal
-        if self._checkpoint is not None:
-            self._checkpoint.record(
-                call, seq, ((r.index, r.value, r.error) for r in results if r is not None)
-            )
-        if done < total:
-            self._progress.flush()
-            reason = self._stop.reason or "interrupted"
-            self._logger.warning("map_stopped", reason=reason, done=done, total=total)
-            raise StopRequested(reason, done, total)
-        outcomes = [r for r in results if r is not None]
-        self._count_items(outcomes)
-        return outcomes
+        return done, fatal
 
     def _run_item(self, fn: Callable[[T], R], item: T, index: int) -> ItemResult[R]:
         try:

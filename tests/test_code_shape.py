@@ -1,0 +1,111 @@
+"""Functions read as a table of contents: none in ``components/``, ``handlers/``,
+``jobcontract/`` or ``workers/`` is longer than ``MAX_LINES`` (issue 13), except those in
+``ALLOWED``, each at most as long as it is listed. The list can only shrink: a listed
+function that is gone or now short enough must leave it, one that grew fails."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = ("components", "handlers", "jobcontract", "workers")
+MAX_LINES = 60
+
+# "<path>::<qualified name>": its length in lines (def line to last line) when listed.
+ALLOWED: dict[str, int] = {
+    "components/batch_api.py::BatchApi.__init__": 182,  # main e3fe655 keeps its children (nodes)
+    "components/batch_api.py::BatchApi._cloudwatch_role": 73,
+    "components/config.py::parse_config": 62,
+    "components/control_plane.py::ControlPlane.__init__": 61,
+    "components/control_plane.py::ControlPlane._grants": 84,  # main 12b7690: HeadObject of inputs/
+    "components/job_queue.py::JobQueue.__init__": 92,
+    "components/observability.py::Observability.__init__": 96,
+    "components/observability.py::_dashboard": 69,
+    "components/offline.py::AwsMocks.call": 67,
+    "components/offline.py::_outputs_for": 133,
+    "components/platform.py::BatchPlatform._bucket": 68,  # main e3fe655 keeps its children (nodes)
+    "components/platform.py::BatchPlatform._network": 71,  # main e3fe655 keeps its children (nodes)
+    "components/python_function.py::PythonFunction.__init__": 108,
+    "components/scheduled_task.py::ScheduledTask.__init__": 144,
+    "handlers/launcher.py::process_records": 62,
+}
+
+
+def function_lengths(root: Path = ROOT, folders: tuple[str, ...] = FOLDERS) -> dict[str, int]:
+    """``"<path>::<Class.function>"`` -> lines, for every function and method (nested ones
+    too, named through their parents) in the ``.py`` files under ``folders``."""
+    lengths: dict[str, int] = {}
+    for folder in folders:
+        for path in sorted((root / folder).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            _walk(ast.parse(path.read_text(), rel), f"{rel}::", lengths)
+    return lengths
+
+
+def _walk(node: ast.AST, prefix: str, lengths: dict[str, int]) -> None:
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            name = f"{prefix}{child.name}"
+            if not isinstance(child, ast.ClassDef):
+                lengths[name] = (child.end_lineno or child.lineno) - child.lineno + 1
+            _walk(child, f"{name}.", lengths)
+        else:
+            _walk(child, prefix, lengths)
+
+
+def lengths_in_a_fresh_interpreter(root: Path = ROOT) -> dict[str, int]:
+    """``function_lengths`` in its own process (CPython 3.11's ``ast.parse`` can fail in a
+    long test process: see ``tests/infra/test_import_graph.py``)."""
+    code = (
+        "import json, sys; from pathlib import Path; "
+        "from tests.test_code_shape import function_lengths; "
+        "print(json.dumps(function_lengths(Path(sys.argv[1]))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    lengths: dict[str, int] = json.loads(out.stdout)
+    return lengths
+
+
+def problems(lengths: dict[str, int], allowed: dict[str, int]) -> list[str]:
+    """What breaks the rule: a long function not listed, a listed one that grew, a listed
+    one that is gone or short now (the list then shrinks with it)."""
+    found = []
+    for name, lines in sorted(lengths.items()):
+        limit = allowed.get(name, MAX_LINES)
+        if lines > limit:
+            found.append(f"{name}: {lines} lines (at most {limit}); split it into named steps")
+    for name, listed in sorted(allowed.items()):
+        if name not in lengths:
+            found.append(f"{name}: listed ({listed} lines) but gone; remove it from ALLOWED")
+        elif lengths[name] <= MAX_LINES:
+            found.append(f"{name}: {lengths[name]} lines now; remove it from ALLOWED")
+    return found
+
+
+def test_no_function_is_longer_than_the_limit_or_its_listed_length() -> None:
+    assert problems(lengths_in_a_fresh_interpreter(), ALLOWED) == []
+
+
+def test_the_check_finds_long_grown_and_stale_entries(tmp_path: Path) -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES))  # + the def line: 61
+    (tmp_path / "handlers").mkdir()
+    (tmp_path / "handlers" / "m.py").write_text(
+        f"def long():\n{body}\n\nclass C:\n    def short(self):\n        return 1\n"
+    )
+    lengths = function_lengths(tmp_path, ("handlers",))
+    assert lengths == {"handlers/m.py::long": MAX_LINES + 1, "handlers/m.py::C.short": 2}
+    assert [p.split(":")[0] for p in problems(lengths, {})] == ["handlers/m.py"]
+    assert problems(lengths, {"handlers/m.py::long": MAX_LINES + 1}) == []
+    grown = problems(lengths, {"handlers/m.py::long": MAX_LINES + 0})
+    assert grown and "at most 60" in grown[0]
+    stale = problems(lengths, {"handlers/m.py::long": 61, "handlers/m.py::C.short": 70})
+    assert stale == ["handlers/m.py::C.short: 2 lines now; remove it from ALLOWED"]
+    gone = problems(lengths, {"handlers/m.py::long": 61, "handlers/gone.py::f": 80})
+    assert gone == ["handlers/gone.py::f: listed (80 lines) but gone; remove it from ALLOWED"]
