@@ -21,7 +21,7 @@ import hmac
 import json
 import os
 from collections.abc import Collection, Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from jobcontract import (
@@ -157,43 +157,6 @@ def storable(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return all(storable(v, depth + 1) for v in value)
     return False
-
-
-def scheduled_job(
-    job_id: str,
-    worker: str,
-    job_input: Mapping[str, Any],
-    *,
-    status: JobStatus,
-    max_attempts: int,
-    timeout_seconds: int | None,
-    task_definition: str | None,
-    task_arn: str | None,
-    ttl_days: int | None,
-    now: datetime | None = None,
-) -> Item:
-    """The job item of a scheduled run (EventBridge Scheduler started the task itself): the one
-    shape both its writers use, the worker runtime (the run started) and the reconciler (the
-    task stopped before the runtime could record it)."""
-    job: Item = {
-        JobField.JOB_ID: job_id,
-        JobField.WORKER: worker,
-        JobField.STATUS: status.value,
-        JobField.SOURCE: "schedule",
-        JobField.INPUT: dict(job_input),
-        JobField.ATTEMPTS: 1,
-        JobField.MAX_ATTEMPTS: max_attempts,
-    }
-    optional = {
-        JobField.TIMEOUT_SECONDS: timeout_seconds,
-        JobField.TASK_DEFINITION: task_definition,
-        JobField.TASK_ARN: task_arn,
-    }
-    job.update({k: v for k, v in optional.items() if v})
-    if ttl_days:  # DynamoDB TTL: scheduled rows expire like submitted ones
-        expires = (now or datetime.now(UTC)) + timedelta(days=ttl_days)
-        job[JobField.EXPIRES_AT] = int(expires.timestamp())
-    return job
 
 
 def _status(value: StatusLike) -> JobStatus:
