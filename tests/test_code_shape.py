@@ -6,10 +6,9 @@ function that is gone or now short enough must leave it, one that grew fails."""
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fresh_interpreter import call_in_fresh_interpreter
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = ("components", "handlers", "jobcontract", "workers")
@@ -58,18 +57,10 @@ def _walk(node: ast.AST, prefix: str, lengths: dict[str, int]) -> None:
 
 
 def lengths_in_a_fresh_interpreter(root: Path = ROOT) -> dict[str, int]:
-    """``function_lengths`` in its own process (CPython 3.11's ``ast.parse`` can fail in a
-    long test process: see ``tests/infra/test_import_graph.py``)."""
-    code = (
-        "import json, sys; from pathlib import Path; "
-        "from tests.test_code_shape import function_lengths; "
-        "print(json.dumps(function_lengths(Path(sys.argv[1]))))"
+    """``function_lengths`` in its own process (``tests.fresh_interpreter``)."""
+    lengths: dict[str, int] = call_in_fresh_interpreter(
+        "tests.test_code_shape", "function_lengths", root
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(root)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    lengths: dict[str, int] = json.loads(out.stdout)
     return lengths
 
 

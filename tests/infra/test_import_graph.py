@@ -7,29 +7,25 @@ used to import each other)."""
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.fresh_interpreter import call_in_fresh_interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ROOT / "components"
 
 
 def graph_in_a_fresh_interpreter(folder: Path = COMPONENTS) -> dict[str, set[str]]:
-    """``import_graph`` in its own process: CPython 3.11's ``ast.parse`` can fail with
-    "AST constructor recursion depth mismatch" in a test process whose recursion counter
-    other tests (asyncio tasks torn down by Pulumi mocks) left skewed."""
-    code = (
-        "import json, sys; from pathlib import Path; "
-        "from tests.infra.test_import_graph import import_graph; "
-        "print(json.dumps({k: sorted(v) for k, v in import_graph(Path(sys.argv[1])).items()}))"
+    """``import_graph`` in its own process (``tests.fresh_interpreter``)."""
+    graph = call_in_fresh_interpreter(
+        "tests.infra.test_import_graph", "sorted_import_graph", folder
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(folder)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    return {k: set(v) for k, v in json.loads(out.stdout).items()}
+    return {k: set(v) for k, v in graph.items()}
+
+
+def sorted_import_graph(folder: Path) -> dict[str, list[str]]:
+    """``import_graph`` as JSON-ready lists."""
+    return {k: sorted(v) for k, v in import_graph(folder).items()}
 
 
 def import_graph(folder: Path = COMPONENTS) -> dict[str, set[str]]:
