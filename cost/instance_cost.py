@@ -19,10 +19,12 @@ The model:
   instance and pays no start-up), with EC2's 60-second minimum. The hourly price is the
   Spot/on-demand blend of the worker's Spot share (Spot = on-demand x (1 - discount), an
   estimate). The ECS Managed Instances management charge is added per instance-hour, for
-  Spot and on-demand instances alike: ``managed_instances_fee_share`` x the type's on-demand
-  price (an estimate derived from the ECS pricing page's worked example, for c6a.2xlarge: AWS's
-  per-type fees for the GPU types were not found in any readable official text, see the
-  entry's evidence; ``null`` leaves it out and the result says so). It is billed for the same
+  Spot and on-demand instances alike: the type's on-demand price x its family's share
+  (``managed_instances_fee_share_by_family``: 7.8 % for the G families since AWS's
+  2026-07-01 cut, from transcribed per-type rows) or else ``managed_instances_fee_share``
+  (12.09 %, from the ECS pricing page's c6a.2xlarge example). Both are estimates: AWS's
+  per-type table was not readable offline, see the entries' evidence; ``null`` leaves the
+  charge out and the result says so. It is billed for the same
   instance time as EC2, and ``batchctl cost`` labels it an estimate.
 - **Never scaling in** (``scale_in_after_seconds`` -1): the idle floor is one instance of the
   cheapest accepted type all month, EC2 plus the management charge.
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from cost.prices import PRICES_FILE, PriceBookError
 EC2_MINIMUM_SECONDS = 60  # EC2 per-second billing, one-minute minimum (Linux)
 HOURS_PER_MONTH = 730  # as cost/prices.json's hours_per_month
 FEE_SHARE_TOLERANCE = 0.0005  # the share must match the priced example to 4 decimals
+FAMILY_EXAMPLE_TOLERANCE = 0.001  # family examples are rounded to 3 decimals of a dollar
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class GpuPrices:
     sources: dict[str, str]
     # The fee share is an estimate (the price book says so): every output labels it.
     fee_estimate: bool = True
+    # Per instance family (``g6`` of ``g6.xlarge``), where AWS prices it differently.
+    family_fee_share: dict[str, float] = field(default_factory=dict)
 
     def hourly(self, instance_type: str, spot_share: float) -> float:
         try:
@@ -63,9 +68,16 @@ class GpuPrices:
         blended = spot_share * od * (1 - self.spot_discount) + (1 - spot_share) * od
         return blended + self.fee(instance_type)
 
+    def fee_share_of(self, instance_type: str) -> float | None:
+        """The management charge's share of on-demand for this type: its family's, else the
+        general share (``None`` when unpriced)."""
+        if self.fee_share is None:
+            return None
+        return self.family_fee_share.get(instance_type.split(".", 1)[0], self.fee_share)
+
     def fee(self, instance_type: str) -> float:
         """The Managed Instances management charge per instance-hour (0 when unpriced)."""
-        return self.on_demand.get(instance_type, 0.0) * (self.fee_share or 0.0)
+        return self.on_demand.get(instance_type, 0.0) * (self.fee_share_of(instance_type) or 0.0)
 
 
 def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
@@ -84,6 +96,7 @@ def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
                 f"example ({example['value']} / {example['on_demand']} = {derived:.4f})"
             )
     return GpuPrices(
+        family_fee_share=_family_fee_shares(section, None if fee is None else float(fee)),
         on_demand={name: float(e["value"]) for name, e in types.items()},
         spot_discount=float(section["spot_discount_estimate"]["value"]),
         fee_share=None if fee is None else float(fee),
@@ -91,6 +104,27 @@ def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
         sources={name: str(e["source"]) for name, e in types.items()},
         fee_estimate=bool(section["managed_instances_fee_share"].get("estimate", True)),
     )
+
+
+def _family_fee_shares(section: Mapping[str, Any], general: float | None) -> dict[str, float]:
+    """``managed_instances_fee_share_by_family``, each family's share checked against the
+    price rows it was read from (a row marked ``family_share: general`` checks the general
+    share), so a mistyped share cannot pass silently."""
+    entry = section.get("managed_instances_fee_share_by_family")
+    if entry is None:
+        return {}
+    shares = {str(k): float(v) for k, v in entry["value"].items()}
+    for row in entry.get("examples", []):
+        family = str(row["instance_type"]).split(".", 1)[0]
+        expected = general if row.get("family_share") == "general" else shares.get(family)
+        derived = float(row["fee"]) / float(row["on_demand"])
+        if expected is None or abs(expected - derived) > FAMILY_EXAMPLE_TOLERANCE:
+            raise PriceBookError(
+                f"gpu_instance_hour.managed_instances_fee_share_by_family: {family} share "
+                f"{expected} does not match its example {row['instance_type']} "
+                f"({row['fee']} / {row['on_demand']} = {derived:.4f})"
+            )
+    return shares
 
 
 @dataclass(frozen=True)
@@ -136,18 +170,21 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
         f"start-up {prices.startup_seconds:.0f} s and Spot discount "
         f"{prices.spot_discount:.0%} are estimates (cost/prices.json)",
     ]
-    if prices.fee_share is None:
+    share = prices.fee_share_of(cheapest)
+    if share is None:
         notes.append("ECS Managed Instances management charge not included (not priced yet)")
     else:
         how = (
-            ": an ESTIMATE derived from the ECS pricing page's c6a.2xlarge example; AWS's "
-            "per-type GPU fees could not be read"
+            ": an ESTIMATE derived from the share per family of AWS's per-type fees as "
+            "transcribed (G families 7.8 % since 2026-07-01) or the ECS pricing page's "
+            "c6a.2xlarge example (12.09 %); AWS's per-type table could not be read"
             if prices.fee_estimate
             else ""
         )
         notes.append(
-            f"includes the ECS Managed Instances management charge, {prices.fee_share:.2%} "
-            f"of on-demand per instance-hour{how} (cost/prices.json managed_instances_fee_share)"
+            f"includes the ECS Managed Instances management charge, {share:.2%} of on-demand "
+            f"per instance-hour for {cheapest}{how} (cost/prices.json "
+            "managed_instances_fee_share, _by_family)"
         )
     if spec.scale_in_after_seconds is None:
         notes.append("scale-in delay is AWS's default: idle tail priced as 0 s")

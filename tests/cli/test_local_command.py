@@ -30,7 +30,10 @@ def _port_open(url: str) -> bool:
 
 
 def test_local_prints_endpoint_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    # PYTHONFAULTHANDLER: if the child ever dies of a signal (a clean-clone run once saw
+    # SIGABRT, not reproduced in 8 parallel runs), its thread tracebacks are in the output.
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env["PYTHONFAULTHANDLER"] = "1"
     for var in ("BATCH_API_URL", "BATCH_API_KEY", "BATCH_LOCAL_STATE"):
         env.pop(var, None)
     proc = subprocess.Popen(

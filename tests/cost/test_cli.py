@@ -154,7 +154,7 @@ def test_gpu_workers_get_idle_and_per_job_lines_with_the_management_charge(
     text = capsys.readouterr().out
     assert "GPU workers (ECS Managed Instances), one job of 10 min:" in text
     assert "image-embedder: idle $0.00/month (scale to zero); one job $" in text
-    assert "management charge, 12.09%" in text
+    assert "management charge, 7.80%" in text
     assert "/h management (estimate)," in text and "ESTIMATE derived from" in text
     assert "idle also pays $" in text and "of ECR storage for its images" in text
     assert "GPU image storage" in text  # the estimate's ECR line of the GPU worker

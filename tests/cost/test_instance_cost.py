@@ -48,31 +48,53 @@ def test_a_fee_share_that_disagrees_with_its_example_is_refused(tmp_path) -> Non
         ic.load_gpu_prices(bad)
 
 
+def test_g_families_pay_their_own_share_and_others_the_general_one() -> None:
+    """AWS prices the charge per type: the G families at 7.8 % of on-demand since 2026-07-01
+    (cost/prices.json evidence), a family not listed (p5) at the general 12.09 %."""
+    assert PRICES.fee_share_of("g6e.2xlarge") == 0.078
+    assert PRICES.fee("g5.xlarge") == pytest.approx(1.006 * 0.078)  # $0.078468
+    assert PRICES.fee_share_of("p5.48xlarge") == 0.1209
+    assert PRICES.fee("p5.48xlarge") == pytest.approx(55.04 * 0.1209)  # $6.654336
+
+
+def test_a_family_share_that_disagrees_with_its_price_rows_is_refused(tmp_path) -> None:
+    import json
+
+    from cost.prices import PRICES_FILE
+
+    data = json.loads(PRICES_FILE.read_text())
+    data["gpu_instance_hour"]["managed_instances_fee_share_by_family"]["value"]["g6"] = 0.12
+    bad = tmp_path / "prices.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(PriceBookError, match=r"g6 share 0\.12 does not match its example"):
+        ic.load_gpu_prices(bad)
+
+
 def test_one_job_alone_on_demand_by_hand() -> None:
     # 10 min on g4dn.xlarge on-demand, 180 s start-up, 300 s idle tail:
     #   billed 180 + 600 + 300 = 1080 s
-    #   hourly: EC2 $0.526 + management 0.1209 x $0.526 = $0.0635934 -> $0.5895934
-    #   one job: $0.5895934 x 1080 / 3600 = $0.17687802; warm: x 600 / 3600 = $0.09826557
+    #   hourly: EC2 $0.526 + management (G family) 0.078 x $0.526 = $0.041028 -> $0.567028
+    #   one job: $0.567028 x 1080 / 3600 = $0.1701084; warm: x 600 / 3600 = $0.09450467
     spec = ic.InstanceWorkerSpec("w", ("g6.xlarge", "g4dn.xlarge", "g5.xlarge"), 0.0, 300)
     c = ic.job_cost(spec, 10, PRICES)
     assert c.instance_type == "g4dn.xlarge" and c.dearest_type == "g5.xlarge"
     assert c.billed_seconds == 1080
-    assert c.fee_hourly == pytest.approx(0.0635934)
-    assert c.hourly == pytest.approx(0.5895934)
-    assert c.cost == pytest.approx(0.17687802)
-    assert c.cost_warm == pytest.approx(0.09826557)
-    assert c.dearest_cost == pytest.approx(1.006 * 1.1209 * 1080 / 3600)  # $0.33829762
-    assert any("management charge, 12.09%" in n for n in c.notes)
+    assert c.fee_hourly == pytest.approx(0.041028)
+    assert c.hourly == pytest.approx(0.567028)
+    assert c.cost == pytest.approx(0.1701084)
+    assert c.cost_warm == pytest.approx(0.09450467)
+    assert c.dearest_cost == pytest.approx(1.006 * 1.078 * 1080 / 3600)  # $0.3253404
+    assert any("management charge, 7.80% of on-demand" in n for n in c.notes)
 
 
 def test_spot_share_blends_with_the_estimated_discount() -> None:
     # All Spot on g6.xlarge: EC2 $0.8048 x (1 - 0.6) = $0.32192, plus the management charge
-    # on the on-demand price (Spot instances pay it too): 0.1209 x $0.8048 = $0.09730032.
+    # on the on-demand price (Spot instances pay it too): 0.078 x $0.8048 = $0.0627744.
     spec = ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0)
     c = ic.job_cost(spec, 0.5, PRICES)  # 30 s run + 180 s start-up = 210 s
-    assert c.hourly == pytest.approx(0.32192 + 0.09730032)
+    assert c.hourly == pytest.approx(0.32192 + 0.0627744)
     assert c.billed_seconds == 210
-    assert c.cost == pytest.approx(0.41922032 * 210 / 3600)  # $0.02445452
+    assert c.cost == pytest.approx(0.3846944 * 210 / 3600)  # $0.02244051
     warm = ic.job_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 0), 0.2, PRICES)
     assert warm.cost_warm == pytest.approx(warm.hourly * 60 / 3600)  # EC2's one-minute minimum
 
@@ -80,8 +102,8 @@ def test_spot_share_blends_with_the_estimated_discount() -> None:
 def test_idle_is_zero_when_scaling_to_zero_and_an_always_on_instance_when_never() -> None:
     assert ic.idle_cost(ic.InstanceWorkerSpec("w", ("g6.xlarge",), 1.0, 300), PRICES) == 0.0
     never = ic.InstanceWorkerSpec("w", ("g6.xlarge", "g4dn.xlarge"), 0.0, -1)
-    # One g4dn.xlarge on-demand all month: ($0.526 + 12.09 %) x 730 h = $430.403182
-    assert ic.idle_cost(never, PRICES) == pytest.approx(0.5895934 * 730)
+    # One g4dn.xlarge on-demand all month: ($0.526 + 7.8 %) x 730 h = $413.93044
+    assert ic.idle_cost(never, PRICES) == pytest.approx(0.567028 * 730)
     with pytest.raises(PriceBookError, match="keeps instances running"):
         ic.idle_cost(never)
 
@@ -144,7 +166,7 @@ def test_the_management_fee_is_labelled_an_estimate_while_the_price_book_says_it
     sourced.write_text(json.dumps(data))
     plain = ic.summary({"w": ic.job_cost(spec, 10, ic.load_gpu_prices(sourced))}, 10)
     assert "(estimate)" not in plain and "ESTIMATE" not in plain
-    assert "/h management, " in plain and "management charge, 12.09%" in plain
+    assert "/h management, " in plain and "management charge, 7.80%" in plain
 
 
 def test_a_gpu_workers_images_are_in_the_idle_estimate_at_the_gpu_image_size() -> None:
