@@ -206,3 +206,17 @@ def test_a_workers_kept_images_come_from_its_own_repository_not_one_containing_i
     }
     assert _kept_for(kept, "image-embedder") == 2 and _kept_for(kept, "image-embedder-cpu") == 7
     assert _kept_for(kept, "other") == 5  # no policy: the default
+
+
+def test_every_gpu_on_demand_price_names_the_price_list_it_was_read_from() -> None:
+    """Each EC2 figure is a Price List API value with its evidence and check date (not an
+    entry from memory: p4d.24xlarge was 21.96 until checked against the list, 21.957642)."""
+    import json
+
+    from cost.prices import PRICES_FILE
+
+    types = json.loads(PRICES_FILE.read_text())["gpu_instance_hour"]["types"]
+    for name, entry in types.items():
+        assert entry["estimate"] is False and entry["checked"] == "2026-12-04", name
+        assert "AWS Price List API, AmazonEC2 us-east-1" in entry["evidence"], name
+    assert PRICES.on_demand["p4d.24xlarge"] == 21.957642
