@@ -78,6 +78,8 @@ def add_attempt_terms(
         sets.append("#attempts = #attempts + :one")
 
 
+# add_expect and add_sets share a shape (duplicates pairs them): each takes the caller's
+# mapping and adds its own placeholders (#e/:e, #s/:s) and terms, by design of this module.
 def add_expect(
     expect: Mapping[str, Any] | None,
     names: dict[str, str],
