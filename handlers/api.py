@@ -133,16 +133,13 @@ def handle(req: Request) -> Response:
     except RequestRejected as exc:  # an ApiError, or an array request's rule (jobcontract)
         body = _error_body(exc.code, exc.message, exc.details, exc.extra)
         return Response(exc.status, body, getattr(exc, "headers", {}))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        _aws.log("ERROR", "aws_error", path=req.path, code=code, error=str(exc))
-        return Response(
-            503,
-            _error_body("service_unavailable", "a backing service failed; retry later"),
-            {"Retry-After": "1"},
+    except (ClientError, BotoCoreError) as exc:
+        code = (
+            {"code": exc.response.get("Error", {}).get("Code", "")}
+            if isinstance(exc, ClientError)
+            else {}
         )
-    except BotoCoreError as exc:
-        _aws.log("ERROR", "aws_error", path=req.path, error=str(exc))
+        _aws.log("ERROR", "aws_error", path=req.path, **code, error=str(exc))
         return Response(
             503,
             _error_body("service_unavailable", "a backing service failed; retry later"),

@@ -30,7 +30,7 @@ Fargate has no task timeout, and events can be lost, so periodically:
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,14 +67,7 @@ class SweepReport:
     drain_requested: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "stopped": self.stopped,
-            "settled": self.settled,
-            "redriven": self.redriven,
-            "released": self.released,
-            "resumed": self.resumed,
-            "drain_requested": self.drain_requested,
-        }
+        return asdict(self)
 
 
 def _age(now: datetime, stamp: Any) -> float | None:

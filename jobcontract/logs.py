@@ -25,6 +25,9 @@ from jobcontract import Env
 class LogField:
     """Field names of a log line (the schema), shared by the writer and every reader."""
 
+    # Some are spelled as JobField's (a reader joins lines to rows by them), but they name a
+    # log line's fields, not an item's: two records, one class each (duplicates pairs them).
+
     TIMESTAMP: Final = "timestamp"
     LEVEL: Final = "level"
     EVENT: Final = "event"

@@ -135,6 +135,8 @@ class WorkerRegistration:
 
     def limits(self) -> dict[str, int]:
         """What ``GET /workers`` shows of the worker's sizing and retries."""
+        # A chosen subset, spelled out: duplicates pairs its shape with other dict literals
+        # (the launcher's LaunchState.as_item, the cost estimate), which share no rule.
         return {
             "cpu": self.cpu,
             "memory": self.memory,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from handlers import api
 from jobcontract import (
@@ -443,3 +444,35 @@ def test_links_follow_the_stage_url(res, monkeypatch) -> None:
     monkeypatch.setenv("BATCH_API_URL", "https://api.example.test/prod/")
     body = json.loads(api.handler(event, None)["body"])
     assert body["links"]["cancel"] == f"https://api.example.test/prod/jobs/{body['job_id']}/cancel"
+
+
+@pytest.mark.parametrize(
+    ("error", "logged_code"),
+    [
+        (
+            ClientError(
+                {"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "Query"
+            ),
+            {"code": "ThrottlingException"},
+        ),
+        (EndpointConnectionError(endpoint_url="x"), {}),
+    ],
+)
+def test_an_aws_failure_is_a_503_to_retry_logged_with_its_code(
+    monkeypatch, error, logged_code
+) -> None:
+    """A ClientError and a BotoCoreError both answer 503 + Retry-After; the log line names
+    the AWS error code when there is one (ClientError) and has no code field otherwise."""
+    lines: list[tuple[str, str, dict]] = []
+
+    def failing(req: api.Request) -> api.Response:
+        raise error
+
+    monkeypatch.setattr(api, "dispatch", failing)
+    monkeypatch.setattr(api._aws, "log", lambda level, event, **f: lines.append((level, event, f)))
+    response = api.handle(api.Request("GET", "/jobs"))
+    assert (response.status, response.headers) == (503, {"Retry-After": "1"})
+    assert response.body["error"]["code"] == "service_unavailable"
+    ((level, event, fields),) = lines
+    assert (level, event) == ("ERROR", "aws_error")
+    assert fields == {"path": "/jobs", **logged_code, "error": str(error)}

@@ -119,6 +119,8 @@ class ModelClient(Protocol):
 
     model_id: str
 
+    # Its implementations repeat this signature (duplicates lists them): a Protocol is
+    # matched by signature, and mypy checks each copy against this one.
     def generate(
         self,
         prompt: str,
@@ -210,6 +212,7 @@ class BedrockClient:
             self._client = boto3.client("bedrock-runtime", config=config)
         return self._client
 
+    # generate's parameters, which it turns into converse arguments (same signature).
     def request(
         self,
         prompt: str,
@@ -237,6 +240,7 @@ class BedrockClient:
             kwargs["system"] = [{"text": system}]
         return kwargs
 
+    # ModelClient.generate's signature, as the Protocol requires (mypy checks they agree).
     def generate(
         self,
         prompt: str,

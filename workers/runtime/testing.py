@@ -53,6 +53,7 @@ class FailingModel:
         self.error, self.model_id, self.calls = error, model_id, 0
         self._lock = threading.Lock()
 
+    # ModelClient.generate's signature, as the Protocol requires (mypy checks they agree).
     def generate(
         self,
         prompt: str,
