@@ -307,10 +307,6 @@ def topic_publish(topic_arn: Resource, sid: str | None = None) -> Statement:
     return Statement(TOPIC_PUBLISH_ACTIONS, [topic_arn], sid=sid)
 
 
-def secret_read(secret_arns: Sequence[Resource], sid: str | None = None) -> Statement:
-    return Statement(SECRET_READ_ACTIONS, list(secret_arns), sid=sid)
-
-
 def log_group_write(log_group_arn: Resource, sid: str | None = None) -> Statement:
     """Write to one log group's streams (``<group arn>:log-stream:*``)."""
     return Statement(
