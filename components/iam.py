@@ -1,5 +1,6 @@
 """IAM policy building, CDK-grants style: action lists defined once (``components.iam_actions``,
-re-exported here), statements built from them; the quota ledger is ``components.iam_ledger``.
+re-exported here), statements built from them (here); ``Statement`` and the documents are
+``components.iam_policy``, the quota ledger ``components.iam_ledger``.
 
 Every grant is action-level (never ``service:*``) and names its resources. ``Resource: "*"``
 appears only for actions AWS does not scope to a resource; each such constant says which.
@@ -9,9 +10,7 @@ the JSON text a role policy takes.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
@@ -55,10 +54,18 @@ from components.iam_actions import (
     WORKER_TABLE_ACTIONS,
 )
 from components.iam_ledger import InlinePolicyLedger
+from components.iam_policy import (
+    Conditions,
+    Resource,
+    Statement,
+    assume_role_policy,
+    deny_insecure_transport,
+    policy_document,
+)
 from jobcontract import Table, worker_status
 from jobcontract.dispatch import SLOT_PREFIX, slot_key_prefix, worker_key
 
-# Re-exported: the action lists and the ledger are read through this module (``iam.X``).
+# Re-exported: the action lists, documents and ledger are read through this module (``iam.X``).
 __all__ = [
     "API_TABLE_ACTIONS",
     "BEDROCK_INVOKE_ACTIONS",
@@ -95,82 +102,14 @@ __all__ = [
     "WORKER_DISPATCH_ACTIONS",
     "WORKER_QUEUE_READ_ACTIONS",
     "WORKER_TABLE_ACTIONS",
+    "Conditions",
     "InlinePolicyLedger",
+    "Resource",
+    "Statement",
+    "assume_role_policy",
+    "deny_insecure_transport",
+    "policy_document",
 ]
-
-Resource = str | pulumi.Output[str]
-Conditions = Mapping[str, Mapping[str, Any]]
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One IAM statement; resources and condition values may be pulumi Outputs."""
-
-    actions: Sequence[str]
-    resources: Sequence[Resource]
-    conditions: Conditions | None = None
-    sid: str | None = None
-    effect: str = "Allow"
-    principals: Mapping[str, Any] | str | None = None
-    """Resource policies only: ``"*"`` or ``{"Service": ...}`` / ``{"AWS": ...}``."""
-
-    def __post_init__(self) -> None:
-        if self.effect not in ("Allow", "Deny"):
-            raise ValueError(f"effect {self.effect!r}: Allow or Deny")
-        if not self.actions:
-            raise ValueError(f"statement {self.sid}: at least one action")
-        for action in self.actions:
-            service, _, name = action.partition(":")
-            if not service or not name:
-                raise ValueError(f"IAM action {action!r}: service:Action")
-            # Our rule: Allow grants are action-level; a wildcard would grant future actions.
-            if "*" in action and self.effect == "Allow":
-                raise ValueError(f"IAM action {action!r}: name one action, no wildcards")
-        if not self.resources:
-            raise ValueError(f"statement {self.sid or self.actions}: at least one resource")
-        if any(isinstance(r, str) and r == "*" for r in self.resources):
-            unscoped = [a for a in self.actions if a not in STAR_RESOURCE_ACTIONS]
-            if unscoped and self.effect == "Allow":
-                raise ValueError(f'Resource "*" for resource-scoped actions {unscoped}')
-
-
-def _statement_json(s: Statement) -> pulumi.Output[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "Effect": s.effect,
-        "Action": sorted(set(s.actions)),
-        "Resource": list(s.resources),
-    }
-    if s.sid:
-        body["Sid"] = s.sid
-    if s.conditions:
-        body["Condition"] = {k: dict(v) for k, v in s.conditions.items()}
-    if s.principals:
-        body["Principal"] = s.principals if isinstance(s.principals, str) else dict(s.principals)
-    resolved: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(body)  # type: ignore[arg-type]
-    return resolved
-
-
-def policy_document(*statements: Statement) -> pulumi.Output[str]:
-    """JSON policy document from statements (Outputs inside are resolved)."""
-    if not statements:
-        raise ValueError("a policy needs at least one statement")
-    parts = [_statement_json(s) for s in statements]
-    return pulumi.Output.all(*parts).apply(
-        lambda resolved: json.dumps({"Version": "2012-10-17", "Statement": list(resolved)})
-    )
-
-
-def assume_role_policy(service: str) -> str:
-    """Trust policy letting one AWS service assume the role, in the form the service documents.
-    Confused-deputy conditions are added by the caller only where the service documents the
-    keys it sends (ECS task roles, Scheduler): a key the service does not send denies it."""
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
 
 # --- grants ----------------------------------------------------------------------------------
 
@@ -226,10 +165,6 @@ def worker_dispatch(table_arn: Resource, worker: str) -> list[Statement]:
             "OwnQueuedJobs",
         ),
     ]
-
-
-def bucket_prefix_read(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
-    return Statement(OBJECT_READ_ACTIONS, [objects_under(bucket_arn, prefix)], sid=sid)
 
 
 def bucket_prefix_list(
@@ -302,34 +237,6 @@ def ecs_tasks_in_cluster(actions: Sequence[str], cluster_arn: Resource) -> State
     return Statement(actions, [task_arns_of(cluster_arn)], cluster_condition(cluster_arn))
 
 
-def ecs_list_tasks(cluster_arn: Resource) -> Statement:
-    # AWS rule: ecs:ListTasks has no task resource; Resource "*" + ecs:cluster condition.
-    return Statement(ECS_LIST_TASKS_ACTIONS, ["*"], cluster_condition(cluster_arn))
-
-
-def run_task(task_definition_arn_without_revision: Resource, cluster_arn: Resource) -> Statement:
-    """``ecs:RunTask`` on every revision of one task definition family, in one cluster."""
-    family = pulumi.Output.concat(task_definition_arn_without_revision, ":*")
-    return Statement(ECS_RUN_TASK_ACTIONS, [family], cluster_condition(cluster_arn))
-
-
-def pass_role(role_arns: Sequence[Resource], service: str = "ecs-tasks.amazonaws.com") -> Statement:
-    """``iam:PassRole`` on exactly these roles, and only to ``service``."""
-    return Statement(
-        PASS_ROLE_ACTIONS,
-        list(role_arns),
-        {"StringEquals": {"iam:PassedToService": service}},
-    )
-
-
-def put_metric_data(namespace: str) -> Statement:
-    # AWS rule: cloudwatch:PutMetricData supports only Resource "*"; the namespace condition
-    # keeps a role from writing into other namespaces.
-    return Statement(
-        PUT_METRIC_ACTIONS, ["*"], {"StringEquals": {"cloudwatch:namespace": namespace}}
-    )
-
-
 def ecr_pull(repository_arn: Resource) -> list[Statement]:
     """Pull one repository's images: the account-level token plus layer reads on the repo."""
     return [
@@ -389,21 +296,6 @@ def bedrock_invoke(model_id: str, region: Resource, account_id: Resource) -> lis
             sid="InvokeModelThroughProfile",
         ),
     ]
-
-
-def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource]) -> Statement:
-    """Resource-policy statement denying every request not made over TLS.
-
-    A Deny may use a service wildcard (``s3:*``): denying more is never a privilege grant.
-    """
-    return Statement(
-        actions,
-        resources,
-        {"Bool": {"aws:SecureTransport": "false"}},
-        sid="DenyInsecureTransport",
-        effect="Deny",
-        principals="*",
-    )
 
 
 # --- stack-wide grants (one statement, whatever the number of workers) ----------------------
