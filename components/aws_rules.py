@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from components.aws_rules_error import AwsConstraintError
+from components.aws_rules_error import AwsConstraintError, whole_within, within
 from components.aws_rules_iam import (
     IAM_MANAGED_POLICIES_PER_ROLE,
     IAM_MANAGED_POLICY_CHARS,
@@ -53,6 +53,8 @@ __all__ = [
     "scheduler_retry",
     "timezone",
     "trust_policy",
+    "whole_within",
+    "within",
 ]
 
 
@@ -95,9 +97,8 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 
 
 def stop_timeout(seconds: int, key: str = "stopTimeout") -> int:
-    if not 2 <= seconds <= FARGATE_MAX_STOP_TIMEOUT:
-        raise AwsConstraintError(key, seconds, f"2..{FARGATE_MAX_STOP_TIMEOUT} seconds on Fargate")
-    return seconds
+    allowed = f"2..{FARGATE_MAX_STOP_TIMEOUT} seconds on Fargate"
+    return within(seconds, 2, FARGATE_MAX_STOP_TIMEOUT, key, allowed)
 
 
 # --- CloudWatch Logs -------------------------------------------------------------------
@@ -145,15 +146,11 @@ def visibility_timeout_for(consumer_timeout_seconds: int, batch_window_seconds: 
 # AWS rule: an SQS event source mapping on a FIFO queue takes batch size 1..10 and no
 # batching window; maximum concurrency is 2..1000.
 def sqs_batch_size(size: int, key: str = "batchSize") -> int:
-    if not 1 <= size <= 10:
-        raise AwsConstraintError(key, size, "1..10 for a FIFO queue trigger")
-    return size
+    return within(size, 1, 10, key, "1..10 for a FIFO queue trigger")
 
 
 def esm_max_concurrency(value: int, key: str = "maxConcurrency") -> int:
-    if not 2 <= value <= 1000:
-        raise AwsConstraintError(key, value, "2..1000 (Lambda SQS scaling config)")
-    return value
+    return within(value, 2, 1000, key, "2..1000 (Lambda SQS scaling config)")
 
 
 # Fargate vCPU quota (our setting ``fargateVcpuLimit``). AWS rule: Fargate task sizes start at
@@ -180,15 +177,11 @@ def fargate_vcpu_limit(value: float, key: str = "fargateVcpuLimit") -> float:
 # --- Lambda ----------------------------------------------------------------------------
 # AWS rule: memory 128..10240 MB in 1 MB steps; timeout 1..900 s.
 def lambda_memory(mb: int, key: str = "memory") -> int:
-    if not 128 <= mb <= 10_240:
-        raise AwsConstraintError(key, mb, "128..10240 MB")
-    return mb
+    return within(mb, 128, 10_240, key, "128..10240 MB")
 
 
 def lambda_timeout(seconds: int, key: str = "timeout") -> int:
-    if not 1 <= seconds <= 900:
-        raise AwsConstraintError(key, seconds, "1..900 seconds")
-    return seconds
+    return within(seconds, 1, 900, key, "1..900 seconds")
 
 
 # AWS rule: API Gateway REST integrations time out at 29 s by default; the API handler must
@@ -259,9 +252,7 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 def throttle(rate: float, burst: int, key: str = "api.throttle") -> tuple[float, int]:
     if rate <= 0 or rate > 10_000:
         raise AwsConstraintError(f"{key}.rateLimit", rate, "0 < rate <= 10000 requests/s")
-    if not 1 <= burst <= 5_000:
-        raise AwsConstraintError(f"{key}.burstLimit", burst, "1..5000")
-    return rate, burst
+    return rate, within(burst, 1, 5_000, f"{key}.burstLimit", "1..5000")
 
 
 def quota(limit: int, period: str, key: str = "api.quota") -> tuple[int, str]:
@@ -274,31 +265,23 @@ def quota(limit: int, period: str, key: str = "api.quota") -> tuple[int, str]:
 
 # AWS rule: ECR lifecycle policy rule countNumber >= 1.
 def keep_images(count: int, key: str = "keepImages") -> int:
-    if not 1 <= count <= 1000:
-        raise AwsConstraintError(key, count, "1..1000 images")
-    return count
+    return within(count, 1, 1000, key, "1..1000 images")
 
 
 # Our rule: a share is a whole percent; ECS capacity provider weights are 0..1000 integers.
 def percent(value: int, key: str = "percent") -> int:
-    if not 0 <= value <= 100:
-        raise AwsConstraintError(key, value, "a whole percent 0..100")
-    return value
+    return within(value, 0, 100, key, "a whole percent 0..100")
 
 
 # AWS rule: S3 lifecycle Expiration Days and DynamoDB TTL horizons must be positive integers.
 def positive_days(days: int, key: str = "days", maximum: int = 3650) -> int:
-    if not 1 <= days <= maximum:
-        raise AwsConstraintError(key, days, f"1..{maximum} days")
-    return days
+    return within(days, 1, maximum, key, f"1..{maximum} days")
 
 
 # AWS rule: provisioned concurrency is a positive count (0 here means "none"); it counts
 # against the account's regional concurrency limit (1000 by default, often 10 on new accounts).
 def provisioned_concurrency(value: int, key: str = "provisionedConcurrency") -> int:
-    if not 0 <= value <= 1000:
-        raise AwsConstraintError(key, value, "0 (off) .. 1000")
-    return value
+    return within(value, 0, 1000, key, "0 (off) .. 1000")
 
 
 # AWS rule: a Bedrock foundation model id is "provider.model[:version]" in lowercase letters,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from components.aws_rules_error import AwsConstraintError
+from components.aws_rules_error import AwsConstraintError, within
 
 # AWS rule: ScheduleExpression is at(yyyy-mm-ddThh:mm:ss), rate(value unit) or a six-field
 # cron(minutes hours day-of-month month day-of-week year) in which one of day-of-month /
@@ -76,11 +76,10 @@ def flexible_window(minutes: int | None, key: str = "flexibleWindowMinutes") -> 
 
 # AWS rule: Scheduler RetryPolicy: MaximumRetryAttempts 0..185, MaximumEventAgeInSeconds 60..86400.
 def scheduler_retry(attempts: int, max_age_seconds: int, key: str = "retry") -> tuple[int, int]:
-    if not 0 <= attempts <= 185:
-        raise AwsConstraintError(f"{key}.attempts", attempts, "0..185")
-    if not 60 <= max_age_seconds <= 86_400:
-        raise AwsConstraintError(f"{key}.maxEventAgeSeconds", max_age_seconds, "60..86400")
-    return attempts, max_age_seconds
+    return (
+        within(attempts, 0, 185, f"{key}.attempts", "0..185"),
+        within(max_age_seconds, 60, 86_400, f"{key}.maxEventAgeSeconds", "60..86400"),
+    )
 
 
 # AWS rule: an EventBridge *rule* ScheduleExpression is rate(...) or cron(...) only (at() is

@@ -230,17 +230,13 @@ def ecr_keep_images(top: ConfigReader) -> int:
 
 def stale_seconds(value: int, key: str) -> int:
     # Our rule: the worker heartbeats every 60 s; anything under two beats flaps.
-    if not 120 <= value <= 86_400:
-        raise AwsConstraintError(key, value, "120..86400 seconds")
-    return value
+    return aws_rules.within(value, 120, 86_400, key, "120..86400 seconds")
 
 
 def url_ttl_seconds(value: int, key: str) -> int:
     # AWS rule: a presigned URL signed with a Lambda role's temporary credentials stops working
     # when those credentials expire (at most 12 h), whatever its X-Amz-Expires says.
-    if not 60 <= value <= 43_200:
-        raise AwsConstraintError(key, value, "60..43200 seconds")
-    return value
+    return aws_rules.within(value, 60, 43_200, key, "60..43200 seconds")
 
 
 def log_level(value: str, key: str) -> str:

@@ -60,6 +60,7 @@ from components.iam_policy import (
     Statement,
     assume_role_policy,
     deny_insecure_transport,
+    guarded_trust_policy,
     policy_document,
 )
 from jobcontract import Table, worker_status
@@ -108,6 +109,7 @@ __all__ = [
     "Statement",
     "assume_role_policy",
     "deny_insecure_transport",
+    "guarded_trust_policy",
     "policy_document",
 ]
 

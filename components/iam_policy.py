@@ -88,6 +88,24 @@ def assume_role_policy(service: str) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
 
 
+def guarded_trust_policy(
+    service: str, account: Resource, source_arn: Resource, *, arn_operator: str
+) -> pulumi.Output[str]:
+    """Trust policy letting one AWS service assume the role for this account only, with the
+    confused-deputy keys the service documents it sends: ``aws:SourceAccount`` and
+    ``aws:SourceArn`` (compared with ``arn_operator``, ``ArnLike`` or ``ArnEquals``)."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+        "Condition": {
+            "StringEquals": {"aws:SourceAccount": account},
+            arn_operator: {"aws:SourceArn": source_arn},
+        },
+    }
+    return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource]) -> Statement:
     """Resource-policy statement denying every request not made over TLS.
 

@@ -261,22 +261,9 @@ class ScheduledTask(pulumi.ComponentResource):
             f"{name}-role",
             name=role_name(schedule_name),
             description=f"EventBridge Scheduler: runs {worker.worker_name} tasks for {name}",
-            assume_role_policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "scheduler.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                            # Confused-deputy guard: only this account's schedule group.
-                            "Condition": {
-                                "StringEquals": {"aws:SourceAccount": account},
-                                "ArnEquals": {"aws:SourceArn": group_arn},
-                            },
-                        }
-                    ],
-                }
+            # Confused-deputy guard: only this account's schedule group.
+            assume_role_policy=iam.guarded_trust_policy(
+                "scheduler.amazonaws.com", account, group_arn, arn_operator="ArnEquals"
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -56,21 +56,9 @@ def ecs_tasks_trust(
     account: pulumi.Output[str], arn_prefix: pulumi.Output[str]
 ) -> pulumi.Output[str]:
     """Confused-deputy guard ECS recommends for task roles ("Task IAM role" trust policy)."""
-    return pulumi.Output.json_dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {
-                        "StringEquals": {"aws:SourceAccount": account},
-                        "ArnLike": {"aws:SourceArn": pulumi.Output.concat(arn_prefix, ":*")},
-                    },
-                }
-            ],
-        }
+    source = pulumi.Output.concat(arn_prefix, ":*")
+    return iam.guarded_trust_policy(
+        "ecs-tasks.amazonaws.com", account, source, arn_operator="ArnLike"
     )
 
 
