@@ -143,6 +143,8 @@ def visibility_timeout_for(consumer_timeout_seconds: int, batch_window_seconds: 
     return value
 
 
+# One named function per AWS rule, each citing its source, all written with ``within``: the
+# repeated shape below is the table of rules (each with its own message), not copied logic.
 # AWS rule: an SQS event source mapping on a FIFO queue takes batch size 1..10 and no
 # batching window; maximum concurrency is 2..1000.
 def sqs_batch_size(size: int, key: str = "batchSize") -> int:

@@ -52,6 +52,8 @@ class ConfigReader:
             raise ConfigError(self.key(name), value, f"an object with keys {', '.join(allowed)}")
         return ConfigReader(f"{self.key(name)}.", value, allowed)
 
+    # integer, number, boolean: the same unset/default opening on purpose; each then spells
+    # out which spellings of its type it accepts (a shared skeleton would hide that).
     def integer(self, name: str, default: int) -> int:
         value = self.raw(name)
         if value is None:

@@ -60,6 +60,8 @@ QUEUE_CONSUME_ACTIONS = (
     "sqs:ChangeMessageVisibility",
     "sqs:GetQueueAttributes",
 )
+# One tuple per kind of access, even where two hold the same actions: each list can change
+# alone (a grant narrows with its own list), so the repeated shape is the table, not logic.
 OBJECT_READ_ACTIONS = ("s3:GetObject",)
 # AWS rule (S3 GetObject permissions): without s3:ListBucket a missing key answers 403, not
 # 404; granted on the bucket with an s3:prefix condition, it lists only the given prefixes.

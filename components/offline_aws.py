@@ -173,6 +173,8 @@ def outputs_for(
     return made.rid, made.out
 
 
+# One function per service group, each a ``match`` over its types: the cases share a shape
+# because each is a row of the outputs table (the ARN format AWS documents for that type).
 def _data(m: _Made) -> None:
     """Queues, tables, buckets, topics and secrets."""
     acct, region, out, physical = ACCOUNT_ID, REGION, m.out, m.physical

@@ -69,6 +69,7 @@ def validate_instance(name: str, args: InstanceWorkerArgs, platform: Any) -> Ins
         args.spot_fallback if args.spot_fallback is not None else platform.config.spot_fallback
     )
     provider_names, instance_role, infra_role = _instance_names(name, base.family, names)
+    # Keyword construction of the record, field by field (as ``validate`` builds Validated).
     return InstanceSettings(
         base=dataclasses.replace(
             base, cpu=cpu, memory=memory, max_cpu=max_cpu, max_memory=max_memory

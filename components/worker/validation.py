@@ -135,6 +135,7 @@ def validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> Validated:
     dockerfile = _dockerfile(name, source)
     context = REPO_ROOT if source.resolve().is_relative_to(REPO_ROOT) else source
     family, task_role, exec_role = _names(name, name_prefix)
+    # Keyword construction of the record, field by field (as the instance checks build theirs).
     return Validated(
         cpu=cpu,
         memory=memory,
