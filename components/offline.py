@@ -14,14 +14,12 @@ repeated in one process (``pulumi`` keeps its state in module globals and contex
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import runpy
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -39,9 +37,17 @@ from components.offline_aws import (
     PARTITION,
     REGION,
 )
+from components.offline_config import (
+    DEFAULT_PROJECT,
+    OFFLINE_SECRET,
+    PROJECT_ROOT,
+    project_name,
+    stack_config,
+)
 
 __all__ = [
     "ACCOUNT_ID",
+    "DEFAULT_PROJECT",
     "DEFAULT_SUBNET_IDS",
     "DEFAULT_VPC_ID",
     "OFFLINE_SECRET",
@@ -58,8 +64,6 @@ __all__ = [
     "unwrap_secrets",
 ]
 
-DEFAULT_PROJECT = "ai-batch"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = PROJECT_ROOT / "__main__.py"
 
 # Pulumi marks a secret value on the wire with this signature key.
@@ -341,61 +345,6 @@ def _reset_pulumi() -> None:
     runtime_config.set_all_config({}, [])
 
 
-# --- stack config ----------------------------------------------------------------------
-
-
-def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The config of ``Pulumi.<stack>.yaml`` as Pulumi hands it to a program: full keys,
-    string values, structured values as JSON text, secure values as placeholders."""
-    import yaml
-
-    path = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no stack config {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
-    project = _project_name()
-    config: dict[str, str] = {}
-    for key, value in (doc.get("config") or {}).items():
-        full = key if ":" in key else f"{project}:{key}"
-        config[full] = _config_string(value)
-    for key, value in (overrides or {}).items():
-        config[key if ":" in key else f"{project}:{key}"] = value
-    return config
-
-
-OFFLINE_SECRET = "offline-placeholder-secret"
-
-
-def _without_ciphertext(value: Any) -> Any:
-    """Encrypted values can only be decrypted by the Pulumi CLI; offline they become a marker."""
-    if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return OFFLINE_SECRET
-        return {k: _without_ciphertext(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_ciphertext(v) for v in value]
-    return value
-
-
-def _config_string(value: Any) -> str:
-    value = _without_ciphertext(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
-def _project_name() -> str:
-    import yaml
-
-    path = PROJECT_ROOT / "Pulumi.yaml"
-    if path.exists():
-        doc = yaml.safe_load(path.read_text()) or {}
-        return str(doc.get("name", DEFAULT_PROJECT))
-    return DEFAULT_PROJECT
-
-
 def evaluate_stack(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> StackGraph:
     """Run the real ``__main__.py`` for ``stack`` (its Pulumi.<stack>.yaml plus overrides)."""
     config = stack_config(stack, overrides)
@@ -414,6 +363,6 @@ def evaluate_stack(stack: str = "dev", overrides: Mapping[str, str] | None = Non
     cwd = os.getcwd()
     os.chdir(PROJECT_ROOT)  # Pulumi runs a program from its project directory
     try:
-        return run_program(program, stack=stack, config=config, project=_project_name())
+        return run_program(program, stack=stack, config=config, project=project_name())
     finally:
         os.chdir(cwd)
