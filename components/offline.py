@@ -137,8 +137,9 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     # --- provider functions --------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        # A bare dict: MockMonitor reads a tuple as (result, failures).
-        return offline_aws.provider_answer(args.token, args.args)
+        # A bare dict: MockMonitor reads a tuple as (result, failures). The partition is read
+        # here, at each call, so a test can set ``components.offline.PARTITION`` (aws-cn).
+        return offline_aws.provider_answer(args.token, args.args, partition=PARTITION)
 
     # --- resources -----------------------------------------------------------------------
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:

@@ -38,9 +38,12 @@ def service_of(type_token: str) -> str:
 # --- provider functions ------------------------------------------------------------------
 
 
-def provider_answer(token: str, a: Mapping[str, Any]) -> dict[str, Any]:
-    """The result of one provider function call (``aws:index/getRegion:getRegion``, ...)."""
-    answers = {**_account_answers(), **_lookup_answers(a)}
+def provider_answer(
+    token: str, a: Mapping[str, Any], *, partition: str = PARTITION
+) -> dict[str, Any]:
+    """The result of one provider function call (``aws:index/getRegion:getRegion``, ...);
+    ``partition`` is the one ``getPartition`` answers (``aws-cn`` for a China stack)."""
+    answers = {**_account_answers(partition), **_lookup_answers(a)}
     if token not in answers:
         raise NotImplementedError(
             f"components.offline: no mocked answer for provider call {token}; "
@@ -49,7 +52,7 @@ def provider_answer(token: str, a: Mapping[str, Any]) -> dict[str, Any]:
     return answers[token]()
 
 
-def _account_answers() -> dict[str, Callable[[], dict[str, Any]]]:
+def _account_answers(partition: str) -> dict[str, Callable[[], dict[str, Any]]]:
     """Who and where: the caller, its region, partition and availability zones."""
     account, region = ACCOUNT_ID, REGION
     return {
@@ -67,10 +70,10 @@ def _account_answers() -> dict[str, Callable[[], dict[str, Any]]]:
             "description": "US East (N. Virginia)",
         },
         "aws:index/getPartition:getPartition": lambda: {
-            "partition": PARTITION,
+            "partition": partition,
             "dnsSuffix": "amazonaws.com",
             "reverseDnsPrefix": "com.amazonaws",
-            "id": PARTITION,
+            "id": partition,
         },
         "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
             "names": [f"{region}a", f"{region}b", f"{region}c"],
