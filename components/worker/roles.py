@@ -76,12 +76,7 @@ def worker_roles(
     ``<name>-exec-policy`` / ``<name>-task-policy``, counted in a fresh ledger."""
     platform = args.platform
     child = pulumi.ResourceOptions(parent=parent)
-    log_group = aws.cloudwatch.LogGroup(
-        f"{name}-logs",
-        name=f"/aibatch/{platform.name_prefix}/workers/{name}",
-        retention_in_days=aws_rules.log_retention(platform.log_retention_days),
-        opts=child,
-    )
+    log_group = _log_group(name, platform, child)
     exec_trust = iam.assume_role_policy("ecs-tasks.amazonaws.com")
     task_trust = ecs_tasks_trust(account, ecs_arn_prefix)
     execution_role = aws.iam.Role(
@@ -122,6 +117,18 @@ def worker_roles(
         (v.task_role_name, task_trust, task_policy),
     )
     return WorkerRoles(log_group, execution_role, task_role, exec_policy, task_policy, ledger)
+
+
+def _log_group(
+    name: str, platform: BatchPlatform, child: pulumi.ResourceOptions
+) -> aws.cloudwatch.LogGroup:
+    """``/aibatch/<prefix>/workers/<name>``, kept the stack's ``logRetentionDays``."""
+    return aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/aibatch/{platform.name_prefix}/workers/{name}",
+        retention_in_days=aws_rules.log_retention(platform.log_retention_days),
+        opts=child,
+    )
 
 
 def _ledger(
