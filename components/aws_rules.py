@@ -2,7 +2,8 @@
 
 Each check names the AWS rule it enforces. A violation raises ``AwsConstraintError`` with
 the setting's name, the value given and what is allowed, so ``pulumi preview`` fails with a
-message a platform engineer can act on.
+message a platform engineer can act on. Two rule groups live in their own modules and are
+re-exported here: schedules (``aws_rules_scheduler``) and IAM quotas (``aws_rules_iam``).
 """
 
 from __future__ import annotations
@@ -11,17 +12,50 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import lru_cache
 
+from components.aws_rules_error import AwsConstraintError, whole_within, within
+from components.aws_rules_iam import (
+    IAM_MANAGED_POLICIES_PER_ROLE,
+    IAM_MANAGED_POLICY_CHARS,
+    IAM_PATH_MAX,
+    IAM_ROLE_INLINE_POLICY_CHARS,
+    IAM_TRUST_POLICY_CHARS,
+    iam_path,
+    managed_policy_count,
+    policy_chars,
+    role_inline_policies,
+    trust_policy,
+)
+from components.aws_rules_scheduler import (
+    event_rule_schedule,
+    flexible_window,
+    schedule_expression,
+    scheduler_retry,
+    timezone,
+)
 from jobcontract import FARGATE_CPU_MEMORY
 
-
-class AwsConstraintError(ValueError):
-    """A value AWS would reject (or that would break the pipeline) was given."""
-
-    def __init__(self, key: str, value: object, allowed: str) -> None:
-        self.key, self.value, self.allowed = key, value, allowed
-        super().__init__(f"{key}: {value!r} is not valid; allowed: {allowed}")
+# Re-exported: every rule is read as ``aws_rules.X`` (the groups above live in their modules).
+__all__ = [
+    "IAM_MANAGED_POLICIES_PER_ROLE",
+    "IAM_MANAGED_POLICY_CHARS",
+    "IAM_PATH_MAX",
+    "IAM_ROLE_INLINE_POLICY_CHARS",
+    "IAM_TRUST_POLICY_CHARS",
+    "AwsConstraintError",
+    "event_rule_schedule",
+    "flexible_window",
+    "iam_path",
+    "managed_policy_count",
+    "policy_chars",
+    "role_inline_policies",
+    "schedule_expression",
+    "scheduler_retry",
+    "timezone",
+    "trust_policy",
+    "whole_within",
+    "within",
+]
 
 
 # --- Fargate ---------------------------------------------------------------------------
@@ -63,9 +97,8 @@ FARGATE_MAX_STOP_TIMEOUT = 120
 
 
 def stop_timeout(seconds: int, key: str = "stopTimeout") -> int:
-    if not 2 <= seconds <= FARGATE_MAX_STOP_TIMEOUT:
-        raise AwsConstraintError(key, seconds, f"2..{FARGATE_MAX_STOP_TIMEOUT} seconds on Fargate")
-    return seconds
+    allowed = f"2..{FARGATE_MAX_STOP_TIMEOUT} seconds on Fargate"
+    return within(seconds, 2, FARGATE_MAX_STOP_TIMEOUT, key, allowed)
 
 
 # --- CloudWatch Logs -------------------------------------------------------------------
@@ -110,18 +143,16 @@ def visibility_timeout_for(consumer_timeout_seconds: int, batch_window_seconds: 
     return value
 
 
+# One named function per AWS rule, each citing its source, all written with ``within``: the
+# repeated shape below is the table of rules (each with its own message), not copied logic.
 # AWS rule: an SQS event source mapping on a FIFO queue takes batch size 1..10 and no
 # batching window; maximum concurrency is 2..1000.
 def sqs_batch_size(size: int, key: str = "batchSize") -> int:
-    if not 1 <= size <= 10:
-        raise AwsConstraintError(key, size, "1..10 for a FIFO queue trigger")
-    return size
+    return within(size, 1, 10, key, "1..10 for a FIFO queue trigger")
 
 
 def esm_max_concurrency(value: int, key: str = "maxConcurrency") -> int:
-    if not 2 <= value <= 1000:
-        raise AwsConstraintError(key, value, "2..1000 (Lambda SQS scaling config)")
-    return value
+    return within(value, 2, 1000, key, "2..1000 (Lambda SQS scaling config)")
 
 
 # Fargate vCPU quota (our setting ``fargateVcpuLimit``). AWS rule: Fargate task sizes start at
@@ -148,15 +179,11 @@ def fargate_vcpu_limit(value: float, key: str = "fargateVcpuLimit") -> float:
 # --- Lambda ----------------------------------------------------------------------------
 # AWS rule: memory 128..10240 MB in 1 MB steps; timeout 1..900 s.
 def lambda_memory(mb: int, key: str = "memory") -> int:
-    if not 128 <= mb <= 10_240:
-        raise AwsConstraintError(key, mb, "128..10240 MB")
-    return mb
+    return within(mb, 128, 10_240, key, "128..10240 MB")
 
 
 def lambda_timeout(seconds: int, key: str = "timeout") -> int:
-    if not 1 <= seconds <= 900:
-        raise AwsConstraintError(key, seconds, "1..900 seconds")
-    return seconds
+    return within(seconds, 1, 900, key, "1..900 seconds")
 
 
 # AWS rule: API Gateway REST integrations time out at 29 s by default; the API handler must
@@ -202,81 +229,6 @@ def vpc_id(value: str, key: str = "vpcId") -> str:
     return value
 
 
-# --- EventBridge Scheduler -------------------------------------------------------------
-# AWS rule: ScheduleExpression is at(yyyy-mm-ddThh:mm:ss), rate(value unit) or a six-field
-# cron(minutes hours day-of-month month day-of-week year) in which one of day-of-month /
-# day-of-week must be '?'.
-_AT = re.compile(r"^at\((\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\)$")
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\(([^()]+)\)$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/\-#L W]+$")
-
-
-def schedule_expression(expr: str, key: str = "schedule") -> str:
-    expr = expr.strip()
-    allowed = (
-        "at(yyyy-mm-ddThh:mm:ss), rate(N minute[s]|hour[s]|day[s]) or "
-        "cron(min hour day-of-month month day-of-week year) with '?' in one day field"
-    )
-    if m := _RATE.match(expr):
-        n, unit = int(m.group(1)), m.group(2)
-        if n < 1 or (n == 1) != (not unit.endswith("s")):
-            raise AwsConstraintError(key, expr, allowed + " (1 takes a singular unit)")
-        return expr
-    if m := _AT.match(expr):
-        _y, mo, d, h, mi, s = (int(g) for g in m.groups())
-        if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 60):
-            raise AwsConstraintError(key, expr, allowed)
-        return expr
-    if m := _CRON.match(expr):
-        fields = m.group(1).split()
-        if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
-            raise AwsConstraintError(key, expr, allowed + " (six fields)")
-        dom, dow = fields[2], fields[4]
-        if (dom == "?") == (dow == "?"):
-            raise AwsConstraintError(key, expr, allowed + " (exactly one of day fields is '?')")
-        _cron_range(fields[0], 0, 59, key, expr)
-        _cron_range(fields[1], 0, 23, key, expr)
-        return expr
-    raise AwsConstraintError(key, expr, allowed)
-
-
-def _cron_range(field: str, lo: int, hi: int, key: str, expr: str) -> None:
-    for part in re.split(r"[,/\-]", field):
-        if part.isdigit() and not lo <= int(part) <= hi:
-            raise AwsConstraintError(key, expr, f"values {lo}..{hi} in that field")
-
-
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    import zoneinfo
-
-    return frozenset(zoneinfo.available_timezones())
-
-
-def timezone(name: str, key: str = "timezone") -> str:
-    # AWS rule: ScheduleExpressionTimezone is an IANA time zone name.
-    if name not in _zones() and name != "UTC":
-        raise AwsConstraintError(key, name, "an IANA time zone such as UTC or Europe/Berlin")
-    return name
-
-
-# AWS rule: FlexibleTimeWindow MaximumWindowInMinutes is 1..1440 when the mode is FLEXIBLE.
-def flexible_window(minutes: int | None, key: str = "flexibleWindowMinutes") -> int | None:
-    if minutes is not None and not 1 <= minutes <= 1440:
-        raise AwsConstraintError(key, minutes, "None (OFF) or 1..1440 minutes")
-    return minutes
-
-
-# AWS rule: Scheduler RetryPolicy: MaximumRetryAttempts 0..185, MaximumEventAgeInSeconds 60..86400.
-def scheduler_retry(attempts: int, max_age_seconds: int, key: str = "retry") -> tuple[int, int]:
-    if not 0 <= attempts <= 185:
-        raise AwsConstraintError(f"{key}.attempts", attempts, "0..185")
-    if not 60 <= max_age_seconds <= 86_400:
-        raise AwsConstraintError(f"{key}.maxEventAgeSeconds", max_age_seconds, "60..86400")
-    return attempts, max_age_seconds
-
-
 # --- Names -----------------------------------------------------------------------------
 _WORKER = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 
@@ -302,9 +254,7 @@ QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 def throttle(rate: float, burst: int, key: str = "api.throttle") -> tuple[float, int]:
     if rate <= 0 or rate > 10_000:
         raise AwsConstraintError(f"{key}.rateLimit", rate, "0 < rate <= 10000 requests/s")
-    if not 1 <= burst <= 5_000:
-        raise AwsConstraintError(f"{key}.burstLimit", burst, "1..5000")
-    return rate, burst
+    return rate, within(burst, 1, 5_000, f"{key}.burstLimit", "1..5000")
 
 
 def quota(limit: int, period: str, key: str = "api.quota") -> tuple[int, str]:
@@ -317,41 +267,23 @@ def quota(limit: int, period: str, key: str = "api.quota") -> tuple[int, str]:
 
 # AWS rule: ECR lifecycle policy rule countNumber >= 1.
 def keep_images(count: int, key: str = "keepImages") -> int:
-    if not 1 <= count <= 1000:
-        raise AwsConstraintError(key, count, "1..1000 images")
-    return count
-
-
-# --- Added for the stack config (components/config.py) ----------------------------------
-# AWS rule: an EventBridge *rule* ScheduleExpression is rate(...) or cron(...) only (at() is
-# EventBridge Scheduler syntax), and the finest rate is one minute.
-def event_rule_schedule(expr: str, key: str = "schedule") -> str:
-    expr = expr.strip()
-    if expr.startswith("at("):
-        raise AwsConstraintError(key, expr, "rate(...) or cron(...) for an EventBridge rule")
-    return schedule_expression(expr, key)
+    return within(count, 1, 1000, key, "1..1000 images")
 
 
 # Our rule: a share is a whole percent; ECS capacity provider weights are 0..1000 integers.
 def percent(value: int, key: str = "percent") -> int:
-    if not 0 <= value <= 100:
-        raise AwsConstraintError(key, value, "a whole percent 0..100")
-    return value
+    return within(value, 0, 100, key, "a whole percent 0..100")
 
 
 # AWS rule: S3 lifecycle Expiration Days and DynamoDB TTL horizons must be positive integers.
 def positive_days(days: int, key: str = "days", maximum: int = 3650) -> int:
-    if not 1 <= days <= maximum:
-        raise AwsConstraintError(key, days, f"1..{maximum} days")
-    return days
+    return within(days, 1, maximum, key, f"1..{maximum} days")
 
 
 # AWS rule: provisioned concurrency is a positive count (0 here means "none"); it counts
 # against the account's regional concurrency limit (1000 by default, often 10 on new accounts).
 def provisioned_concurrency(value: int, key: str = "provisionedConcurrency") -> int:
-    if not 0 <= value <= 1000:
-        raise AwsConstraintError(key, value, "0 (off) .. 1000")
-    return value
+    return within(value, 0, 1000, key, "0 (off) .. 1000")
 
 
 # AWS rule: a Bedrock foundation model id is "provider.model[:version]" in lowercase letters,
@@ -422,70 +354,4 @@ _ROUTE_TABLE = re.compile(r"^rtb-[0-9a-f]{8,17}$")
 def route_table_id(value: str, key: str = "routeTableIds") -> str:
     if not _ROUTE_TABLE.match(value):
         raise AwsConstraintError(key, value, "a route table id like rtb-0abc1234")
-    return value
-
-
-# --- IAM quotas ------------------------------------------------------------------------
-# AWS rule (IAM User Guide, "IAM and AWS STS quotas",
-# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html): all inline
-# policies of one role together at most 10,240 characters, a managed policy at most 6,144,
-# 10 managed policies attached per role (20 on request), a role trust policy at most 2,048
-# characters (4,096 on request). IAM does not count whitespace in these sizes.
-IAM_ROLE_INLINE_POLICY_CHARS = 10_240
-IAM_MANAGED_POLICY_CHARS = 6_144
-IAM_MANAGED_POLICIES_PER_ROLE = 10
-IAM_TRUST_POLICY_CHARS = 2_048
-# AWS rule (same page, "IAM name requirements"): a path begins and ends with "/" and holds
-# alphanumerics and + = , . @ _ -; the IAM API caps it at 512 characters.
-_IAM_PATH = re.compile(r"^/(?:[A-Za-z0-9+=,.@_-]+/)*$")
-IAM_PATH_MAX = 512
-
-
-def policy_chars(document: str) -> int:
-    """The size IAM counts for a policy document: its characters without whitespace."""
-    return len("".join(document.split()))
-
-
-def role_inline_policies(role: str, documents: Iterable[str]) -> int:
-    """Total inline policy size of one role; raises before IAM would refuse it."""
-    size = sum(policy_chars(d) for d in documents)
-    if size > IAM_ROLE_INLINE_POLICY_CHARS:
-        raise AwsConstraintError(
-            f"IAM role {role}: inline policies",
-            f"{size} characters",
-            f"at most {IAM_ROLE_INLINE_POLICY_CHARS} characters for all inline policies of one "
-            "role, whitespace not counted (IAM quota): grant by name prefix or role path "
-            "instead of per resource",
-        )
-    return size
-
-
-def trust_policy(role: str, document: str) -> int:
-    size = policy_chars(document)
-    if size > IAM_TRUST_POLICY_CHARS:
-        raise AwsConstraintError(
-            f"IAM role {role}: trust policy",
-            f"{size} characters",
-            f"at most {IAM_TRUST_POLICY_CHARS} characters (IAM quota)",
-        )
-    return size
-
-
-def managed_policy_count(role: str, count: int) -> int:
-    if count > IAM_MANAGED_POLICIES_PER_ROLE:
-        raise AwsConstraintError(
-            f"IAM role {role}: managed policies",
-            count,
-            f"at most {IAM_MANAGED_POLICIES_PER_ROLE} attached per role (IAM quota)",
-        )
-    return count
-
-
-def iam_path(value: str, key: str = "IAM path") -> str:
-    if len(value) > IAM_PATH_MAX or not _IAM_PATH.match(value):
-        raise AwsConstraintError(
-            key,
-            value,
-            f"'/' + segments of [A-Za-z0-9+=,.@_-] each ending in '/', <= {IAM_PATH_MAX}",
-        )
     return value

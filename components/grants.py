@@ -1,6 +1,7 @@
 """Grants on the resource that is accessed, as CDK does it: ``table.grant_job_rows(role,
 worker)``, ``bucket.grant_prefix(role, prefix, read=True)``, ``topic.grant_publish(role)``,
-``grant_run(role, ...)``; ``JobQueue.grant_send`` / ``grant_consume`` live on the queue.
+``grant_run(role, ...)``, ``repository.grant_pull(role)``, ``log_group.grant_write(role)``,
+``secrets.grant_read(role)``; ``JobQueue.grant_send`` / ``grant_consume`` live on the queue.
 
 A ``Grantee`` is the statements of one role's one inline policy, collected by the resources
 the role is granted on; the component that owns the role writes them into its policy (for a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import pulumi
 
@@ -136,14 +138,53 @@ class FailureTopic:
 
 
 @dataclass(frozen=True)
-class Secrets:
-    """Secrets Manager secrets as a grant target (their ARNs; possibly none)."""
+class _ReadByArn:
+    """Values read by ARN (secrets, parameters) as a grant target; possibly none."""
 
     arns: Sequence[Resource] = ()
+    read_actions: ClassVar[Sequence[str]]
 
     def grant_read(self, grantee: Grantee, *, sid: str) -> None:
+        """Read exactly these values; nothing is granted when there are none."""
         if self.arns:
-            grantee.add(iam.secret_read(list(self.arns), sid=sid))
+            grantee.add(iam.Statement(self.read_actions, list(self.arns), sid=sid))
+
+
+@dataclass(frozen=True)
+class Secrets(_ReadByArn):
+    """Secrets Manager secrets as a grant target (their ARNs; possibly none)."""
+
+    read_actions = iam.SECRET_READ_ACTIONS
+
+
+@dataclass(frozen=True)
+class Parameters(_ReadByArn):
+    """SSM parameters as a grant target (their ARNs; possibly none): what ECS reads for a
+    container secret whose ``valueFrom`` is a parameter."""
+
+    read_actions = iam.SSM_READ_ACTIONS
+
+
+@dataclass(frozen=True)
+class Repository:
+    """An ECR repository as a grant target (its ARN)."""
+
+    arn: Resource
+
+    def grant_pull(self, grantee: Grantee) -> None:
+        """Pull its images: the account-level auth token plus layer reads on this repo."""
+        grantee.add(*iam.ecr_pull(self.arn))
+
+
+@dataclass(frozen=True)
+class LogGroup:
+    """A CloudWatch log group as a grant target (its ARN)."""
+
+    arn: Resource
+
+    def grant_write(self, grantee: Grantee, *, sid: str) -> None:
+        """Create streams in it and put events into them (``<group arn>:log-stream:*``)."""
+        grantee.add(iam.log_group_write(self.arn, sid=sid))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,6 @@
-"""IAM policy building, CDK-grants style: action lists defined once, statements built from them.
+"""IAM policy building, CDK-grants style: action lists defined once (``components.iam_actions``,
+re-exported here), statements built from them (here); ``Statement`` and the documents are
+``components.iam_policy``, the quota ledger ``components.iam_ledger``.
 
 Every grant is action-level (never ``service:*``) and names its resources. ``Resource: "*"``
 appears only for actions AWS does not scope to a resource; each such constant says which.
@@ -8,198 +10,108 @@ the JSON text a role policy takes.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 
 from components import aws_rules
+from components.iam_actions import (
+    API_TABLE_ACTIONS,
+    BEDROCK_INVOKE_ACTIONS,
+    BUCKET_LIST_ACTIONS,
+    CREATE_ARRAY_CHILDREN_ACTIONS,
+    DEAD_LETTER_SEND_ACTIONS,
+    DESCRIBE_LOG_GROUPS_ACTIONS,
+    ECR_AUTH_ACTIONS,
+    ECR_PULL_ACTIONS,
+    ECS_LIST_TASKS_ACTIONS,
+    ECS_RUN_TASK_ACTIONS,
+    ECS_STOP_TASK_ACTIONS,
+    ECS_TAG_AT_LAUNCH_ACTIONS,
+    ECS_TASK_READ_ACTIONS,
+    KMS_DECRYPT_ACTIONS,
+    KMS_ENCRYPT_ACTIONS,
+    LAMBDA_INVOKE_ACTIONS,
+    LAUNCHER_TABLE_ACTIONS,
+    LEASE_WRITE_ACTIONS,
+    LOG_WRITE_ACTIONS,
+    OBJECT_READ_ACTIONS,
+    OBJECT_WRITE_ACTIONS,
+    PASS_ROLE_ACTIONS,
+    PUT_METRIC_ACTIONS,
+    QUEUE_CONSUME_ACTIONS,
+    QUEUE_SEND_ACTIONS,
+    RECONCILER_TABLE_ACTIONS,
+    RECORD_SCHEDULED_RUN_ACTIONS,
+    SECRET_READ_ACTIONS,
+    SSM_READ_ACTIONS,
+    STAR_RESOURCE_ACTIONS,
+    SWEEP_TABLE_ACTIONS,
+    TOPIC_PUBLISH_ACTIONS,
+    WORKER_DISPATCH_ACTIONS,
+    WORKER_QUEUE_READ_ACTIONS,
+    WORKER_TABLE_ACTIONS,
+)
+from components.iam_ledger import InlinePolicyLedger
+from components.iam_policy import (
+    Conditions,
+    Resource,
+    Statement,
+    assume_role_policy,
+    deny_insecure_transport,
+    guarded_trust_policy,
+    policy_document,
+)
 from jobcontract import Table, worker_status
 from jobcontract.dispatch import SLOT_PREFIX, slot_key_prefix, worker_key
 
-Resource = str | pulumi.Output[str]
-Conditions = Mapping[str, Mapping[str, Any]]
-
-# --- action lists (the one place they are written down) -------------------------------------
-API_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:Query",
-    "dynamodb:BatchGetItem",  # an array job's children, by their derived ids
-)
-LAUNCHER_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:Query",
-    "dynamodb:BatchGetItem",  # an array job's fan-out step: which children exist already
-)
-SWEEP_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:Query",
-    "dynamodb:BatchGetItem",  # settling a lost task's jobs, as the reconciler does
-)
-# Jobs are created by the API; every later change is a conditional UpdateItem. The reconciler
-# also records a scheduled run whose task stopped before the runtime could (PutItem, job rows
-# only: RECORD_SCHEDULED_RUN_ACTIONS with LeadingKeys job#*).
-RECONCILER_TABLE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:Query",
-    "dynamodb:BatchGetItem",  # the jobs a reused task finished, read when it stops
-)
-# Dispatch state (jobcontract/dispatch.py): the launcher creates a task's lease (a Put in its
-# claim transaction) and the launcher, reconciler and sweep delete it when the slot is given
-# back. AWS rule: TransactWriteItems has no IAM action of its own; each Put/Update/Delete in
-# it is authorized as PutItem/UpdateItem/DeleteItem on its item (Service Authorization
-# Reference, Amazon DynamoDB). Granted on lease rows only (LeadingKeys slot#*).
-LEASE_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:DeleteItem")
-# A worker task (warm reuse): its worker's dispatch counts and its own leases, and a Query of
-# its worker's QUEUED jobs on the by-worker-status index (LeadingKeys on a GSI is the
-# index's partition key value, "<worker>#QUEUED").
-WORKER_DISPATCH_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
-# A worker task reads and writes its own job rows (conditional updates); it never deletes or
-# queries them. Granted on its rows only (``JobsTable.grant_job_rows``, LeadingKeys
-# job#<worker>_*), to its own task role and to a fallback worker's for the jobs handed to it.
-WORKER_TABLE_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
-WORKER_QUEUE_READ_ACTIONS = ("dynamodb:Query",)
-RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
-# The launcher's fan-out step of an array job puts its children (job rows, in transactions).
-CREATE_ARRAY_CHILDREN_ACTIONS = ("dynamodb:PutItem",)
-QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
-# What a dead-letter target needs (Scheduler's DLQ), and what no producer may do to a DLQ.
-DEAD_LETTER_SEND_ACTIONS = ("sqs:SendMessage",)
-QUEUE_CONSUME_ACTIONS = (
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-)
-OBJECT_READ_ACTIONS = ("s3:GetObject",)
-# AWS rule (S3 GetObject permissions): without s3:ListBucket a missing key answers 403, not
-# 404; granted on the bucket with an s3:prefix condition, it lists only the given prefixes.
-BUCKET_LIST_ACTIONS = ("s3:ListBucket",)
-# AWS rule: a presigned PUT or POST is authorized as its signer's s3:PutObject on the key
-# (S3 User Guide, "Uploading objects with presigned URLs"): the grant bounds every form.
-OBJECT_WRITE_ACTIONS = ("s3:PutObject",)
-TOPIC_PUBLISH_ACTIONS = ("sns:Publish",)
-SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
-# A worker's execution role reads the SSM parameters its ``secrets`` name (ECS fetches them).
-SSM_READ_ACTIONS = ("ssm:GetParameters",)
-ECS_RUN_TASK_ACTIONS = ("ecs:RunTask",)
-# Tags passed to RunTask are authorized as ecs:TagResource on the new task.
-ECS_TAG_AT_LAUNCH_ACTIONS = ("ecs:TagResource",)
-ECS_TASK_READ_ACTIONS = ("ecs:DescribeTasks",)
-ECS_STOP_TASK_ACTIONS = ("ecs:StopTask",)
-# AWS rule: ecs:ListTasks is authorized against the container instance (or nothing) and
-# can only be narrowed with the ecs:cluster condition key, so it takes Resource "*".
-ECS_LIST_TASKS_ACTIONS = ("ecs:ListTasks",)
-PASS_ROLE_ACTIONS = ("iam:PassRole",)
-# AWS rule: sending to an SNS topic or SQS queue encrypted with a customer managed key needs
-# kms:GenerateDataKey and kms:Decrypt on the key; receiving from such a queue kms:Decrypt
-# (SQS Developer Guide, "Amazon SQS Key management": https://docs.aws.amazon.com/
-# AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-key-management.html).
-KMS_ENCRYPT_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
-KMS_DECRYPT_ACTIONS = ("kms:Decrypt",)
-LOG_WRITE_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
-ECR_PULL_ACTIONS = (
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:BatchGetImage",
-)
-# AWS rule: ecr:GetAuthorizationToken is account-level and supports only Resource "*".
-ECR_AUTH_ACTIONS = ("ecr:GetAuthorizationToken",)
-# AWS rule: cloudwatch:PutMetricData has no resource type; scope it with cloudwatch:namespace.
-PUT_METRIC_ACTIONS = ("cloudwatch:PutMetricData",)
-BEDROCK_INVOKE_ACTIONS = ("bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream")
-LAMBDA_INVOKE_ACTIONS = ("lambda:InvokeFunction",)
-
-# AWS rule: logs:DescribeLogGroups lists across the account; it is authorized on "*" only.
-DESCRIBE_LOG_GROUPS_ACTIONS = ("logs:DescribeLogGroups",)
-
-# Actions that AWS only authorizes with Resource "*" (checked by tests over every policy).
-STAR_RESOURCE_ACTIONS = frozenset(
-    (
-        *ECS_LIST_TASKS_ACTIONS,
-        *ECR_AUTH_ACTIONS,
-        *PUT_METRIC_ACTIONS,
-        *DESCRIBE_LOG_GROUPS_ACTIONS,
-    )
-)
-
-
-@dataclass(frozen=True)
-class Statement:
-    """One IAM statement; resources and condition values may be pulumi Outputs."""
-
-    actions: Sequence[str]
-    resources: Sequence[Resource]
-    conditions: Conditions | None = None
-    sid: str | None = None
-    effect: str = "Allow"
-    principals: Mapping[str, Any] | str | None = None
-    """Resource policies only: ``"*"`` or ``{"Service": ...}`` / ``{"AWS": ...}``."""
-
-    def __post_init__(self) -> None:
-        if self.effect not in ("Allow", "Deny"):
-            raise ValueError(f"effect {self.effect!r}: Allow or Deny")
-        if not self.actions:
-            raise ValueError(f"statement {self.sid}: at least one action")
-        for action in self.actions:
-            service, _, name = action.partition(":")
-            if not service or not name:
-                raise ValueError(f"IAM action {action!r}: service:Action")
-            # Our rule: Allow grants are action-level; a wildcard would grant future actions.
-            if "*" in action and self.effect == "Allow":
-                raise ValueError(f"IAM action {action!r}: name one action, no wildcards")
-        if not self.resources:
-            raise ValueError(f"statement {self.sid or self.actions}: at least one resource")
-        if any(isinstance(r, str) and r == "*" for r in self.resources):
-            unscoped = [a for a in self.actions if a not in STAR_RESOURCE_ACTIONS]
-            if unscoped and self.effect == "Allow":
-                raise ValueError(f'Resource "*" for resource-scoped actions {unscoped}')
-
-
-def _statement_json(s: Statement) -> pulumi.Output[dict[str, Any]]:
-    body: dict[str, Any] = {
-        "Effect": s.effect,
-        "Action": sorted(set(s.actions)),
-        "Resource": list(s.resources),
-    }
-    if s.sid:
-        body["Sid"] = s.sid
-    if s.conditions:
-        body["Condition"] = {k: dict(v) for k, v in s.conditions.items()}
-    if s.principals:
-        body["Principal"] = s.principals if isinstance(s.principals, str) else dict(s.principals)
-    resolved: pulumi.Output[dict[str, Any]] = pulumi.Output.from_input(body)  # type: ignore[arg-type]
-    return resolved
-
-
-def policy_document(*statements: Statement) -> pulumi.Output[str]:
-    """JSON policy document from statements (Outputs inside are resolved)."""
-    if not statements:
-        raise ValueError("a policy needs at least one statement")
-    parts = [_statement_json(s) for s in statements]
-    return pulumi.Output.all(*parts).apply(
-        lambda resolved: json.dumps({"Version": "2012-10-17", "Statement": list(resolved)})
-    )
-
-
-def assume_role_policy(service: str) -> str:
-    """Trust policy letting one AWS service assume the role, in the form the service documents.
-    Confused-deputy conditions are added by the caller only where the service documents the
-    keys it sends (ECS task roles, Scheduler): a key the service does not send denies it."""
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-    }
-    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
-
+# Re-exported: the action lists, documents and ledger are read through this module (``iam.X``).
+__all__ = [
+    "API_TABLE_ACTIONS",
+    "BEDROCK_INVOKE_ACTIONS",
+    "BUCKET_LIST_ACTIONS",
+    "CREATE_ARRAY_CHILDREN_ACTIONS",
+    "DEAD_LETTER_SEND_ACTIONS",
+    "DESCRIBE_LOG_GROUPS_ACTIONS",
+    "ECR_AUTH_ACTIONS",
+    "ECR_PULL_ACTIONS",
+    "ECS_LIST_TASKS_ACTIONS",
+    "ECS_RUN_TASK_ACTIONS",
+    "ECS_STOP_TASK_ACTIONS",
+    "ECS_TAG_AT_LAUNCH_ACTIONS",
+    "ECS_TASK_READ_ACTIONS",
+    "KMS_DECRYPT_ACTIONS",
+    "KMS_ENCRYPT_ACTIONS",
+    "LAMBDA_INVOKE_ACTIONS",
+    "LAUNCHER_TABLE_ACTIONS",
+    "LEASE_WRITE_ACTIONS",
+    "LOG_WRITE_ACTIONS",
+    "OBJECT_READ_ACTIONS",
+    "OBJECT_WRITE_ACTIONS",
+    "PASS_ROLE_ACTIONS",
+    "PUT_METRIC_ACTIONS",
+    "QUEUE_CONSUME_ACTIONS",
+    "QUEUE_SEND_ACTIONS",
+    "RECONCILER_TABLE_ACTIONS",
+    "RECORD_SCHEDULED_RUN_ACTIONS",
+    "SECRET_READ_ACTIONS",
+    "SSM_READ_ACTIONS",
+    "STAR_RESOURCE_ACTIONS",
+    "SWEEP_TABLE_ACTIONS",
+    "TOPIC_PUBLISH_ACTIONS",
+    "WORKER_DISPATCH_ACTIONS",
+    "WORKER_QUEUE_READ_ACTIONS",
+    "WORKER_TABLE_ACTIONS",
+    "Conditions",
+    "InlinePolicyLedger",
+    "Resource",
+    "Statement",
+    "assume_role_policy",
+    "deny_insecure_transport",
+    "guarded_trust_policy",
+    "policy_document",
+]
 
 # --- grants ----------------------------------------------------------------------------------
 
@@ -257,10 +169,6 @@ def worker_dispatch(table_arn: Resource, worker: str) -> list[Statement]:
     ]
 
 
-def bucket_prefix_read(bucket_arn: Resource, prefix: str, sid: str | None = None) -> Statement:
-    return Statement(OBJECT_READ_ACTIONS, [objects_under(bucket_arn, prefix)], sid=sid)
-
-
 def bucket_prefix_list(
     bucket_arn: Resource, prefixes: Sequence[str], sid: str | None = None
 ) -> Statement:
@@ -307,10 +215,6 @@ def topic_publish(topic_arn: Resource, sid: str | None = None) -> Statement:
     return Statement(TOPIC_PUBLISH_ACTIONS, [topic_arn], sid=sid)
 
 
-def secret_read(secret_arns: Sequence[Resource], sid: str | None = None) -> Statement:
-    return Statement(SECRET_READ_ACTIONS, list(secret_arns), sid=sid)
-
-
 def log_group_write(log_group_arn: Resource, sid: str | None = None) -> Statement:
     """Write to one log group's streams (``<group arn>:log-stream:*``)."""
     return Statement(
@@ -333,34 +237,6 @@ def task_arns_of(cluster_arn: Resource) -> pulumi.Output[str]:
 def ecs_tasks_in_cluster(actions: Sequence[str], cluster_arn: Resource) -> Statement:
     """Task-level ECS actions (DescribeTasks, StopTask) on this cluster's tasks only."""
     return Statement(actions, [task_arns_of(cluster_arn)], cluster_condition(cluster_arn))
-
-
-def ecs_list_tasks(cluster_arn: Resource) -> Statement:
-    # AWS rule: ecs:ListTasks has no task resource; Resource "*" + ecs:cluster condition.
-    return Statement(ECS_LIST_TASKS_ACTIONS, ["*"], cluster_condition(cluster_arn))
-
-
-def run_task(task_definition_arn_without_revision: Resource, cluster_arn: Resource) -> Statement:
-    """``ecs:RunTask`` on every revision of one task definition family, in one cluster."""
-    family = pulumi.Output.concat(task_definition_arn_without_revision, ":*")
-    return Statement(ECS_RUN_TASK_ACTIONS, [family], cluster_condition(cluster_arn))
-
-
-def pass_role(role_arns: Sequence[Resource], service: str = "ecs-tasks.amazonaws.com") -> Statement:
-    """``iam:PassRole`` on exactly these roles, and only to ``service``."""
-    return Statement(
-        PASS_ROLE_ACTIONS,
-        list(role_arns),
-        {"StringEquals": {"iam:PassedToService": service}},
-    )
-
-
-def put_metric_data(namespace: str) -> Statement:
-    # AWS rule: cloudwatch:PutMetricData supports only Resource "*"; the namespace condition
-    # keeps a role from writing into other namespaces.
-    return Statement(
-        PUT_METRIC_ACTIONS, ["*"], {"StringEquals": {"cloudwatch:namespace": namespace}}
-    )
 
 
 def ecr_pull(repository_arn: Resource) -> list[Statement]:
@@ -424,21 +300,6 @@ def bedrock_invoke(model_id: str, region: Resource, account_id: Resource) -> lis
     ]
 
 
-def deny_insecure_transport(actions: Sequence[str], resources: Sequence[Resource]) -> Statement:
-    """Resource-policy statement denying every request not made over TLS.
-
-    A Deny may use a service wildcard (``s3:*``): denying more is never a privilege grant.
-    """
-    return Statement(
-        actions,
-        resources,
-        {"Bool": {"aws:SecureTransport": "false"}},
-        sid="DenyInsecureTransport",
-        effect="Deny",
-        principals="*",
-    )
-
-
 # --- stack-wide grants (one statement, whatever the number of workers) ----------------------
 
 
@@ -480,67 +341,3 @@ STACK_TAG = "aibatch:stack"
 def stack_tags(name_prefix: str) -> dict[str, str]:
     """The tags that mark a resource as this stack's (``STACK_TAG``)."""
     return {STACK_TAG: name_prefix}
-
-
-def _role_check(role: str, documents: Sequence[pulumi.Output[str]]) -> pulumi.Output[int]:
-    def check(texts: list[Any]) -> int:
-        return aws_rules.role_inline_policies(role, [str(t) for t in texts])
-
-    return pulumi.Output.all(*documents).apply(check)
-
-
-def _trust_check(role: str, document: pulumi.Output[str]) -> pulumi.Output[int]:
-    return document.apply(lambda text: aws_rules.trust_policy(role, str(text)))
-
-
-class InlinePolicyLedger:
-    """Every IAM quota of each role that grows with what the program declares, wherever the
-    pieces are declared, checked before IAM would refuse them:
-
-    - ``add(role, document)``: an inline policy; all of a role's together at most 10,240
-      characters (``aws_rules.role_inline_policies``);
-    - ``trust(role, document)``: the role's trust policy, at most 2,048 characters
-      (``aws_rules.trust_policy``);
-    - ``managed(role, policy_arns)``: managed policies attached to the role, at most 10
-      (``aws_rules.managed_policy_count``).
-
-    A plain-string trust policy and the managed-policy count are checked at once (the program
-    fails where it declares them); documents holding Outputs are checked when they resolve:
-    ``guard(value)`` returns ``value`` once everything recorded so far fits, or fails the
-    program (``pulumi preview`` / ``up``) with ``AwsConstraintError`` naming the role, its size
-    and the limit. Pass a guarded value into a resource created after the policies
-    (FargateWorker's registration item) so the check is part of the deployment.
-    """
-
-    def __init__(self) -> None:
-        self._documents: dict[str, list[pulumi.Output[str]]] = {}
-        self._trust: dict[str, pulumi.Output[str]] = {}
-        self._managed: dict[str, list[pulumi.Input[str]]] = {}
-
-    def add(self, role: str, document: pulumi.Input[str]) -> None:
-        self._documents.setdefault(role, []).append(pulumi.Output.from_input(document))
-
-    def trust(self, role: str, document: pulumi.Input[str]) -> None:
-        if isinstance(document, str):
-            aws_rules.trust_policy(role, document)
-        self._trust[role] = pulumi.Output.from_input(document)
-
-    def managed(self, role: str, policy_arns: Sequence[pulumi.Input[str]]) -> None:
-        attached = self._managed.setdefault(role, [])
-        attached.extend(policy_arns)
-        aws_rules.managed_policy_count(role, len(attached))
-
-    def roles(self) -> list[str]:
-        return sorted({*self._documents, *self._trust, *self._managed})
-
-    def checks(self) -> list[pulumi.Output[int]]:
-        """One Output per check recorded so far (each fails when its quota is exceeded)."""
-        snapshot = {role: list(docs) for role, docs in self._documents.items()}
-        checks = [_role_check(role, docs) for role, docs in snapshot.items()]
-        checks += [_trust_check(role, doc) for role, doc in self._trust.items()]
-        return checks
-
-    def guard(self, value: pulumi.Output[Any], *others: InlinePolicyLedger) -> pulumi.Output[Any]:
-        """``value`` once every check of this ledger (and of ``others``) passes."""
-        checks = [c for ledger in (self, *others) for c in ledger.checks()]
-        return pulumi.Output.all(value, *checks).apply(lambda resolved: resolved[0])

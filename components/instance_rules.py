@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from components.aws_rules import AwsConstraintError
+from components.aws_rules import AwsConstraintError, whole_within
 
 
 @dataclass(frozen=True)
@@ -148,16 +148,13 @@ def gpu_names(values: Sequence[str], gpu_count: int, key: str = "gpu_names") -> 
 
 
 def gpu_count(value: int, key: str = "gpu_count") -> int:
-    if not isinstance(value, int) or not 0 <= value <= MAX_GPUS_PER_TASK:
-        raise AwsConstraintError(key, value, f"0..{MAX_GPUS_PER_TASK} GPUs per task")
-    return value
+    allowed = f"0..{MAX_GPUS_PER_TASK} GPUs per task"
+    return whole_within(value, 0, MAX_GPUS_PER_TASK, key, allowed)
 
 
 def task_cpu(value: int, key: str = "cpu") -> int:
     lo, hi = TASK_CPU_RANGE
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise AwsConstraintError(key, value, f"{lo}..{hi} cpu units (1024 = 1 vCPU)")
-    return value
+    return whole_within(value, lo, hi, key, f"{lo}..{hi} cpu units (1024 = 1 vCPU)")
 
 
 def task_memory(value: int, key: str = "memory") -> int:
@@ -232,9 +229,7 @@ def scale_in_after(value: int | None, key: str = "scale_in_after_seconds") -> in
     if value is None or value == -1:
         return value
     lo, hi = SCALE_IN_AFTER_RANGE
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise AwsConstraintError(key, value, f"None (AWS default), -1 (never) or {lo}..{hi} s")
-    return value
+    return whole_within(value, lo, hi, key, f"None (AWS default), -1 (never) or {lo}..{hi} s")
 
 
 def network_mode(value: str, key: str = "network_mode") -> str:
@@ -245,9 +240,7 @@ def network_mode(value: str, key: str = "network_mode") -> str:
 
 def startup_timeout(value: int, key: str = "startup_timeout_seconds") -> int:
     lo, hi = STARTUP_TIMEOUT_RANGE
-    if not isinstance(value, int) or not lo <= value <= hi:
-        raise AwsConstraintError(key, value, f"{lo}..{hi} seconds")
-    return value
+    return whole_within(value, lo, hi, key, f"{lo}..{hi} seconds")
 
 
 # AWS rule: with the AWS managed AmazonECSInfrastructureRolePolicyForManagedInstances on the

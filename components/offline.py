@@ -2,8 +2,10 @@
 
 This is the ONE place where provider calls (caller identity, region, VPC lookups, ECR
 credentials, ...) are answered and where fake-but-realistic resource outputs (ARNs, URLs,
-ids, image digests) are made up. Tests, the local pipeline, the cost estimator and the
-policy checklist all read the same recorded graph, so they agree on what a stack contains.
+ids, image digests) are made up: the answers and the outputs table are
+``components.offline_aws``, the mocks that use them and the program runner are here. Tests,
+the local pipeline, the cost estimator and the policy checklist all read the same recorded
+graph, so they agree on what a stack contains.
 
 Every run gets a fresh event loop, fresh Pulumi settings and fresh config, so runs can be
 repeated in one process (``pulumi`` keeps its state in module globals and context vars).
@@ -12,15 +14,12 @@ repeated in one process (``pulumi`` keeps its state in module globals and contex
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import runpy
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -30,20 +29,46 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime import stack as runtime_stack
 
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
-PARTITION = "aws"
-DEFAULT_PROJECT = "ai-batch"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from components import offline_aws
+from components.offline_aws import (
+    ACCOUNT_ID,
+    DEFAULT_SUBNET_IDS,
+    DEFAULT_VPC_ID,
+    PARTITION,
+    REGION,
+)
+from components.offline_config import (
+    DEFAULT_PROJECT,
+    OFFLINE_SECRET,
+    PROJECT_ROOT,
+    project_name,
+    stack_config,
+)
+
+__all__ = [
+    "ACCOUNT_ID",
+    "DEFAULT_PROJECT",
+    "DEFAULT_SUBNET_IDS",
+    "DEFAULT_VPC_ID",
+    "OFFLINE_SECRET",
+    "PARTITION",
+    "PROGRAM",
+    "PROJECT_ROOT",
+    "REGION",
+    "AwsMocks",
+    "MockResource",
+    "StackGraph",
+    "evaluate_stack",
+    "run_program",
+    "stack_config",
+    "unwrap_secrets",
+]
+
 PROGRAM = PROJECT_ROOT / "__main__.py"
 
 # Pulumi marks a secret value on the wire with this signature key.
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
-
-# Fake network inventory of the "default VPC" the mocks answer with.
-DEFAULT_VPC_ID = "vpc-0a1b2c3d4e5f60718"
-DEFAULT_SUBNET_IDS = ("subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002")
 
 
 @dataclass(frozen=True)
@@ -100,21 +125,6 @@ def unwrap_secrets(value: Any) -> Any:
     return value
 
 
-def _digest(*parts: str, length: int = 64) -> str:
-    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
-
-
-def _service_of(type_token: str) -> str:
-    """``aws:sqs/queue:Queue`` -> ``sqs`` (the ARN service name where it differs)."""
-    module = type_token.split(":")[1].split("/")[0]
-    return {
-        "lambda": "lambda",
-        "cloudwatch": "events",
-        "apigateway": "apigateway",
-        "index": "aws",
-    }.get(module, module)
-
-
 class AwsMocks(pulumi_mocks.Mocks):
     """Fake AWS: deterministic ids and realistic ARNs, URLs and digests."""
 
@@ -127,72 +137,9 @@ class AwsMocks(pulumi_mocks.Mocks):
 
     # --- provider functions --------------------------------------------------------------
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
-        token, a = args.token, args.args
-        account, region = ACCOUNT_ID, REGION
-        answers: dict[str, Callable[[], dict[str, Any]]] = {
-            "aws:index/getCallerIdentity:getCallerIdentity": lambda: {
-                "accountId": account,
-                "arn": f"arn:aws:iam::{account}:user/offline",
-                "userId": "AIDAOFFLINEUSER00000",
-                "id": account,
-            },
-            "aws:index/getRegion:getRegion": lambda: {
-                "name": region,
-                "region": region,
-                "id": region,
-                "endpoint": f"ec2.{region}.amazonaws.com",
-                "description": "US East (N. Virginia)",
-            },
-            "aws:index/getPartition:getPartition": lambda: {
-                "partition": PARTITION,
-                "dnsSuffix": "amazonaws.com",
-                "reverseDnsPrefix": "com.amazonaws",
-                "id": PARTITION,
-            },
-            "aws:index/getAvailabilityZones:getAvailabilityZones": lambda: {
-                "names": [f"{region}a", f"{region}b", f"{region}c"],
-                "zoneIds": ["use1-az1", "use1-az2", "use1-az4"],
-                "id": region,
-            },
-            "aws:ec2/getVpc:getVpc": lambda: {
-                "id": a.get("id") or DEFAULT_VPC_ID,
-                "arn": f"arn:aws:ec2:{region}:{account}:vpc/{a.get('id') or DEFAULT_VPC_ID}",
-                "cidrBlock": "172.31.0.0/16",
-                "default": a.get("default", True),
-                "mainRouteTableId": "rtb-0a1b2c3d4e5f60001",
-                "ownerId": account,
-                "state": "available",
-            },
-            "aws:ec2/getSubnets:getSubnets": lambda: {
-                "ids": list(DEFAULT_SUBNET_IDS),
-                "id": region,
-                "filters": a.get("filters"),
-            },
-            "aws:ec2/getSubnet:getSubnet": lambda: {
-                "id": a.get("id") or DEFAULT_SUBNET_IDS[0],
-                "vpcId": DEFAULT_VPC_ID,
-                "availabilityZone": f"{region}a",
-            },
-            "aws:ecr/getAuthorizationToken:getAuthorizationToken": lambda: {
-                "authorizationToken": "QVdTOm9mZmxpbmUtdG9rZW4=",  # base64("AWS:offline-token")
-                "userName": "AWS",
-                "password": "offline-token",
-                "proxyEndpoint": f"https://{account}.dkr.ecr.{region}.amazonaws.com",
-                "expiresAt": "2099-01-01T00:00:00Z",
-                "id": region,
-            },
-            "aws:iam/getPolicyDocument:getPolicyDocument": lambda: {
-                "json": _policy_json(a),
-                "minifiedJson": _policy_json(a),
-                "id": _digest(_policy_json(a), length=10),
-            },
-        }
-        if token not in answers:
-            raise NotImplementedError(
-                f"components.offline: no mocked answer for provider call {token}; "
-                "add one in components/offline.py AwsMocks.call"
-            )
-        return answers[token]()  # a bare dict: MockMonitor reads a tuple as (result, failures)
+        # A bare dict: MockMonitor reads a tuple as (result, failures). The partition is read
+        # here, at each call, so a test can set ``components.offline.PARTITION`` (aws-cn).
+        return offline_aws.provider_answer(args.token, args.args, partition=PARTITION)
 
     # --- resources -----------------------------------------------------------------------
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -200,7 +147,7 @@ class AwsMocks(pulumi_mocks.Mocks):
         if not args.custom:
             return f"{args.name}-component", {}
         physical = self._physical_name(args.typ, args.name, inputs)
-        rid, extra = _outputs_for(args.typ, args.name, physical, inputs)
+        rid, extra = offline_aws.outputs_for(args.typ, args.name, physical, inputs)
         outputs = {**inputs, **extra}
         outputs.setdefault("id", rid)
         return rid, outputs
@@ -213,164 +160,11 @@ class AwsMocks(pulumi_mocks.Mocks):
         for key in ("namePrefix", "bucketPrefix"):
             value = inputs.get(key)
             if isinstance(value, str) and value:  # AWS appends a unique 26-character suffix
-                return f"{value}{_digest(typ, name, length=26)}"
+                return f"{value}{offline_aws.digest(typ, name, length=26)}"
         # Pulumi auto-naming: logical name + 7 random hex (deterministic here). A renamed
         # resource with an alias keeps the name made from its earlier logical name.
         name = self.renamed.get((typ, name), name)
-        return f"{name}-{_digest(typ, name, length=7)}"
-
-
-def _policy_json(args: Mapping[str, Any]) -> str:
-    statements = []
-    for s in args.get("statements") or []:
-        out: dict[str, Any] = {"Effect": s.get("effect", "Allow")}
-        if s.get("sid"):
-            out["Sid"] = s["sid"]
-        if s.get("actions"):
-            out["Action"] = s["actions"]
-        if s.get("resources"):
-            out["Resource"] = s["resources"]
-        for p in s.get("principals") or []:
-            out.setdefault("Principal", {})[p["type"]] = p["identifiers"]
-        for c in s.get("conditions") or []:
-            out.setdefault("Condition", {}).setdefault(c["test"], {})[c["variable"]] = c["values"]
-        statements.append(out)
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def _outputs_for(
-    typ: str, name: str, physical: str, inputs: Mapping[str, Any]
-) -> tuple[str, dict[str, Any]]:
-    """Physical id and the computed outputs AWS would return for one resource."""
-    acct, region = ACCOUNT_ID, REGION
-    svc = _service_of(typ)
-    short = _digest(typ, name, length=10)
-    arn_base = f"arn:aws:{svc}:{region}:{acct}"
-    out: dict[str, Any] = {"arn": f"{arn_base}:{typ.rsplit(':', 1)[-1].lower()}/{physical}"}
-    rid = physical
-
-    match typ:
-        case "aws:sqs/queue:Queue":
-            out["arn"] = f"{arn_base}:{physical}"
-            out["url"] = f"https://sqs.{region}.amazonaws.com/{acct}/{physical}"
-            rid = out["url"]
-        case "aws:dynamodb/table:Table":
-            out["arn"] = f"{arn_base}:table/{physical}"
-            out["streamArn"] = f"{out['arn']}/stream/2026-01-01T00:00:00.000"
-        case "aws:s3/bucket:Bucket" | "aws:s3/bucketV2:BucketV2":
-            out["arn"] = f"arn:aws:s3:::{physical}"
-            out["bucket"] = physical
-            out["bucketDomainName"] = f"{physical}.s3.amazonaws.com"
-            out["bucketRegionalDomainName"] = f"{physical}.s3.{region}.amazonaws.com"
-            out["region"] = region
-        case "aws:iam/role:Role":
-            # AWS rule: a role's ARN carries its path (IAM User Guide, "IAM identifiers").
-            out["arn"] = f"arn:aws:iam::{acct}:role{inputs.get('path') or '/'}{physical}"
-            out["name"] = physical
-            out["uniqueId"] = f"AROA{short.upper()}"
-        case "aws:iam/policy:Policy":
-            out["arn"] = f"arn:aws:iam::{acct}:policy/{physical}"
-        case "aws:iam/rolePolicy:RolePolicy":
-            rid = f"{inputs.get('role')}:{physical}"
-            out.pop("arn")
-        case "aws:lambda/function:Function":
-            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{physical}"
-            out["invokeArn"] = (
-                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                f"{out['arn']}/invocations"
-            )
-            out["qualifiedArn"] = f"{out['arn']}:1"
-            out["qualifiedInvokeArn"] = out["invokeArn"].replace(out["arn"], out["qualifiedArn"])
-            out["version"] = "1"
-            out["name"] = physical
-        case "aws:lambda/alias:Alias":
-            fn = inputs.get("functionName", physical)
-            out["arn"] = f"arn:aws:lambda:{region}:{acct}:function:{fn}:{physical}"
-            out["invokeArn"] = (
-                f"arn:aws:apigateway:{region}:lambda:path/2015-03-31/functions/"
-                f"{out['arn']}/invocations"
-            )
-        case "aws:lambda/eventSourceMapping:EventSourceMapping":
-            rid = f"{_digest(typ, name, length=8)}-0000-4000-8000-{short}00"
-            out["uuid"] = rid
-            fn = str(inputs.get("functionName", ""))
-            out["functionArn"] = (
-                fn if fn.startswith("arn:") else f"arn:aws:lambda:{region}:{acct}:function:{fn}"
-            )
-        case "aws:ecs/cluster:Cluster":
-            out["arn"] = f"arn:aws:ecs:{region}:{acct}:cluster/{physical}"
-        case "aws:ecs/taskDefinition:TaskDefinition":
-            out["arn"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{physical}:1"
-            out["arnWithoutRevision"] = f"arn:aws:ecs:{region}:{acct}:task-definition/{physical}"
-            out["revision"] = 1
-        case "aws:ecr/repository:Repository":
-            out["arn"] = f"arn:aws:ecr:{region}:{acct}:repository/{physical}"
-            out["repositoryUrl"] = f"{acct}.dkr.ecr.{region}.amazonaws.com/{physical}"
-            out["registryId"] = acct
-        case "docker:index/image:Image":
-            image = str(inputs.get("imageName") or physical)
-            repo = image.rsplit(":", 1)[0] if ":" in image.rsplit("/", 1)[-1] else image
-            out.pop("arn")
-            out["imageName"] = image
-            out["repoDigest"] = f"{repo}@sha256:{_digest(typ, name, image)}"
-            rid = out["repoDigest"]
-        case "aws:sns/topic:Topic":
-            out["arn"] = f"arn:aws:sns:{region}:{acct}:{physical}"
-            rid = out["arn"]
-        case "aws:sns/topicSubscription:TopicSubscription":
-            out["arn"] = f"{inputs.get('topic')}:{_digest(typ, name, length=8)}"
-            rid = out["arn"]
-        case "aws:cloudwatch/logGroup:LogGroup":
-            out["arn"] = f"arn:aws:logs:{region}:{acct}:log-group:{physical}"
-        case "aws:cloudwatch/eventRule:EventRule":
-            out["arn"] = f"arn:aws:events:{region}:{acct}:rule/{physical}"
-        case "aws:cloudwatch/metricAlarm:MetricAlarm":
-            out["arn"] = f"arn:aws:cloudwatch:{region}:{acct}:alarm:{physical}"
-        case "aws:cloudwatch/dashboard:Dashboard":
-            out.pop("arn")
-            out["dashboardArn"] = f"arn:aws:cloudwatch::{acct}:dashboard/{physical}"
-        case "aws:scheduler/schedule:Schedule":
-            group = inputs.get("groupName", "default")
-            out["arn"] = f"arn:aws:scheduler:{region}:{acct}:schedule/{group}/{physical}"
-        case "aws:secretsmanager/secret:Secret":
-            out["arn"] = f"arn:aws:secretsmanager:{region}:{acct}:secret:{physical}-{short[:6]}"
-            rid = out["arn"]
-        case "aws:apigateway/restApi:RestApi":
-            rid = short
-            out["arn"] = f"arn:aws:apigateway:{region}::/restapis/{rid}"
-            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{rid}"
-            out["rootResourceId"] = _digest("root", name, length=10)
-            out["createdDate"] = "2026-01-01T00:00:00Z"
-        case "aws:apigateway/stage:Stage":
-            api = inputs.get("restApi", "api")
-            stage = inputs.get("stageName", physical)
-            out["arn"] = f"arn:aws:apigateway:{region}::/restapis/{api}/stages/{stage}"
-            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api}/{stage}"
-            out["invokeUrl"] = f"https://{api}.execute-api.{region}.amazonaws.com/{stage}"
-        case "aws:apigateway/deployment:Deployment":
-            rid = short
-            api = inputs.get("restApi", "api")
-            out.pop("arn")
-            out["executionArn"] = f"arn:aws:execute-api:{region}:{acct}:{api}/"
-            out["invokeUrl"] = f"https://{api}.execute-api.{region}.amazonaws.com/"
-        case "aws:apigateway/apiKey:ApiKey":
-            rid = short
-            out["arn"] = f"arn:aws:apigateway:{region}::/apikeys/{rid}"
-            out.setdefault("value", _digest("key", name, length=40))
-        case "aws:apigateway/usagePlan:UsagePlan":
-            rid = short
-            out["arn"] = f"arn:aws:apigateway:{region}::/usageplans/{rid}"
-        case "aws:ec2/securityGroup:SecurityGroup":
-            rid = f"sg-{_digest(typ, name, length=17)}"
-            out["arn"] = f"arn:aws:ec2:{region}:{acct}:security-group/{rid}"
-            out["ownerId"] = acct
-        case "aws:ec2/vpcEndpoint:VpcEndpoint":
-            rid = f"vpce-{_digest(typ, name, length=17)}"
-            out["arn"] = f"arn:aws:ec2:{region}:{acct}:vpc-endpoint/{rid}"
-            out["prefixListId"] = f"pl-{_digest('pl', name, length=8)}"
-        case _:
-            pass
-    return rid, out
+        return f"{name}-{offline_aws.digest(typ, name, length=7)}"
 
 
 # --- running programs ------------------------------------------------------------------
@@ -552,61 +346,6 @@ def _reset_pulumi() -> None:
     runtime_config.set_all_config({}, [])
 
 
-# --- stack config ----------------------------------------------------------------------
-
-
-def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The config of ``Pulumi.<stack>.yaml`` as Pulumi hands it to a program: full keys,
-    string values, structured values as JSON text, secure values as placeholders."""
-    import yaml
-
-    path = PROJECT_ROOT / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no stack config {path}")
-    doc = yaml.safe_load(path.read_text()) or {}
-    project = _project_name()
-    config: dict[str, str] = {}
-    for key, value in (doc.get("config") or {}).items():
-        full = key if ":" in key else f"{project}:{key}"
-        config[full] = _config_string(value)
-    for key, value in (overrides or {}).items():
-        config[key if ":" in key else f"{project}:{key}"] = value
-    return config
-
-
-OFFLINE_SECRET = "offline-placeholder-secret"
-
-
-def _without_ciphertext(value: Any) -> Any:
-    """Encrypted values can only be decrypted by the Pulumi CLI; offline they become a marker."""
-    if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return OFFLINE_SECRET
-        return {k: _without_ciphertext(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_ciphertext(v) for v in value]
-    return value
-
-
-def _config_string(value: Any) -> str:
-    value = _without_ciphertext(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
-
-
-def _project_name() -> str:
-    import yaml
-
-    path = PROJECT_ROOT / "Pulumi.yaml"
-    if path.exists():
-        doc = yaml.safe_load(path.read_text()) or {}
-        return str(doc.get("name", DEFAULT_PROJECT))
-    return DEFAULT_PROJECT
-
-
 def evaluate_stack(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> StackGraph:
     """Run the real ``__main__.py`` for ``stack`` (its Pulumi.<stack>.yaml plus overrides)."""
     config = stack_config(stack, overrides)
@@ -625,6 +364,6 @@ def evaluate_stack(stack: str = "dev", overrides: Mapping[str, str] | None = Non
     cwd = os.getcwd()
     os.chdir(PROJECT_ROOT)  # Pulumi runs a program from its project directory
     try:
-        return run_program(program, stack=stack, config=config, project=_project_name())
+        return run_program(program, stack=stack, config=config, project=project_name())
     finally:
         os.chdir(cwd)

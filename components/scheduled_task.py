@@ -218,14 +218,19 @@ class ScheduledTask(pulumi.ComponentResource):
         self, name: str, args: ScheduledTaskArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:ScheduledTask", name, None, opts)
-        platform, worker = args.platform, args.worker
-        schedule_name, overrides = _validate(name, args, platform.name_prefix)
-        child = pulumi.ResourceOptions(parent=self)
-        account = aws.get_caller_identity_output().account_id
-        region = aws.get_region_output().region
-        partition = aws.get_partition_output().partition
-        cluster_arn = platform.cluster.arn
+        schedule_name, overrides = _validate(name, args, args.platform.name_prefix)
+        self._dead_letter_queue(name, schedule_name)
+        self._role(name, schedule_name, args.worker)
+        self._grants(name, args)
+        self._schedule(name, schedule_name, args, overrides)
+        self._alarm(name, schedule_name, args.platform)
+        self.register_outputs(
+            {"schedule_arn": self.schedule.arn, "dlq_url": self.dlq.url, "role_arn": self.role.arn}
+        )
 
+    def _dead_letter_queue(self, name: str, schedule_name: str) -> None:
+        """Runs Scheduler could not start (standard SQS, SSE, kept 14 days, TLS only)."""
+        child = pulumi.ResourceOptions(parent=self)
         self.dlq = aws.sqs.Queue(
             f"{name}-dlq",
             name=f"{schedule_name}-dlq",
@@ -240,6 +245,11 @@ class ScheduledTask(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _role(self, name: str, schedule_name: str, worker: FargateWorker) -> None:
+        """The role Scheduler assumes, for this account's schedule group only."""
+        account = aws.get_caller_identity_output().account_id
+        region = aws.get_region_output().region
+        partition = aws.get_partition_output().partition
         # AWS rule: Scheduler assumes its execution role with aws:SourceArn = the schedule
         # GROUP's ARN (never the schedule's), so a condition naming the schedule makes every
         # invocation fail to assume the role (Scheduler user guide, "Set up the execution role").
@@ -251,40 +261,37 @@ class ScheduledTask(pulumi.ComponentResource):
             f"{name}-role",
             name=role_name(schedule_name),
             description=f"EventBridge Scheduler: runs {worker.worker_name} tasks for {name}",
-            assume_role_policy=pulumi.Output.json_dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "scheduler.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                            # Confused-deputy guard: only this account's schedule group.
-                            "Condition": {
-                                "StringEquals": {"aws:SourceAccount": account},
-                                "ArnEquals": {"aws:SourceArn": group_arn},
-                            },
-                        }
-                    ],
-                }
+            # Confused-deputy guard: only this account's schedule group.
+            assume_role_policy=iam.guarded_trust_policy(
+                "scheduler.amazonaws.com", account, group_arn, arn_operator="ArnEquals"
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        # What the schedule's role may do: run this worker's task family (``grant_run``, as
-        # the launcher is granted every worker's) and dead-letter undeliverable runs.
+
+    def _grants(self, name: str, args: ScheduledTaskArgs) -> None:
+        """What the schedule's role may do: run this worker's task family (``grant_run``, as
+        the launcher is granted every worker's) and dead-letter undeliverable runs."""
+        worker = args.worker
         grantee = Grantee(f"{name} scheduler")
         grant_run(
             grantee,
-            cluster_arn,
+            args.platform.cluster.arn,
             pulumi.Output.concat(worker.task_definition.arn_without_revision, ":*"),
             [worker.task_role.arn, worker.execution_role.arn],
         )
         grantee.add(iam.Statement(iam.DEAD_LETTER_SEND_ACTIONS, [self.dlq.arn], sid="DeadLetter"))
-        policy = self._policy = aws.iam.RolePolicy(
-            f"{name}-run-task", role=self.role.id, policy=grantee.document(), opts=child
+        self._policy = aws.iam.RolePolicy(
+            f"{name}-run-task",
+            role=self.role.id,
+            policy=grantee.document(),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        network = platform.network_configuration()
+    def _schedule(
+        self, name: str, schedule_name: str, args: ScheduledTaskArgs, overrides: str
+    ) -> None:
+        """The schedule: its expression, window and state; its target runs the task."""
+        platform, worker = args.platform, args.worker
         window = args.flexible_window_minutes
         self.schedule = aws.scheduler.Schedule(
             f"{name}-schedule",
@@ -298,7 +305,7 @@ class ScheduledTask(pulumi.ComponentResource):
                 mode="FLEXIBLE" if window else "OFF", maximum_window_in_minutes=window
             ),
             target=aws.scheduler.ScheduleTargetArgs(
-                arn=cluster_arn,
+                arn=platform.cluster.arn,
                 role_arn=self.role.arn,
                 input=overrides,
                 retry_policy=aws.scheduler.ScheduleTargetRetryPolicyArgs(
@@ -308,41 +315,16 @@ class ScheduledTask(pulumi.ComponentResource):
                 dead_letter_config=aws.scheduler.ScheduleTargetDeadLetterConfigArgs(
                     arn=self.dlq.arn
                 ),
-                ecs_parameters=aws.scheduler.ScheduleTargetEcsParametersArgs(
-                    task_definition_arn=worker.task_definition.arn,
-                    task_count=1,
-                    # AWS rule (Scheduler AwsVpcConfiguration): AssignPublicIp ENABLED only with
-                    # LaunchType FARGATE, and a launch type excludes a capacity provider
-                    # strategy. So public mode runs scheduled tasks on-demand; private mode
-                    # keeps the worker's strategy (Spot allowed).
-                    launch_type="FARGATE" if platform.assign_public_ip else None,
-                    capacity_provider_strategies=(
-                        None
-                        if platform.assign_public_ip
-                        else [
-                            aws.scheduler.ScheduleTargetEcsParametersCapacityProviderStrategyArgs(
-                                capacity_provider=s["capacityProvider"],
-                                weight=s["weight"],
-                                base=s["base"],
-                            )
-                            for s in worker.capacity_provider_strategy
-                        ]
-                    ),
-                    network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
-                        subnets=network.apply(lambda n: n["subnets"]),
-                        security_groups=network.apply(lambda n: n["securityGroups"]),
-                        assign_public_ip=network.apply(lambda n: n["assignPublicIp"] == "ENABLED"),
-                    ),
-                    enable_ecs_managed_tags=True,
-                    tags={TAG_SCHEDULE: name, TAG_SOURCE: "schedule"},
-                ),
+                ecs_parameters=_ecs_parameters(name, platform, worker),
             ),
             # RunTask with a capacity provider strategy needs the providers on the cluster.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[policy, platform.capacity_providers]
+                parent=self, depends_on=[self._policy, platform.capacity_providers]
             ),
         )
 
+    def _alarm(self, name: str, schedule_name: str, platform: SchedulePlatform) -> None:
+        """When alarms are on: the DLQ's depth, to the failure topic."""
         self.dlq_alarm = None
         if platform.alarms_enabled:
             self.dlq_alarm = dlq_depth_alarm(
@@ -352,12 +334,8 @@ class ScheduledTask(pulumi.ComponentResource):
                     f"Scheduled runs of {name} that never started (see {schedule_name}-dlq)"
                 ),
                 topic_arn=platform.failure_topic.arn,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self),
             )
-
-        self.register_outputs(
-            {"schedule_arn": self.schedule.arn, "dlq_url": self.dlq.url, "role_arn": self.role.arn}
-        )
 
     @property
     def nodes(self) -> ScheduledTaskNodes:
@@ -365,3 +343,39 @@ class ScheduledTask(pulumi.ComponentResource):
         return ScheduledTaskNodes(
             self.schedule, self.role, self._policy, self.dlq, self._dlq_policy, self.dlq_alarm
         )
+
+
+def _ecs_parameters(
+    name: str, platform: SchedulePlatform, worker: FargateWorker
+) -> aws.scheduler.ScheduleTargetEcsParametersArgs:
+    """The target's RunTask: the worker's task definition in the platform's cluster and
+    network, tagged as this schedule's."""
+    network = platform.network_configuration()
+    return aws.scheduler.ScheduleTargetEcsParametersArgs(
+        task_definition_arn=worker.task_definition.arn,
+        task_count=1,
+        # AWS rule (Scheduler AwsVpcConfiguration): AssignPublicIp ENABLED only with
+        # LaunchType FARGATE, and a launch type excludes a capacity provider
+        # strategy. So public mode runs scheduled tasks on-demand; private mode
+        # keeps the worker's strategy (Spot allowed).
+        launch_type="FARGATE" if platform.assign_public_ip else None,
+        capacity_provider_strategies=(
+            None
+            if platform.assign_public_ip
+            else [
+                aws.scheduler.ScheduleTargetEcsParametersCapacityProviderStrategyArgs(
+                    capacity_provider=s["capacityProvider"],
+                    weight=s["weight"],
+                    base=s["base"],
+                )
+                for s in worker.capacity_provider_strategy
+            ]
+        ),
+        network_configuration=aws.scheduler.ScheduleTargetEcsParametersNetworkConfigurationArgs(
+            subnets=network.apply(lambda n: n["subnets"]),
+            security_groups=network.apply(lambda n: n["securityGroups"]),
+            assign_public_ip=network.apply(lambda n: n["assignPublicIp"] == "ENABLED"),
+        ),
+        enable_ecs_managed_tags=True,
+        tags={TAG_SCHEDULE: name, TAG_SOURCE: "schedule"},
+    )

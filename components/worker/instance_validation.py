@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from components import aws_rules
 from components import instance_rules as rules
-from components.aws_rules import AwsConstraintError
+from components.aws_rules import AwsConstraintError, whole_within
 from components.worker.validation import ROLE_NAME_MAX, Validated, validate
 
 if TYPE_CHECKING:
@@ -60,8 +60,7 @@ def validate_instance(name: str, args: InstanceWorkerArgs, platform: Any) -> Ins
     types = _instance_types(name, args, names, gpus, (cpu, memory, max_cpu, max_memory), base)
     rules.scale_in_after(args.scale_in_after_seconds, f"{name}: scale_in_after_seconds")
     rules.startup_timeout(args.startup_timeout_seconds, f"{name}: startup_timeout_seconds")
-    if not isinstance(args.storage_gib, int) or not 30 <= args.storage_gib <= 16_384:
-        raise AwsConstraintError(f"{name}: storage_gib", args.storage_gib, "30..16384 GiB")
+    whole_within(args.storage_gib, 30, 16_384, f"{name}: storage_gib", "30..16384 GiB")
     mode = _network_mode(name, args, platform)
     _fallback_worker(name, args, base.input_schema_json, platform.name_prefix)
     spot_share = args.spot_share if args.spot_share is not None else platform.config.spot_share
@@ -70,6 +69,7 @@ def validate_instance(name: str, args: InstanceWorkerArgs, platform: Any) -> Ins
         args.spot_fallback if args.spot_fallback is not None else platform.config.spot_fallback
     )
     provider_names, instance_role, infra_role = _instance_names(name, base.family, names)
+    # Keyword construction of the record, field by field (as ``validate`` builds Validated).
     return InstanceSettings(
         base=dataclasses.replace(
             base, cpu=cpu, memory=memory, max_cpu=max_cpu, max_memory=max_memory

@@ -2,7 +2,9 @@
 ``InstanceWorker``.
 
 - the execution role (ECS pulls the image, writes the log group, reads exactly the secrets
-  the worker names);
+  the worker names), granted by the repository, the log group and the secrets
+  (``execution_grants``: ``repository.grant_pull``, ``log_group.grant_write``,
+  ``secrets.grant_read``);
 - the task role (only the worker's own job rows via ``dynamodb:LeadingKeys``, only its own S3
   prefixes, its dispatch rows for warm reuse, plus the statements it declares), each granted
   by the resource it reaches (``components.grants``: ``table.grant_job_rows``,
@@ -23,7 +25,15 @@ import pulumi_aws as aws
 
 import jobcontract
 from components import aws_rules, iam
-from components.grants import Grantee, JobsTable, ResultsBucket
+from components.grants import (
+    Grantee,
+    JobsTable,
+    LogGroup,
+    Parameters,
+    Repository,
+    ResultsBucket,
+    Secrets,
+)
 from components.worker.validation import SECRET_ARN, SSM_ARN, Validated, secret_resource_arn
 
 if TYPE_CHECKING:
@@ -46,21 +56,9 @@ def ecs_tasks_trust(
     account: pulumi.Output[str], arn_prefix: pulumi.Output[str]
 ) -> pulumi.Output[str]:
     """Confused-deputy guard ECS recommends for task roles ("Task IAM role" trust policy)."""
-    return pulumi.Output.json_dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                    "Condition": {
-                        "StringEquals": {"aws:SourceAccount": account},
-                        "ArnLike": {"aws:SourceArn": pulumi.Output.concat(arn_prefix, ":*")},
-                    },
-                }
-            ],
-        }
+    source = pulumi.Output.concat(arn_prefix, ":*")
+    return iam.guarded_trust_policy(
+        "ecs-tasks.amazonaws.com", account, source, arn_operator="ArnLike"
     )
 
 
@@ -78,12 +76,7 @@ def worker_roles(
     ``<name>-exec-policy`` / ``<name>-task-policy``, counted in a fresh ledger."""
     platform = args.platform
     child = pulumi.ResourceOptions(parent=parent)
-    log_group = aws.cloudwatch.LogGroup(
-        f"{name}-logs",
-        name=f"/aibatch/{platform.name_prefix}/workers/{name}",
-        retention_in_days=aws_rules.log_retention(platform.log_retention_days),
-        opts=child,
-    )
+    log_group = _log_group(name, platform, child)
     exec_trust = iam.assume_role_policy("ecs-tasks.amazonaws.com")
     task_trust = ecs_tasks_trust(account, ecs_arn_prefix)
     execution_role = aws.iam.Role(
@@ -108,7 +101,9 @@ def worker_roles(
     exec_policy = aws.iam.RolePolicy(
         f"{name}-exec-policy",
         role=execution_role.id,
-        policy=iam.policy_document(*execution_statements(args, repository_arn, log_group.arn)),
+        policy=execution_grants(
+            name, args, Repository(repository_arn), LogGroup(log_group.arn)
+        ).document(),
         opts=child,
     )
     task_policy = aws.iam.RolePolicy(
@@ -124,6 +119,18 @@ def worker_roles(
     return WorkerRoles(log_group, execution_role, task_role, exec_policy, task_policy, ledger)
 
 
+def _log_group(
+    name: str, platform: BatchPlatform, child: pulumi.ResourceOptions
+) -> aws.cloudwatch.LogGroup:
+    """``/aibatch/<prefix>/workers/<name>``, kept the stack's ``logRetentionDays``."""
+    return aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=f"/aibatch/{platform.name_prefix}/workers/{name}",
+        retention_in_days=aws_rules.log_retention(platform.log_retention_days),
+        opts=child,
+    )
+
+
 def _ledger(
     *roles: tuple[str, pulumi.Input[str], aws.iam.RolePolicy],
 ) -> iam.InlinePolicyLedger:
@@ -136,24 +143,21 @@ def _ledger(
     return ledger
 
 
-def execution_statements(
-    args: FargateWorkerArgs,
-    repository_arn: str | pulumi.Output[str],
-    log_group_arn: str | pulumi.Output[str],
-) -> list[iam.Statement]:
-    """Pull from its repository, write its log group, read exactly its secrets."""
-    statements = [
-        *iam.ecr_pull(repository_arn),
-        iam.log_group_write(log_group_arn, sid="WriteOwnLogs"),
-    ]
+def execution_grants(
+    name: str, args: FargateWorkerArgs, repository: Repository, log_group: LogGroup
+) -> Grantee:
+    """The execution role's one policy, granted by the resources ECS reaches for the task:
+    the image pull from its repository, its log group, exactly the secrets and parameters
+    its ``secrets`` name (a Secrets Manager ``valueFrom`` without its json-key suffix)."""
+    grantee = Grantee(f"{name} execution")
     values = args.secrets.values()
-    sm = sorted({secret_resource_arn(a) for a in values if SECRET_ARN.match(a)})
-    ssm = sorted({a for a in values if SSM_ARN.match(a)})
-    if sm:
-        statements.append(iam.secret_read(list(sm), sid="ReadOwnSecrets"))
-    if ssm:
-        statements.append(iam.Statement(iam.SSM_READ_ACTIONS, list(ssm), sid="ReadOwnParameters"))
-    return statements
+    secrets = Secrets(sorted({secret_resource_arn(a) for a in values if SECRET_ARN.match(a)}))
+    parameters = Parameters(sorted({a for a in values if SSM_ARN.match(a)}))
+    repository.grant_pull(grantee)
+    log_group.grant_write(grantee, sid="WriteOwnLogs")
+    secrets.grant_read(grantee, sid="ReadOwnSecrets")
+    parameters.grant_read(grantee, sid="ReadOwnParameters")
+    return grantee
 
 
 def task_grants(name: str, platform: BatchPlatform, args: FargateWorkerArgs) -> Grantee:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import jobcontract
 from components import aws_rules
-from components.aws_rules import AwsConstraintError
+from components.aws_rules import AwsConstraintError, within
 from jobcontract import Env
 from jobcontract.registration import DEFAULT_INPUT_SCHEMA, schema_json
 from jobcontract.schema import SchemaError, check_schema
@@ -135,6 +135,7 @@ def validate(name: str, args: FargateWorkerArgs, name_prefix: str) -> Validated:
     dockerfile = _dockerfile(name, source)
     context = REPO_ROOT if source.resolve().is_relative_to(REPO_ROOT) else source
     family, task_role, exec_role = _names(name, name_prefix)
+    # Keyword construction of the record, field by field (as the instance checks build theirs).
     return Validated(
         cpu=cpu,
         memory=memory,
@@ -167,11 +168,9 @@ def _fargate_sizes(name: str, args: FargateWorkerArgs) -> tuple[int, int, int, i
 
 def _limits(name: str, args: FargateWorkerArgs) -> None:
     lo, hi = TIMEOUT_RANGE
-    if not lo <= args.timeout_seconds <= hi:
-        raise AwsConstraintError(f"{name}: timeout_seconds", args.timeout_seconds, f"{lo}..{hi}")
+    within(args.timeout_seconds, lo, hi, f"{name}: timeout_seconds", f"{lo}..{hi}")
     lo, hi = MAX_ATTEMPTS_RANGE
-    if not lo <= args.max_attempts <= hi:
-        raise AwsConstraintError(f"{name}: max_attempts", args.max_attempts, f"{lo}..{hi}")
+    within(args.max_attempts, lo, hi, f"{name}: max_attempts", f"{lo}..{hi}")
     if args.max_concurrency < 1:
         raise AwsConstraintError(f"{name}: max_concurrency", args.max_concurrency, ">= 1")
     reuse = args.reuse_idle_seconds

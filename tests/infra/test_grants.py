@@ -121,6 +121,50 @@ def test_the_failure_topic_grants_its_key_only_when_it_has_one() -> None:
     assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"] and key["Resource"] == [KEY_ARN]
 
 
+def test_the_execution_role_grants_name_the_repository_the_log_group_and_each_value() -> None:
+    repo = "arn:aws:ecr:us-east-1:123456789012:repository/ai-batch-dev/w"
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/aibatch/w"
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:s-AbCdEf"
+    param = "arn:aws:ssm:us-east-1:123456789012:parameter/p"
+
+    def build(g: grants.Grantee) -> None:
+        grants.Repository(repo).grant_pull(g)
+        grants.LogGroup(group).grant_write(g, sid="Logs")
+        grants.Secrets([secret]).grant_read(g, sid="S")
+        grants.Parameters([param]).grant_read(g, sid="P")
+        grants.Secrets().grant_read(g, sid="NoSecrets")  # none named: nothing granted
+        grants.Parameters().grant_read(g, sid="NoParameters")
+
+    token, pull, logs, read_secret, read_param = _statements(build)
+    assert token["Action"] == ["ecr:GetAuthorizationToken"] and token["Resource"] == ["*"]
+    assert "ecr:BatchGetImage" in pull["Action"] and pull["Resource"] == [repo]
+    assert logs["Resource"] == [f"{group}:log-stream:*"]
+    assert logs["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+    assert read_secret["Action"] == ["secretsmanager:GetSecretValue"]
+    assert read_secret["Resource"] == [secret]
+    assert read_param["Action"] == ["ssm:GetParameters"] and read_param["Resource"] == [param]
+
+
+def test_a_worker_execution_role_is_granted_by_its_resources(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every worker's execution policy is what the grants write: narrow an action list on
+    the grant target and each worker's policy follows (no statement written by hand)."""
+    from components import iam
+    from components.offline import stack_config
+    from tests.infra.gpu_program import program
+
+    monkeypatch.setattr(iam, "LOG_WRITE_ACTIONS", ("logs:PutLogEvents",))
+    monkeypatch.setattr(iam, "ECR_PULL_ACTIONS", ("ecr:BatchGetImage",))
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+    for worker in ("content-analyzer", "image-embedder-cpu", "image-embedder"):
+        statements = role_policy(graph, f"{worker}-exec-policy")
+        logs = [s for s in statements if s.get("Sid") == "WriteOwnLogs"]
+        assert [s["Action"] for s in logs] == [["logs:PutLogEvents"]], worker
+        pulls = [s for s in statements if "ecr:BatchGetImage" in s["Action"]]
+        assert [s["Action"] for s in pulls] == [["ecr:BatchGetImage"]], worker
+
+
 # --- the worker roles are granted by the resources too -------------------------------------
 
 
