@@ -10,15 +10,10 @@ import pulumi
 import pytest
 import yaml
 
+from components.api_document import INVOKE_ARN_PLACEHOLDER, operations
+from components.api_logs import ACCESS_LOG_FORMAT, cloudwatch_role_name_prefix
 from components.aws_rules import AwsConstraintError
-from components.batch_api import (
-    ACCESS_LOG_FORMAT,
-    INVOKE_ARN_PLACEHOLDER,
-    BatchApi,
-    BatchApiArgs,
-    cloudwatch_role_name_prefix,
-    operations,
-)
+from components.batch_api import BatchApi, BatchApiArgs
 from components.config import StackConfig, parse_config
 from components.offline import PROJECT_ROOT, StackGraph, run_program
 from components.python_function import PythonFunction, PythonFunctionArgs
@@ -366,7 +361,7 @@ def test_api_key_value_is_a_secret_output() -> None:
 
 
 def test_deployment_trigger_changes_with_the_document(tmp_path: Any) -> None:
-    from components.batch_api import OPENAPI_PATH
+    from components.api_document import OPENAPI_PATH
 
     changed = tmp_path / "openapi.yaml"
     changed.write_text(
@@ -406,7 +401,7 @@ def test_deployment_trigger_changes_with_the_integration() -> None:
 
 
 def test_document_without_api_key_is_refused(tmp_path: Any) -> None:
-    from components.batch_api import OPENAPI_PATH
+    from components.api_document import OPENAPI_PATH
 
     text = OPENAPI_PATH.read_text()
     # Drop the security requirement of one operation and the global default.

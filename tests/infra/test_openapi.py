@@ -11,7 +11,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate
 
 import jobcontract
-from components.batch_api import (
+from components.api_document import (
     ANY_METHOD,
     INVOKE_ARN_PLACEHOLDER,
     check_document,

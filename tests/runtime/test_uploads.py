@@ -15,7 +15,7 @@ import yaml
 from openapi_schema_validator import OAS30Validator
 
 from cli.uploads import post_form
-from components.batch_api import OPENAPI_PATH
+from components.api_document import OPENAPI_PATH
 from jobcontract import (
     MAX_UPLOAD_BYTES,
     MAX_UPLOAD_FILES,
