@@ -21,8 +21,6 @@ ALLOWED: dict[str, int] = {
     "components/job_queue.py::JobQueue.__init__": 92,
     "components/observability.py::Observability.__init__": 96,
     "components/observability.py::_dashboard": 69,
-    "components/platform.py::BatchPlatform._bucket": 68,  # main e3fe655 keeps its children (nodes)
-    "components/platform.py::BatchPlatform._network": 71,  # main e3fe655 keeps its children (nodes)
     "components/python_function.py::PythonFunction.__init__": 108,
     "handlers/launcher.py::process_records": 62,
 }
