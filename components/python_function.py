@@ -132,96 +132,10 @@ class PythonFunction(pulumi.ComponentResource):
         prefix = args.name_prefix or f"{pulumi.get_project()}-{pulumi.get_stack()}".lower()
         self.function_name = _function_name(prefix, args.short_name or name)
         names = ChildNames(self, name, args.previous_name)
-        aws_rules.lambda_memory(args.memory, f"{name}.memory")
-        aws_rules.lambda_timeout(args.timeout, f"{name}.timeout")
-        aws_rules.log_retention(args.log_retention_days, f"{name}.log_retention_days")
-        aws_rules.provisioned_concurrency(
-            args.provisioned_concurrency, f"{name}.provisioned_concurrency"
-        )
-        if args.reserved_concurrency is not None and args.reserved_concurrency < max(
-            args.provisioned_concurrency, 0
-        ):
-            # AWS rule: provisioned concurrency cannot exceed the function's reserved concurrency.
-            raise AwsConstraintError(
-                f"{name}.reserved_concurrency",
-                args.reserved_concurrency,
-                f">= provisioned concurrency ({args.provisioned_concurrency})",
-            )
-        # AWS rule: application_log_level is one of Lambda's names (TRACE..FATAL, "WARN" not
-        # "WARNING"), and applies only with the JSON log format; jobcontract.logs holds them.
-        level = logs.level_name(args.log_level)
-        if level is None:
-            raise AwsConstraintError(f"{name}.log_level", args.log_level, "/".join(logs.LEVELS))
-        self.log_group = aws.cloudwatch.LogGroup(
-            names.name("logs"),
-            name=f"/aws/lambda/{self.function_name}",
-            retention_in_days=args.log_retention_days,
-            opts=names.opts("logs"),
-        )
-        self.trust_policy = iam.assume_role_policy("lambda.amazonaws.com")
-        self.managed_policy_arns = ()
-        self.role = aws.iam.Role(
-            names.name("role"),
-            assume_role_policy=self.trust_policy,
-            description=f"Lambda {self.function_name}: own log group + declared grants only",
-            opts=names.opts("role"),
-        )
-        policy = self.policy = aws.iam.RolePolicy(
-            names.name("policy"),
-            role=self.role.id,
-            policy=iam.policy_document(
-                iam.log_group_write(self.log_group.arn, sid="OwnLogGroup"),
-                *args.policy_statements,
-            ),
-            opts=names.opts("policy"),
-        )
-        provisioned = args.provisioned_concurrency > 0
-        self.function = aws.lambda_.Function(
-            names.name("function"),
-            name=self.function_name,
-            description=args.description,
-            runtime=RUNTIME,
-            architectures=[ARCHITECTURE],
-            handler=args.handler,
-            code=code_archive(),
-            memory_size=args.memory,
-            timeout=args.timeout,
-            role=self.role.arn,
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment))
-            if args.environment
-            else None,
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="JSON",
-                log_group=self.log_group.name,
-                application_log_level=level,
-                system_log_level="WARN",
-            ),
-            reserved_concurrent_executions=args.reserved_concurrency,
-            publish=provisioned,  # provisioned concurrency needs a published version
-            # The log group and the role's policy exist before the first invocation can log.
-            opts=names.opts("function", depends_on=[self.log_group, policy]),
-        )
-        self.alias = None
-        self._provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None = None
-        self.invoke_arn = self.function.invoke_arn
-        self.target_arn = self.function.arn
-        if provisioned:
-            self.alias = aws.lambda_.Alias(
-                names.name("alias"),
-                name=ALIAS_NAME,
-                function_name=self.function.name,
-                function_version=self.function.version,
-                opts=names.opts("alias"),
-            )
-            self._provisioned = aws.lambda_.ProvisionedConcurrencyConfig(
-                names.name("provisioned"),
-                function_name=self.function.name,
-                qualifier=self.alias.name,
-                provisioned_concurrent_executions=args.provisioned_concurrency,
-                opts=names.opts("provisioned"),
-            )
-            self.invoke_arn = self.alias.invoke_arn
-            self.target_arn = self.alias.arn
+        level = _checked_log_level(name, args)
+        self._log_group_and_role(names, args)
+        self._function(names, args, level)
+        self._live_alias(names, args)
         self.register_outputs(
             {
                 "function_name": self.function.name,
@@ -255,6 +169,115 @@ class PythonFunction(pulumi.ComponentResource):
             source_arn=source_arn,
             opts=opts or pulumi.ResourceOptions(parent=self),
         )
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _log_group_and_role(self, names: ChildNames, args: PythonFunctionArgs) -> None:
+        """The function's own log group, and its role with one inline policy: that log group
+        plus the declared ``policy_statements``."""
+        self.log_group = aws.cloudwatch.LogGroup(
+            names.name("logs"),
+            name=f"/aws/lambda/{self.function_name}",
+            retention_in_days=args.log_retention_days,
+            opts=names.opts("logs"),
+        )
+        self.trust_policy = iam.assume_role_policy("lambda.amazonaws.com")
+        self.managed_policy_arns = ()
+        self.role = aws.iam.Role(
+            names.name("role"),
+            assume_role_policy=self.trust_policy,
+            description=f"Lambda {self.function_name}: own log group + declared grants only",
+            opts=names.opts("role"),
+        )
+        self.policy = aws.iam.RolePolicy(
+            names.name("policy"),
+            role=self.role.id,
+            policy=iam.policy_document(
+                iam.log_group_write(self.log_group.arn, sid="OwnLogGroup"),
+                *args.policy_statements,
+            ),
+            opts=names.opts("policy"),
+        )
+
+    def _function(self, names: ChildNames, args: PythonFunctionArgs, level: str) -> None:
+        self.function = aws.lambda_.Function(
+            names.name("function"),
+            name=self.function_name,
+            description=args.description,
+            runtime=RUNTIME,
+            architectures=[ARCHITECTURE],
+            handler=args.handler,
+            code=code_archive(),
+            memory_size=args.memory,
+            timeout=args.timeout,
+            role=self.role.arn,
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=dict(args.environment))
+            if args.environment
+            else None,
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="JSON",
+                log_group=self.log_group.name,
+                application_log_level=level,
+                system_log_level="WARN",
+            ),
+            reserved_concurrent_executions=args.reserved_concurrency,
+            # provisioned concurrency needs a published version
+            publish=args.provisioned_concurrency > 0,
+            # The log group and the role's policy exist before the first invocation can log.
+            opts=names.opts("function", depends_on=[self.log_group, self.policy]),
+        )
+        self.invoke_arn = self.function.invoke_arn
+        self.target_arn = self.function.arn
+
+    def _live_alias(self, names: ChildNames, args: PythonFunctionArgs) -> None:
+        """With provisioned concurrency: the ``live`` alias and its warm instances, which
+        API Gateway, triggers and permissions then point at instead of the function."""
+        self.alias = None
+        self._provisioned: aws.lambda_.ProvisionedConcurrencyConfig | None = None
+        if args.provisioned_concurrency <= 0:
+            return
+        self.alias = aws.lambda_.Alias(
+            names.name("alias"),
+            name=ALIAS_NAME,
+            function_name=self.function.name,
+            function_version=self.function.version,
+            opts=names.opts("alias"),
+        )
+        self._provisioned = aws.lambda_.ProvisionedConcurrencyConfig(
+            names.name("provisioned"),
+            function_name=self.function.name,
+            qualifier=self.alias.name,
+            provisioned_concurrent_executions=args.provisioned_concurrency,
+            opts=names.opts("provisioned"),
+        )
+        self.invoke_arn = self.alias.invoke_arn
+        self.target_arn = self.alias.arn
+
+
+def _checked_log_level(name: str, args: PythonFunctionArgs) -> str:
+    """Check the arguments against Lambda's rules (at preview); returns the log level as
+    Lambda names it."""
+    aws_rules.lambda_memory(args.memory, f"{name}.memory")
+    aws_rules.lambda_timeout(args.timeout, f"{name}.timeout")
+    aws_rules.log_retention(args.log_retention_days, f"{name}.log_retention_days")
+    aws_rules.provisioned_concurrency(
+        args.provisioned_concurrency, f"{name}.provisioned_concurrency"
+    )
+    if args.reserved_concurrency is not None and args.reserved_concurrency < max(
+        args.provisioned_concurrency, 0
+    ):
+        # AWS rule: provisioned concurrency cannot exceed the function's reserved concurrency.
+        raise AwsConstraintError(
+            f"{name}.reserved_concurrency",
+            args.reserved_concurrency,
+            f">= provisioned concurrency ({args.provisioned_concurrency})",
+        )
+    # AWS rule: application_log_level is one of Lambda's names (TRACE..FATAL, "WARN" not
+    # "WARNING"), and applies only with the JSON log format; jobcontract.logs holds them.
+    level = logs.level_name(args.log_level)
+    if level is None:
+        raise AwsConstraintError(f"{name}.log_level", args.log_level, "/".join(logs.LEVELS))
+    return level
 
 
 def _function_name(prefix: str, name: str) -> str:

@@ -21,7 +21,6 @@ ALLOWED: dict[str, int] = {
     "components/job_queue.py::JobQueue.__init__": 92,
     "components/observability.py::Observability.__init__": 96,
     "components/observability.py::_dashboard": 69,
-    "components/python_function.py::PythonFunction.__init__": 108,
     "handlers/launcher.py::process_records": 62,
 }
 
