@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import ALARM_PERIOD_SECONDS, metric_alarm
 from components.aws_rules import AwsConstraintError
 from jobcontract.logs import TRANSITION_EVENT, LogField
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from components.platform import BatchPlatform
     from components.python_function import PythonFunction
 
-PERIOD_SECONDS = 300
+PERIOD_SECONDS = ALARM_PERIOD_SECONDS  # the dashboard charts what the alarms watch
 CONTAINER_INSIGHTS_NAMESPACE = "ECS/ContainerInsights"
 # AWS rule: each Container Insights metric for ECS exists only for the dimension sets listed
 # here; a chart on any other set stays empty. RunningTaskCount and PendingTaskCount are per
@@ -95,79 +96,84 @@ class Observability(pulumi.ComponentResource):
         self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:Observability", name, None, opts)
-        platform = args.platform
-        prefix = platform.name_prefix
-        topic = [platform.failure_topic.arn]
-        child = pulumi.ResourceOptions(parent=self)
         # Our rule: more than one period, so one noisy 5 minutes does not page anyone.
         if not 1 <= args.evaluation_periods <= 12:
             raise ValueError(f"evaluation_periods {args.evaluation_periods}: 1..12")
-        self.alarms = []
-        fns = platform.functions
+        self._name = name
+        self._args = args
+        fns = args.platform.functions
         functions: dict[str, PythonFunction] = {
             "api": fns.api,
             "launcher": fns.launcher,
             "reconciler": fns.reconciler,
             "sweep": fns.sweep,
         }
-        for key, fn in functions.items():
-            for metric in ("Errors", "Throttles"):
-                self.alarms.append(
-                    aws.cloudwatch.MetricAlarm(
-                        f"{name}-{key}-{metric.lower()}",
-                        name=f"{prefix}-{key}-{metric.lower()}",
-                        alarm_description=f"Lambda {fn.function_name}: {metric} in 5 minutes",
-                        namespace="AWS/Lambda",
-                        metric_name=metric,
-                        dimensions={"FunctionName": fn.function.name},
-                        statistic="Sum",
-                        period=PERIOD_SECONDS,
-                        evaluation_periods=1,
-                        threshold=1,
-                        comparison_operator="GreaterThanOrEqualToThreshold",
-                        treat_missing_data="notBreaching",
-                        alarm_actions=topic,
-                        opts=child,
-                    )
-                )
-        api_dims = {"ApiName": args.api_name, "Stage": args.api_stage}
-        self.alarms.append(
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-api-5xx-rate",
-                name=f"{prefix}-api-5xx-rate",
-                alarm_description=f"API: more than {args.api_5xx_rate:.0%} of requests fail (5XX)",
-                namespace="AWS/ApiGateway",
-                metric_name="5XXError",
-                dimensions=api_dims,
-                statistic="Average",  # 5XXError is 0/1 per request: the average is the rate
-                period=PERIOD_SECONDS,
-                evaluation_periods=args.evaluation_periods,
-                threshold=args.api_5xx_rate,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=topic,
-                opts=child,
-            )
+        self.alarms = []
+        self._lambda_alarms(functions)
+        self._api_alarms()
+        self._dashboard(functions)
+        self.register_outputs(
+            {"dashboard": self.dashboard.dashboard_name, "alarm_count": len(self.alarms)}
         )
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _alarm(self, suffix: str, **alarm: Any) -> None:
+        """One alarm named ``<name>-<suffix>`` (``<prefix>-<suffix>`` in CloudWatch), to the
+        platform's failure topic."""
         self.alarms.append(
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-api-p99-latency",
-                name=f"{prefix}-api-p99-latency",
-                alarm_description=f"API: p99 latency above {args.api_p99_latency_ms:.0f} ms",
-                namespace="AWS/ApiGateway",
-                metric_name="Latency",
-                dimensions=api_dims,
-                extended_statistic="p99",
-                period=PERIOD_SECONDS,
-                evaluation_periods=args.evaluation_periods,
-                threshold=args.api_p99_latency_ms,
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-                alarm_actions=topic,
-                opts=child,
+            metric_alarm(
+                f"{self._name}-{suffix}",
+                name=f"{self._args.platform.name_prefix}-{suffix}",
+                topic_arn=self._args.platform.failure_topic.arn,
+                opts=pulumi.ResourceOptions(parent=self),
+                **alarm,
             )
         )
 
+    def _lambda_alarms(self, functions: Mapping[str, PythonFunction]) -> None:
+        """Errors and Throttles of each control-plane Lambda: one in 5 minutes fires."""
+        for key, fn in functions.items():
+            for metric in ("Errors", "Throttles"):
+                self._alarm(
+                    f"{key}-{metric.lower()}",
+                    description=f"Lambda {fn.function_name}: {metric} in 5 minutes",
+                    namespace="AWS/Lambda",
+                    metric_name=metric,
+                    dimensions={"FunctionName": fn.function.name},
+                    statistic="Sum",
+                    threshold=1,
+                    comparison_operator="GreaterThanOrEqualToThreshold",
+                )
+
+    def _api_alarms(self) -> None:
+        """The API's 5XX rate and p99 latency, over ``evaluation_periods`` periods."""
+        args = self._args
+        api = {
+            "namespace": "AWS/ApiGateway",
+            "dimensions": {"ApiName": args.api_name, "Stage": args.api_stage},
+            "evaluation_periods": args.evaluation_periods,
+            "comparison_operator": "GreaterThanThreshold",
+        }
+        self._alarm(
+            "api-5xx-rate",
+            description=f"API: more than {args.api_5xx_rate:.0%} of requests fail (5XX)",
+            metric_name="5XXError",
+            statistic="Average",  # 5XXError is 0/1 per request: the average is the rate
+            threshold=args.api_5xx_rate,
+            **api,
+        )
+        self._alarm(
+            "api-p99-latency",
+            description=f"API: p99 latency above {args.api_p99_latency_ms:.0f} ms",
+            metric_name="Latency",
+            extended_statistic="p99",
+            threshold=args.api_p99_latency_ms,
+            **api,
+        )
+
+    def _dashboard(self, functions: Mapping[str, PythonFunction]) -> None:
+        args, platform = self._args, self._args.platform
         body = pulumi.Output.all(
             region=platform.region,
             cluster=platform.cluster.name,
@@ -180,12 +186,12 @@ class Observability(pulumi.ComponentResource):
             ),
             queues=pulumi.Output.from_input(dict(args.queues)),
             dlqs=pulumi.Output.from_input(dict(args.dlqs)),
-        ).apply(lambda v: json.dumps(_dashboard(v, platform.config.container_insights)))
+        ).apply(lambda v: json.dumps(dashboard_body(v, platform.config.container_insights)))
         self.dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=prefix, dashboard_body=body, opts=child
-        )
-        self.register_outputs(
-            {"dashboard": self.dashboard.dashboard_name, "alarm_count": len(self.alarms)}
+            f"{self._name}-dashboard",
+            dashboard_name=platform.name_prefix,
+            dashboard_body=body,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
 
@@ -209,47 +215,13 @@ def _metric_widget(
     }
 
 
-def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]:
+def dashboard_body(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]:
+    """The dashboard's widgets, from the resolved names in ``v`` (see ``_dashboard``)."""
     region = v["region"]
-    queue_metrics: list[list[Any]] = [
-        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q, {"label": w}]
-        for w, q in sorted(v["queues"].items())
-    ] + [
-        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", q, {"label": f"{w} DLQ"}]
-        for w, q in sorted(v["dlqs"].items())
-    ]
-    api = ["AWS/ApiGateway", "ApiName", v["api_name"], "Stage", v["stage"]]
-    lambda_metrics: list[list[Any]] = []
-    for fn in v["functions"]:
-        lambda_metrics.append(["AWS/Lambda", "Errors", "FunctionName", fn])
-        lambda_metrics.append(["AWS/Lambda", "Throttles", "FunctionName", fn])
     widgets = [
-        _metric_widget(
-            "Queue depth (visible messages)", region, queue_metrics, stat="Maximum", x=0, y=0
-        ),
-        _metric_widget(
-            "API requests and errors",
-            region,
-            [
-                [api[0], "Count", *api[1:]],
-                [api[0], "4XXError", *api[1:]],
-                [api[0], "5XXError", *api[1:]],
-            ],
-            x=12,
-            y=0,
-        ),
-        _metric_widget(
-            "API latency (ms)",
-            region,
-            [
-                [api[0], "Latency", *api[1:], {"stat": "p50"}],
-                [api[0], "Latency", *api[1:], {"stat": "p99"}],
-            ],
-            stat="p99",
-            x=0,
-            y=6,
-        ),
-        _metric_widget("Lambda errors and throttles", region, lambda_metrics, x=12, y=6),
+        _queue_widget(v["queues"], v["dlqs"], region),
+        *_api_widgets(v["api_name"], v["stage"], region),
+        _lambda_widget(v["functions"], region),
     ]
     if container_insights:
         widgets.append(
@@ -262,22 +234,58 @@ def _dashboard(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]
                 y=12,
             )
         )
-    widgets.append(
-        {
-            "type": "log",
-            "x": 12,
-            "y": 12,
-            "width": 12,
-            "height": 6,
-            "properties": {
-                "title": "Job transitions by status (control-plane and worker logs)",
-                "region": region,
-                "view": "bar",
-                "query": transitions_query(v["log_groups"]),
-            },
-        }
-    )
+    widgets.append(_transitions_widget(v["log_groups"], region))
     return {"widgets": widgets}
+
+
+def _queue_widget(
+    queues: Mapping[str, str], dlqs: Mapping[str, str], region: str
+) -> dict[str, Any]:
+    depth = ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName")
+    metrics: list[list[Any]] = [[*depth, q, {"label": w}] for w, q in sorted(queues.items())] + [
+        [*depth, q, {"label": f"{w} DLQ"}] for w, q in sorted(dlqs.items())
+    ]
+    return _metric_widget(
+        "Queue depth (visible messages)", region, metrics, stat="Maximum", x=0, y=0
+    )
+
+
+def _api_widgets(api_name: str, stage: str, region: str) -> list[dict[str, Any]]:
+    dims = ["ApiName", api_name, "Stage", stage]
+    gateway = "AWS/ApiGateway"
+    requests = [[gateway, metric, *dims] for metric in ("Count", "4XXError", "5XXError")]
+    latency: list[list[Any]] = [
+        [gateway, "Latency", *dims, {"stat": stat}] for stat in ("p50", "p99")
+    ]
+    return [
+        _metric_widget("API requests and errors", region, requests, x=12, y=0),
+        _metric_widget("API latency (ms)", region, latency, stat="p99", x=0, y=6),
+    ]
+
+
+def _lambda_widget(functions: list[str], region: str) -> dict[str, Any]:
+    metrics: list[list[Any]] = [
+        ["AWS/Lambda", metric, "FunctionName", fn]
+        for fn in functions
+        for metric in ("Errors", "Throttles")
+    ]
+    return _metric_widget("Lambda errors and throttles", region, metrics, x=12, y=6)
+
+
+def _transitions_widget(log_groups: list[str], region: str) -> dict[str, Any]:
+    return {
+        "type": "log",
+        "x": 12,
+        "y": 12,
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "Job transitions by status (control-plane and worker logs)",
+            "region": region,
+            "view": "bar",
+            "query": transitions_query(log_groups),
+        },
+    }
 
 
 def container_insights_metric(metric: str, dimensions: Mapping[str, str]) -> list[Any]:

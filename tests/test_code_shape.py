@@ -19,8 +19,6 @@ ALLOWED: dict[str, int] = {
     "components/control_plane.py::ControlPlane.__init__": 61,
     "components/control_plane.py::ControlPlane._grants": 84,  # main 12b7690: HeadObject of inputs/
     "components/job_queue.py::JobQueue.__init__": 92,
-    "components/observability.py::Observability.__init__": 96,
-    "components/observability.py::_dashboard": 69,
     "handlers/launcher.py::process_records": 62,
 }
 
