@@ -148,13 +148,44 @@ class JobQueue(pulumi.ComponentResource):
         queue_name, dlq_name, visibility = _validate(args, args.short_name or name)
         self._name = name
         self._args = args
-        names = self._names = ChildNames(self, name, args.previous_name)
+        self._names = ChildNames(self, name, args.previous_name)
+        self._queues(queue_name, dlq_name, visibility)
+        self._policies()
+        self.event_source_mapping = None
+        self.dlq_alarm = None
+        if args.alarm_topic_arn is not None:
+            self._dlq_alarm(dlq_name, args.alarm_topic_arn)
+        self.register_outputs(
+            {
+                "queue_url": self.queue.url,
+                "queue_arn": self.queue.arn,
+                "dlq_url": self.dlq.url,
+                "dlq_arn": self.dlq.arn,
+            }
+        )
+
+    @property
+    def nodes(self) -> JobQueueNodes:
+        """Every child of this queue, by role."""
+        return JobQueueNodes(
+            self.queue,
+            self.dlq,
+            self._redrive_allow,
+            self._tls_policies,
+            self.event_source_mapping,
+            self.dlq_alarm,
+        )
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def _queues(self, queue_name: str, dlq_name: str, visibility: int) -> None:
+        """The FIFO DLQ, then the FIFO queue that redrives to it."""
+        args, names = self._args, self._names
         sse: dict[str, Any] = (
             {"kms_master_key_id": args.kms_master_key_id}
             if args.kms_master_key_id is not None
             else {"sqs_managed_sse_enabled": True}
         )
-
         self.dlq = aws.sqs.Queue(
             names.name("dlq"),
             name=dlq_name,
@@ -192,6 +223,10 @@ class JobQueue(pulumi.ComponentResource):
             **sse,
             opts=names.opts("queue"),
         )
+
+    def _policies(self) -> None:
+        """Only this queue may redrive to the DLQ; both refuse requests not made over TLS."""
+        names = self._names
         self._redrive_allow = aws.sqs.RedriveAllowPolicy(
             names.name("dlq-redrive-allow"),
             queue_url=self.dlq.id,
@@ -210,40 +245,18 @@ class JobQueue(pulumi.ComponentResource):
             for suffix, q in (("queue", self.queue), ("dlq", self.dlq))
         )
 
-        self.event_source_mapping = None
-        self.dlq_alarm = None
-        if args.alarm_topic_arn is not None:
-            self.dlq_alarm = dlq_depth_alarm(
-                names.name("dlq-depth"),
-                queue_name=self.dlq.name,
-                description=(
-                    f"Messages in {dlq_name}: jobs that could not be dispatched (the message "
-                    "group id is the job id, its prefix the worker). Inspect them, then retry "
-                    "with `batchctl retry WORKER`."
-                ),
-                topic_arn=args.alarm_topic_arn,
-                opts=names.opts("dlq-depth"),
-            )
-
-        self.register_outputs(
-            {
-                "queue_url": self.queue.url,
-                "queue_arn": self.queue.arn,
-                "dlq_url": self.dlq.url,
-                "dlq_arn": self.dlq.arn,
-            }
-        )
-
-    @property
-    def nodes(self) -> JobQueueNodes:
-        """Every child of this queue, by role."""
-        return JobQueueNodes(
-            self.queue,
-            self.dlq,
-            self._redrive_allow,
-            self._tls_policies,
-            self.event_source_mapping,
-            self.dlq_alarm,
+    def _dlq_alarm(self, dlq_name: str, topic_arn: pulumi.Input[str]) -> None:
+        names = self._names
+        self.dlq_alarm = dlq_depth_alarm(
+            names.name("dlq-depth"),
+            queue_name=self.dlq.name,
+            description=(
+                f"Messages in {dlq_name}: jobs that could not be dispatched (the message "
+                "group id is the job id, its prefix the worker). Inspect them, then retry "
+                "with `batchctl retry WORKER`."
+            ),
+            topic_arn=topic_arn,
+            opts=names.opts("dlq-depth"),
         )
 
     def grant_send(self, grantee: Grantee, *, sid: str) -> None:
