@@ -11,10 +11,11 @@ The stack's one launch queue (``JobQueue`` ``<prefix>-launch.fifo`` + its DLQ) i
 here too: every worker's jobs go through it (message group = job id), so the stack polls one
 queue and alarms on one DLQ whatever the number of workers.
 
-Each function gets all its grants in ``ControlPlane._grants``, once per stack, each made by
-the resource accessed (``components.grants``: ``queue.grant_send``, ``table.grant_job_rows``,
-``bucket.grant_prefix``, ``grant_run``...), so their size does not depend on the number of
-workers (IAM caps one role's inline policies at 10,240 characters):
+Each function gets all its grants in ``ControlPlane._grants`` (one function per role in
+``components.control_plane_grants``), once per stack, each made by the resource accessed
+(``components.grants``: ``queue.grant_send``, ``table.grant_job_rows``, ``bucket.grant_prefix``,
+``grant_run``...), so their size does not depend on the number of workers (IAM caps one
+role's inline policies at 10,240 characters):
 - api, reconciler, sweep: ``sqs:SendMessage`` on the launch queue (its ARN), never its DLQ;
 - launcher: receive/delete on the launch queue, and ``grant_run`` over the whole stack:
   ``ecs:RunTask`` on the stack's task families (``task-definition/<prefix>-*:*``) in this
@@ -42,15 +43,15 @@ import pulumi_aws as aws
 
 from components import iam
 from components.config import FunctionConfig, StackConfig
-from components.grants import (
-    Cluster,
-    FailureTopic,
-    Grantee,
-    JobsTable,
-    ResultsBucket,
-    Secrets,
-    grant_run,
+from components.control_plane_grants import (
+    Accessed,
+    StackTasks,
+    api_grants,
+    launcher_grants,
+    reconciler_grants,
+    sweep_grants,
 )
+from components.grants import Cluster, FailureTopic, Grantee, JobsTable, ResultsBucket, Secrets
 from components.job_queue import JobQueue, JobQueueArgs
 from components.naming import node_resources, renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
@@ -60,9 +61,6 @@ ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
 # The launch queue's name inside the stack prefix: ``<prefix>-launch.fifo``.
 LAUNCH_QUEUE = "launch"
 ECS_TASK_STATE_CHANGE = "ECS Task State Change"
-# Every worker's inputs (large job inputs, POST /uploads): the API role's only S3 write.
-INPUTS_PREFIX = "inputs/"
-RESULTS_PREFIX = "results/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,63 +131,22 @@ class ControlPlane(pulumi.ComponentResource):
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("aibatch:index:ControlPlane", name, None, opts)
-        cfg = args.config
         self._args = args
-        child = pulumi.ResourceOptions(parent=self)
-        # Children are named after this component ("<name>-launch", "<name>-api", ...): two
-        # platforms in one program cannot collide. Stacks deployed before that keep their
-        # resources through aliases to the old names ("launch", "api", ...).
-        self.launch_queue = JobQueue(
-            f"{name}-{LAUNCH_QUEUE}",
-            JobQueueArgs(
-                name_prefix=cfg.name_prefix,
-                consumer_timeout_seconds=cfg.functions.launcher.timeout,
-                max_concurrency=cfg.launcher_concurrency,
-                alarm_topic_arn=args.failure_topic.arn if cfg.alarms else None,
-                short_name=LAUNCH_QUEUE,
-                previous_name=LAUNCH_QUEUE,
-            ),
-            opts=pulumi.ResourceOptions(parent=self, **renamed_from(LAUNCH_QUEUE)),
+        self._launch_queue(name)
+        self._functions(name, self._grants(), self._environment())
+        self._ledger()
+        # The launcher's policy (ConsumeLaunchQueue) before the mapping: Lambda checks it.
+        self.launch_queue.trigger(self.launcher.function, depends_on=[self.launcher.policy])
+        self._triggers(name)
+        self.register_outputs(
+            {
+                "api_function": self.api.function.name,
+                "launcher_function": self.launcher.function.name,
+                "reconciler_function": self.reconciler.function.name,
+                "sweep_function": self.sweep.function.name,
+                "launch_queue_url": self.launch_queue.queue.url,
+            }
         )
-        grantees = self._grants()
-        environment = self._environment()
-
-        def function(key: str, fn: FunctionConfig, description: str) -> PythonFunction:
-            return PythonFunction(
-                f"{name}-{key}",
-                PythonFunctionArgs(
-                    handler=f"handlers.{key}.handler",
-                    memory=fn.memory,
-                    timeout=fn.timeout,
-                    environment=environment,
-                    log_retention_days=cfg.log_retention_days,
-                    policy_statements=grantees[key].statements,
-                    provisioned_concurrency=fn.provisioned_concurrency,
-                    description=description,
-                    log_level=cfg.log_level,
-                    name_prefix=cfg.name_prefix,
-                    short_name=key,
-                    previous_name=key,
-                ),
-                opts=pulumi.ResourceOptions(parent=self, **renamed_from(key)),
-            )
-
-        self._permissions: list[aws.lambda_.Permission] = []
-        self._targets: list[aws.cloudwatch.EventTarget] = []
-        fns = cfg.functions
-        self.api = function("api", fns.api, "REST API handler: submit, status, list, cancel, retry")
-        self.launcher = function(
-            "launcher", fns.launcher, "Dispatches queued jobs to Fargate (ecs:RunTask)"
-        )
-        self.reconciler = function(
-            "reconciler",
-            fns.reconciler,
-            "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
-        )
-        self.sweep = function(
-            "sweep", fns.sweep, "Stops and fails jobs past their timeout or without heartbeat"
-        )
-        self._ledger_and_triggers(name, child)
 
     @property
     def nodes(self) -> ControlPlaneNodes:
@@ -207,6 +164,25 @@ class ControlPlane(pulumi.ComponentResource):
         )
 
     # --- steps ----------------------------------------------------------------------------
+
+    def _launch_queue(self, name: str) -> None:
+        """The stack's one launch queue (+ DLQ and its alarm when alarms are on)."""
+        cfg = self._args.config
+        # Children are named after this component ("<name>-launch", "<name>-api", ...): two
+        # platforms in one program cannot collide. Stacks deployed before that keep their
+        # resources through aliases to the old names ("launch", "api", ...).
+        self.launch_queue = JobQueue(
+            f"{name}-{LAUNCH_QUEUE}",
+            JobQueueArgs(
+                name_prefix=cfg.name_prefix,
+                consumer_timeout_seconds=cfg.functions.launcher.timeout,
+                max_concurrency=cfg.launcher_concurrency,
+                alarm_topic_arn=self._args.failure_topic.arn if cfg.alarms else None,
+                short_name=LAUNCH_QUEUE,
+                previous_name=LAUNCH_QUEUE,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, **renamed_from(LAUNCH_QUEUE)),
+        )
 
     def _environment(self) -> dict[str, pulumi.Input[str]]:
         """What every control-plane function reads from its environment (``jobcontract.Env``)."""
@@ -234,93 +210,86 @@ class ControlPlane(pulumi.ComponentResource):
             environment[Env.NOTION_SECRET_ARN] = args.notion_secret.arn
         return environment
 
+    def _functions(
+        self, name: str, grantees: dict[str, Grantee], environment: dict[str, pulumi.Input[str]]
+    ) -> None:
+        """The four Lambdas, each with its grants (``_grants``) and the shared environment."""
+        cfg = self._args.config
+
+        def function(key: str, fn: FunctionConfig, description: str) -> PythonFunction:
+            return PythonFunction(
+                f"{name}-{key}",
+                PythonFunctionArgs(
+                    handler=f"handlers.{key}.handler",
+                    memory=fn.memory,
+                    timeout=fn.timeout,
+                    environment=environment,
+                    log_retention_days=cfg.log_retention_days,
+                    policy_statements=grantees[key].statements,
+                    provisioned_concurrency=fn.provisioned_concurrency,
+                    description=description,
+                    log_level=cfg.log_level,
+                    name_prefix=cfg.name_prefix,
+                    short_name=key,
+                    previous_name=key,
+                ),
+                opts=pulumi.ResourceOptions(parent=self, **renamed_from(key)),
+            )
+
+        fns = cfg.functions
+        self.api = function("api", fns.api, "REST API handler: submit, status, list, cancel, retry")
+        self.launcher = function(
+            "launcher", fns.launcher, "Dispatches queued jobs to Fargate (ecs:RunTask)"
+        )
+        self.reconciler = function(
+            "reconciler",
+            fns.reconciler,
+            "Turns ECS task STOPPED events into job outcomes (retry / fail / notify)",
+        )
+        self.sweep = function(
+            "sweep", fns.sweep, "Stops and fails jobs past their timeout or without heartbeat"
+        )
+
     def _grants(self) -> dict[str, Grantee]:
         """Who may do what, in one place: each grant is made by the resource accessed, once
-        per stack, so no role grows with the number of workers (see the module docstring)."""
+        per stack, so no role grows with the number of workers (see the module docstring).
+        One function per role in ``components.control_plane_grants``."""
         args = self._args
-        table = JobsTable(args.jobs_table.arn)
-        bucket = ResultsBucket(args.results_bucket.arn)
-        cluster = Cluster(args.cluster.arn)
-        topic = FailureTopic(
-            args.failure_topic.arn,
-            args.failure_topic_key.arn if args.failure_topic_key is not None else None,
+        accessed = Accessed(
+            table=JobsTable(args.jobs_table.arn),
+            bucket=ResultsBucket(args.results_bucket.arn),
+            cluster=Cluster(args.cluster.arn),
+            topic=FailureTopic(
+                args.failure_topic.arn,
+                args.failure_topic_key.arn if args.failure_topic_key is not None else None,
+            ),
+            secrets=Secrets(
+                [s.arn for s in (args.slack_webhook_secret, args.notion_secret) if s is not None]
+            ),
+            queue=self.launch_queue,
         )
-        secrets = Secrets(
-            [s.arn for s in (args.slack_webhook_secret, args.notion_secret) if s is not None]
-        )
-        queue = self.launch_queue
         api, launcher = Grantee("api"), Grantee("launcher")
         reconciler, sweep = Grantee("reconciler"), Grantee("sweep")
-
-        def notify(grantee: Grantee) -> None:
-            topic.grant_publish(grantee)
-            secrets.grant_read(grantee, sid="ReadNotificationSecrets")
-
-        table.grant(api, iam.API_TABLE_ACTIONS, sid="JobsTable")
-        # Presigned GET of results and PUT of large inputs are signed with this role.
-        bucket.grant_prefix(api, RESULTS_PREFIX, read=True, sid="ReadResults")
-        # Large job inputs, and the presigned POST forms of POST /uploads: S3 authorizes a
-        # presigned request as its signer's s3:PutObject on the key, so this one grant
-        # (inputs/ only) is what every upload form can reach.
-        bucket.grant_prefix(api, INPUTS_PREFIX, write=True, sid="WriteInputs")
-        # POST /jobs with a manifest: HeadObject of the uploaded JSON Lines object (S3
-        # authorizes HeadObject as s3:GetObject), inputs/ only, read only.
-        bucket.grant_prefix(api, INPUTS_PREFIX, read=True, sid="HeadManifests")
-        # DELETE /jobs/{id} on a running job stops its task (in this cluster only).
-        cluster.grant_task_actions(api, iam.ECS_STOP_TASK_ACTIONS)
-        queue.grant_send(api, sid="EnqueueLaunches")  # submit and retry
-
-        table.grant(launcher, iam.LAUNCHER_TABLE_ACTIONS, sid="JobsTable")
-        queue.grant_consume(launcher, sid="ConsumeLaunchQueue")
-        # A woken job whose RunTask must be retried gets a message (send_resume).
-        queue.grant_send(launcher, sid="EnqueueLaunches")
-        table.grant_leases(launcher)
-        # StopTask: a job cancelled (or moved on) while its launch was under way.
-        cluster.grant_task_actions(
-            launcher, (*iam.ECS_TASK_READ_ACTIONS, *iam.ECS_STOP_TASK_ACTIONS)
-        )
-        partition = aws.get_partition_output().partition
-        prefix = args.config.name_prefix
-        grant_run(
-            launcher,
-            args.cluster.arn,
-            iam.stack_task_families(partition, args.region, args.account_id, prefix),
-            [iam.stack_worker_roles(partition, args.account_id, prefix)],
-        )
-        notify(launcher)  # a job that cannot be launched at all is failed and reported here
-        # An array job's fan-out step: its manifest, its children's rows and large shard
-        # inputs (job rows only; the rows of other kinds stay the API's).
-        table.grant_job_rows(
-            launcher, actions=iam.CREATE_ARRAY_CHILDREN_ACTIONS, sid="CreateArrayChildren"
-        )
-        bucket.grant_prefix(
-            launcher, INPUTS_PREFIX, read=True, write=True, sid="ArrayManifestsAndInputs"
-        )
-
-        table.grant(reconciler, iam.RECONCILER_TABLE_ACTIONS, sid="JobsTable")
-        table.grant_job_rows(
-            reconciler, actions=iam.RECORD_SCHEDULED_RUN_ACTIONS, sid="RecordScheduledRuns"
-        )
-        table.grant_leases(reconciler, create=False)  # a stopped task's slot is given back
-        cluster.grant_task_actions(reconciler, iam.ECS_TASK_READ_ACTIONS)
-        # Retry after a failed run; a drain request for the freed slot.
-        queue.grant_send(reconciler, sid="EnqueueLaunches")
-        notify(reconciler)
-        bucket.grant_array_merge(reconciler)  # the last child of an array job ended
-        # A scheduled array job with a manifest: its HeadObject (authorized as s3:GetObject),
-        # inputs/ only, read only, as the API's check of the same request (HeadManifests).
-        bucket.grant_prefix(reconciler, INPUTS_PREFIX, read=True, sid="HeadScheduledManifests")
-
-        table.grant(sweep, iam.SWEEP_TABLE_ACTIONS, sid="JobsTable")
-        table.grant_leases(sweep, create=False)  # slots of lost tasks given back
-        cluster.grant_task_actions(sweep, (*iam.ECS_STOP_TASK_ACTIONS, *iam.ECS_TASK_READ_ACTIONS))
-        queue.grant_send(sweep, sid="EnqueueLaunches")  # retry of a job that never reported
-        notify(sweep)  # a job failed by the sweep is reported like any other failure
-        bucket.grant_array_merge(sweep)  # an array job nobody merged
+        api_grants(api, accessed)
+        launcher_grants(launcher, accessed, self._stack_tasks())
+        reconciler_grants(reconciler, accessed)
+        sweep_grants(sweep, accessed)
         return {g.name: g for g in (api, launcher, reconciler, sweep)}
 
-    def _ledger_and_triggers(self, name: str, child: pulumi.ResourceOptions) -> None:
+    def _stack_tasks(self) -> StackTasks:
+        """What the launcher may run: the stack's task families in its cluster, passing the
+        stack's worker roles (by path)."""
         args = self._args
+        partition = aws.get_partition_output().partition
+        prefix = args.config.name_prefix
+        return StackTasks(
+            cluster_arn=args.cluster.arn,
+            families=iam.stack_task_families(partition, args.region, args.account_id, prefix),
+            roles=[iam.stack_worker_roles(partition, args.account_id, prefix)],
+        )
+
+    def _ledger(self) -> None:
+        """Every policy of the four roles, checked against IAM's per-role quotas."""
         self.iam_ledger = iam.InlinePolicyLedger()
         for fn in (self.api, self.launcher, self.reconciler, self.sweep):
             role = f"of Lambda {fn.function_name}"
@@ -328,10 +297,12 @@ class ControlPlane(pulumi.ComponentResource):
             self.iam_ledger.trust(role, fn.trust_policy)
             self.iam_ledger.managed(role, fn.managed_policy_arns)
 
-        # The launcher's policy (ConsumeLaunchQueue) before the mapping: Lambda checks it.
-        self.launch_queue.trigger(self.launcher.function, depends_on=[self.launcher.policy])
-
-        # --- triggers ---------------------------------------------------------------------
+    def _triggers(self, name: str) -> None:
+        """ECS STOPPED events -> reconciler; the schedule -> sweep."""
+        args = self._args
+        child = pulumi.ResourceOptions(parent=self)
+        self._permissions: list[aws.lambda_.Permission] = []
+        self._targets: list[aws.cloudwatch.EventTarget] = []
         self.task_stopped_rule = aws.cloudwatch.EventRule(
             f"{name}-task-stopped",
             name=f"{args.config.name_prefix}-task-stopped",
@@ -340,7 +311,6 @@ class ControlPlane(pulumi.ComponentResource):
             opts=child,
         )
         self._target(f"{name}-task-stopped", self.task_stopped_rule, self.reconciler)
-
         self.sweep_rule = aws.cloudwatch.EventRule(
             f"{name}-sweep-schedule",
             name=f"{args.config.name_prefix}-sweep",
@@ -349,16 +319,6 @@ class ControlPlane(pulumi.ComponentResource):
             opts=child,
         )
         self._target(f"{name}-sweep-schedule", self.sweep_rule, self.sweep)
-
-        self.register_outputs(
-            {
-                "api_function": self.api.function.name,
-                "launcher_function": self.launcher.function.name,
-                "reconciler_function": self.reconciler.function.name,
-                "sweep_function": self.sweep.function.name,
-                "launch_queue_url": self.launch_queue.queue.url,
-            }
-        )
 
     def _target(self, name: str, rule: aws.cloudwatch.EventRule, fn: PythonFunction) -> None:
         permission = fn.allow_invoke(
