@@ -139,6 +139,8 @@ def _settings(args: BatchApiArgs) -> _Settings:
 class BatchApiNodes:
     """The children of a ``BatchApi`` (SST's ``nodes``)."""
 
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
     rest_api: aws.apigateway.RestApi
     invoke_permission: aws.lambda_.Permission
     """API Gateway's permission to invoke the handler (from this API's stage only)."""
@@ -162,6 +164,7 @@ class BatchApiNodes:
 class BatchApi(pulumi.ComponentResource):
     """The REST API from ``openapi.yaml``: stage, throttling, usage plan, API key, logs."""
 
+    # Typed attributes, as every component declares its own (duplicates pairs their shape).
     rest_api: aws.apigateway.RestApi
     deployment: aws.apigateway.Deployment
     stage: aws.apigateway.Stage
@@ -207,6 +210,7 @@ class BatchApi(pulumi.ComponentResource):
     @property
     def nodes(self) -> BatchApiNodes:
         """Every child of this API, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
         return BatchApiNodes(
             self.rest_api,
             self._invoke_permission,

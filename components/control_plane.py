@@ -98,6 +98,8 @@ class ControlPlaneNodes:
     """The children of a ``ControlPlane`` (SST's ``nodes``); the functions and the queue are
     components with ``nodes`` of their own."""
 
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
     api: PythonFunction
     launcher: PythonFunction
     reconciler: PythonFunction
@@ -151,6 +153,7 @@ class ControlPlane(pulumi.ComponentResource):
     @property
     def nodes(self) -> ControlPlaneNodes:
         """Every child of this control plane, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
         return ControlPlaneNodes(
             self.api,
             self.launcher,

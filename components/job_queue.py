@@ -119,6 +119,8 @@ def _validate(args: JobQueueArgs, name: str) -> tuple[str, str, int]:
 class JobQueueNodes:
     """The children of a ``JobQueue`` (SST's ``nodes``)."""
 
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
     queue: aws.sqs.Queue
     dlq: aws.sqs.Queue
     redrive_allow: aws.sqs.RedriveAllowPolicy
@@ -167,6 +169,7 @@ class JobQueue(pulumi.ComponentResource):
     @property
     def nodes(self) -> JobQueueNodes:
         """Every child of this queue, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
         return JobQueueNodes(
             self.queue,
             self.dlq,

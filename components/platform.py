@@ -37,6 +37,8 @@ class BatchPlatformNodes:
     """The children of a ``BatchPlatform`` (SST's ``nodes``); ``control_plane`` has ``nodes``
     of its own."""
 
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
     security_group: aws.ec2.SecurityGroup
     vpc_endpoints: tuple[aws.ec2.VpcEndpoint, ...]
     """The S3 and DynamoDB gateway endpoints (private mode only)."""
@@ -61,6 +63,7 @@ class BatchPlatformNodes:
 class BatchPlatform(pulumi.ComponentResource):
     """Shared infrastructure of the pipeline (see the module docstring)."""
 
+    # Typed attributes, as every component declares its own (duplicates pairs their shape).
     config: StackConfig
     name_prefix: str
     cluster: aws.ecs.Cluster
@@ -120,6 +123,7 @@ class BatchPlatform(pulumi.ComponentResource):
     @property
     def nodes(self) -> BatchPlatformNodes:
         """Every child of this platform, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
         return BatchPlatformNodes(
             self.security_group,
             tuple(self._vpc_endpoints),

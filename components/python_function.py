@@ -88,6 +88,8 @@ def code_archive(packages: Sequence[str] = CODE_PACKAGES) -> pulumi.AssetArchive
 class PythonFunctionNodes:
     """The children of a ``PythonFunction`` (SST's ``nodes``)."""
 
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
     function: aws.lambda_.Function
     role: aws.iam.Role
     policy: aws.iam.RolePolicy
@@ -104,6 +106,7 @@ class PythonFunctionNodes:
 class PythonFunction(pulumi.ComponentResource):
     """One Lambda function (arm64, Python 3.13), its role and its log group."""
 
+    # Typed attributes, as every component declares its own (duplicates pairs their shape).
     function: aws.lambda_.Function
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
@@ -148,6 +151,7 @@ class PythonFunction(pulumi.ComponentResource):
     @property
     def nodes(self) -> PythonFunctionNodes:
         """Every child of this function, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
         return PythonFunctionNodes(
             self.function, self.role, self.policy, self.log_group, self.alias, self._provisioned
         )

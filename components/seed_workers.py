@@ -31,6 +31,7 @@ class SeedWorker:
     max_concurrency: int
 
 
+# One row per worker (duplicates pairs the rows): a table of values, not repeated logic.
 SEED_WORKERS: tuple[SeedWorker, ...] = (
     SeedWorker(
         name="image-alt-generator",
