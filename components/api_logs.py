@@ -71,6 +71,16 @@ APIGW_LOGS_ACTIONS = (
 # appends 26 unique ones, so the prefix is at most 38 (terraform-provider-aws validates 1-38).
 ROLE_NAME_PREFIX_MAX = 38
 CLOUDWATCH_ROLE_SUFFIX = "-apigw-logs-"
+# What a stack that opted out (api.manageCloudWatchRole: false) says at preview: no data
+# source reads the setting (pulumi-aws has no get-account function).
+UNMANAGED_ROLE_WARNING = (
+    "api.manageCloudWatchRole is false: this stack does not set API Gateway's "
+    "CloudWatch role for its access logs and relies on the account/region "
+    "already having one (check: aws apigateway get-account -> cloudwatchRoleArn). "
+    "If it is unset, creating the stage fails with 'CloudWatch Logs role ARN "
+    "must be set in account settings to enable logging'; remove the key (default "
+    "true) to let this stack set it."
+)
 
 
 def cloudwatch_role_name_prefix(name_prefix: str) -> str:

@@ -49,7 +49,7 @@ from components.api_document import (
     load_openapi,
     render_openapi,
 )
-from components.api_logs import ACCESS_LOG_FORMAT, cloudwatch_setting
+from components.api_logs import ACCESS_LOG_FORMAT, UNMANAGED_ROLE_WARNING, cloudwatch_setting
 from components.naming import node_resources
 from jobcontract import API_CONFIG_PK, API_CONFIG_URL, Table
 
@@ -293,15 +293,7 @@ class BatchApi(pulumi.ComponentResource):
         # Opted out: the setting is owned elsewhere. No data source reads it (pulumi-aws has
         # no get-account function), so say at preview what the stage will need.
         if not settings.manage_cloudwatch_role:
-            pulumi.log.warn(
-                "api.manageCloudWatchRole is false: this stack does not set API Gateway's "
-                "CloudWatch role for its access logs and relies on the account/region "
-                "already having one (check: aws apigateway get-account -> cloudwatchRoleArn). "
-                "If it is unset, creating the stage fails with 'CloudWatch Logs role ARN "
-                "must be set in account settings to enable logging'; remove the key (default "
-                "true) to let this stack set it.",
-                resource=self,
-            )
+            pulumi.log.warn(UNMANAGED_ROLE_WARNING, resource=self)
         self.access_log_group = aws.cloudwatch.LogGroup(
             f"{self._name}-access-logs",
             name=f"/aibatch/{self._platform.name_prefix}/api-access",
