@@ -67,7 +67,7 @@ def _subnets(
         return first.vpc_id, subnet_ids
     # Public mode without subnets: the default VPC and its default (public) subnets.
     vpc = aws.ec2.get_vpc_output(default=True, opts=invoke)
-    default_subnets = vpc.id.apply(
+    default_subnets: pulumi.Output[list[str]] = vpc.id.apply(
         lambda vpc_id: (
             aws.ec2.get_subnets_output(
                 filters=[
