@@ -144,7 +144,7 @@ def test_dev_and_prod_settings_differ_where_expected(
     assert ("aws:dynamodb/table:Table", "platform-jobs") in protected
     assert ("aws:s3/bucket:Bucket", "platform-results") in protected
     # dev is deletable, except API Gateway's account-wide CloudWatch role and setting, which
-    # another stack's access logs may go through (BatchApi._cloudwatch_role).
+    # another stack's access logs may go through (components.api_logs).
     assert not [r.name for r in dev_graph.resources if r.protect]
     assert {r.name for r in dev_graph.resources if r.retain_on_delete} == {
         "api-cloudwatch-role",
