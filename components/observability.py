@@ -186,7 +186,7 @@ class Observability(pulumi.ComponentResource):
             ),
             queues=pulumi.Output.from_input(dict(args.queues)),
             dlqs=pulumi.Output.from_input(dict(args.dlqs)),
-        ).apply(lambda v: json.dumps(dashboard_body(v, platform.config.container_insights)))
+        ).apply(lambda v: json.dumps(_dashboard_body(v, platform.config.container_insights)))
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard",
             dashboard_name=platform.name_prefix,
@@ -215,7 +215,7 @@ def _metric_widget(
     }
 
 
-def dashboard_body(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]:
+def _dashboard_body(v: Mapping[str, Any], container_insights: bool) -> dict[str, Any]:
     """The dashboard's widgets, from the resolved names in ``v`` (see ``_dashboard``)."""
     region = v["region"]
     widgets = [

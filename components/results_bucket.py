@@ -57,18 +57,7 @@ def results_bucket(
         rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
         opts=child,
     )
-    encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-        f"{name}-results-encryption",
-        bucket=bucket.id,
-        rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"  # SSE-S3: no KMS request charges per object
-                ),
-            )
-        ],
-        opts=child,
-    )
+    encryption = _encryption(name, bucket, child)
     lifecycle = _lifecycle(name, bucket, results, child)
     tls_only = aws.s3.BucketPolicy(
         f"{name}-results-tls-only",
@@ -82,6 +71,23 @@ def results_bucket(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[public_block]),
     )
     return StoredResults(bucket, (public_block, ownership, encryption, lifecycle, tls_only))
+
+
+def _encryption(
+    name: str, bucket: aws.s3.Bucket, child: pulumi.ResourceOptions
+) -> aws.s3.BucketServerSideEncryptionConfiguration:
+    return aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-results-encryption",
+        bucket=bucket.id,
+        rules=[
+            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"  # SSE-S3: no KMS request charges per object
+                ),
+            )
+        ],
+        opts=child,
+    )
 
 
 def _lifecycle(
