@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 class ApiPlatform(Protocol):
     """What ``BatchApi`` reads of the platform (``BatchPlatform`` is one)."""
 
+    # One read-only property per need: the shape of every such Protocol (duplicates pairs them).
     @property
     def config(self) -> StackConfig: ...
     @property
@@ -121,6 +122,7 @@ def _settings(args: BatchApiArgs) -> _Settings:
     allowed_ips = aws_rules.cidrs(cfg.allowed_ips, "api.allowedIps")
     document = Path(args.document_path) if args.document_path else OPENAPI_PATH
     check_document(load_openapi(document))  # fail at preview, before any Output resolves
+    # One keyword per field (duplicates pairs the shape with other keyword calls).
     return _Settings(
         handler=args.handler if args.handler is not None else platform.functions.api,
         stage_name=stage_name,

@@ -42,6 +42,7 @@ def results_bucket(
         force_destroy=not protect,
         opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect),
     )
+    # S3's four public-access switches, all on (duplicates pairs the shape with other flags).
     public_block = aws.s3.BucketPublicAccessBlock(
         f"{name}-results-public-access",
         bucket=bucket.id,
