@@ -368,7 +368,7 @@ class BatchApi(pulumi.ComponentResource):
         self.api_key = aws.apigateway.ApiKey(
             f"{self._name}-key",
             name=f"{prefix}-default",
-            description="Default API key (value: `pulumi stack output api_key --show-secrets`)",
+            description="Default API key (value: `pulumi stack output apiKey --show-secrets`)",
             enabled=True,
             opts=child,
         )

@@ -427,3 +427,11 @@ def test_security_checklist_passes(graph: StackGraph, plain_graph: StackGraph) -
 
     assert checklist_violations(graph, "api-") == []
     assert checklist_violations(plain_graph, "api-", "prod") == []
+
+
+def test_the_api_keys_description_names_the_programs_export(prod_graph: StackGraph) -> None:
+    """The key's console description tells operators how to read it: the command must name
+    an export the program has (it once said ``api_key`` while the export is ``apiKey``)."""
+    (key,) = prod_graph.of_type("aws:apigateway/apiKey:ApiKey")
+    named = key.inputs["description"].split("pulumi stack output ", 1)[1].split()[0]
+    assert named in prod_graph.exports, (named, sorted(prod_graph.exports))
