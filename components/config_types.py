@@ -139,6 +139,8 @@ class NotificationsConfig:
 class CapacityShare:
     """One entry of an ECS capacity provider strategy."""
 
+    # ECS's strategy-item fields; duplicates pairs this field list with local_pipeline's
+    # EventSource by shape only (other record, other fields).
     capacity_provider: Literal["FARGATE", "FARGATE_SPOT"]
     weight: int
     base: int = 0

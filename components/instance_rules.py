@@ -272,6 +272,8 @@ def canonical_schema(schema: Mapping[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
+# Keyword-only: five strings a positional call could swap (duplicates pairs the list with
+# JobContext's keyword-only parameters, which are other values).
 def fallback_worker(
     *,
     worker: str,

@@ -75,6 +75,8 @@ _SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270"
 class MockResource:
     """One registered resource: inputs use wire (camelCase) names with secrets unwrapped."""
 
+    # A record of what the mocks saw; duplicates pairs its field list with the security
+    # tests' Case by shape only (other fields).
     type: str
     name: str
     inputs: dict[str, Any]

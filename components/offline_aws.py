@@ -274,6 +274,7 @@ def _containers(m: _Made) -> None:
             m.rid = out["repoDigest"]
 
 
+# _containers' shape again (see the note above _data): other types, other ARN formats.
 def _monitoring(m: _Made) -> None:
     """Log groups, event rules, alarms, dashboards and schedules."""
     acct, region, out, physical = ACCOUNT_ID, REGION, m.out, m.physical
