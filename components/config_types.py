@@ -135,6 +135,15 @@ class NotificationsConfig:
     """Notion database receiving failure pages (needs notionToken). Default None."""
 
 
+def spot_weights(spot_share: int) -> tuple[int, int]:
+    """The one rule for a Spot percentage as ECS strategy weights (Fargate and Managed
+    Instances alike): ``(spot, on_demand)`` in lowest terms; a zero weight means that provider
+    is left out of the strategy (AWS: at least one provider needs a weight above 0)."""
+    spot, on_demand = spot_share, 100 - spot_share
+    divisor = math.gcd(spot, on_demand) or 1
+    return spot // divisor, on_demand // divisor
+
+
 @dataclass(frozen=True)
 class CapacityShare:
     """One entry of an ECS capacity provider strategy."""
@@ -224,10 +233,6 @@ class StackConfig:
     def capacity_strategy(self) -> tuple[CapacityShare, ...]:
         """ECS strategy from ``spot_share``: weights reduced to lowest terms, base 0, and
         zero-weight providers dropped (AWS: at least one provider needs weight > 0)."""
-        spot, on_demand = self.spot_share, 100 - self.spot_share
-        divisor = math.gcd(spot, on_demand)
-        shares = (
-            CapacityShare("FARGATE_SPOT", spot // divisor),
-            CapacityShare("FARGATE", on_demand // divisor),
-        )
+        spot, on_demand = spot_weights(self.spot_share)
+        shares = (CapacityShare("FARGATE_SPOT", spot), CapacityShare("FARGATE", on_demand))
         return tuple(s for s in shares if s.weight > 0)

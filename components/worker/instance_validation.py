@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from components import aws_rules
 from components import instance_rules as rules
 from components.aws_rules import AwsConstraintError, whole_within
+from components.config_types import spot_weights
 from components.worker.validation import ROLE_NAME_MAX, Validated, validate
 
 if TYPE_CHECKING:
@@ -192,13 +192,12 @@ def launch_chain(
     """The ordered capacity provider strategies (see ``jobcontract.managed_instances``):
     per tier its Spot/on-demand split (weights in lowest terms, zero weights dropped, as the
     platform's Fargate strategy); then, if Spot may fall back, each tier on-demand only."""
-    spot, od = spot_share, 100 - spot_share
-    div = math.gcd(spot, od) or 1
+    spot, od = spot_weights(spot_share)
     chain: list[list[dict[str, Any]]] = []
     for tier in tiers:
         step: list[dict[str, Any]] = [
-            {"capacityProvider": provider_names[(tier, "spot")], "weight": spot // div, "base": 0},
-            {"capacityProvider": provider_names[(tier, "od")], "weight": od // div, "base": 0},
+            {"capacityProvider": provider_names[(tier, "spot")], "weight": spot, "base": 0},
+            {"capacityProvider": provider_names[(tier, "od")], "weight": od, "base": 0},
         ]
         chain.append([s for s in step if s["weight"] > 0])
     if spot > 0 and spot_fallback:

@@ -374,3 +374,21 @@ def test_preview_stops_on_inputs_that_expire_before_their_jobs() -> None:
     config = {**stack_config("dev"), "ai-batch:results": '{"inputsExpireDays": 3}'}
     with pytest.raises(ConfigError, match=r"inputsExpireDays: 3 is not valid.*more than 14 days"):
         load_under_pulumi("dev", config)
+
+
+@pytest.mark.parametrize(
+    ("spot_share", "weights"),
+    [(0, (0, 1)), (70, (7, 3)), (50, (1, 1)), (100, (1, 0)), (33, (33, 67))],
+)
+def test_one_rule_turns_a_spot_percentage_into_strategy_weights(
+    spot_share: int, weights: tuple[int, int]
+) -> None:
+    """Fargate workers and Managed Instances workers split Spot by the same function: lowest
+    terms, a zero weight leaves its provider out (both strategies follow it)."""
+    from components.config_types import spot_weights
+    from components.worker.instance_validation import launch_chain
+
+    assert spot_weights(spot_share) == weights
+    names = {("t", "spot"): "t-spot", ("t", "od"): "t-od"}
+    (step,) = launch_chain(names, ["t"], spot_share, spot_fallback=False)
+    assert [s["weight"] for s in step] == [w for w in weights if w > 0]
