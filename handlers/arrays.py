@@ -66,10 +66,13 @@ def fan_out(
     slices = ((i, items[i * size : (i + 1) * size]) for i in range(start, stop))
     made = Dispatch(store).create_parked(children_of(worker, parent, base, slices), worker.name)
     _aws.log("INFO", "array_children_created", job_id=parent[JobField.JOB_ID], created=made)
+    moved = {**array, "created": stop}
+    if stop >= shards:  # every child is written: kept items are no longer needed
+        moved.pop(contract.KEPT_ITEMS, None)
     return store.update(
         str(parent[JobField.JOB_ID]),
         status=parent[JobField.STATUS],
-        set_fields={JobField.ARRAY: {**array, "created": stop}},
+        set_fields={JobField.ARRAY: moved},
     )
 
 
@@ -88,17 +91,21 @@ def write_manifest(key: str, base: Item, items: list[Any]) -> str:
 
 def fan_out_from_manifest(store: JobStore, worker: WorkerRegistration, parent: Item) -> Item:
     """One fan-out step of the launcher (a ``fanout`` message): the next
-    ``FANOUT_STEP_CHILDREN`` children from the manifest (the caller asks for the next step).
-    A manifest the client uploaded (JSON Lines, ``array.manifest``) is validated first and
-    read in bounded, resumable steps (``handlers.manifests``)."""
+    ``FANOUT_STEP_CHILDREN`` children from the manifest, or from the items kept with the
+    parent (a scheduled run's whose fan-out died; the sweep asks), the caller asking for the
+    next step. A manifest the client uploaded (JSON Lines, ``array.manifest``) is validated
+    first and read in bounded, resumable steps (``handlers.manifests``)."""
     if parent[JobField.ARRAY].get("manifest"):
         from handlers import manifests
 
         return manifests.step(store, worker, parent, manifests.step_deadline())
+    stop = contract.children_created(parent) + contract.FANOUT_STEP_CHILDREN
+    kept = contract.kept_items(parent)
+    if kept is not None:
+        return fan_out(store, worker, parent, dict(parent.get(JobField.INPUT) or {}), kept, stop)
     key = str(parent[JobField.INPUT_S3_KEY])
     body = _aws.client("s3").get_object(Bucket=_aws.env(Env.RESULTS_BUCKET), Key=key)["Body"]
     manifest = json.loads(body.read())
-    stop = contract.children_created(parent) + contract.FANOUT_STEP_CHILDREN
     return fan_out(store, worker, parent, dict(manifest["input"]), list(manifest["items"]), stop)
 
 

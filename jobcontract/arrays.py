@@ -46,6 +46,10 @@ SOURCE_ARRAY: Final = "array"
 DEFAULT_SYNC_CHILDREN: Final = 100
 FANOUT_KEY: Final = "fanout"  # launch-queue message body {"fanout": <parent id>}
 FANOUT_STEP_CHILDREN: Final = 1000  # children per fan-out step (one launcher message)
+# ``array.kept_items``: inline items kept with the parent until every child is written (a
+# scheduled run's, at most 8 KB of task overrides; bounded well below DynamoDB's 400 KB item).
+KEPT_ITEMS: Final = "kept_items"
+MAX_KEPT_ITEMS_BYTES: Final = 64 * 1024
 
 
 class ArrayError(ValueError):
@@ -188,6 +192,36 @@ def children_created(parent: Mapping[str, Any]) -> int:
 def all_created(parent: Mapping[str, Any]) -> bool:
     array = parent.get(JobField.ARRAY) or {}
     return children_created(parent) >= int(array.get("shards", 0))
+
+
+def keep_items(parent: dict[str, Any], items: list[Any]) -> None:
+    """Keep inline items with the parent (``array.kept_items``, compact JSON, so any item
+    DynamoDB could not hold as a map is kept as given): the fan-out can then be resumed from
+    the cursor by any actor, from the row alone. A scheduled run's items otherwise live only
+    in its stopped task's environment. ``ValueError`` above ``MAX_KEPT_ITEMS_BYTES``."""
+    import json
+
+    kept = json.dumps(items, ensure_ascii=False, separators=(",", ":"))
+    if len(kept.encode()) > MAX_KEPT_ITEMS_BYTES:
+        raise ValueError(f"items to keep with the parent exceed {MAX_KEPT_ITEMS_BYTES} bytes")
+    parent[JobField.ARRAY][KEPT_ITEMS] = kept
+
+
+def kept_items(parent: Mapping[str, Any]) -> list[Any] | None:
+    """The items kept with the parent (``keep_items``), or None (a manifest job, an API
+    job, or a fan-out that is complete: the last step drops them)."""
+    import json
+
+    kept = (parent.get(JobField.ARRAY) or {}).get(KEPT_ITEMS)
+    return None if kept is None else list(json.loads(str(kept)))
+
+
+def fan_out_source(parent: Mapping[str, Any]) -> bool:
+    """Whether the launcher's fan-out step can write the parent's missing children: from
+    its manifest in S3 (``input_s3_key``) or from the items kept with it."""
+    return bool(parent.get(JobField.INPUT_S3_KEY)) or (
+        KEPT_ITEMS in (parent.get(JobField.ARRAY) or {})
+    )
 
 
 def is_complete(parent: Mapping[str, Any]) -> bool:

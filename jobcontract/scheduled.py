@@ -233,11 +233,12 @@ def array_parent(
     job_id: str, worker: str, plan: ArrayPlan, defaults: RunDefaults, now: datetime | None = None
 ) -> dict[str, Any]:
     """The parent row of a scheduled array run (``jobcontract.arrays.parent_item``, as the
-    API's but ``source = "schedule"``)."""
+    API's but ``source = "schedule"``); inline items are kept with it (``keep_items``): the
+    stopped task's environment is not read again once its event is gone."""
     from jobcontract.store import now_iso
 
     moment = now or datetime.now(UTC)
-    return contract.parent_item(
+    parent = contract.parent_item(
         job_id,
         worker,
         total=plan.total,
@@ -251,3 +252,6 @@ def array_parent(
         expires_at=expires_at(defaults.ttl_days or DEFAULT_JOB_TTL_DAYS, moment),
         now=now_iso(moment),
     )
+    if plan.items is not None:  # kept with the parent: any actor can resume its fan-out
+        contract.keep_items(parent, plan.items)
+    return parent
