@@ -3,10 +3,10 @@
     client -> API Gateway (API key) -> api Lambda -> jobs table + the stack's SQS FIFO launch queue
            -> launcher Lambda -> ecs:RunTask on Fargate / Fargate Spot -> results in S3
     ECS "task stopped" events -> reconciler Lambda (retry / fail / notify)
-    EventBridge Scheduler -> a worker's task as a scheduled job
+    EventBridge Scheduler -> a worker's task as a scheduled job (or an array job's parent)
 
 Read top to bottom, this file is the architecture: config -> platform -> API -> workers ->
-scheduled task -> (alarms) -> exports. Adding a worker = one ``FargateWorker`` here + one
+scheduled tasks -> (alarms) -> exports. Adding a worker = one ``FargateWorker`` here + one
 folder ``workers/<name>/``.
 """
 
@@ -50,17 +50,21 @@ workers = {
     for seed in seed_workers.SEED_WORKERS
 }
 
-# 5. One scheduled task: a nightly content analysis, recorded and retried like any job.
-ScheduledTask(
-    "nightly-content-analysis",
-    ScheduledTaskArgs(
-        platform=platform,
-        worker=workers[seed_workers.SCHEDULED_WORKER],
-        schedule=seed_workers.SCHEDULE,
-        timezone=seed_workers.SCHEDULE_TIMEZONE,
-        input=dict(seed_workers.SCHEDULED_INPUT),
-    ),
-)
+# 5. The scheduled tasks: a nightly content analysis (one job) and a weekly array job of meta
+#    descriptions (its shards fan out on the worker's slots), recorded and retried like any job.
+for seed_schedule in seed_workers.SEED_SCHEDULES:
+    ScheduledTask(
+        seed_schedule.name,
+        ScheduledTaskArgs(
+            platform=platform,
+            worker=workers[seed_schedule.worker],
+            schedule=seed_schedule.schedule,
+            timezone=seed_schedule.timezone,
+            input=dict(seed_schedule.input),
+            array=seed_schedule.array,
+            description=seed_schedule.description,
+        ),
+    )
 
 # 6. Alarms and the dashboard where the stack asks for them (prod).
 if config.alarms:

@@ -53,21 +53,33 @@ def steps(parent_id: str, trace: bool) -> dict[str, Any]:
     wall, CPU, step count, the worst step, RSS before and after each step, peaks."""
     import tracemalloc
 
-    from handlers import launcher
+    from handlers import _aws, launcher
     from jobcontract import JobField
     from jobcontract.store import JobStore
 
     store = JobStore(os.environ["BATCH_JOBS_TABLE"])
-    launcher.Launcher()  # clients and imports made before the baseline
+    launcher.Launcher()  # imports made before the baseline, and every client the steps use
+    for service in ("dynamodb", "s3", "sqs"):  # (else the first step that needs one, or
+        _aws.client(service)  # this loop's own reads, would count its client as growth)
+    store.get(parent_id)
     rss_before, samples = _rss_mb(), []
     if trace:
-        tracemalloc.start()
+        tracemalloc.start(int(os.environ.get("BENCH_TRACE_FRAMES", "1")))
     count, worst, validated_at = 0, 0.0, None
     cpu0, t0 = time.process_time(), time.perf_counter()
+    step_heap: list[list[float]] = []  # per step: Python heap peak and after, MB (--tracemalloc)
     while True:
         s0 = time.perf_counter()
         detail = launcher.Launcher().fan_out(parent_id).detail
         worst = max(worst, time.perf_counter() - s0)
+        if trace:
+            now_b, peak_b = tracemalloc.get_traced_memory()
+            step_heap.append([round(peak_b / 2**20, 1), round(now_b / 2**20, 1)])
+            tracemalloc.reset_peak()
+            if os.environ.get("BENCH_SNAPSHOT_DIR"):
+                tracemalloc.take_snapshot().dump(
+                    os.path.join(os.environ["BENCH_SNAPSHOT_DIR"], f"step{count}.snap")
+                )
         count += 1
         array = (store.get(parent_id) or {}).get(JobField.ARRAY) or {}
         if validated_at is None and array.get("manifest", {}).get("validated"):
@@ -79,7 +91,7 @@ def steps(parent_id: str, trace: bool) -> dict[str, Any]:
         if detail in DONE:
             break
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
+    heap_peak = max(peak for peak, _ in step_heap) if step_heap else None
     parent = store.get(parent_id) or {}
     return {
         "steps": count,
@@ -94,6 +106,7 @@ def steps(parent_id: str, trace: bool) -> dict[str, Any]:
         "peak_rss": _status_mb("VmHWM"),
         "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "heap_peak": heap_peak,
+        "step_heap": step_heap,
         "samples": samples,
         "status": parent.get(JobField.STATUS),
         "created": int((parent.get(JobField.ARRAY) or {}).get("created", 0)),
@@ -165,7 +178,10 @@ def main() -> None:
         row = run(n, args.shard_size, args.tracemalloc, args.moto_log)
         rows.append(row)
         rss = [s[2] for s in row["samples"]]
-        heap = f", heap peak {row['heap_peak']:.1f} MB" if row["heap_peak"] is not None else ""
+        heap = ""
+        if row["heap_peak"] is not None:  # per step: Python heap peak/after (MB)
+            per_step = " ".join(f"{p:.0f}/{a:.0f}" for p, a in row["step_heap"])
+            heap = f", heap peak {row['heap_peak']:.1f} MB (per step peak/after: {per_step})"
         print(
             f"{n:>9} items ({row['bytes'] / 1e6:.1f} MB, {row['shards']} shards): "
             f"POST /jobs {row['api_wall']:.2f} s; {row['steps']} steps, {row['wall']:.1f} s "

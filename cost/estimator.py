@@ -526,7 +526,8 @@ def estimate(
             continue
         worker = model.worker(sch.worker)
         wu = usage.workers.get(worker.name, default_wu)
-        lines += _job_lines(model, worker, sch.invocations_per_month, wu, prices, discount,
+        runs = sch.invocations_per_month * sch.tasks_per_run  # an array run: + its shards
+        lines += _job_lines(model, worker, runs, wu, prices, discount,
                             usage, via_api=False, fixed=True)
     if usage.apply_free_tier:
         lines = _apply_free_tier(lines, prices)

@@ -88,6 +88,7 @@ class ScheduleSpec:
     target: str  # "lambda" | "ecs"
     worker: str | None = None  # the worker a scheduled ECS task runs
     via: str = "scheduler"  # "scheduler" (billed per invocation) | "rule" (EventBridge rule: free)
+    tasks_per_run: int = 1  # an array schedule: its own task (exits at once) + one per shard
 
     @property
     def invocations_per_month(self) -> float:
@@ -501,6 +502,7 @@ def _schedules(graph: StackGraph, workers: Iterable[WorkerSpec]) -> tuple[Schedu
                 expression=str(sch.inputs.get("scheduleExpression") or "rate(1 day)"),
                 target="ecs" if is_ecs else "lambda",
                 worker=worker,
+                tasks_per_run=_tasks_per_run(target) if is_ecs else 1,
             )
         )
     for rule in graph.of_type(EVENT_RULE):
@@ -512,6 +514,34 @@ def _schedules(graph: StackGraph, workers: Iterable[WorkerSpec]) -> tuple[Schedu
                 )
             )
     return tuple(out)
+
+
+def _tasks_per_run(target: Mapping[str, Any]) -> int:
+    """Tasks one run of an ECS schedule starts: 1, or for an array schedule
+    (``BATCH_SCHEDULED_ARRAY`` in its overrides) its own task plus one per shard (the
+    default shard size when the request names none: the schema's cap is not known here)."""
+    from jobcontract import arrays
+    from jobcontract.scheduled import ScheduledRequest
+
+    try:
+        overrides = json.loads(str(target.get("input") or "{}"))
+        (container,) = overrides["containerOverrides"]
+        env = {e["name"]: e["value"] for e in container.get("environment") or []}
+    except (ValueError, KeyError, TypeError):
+        return 1
+    array = ScheduledRequest.from_env(env).array
+    if not array:
+        return 1
+    items = array.get("items")
+    total = (
+        len(items)
+        if isinstance(items, list)
+        else int((array.get("manifest") or {}).get("items") or 0)
+    )
+    size, parallelism = array.get("shard_size"), array.get("parallelism")
+    if size is None and parallelism:
+        size = math.ceil(total / int(parallelism))
+    return 1 + math.ceil(total / int(size or arrays.DEFAULT_SHARD_SIZE))
 
 
 def _config_value(config: Mapping[str, str], key: str) -> str | None:

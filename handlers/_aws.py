@@ -23,6 +23,11 @@ from jobcontract import logs, queue_message
 
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
+# One session for every client: each botocore session parses its own copy of the endpoint
+# data (~6.7 MB of Python objects) and service models, so a session per client cost about
+# 21 MB and 0.3 s for the launcher's four clients (bench/RESULTS.md, "Manifest fan-out").
+# A session is not thread-safe: it is only used under ``_lock``; its clients are.
+_session: Any = None
 
 
 def client(service: str) -> Any:
@@ -40,9 +45,17 @@ def client(service: str) -> Any:
                 read_timeout=20,
                 retries={"mode": "standard", "max_attempts": 3},
             )
-            found = boto3.session.Session().client(service, config=config)
+            found = _shared_session().client(service, config=config)
             _clients[service] = found
         return found
+
+
+def _shared_session() -> Any:
+    """The session every client is made from (the caller holds ``_lock``)."""
+    global _session
+    if _session is None:
+        _session = boto3.session.Session()
+    return _session
 
 
 def set_client(service: str, value: Any) -> None:
@@ -54,8 +67,10 @@ def set_client(service: str, value: Any) -> None:
 def reset_clients() -> None:
     """Forget every cached client (and the worker registration cache), so the next use picks
     up the current environment. Tests call this after changing the endpoint or env."""
+    global _session
     with _lock:
         _clients.clear()
+        _session = None  # credentials and region are read again
     for name in ("handlers.registry", "handlers.notify"):
         module = sys.modules.get(name)
         if module is not None:

@@ -34,6 +34,7 @@ from jobcontract import (
     JOB_ID_RE,
     Env,
     JobField,
+    array_requests,
     new_job_id,
 )
 from jobcontract import arrays as contract
@@ -199,17 +200,17 @@ def _shards(item: dict[str, Any]) -> int:
 
 
 def _item_field(worker: WorkerRegistration, base: dict[str, Any]) -> str:
-    return contract.request_item_field(worker.name, worker.input_schema, base)
+    return array_requests.request_item_field(worker.name, worker.input_schema, base)
 
 
 def _shard_size(worker: WorkerRegistration, field: str, total: int, payload: dict[str, Any]) -> int:
-    return contract.request_shard_size(worker.input_schema, field, total, payload)
+    return array_requests.request_shard_size(worker.input_schema, field, total, payload)
 
 
 def _check_items(
     worker: WorkerRegistration, field: str, base: dict[str, Any], items: list[Any], size: int
 ) -> None:
-    contract.check_items(worker.name, worker.input_schema, field, base, items, size)
+    array_requests.check_items(worker.name, worker.input_schema, field, base, items, size)
 
 
 def _expires(now: datetime) -> int:
@@ -227,9 +228,9 @@ def _parent_item(
     memory: int,
     share: int | float,
 ) -> dict[str, Any]:
-    """The parent (``jobcontract.arrays.parent_item``), submitted through the API."""
+    """The parent (``jobcontract.array_requests.parent_item``), submitted through the API."""
     now = datetime.now(UTC)
-    return contract.parent_item(
+    return array_requests.parent_item(
         parent_id,
         worker.name,
         total=total,

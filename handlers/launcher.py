@@ -58,7 +58,13 @@ from jobcontract import (
     access_denied_error,
     queue_message,
 )
-from jobcontract.arrays import all_created, children_created, fanout_message, fanout_parent
+from jobcontract.arrays import (
+    all_created,
+    children_created,
+    fan_out_source,
+    fanout_message,
+    fanout_parent,
+)
 from jobcontract.dispatch import (
     DRAIN_MESSAGE,
     Claimed,
@@ -270,11 +276,7 @@ class Launcher:
         from handlers import arrays  # only here: the launcher's cold start stays light
 
         parent = self.store.get(parent_id)
-        if (
-            parent is None
-            or not parent.get(JobField.ARRAY)
-            or not parent.get(JobField.INPUT_S3_KEY)
-        ):
+        if parent is None or not parent.get(JobField.ARRAY) or not fan_out_source(parent):
             return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
         if JobStatus(parent[JobField.STATUS]).terminal:  # e.g. its manifest was invalid
             return LaunchOutcome(parent_id, "skipped", detail="array job ended")

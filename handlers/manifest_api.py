@@ -28,22 +28,22 @@ from botocore.exceptions import ClientError
 
 from handlers import _aws
 from handlers.registry import WorkerRegistration
-from jobcontract import Env
+from jobcontract import Env, array_requests
 from jobcontract import arrays as contract
 
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "403", "AccessDenied", "Forbidden"})
 
 
 def declared_items(manifest: Any) -> int:
-    return contract.declared_items(manifest)
+    return array_requests.declared_items(manifest)
 
 
 def check_key(worker: WorkerRegistration, key: str) -> None:
-    contract.check_manifest_key(worker.name, key)
+    array_requests.check_manifest_key(worker.name, key)
 
 
 def check_shared_input(worker: WorkerRegistration, field: str, base: dict[str, Any]) -> None:
-    contract.check_shared_input(worker.name, worker.input_schema, field, base)
+    array_requests.check_shared_input(worker.name, worker.input_schema, field, base)
 
 
 def head(worker: WorkerRegistration, manifest: dict[str, Any]) -> dict[str, Any]:

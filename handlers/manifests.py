@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,31 +83,36 @@ READ_WINDOW_BYTES = 8 * 1024 * 1024  # one ranged GetObject, read whole, then th
 class _RangedReader:
     """``read(n)`` over the manifest from byte ``start``, one ranged GetObject (IfMatch its
     ETag) of ``READ_WINDOW_BYTES`` at a time: no S3 connection stays open while the step
-    writes children, and memory holds one window."""
+    writes children. A window is held as the pieces it was read in (``n`` bytes each, the
+    size ``iter_lines`` asks for), each dropped once handed out: no copy of the window is
+    ever made (neither a join of the body nor a slice of it), so memory is one window at
+    most, shrinking as it is read."""
 
     def __init__(self, manifest: dict[str, Any], start: int) -> None:
         self.manifest, self.at, self.size = manifest, start, int(manifest["bytes"])
-        self.window, self.pos = b"", 0
+        self.pieces: deque[bytes] = deque()
 
     def read(self, n: int) -> bytes:
-        if self.pos >= len(self.window):
+        if not self.pieces:
             if self.at >= self.size:
                 return b""
-            self.window, self.pos = _get_range(self.manifest, self.at, READ_WINDOW_BYTES), 0
-            self.at += len(self.window)
-            if not self.window:
+            self.pieces = _get_range(self.manifest, self.at, READ_WINDOW_BYTES, n)
+            self.at += sum(len(piece) for piece in self.pieces)
+            if not self.pieces:
                 return b""
-        out = self.window[self.pos : self.pos + n]
-        self.pos += len(out)
-        return out
+        piece = self.pieces.popleft()
+        if len(piece) > n:  # a caller asking for less than a piece: hand out its head
+            self.pieces.appendleft(piece[n:])
+            piece = piece[:n]
+        return piece
 
     def close(self) -> None:
-        self.window = b""
+        self.pieces.clear()
 
 
-def _get_range(manifest: dict[str, Any], start: int, length: int) -> bytes:
-    """Bytes ``start..start+length-1`` of the manifest, only if it is still the object
-    submitted (``IfMatch``; S3 answers 412 otherwise)."""
+def _get_range(manifest: dict[str, Any], start: int, length: int, piece: int) -> deque[bytes]:
+    """Bytes ``start..start+length-1`` of the manifest in pieces of ``piece`` bytes, only if
+    it is still the object submitted (``IfMatch``; S3 answers 412 otherwise)."""
     try:
         body = _aws.client("s3").get_object(
             Bucket=_aws.env(Env.RESULTS_BUCKET),
@@ -119,11 +125,13 @@ def _get_range(manifest: dict[str, Any], start: int, length: int) -> bytes:
         if status == 412 or exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
             raise ManifestChanged(str(exc)) from None
         raise
+    pieces: deque[bytes] = deque()
     try:
-        data: bytes = body.read()
+        while data := body.read(piece):
+            pieces.append(data)
     finally:
         body.close()
-    return data
+    return pieces
 
 
 def _open(manifest: dict[str, Any], start: int) -> Any:

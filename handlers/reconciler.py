@@ -343,7 +343,9 @@ class Reconciler:
         """The children of a scheduled array run, as the API makes them: a manifest's by the
         launcher's fan-out steps (one message), inline items here (they fit in the task's
         8 KB of overrides), parked, then one drain. Repeated events create only what is
-        missing (``arrays.fan_out`` starts at the parent's cursor)."""
+        missing (``arrays.fan_out`` starts at the parent's cursor). The items are read from
+        the parent (``array.kept_items``), so a fan-out that died with no event left is
+        finished by the sweep through the launcher's fan-out step."""
         shards = int(parent[JobField.ARRAY]["shards"])
         if JobStatus(parent[JobField.STATUS]).terminal or arrays_contract.all_created(parent):
             return f"ignored: scheduled array job {parent[JobField.STATUS]}, children created"
@@ -354,9 +356,11 @@ class Reconciler:
         if parent.get(JobField.INPUT_S3_KEY):
             message = arrays_contract.fanout_message(str(parent[JobField.JOB_ID]))
         else:
-            request = ScheduledRequest.from_env(task.env)
-            items = list((request.array or {}).get("items") or [])
-            arrays.fan_out(self.store, worker, parent, dict(request.input), items)
+            items = arrays_contract.kept_items(parent)
+            if items is None:  # a parent recorded before items were kept with it
+                items = list((ScheduledRequest.from_env(task.env).array or {}).get("items") or [])
+            base = dict(parent.get(JobField.INPUT) or {})
+            arrays.fan_out(self.store, worker, parent, base, items)
             message = drain_message()
         _aws.client("sqs").send_message(QueueUrl=url, **message)
         return f"scheduled array job: {shards} shards"

@@ -25,6 +25,9 @@ Fargate has no task timeout, and events can be lost, so periodically:
   STOPPED (or no longer knows) is settled and released as its lost STOPPED event would have
   done; and while any job is parked, a drain request goes to the launcher, in case the
   reconciler's was lost.
+- An array job's parent: the cancel cascade, a lost fan-out message re-sent (a manifest's,
+  or the items kept with a scheduled run's parent whose reconciler died mid-fan-out: the
+  launcher's fan-out step writes what is missing), a recount of lost ends, a lost merge.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from handlers.launcher import send_resume
 from handlers.reconciler import Reconciler, StoppedTask
 from handlers.registry import get_worker
 from jobcontract import Env, JobField, JobStatus
-from jobcontract.arrays import all_created, fanout_message, is_complete
+from jobcontract.arrays import all_created, fan_out_source, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.job import Job
@@ -136,8 +139,9 @@ class Sweeper:
     # --- array jobs ---------------------------------------------------------------------
     def _settle_parent(self, parent: dict[str, Any]) -> None:
         """Backstops of an array job's parent: go on with a cancel cascade; once it has been
-        quiet for ``BATCH_REDRIVE_SECONDS``, re-send a lost fan-out message or count the
-        children whose end was not counted (their event was lost); and merge when every
+        quiet for ``BATCH_REDRIVE_SECONDS``, re-send a lost fan-out message (or ask for one:
+        a scheduled run's reconciler that died mid-fan-out, its items kept with the parent)
+        or count the children whose end was not counted (their event was lost); merge when every
         child is counted but nobody merged (the API counted the last, or a merge died)."""
         cancelled = bool(parent.get(JobField.CANCEL_REQUESTED))
         if cancelled:
@@ -155,8 +159,8 @@ class Sweeper:
 
     def _resend_fanout(self, parent: dict[str, Any]) -> None:
         worker = get_worker(self.store, str(parent[JobField.WORKER]))
-        if not parent.get(JobField.INPUT_S3_KEY) or worker is None:
-            return  # no manifest: only a replay of the request can create its children
+        if not fan_out_source(parent) or worker is None:
+            return  # no manifest, no kept items: only a replay of the request can create them
         url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
         try:
             _aws.client("sqs").send_message(

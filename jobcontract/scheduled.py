@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from jobcontract import DEFAULT_JOB_TTL_DAYS, Env, JobField, JobStatus
+from jobcontract import DEFAULT_JOB_TTL_DAYS, Env, JobField, JobStatus, array_requests
 from jobcontract import arrays as contract
 
 SOURCE_SCHEDULE: Final = "schedule"
@@ -216,28 +216,29 @@ def plan_array(
             400, "invalid_request", "'items' must be a non-empty JSON array"
         )
     share = contract.request_failed_item_share(array.get(JobField.MAX_FAILED_ITEM_SHARE))
-    field_name = contract.request_item_field(worker, schema, base)
+    field_name = array_requests.request_item_field(worker, schema, base)
     if manifest is not None:
-        total = contract.declared_items(manifest)
-        size = contract.request_shard_size(schema, field_name, total, array)
-        contract.check_shared_input(worker, schema, field_name, base)
-        contract.check_manifest_key(worker, str(manifest["s3_key"]))
+        total = array_requests.declared_items(manifest)
+        size = array_requests.request_shard_size(schema, field_name, total, array)
+        array_requests.check_shared_input(worker, schema, field_name, base)
+        array_requests.check_manifest_key(worker, str(manifest["s3_key"]))
         return ArrayPlan(field_name, total, size, share, None, dict(manifest))
     assert isinstance(items, list)
-    size = contract.request_shard_size(schema, field_name, len(items), array)
-    contract.check_items(worker, schema, field_name, base, items, size)
+    size = array_requests.request_shard_size(schema, field_name, len(items), array)
+    array_requests.check_items(worker, schema, field_name, base, items, size)
     return ArrayPlan(field_name, len(items), size, share, items, None)
 
 
 def array_parent(
     job_id: str, worker: str, plan: ArrayPlan, defaults: RunDefaults, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The parent row of a scheduled array run (``jobcontract.arrays.parent_item``, as the
-    API's but ``source = "schedule"``)."""
+    """The parent row of a scheduled array run (``jobcontract.array_requests.parent_item``, as the
+    API's but ``source = "schedule"``); inline items are kept with it (``keep_items``): the
+    stopped task's environment is not read again once its event is gone."""
     from jobcontract.store import now_iso
 
     moment = now or datetime.now(UTC)
-    return contract.parent_item(
+    parent = array_requests.parent_item(
         job_id,
         worker,
         total=plan.total,
@@ -251,3 +252,6 @@ def array_parent(
         expires_at=expires_at(defaults.ttl_days or DEFAULT_JOB_TTL_DAYS, moment),
         now=now_iso(moment),
     )
+    if plan.items is not None:  # kept with the parent: any actor can resume its fan-out
+        contract.keep_items(parent, plan.items)
+    return parent

@@ -141,6 +141,13 @@ def test_dev_stack_model_from_the_real_program(dev_graph: StackGraph) -> None:
     assert model.alarms == 0 and model.dashboards == 0  # dev: alarms off
     assert model.nat_gateways == 0 and model.interface_endpoint_azs == 0
     assert model.public_ip is True
+    # The scheduled ECS runs: the nightly job's one task, and the weekly array job's own task
+    # plus its three shards (six pages, two a shard), each run.
+    runs = {s.name: (s.worker, s.tasks_per_run) for s in model.schedules if s.target == "ecs"}
+    assert runs == {
+        "nightly-content-analysis-schedule": ("content-analyzer", 1),
+        "weekly-meta-descriptions-schedule": ("meta-desc-generator", 4),
+    }
 
 
 @pytest.mark.skipif(not PROGRAM.exists(), reason="__main__.py has not landed yet")
@@ -156,3 +163,41 @@ def test_prod_stack_model_differs_where_prod_config_does(prod_graph: StackGraph)
     # alarms x $0.10 + one dashboard x $3.00
     assert fixed["CloudWatch"] == pytest.approx(prod.alarms * 0.10 + 3.00)
     assert any("Container Insights" in note for note in est.notes)
+
+
+def _ecs_schedule(array: dict[str, Any] | None) -> MockResource:
+    env = [{"name": "BATCH_SCHEDULED_INPUT", "value": "{}"}]
+    if array is not None:
+        env.append({"name": "BATCH_SCHEDULED_ARRAY", "value": json.dumps(array)})
+    overrides = {"containerOverrides": [{"name": "worker", "environment": env}]}
+    return _res("aws:scheduler/schedule:Schedule", "meta-weekly-schedule",
+                scheduleExpression="cron(0 4 ? * MON *)",
+                target={"arn": "arn:aws:ecs:us-east-1:123456789012:cluster/c",
+                        "input": json.dumps(overrides),
+                        "ecsParameters": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:"
+                                          "123456789012:task-definition/ai-batch-dev-meta:1"}})
+
+
+@pytest.mark.parametrize(
+    ("array", "tasks"),
+    [
+        (None, 1),  # one job
+        ({"items": list(range(7)), "shard_size": 2}, 1 + 4),
+        ({"items": list(range(7)), "parallelism": 3}, 1 + 3),
+        ({"items": list(range(250))}, 1 + 3),  # the API's default shard size, 100
+        ({"manifest": {"s3_key": "inputs/meta/m.jsonl", "items": 5000}, "shard_size": 1000}, 6),
+    ],
+)  # fmt: skip
+def test_an_array_schedule_is_priced_with_its_shards(array: Any, tasks: int) -> None:
+    model = model_from_graph(_with_schedule(array))
+    (weekly,) = [s for s in model.schedules if s.target == "ecs"]
+    assert (weekly.worker, weekly.tasks_per_run) == ("meta", tasks)
+    fargate = estimate(model, Usage(image_gb=0.0)).by_service(fixed=True)["Fargate"]
+    one = estimate(model_from_graph(_with_schedule(None)), Usage(image_gb=0.0))
+    assert fargate == pytest.approx(one.by_service(fixed=True)["Fargate"] * tasks)
+
+
+def _with_schedule(array: dict[str, Any] | None) -> StackGraph:
+    graph = _graph()
+    graph.resources.append(_ecs_schedule(array))
+    return graph

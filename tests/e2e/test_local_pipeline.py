@@ -437,6 +437,33 @@ def test_scheduled_run_that_dies_before_recording_is_recorded_by_the_reconciler(
     assert 13 < days <= 14, days  # dev's jobTtlDays: scheduled rows expire too
 
 
+def test_weekly_array_schedule_runs_on_demand_as_an_array_job(
+    pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The program's array schedule (``components/seed_workers.py``): its task records
+    nothing and exits 0; the reconciler makes the parent from the STOPPED event and fans out
+    three shards of two pages on the worker's slots, merged in page order."""
+    from components.seed_workers import WEEKLY_PAGES
+
+    code, out, _ = run_cli(capsys, "local", "run-schedule", "weekly-meta-descriptions")
+    assert code == 0, out
+    task_arn = json.loads(out)["task_arns"][0]
+    parent_id = scheduled_job_id("meta-desc-generator", task_arn)
+    deadline = time.monotonic() + 30
+    while call(pipeline, "GET", f"/jobs/{parent_id}")[0] != 200:
+        assert time.monotonic() < deadline, f"the reconciler never made {parent_id}"
+        time.sleep(0.2)
+    parent = wait(pipeline, parent_id, timeout=120)
+    assert parent["status"] == "SUCCEEDED" and parent["source"] == "schedule", parent
+    assert parent["array"]["shards"] == 3 and parent["array"]["children"]["SUCCEEDED"] == 3
+    assert parent["items"]["total"] == len(WEEKLY_PAGES) == 6
+    with urllib.request.urlopen(parent["result"]["url"], timeout=30) as resp:
+        lines = [json.loads(line) for line in resp.read().decode().splitlines()]
+    assert [line["index"] for line in lines] == list(range(6))
+    assert [line["shard"] for line in lines] == [0, 0, 1, 1, 2, 2]
+    assert [line["result"]["url"] for line in lines] == [p["url"] for p in WEEKLY_PAGES]
+
+
 def test_sweep_runs_on_demand(pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(capsys, "local", "sweep")
     assert code == 0, err

@@ -10,7 +10,7 @@ import pytest
 
 from components import iam
 from components.offline import StackGraph
-from components.seed_workers import SEED_WORKERS
+from components.seed_workers import SEED_SCHEDULES, SEED_WORKERS
 from tests.infra.policies import as_list, identity_policies
 
 pytestmark = pytest.mark.xdist_group("pulumi")
@@ -19,7 +19,7 @@ WORKERS = sorted(w.name for w in SEED_WORKERS)
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 # What alarms=true adds on top of the same program: Observability (8 Lambda + 2 API alarms,
 # one dashboard), the customer managed key CloudWatch needs to publish to the encrypted
-# topic, and one alarm per dead-letter queue (the launch JobQueue, ScheduledTask).
+# topic, and one alarm per dead-letter queue (the launch JobQueue, each ScheduledTask).
 OBSERVABILITY_ALARMS = 10
 
 
@@ -63,7 +63,7 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     assert counts["aibatch:index:FargateWorker"] == n
     assert counts["aibatch:index:JobQueue"] == 1  # the launch queue, whatever n is
     assert counts["aws:lambda/eventSourceMapping:EventSourceMapping"] == 1
-    assert counts["aibatch:index:ScheduledTask"] == 1
+    assert counts["aibatch:index:ScheduledTask"] == len(SEED_SCHEDULES) == 2
     assert counts["aws:lambda/function:Function"] == 4  # the control plane only
     assert counts["aws:ecs/cluster:Cluster"] == 1
     assert counts["aws:dynamodb/table:Table"] == 1
@@ -77,15 +77,15 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     )
     # one registration per worker + the API endpoint item (notification links)
     assert counts["aws:dynamodb/tableItem:TableItem"] == n + 1
-    assert counts["aws:scheduler/schedule:Schedule"] == 1
+    assert counts["aws:scheduler/schedule:Schedule"] == len(SEED_SCHEDULES)
     assert counts["aws:apigateway/restApi:RestApi"] == 1
     assert "aibatch:index:Observability" not in counts
     assert ALARM not in counts and "aws:cloudwatch/dashboard:Dashboard" not in counts
 
 
 def _scheduler_dlq(graph: StackGraph) -> bool:
-    (schedule,) = graph.of_type("aws:scheduler/schedule:Schedule")
-    return bool(schedule.inputs["target"].get("deadLetterConfig"))
+    schedules = graph.of_type("aws:scheduler/schedule:Schedule")
+    return all(bool(s.inputs["target"].get("deadLetterConfig")) for s in schedules)
 
 
 def test_prod_differs_from_dev_exactly_by_observability(
@@ -96,7 +96,7 @@ def test_prod_differs_from_dev_exactly_by_observability(
     # alone in a fresh account), so dev has nothing prod lacks.
     assert dict(dev - prod) == {}
     added = dict(prod - dev)
-    # One DLQ alarm per dead-letter queue: the launch queue's, and the scheduled task's.
+    # One DLQ alarm per dead-letter queue: the launch queue's, and each scheduled task's.
     dlq_alarms = 1 + dev["aibatch:index:ScheduledTask"]
     assert added == {
         "aibatch:index:Observability": 1,

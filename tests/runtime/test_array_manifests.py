@@ -216,11 +216,11 @@ def test_a_manifest_overwritten_while_children_are_written_cancels_the_array_job
     changed = original.replace(b'"text 4', b'"TEXT 4')  # same size, other bytes
     real_get, gets = manifests._get_range, []
 
-    def overwritten_after_8_reads(manifest, start, length):
+    def overwritten_after_8_reads(manifest, start, length, piece):
         gets.append(start)
         if len(gets) == 9:  # this step has made one chunk of 100 children and is in the next
             _put(res, changed)
-        return real_get(manifest, start, length)
+        return real_get(manifest, start, length, piece)
 
     monkeypatch.setattr(manifests, "_get_range", overwritten_after_8_reads)
     monkeypatch.setattr(manifests, "CANCEL_MIN_SECONDS", 300)  # the whole cascade, even loaded
@@ -403,3 +403,40 @@ def test_uploads_let_a_manifest_be_larger_than_a_file(res) -> None:
     files[0].update(content_type="image/png", size=contract.MAX_MANIFEST_BYTES)
     status, body, _ = call("POST", "/uploads", {"worker": "docs", "files": files})
     assert status == 400 and body["error"]["code"] == "file_too_large"
+
+
+def test_the_ranged_reader_hands_out_the_pieces_it_read_without_copying(monkeypatch) -> None:
+    """A window is kept as the pieces S3's body was read in, each handed out as is and then
+    dropped (no join, no slice of the window): memory is one window at most."""
+    from collections import deque
+
+    body = bytes(range(256)) * 40  # 10,240 bytes
+    windows: list[deque[bytes]] = []
+    pieces: list[bytes] = []  # every piece S3's body gave, in order
+
+    def get_range(manifest, start, length, piece):
+        data = body[start : start + length]
+        windows.append(deque(data[i : i + piece] for i in range(0, len(data), piece)))
+        pieces.extend(windows[-1])
+        return windows[-1]
+
+    monkeypatch.setattr(manifests, "READ_WINDOW_BYTES", 4096)
+    monkeypatch.setattr(manifests, "_get_range", get_range)
+    reader = manifests._RangedReader({"bytes": len(body)}, 100)
+    got = []
+    while data := reader.read(1024):
+        got.append(data)
+    assert b"".join(got) == body[100:]
+    assert all(a is b for a, b in zip(got, pieces, strict=True))  # the pieces read, no copies
+    assert [len(w) for w in windows] == [0, 0, 0]  # every piece dropped once handed out
+    assert len(windows) == 3  # windows of 4,096 bytes: 100-4195, 4196-8291, 8292-10239
+    import itertools
+
+    mixed, parts = manifests._RangedReader({"bytes": len(body)}, 0), []
+    for n in itertools.cycle((3000, 10, 5000, 1, 700)):  # any sizes; reads may be short
+        data = mixed.read(n)
+        assert len(data) <= n
+        if not data:
+            break
+        parts.append(data)
+    assert b"".join(parts) == body

@@ -224,3 +224,116 @@ def test_a_missing_manifest_fails_the_scheduled_run_as_the_api_answers(res) -> N
         "message": answer["error"]["message"],
     }
     assert receive_all(res.workers["docs"].queue_url) == []
+
+
+def _dies_after(monkeypatch, n: int) -> None:
+    """The reconciler's fan-out dies (a Lambda timeout, a crash) before writing child ``n``;
+    transactions of 2 children, so the first ``n`` (rounded down to pairs) are written."""
+    from handlers import arrays
+    from jobcontract import dispatch
+
+    real = arrays.children_of
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        for made, child in enumerate(real(*args, **kwargs)):
+            if made == n:
+                raise RuntimeError("the reconciler died here")
+            yield child
+
+    monkeypatch.setattr(dispatch, "TRANSACTION_ITEMS", 2)
+    monkeypatch.setattr(arrays, "children_of", dying)
+
+
+def _died_half_way(res, monkeypatch, docs: list[dict[str, str]]) -> tuple[str, str]:
+    """A scheduled array run of one item per shard whose reconciler died after 4 children;
+    the task's ARN and the parent's id."""
+    from handlers import arrays
+
+    real = arrays.children_of
+    array = ScheduledArray(items=docs, shard_size=1)
+    task, _ = _scheduled_task(res, "docs", {"language": "en"}, array)
+    parent_id = scheduled_job_id("docs", task)
+    assert parent_id is not None
+    _dies_after(monkeypatch, 4)
+    with pytest.raises(RuntimeError):
+        reconciler.Reconciler().handle_event(stopped_event(res.cluster_arn, task, exit_code=0))
+    monkeypatch.setattr(arrays, "children_of", real)
+    store = JobStore(res.table_name)
+    parent = store.get(parent_id)
+    assert parent[JobField.ARRAY]["created"] == 0  # the cursor moves after the children
+    assert [store.get(child_id(parent_id, i)) is not None for i in range(7)] == [True] * 4 + [
+        False
+    ] * 3
+    assert receive_all(res.workers["docs"].queue_url) == []  # it died before its drain
+    return task, parent_id
+
+
+def _exactly_once_in_order(store: JobStore, parent_id: str, docs: list[Any]) -> None:
+    kids = [store.get(child_id(parent_id, i)) for i in range(len(docs))]
+    assert [k[JobField.INPUT] for k in kids] == [
+        {"language": "en", "documents": [doc]} for doc in docs
+    ]
+    assert [k[JobField.SHARD]["index"] for k in kids] == list(range(len(docs)))
+    stamps = [k[JobField.CREATED_AT] for k in kids]  # the drain starts the oldest first
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    parked = sum(k[JobField.STATUS] == "QUEUED" for k in kids)  # the others were launched
+    assert Dispatch(store).get(worker_key("docs"))["waiting"] == parked
+    parent = store.get(parent_id)
+    assert parent[JobField.ARRAY]["created"] == len(docs)
+    assert "kept_items" not in parent[JobField.ARRAY]  # dropped once every child is written
+
+
+def test_a_repeated_event_finishes_a_scheduled_fan_out_that_died(res, monkeypatch) -> None:
+    docs = _docs(7)
+    task, parent_id = _died_half_way(res, monkeypatch, docs)
+    # The items are kept with the parent, not only in the task's environment.
+    parent = JobStore(res.table_name).get(parent_id)
+    assert json.loads(parent[JobField.ARRAY]["kept_items"]) == docs
+    assert _reconcile(res, task, exit_code=0) == "scheduled array job: 7 shards"
+    store = JobStore(res.table_name)
+    _exactly_once_in_order(store, parent_id, docs)
+    assert Dispatch(store).get(worker_key("docs"))["waiting"] == 7
+    bodies = [json.loads(m["Body"]) for m in receive_all(res.workers["docs"].queue_url)]
+    assert bodies == [{"drain": True}]  # one drain for the whole array
+
+
+def test_the_sweep_finishes_a_scheduled_fan_out_whose_events_are_gone(res, monkeypatch) -> None:
+    """No event comes again (retries exhausted): the sweep asks the launcher's fan-out step,
+    which creates the missing children from the items kept with the parent, in steps."""
+    from datetime import UTC, datetime, timedelta
+
+    from handlers import launcher, sweep
+    from jobcontract import arrays as contract
+    from tests.runtime.helpers import sqs_event
+
+    docs = _docs(7)
+    _, parent_id = _died_half_way(res, monkeypatch, docs)
+    store = JobStore(res.table_name)
+    assert parent_id not in sweep.Sweeper(store).run().redriven  # not quiet long enough yet
+    later = sweep.Sweeper(store, now=datetime.now(UTC) + timedelta(hours=1)).run()
+    assert parent_id in later.redriven
+    # Steps of 2 from the cursor (0: it had not moved): 0-2 and 2-4 exist, 4-6 and 6-7 not.
+    monkeypatch.setattr(contract, "FANOUT_STEP_CHILDREN", 2)
+    queue, steps = res.workers["docs"], 0
+    while fanouts := [m for m in receive_all(queue.queue_url) if "fanout" in json.loads(m["Body"])]:
+        launcher.handler(sqs_event(queue.queue_arn, fanouts), None)
+        steps += len(fanouts)
+    assert steps == 4
+    _exactly_once_in_order(store, parent_id, docs)
+    ended = run_array(res, parent_id)
+    assert ended[JobField.STATUS] == "SUCCEEDED"
+    lines = _lines(res, parent_id)
+    assert [line["index"] for line in lines] == list(range(7))
+    assert [line["result"]["id"] for line in lines] == [d["id"] for d in docs]
+
+
+def test_kept_items_round_trip_as_given_and_are_bounded() -> None:
+    from jobcontract import arrays as contract
+
+    parent: dict[str, Any] = {JobField.ARRAY: {"shards": 1}}
+    assert contract.kept_items(parent) is None and not contract.fan_out_source(parent)
+    odd = [{"": 1e200, "x": [None, True]}, "é"]  # not storable as a DynamoDB map
+    contract.keep_items(parent, odd)
+    assert contract.kept_items(parent) == odd and contract.fan_out_source(parent)
+    with pytest.raises(ValueError, match="exceed"):
+        contract.keep_items(parent, ["x" * contract.MAX_KEPT_ITEMS_BYTES])
