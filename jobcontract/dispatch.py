@@ -25,7 +25,18 @@ and a slot is never given twice):
   it from a consistent snapshot, ``heal_stack_waiting``);
 - ``slot#<job id>-<attempt>``: one lease per launched task, named by the job and attempt it
   was started for (the task's ``BATCH_JOB_ID`` / ``BATCH_JOB_ATTEMPT``, so the STOPPED event
-  names it): worker, cpu, the task ARN, the job it runs now, and ``idle`` while it waits.
+  names it): worker, cpu, the task ARN, the job it runs now, ``idle`` while it waits, and
+  ``freed`` once the task gave its worker's slot back itself (``free_slot``).
+
+A task that recorded its last job's end gives its worker's slot back before it exits
+(``free_slot``) and asks for a drain while a job of its worker is parked, so the next task
+is launched while this one is still exiting and ECS has not yet sent its STOPPED event (the
+hand-off per freed slot no longer waits for the process exit, the event and the
+reconciler). Only the worker's counts move then: the stack's vCPU budget keeps counting the
+task until the reconciler (or the sweep) releases the lease at its STOPPED, because the
+account's Fargate vCPU quota counts it until then and RunTask beyond the quota fails. So a
+worker may briefly have more tasks alive than its ``max_concurrency`` (the extra ones are
+exiting, with no job), never more jobs; the stack never exceeds ``fargateVcpuLimit``.
 
 A fresh job may take a slot only if its worker has no parked job and no idle task: nothing
 overtakes a job that waits, and an idle task gets the job instead of a new task.
@@ -76,6 +87,10 @@ class F:
     # Set once the task ran a child of an array job: the reconciler then reads the job at
     # the task's stop even after a clean exit 0, to count the child on its parent.
     ARRAY_CHILD: Final = "array_child"
+    # Set by the task itself once its last job's end is recorded and it is about to exit:
+    # its worker's slot (``tasks``/``cpu`` of ``dispatch#<worker>``) is given back then, the
+    # stack's vCPUs only when it has STOPPED (``Dispatch.free_slot``, ``Dispatch.release``).
+    FREED: Final = "freed"
 
 
 def worker_key(worker: str) -> str:
@@ -517,36 +532,41 @@ class Dispatch:
         task_cpu: int | None = None,
         retry: bool = True,
     ) -> bool:
-        """Give back the slot of a stopped task: delete its lease and its counts. Idempotent
-        (a repeated STOPPED event finds no lease). True when this call released it."""
+        """Give back the slot of a stopped task: delete its lease and its counts (only the
+        stack's vCPUs when the task freed its worker's slot itself, ``free_slot``).
+        Idempotent (a repeated STOPPED event finds no lease). True when this call released
+        it."""
         item = lease_item if lease_item is not None else self.get(lease)
         if item is None:
             return False
         worker = str(item.get(F.WORKER, ""))
         cpu = int(item.get(F.CPU) or task_cpu or 0)
-        idle = bool(item.get(F.IDLE))
+        idle, freed = bool(item.get(F.IDLE)), bool(item.get(F.FREED))
         delta: dict[str, int] = {F.TASKS: -1, F.CPU: -cpu}
         if idle:
             delta[F.IDLE] = -1
+        # The flags read decide which counts move: the delete holds only if they are the same.
+        state = (
+            "#freed = :one"
+            if freed
+            else "attribute_not_exists(#freed) AND "
+            + ("#idle = :one" if idle else "attribute_not_exists(#idle)")
+        )
+        names = {"#pk": Table.PK, "#idle": F.IDLE, "#freed": F.FREED}
         delete = {
-            "Delete": {
-                "TableName": self.table,
-                "Key": {Table.PK: {"S": lease}},
-                "ConditionExpression": "attribute_exists(#pk) AND "
-                + ("#idle = :one" if idle else "attribute_not_exists(#idle)"),
-                "ExpressionAttributeNames": {"#pk": Table.PK, "#idle": F.IDLE},
-                **({"ExpressionAttributeValues": {":one": {"N": "1"}}} if idle else {}),
-            }
+            "TableName": self.table,
+            "Key": {Table.PK: {"S": lease}},
+            "ConditionExpression": f"attribute_exists(#pk) AND {state}",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
         }
-        ops = [
-            delete,
-            {
-                "Update": self._counts_op(
-                    worker_key(worker), delta, None, {}, kind=KIND_DISPATCH, worker=worker
-                )
-            },
-            self._budget_op(-cpu, conditional=False),
-        ]
+        ops: list[dict[str, Any]] = [{"Delete": _prune(delete)}]
+        if not freed:
+            counts = self._counts_op(
+                worker_key(worker), delta, None, {}, kind=KIND_DISPATCH, worker=worker
+            )
+            ops.append({"Update": counts})
+        ops.append(self._budget_op(-cpu, conditional=False))
         try:
             self._transact(ops)
         except TransactionRefused:
@@ -555,6 +575,63 @@ class Dispatch:
                 return self.release(lease, task_cpu=task_cpu, retry=False)
             return False
         return True
+
+    # --- a task gives its worker's slot back (its last job ended) --------------------------
+    def free_slot(self, lease: str, job_id: str, attempt: int) -> str | None:
+        """The task holding ``lease`` recorded the end of its last job (``job_id`` on
+        ``attempt``) and is about to exit: give its worker's slot back now (task and cpu
+        counts of ``dispatch#<worker>``), not at its STOPPED event. The stack's vCPUs stay
+        held until then (``release``). Conditional on the lease running that job, busy and
+        not freed yet, so the counts move once whoever else releases it. Returns the worker
+        whose slot was freed, None when nothing changed."""
+        item = self.get(lease)
+        if (
+            item is None
+            or item.get(F.FREED)
+            or item.get(F.IDLE)
+            or str(item.get(F.CURRENT_JOB, "")) != job_id
+            or int(item.get(F.CURRENT_ATTEMPT, -1)) != attempt
+        ):
+            return None
+        worker, cpu = str(item.get(F.WORKER, "")), int(item.get(F.CPU) or 0)
+        lease_op = {
+            "TableName": self.table,
+            "Key": {Table.PK: {"S": lease}},
+            "UpdateExpression": "SET #freed = :one",
+            "ConditionExpression": (
+                "attribute_exists(#pk) AND attribute_not_exists(#freed) AND "
+                "attribute_not_exists(#idle) AND #job = :job AND #attempt = :attempt "
+                "AND #cpu = :cpu"
+            ),
+            "ExpressionAttributeNames": {
+                "#pk": Table.PK,
+                "#freed": F.FREED,
+                "#idle": F.IDLE,
+                "#job": F.CURRENT_JOB,
+                "#attempt": F.CURRENT_ATTEMPT,
+                "#cpu": F.CPU,
+            },
+            "ExpressionAttributeValues": _attrs(
+                {":one": 1, ":job": job_id, ":attempt": attempt, ":cpu": cpu}
+            ),
+        }
+        counts = self._counts_op(
+            worker_key(worker),
+            {F.TASKS: -1, F.CPU: -cpu},
+            None,
+            {},
+            kind=KIND_DISPATCH,
+            worker=worker,
+        )
+        try:
+            self._transact([{"Update": lease_op}, {"Update": counts}])
+        except TransactionRefused:
+            return None
+        return worker
+
+    def waiting(self, worker: str) -> int:
+        """The worker's parked count (strongly consistent; it may over-count, never under)."""
+        return max(0, int((self.get(worker_key(worker)) or {}).get(F.WAITING, 0) or 0))
 
     # --- warm reuse (a worker task) -------------------------------------------------------
     def take_next(
@@ -822,7 +899,8 @@ class Dispatch:
             values[f":s{i}"] = to_attr(value)
             parts.append(f"#s{i} = :s{i}")
         expression = ("SET " + ", ".join(parts)) if parts else ""
-        condition = "attribute_exists(#pk)"
+        names["#freed"] = F.FREED
+        condition = "attribute_exists(#pk) AND attribute_not_exists(#freed)"  # it holds a slot
         if remove_idle:
             expression += " REMOVE #idle"
             values[":one"] = {"N": "1"}

@@ -179,6 +179,31 @@ def test_a_freed_slot_asks_for_a_drain_while_any_job_of_the_stack_waits(res) -> 
     assert receive_all(res.workers["echo"].queue_url) == []
 
 
+def test_the_stop_of_a_task_that_freed_its_slot_gives_back_only_its_vcpus(res) -> None:
+    """The task gave its worker's slot back at its job's end (``Dispatch.free_slot``): its
+    STOPPED event releases the stack's vCPUs and the lease, never the worker's slot again,
+    and still asks for a drain while a job waits (the budget it held may be what it waits
+    for); a repeated event releases nothing."""
+    job_id, task = launch(res)
+    succeed(res, job_id)
+    store = JobStore(res.table_name)
+    dispatch = Dispatch(store)
+    lease = f"slot#{job_id}-1"
+    assert dispatch.free_slot(lease, job_id, 1) == "echo"
+    other = call("POST", "/jobs", {"worker": "echo", "input": {"items": ["a"]}})[1]["job_id"]
+    receive_all(res.workers["echo"].queue_url)
+    assert dispatch.park(other, 0, "echo")
+    workers, used = dispatch.counts()
+    assert workers["echo"]["tasks"] == 0 and used > 0
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    workers, used = dispatch.counts()
+    assert workers["echo"]["tasks"] == 0 and workers["echo"]["cpu"] == 0 and used == 0
+    assert dispatch.get(lease) is None
+    assert [m["Body"] for m in receive_all(res.workers["echo"].queue_url)] == ['{"drain": true}']
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    assert dispatch.counts()[0]["echo"]["tasks"] == 0
+
+
 @pytest.mark.parametrize(
     ("exit_code", "stop_code"),
     [
