@@ -30,7 +30,6 @@ ALLOWED: dict[str, int] = {
     "components/platform.py::BatchPlatform._network": 71,  # main e3fe655 keeps its children (nodes)
     "components/python_function.py::PythonFunction.__init__": 108,
     "components/scheduled_task.py::ScheduledTask.__init__": 144,
-    "handlers/launcher.py::process_records": 62,
 }
 
 

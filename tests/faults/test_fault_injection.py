@@ -955,7 +955,7 @@ def test_real_worker_processes_sigterm_and_crash(
 def test_sweep_stopped_hung_worker_is_not_reported_as_oom(reason: str) -> None:
     """A hung worker the sweep stops (StopTask 'Timeout: ...' / 'Heartbeat: ...', then SIGKILL
     when stopTimeout runs out -> exit 137) is a timeout, not an out-of-memory kill."""
-    from handlers.reconciler import StoppedTask, classify
+    from handlers.stopped_task import StoppedTask, classify
 
     task = StoppedTask.from_detail({
         "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/0", "stopCode": "UserInitiated",

@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import _aws, launcher, reconciler
+from handlers import _aws, attempt_ends, launcher, reconciler
+from handlers.stopped_task import StoppedTask
 from jobcontract import Env, JobField, WorkerExit
 from jobcontract.dispatch import Dispatch
 from jobcontract.store import JobStore
@@ -153,7 +154,7 @@ def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
     assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
     assert calls.ops == ["GetItem"] and receive_all(res.workers["echo"].queue_url) == []
     job = JobStore(res.table_name).get(job_id)
-    assert job[JobField.STATUS] == "SUCCEEDED" and reconciler.NOTIFIED_AT not in job
+    assert job[JobField.STATUS] == "SUCCEEDED" and attempt_ends.NOTIFIED_AT not in job
     assert receive_all(topic_queue) == []
 
 
@@ -232,7 +233,7 @@ def test_exit_zero_of_a_sidecar_is_not_trusted(res) -> None:
         {"name": "log-router", "exitCode": 0},
         {"name": "app", "exitCode": 0},
     ]
-    assert not reconciler.StoppedTask.from_detail(event["detail"]).clean_success
+    assert not StoppedTask.from_detail(event["detail"]).clean_success
     assert reconcile(event) == "retry: WorkerExitedEarly"
 
 
@@ -283,7 +284,7 @@ def test_success_is_read_and_reported_when_notion_is_configured(res, monkeypatch
     assert reconcile(event) == "terminal: SUCCEEDED"
     assert reconcile(event) == "terminal: SUCCEEDED"  # a duplicate event reports nothing
     assert [item[JobField.JOB_ID] for item in sent] == [job_id]
-    assert JobStore(res.table_name).get(job_id)[reconciler.NOTIFIED_AT]
+    assert JobStore(res.table_name).get(job_id)[attempt_ends.NOTIFIED_AT]
 
 
 def test_cancel_requested_ends_cancelled(res) -> None:
@@ -377,7 +378,7 @@ def test_scheduled_run_without_job_is_recorded_and_retried(res) -> None:
 def test_exit_137_is_out_of_memory_only_when_nobody_stopped_the_task(
     stop_code: str, reason: str, expected: str
 ) -> None:
-    from handlers.reconciler import StoppedTask, classify
+    from handlers.stopped_task import classify
 
     task = StoppedTask.from_detail(
         {
