@@ -21,8 +21,9 @@ from handlers.launch_ecs import (
     TaskLauncher,
     runtask_bucket,
 )
-from handlers.registry import WorkerRegistration
+from handlers.registry import WorkerRegistration, get_worker
 from jobcontract import JOB_ID_RE, Env, JobField, JobStatus, queue_message
+from jobcontract.arrays import all_created, children_created, fanout_message
 from jobcontract.dispatch import Claimed, Dispatch, slot_key, vcpu_budget_units
 from jobcontract.managed_instances import StopKind
 from jobcontract.store import JobStore, TransitionConflict
@@ -70,6 +71,41 @@ class JobLauncher(TaskLauncher):
         # one transaction fewer per job in a burst; the drain after the batch starts any job
         # whose slot freed meanwhile.
         self.full: set[str] = set()
+
+    def fan_out(self, parent_id: str) -> LaunchOutcome:
+        """An array job's fan-out step (``{"fanout": id}``, sent by the API for a job with
+        more children than it writes itself): its children from the manifest, parked, then
+        drained after the batch; for a JSON Lines manifest the client uploaded, its
+        validation comes first (``handlers.manifests``). A redelivery creates only what is
+        missing."""
+        from handlers import arrays  # only here: the launcher's cold start stays light
+
+        parent = self.store.get(parent_id)
+        if (
+            parent is None
+            or not parent.get(JobField.ARRAY)
+            or not parent.get(JobField.INPUT_S3_KEY)
+        ):
+            return LaunchOutcome(parent_id, "skipped", detail="not an array job with a manifest")
+        if JobStatus(parent[JobField.STATUS]).terminal:  # e.g. its manifest was invalid
+            return LaunchOutcome(parent_id, "skipped", detail="array job ended")
+        if all_created(parent):
+            return LaunchOutcome(parent_id, "skipped", detail="children created already")
+        if parent.get(JobField.CANCEL_REQUESTED):  # its unwritten shards count as cancelled
+            return LaunchOutcome(parent_id, "skipped", detail="array job cancelled")
+        worker = get_worker(self.store, str(parent[JobField.WORKER]))
+        if worker is None:
+            return LaunchOutcome(parent_id, "skipped", detail="worker is not registered")
+        done = arrays.fan_out_from_manifest(self.store, worker, parent)
+        made = children_created(done) - children_created(parent)
+        self.parked += made
+        going_on = done[JobField.STATUS] == JobStatus.RUNNING.value and not done.get(
+            JobField.CANCEL_REQUESTED
+        )  # a manifest that changed mid-write cancels the array job: no next step
+        if going_on and not all_created(done):  # the next step, as its own message
+            url = _aws.env(Env.LAUNCH_QUEUE_URL, "") or worker.queue_url
+            _aws.client("sqs").send_message(QueueUrl=url, **fanout_message(parent_id))
+        return LaunchOutcome(parent_id, "skipped", detail=f"{made} children created")
 
     def _settled(self, job_id: str, job: dict[str, Any], attempt: int) -> LaunchOutcome | None:
         """What this message comes to without a launch, decided from the job as it is: stale

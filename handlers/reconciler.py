@@ -33,6 +33,7 @@ then its children, fanned out as the API does.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -279,6 +280,12 @@ class Reconciler(AttemptEnds):
                 }
                 return error, stop.advance_chain
         return classify(task), False
+
+
+def read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:
+    """The merge's reads of children's results, ``arrays.READ_THREADS`` at once."""
+    with ThreadPoolExecutor(arrays.READ_THREADS) as pool:
+        return list(pool.map(lambda item: fn(item), items))
 
 
 def _same_cluster(configured: str, actual: str) -> bool:
