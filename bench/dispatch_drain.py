@@ -34,6 +34,8 @@ WAIT_TARGET = 5.0
 
 def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
     span = dm.makespan(outcome.jobs, cap, now=outcome.now, tasks=outcome.tasks)
+    # The stricter ideal: each task only until it freed its slot (see the verdict below).
+    held = dm.makespan(outcome.jobs, cap, now=outcome.now, tasks=outcome.tasks, until_freed=True)
     waited = dm.wait_while_free(outcome.jobs, outcome.tasks, outcome.slots, now=outcome.now)
     r = dm.reuse(outcome.jobs, outcome.tasks, now=outcome.now)
     hand = dm.handoff(outcome.jobs, outcome.tasks)
@@ -49,13 +51,19 @@ def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
         f"  submit took {outcome.submit_seconds:.1f} s; mean job run (DISPATCHED->end) "
         f"{mean_run:.2f} s; {r.tasks} tasks"
     )
+    peak = max((dm.peak_tasks(w, outcome.tasks, until=outcome.now) for w in outcome.slots.caps),
+               default=0)  # fmt: skip
     print(
-        f"  hand-off per freed slot (task stop -> next task, {len(hand.seconds)} stops): mean "
-        f"{hand.mean:.3f} s, p95 {hand.p95:.3f} s; mean task lifetime {mean_life:.2f} s"
+        f"  hand-off per freed slot (last job's end or task stop -> next task, "
+        f"{len(hand.seconds)} slots): mean {hand.mean:.3f} s, p95 {hand.p95:.3f} s; mean task "
+        f"lifetime {mean_life:.2f} s; most tasks alive at once {peak} (cap {cap}; above it: "
+        "tasks exiting after they freed their slot)"
     )
     print(
-        f"  makespan {span.makespan:.1f} s, ideal {span.ideal:.1f} s: ratio {span.ratio:.2f} "
-        f"(target <= {MAKESPAN_TARGET}) {verdict(span.ratio <= MAKESPAN_TARGET)}"
+        f"  makespan {span.makespan:.1f} s, ideal {span.ideal:.1f} s (task lifetimes): ratio "
+        f"{span.ratio:.2f}; ideal {held.ideal:.1f} s with each task counted until it freed its "
+        f"slot: ratio {held.ratio:.2f} (target <= {MAKESPAN_TARGET}) "
+        f"{verdict(held.ratio <= MAKESPAN_TARGET)}"
     )
     print(
         f"  longest wait while a slot was free {waited.max_stretch:.1f} s "
@@ -65,18 +73,21 @@ def report(name: str, outcome: Outcome, cap: int) -> list[BenchResult]:
     submit = outcome.submit_seconds
     detail = (
         f"{done}, {r.tasks} tasks, mean job {mean_run:.2f} s, mean task {mean_life:.2f} s, "
-        f"hand-off per slot mean {hand.mean:.2f} s (p95 {hand.p95:.2f}), submit {submit:.0f} s"
+        f"hand-off per slot mean {hand.mean:.2f} s (p95 {hand.p95:.2f}), submit {submit:.0f} s, "
+        f"most tasks alive {peak}"
     )
     if span.finished < span.jobs:
         detail += " (makespan is a lower bound: cut at the timeout)"
     return [
         BenchResult(
             f"{name}: makespan / ideal",
-            round(span.ratio, 2),
+            round(held.ratio, 2),
             "x ideal",
             f"<= {MAKESPAN_TARGET}",
-            span.ratio <= MAKESPAN_TARGET,
-            f"makespan {span.makespan:.1f} s, ideal {span.ideal:.1f} s; {detail}",
+            held.ratio <= MAKESPAN_TARGET,
+            f"makespan {span.makespan:.1f} s, ideal {held.ideal:.1f} s with each task counted "
+            f"until it freed its slot ({span.ratio:.2f} x the {span.ideal:.1f} s of whole task "
+            f"lifetimes); {detail}",
         ),
         BenchResult(
             f"{name}: longest wait while a slot was free",

@@ -45,6 +45,7 @@ from typing import Any
 from cost.billing import FARGATE_MINIMUM_SECONDS, MODELLED_STARTUP_SECONDS
 
 _EPS = 1e-9
+_INF = float("inf")
 
 
 def parse_time(value: str | float | None) -> float | None:
@@ -135,11 +136,14 @@ def makespan(
     *,
     now: float | None = None,
     tasks: Sequence[TaskTimeline] | None = None,
+    until_freed: bool = False,
 ) -> Makespan:
     """First submit -> last end (``now`` stands in for the end of unfinished jobs). The ideal
     is the issue's "sum of task time divided by the cap": the tasks' lifetimes when ``tasks``
     are given (what a scheduler that never leaves a slot free would take), else the jobs'
-    run times."""
+    run times. ``until_freed``: each task counted only until it freed its slot (its last
+    job's end, ``freed_at``): a task exiting after that holds no slot, so the exit time
+    beside its successor would otherwise lower the ratio."""
     if not jobs:
         return Makespan(0.0, 0.0, 0, 0)
     start = min(j.submitted for j in jobs)
@@ -151,7 +155,11 @@ def makespan(
     else:
         end = max(ends)
     if tasks:
-        busy = sum((t.stopped if t.stopped is not None else end) - t.created for t in tasks)
+        freed = freed_at(jobs, tasks) if until_freed else {}
+        busy = sum(
+            min(t.stopped if t.stopped is not None else end, freed.get(t.arn, _INF)) - t.created
+            for t in tasks
+        )
     else:
         busy = sum(j.run_seconds for j in jobs)
     return Makespan(end - start, busy / max(1, cap), len(jobs), finished)
@@ -159,9 +167,12 @@ def makespan(
 
 @dataclass(frozen=True)
 class Handoff:
-    """Seconds from a task's stop to the next task of its worker, over the stops that
-    happened while a job of that worker waited: what the platform adds per freed slot,
-    whatever the task length (ECS task state events, reconciler, launcher, RunTask)."""
+    """Seconds from a freed slot to the next task of its worker, over the slots freed while
+    a job of that worker waited: what the platform adds per freed slot, whatever the task
+    length. A slot is freed when the task's last job ended (the task then gives its slot
+    back itself, ``jobcontract.dispatch.Dispatch.free_slot``), or at its stop when no job
+    of it ended; so the figure covers the whole chain: the task's exit, or the ECS task
+    state event and the reconciler, then the drain request, the launcher and RunTask."""
 
     seconds: tuple[float, ...]
 
@@ -177,23 +188,56 @@ class Handoff:
         return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
+def freed_at(jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline]) -> dict[str, float]:
+    """Per task ARN, when its last job ended: when the task frees its slot itself."""
+    arns = {t.arn for t in tasks}
+    last_end: dict[str, float] = {}
+    for j in jobs:
+        if j.task_arn in arns and j.ended is not None:
+            last_end[j.task_arn] = max(last_end.get(j.task_arn, j.ended), j.ended)
+    return last_end
+
+
 def handoff(jobs: Sequence[JobTimeline], tasks: Sequence[TaskTimeline]) -> Handoff:
-    """See ``Handoff``: a stop counts when a job of the worker was submitted before it and
-    dispatched after it (it was waiting for that slot or another)."""
+    """See ``Handoff``: a freed slot counts when a job of the worker was submitted before it
+    was freed and dispatched after (it was waiting for that slot or another)."""
+    last_end = freed_at(jobs, tasks)
     found: list[float] = []
     for stop in tasks:
         if stop.stopped is None:
             continue
+        freed = min(stop.stopped, last_end.get(stop.arn, stop.stopped))
         waiting = any(
             j.worker == stop.worker
-            and j.submitted <= stop.stopped
-            and (j.dispatched is None or j.dispatched >= stop.stopped)
+            and j.submitted <= freed
+            and (j.dispatched is None or j.dispatched >= freed)
             for j in jobs
         )
-        later = [t.created for t in tasks if t.worker == stop.worker and t.created >= stop.stopped]
+        later = [
+            t.created
+            for t in tasks
+            if t.worker == stop.worker and t.arn != stop.arn and t.created >= freed
+        ]
         if waiting and later:
-            found.append(min(later) - stop.stopped)
+            found.append(min(later) - freed)
     return Handoff(tuple(found))
+
+
+def peak_tasks(worker: str, tasks: Sequence[TaskTimeline], *, until: float) -> int:
+    """The most tasks of ``worker`` alive at once (RunTask seen -> STOPPED). Above the cap
+    when tasks that freed their slot at their last job's end were still exiting."""
+    events = sorted(
+        [(t.created, 1) for t in tasks if t.worker == worker]
+        + [
+            (t.stopped if t.stopped is not None else until, -1) for t in tasks if t.worker == worker
+        ],
+        key=lambda e: (e[0], e[1]),  # a stop before a start at the same instant
+    )
+    alive = peak = 0
+    for _, step in events:
+        alive += step
+        peak = max(peak, alive)
+    return peak
 
 
 # --- waiting while a slot is free ----------------------------------------------------------

@@ -52,6 +52,8 @@ RECORD_SCHEDULED_RUN_ACTIONS = ("dynamodb:PutItem",)
 # The launcher's fan-out step of an array job puts its children (job rows, in transactions).
 CREATE_ARRAY_CHILDREN_ACTIONS = ("dynamodb:PutItem",)
 QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
+# A worker task that freed its slot asks the launcher for a drain: one SendMessage, no more.
+DRAIN_REQUEST_ACTIONS = ("sqs:SendMessage",)
 # What a dead-letter target needs (Scheduler's DLQ), and what no producer may do to a DLQ.
 DEAD_LETTER_SEND_ACTIONS = ("sqs:SendMessage",)
 QUEUE_CONSUME_ACTIONS = (

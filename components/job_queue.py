@@ -276,6 +276,20 @@ class JobQueue(pulumi.ComponentResource):
         )
         self._grant_key(grantee, iam.KMS_ENCRYPT_ACTIONS, f"{sid}Key")
 
+    def grant_drain_request(self, grantee: Grantee, *, sid: str = "RequestDrain") -> None:
+        """SendMessage only (a worker task's drain request when it frees its slot): no
+        queue attributes, and the same explicit Deny on the DLQ as every producer."""
+        grantee.add(
+            iam.Statement(iam.DRAIN_REQUEST_ACTIONS, [self.queue.arn], sid=sid),
+            iam.Statement(
+                iam.DEAD_LETTER_SEND_ACTIONS,
+                [self.dlq.arn],
+                sid="NeverIntoDeadLetters",
+                effect="Deny",
+            ),
+        )
+        self._grant_key(grantee, iam.KMS_ENCRYPT_ACTIONS, f"{sid}Key")
+
     def grant_consume(self, grantee: Grantee, *, sid: str) -> None:
         """Receive, delete and extend messages of this queue (not its DLQ)."""
         grantee.add(iam.Statement(iam.QUEUE_CONSUME_ACTIONS, [self.queue.arn], sid=sid))

@@ -33,26 +33,21 @@ then its children, fanned out as the API does.
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, arrays, manifest_api, notify
-from handlers.launcher import LaunchState
+from handlers.attempt_ends import AttemptEnds
 from handlers.registry import WorkerRegistration, family_of, get_worker, worker_by_family
+from handlers.stopped_task import StoppedTask, classify
 from jobcontract import (
-    CONTAINER_NAME,
     JOB_ID_RE,
     TAG_JOB_ID,
     Env,
     JobField,
     JobStatus,
-    WorkerExit,
     access_denied_error,
     scheduled_job_id,
     worker_of_job_id,
@@ -62,7 +57,7 @@ from jobcontract.arrays import RequestRejected
 from jobcontract.dispatch import Dispatch, drain_message, slot_key
 from jobcontract.dispatch import F as DispatchField
 from jobcontract.job import Job
-from jobcontract.managed_instances import capacity_backoff, classify_stop, next_step
+from jobcontract.managed_instances import classify_stop
 from jobcontract.scheduled import (
     SOURCE_SCHEDULE,
     RunDefaults,
@@ -71,130 +66,12 @@ from jobcontract.scheduled import (
     plan_array,
     scheduled_job,
 )
-from jobcontract.store import JobExists, JobStore, TransitionConflict, now_iso
+from jobcontract.store import JobExists, JobStore
 
 ACTIVE = (JobStatus.DISPATCHED, JobStatus.RUNNING)
-NOTIFIED_AT = "notified_at"
-OOM_EXIT_CODE = 137  # SIGKILL: what the OOM killer sends
 
 
-@dataclass(frozen=True)
-class StoppedTask:
-    """What the reconciler needs from an ECS task state change event."""
-
-    task_arn: str
-    cluster_arn: str
-    task_definition_arn: str
-    started_by: str | None
-    stop_code: str
-    stopped_reason: str
-    exit_code: int | None
-    container_reason: str
-    env: dict[str, str]
-    tags: dict[str, str]
-    # The exit code is the worker container's (found by name, or the task's only container).
-    exit_code_is_worker: bool = False
-    started: bool = False  # the task reached RUNNING (``startedAt`` is set)
-
-    @property
-    def clean_success(self) -> bool:
-        """The worker exited 0 and nothing else stopped the task. Exit 0 means exactly "this
-        attempt recorded SUCCEEDED" (``jobcontract.WorkerExit.OK``), so there is nothing to
-        reconcile; a job that is somehow still active is caught by the sweep (heartbeat /
-        dispatch staleness), which settles it through ``apply``."""
-        return (
-            self.exit_code_is_worker
-            and self.exit_code == WorkerExit.OK
-            and self.stop_code == "EssentialContainerExited"
-        )
-
-    def running(self, lease: dict[str, Any]) -> StoppedTask:
-        """This event as seen by the job the task ran last (its lease's current job): a
-        reused task was started for its first job, and its later jobs are its own attempts."""
-        current, attempt = (
-            lease.get(DispatchField.CURRENT_JOB),
-            lease.get(DispatchField.CURRENT_ATTEMPT),
-        )
-        if not current or attempt is None:
-            return self
-        env = {**self.env, Env.JOB_ID: str(current), Env.JOB_ATTEMPT: str(attempt)}
-        return dataclasses.replace(self, env=env)
-
-    @classmethod
-    def lost(cls, task_arn: str, cluster_arn: str, reason: str) -> StoppedTask:
-        """A task ECS no longer knows (its STOPPED event never reached us)."""
-        return cls(task_arn, cluster_arn, "", None, "TaskLost", reason, None, "", {}, {})
-
-    @classmethod
-    def from_detail(cls, detail: dict[str, Any]) -> StoppedTask:
-        """From an event's ``detail`` or a ``DescribeTasks`` task (same field names)."""
-        containers = detail.get("containers") or []
-        named = [c for c in containers if c.get("name") == CONTAINER_NAME]
-        worker_container = (named or containers or [{}])[0]
-        env: dict[str, str] = {}
-        for override in (detail.get("overrides") or {}).get("containerOverrides") or []:
-            if override.get("name") in (CONTAINER_NAME, None):
-                for pair in override.get("environment") or []:
-                    env[str(pair.get("name"))] = str(pair.get("value"))
-        tags = {str(t.get("key")): str(t.get("value")) for t in detail.get("tags") or []}
-        exit_code = worker_container.get("exitCode")
-        return cls(
-            task_arn=str(detail.get("taskArn", "")),
-            cluster_arn=str(detail.get("clusterArn", "")),
-            task_definition_arn=str(detail.get("taskDefinitionArn", "")),
-            started_by=detail.get("startedBy"),
-            stop_code=str(detail.get("stopCode", "")),
-            stopped_reason=str(detail.get("stoppedReason", "")),
-            exit_code=int(exit_code) if exit_code is not None else None,
-            container_reason=str(worker_container.get("reason", "")),
-            env=env,
-            tags=tags,
-            exit_code_is_worker=len(named) == 1 or len(containers) == 1,
-            started=bool(detail.get("startedAt")),
-        )
-
-
-# Outcomes a retry would only repeat: the job fails at once.
-NOT_RETRIED = frozenset({"AccessDenied"})
-
-
-def classify(task: StoppedTask) -> dict[str, Any]:
-    """Why an attempt ended, as the job's ``error`` (type, message, exit code, stop reason)."""
-    reason = task.stopped_reason
-    if task.stop_code in ("SpotInterruption", "TerminationNotice"):
-        kind, message = "SpotInterruption", "Fargate Spot capacity was reclaimed"
-    elif "outofmemory" in task.container_reason.replace(" ", "").lower():
-        kind, message = "OutOfMemory", "the container ran out of memory"
-    # The sweep's own stop reasons come before exit 137: a hung worker it stops is SIGKILLed
-    # when stopTimeout runs out, which looks like an OOM kill by exit code alone.
-    elif reason.startswith("Timeout"):
-        kind, message = "Timeout", reason
-    elif reason.startswith("Heartbeat"):
-        kind, message = "HeartbeatLost", reason
-    elif reason.startswith("TaskLost"):
-        kind, message = "TaskLost", reason
-    elif task.exit_code == OOM_EXIT_CODE and task.stop_code != "UserInitiated":
-        # SIGKILL nobody asked for (after a StopTask it is just the grace period ending).
-        kind, message = "OutOfMemory", "the container was killed (exit 137, likely out of memory)"
-    elif task.stop_code == "TaskFailedToStart" or task.exit_code is None:
-        kind, message = "TaskFailedToStart", task.container_reason or reason or "task never ran"
-    elif task.exit_code == WorkerExit.INTERRUPTED:
-        kind, message = "Interrupted", "the worker was stopped (SIGTERM) and saved its progress"
-    elif task.exit_code == WorkerExit.ACCESS_DENIED:
-        kind, message = "AccessDenied", "AWS denied a call the worker needs (its log names it)"
-    elif task.exit_code == 0:
-        kind, message = "WorkerExitedEarly", "the worker exited 0 without recording a result"
-    else:
-        kind, message = "WorkerError", f"the worker exited with code {task.exit_code}"
-    return {
-        "type": kind,
-        "message": message[:1000],
-        "exit_code": task.exit_code,
-        "stop_reason": (reason or task.stop_code or None),
-    }
-
-
-class Reconciler:
+class Reconciler(AttemptEnds):
     def __init__(self, store: JobStore | None = None) -> None:
         self.store = store or JobStore(_aws.env(Env.JOBS_TABLE), client=_aws.client("dynamodb"))
         self.dispatch = Dispatch(self.store)
@@ -407,187 +284,6 @@ class Reconciler:
                 }
                 return error, stop.advance_chain
         return classify(task), False
-
-    def _launch_registration(self, job: dict[str, Any]) -> WorkerRegistration | None:
-        """The registration whose task ran the attempt: the fallback worker's once the job was
-        handed to it (``JobField.FALLBACK``), else the job's own worker's."""
-        fallback = (job.get(JobField.FALLBACK) or {}).get("worker")
-        return get_worker(self.store, str(fallback or job[JobField.WORKER]))
-
-    def end_attempt(
-        self,
-        job: dict[str, Any],
-        status: JobStatus,
-        attempts: int,
-        expect: dict[str, Any],
-        error: dict[str, Any],
-        *,
-        advance: bool = False,
-        exhausted: bool = False,
-    ) -> str:
-        """An attempt failed: retry it while attempts remain, else FAILED. ``advance``: a
-        capacity stop of a Managed Instances worker, whose retry starts at the next step of
-        the launch chain. ``exhausted`` (or advancing past the last step): no capacity in the
-        whole chain, so the registration's fallback worker takes the job, if it names one;
-        without one the retry starts at the top of the chain again, after a back-off
-        (``JobField.RETRY_NOT_BEFORE``, ``managed_instances.capacity_backoff``) that the
-        launcher waits out."""
-        extra: dict[str, Any] = {}
-        launched_by = self._launch_registration(job)
-        if (advance or exhausted) and launched_by is not None and launched_by.managed_instances:
-            step = LaunchState.of(job, attempts).step
-            nxt = None if exhausted else next_step(launched_by.launch_steps(), step)
-            if nxt is not None:
-                extra[JobField.LAUNCH] = LaunchState(attempts + 1, 0, nxt, nxt).as_item()
-            elif launched_by.fallback_worker:
-                handed = self._hand_over(job, status, attempts, expect, error, launched_by)
-                if handed is not None:
-                    return handed
-            if nxt is None:  # from the top of the chain again: not at once (no spin)
-                extra[JobField.RETRY_NOT_BEFORE] = int(time.time()) + capacity_backoff(attempts)
-        # The row's own limit, at the one default of every reader (``jobcontract.job``).
-        if attempts < Job.from_item(job).max_attempts and error["type"] not in NOT_RETRIED:
-            return self._retry(job, status, attempts, expect, error, extra)
-        return self._finish(job, status, attempts, expect, JobStatus.FAILED, error)
-
-    def _hand_over(
-        self,
-        job: dict[str, Any],
-        status: JobStatus,
-        attempts: int,
-        expect: dict[str, Any],
-        error: dict[str, Any],
-        worker: WorkerRegistration,
-    ) -> str | None:
-        """Queue the job again for the fallback worker's task (its task definition, size and
-        timeout, and its own ``max_attempts`` from here). None: that worker is not there."""
-        fallback = get_worker(self.store, str(worker.fallback_worker))
-        if fallback is None:
-            _aws.log("ERROR", "fallback_worker_missing", worker=worker.fallback_worker)
-            return None
-        record = {
-            "worker": fallback.name,
-            "from": worker.name,
-            "attempt": attempts,
-            "at": now_iso(),
-        }
-        fields = {
-            JobField.FALLBACK: record,
-            JobField.TASK_DEFINITION: fallback.task_definition,
-            JobField.CPU: fallback.cpu,
-            JobField.MEMORY: fallback.memory,
-            JobField.TIMEOUT_SECONDS: fallback.timeout_seconds,
-            JobField.MAX_ATTEMPTS: attempts + fallback.max_attempts,
-        }
-        done = self._retry(job, status, attempts, expect, error, fields)
-        if done.startswith("retry"):
-            _aws.log("WARNING", "job_fallback", job_id=job[JobField.JOB_ID], **record)
-            return f"fallback: {fallback.name}"
-        return done
-
-    def _retry(
-        self,
-        job: dict[str, Any],
-        status: JobStatus,
-        attempts: int,
-        expect: dict[str, Any],
-        error: dict[str, Any],
-        extra: dict[str, Any] | None = None,
-    ) -> str:
-        job_id = str(job[JobField.JOB_ID])
-        try:
-            self.store.transition(
-                job_id,
-                status,
-                JobStatus.QUEUED,
-                attempt=attempts,
-                expect=expect,
-                set_fields={JobField.ERROR: {**error, "attempt": attempts}, **(extra or {})},
-                remove_fields=[JobField.TASK_ARN, JobField.HEARTBEAT_AT],
-            )
-        except TransitionConflict:
-            return "ignored: job moved on"
-        worker = get_worker(self.store, str(job[JobField.WORKER]))
-        sent = worker is not None and _aws.enqueue_job(worker.queue_url, job_id, attempts)
-        _aws.log(
-            "WARNING",
-            "job_retry",
-            job_id=job_id,
-            attempt=attempts,
-            error_type=error["type"],
-            enqueued=sent,
-        )
-        return f"retry: {error['type']}"
-
-    def _finish(
-        self,
-        job: dict[str, Any],
-        status: JobStatus,
-        attempts: int,
-        expect: dict[str, Any],
-        target: JobStatus,
-        error: dict[str, Any] | None,
-    ) -> str:
-        job_id = str(job[JobField.JOB_ID])
-        fields: dict[str, Any] = {}
-        if error is not None:
-            fields[JobField.ERROR] = {**error, "attempt": attempts}
-        try:
-            done = self.store.transition(
-                job_id,
-                status,
-                target,
-                attempt=attempts,
-                expect=expect,
-                set_fields=fields or None,
-            )
-        except TransitionConflict:
-            return "ignored: job moved on"
-        _aws.log(
-            "ERROR" if target == JobStatus.FAILED else "INFO",
-            f"job_{target.value.lower()}",
-            job_id=job_id,
-            attempts=attempts,
-            error=error,
-        )
-        self._ended(done)
-        return f"final: {target.value}"
-
-    def _ended(self, job: dict[str, Any]) -> None:
-        """A job ended: report it, or, for an array job's child, count it on its parent
-        (``handlers.arrays``) and, when it was the last, merge and report the parent once."""
-        if not job.get(JobField.PARENT_ID):
-            self._notify_once(job)
-            return
-        parent = arrays.record_end(self.store, job)
-        if parent is not None:
-            self.finish_parent(parent)
-
-    def finish_parent(
-        self,
-        parent: dict[str, Any],
-        now: datetime | None = None,
-        read_many: arrays.ReadMany | None = None,
-    ) -> dict[str, Any] | None:
-        """Merge and end a parent whose children are all counted, then report it once."""
-        done = arrays.finalize(self.store, parent, now, read_many or read_side_by_side)
-        if done is not None:
-            self._notify_once(done)
-        return done
-
-    def _notify_once(self, job: dict[str, Any]) -> None:
-        if not notify.wanted(str(job[JobField.STATUS])):
-            return  # no sink takes this outcome: nothing to send, nothing to mark
-        try:
-            claimed = self.store.update(
-                str(job[JobField.JOB_ID]),
-                status=job[JobField.STATUS],
-                set_fields={NOTIFIED_AT: now_iso()},
-                expect={NOTIFIED_AT: None},
-            )
-        except TransitionConflict:
-            return  # already notified (duplicate event) or the job changed
-        notify.job_finished(claimed)
 
 
 def read_side_by_side(fn: Any, items: list[Any]) -> list[Any]:

@@ -40,9 +40,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws, arrays
-from handlers.launcher import send_resume
-from handlers.reconciler import Reconciler, StoppedTask
+from handlers.launch_jobs import send_resume
+from handlers.reconciler import Reconciler
 from handlers.registry import get_worker
+from handlers.stopped_task import StoppedTask
 from jobcontract import Env, JobField, JobStatus
 from jobcontract.arrays import all_created, fan_out_source, fanout_message, is_complete
 from jobcontract.dispatch import Dispatch, drain_message

@@ -168,7 +168,8 @@ def task_grants(name: str, platform: BatchPlatform, args: FargateWorkerArgs) -> 
     bucket = ResultsBucket(platform.results_bucket.arn)
     inputs, results = jobcontract.inputs_prefix(name), jobcontract.results_prefix(name)
     table.grant_job_rows(grantee, name, actions=iam.WORKER_TABLE_ACTIONS, sid="OwnJobRowsOnly")
-    table.grant_worker_dispatch(grantee, name)  # warm reuse
+    table.grant_worker_dispatch(grantee, name)  # warm reuse, a slot freed at the task's end
+    platform.functions.launch_queue.grant_drain_request(grantee)
     bucket.grant_prefix(grantee, results, read=True, write=True, sid="OwnResults")
     bucket.grant_prefix(grantee, inputs, read=True, sid="OwnInputs")
     # A missing input or checkpoint must answer 404 (a clear job error), not 403.

@@ -60,6 +60,8 @@ def worker_environment(
         Env.MODEL_ID: platform.config.bedrock_model_id,
         Env.LOG_LEVEL: platform.config.log_level,
         Env.REUSE_IDLE_SECONDS: str(reuse_idle_seconds),
+        # A task that ends its last job frees its slot and asks the launcher for a drain.
+        Env.LAUNCH_QUEUE_URL: platform.functions.launch_queue.queue.url,
         **(READONLY_ROOT_ENV if args.readonly_root_filesystem else {}),
         **dict(args.environment),
     }

@@ -15,6 +15,7 @@ from bench.dispatch_metrics import (
     max_concurrent_vcpu,
     mixed,
     parse_time,
+    peak_tasks,
     reuse,
     wait_while_free,
 )
@@ -221,6 +222,23 @@ def test_handoff_is_the_gap_from_a_stop_to_the_next_task_while_jobs_wait() -> No
     assert handoff(late[:5], late_tasks[:5]).seconds == ()
 
 
+def test_handoff_starts_when_the_last_job_of_a_task_ended_not_at_its_stop() -> None:
+    """A task frees its slot when its job ends and exits afterwards: the next task, started
+    0.1 s after that end and before the stop, is a 0.1-s hand-off; and the exit time before
+    a stop is part of the hand-off when the slot waits for the stop."""
+    jobs = [
+        JobTimeline("a", W, 0.0, 0.0, 0.0, 1.0, "SUCCEEDED", "t1"),
+        JobTimeline("b", W, 0.0, 1.1, 1.1, 2.0, "SUCCEEDED", "t2"),
+        JobTimeline("c", W, 0.0, 3.0, 3.0, 4.0, "SUCCEEDED", "t3"),
+    ]
+    tasks = [
+        TaskTimeline("t1", W, 0.5, 0.0, 1.5),  # exits 0.5 s after its job's end
+        TaskTimeline("t2", W, 0.5, 1.1, 2.5),
+        TaskTimeline("t3", W, 0.5, 3.0, 4.5),
+    ]
+    assert handoff(jobs, tasks).seconds == pytest.approx((0.1, 1.0))
+
+
 def test_with_reuse_gaps_of_different_tasks_are_not_one_long_free_slot() -> None:
     # Two warm tasks of a cap-2 worker alternate 1-s jobs with 1.2-s gaps that overlap in
     # time: from 1 s on, one of them is always between jobs, but no slot is ever unused for
@@ -230,8 +248,9 @@ def test_with_reuse_gaps_of_different_tasks_are_not_one_long_free_slot() -> None
         start = offset
         n = 0
         while start < 20.0:
-            jobs.append(JobTimeline(f"{task}-{n}", W, 0.0, start, start, start + 1.0,
-                                    "SUCCEEDED", task))
+            jobs.append(
+                JobTimeline(f"{task}-{n}", W, 0.0, start, start, start + 1.0, "SUCCEEDED", task)
+            )
             start += 2.2
             n += 1
     jobs.append(JobTimeline("late", W, 0.0, 20.0, 20.0, 21.0, "SUCCEEDED", "t1"))
@@ -239,3 +258,23 @@ def test_with_reuse_gaps_of_different_tasks_are_not_one_long_free_slot() -> None
     waited = wait_while_free(jobs, tasks, Slots({W: 2}, {W: 0.5}, reuse=True))
     assert waited.stretch["late"] == pytest.approx(1.2)
     assert waited.per_job["late"] > 10.0  # the union of the gaps still counts in the sum
+
+
+def test_peak_tasks_counts_exiting_tasks_alive_beside_their_successors() -> None:
+    _, tasks = one_job_per_task(10, 5)
+    assert peak_tasks(W, tasks, until=10.0) == 5  # a stop and a start at one instant: 5
+    overlapping = [*tasks, TaskTimeline("extra", W, 0.5, 0.5, 0.9)]
+    assert peak_tasks(W, overlapping, until=10.0) == 6
+
+
+def test_until_freed_counts_a_task_only_while_it_held_its_slot() -> None:
+    """Tasks that exit 0.5 s after their job's end, beside their successors: counted until
+    the stop the ideal grows by the exit time and the ratio looks better than the schedule
+    is; counted until the slot was freed, a schedule with 0.5-s gaps shows them."""
+    jobs = [JobTimeline(f"j{i}", W, 0.0, 1.5 * i, 1.5 * i, 1.5 * i + 1.0, "SUCCEEDED", f"t{i}")
+            for i in range(4)]
+    tasks = [TaskTimeline(f"t{i}", W, 0.5, 1.5 * i, 1.5 * i + 1.5) for i in range(4)]
+    loose = makespan(jobs, 1, tasks=tasks)
+    strict = makespan(jobs, 1, tasks=tasks, until_freed=True)
+    assert loose.ideal == pytest.approx(6.0) and strict.ideal == pytest.approx(4.0)
+    assert strict.ratio == pytest.approx(5.5 / 4.0)

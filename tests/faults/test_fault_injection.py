@@ -400,6 +400,8 @@ class Harness:
             Env.WORKER_NAME: launch.worker, Env.JOB_ID: launch.job_id,
             Env.JOB_ATTEMPT: str(launch.attempt), Env.TASK_ARN: launch.task_arn,
             Env.HEARTBEAT_INTERVAL_SECONDS: "3600", Env.MODEL_BACKEND: "offline",
+            # A task that ended its job frees its slot and asks for a drain itself.
+            Env.LAUNCH_QUEUE_URL: self.res.workers[launch.worker].queue_url,
         }
         try:
             with open(os.devnull, "w") as sink:
@@ -601,6 +603,23 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
         return parked
 
     monkeypatch.setattr(dispatch_module.Dispatch, "park", counting_park)
+    # A task that frees its slot at its job's end (before its STOPPED event) holds no slot
+    # from then on. The free runs under the lock RunTask's record takes, so no task launched
+    # into the freed slot is counted before this one leaves the count: exact, not lenient.
+    real_free = dispatch_module.Dispatch.free_slot
+
+    def tracked_free(self: Any, lease: str, job_id: str, attempt: int) -> str | None:
+        with ecs.lock:
+            freed = real_free(self, lease, job_id, attempt)
+            if freed is not None:
+                arns = [x.task_arn for x in ecs.started if f"slot#{x.job_id}-{x.attempt}" == lease]
+                for arn in arns:
+                    ecs.live.get(job_id.rsplit("_", 1)[0], set()).discard(arn)
+        if freed is not None:
+            h.count("slot_freed_by_task")
+        return freed
+
+    monkeypatch.setattr(dispatch_module.Dispatch, "free_slot", tracked_free)
 
     # 1) submit: 1,000 accepted jobs, some replays with the same Idempotency-Key.
     def submit(i: int) -> tuple[str, str, bool]:
@@ -774,7 +793,7 @@ def test_thousand_jobs_with_faults_nothing_lost_nothing_doubled(
     assert h.parked_seen > JOBS // 2, h.parked_seen
     # The faults really happened (the test is not vacuous).
     for fate in ("crash", "killed", "spot", "permanent", "hung", "duplicate_event",
-                 "duplicate_sqs_delivery"):
+                 "duplicate_sqs_delivery", "slot_freed_by_task"):
         assert h.fates[fate] > 0, fate
     for fault in ("run_task_throttled", "run_task_no_capacity", "launcher_crash_after_run_task"):
         assert ecs.faults[fault] > 0, fault
@@ -936,7 +955,7 @@ def test_real_worker_processes_sigterm_and_crash(
 def test_sweep_stopped_hung_worker_is_not_reported_as_oom(reason: str) -> None:
     """A hung worker the sweep stops (StopTask 'Timeout: ...' / 'Heartbeat: ...', then SIGKILL
     when stopTimeout runs out -> exit 137) is a timeout, not an out-of-memory kill."""
-    from handlers.reconciler import StoppedTask, classify
+    from handlers.stopped_task import StoppedTask, classify
 
     task = StoppedTask.from_detail({
         "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/0", "stopCode": "UserInitiated",

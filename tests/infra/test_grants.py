@@ -198,3 +198,31 @@ def test_a_worker_task_role_is_granted_by_the_table_and_the_bucket(
         assert statement["Action"] == sorted(narrower), policy
         keys = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
         assert keys == [f"job#{worker}.v2_*"], policy
+
+
+def test_a_drain_request_grant_is_send_only() -> None:
+    """A worker task that frees its slot may send the launcher a drain request: SendMessage
+    on the launch queue, nothing else on it, never into its DLQ."""
+    graph = _policy_of(lambda q, g: q.grant_drain_request(g))
+    queue = graph.named("aws:sqs/queue:Queue", "q-queue").outputs["arn"]
+    dlq = graph.named("aws:sqs/queue:Queue", "q-dlq").outputs["arn"]
+    statements = _by_sid(graph)
+    assert set(statements) == {"RequestDrain", "NeverIntoDeadLetters"}
+    assert statements["RequestDrain"]["Action"] == ["sqs:SendMessage"]
+    assert statements["RequestDrain"]["Resource"] == [queue]
+    deny = statements["NeverIntoDeadLetters"]
+    assert deny["Effect"] == "Deny" and deny["Resource"] == [dlq]
+
+
+def test_every_worker_task_role_may_request_a_drain_of_the_launch_queue_only() -> None:
+    """Each worker's task role (Fargate and Managed Instances) holds the launch queue's
+    drain-request grant: SendMessage on that one queue, no queue attributes."""
+    from components.offline import stack_config
+    from tests.infra.gpu_program import program
+
+    graph = run_program(program, stack="dev", config=stack_config("dev"))
+    (launch,) = [r for r in graph.of_type("aws:sqs/queue:Queue") if r.name.endswith("launch-queue")]
+    for policy in ("content-analyzer-task-policy", "image-embedder-task-policy"):
+        (drain,) = [s for s in role_policy(graph, policy) if s.get("Sid") == "RequestDrain"]
+        assert drain["Action"] == ["sqs:SendMessage"], policy
+        assert drain["Resource"] == [launch.outputs["arn"]], policy

@@ -290,3 +290,31 @@ def test_the_heal_keeps_a_job_parked_since_its_snapshot(res, monkeypatch) -> Non
     monkeypatch.setattr(d.client, "transact_get_items", snapshot_then_park)
     assert not d.heal_stack_waiting(["echo", "solo"])
     assert _stack_waiting(d) == 2 and d.anyone_waiting()
+
+
+def test_a_task_frees_its_worker_slot_once_and_its_vcpus_only_at_its_stop(res) -> None:
+    """A task that ended its last job gives its worker's slot back (another task of the
+    worker may start), not its vCPUs: the account counts the task until it has stopped, so
+    the stack budget keeps it until the lease's release, which then moves only the budget."""
+    store = JobStore(res.table_name)
+    d = Dispatch(store, budget=vcpu_budget_units(0.5))
+    a, b, c = submit(), submit(), submit()
+    first = d.claim(a, 0, "echo", cap=2, cpu=256)
+    second = d.claim(b, 0, "echo", cap=2, cpu=256)
+    assert isinstance(first, Claimed) and isinstance(second, Claimed)
+    assert d.free_slot(first.lease, b, 1) is None  # not the job that task runs
+    assert d.free_slot(first.lease, a, 1) == "echo"
+    assert d.free_slot(first.lease, a, 1) is None  # once
+    workers, used = counts(d)
+    assert workers["echo"]["tasks"] == 1 and workers["echo"]["cpu"] == 256 and used == 512
+    assert d.claim(c, 0, "echo", cap=2, cpu=256) == Refusal.BUDGET  # the exiting task's vCPUs
+    assert d.park(c, 0, "echo")
+    assert d.take_next("echo", first.lease, None, idle=False) is None  # a freed lease runs none
+    assert store.get(c)[JobField.STATUS] == "QUEUED"
+    assert d.release(first.lease) and not d.release(first.lease)
+    workers, used = counts(d)
+    assert workers["echo"]["tasks"] == 1 and workers["echo"]["cpu"] == 256 and used == 256
+    assert isinstance(d.claim(c, 0, "echo", cap=2, cpu=256, woken=True), Claimed)
+    assert d.release(second.lease)  # not freed: the worker's slot and the vCPUs
+    workers, used = counts(d)
+    assert workers["echo"]["tasks"] == 1 and used == 256

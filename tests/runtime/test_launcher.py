@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import _aws, launcher
+from handlers import _aws, launch_ecs, launcher
 from jobcontract import TAG_JOB_ID, Env, JobField
 from jobcontract.dispatch import Dispatch, slot_key
 from jobcontract.store import JobStore
@@ -469,9 +469,9 @@ def test_quota_and_rate_limit_are_retried_not_failed(res, fault: Any) -> None:
 
 
 def test_permanent_failure_reason_still_fails() -> None:
-    assert not launcher.is_transient_reason("MISSING")
-    assert not launcher.is_transient_reason("InvalidParameterException: TaskDefinition inactive")
-    assert launcher.is_transient_reason("Capacity is unavailable at this time.")
+    assert not launch_ecs.is_transient_reason("MISSING")
+    assert not launch_ecs.is_transient_reason("InvalidParameterException: TaskDefinition inactive")
+    assert launch_ecs.is_transient_reason("Capacity is unavailable at this time.")
 
 
 @pytest.mark.parametrize(
@@ -587,7 +587,7 @@ def test_an_access_denied_launch_fails_the_job_once_instead_of_looping(res) -> N
 def test_runtask_pacing_follows_ecs_launch_rate() -> None:
     """ECS: burst 100, 20 launches/s sustained, shared by the launcher's invocations."""
     now = [0.0]
-    bucket = launcher.TokenBucket(10.0, 50.0, clock=lambda: now[0])  # 2 invocations' share
+    bucket = launch_ecs.TokenBucket(10.0, 50.0, clock=lambda: now[0])  # 2 invocations' share
     waits = [bucket.delay() for _ in range(50)]
     assert waits == [0.0] * 50  # the burst
     assert bucket.delay() == pytest.approx(0.1)  # then one per 1/10 s
@@ -596,8 +596,8 @@ def test_runtask_pacing_follows_ecs_launch_rate() -> None:
 
 
 def test_each_invocation_takes_its_share_of_the_rate(monkeypatch) -> None:
-    monkeypatch.setenv(launcher.LAUNCHER_CONCURRENCY_ENV, "4")
-    bucket = launcher._runtask_bucket()
+    monkeypatch.setenv(launch_ecs.LAUNCHER_CONCURRENCY_ENV, "4")
+    bucket = launch_ecs._runtask_bucket()
     assert bucket.rate == 5.0 and bucket.burst == 25.0
 
 

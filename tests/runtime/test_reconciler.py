@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import _aws, launcher, reconciler
+from handlers import _aws, attempt_ends, launcher, reconciler
+from handlers.stopped_task import StoppedTask
 from jobcontract import Env, JobField, WorkerExit
 from jobcontract.dispatch import Dispatch
 from jobcontract.store import JobStore
@@ -153,7 +154,7 @@ def test_clean_exit_zero_costs_no_table_request(res, topic_queue) -> None:
     assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
     assert calls.ops == ["GetItem"] and receive_all(res.workers["echo"].queue_url) == []
     job = JobStore(res.table_name).get(job_id)
-    assert job[JobField.STATUS] == "SUCCEEDED" and reconciler.NOTIFIED_AT not in job
+    assert job[JobField.STATUS] == "SUCCEEDED" and attempt_ends.NOTIFIED_AT not in job
     assert receive_all(topic_queue) == []
 
 
@@ -177,6 +178,31 @@ def test_a_freed_slot_asks_for_a_drain_while_any_job_of_the_stack_waits(res) -> 
     succeed(res, waiting)
     assert reconcile(stopped_event(res.cluster_arn, task2)).startswith("skipped: exit 0")
     assert receive_all(res.workers["echo"].queue_url) == []
+
+
+def test_the_stop_of_a_task_that_freed_its_slot_gives_back_only_its_vcpus(res) -> None:
+    """The task gave its worker's slot back at its job's end (``Dispatch.free_slot``): its
+    STOPPED event releases the stack's vCPUs and the lease, never the worker's slot again,
+    and still asks for a drain while a job waits (the budget it held may be what it waits
+    for); a repeated event releases nothing."""
+    job_id, task = launch(res)
+    succeed(res, job_id)
+    store = JobStore(res.table_name)
+    dispatch = Dispatch(store)
+    lease = f"slot#{job_id}-1"
+    assert dispatch.free_slot(lease, job_id, 1) == "echo"
+    other = call("POST", "/jobs", {"worker": "echo", "input": {"items": ["a"]}})[1]["job_id"]
+    receive_all(res.workers["echo"].queue_url)
+    assert dispatch.park(other, 0, "echo")
+    workers, used = dispatch.counts()
+    assert workers["echo"]["tasks"] == 0 and used > 0
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    workers, used = dispatch.counts()
+    assert workers["echo"]["tasks"] == 0 and workers["echo"]["cpu"] == 0 and used == 0
+    assert dispatch.get(lease) is None
+    assert [m["Body"] for m in receive_all(res.workers["echo"].queue_url)] == ['{"drain": true}']
+    assert reconcile(stopped_event(res.cluster_arn, task)).startswith("skipped: exit 0")
+    assert dispatch.counts()[0]["echo"]["tasks"] == 0
 
 
 @pytest.mark.parametrize(
@@ -207,7 +233,7 @@ def test_exit_zero_of_a_sidecar_is_not_trusted(res) -> None:
         {"name": "log-router", "exitCode": 0},
         {"name": "app", "exitCode": 0},
     ]
-    assert not reconciler.StoppedTask.from_detail(event["detail"]).clean_success
+    assert not StoppedTask.from_detail(event["detail"]).clean_success
     assert reconcile(event) == "retry: WorkerExitedEarly"
 
 
@@ -258,7 +284,7 @@ def test_success_is_read_and_reported_when_notion_is_configured(res, monkeypatch
     assert reconcile(event) == "terminal: SUCCEEDED"
     assert reconcile(event) == "terminal: SUCCEEDED"  # a duplicate event reports nothing
     assert [item[JobField.JOB_ID] for item in sent] == [job_id]
-    assert JobStore(res.table_name).get(job_id)[reconciler.NOTIFIED_AT]
+    assert JobStore(res.table_name).get(job_id)[attempt_ends.NOTIFIED_AT]
 
 
 def test_cancel_requested_ends_cancelled(res) -> None:
@@ -352,7 +378,7 @@ def test_scheduled_run_without_job_is_recorded_and_retried(res) -> None:
 def test_exit_137_is_out_of_memory_only_when_nobody_stopped_the_task(
     stop_code: str, reason: str, expected: str
 ) -> None:
-    from handlers.reconciler import StoppedTask, classify
+    from handlers.stopped_task import classify
 
     task = StoppedTask.from_detail(
         {

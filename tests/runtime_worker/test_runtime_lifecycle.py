@@ -768,3 +768,61 @@ def test_a_fallback_task_runs_a_job_handed_over_to_it_and_no_other(
     assert code != exit_codes.OK
     assert runtime_env.store.get(other)["status"] == JobStatus.DISPATCHED
     assert any(line.get("reason") == "not handed to this worker" for line in logs)
+
+
+def _launch_queue(name: str) -> str:
+    sqs = boto3.client("sqs")
+    attributes = {"FifoQueue": "true"}
+    return str(sqs.create_queue(QueueName=f"{name}.fifo", Attributes=attributes)["QueueUrl"])
+
+
+def _messages(url: str) -> list[str]:
+    got = boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return [m["Body"] for m in got.get("Messages", [])]
+
+
+def test_a_task_frees_its_slot_after_its_last_job_and_asks_for_a_drain(
+    runtime_env: RuntimeEnv,
+) -> None:
+    """Reuse off: once the job's end is recorded, the task gives its worker's slot back (the
+    stack's vCPUs stay held until it stopped) and, with a job parked, sends a drain request:
+    the next task need not wait for this one's STOPPED event."""
+    from jobcontract.dispatch import DRAIN_MESSAGE, Claimed, Dispatch
+
+    dispatch = Dispatch(runtime_env.store)
+    first = new_queued(runtime_env, {"items": ["a"]})
+    claimed = dispatch.claim(first, 0, WORKER, cap=1, cpu=256)
+    assert isinstance(claimed, Claimed)
+    parked = new_queued(runtime_env, {"items": ["b"]})
+    assert dispatch.park(parked, 0, WORKER)
+    url = _launch_queue("free-slot-drain")
+    env = runtime_env.job_env(first, **{Env.REUSE_IDLE_SECONDS: "0", Env.LAUNCH_QUEUE_URL: url})
+    code, logs = run(crash_on_flag, env)
+    assert code == exit_codes.OK
+    assert dispatch.get(claimed.lease)["freed"] == 1
+    workers, used = dispatch.counts()
+    assert workers[WORKER]["tasks"] == 0 and workers[WORKER]["cpu"] == 0
+    assert used == 256  # the task still runs until ECS stops it: the budget keeps it
+    assert _messages(url) == [DRAIN_MESSAGE]
+    assert [line["drain"] for line in logs if line["event"] == "slot_freed"] == [True]
+    assert dispatch.release(claimed.lease)  # its STOPPED event: the stack's vCPUs only
+    workers, used = dispatch.counts()
+    assert workers[WORKER]["tasks"] == 0 and used == 0
+
+
+def test_a_crashed_task_leaves_its_slot_to_the_stopped_event(runtime_env: RuntimeEnv) -> None:
+    """After a crash the reconciler settles the job from the exit code: the task frees
+    nothing itself and sends no drain."""
+    from jobcontract.dispatch import Claimed, Dispatch
+
+    dispatch = Dispatch(runtime_env.store)
+    job = new_queued(runtime_env, {"items": ["bad"], "crash": True})
+    claimed = dispatch.claim(job, 0, WORKER, cap=1, cpu=256)
+    assert isinstance(claimed, Claimed)
+    assert dispatch.park(new_queued(runtime_env, {"items": ["b"]}), 0, WORKER)
+    url = _launch_queue("crash-no-drain")
+    env = runtime_env.job_env(job, **{Env.REUSE_IDLE_SECONDS: "0", Env.LAUNCH_QUEUE_URL: url})
+    code, _ = run(crash_on_flag, env)
+    assert code == exit_codes.CRASH
+    assert "freed" not in dispatch.get(claimed.lease)
+    assert dispatch.counts()[0][WORKER]["tasks"] == 1 and _messages(url) == []

@@ -51,7 +51,7 @@ from workers.runtime.definition import WorkerDefinition
 from workers.runtime.job_run import JobRun
 from workers.runtime.logs import JsonLogger
 from workers.runtime.model import ModelClient, ModelConfigError, model_client_from_env
-from workers.runtime.reuse import TaskSignals, reused_jobs
+from workers.runtime.reuse import ReuseEnd, TaskSignals, free_slot_at_exit, reused_jobs
 from workers.runtime.reuse import install_signal_handlers as _install_signal_handlers
 from workers.runtime.settings import ConfigError, Settings
 
@@ -119,13 +119,25 @@ class _TaskJobs:
         logger: JsonLogger,
     ) -> int:
         codes = [self.run(settings, signals.current, first_model)]
+        end = ReuseEnd()
         reused = reused_jobs(
-            settings, self.store, self.env, logger, signals, codes, lambda: self.array_children[-1]
+            settings,
+            self.store,
+            self.env,
+            logger,
+            signals,
+            codes,
+            lambda: self.array_children[-1],
+            end,
         )
+        last = (settings.job_id, settings.attempt)
         for claimed in reused:
             stop = signals.next_job()
             job_settings = replace(settings, job_id=claimed.job_id, attempt=claimed.attempt)
             codes.append(self.run(job_settings, stop, self._model_for(stop)))
+            last = (claimed.job_id, claimed.attempt)
+        if not end.idle and last[0] is not None and last[1] is not None:
+            free_slot_at_exit(settings, self.store, self.env, logger, (last[0], last[1]), codes[-1])
         return codes[-1]
 
     def run(self, settings: Settings, stop: StopFlag, model: ModelClient | None) -> int:

@@ -1,15 +1,19 @@
 """Warm reuse and the task's signals: after a job ends cleanly, a task may take its worker's
 next parked jobs (``jobcontract.dispatch.wait_for_next``); SIGTERM/SIGINT stop every job of
-the task, a cancel only the job running now."""
+the task, a cancel only the job running now. When the task runs no further job, it gives
+its worker's slot back before it exits and asks for a drain (``free_slot_at_exit``)."""
 
 from __future__ import annotations
 
 import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
-from jobcontract.dispatch import Claimed, Dispatch, slot_key, wait_for_next
+from jobcontract import Env
+from jobcontract.dispatch import Claimed, Dispatch, drain_message, slot_key, wait_for_next
 from jobcontract.store import JobStore
 from workers.runtime import exit_codes
 from workers.runtime.context import StopFlag
@@ -45,6 +49,14 @@ class TaskSignals:
         return self.current
 
 
+@dataclass
+class ReuseEnd:
+    """How the task's reuse ended: ``idle`` when its idle window closed with no job parked
+    (its slot is then of no use to a waiting job: no early release, no drain)."""
+
+    idle: bool = False
+
+
 def reused_jobs(
     settings: Settings,
     store: JobStore,
@@ -53,6 +65,7 @@ def reused_jobs(
     signals: TaskSignals,
     codes: list[int],
     ended_array_child: Callable[[], bool] = lambda: False,
+    end: ReuseEnd | None = None,
 ) -> Iterator[Claimed]:
     """The next jobs this task takes (``jobcontract.dispatch.wait_for_next``), while the last
     one ended cleanly, reuse is on and no SIGTERM came. Any AWS trouble ends the reuse: the
@@ -89,12 +102,62 @@ def reused_jobs(
             return
         if claimed is None:
             logger.info("reuse_idle_exit", idle_seconds=settings.reuse_idle_seconds)
+            if end is not None:
+                end.idle = True
             return
         # No job id here: `batchctl logs JOB` shows exactly that job's lines (its own run
         # logs name this task: job_running carries the task ARN).
         logger.info("reuse_next_job", jobs_run=len(codes))
         yield claimed
         finished = claimed.job_id
+
+
+def free_slot_at_exit(
+    settings: Settings,
+    store: JobStore,
+    env: Mapping[str, str],
+    logger: JsonLogger,
+    last: tuple[str, int],
+    code: int,
+    sqs: Callable[[], Any] | None = None,
+) -> bool:
+    """The task runs no further job: give its worker's slot back now
+    (``jobcontract.dispatch.Dispatch.free_slot``), and, while a job of its worker is parked,
+    send the launcher a drain request, so the next task starts while this one exits instead
+    of after its STOPPED event reached the reconciler. Only after an exit that means the last
+    job's end is recorded (``REUSABLE_EXITS``; after a crash or a timeout the handler may
+    still run); not for a job handed over from another worker (its lease is that worker's).
+    Best effort: anything failing leaves the slot to the STOPPED event, as before. True when
+    the slot was freed here."""
+    url = env.get(Env.LAUNCH_QUEUE_URL, "").strip()
+    if (
+        not url
+        or code not in REUSABLE_EXITS
+        or settings.job_id is None
+        or settings.attempt is None
+        or env.get(Env.HANDED_FROM, "").strip()
+    ):
+        return False
+    dispatch = Dispatch(store)
+    try:
+        worker = dispatch.free_slot(slot_key(settings.job_id, settings.attempt), *last)
+        if worker is None:
+            return False
+        drain = dispatch.waiting(worker) > 0
+        if drain:
+            client = sqs() if sqs is not None else _sqs_client()
+            client.send_message(QueueUrl=url, **drain_message())
+    except Exception as exc:  # AWS trouble: the STOPPED event releases and drains
+        logger.warning("slot_free_failed", error=str(exc)[:500])
+        return False
+    logger.info("slot_freed", drain=drain)
+    return True
+
+
+def _sqs_client() -> Any:
+    import boto3  # only when a drain is sent: most exits send none
+
+    return boto3.client("sqs")
 
 
 def install_signal_handlers(signals: TaskSignals, logger: JsonLogger) -> Callable[[], None] | None:
