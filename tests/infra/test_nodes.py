@@ -85,7 +85,7 @@ def test_every_child_of_the_platform_the_api_and_a_schedule_is_a_node(stack: str
                 platform=platform,
                 worker=worker,
                 schedule="rate(1 day)",
-                input=dict(seed_workers.SCHEDULED_INPUT),
+                input=dict(seed_workers.SEED_SCHEDULES[0].input),
             ),
         )
 

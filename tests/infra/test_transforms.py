@@ -35,7 +35,7 @@ def _platform_with(transform: Any, stack: str = "dev") -> StackGraph:
             platform=platform,
             worker=worker,
             schedule="rate(1 day)",
-            input=dict(seed_workers.SCHEDULED_INPUT),
+            input=dict(seed_workers.SEED_SCHEDULES[0].input),
         )
         ScheduledTask("nightly", schedule, opts=opts)
 

@@ -230,7 +230,7 @@ def _dies_after(monkeypatch, n: int) -> None:
     """The reconciler's fan-out dies (a Lambda timeout, a crash) before writing child ``n``;
     transactions of 2 children, so the first ``n`` (rounded down to pairs) are written."""
     from handlers import arrays
-    from jobcontract import dispatch
+    from jobcontract import dispatch_claims
 
     real = arrays.children_of
 
@@ -240,7 +240,8 @@ def _dies_after(monkeypatch, n: int) -> None:
                 raise RuntimeError("the reconciler died here")
             yield child
 
-    monkeypatch.setattr(dispatch, "TRANSACTION_ITEMS", 2)
+    # The module that writes parked children in chunks (``Dispatch.park_children``).
+    monkeypatch.setattr(dispatch_claims, "TRANSACTION_ITEMS", 2)
     monkeypatch.setattr(arrays, "children_of", dying)
 
 

@@ -307,10 +307,18 @@ def test_worker_runs_its_job_and_is_fenced_from_other_workers(
     assert_denied(s3.get_object, Bucket=world.res.bucket,
                   Key=input_key("meta-desc-generator", other_job))
     assert_denied(s3.put_object, Bucket=world.res.bucket, Key="inputs/x.json", Body=b"x")
+    # A task that freed its slot may ask the launcher for a drain (SendMessage on the launch
+    # queue, ``JobQueue.grant_drain_request``), and nothing else on SQS: not into the DLQ,
+    # not reading, deleting or inspecting the queue.
     task_sqs = world.client(task, "sqs")
-    for w in world.res.workers.values():
-        assert_denied(task_sqs.send_message, QueueUrl=w.queue_url, MessageBody="{}",
-                      MessageGroupId="g", MessageDeduplicationId="d3")
+    queue = world.res.workers[worker]
+    task_sqs.send_message(QueueUrl=queue.queue_url, MessageBody=json.dumps({"drain": True}),
+                          MessageGroupId="g", MessageDeduplicationId="d3")
+    assert_denied(task_sqs.send_message, QueueUrl=queue.dlq_url, MessageBody="{}",
+                  MessageGroupId="g", MessageDeduplicationId="d4")
+    assert_denied(task_sqs.receive_message, QueueUrl=queue.queue_url)
+    assert_denied(task_sqs.get_queue_attributes, QueueUrl=queue.queue_url,
+                  AttributeNames=["ApproximateNumberOfMessages"])
 
 
 def test_reconciler_retries_a_crashed_run_but_cannot_consume_or_write_results(
