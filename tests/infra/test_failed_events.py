@@ -4,6 +4,7 @@ event invoke config, the two roles' statements and (prod) the depth alarm."""
 from __future__ import annotations
 
 import json
+
 from components import failed_events
 from components.offline import StackGraph
 from jobcontract import Env
