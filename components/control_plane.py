@@ -3,9 +3,11 @@
 - ``api``: the REST API handler (submit, status, list, cancel, retry; presigned result URLs).
 - ``launcher``: consumes the stack's launch queue and calls ``ecs:RunTask``.
 - ``reconciler``: ECS "Task State Change" (STOPPED) events of this cluster -> retry / fail /
-  notify.
+  notify. An event it failed on every attempt goes to its on-failure destination, the
+  ``<prefix>-reconciler-failed`` queue (``components.failed_events``).
 - ``sweep``: on a schedule, finds jobs past their timeout or silent (no heartbeat) and stops
-  or fails them; it also catches the rare ECS event that was never delivered.
+  or fails them; it also catches the rare ECS event that was never delivered, and hands the
+  reconciler's failed events to the reconciler again.
 
 The stack's one launch queue (``JobQueue`` ``<prefix>-launch.fifo`` + its DLQ) is declared
 here too: every worker's jobs go through it (message group = job id), so the stack polls one
@@ -17,6 +19,8 @@ Each function gets all its grants in ``ControlPlane._grants`` (one function per 
 ``grant_run``...), so their size does not depend on the number of workers (IAM caps one
 role's inline policies at 10,240 characters):
 - api, reconciler, sweep: ``sqs:SendMessage`` on the launch queue (its ARN), never its DLQ;
+- reconciler: ``sqs:SendMessage`` on its failed-events queue (Lambda delivers the record of
+  an event that failed every attempt with the function's role); sweep: receive/delete there;
 - launcher: receive/delete on the launch queue, and ``grant_run`` over the whole stack:
   ``ecs:RunTask`` on the stack's task families (``task-definition/<prefix>-*:*``) in this
   cluster only (``ecs:cluster``), ``ecs:TagResource`` at launch (``ecs:CreateAction``),
@@ -51,7 +55,16 @@ from components.control_plane_grants import (
     reconciler_grants,
     sweep_grants,
 )
-from components.grants import Cluster, FailureTopic, Grantee, JobsTable, ResultsBucket, Secrets
+from components.failed_events import FailedEvents, failed_events_queue, on_failure_to
+from components.grants import (
+    Cluster,
+    FailedEventsQueue,
+    FailureTopic,
+    Grantee,
+    JobsTable,
+    ResultsBucket,
+    Secrets,
+)
 from components.job_queue import JobQueue, JobQueueArgs
 from components.naming import node_resources, renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
@@ -110,6 +123,11 @@ class ControlPlaneNodes:
     invoke_permissions: tuple[aws.lambda_.Permission, ...]
     """EventBridge's permissions to invoke the reconciler and the sweep."""
     targets: tuple[aws.cloudwatch.EventTarget, ...]
+    failed_events: aws.sqs.Queue
+    """The reconciler's on-failure destination (``components.failed_events``)."""
+    failed_events_policy: aws.sqs.QueuePolicy
+    failed_events_alarm: aws.cloudwatch.MetricAlarm | None
+    reconciler_on_failure: aws.lambda_.FunctionEventInvokeConfig
 
     def resources(self) -> list[pulumi.Resource]:
         return node_resources(self)
@@ -128,6 +146,9 @@ class ControlPlane(pulumi.ComponentResource):
     """The stack's one launch queue (every worker's jobs) and its DLQ."""
     iam_ledger: iam.InlinePolicyLedger
     """Inline policies of the four roles; see the module docstring."""
+    failed_events: FailedEvents
+    """The reconciler's failed events (on-failure destination), redriven by the sweep."""
+    reconciler_on_failure: aws.lambda_.FunctionEventInvokeConfig
 
     def __init__(
         self, name: str, args: ControlPlaneArgs, opts: pulumi.ResourceOptions | None = None
@@ -135,8 +156,15 @@ class ControlPlane(pulumi.ComponentResource):
         super().__init__("aibatch:index:ControlPlane", name, None, opts)
         self._args = args
         self._launch_queue(name)
+        self._failed_events(name)
         self._functions(name, self._grants(), self._environment())
         self._ledger()
+        self.reconciler_on_failure = on_failure_to(
+            f"{name}-reconciler",
+            self.reconciler,
+            self.failed_events.queue,
+            pulumi.ResourceOptions(parent=self),
+        )
         # The launcher's policy (ConsumeLaunchQueue) before the mapping: Lambda checks it.
         self.launch_queue.trigger(self.launcher.function, depends_on=[self.launcher.policy])
         self._triggers(name)
@@ -147,6 +175,7 @@ class ControlPlane(pulumi.ComponentResource):
                 "reconciler_function": self.reconciler.function.name,
                 "sweep_function": self.sweep.function.name,
                 "launch_queue_url": self.launch_queue.queue.url,
+                "failed_events_url": self.failed_events.queue.url,
             }
         )
 
@@ -164,6 +193,10 @@ class ControlPlane(pulumi.ComponentResource):
             self.sweep_rule,
             tuple(self._permissions),
             tuple(self._targets),
+            self.failed_events.queue,
+            self.failed_events.policy,
+            self.failed_events.alarm,
+            self.reconciler_on_failure,
         )
 
     # --- steps ----------------------------------------------------------------------------
@@ -187,6 +220,19 @@ class ControlPlane(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, **renamed_from(LAUNCH_QUEUE)),
         )
 
+    def _failed_events(self, name: str) -> None:
+        """The reconciler's on-failure destination: an event whose every attempt failed (a
+        scheduled array run's parent exists only once the reconciler made it) waits there
+        for the sweep, which hides a record it takes for its own timeout."""
+        cfg = self._args.config
+        self.failed_events = failed_events_queue(
+            name,
+            name_prefix=cfg.name_prefix,
+            visibility_seconds=cfg.functions.sweep.timeout,
+            alarm_topic_arn=self._args.failure_topic.arn if cfg.alarms else None,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _environment(self) -> dict[str, pulumi.Input[str]]:
         """What every control-plane function reads from its environment (``jobcontract.Env``)."""
         args, cfg = self._args, self._args.config
@@ -204,6 +250,7 @@ class ControlPlane(pulumi.ComponentResource):
             Env.HEARTBEAT_STALE_SECONDS: str(cfg.heartbeat_stale_seconds),
             Env.LOG_LEVEL: cfg.log_level,
             Env.LAUNCH_QUEUE_URL: self.launch_queue.queue.url,
+            Env.FAILED_EVENTS_URL: self.failed_events.queue.url,
             Env.LAUNCHER_CONCURRENCY: str(cfg.launcher_concurrency),
             Env.FARGATE_VCPU_LIMIT: f"{cfg.fargate_vcpu_limit:g}",
         }
@@ -270,6 +317,7 @@ class ControlPlane(pulumi.ComponentResource):
                 [s.arn for s in (args.slack_webhook_secret, args.notion_secret) if s is not None]
             ),
             queue=self.launch_queue,
+            failed_events=FailedEventsQueue(self.failed_events.queue.arn),
         )
         api, launcher = Grantee("api"), Grantee("launcher")
         reconciler, sweep = Grantee("reconciler"), Grantee("sweep")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from components import iam
 from components.grants import (
     Cluster,
+    FailedEventsQueue,
     FailureTopic,
     Grantee,
     JobsTable,
@@ -35,6 +36,8 @@ class Accessed:
     topic: FailureTopic
     secrets: Secrets
     queue: JobQueue
+    failed_events: FailedEventsQueue
+    """The reconciler's on-failure destination (``components.failed_events``)."""
 
     def grant_notify(self, grantee: Grantee) -> None:
         """Publish a failure and read the notification secrets (Slack, Notion)."""
@@ -104,6 +107,8 @@ def reconciler_grants(reconciler: Grantee, r: Accessed) -> None:
     # A scheduled array job with a manifest: its HeadObject (authorized as s3:GetObject),
     # inputs/ only, read only, as the API's check of the same request (HeadManifests).
     r.bucket.grant_prefix(reconciler, INPUTS_PREFIX, read=True, sid="HeadScheduledManifests")
+    # Lambda records an event that failed every attempt with this role.
+    r.failed_events.grant_record(reconciler)
 
 
 def sweep_grants(sweep: Grantee, r: Accessed) -> None:
@@ -114,3 +119,4 @@ def sweep_grants(sweep: Grantee, r: Accessed) -> None:
     r.queue.grant_send(sweep, sid="EnqueueLaunches")  # retry of a job that never reported
     r.grant_notify(sweep)  # a job failed by the sweep is reported like any other failure
     r.bucket.grant_array_merge(sweep)  # an array job nobody merged
+    r.failed_events.grant_redrive(sweep)  # the reconciler's failed events, handled again

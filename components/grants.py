@@ -1,7 +1,8 @@
 """Grants on the resource that is accessed, as CDK does it: ``table.grant_job_rows(role,
 worker)``, ``bucket.grant_prefix(role, prefix, read=True)``, ``topic.grant_publish(role)``,
 ``grant_run(role, ...)``, ``repository.grant_pull(role)``, ``log_group.grant_write(role)``,
-``secrets.grant_read(role)``; ``JobQueue.grant_send`` / ``grant_consume`` live on the queue.
+``secrets.grant_read(role)``, ``failed_events.grant_record(role)``; ``JobQueue.grant_send`` /
+``grant_consume`` live on the queue.
 
 A ``Grantee`` is the statements of one role's one inline policy, collected by the resources
 the role is granted on; the component that owns the role writes them into its policy (for a
@@ -185,6 +186,28 @@ class LogGroup:
     def grant_write(self, grantee: Grantee, *, sid: str) -> None:
         """Create streams in it and put events into them (``<group arn>:log-stream:*``)."""
         grantee.add(iam.log_group_write(self.arn, sid=sid))
+
+
+@dataclass(frozen=True)
+class FailedEventsQueue:
+    """A Lambda's on-failure destination (a standard SQS queue, by its ARN) as a grant
+    target: the function's role records into it, the sweep takes the records back."""
+
+    arn: Resource
+
+    def grant_record(self, grantee: Grantee) -> None:
+        """SendMessage, which Lambda uses with the function's execution role to deliver the
+        record of an invocation that failed every attempt (without it the destination is
+        refused: InvalidParameterValueException)."""
+        grantee.add(
+            iam.Statement(iam.FAILED_EVENT_RECORD_ACTIONS, [self.arn], sid="RecordFailedEvents")
+        )
+
+    def grant_redrive(self, grantee: Grantee) -> None:
+        """Receive and delete the records (the sweep hands each to the reconciler again)."""
+        grantee.add(
+            iam.Statement(iam.FAILED_EVENT_REDRIVE_ACTIONS, [self.arn], sid="RedriveFailedEvents")
+        )
 
 
 @dataclass(frozen=True)

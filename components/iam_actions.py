@@ -56,6 +56,11 @@ QUEUE_SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 DRAIN_REQUEST_ACTIONS = ("sqs:SendMessage",)
 # What a dead-letter target needs (Scheduler's DLQ), and what no producer may do to a DLQ.
 DEAD_LETTER_SEND_ACTIONS = ("sqs:SendMessage",)
+# A Lambda's on-failure destination (standard SQS): Lambda sends the invocation record with
+# the function's execution role (Lambda Developer Guide, "Capturing records of asynchronous
+# invocations"), and the sweep takes the records back (receive, then delete once handled).
+FAILED_EVENT_RECORD_ACTIONS = ("sqs:SendMessage",)
+FAILED_EVENT_REDRIVE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage")
 QUEUE_CONSUME_ACTIONS = (
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",

@@ -25,6 +25,9 @@ Fargate has no task timeout, and events can be lost, so periodically:
   STOPPED (or no longer knows) is settled and released as its lost STOPPED event would have
   done; and while any job is parked, a drain request goes to the launcher, in case the
   reconciler's was lost.
+- The reconciler's failed events (its on-failure destination, ``handlers/failed_events.py``):
+  each handed to the reconciler again, so a scheduled array run whose every reconciler
+  attempt failed before its parent row existed is still created and fanned out.
 - An array job's parent: the cancel cascade, a lost fan-out message re-sent (a manifest's,
   or the items kept with a scheduled run's parent whose reconciler died mid-fan-out: the
   launcher's fan-out step writes what is missing), a recount of lost ends, a lost merge.
@@ -39,7 +42,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from handlers import _aws, arrays
+from handlers import _aws, arrays, failed_events
 from handlers.launch_jobs import send_resume
 from handlers.reconciler import Reconciler
 from handlers.registry import get_worker
@@ -69,6 +72,8 @@ class SweepReport:
     released: list[str] = field(default_factory=list)  # leases of tasks gone without an event
     resumed: list[str] = field(default_factory=list)  # claimed launches that never answered
     drain_requested: bool = False
+    # The reconciler's failed events handled again: message id -> outcome ("kept: ..." stays).
+    failed_events: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,6 +99,8 @@ class Sweeper:
         self.report = SweepReport()
 
     def run(self) -> SweepReport:
+        # First: an event the reconciler failed on may create a row the rest looks at.
+        self.report.failed_events = failed_events.redrive(self.reconciler)
         due: list[tuple[dict[str, Any], str]] = []
         parents: list[dict[str, Any]] = []
         for job in self.store.list_by_status(JobStatus.RUNNING):
@@ -371,5 +378,6 @@ def handler(event: dict[str, Any] | None = None, context: Any = None) -> dict[st
         settled=len(report["settled"]),
         redriven=len(report["redriven"]),
         released=len(report["released"]),
+        failed_events=len(report["failed_events"]),
     )
     return report

@@ -62,6 +62,8 @@ class Env:
     HANDED_FROM: Final = "BATCH_HANDED_FROM"
     # The stack's launch queue (one FIFO queue for every worker), on the control plane.
     LAUNCH_QUEUE_URL: Final = "BATCH_LAUNCH_QUEUE_URL"
+    # The reconciler's on-failure destination (standard SQS), read by the sweep's redrive.
+    FAILED_EVENTS_URL: Final = "BATCH_FAILED_EVENTS_URL"
     # Stack setting ``launcherConcurrency``: the launch queue trigger's maximum concurrency,
     # i.e. the most launcher invocations at once (each may use 1/N of RunTask's account rate).
     LAUNCHER_CONCURRENCY: Final = "BATCH_LAUNCHER_CONCURRENCY"

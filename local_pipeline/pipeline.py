@@ -19,6 +19,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -314,12 +315,38 @@ class LocalPipeline:
             self.provisioned.function_by_role("reconciler").logical_name
         ]
         for name in targets:
+            error: Exception | None = None
             for attempt in range(3):
                 try:
                     self._lambdas[name].invoke(event)
                     break
-                except Exception:
+                except Exception as exc:
                     log.exception("%s failed on %s (attempt %d)", name, event["id"], attempt + 1)
+                    error = exc
+            else:
+                self._record_failure(name, event, error)
+
+    def _record_failure(self, name: str, event: dict[str, Any], error: Exception | None) -> None:
+        """Every attempt failed: the invocation record to the function's on-failure
+        destination, as Lambda sends it (the sweep hands it back to the reconciler)."""
+        assert self.provisioned is not None
+        url = self.provisioned.on_failure.get(name)
+        if not url:
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "requestContext": {
+                "requestId": secrets.token_hex(16),
+                "functionArn": self.provisioned.functions[name].mock_arn,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": str(error)},
+        }
+        self.client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(record))
 
     def run_sweep(self) -> Any:
         """Invoke the sweep Lambda now, with a scheduled event."""

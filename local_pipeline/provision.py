@@ -28,6 +28,7 @@ REGION = "us-east-1"
 T_TABLE = "aws:dynamodb/table:Table"
 T_TABLE_ITEM = "aws:dynamodb/tableItem:TableItem"
 T_QUEUE = "aws:sqs/queue:Queue"
+T_INVOKE_CONFIG = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 T_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 T_TOPIC = "aws:sns/topic:Topic"
 T_TOPIC_SUB = "aws:sns/topicSubscription:TopicSubscription"
@@ -151,6 +152,8 @@ class Provisioned:
     event_sources: list[EventSource] = field(default_factory=list)
     schedules: list[LocalSchedule] = field(default_factory=list)
     ecs_event_functions: list[str] = field(default_factory=list)
+    # A function's asynchronous on-failure destination: logical name -> moto queue URL.
+    on_failure: dict[str, str] = field(default_factory=dict)
     subnets: list[str] = field(default_factory=list)
     security_groups: list[str] = field(default_factory=list)
 
@@ -266,6 +269,8 @@ class Provisioner:
             self._function(r)
         for r in self.graph.of_type(T_ESM):
             self._event_source(r)
+        for r in self.graph.of_type(T_INVOKE_CONFIG):
+            self._on_failure(r)
         for r in self.graph.of_type(T_SCHEDULE):
             self._schedule(r)
         self._ecs_event_rules()
@@ -514,6 +519,17 @@ class Provisioner:
                 max_concurrency=int((i.get("scalingConfig") or {}).get("maximumConcurrency") or 2),
             )
         )
+
+    def _on_failure(self, r: MockResource) -> None:
+        """An event invoke config's SQS on-failure destination (the reconciler's)."""
+        function = self._function_named(r.inputs.get("functionName"))
+        destination = ((r.inputs.get("destinationConfig") or {}).get("onFailure") or {}).get(
+            "destination"
+        )
+        arn = self.subs.apply(str(destination or ""))
+        urls = [u for u, a in self.result.queue_arns.items() if a == arn]
+        if function is not None and urls:
+            self.result.on_failure[function] = urls[0]
 
     def _schedule(self, r: MockResource) -> None:
         target = r.inputs.get("target") or {}

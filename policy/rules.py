@@ -174,6 +174,7 @@ T_TASK_DEF: Final = "aws:ecs/taskDefinition:TaskDefinition"
 T_ECS_SERVICE: Final = "aws:ecs/service:Service"
 T_SCHEDULE: Final = "aws:scheduler/schedule:Schedule"
 T_EVENT_TARGET: Final = "aws:cloudwatch/eventTarget:EventTarget"
+T_INVOKE_CONFIG: Final = "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig"
 T_REST_API: Final = "aws:apigateway/restApi:RestApi"
 T_STAGE: Final = "aws:apigateway/stage:Stage"
 T_METHOD: Final = "aws:apigateway/method:Method"
@@ -1003,13 +1004,16 @@ def _stack_sqs_dlq(resources: Sequence[StackResource], _c: RuleContext) -> list[
         redrive = parse_json(q.props.get("redrivePolicy"))
         if isinstance(redrive, Mapping):
             dlq_targets.add(redrive.get("deadLetterTargetArn"))
-    # A queue that is some other target's DLQ (the Scheduler's, an event target's) counts too.
+    # A queue that is some other target's DLQ (the Scheduler's, an event target's, a Lambda's
+    # on-failure destination) counts too.
     for r in resources:
         if r.type == T_SCHEDULE:
             dlq_targets.add(_get(r.props, "target", "deadLetterConfig", "arn"))
         if r.type in (T_EVENT_TARGET, T_FUNCTION):
             dlq_targets.add(_get(r.props, "deadLetterConfig", "arn"))
             dlq_targets.add(_get(r.props, "deadLetterConfig", "targetArn"))
+        if r.type == T_INVOKE_CONFIG:  # a Lambda's asynchronous on-failure destination
+            dlq_targets.add(_get(r.props, "destinationConfig", "onFailure", "destination"))
     out = []
     for q in queues:
         redrive = parse_json(q.props.get("redrivePolicy"))

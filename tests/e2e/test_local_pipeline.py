@@ -472,6 +472,40 @@ def test_sweep_runs_on_demand(pipeline: LocalPipeline, capsys: pytest.CaptureFix
     assert report["stopped"] == []  # nothing here runs past its timeout
 
 
+def test_an_event_the_reconciler_failed_every_time_is_redriven_by_the_sweep(
+    pipeline: LocalPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three failed attempts: the pipeline records the event on the reconciler's on-failure
+    destination, as Lambda does; the next sweep hands it to the reconciler and deletes it."""
+    from handlers.reconciler import Reconciler
+
+    assert pipeline.provisioned is not None
+    reconciler = pipeline.provisioned.function_by_role("reconciler").logical_name
+    assert pipeline.provisioned.on_failure[reconciler] == (
+        pipeline.provisioned.queues["platform-control-reconciler-failed"]
+    )
+    other = "arn:aws:ecs:us-east-1:123456789012:cluster/another"
+    event = {
+        "version": "0",
+        "id": "redrive-me",
+        "detail-type": "ECS Task State Change",
+        "source": "aws.ecs",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"lastStatus": "STOPPED", "clusterArn": other, "taskArn": f"{other}/0a1b"},
+    }
+
+    def down(self: Reconciler, event: dict[str, Any]) -> str:
+        raise RuntimeError("the reconciler is down")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Reconciler, "handle_event", down)
+        pipeline.deliver_ecs_event(event)
+    report = pipeline.run_sweep()
+    assert "ignored: other cluster" in report["failed_events"].values()
+    assert pipeline.run_sweep()["failed_events"] == {}  # deleted once handled
+
+
 def test_logs_follow_until_the_job_ends(
     pipeline: LocalPipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -572,7 +606,11 @@ EXPECTED_IN_TRACE = {
         "s3:GetObject",  # an array job's children's results ...
         "s3:PutObject",  # ... merged
     },
-    ("function", "sweep"): {"dynamodb:Query"},
+    ("function", "sweep"): {
+        "dynamodb:Query",
+        "sqs:ReceiveMessage",  # the reconciler's failed events ...
+        "sqs:DeleteMessage",  # ... deleted once handled
+    },
     ("task", "content-analyzer"): {
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",

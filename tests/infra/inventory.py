@@ -74,6 +74,7 @@ REPLACE_ON: dict[str, tuple[str, ...]] = {
     "aws:kms/key:Key": ("customerMasterKeySpec", "keyUsage"),
     "aws:lambda/eventSourceMapping:EventSourceMapping": ("eventSourceArn", "startingPosition"),
     "aws:lambda/function:Function": ("name", "packageType"),
+    "aws:lambda/functionEventInvokeConfig:FunctionEventInvokeConfig": ("functionName", "qualifier"),
     "aws:lambda/permission:Permission": (
         "action",
         "function",

@@ -72,7 +72,8 @@ def test_inventory_scales_with_the_seed_workers(dev_graph: StackGraph) -> None:
     assert counts["aws:ecr/repository:Repository"] == n
     assert counts["docker:index/image:Image"] == n
     assert counts["aws:ecs/taskDefinition:TaskDefinition"] == n
-    assert counts["aws:sqs/queue:Queue"] == 2 + counts.get("aibatch:index:ScheduledTask", 0) * (
+    # The launch queue and its DLQ, the reconciler's failed events, each schedule's DLQ.
+    assert counts["aws:sqs/queue:Queue"] == 3 + counts.get("aibatch:index:ScheduledTask", 0) * (
         1 if _scheduler_dlq(dev_graph) else 0
     )
     # one registration per worker + the API endpoint item (notification links)
@@ -96,8 +97,9 @@ def test_prod_differs_from_dev_exactly_by_observability(
     # alone in a fresh account), so dev has nothing prod lacks.
     assert dict(dev - prod) == {}
     added = dict(prod - dev)
-    # One DLQ alarm per dead-letter queue: the launch queue's, and each scheduled task's.
-    dlq_alarms = 1 + dev["aibatch:index:ScheduledTask"]
+    # One DLQ alarm per dead-letter queue: the launch queue's, the reconciler's failed
+    # events, and each scheduled task's.
+    dlq_alarms = 2 + dev["aibatch:index:ScheduledTask"]
     assert added == {
         "aibatch:index:Observability": 1,
         "aws:cloudwatch/dashboard:Dashboard": 1,

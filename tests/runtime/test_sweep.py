@@ -43,6 +43,7 @@ def test_fresh_jobs_are_left_alone(res) -> None:
         "released": [],
         "resumed": [],
         "drain_requested": False,
+        "failed_events": {},
     }
     assert describe(res, task)["desiredStatus"] == "RUNNING"
 

@@ -196,6 +196,10 @@ QUEUE = Resource(rules.T_QUEUE, "q", {"arn": Q_ARN, "url": "https://sqs/q", "id"
                                       "redrivePolicy": json.dumps({
                                           "deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": 5})})
 DLQ = Resource(rules.T_QUEUE, "dlq", {"arn": DLQ_ARN, "url": "https://sqs/dlq"})
+# A Lambda's asynchronous on-failure destination counts as a DLQ (the reconciler's).
+FAILED_EVENTS = Resource(rules.T_QUEUE, "failed", {"arn": "arn:aws:sqs:us-east-1:1:failed"})
+ON_FAILURE = Resource(rules.T_INVOKE_CONFIG, "on-failure", {"destinationConfig": {
+    "onFailure": {"destination": "arn:aws:sqs:us-east-1:1:failed"}}})
 
 
 def _queue_policy(url: str, arn: str) -> Resource:
@@ -245,6 +249,8 @@ STACK_CASES: tuple[StackCase, ...] = (
     StackCase("sns-tls-only", [TOPIC, TOPIC_POLICY], [TOPIC], "non-TLS"),
     StackCase("sqs-dlq", [QUEUE, DLQ], [DLQ], "neither has a DLQ"),
     StackCase("sqs-dlq", [QUEUE, DLQ], [QUEUE], "not in the stack"),
+    StackCase("sqs-dlq", [QUEUE, DLQ, FAILED_EVENTS, ON_FAILURE], [QUEUE, DLQ, FAILED_EVENTS],
+              "neither has a DLQ"),
     StackCase("lambda-own-log-group", [FN, FN_LOGS], [FN], "/aws/lambda/ai-batch-dev-api"),
     StackCase("ecr-lifecycle-policy", [REPO, REPO_LIFECYCLE], [REPO], "lifecycle"),
     StackCase("apigw-throttling", [STAGE, METHOD_SETTINGS, USAGE_PLAN], [STAGE, USAGE_PLAN],
