@@ -68,12 +68,10 @@ from components.grants import (
 from components.job_queue import JobQueue, JobQueueArgs
 from components.naming import node_resources, renamed_from
 from components.python_function import PythonFunction, PythonFunctionArgs
-from jobcontract import Env
+from jobcontract import ECS_EVENT_SOURCE, ECS_TASK_STATE_CHANGE, Env
 
-ECS_TASK_STOPPED_PATTERN_SOURCE = "aws.ecs"
 # The launch queue's name inside the stack prefix: ``<prefix>-launch.fifo``.
 LAUNCH_QUEUE = "launch"
-ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,7 +98,7 @@ class ControlPlaneArgs:
 def task_stopped_pattern(cluster_arn: str) -> dict[str, object]:
     """EventBridge pattern: STOPPED task events of one cluster only."""
     return {
-        "source": [ECS_TASK_STOPPED_PATTERN_SOURCE],
+        "source": [ECS_EVENT_SOURCE],
         "detail-type": [ECS_TASK_STATE_CHANGE],
         "detail": {"clusterArn": [cluster_arn], "lastStatus": ["STOPPED"]},
     }

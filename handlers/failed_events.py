@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers import _aws
-from jobcontract import Env
+from jobcontract import ECS_EVENT_SOURCE, ECS_TASK_STATE_CHANGE, Env
 
 if TYPE_CHECKING:
     from handlers.reconciler import Reconciler
 
 RECEIVES = 3  # receives per sweep, of at most 10 records each
 BUDGET_SECONDS = 30.0  # no receive starts after this (the sweep has other work)
-ECS_SOURCE = "aws.ecs"
-ECS_TASK_STATE_CHANGE = "ECS Task State Change"
 NOT_AN_ECS_EVENT = "dropped: not an ECS task event"
 
 
@@ -87,7 +85,8 @@ def ecs_event_of(body: str) -> dict[str, Any] | None:
     payload = record.get("requestPayload") if isinstance(record, dict) else None
     if not isinstance(payload, dict) or not isinstance(payload.get("detail"), dict):
         return None
-    if payload.get("source") != ECS_SOURCE or payload.get("detail-type") != ECS_TASK_STATE_CHANGE:
+    kind = (payload.get("source"), payload.get("detail-type"))
+    if kind != (ECS_EVENT_SOURCE, ECS_TASK_STATE_CHANGE):
         return None
     return payload
 

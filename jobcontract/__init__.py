@@ -19,6 +19,8 @@ from jobcontract.env import Env
 from jobcontract.names import (
     API_CONFIG_PK,
     API_CONFIG_URL,
+    ECS_EVENT_SOURCE,
+    ECS_TASK_STATE_CHANGE,
     JOB_ID_RE,
     JOB_PK_PREFIX,
     MAX_UPLOAD_BYTES,
@@ -101,6 +103,8 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_FAILED_ITEM_SHARE",
     "DEFAULT_REUSE_IDLE_SECONDS",
+    "ECS_EVENT_SOURCE",
+    "ECS_TASK_STATE_CHANGE",
     "FARGATE_CPU_MEMORY",
     "ITEMS_FAILED",
     "JOB_ID_RE",

@@ -113,6 +113,10 @@ UPLOAD_NAME_MAX: Final = 128
 # outside [A-Za-z0-9._-] become '_' in its key.
 UPLOAD_NAME_RE: Final = re.compile(r"^[^./\\\x00-\x20\x7f-\x9f][^/\\\x00-\x1f\x7f-\x9f]*$")
 UPLOAD_ID_RE: Final = re.compile(r"^[0-9a-f]{32}$")
+# The events the reconciler consumes, as EventBridge delivers them from ECS: the rule's
+# pattern (components), the failed-events redrive (handlers) and the local pipeline use these.
+ECS_EVENT_SOURCE: Final = "aws.ecs"
+ECS_TASK_STATE_CHANGE: Final = "ECS Task State Change"
 
 
 def upload_key(worker: str, upload_id: str, safe_name: str) -> str:

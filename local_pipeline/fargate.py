@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from jobcontract import CONTAINER_NAME, Env
+from jobcontract import CONTAINER_NAME, ECS_EVENT_SOURCE, ECS_TASK_STATE_CHANGE, Env
 from jobcontract.registration import WorkerRegistration
 
 log = logging.getLogger("local_pipeline.fargate")
@@ -515,8 +515,8 @@ class LocalFargate:
         return {
             "version": "0",
             "id": str(uuid.uuid4()),
-            "detail-type": "ECS Task State Change",
-            "source": "aws.ecs",
+            "detail-type": ECS_TASK_STATE_CHANGE,
+            "source": ECS_EVENT_SOURCE,
             "account": account,
             "time": now,
             "region": region,

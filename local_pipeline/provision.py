@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components.offline import MockResource, StackGraph
-from jobcontract import Env, JobField, Table
+from jobcontract import ECS_TASK_STATE_CHANGE, Env, JobField, Table
 from jobcontract.registration import WorkerRegistration
 
 log = logging.getLogger("local_pipeline.provision")
@@ -554,7 +554,7 @@ class Provisioner:
         rules = {
             str(r.outputs.get("name") or r.outputs.get("id") or r.name): r
             for r in self.graph.of_type(T_EVENT_RULE)
-            if "ECS Task State Change" in str(r.inputs.get("eventPattern") or "")
+            if ECS_TASK_STATE_CHANGE in str(r.inputs.get("eventPattern") or "")
         }
         rule_names = set(rules) | {r.name for r in rules.values()}
         for t in self.graph.of_type(T_EVENT_TARGET):
