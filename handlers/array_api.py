@@ -230,6 +230,8 @@ def _parent_item(
 ) -> dict[str, Any]:
     """The parent (``jobcontract.array_requests.parent_item``), submitted through the API."""
     now = datetime.now(UTC)
+    # parent_item's own parameters and keywords (duplicates pairs them with it and with other
+    # keyword calls): this wrapper adds the API's source, TTL, clock and max_attempts.
     return array_requests.parent_item(
         parent_id,
         worker.name,

@@ -188,6 +188,9 @@ def _cancel_unwritten(store: JobStore, parent: Item) -> int:
     return counted
 
 
+# api_jobs.cancel_job's rule for one child (duplicates pairs the QUEUED branch): QUEUED
+# ends at once, a launched one is flagged and stopped; but a child is counted on its
+# parent, skipped once flagged, and a conflict is left to the sweep, not retried or 409.
 def _cancel_child(store: JobStore, child: Item, stop_task: Callable[[Item], None]) -> str | None:
     status = JobStatus(child[JobField.STATUS])
     child_id = str(child[JobField.JOB_ID])

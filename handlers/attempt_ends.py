@@ -33,6 +33,10 @@ class AttemptEnds:
         fallback = (job.get(JobField.FALLBACK) or {}).get("worker")
         return get_worker(self.store, str(fallback or job[JobField.WORKER]))
 
+    # end_attempt, _hand_over, _retry and _finish each take the attempt as (job, status,
+    # attempts, expect, error) (duplicates pairs the signatures): every step writes its own
+    # conditional transition on those five, and each adds one thing (chain options, fallback
+    # worker, extra fields, target status).
     def end_attempt(
         self,
         job: dict[str, Any],
@@ -104,6 +108,8 @@ class AttemptEnds:
             return f"fallback: {fallback.name}"
         return done
 
+    # Shaped like the launcher's _run_once and _claim (duplicates pairs them): one typed
+    # parameter a line; other steps, no shared logic.
     def _retry(
         self,
         job: dict[str, Any],
@@ -138,6 +144,8 @@ class AttemptEnds:
         )
         return f"retry: {error['type']}"
 
+    # Shaped like workers/runtime's JobContext constructor (duplicates pairs them): one
+    # parameter a line, a different record.
     def _finish(
         self,
         job: dict[str, Any],

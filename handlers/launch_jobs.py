@@ -118,6 +118,8 @@ class JobLauncher(TaskLauncher):
             return self._cancel_unlaunched(job_id, status, attempts)
         return None
 
+    # Shaped like _run_once and the reconciler's _retry (duplicates pairs them): one typed
+    # parameter a line; this one maps a job onto Dispatch.claim's keywords.
     def _claim(
         self,
         job: dict[str, Any],

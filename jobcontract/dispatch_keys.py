@@ -17,6 +17,8 @@ DRAIN_MESSAGE: Final = '{"drain": true}'
 DRAIN_GROUP: Final = "dispatch-drain"
 
 
+# One constant a name, like JobField and LogField (duplicates pairs the shape): the
+# dispatch items' own attributes, which must not collide with a job's (see WORKER).
 class F:
     """Attribute names of the dispatch items."""
 
@@ -41,6 +43,8 @@ class F:
     FREED: Final = "freed"
 
 
+# Key builders shaped like jobcontract.names' (duplicates pairs them): other items, other
+# prefixes, kept next to the prefixes above that the IAM grants also use.
 def worker_key(worker: str) -> str:
     return f"{DISPATCH_PREFIX}{worker}"
 

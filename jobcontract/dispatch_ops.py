@@ -43,6 +43,8 @@ class Refusal:
     CONFLICT: Final = "conflict"
 
 
+# What a claim hands back: a plain frozen record (duplicates pairs its shape with a test
+# fixture's dataclass).
 @dataclass(frozen=True)
 class Claimed:
     """A claimed job with its slot: the job is DISPATCHED on ``attempt`` (its run number)."""
