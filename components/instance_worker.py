@@ -26,6 +26,9 @@ What it makes, for a worker ``<name>`` (code in ``workers/<name>/``, ``Dockerfil
 - a task definition ``requiresCompatibilities: [MANAGED_INSTANCES]`` with the GPU
   ``resourceRequirements`` and the ``awsvpc`` or ``host`` network mode.
 
+Every child is named in ``nodes`` (``InstanceWorkerNodes``: a ``FargateWorker``'s plus the
+above).
+
 Cluster attachment: a Managed Instances capacity provider is created *in* its cluster
 (``CreateCapacityProvider.cluster``) and is never passed to ``PutClusterCapacityProviders``
 (AWS: "Amazon ECS Managed Instances doesn't support this, because when you create a capacity
@@ -56,6 +59,7 @@ Usage (not in the default stacks: a new account's GPU quota is often 0)::
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -63,7 +67,7 @@ import pulumi_aws as aws
 
 from components.grants import Grantee, JobsTable, ResultsBucket
 from components.worker.args import DEFAULT_STORAGE_GIB, InstanceWorkerArgs
-from components.worker.base import WorkerComponent
+from components.worker.base import WorkerComponent, WorkerNodes
 from components.worker.instance_validation import (
     CAPACITY_OPTIONS,
     InstanceSettings,
@@ -90,10 +94,28 @@ __all__ = [
     "INSTANCE_POLICY",
     "InstanceWorker",
     "InstanceWorkerArgs",
+    "InstanceWorkerNodes",
     "_validate_instance",
     "launch_chain",
 ]
 _validate_instance = validate_instance  # the tests' name for it
+
+
+@dataclass(frozen=True)
+class InstanceWorkerNodes(WorkerNodes):
+    """The children of an ``InstanceWorker``: a ``FargateWorker``'s, then these."""
+
+    infrastructure_role: aws.iam.Role
+    infrastructure_policy: aws.iam.RolePolicyAttachment
+    """``AmazonECSInfrastructureRolePolicyForManagedInstances`` on the infrastructure role."""
+    instance_role: aws.iam.Role
+    instance_policy: aws.iam.RolePolicyAttachment
+    """``AmazonECSInstanceRolePolicyForManagedInstances`` on the instance role."""
+    instance_profile: aws.iam.InstanceProfile
+    capacity_providers: tuple[aws.ecs.CapacityProvider, ...]
+    """A Spot and an on-demand provider per accepted GPU name (or ``cpu``), in order."""
+    fallback_policy: aws.iam.RolePolicy | None
+    """The hand-over grant on the fallback worker's task role (``None``: no fallback)."""
 
 
 class InstanceWorker(WorkerComponent):
@@ -109,6 +131,7 @@ class InstanceWorker(WorkerComponent):
     gpu_count: int
     gpu_names: tuple[str, ...]
     instance_types: list[str]
+    _attachments: tuple[aws.iam.RolePolicyAttachment, aws.iam.RolePolicyAttachment]
 
     def __init__(
         self, name: str, args: InstanceWorkerArgs, opts: pulumi.ResourceOptions | None = None
@@ -133,6 +156,21 @@ class InstanceWorker(WorkerComponent):
             }
         )
 
+    @property
+    def nodes(self) -> InstanceWorkerNodes:
+        """Every child of this worker, by role."""
+        infrastructure_policy, instance_policy = self._attachments
+        return self._nodes(
+            InstanceWorkerNodes,
+            infrastructure_role=self.infrastructure_role,
+            infrastructure_policy=infrastructure_policy,
+            instance_role=self.instance_role,
+            instance_policy=instance_policy,
+            instance_profile=self.instance_profile,
+            capacity_providers=tuple(self.capacity_providers.values()),
+            fallback_policy=self.fallback_policy,
+        )
+
     def _settings(self, name: str, args: InstanceWorkerArgs, s: InstanceSettings) -> None:
         # Warm reuse as FargateWorker: an instance task that finished a job takes the next.
         self._common_settings(name, args, s.base)
@@ -151,6 +189,7 @@ class InstanceWorker(WorkerComponent):
         self.infrastructure_role = roles.infrastructure_role
         self.instance_role = roles.instance_role
         self.instance_profile = roles.instance_profile
+        self._attachments = (roles.infrastructure.attachment, roles.instance.attachment)
         self.capacity_providers = capacity_providers(name, args, s, roles, parent=self)
         roles.record(self.iam_ledger)  # guarded with the task and execution roles
 

@@ -10,6 +10,8 @@ Insights, when enabled), plus job transitions counted by Logs Insights from the 
 and worker logs (``JobStore`` writes one ``job_transition`` line per state change, see
 ``jobcontract.logs``; at a log level above INFO there are none to count). No custom metrics:
 they would cost $0.30 per metric-month each and need code on the hot path.
+
+Every child is named in ``nodes`` (``ObservabilityNodes``: the alarms, the dashboard).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pulumi_aws as aws
 
 from components.alarms import ALARM_PERIOD_SECONDS, metric_alarm
 from components.aws_rules import AwsConstraintError
+from components.naming import node_resources
 from jobcontract.logs import TRANSITION_EVENT, LogField
 
 if TYPE_CHECKING:
@@ -86,6 +89,20 @@ class ObservabilityArgs:
     """Consecutive 5-minute periods before an alarm fires. Default 3."""
 
 
+@dataclass(frozen=True)
+class ObservabilityNodes:
+    """The children of an ``Observability`` (SST's ``nodes``)."""
+
+    # One typed field per child, then ``resources``: every component's nodes class has this
+    # shape (duplicates pairs them), only the children differ.
+    alarms: tuple[aws.cloudwatch.MetricAlarm, ...]
+    """Errors and Throttles of each control-plane Lambda, then the API's 5XX rate and p99."""
+    dashboard: aws.cloudwatch.Dashboard
+
+    def resources(self) -> list[pulumi.Resource]:
+        return node_resources(self)
+
+
 class Observability(pulumi.ComponentResource):
     """Alarms and the dashboard of one stack."""
 
@@ -115,6 +132,12 @@ class Observability(pulumi.ComponentResource):
         self.register_outputs(
             {"dashboard": self.dashboard.dashboard_name, "alarm_count": len(self.alarms)}
         )
+
+    @property
+    def nodes(self) -> ObservabilityNodes:
+        """Every child of this component, by role."""
+        # One argument per field, as every component's nodes (duplicates pairs their shape).
+        return ObservabilityNodes(tuple(self.alarms), self.dashboard)
 
     # --- steps ----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from components.worker.validation import REPO_ROOT, Validated
 @dataclass(frozen=True)
 class WorkerImage:
     repository: aws.ecr.Repository
+    lifecycle_policy: aws.ecr.LifecyclePolicy
     image: docker.Image
 
 
@@ -104,7 +105,7 @@ def worker_image(
         force_delete=force_delete,
         opts=child,
     )
-    aws.ecr.LifecyclePolicy(
+    lifecycle = aws.ecr.LifecyclePolicy(
         f"{name}-repo-lifecycle",
         repository=repository.name,
         policy=lifecycle_policy(keep_images, expire_untagged=expire_untagged),
@@ -131,4 +132,4 @@ def worker_image(
         ),
         opts=child,
     )
-    return WorkerImage(repository=repository, image=image)
+    return WorkerImage(repository=repository, lifecycle_policy=lifecycle, image=image)

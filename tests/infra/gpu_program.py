@@ -1,6 +1,7 @@
 """A stack program that declares the example GPU worker (NOT in the default stacks: the GPU
 quota of a new account is often 0). Evaluated under mocks with dev's and prod's settings by
-``test_instance_worker.py``; the README's "GPU workers" section shows the same lines."""
+``test_instance_worker.py``; the README's "GPU workers" section shows the same lines.
+``declare`` returns the workers by name (``test_nodes.py`` reads their ``nodes``)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from components.config import load_config
 from components.fargate_worker import FargateWorker, FargateWorkerArgs
 from components.instance_worker import InstanceWorker, InstanceWorkerArgs
 from components.platform import BatchPlatform, BatchPlatformArgs
+from components.worker.base import WorkerComponent
 
 
 def program() -> None:
+    declare()
+
+
+def declare() -> dict[str, WorkerComponent]:
+    """The program's platform and workers; the workers by name."""
     config = load_config()
     platform = BatchPlatform("platform", BatchPlatformArgs(config=config))
-    FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
+    text = FargateWorker("content-analyzer", FargateWorkerArgs(platform=platform))
     # The CPU worker the GPU worker falls back to when no instance capacity is found: the same
     # code and input schema (workers/image-embedder/), on Fargate.
     cpu = FargateWorker(
@@ -23,7 +30,7 @@ def program() -> None:
             timeout_seconds=3600,
         ),
     )  # fmt: skip
-    InstanceWorker(
+    gpu = InstanceWorker(
         "image-embedder",
         InstanceWorkerArgs(
             platform=platform,
@@ -36,3 +43,4 @@ def program() -> None:
             fallback_worker=cpu,
         ),
     )
+    return {w.worker_name: w for w in (text, cpu, gpu)}
