@@ -263,24 +263,20 @@ class JobQueue(pulumi.ComponentResource):
         )
 
     def grant_send(self, grantee: Grantee, *, sid: str) -> None:
-        """SendMessage on this queue by its exact ARN, and an explicit Deny on its DLQ: only
-        SQS's redrive may put a message there (``batchctl retry`` moves them back)."""
-        grantee.add(
-            iam.Statement(iam.QUEUE_SEND_ACTIONS, [self.queue.arn], sid=sid),
-            iam.Statement(
-                iam.DEAD_LETTER_SEND_ACTIONS,
-                [self.dlq.arn],
-                sid="NeverIntoDeadLetters",
-                effect="Deny",
-            ),
-        )
-        self._grant_key(grantee, iam.KMS_ENCRYPT_ACTIONS, f"{sid}Key")
+        """SendMessage (and the queue's attributes) on this queue by its exact ARN, and an
+        explicit Deny on its DLQ: only SQS's redrive may put a message there (``batchctl
+        retry`` moves them back)."""
+        self._grant_producer(grantee, iam.QUEUE_SEND_ACTIONS, sid)
 
     def grant_drain_request(self, grantee: Grantee, *, sid: str = "RequestDrain") -> None:
         """SendMessage only (a worker task's drain request when it frees its slot): no
         queue attributes, and the same explicit Deny on the DLQ as every producer."""
+        self._grant_producer(grantee, iam.DRAIN_REQUEST_ACTIONS, sid)
+
+    def _grant_producer(self, grantee: Grantee, actions: tuple[str, ...], sid: str) -> None:
+        """``actions`` on this queue, the Deny on its DLQ and, with a customer key, encrypt."""
         grantee.add(
-            iam.Statement(iam.DRAIN_REQUEST_ACTIONS, [self.queue.arn], sid=sid),
+            iam.Statement(actions, [self.queue.arn], sid=sid),
             iam.Statement(
                 iam.DEAD_LETTER_SEND_ACTIONS,
                 [self.dlq.arn],
