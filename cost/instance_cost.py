@@ -59,6 +59,7 @@ class GpuPrices:
     fee_estimate: bool = True
     # Per instance family (``g6`` of ``g6.xlarge``), where AWS prices it differently.
     family_fee_share: dict[str, float] = field(default_factory=dict)
+    family_fee_estimate: bool = True  # the price book's label of those family shares
 
     def hourly(self, instance_type: str, spot_share: float) -> float:
         try:
@@ -74,6 +75,15 @@ class GpuPrices:
         if self.fee_share is None:
             return None
         return self.family_fee_share.get(instance_type.split(".", 1)[0], self.fee_share)
+
+    def fee_is_estimate(self, instance_type: str) -> bool:
+        """Whether the share this type pays (its family's or the general one) is labelled an
+        estimate in the price book."""
+        if self.fee_share is None:
+            return False
+        if instance_type.split(".", 1)[0] in self.family_fee_share:
+            return self.family_fee_estimate
+        return self.fee_estimate
 
     def fee(self, instance_type: str) -> float:
         """The Managed Instances management charge per instance-hour (0 when unpriced)."""
@@ -97,6 +107,9 @@ def load_gpu_prices(path: Path = PRICES_FILE) -> GpuPrices:
             )
     return GpuPrices(
         family_fee_share=_family_fee_shares(section, None if fee is None else float(fee)),
+        family_fee_estimate=bool(
+            (section.get("managed_instances_fee_share_by_family") or {}).get("estimate", True)
+        ),
         on_demand={name: float(e["value"]) for name, e in types.items()},
         spot_discount=float(section["spot_discount_estimate"]["value"]),
         fee_share=None if fee is None else float(fee),
@@ -178,7 +191,7 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
             ": an ESTIMATE derived from the share per family of AWS's per-type fees as "
             "transcribed (G families 7.8 % since 2026-07-01) or the ECS pricing page's "
             "c6a.2xlarge example (12.09 %); AWS's per-type table could not be read"
-            if prices.fee_estimate
+            if prices.fee_is_estimate(cheapest)
             else ""
         )
         notes.append(
@@ -193,7 +206,7 @@ def job_cost(spec: InstanceWorkerSpec, minutes: float, prices: GpuPrices) -> Job
         instance_type=cheapest,
         hourly=hourly,
         fee_hourly=prices.fee(cheapest),
-        fee_estimate=prices.fee_estimate and prices.fee_share is not None,
+        fee_estimate=prices.fee_is_estimate(cheapest),
         billed_seconds=seconds,
         cost=hourly * seconds / 3600,
         cost_warm=hourly * max(EC2_MINIMUM_SECONDS, run) / 3600,

@@ -161,8 +161,13 @@ def test_the_management_fee_is_labelled_an_estimate_while_the_price_book_says_it
     spec = ic.InstanceWorkerSpec("w", ("g4dn.xlarge",), 0.0, 300)
     labelled = ic.summary({"w": ic.job_cost(spec, 10, PRICES)}, 10)
     assert "/h management (estimate)," in labelled and "ESTIMATE derived from" in labelled
-    share["estimate"] = False
     sourced = tmp_path / "prices.json"
+    # g4dn pays its family's share: sourcing only the general share keeps its label.
+    share["estimate"] = False
+    sourced.write_text(json.dumps(data))
+    still = ic.summary({"w": ic.job_cost(spec, 10, ic.load_gpu_prices(sourced))}, 10)
+    assert "/h management (estimate)," in still and "ESTIMATE derived from" in still
+    data["gpu_instance_hour"]["managed_instances_fee_share_by_family"]["estimate"] = False
     sourced.write_text(json.dumps(data))
     plain = ic.summary({"w": ic.job_cost(spec, 10, ic.load_gpu_prices(sourced))}, 10)
     assert "(estimate)" not in plain and "ESTIMATE" not in plain
