@@ -59,6 +59,7 @@ class World:
     res: Any
     principals: dict[str, Principal]  # key: "api", "launcher", "<worker>-task", ...
     documents: dict[str, list[dict[str, Any]]]
+    failed_events_url: str = ""  # the reconciler's on-failure queue, named as the program's
 
     def client(self, who: str, service: str) -> Any:
         return self.principals[who].session().client(service, endpoint_url=self.endpoint)
@@ -134,6 +135,7 @@ def world(security_graphs: dict[str, StackGraph]) -> Iterator[World]:
             "api": _role_name(graph, "platform-control-api-role"),
             "launcher": _role_name(graph, "platform-control-launcher-role"),
             "reconciler": _role_name(graph, "platform-control-reconciler-role"),
+            "sweep": _role_name(graph, "platform-control-sweep-role"),
             **{f"{w}-task": _role_name(graph, f"{w}-task-role") for w in WORKERS},
         }
         admin = boto3.client("iam", endpoint_url=endpoint, region_name=REGION,
@@ -149,9 +151,13 @@ def world(security_graphs: dict[str, StackGraph]) -> Iterator[World]:
             k = admin.create_access_key(UserName=role_name)["AccessKey"]
             principals[key] = Principal(role_name, k["AccessKeyId"], k["SecretAccessKey"])
             documents[key] = docs
+        failed_events_url = boto3.client(
+            "sqs", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        ).create_queue(QueueName=f"{PREFIX}-reconciler-failed")["QueueUrl"]
         # From here on every request is authenticated and authorized.
         post(f"{endpoint}/moto-api/reset-auth", b"0")
-        yield World(endpoint, res, principals, documents)
+        yield World(endpoint, res, principals, documents, failed_events_url)
 
 
 @pytest.fixture
@@ -368,6 +374,25 @@ def test_reconciler_retries_a_crashed_run_but_cannot_consume_or_write_results(
                   MessageGroupId="g", MessageDeduplicationId="d4")
     assert_denied(world.client("reconciler", "s3").put_object, Bucket=world.res.bucket,
                   Key=result_key(worker, job_id), Body=b"x")
+
+
+def test_failed_events_queue_reconciler_records_sweep_takes_back_no_one_else(
+    world: World,
+) -> None:
+    """The reconciler's on-failure queue (``components.failed_events``): Lambda sends with the
+    reconciler's role, the sweep receives and deletes; neither does the other's part, and a
+    worker task or the API reaches it not at all."""
+    url = world.failed_events_url
+    record = json.dumps({"requestPayload": {"source": "aws.ecs"}})
+    world.client("reconciler", "sqs").send_message(QueueUrl=url, MessageBody=record)
+    assert_denied(world.client("reconciler", "sqs").receive_message, QueueUrl=url)
+    sweep = world.client("sweep", "sqs")
+    (message,) = sweep.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    sweep.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert_denied(sweep.send_message, QueueUrl=url, MessageBody=record)
+    for who in ("api", "content-analyzer-task"):
+        assert_denied(world.client(who, "sqs").send_message, QueueUrl=url, MessageBody=record)
+        assert_denied(world.client(who, "sqs").receive_message, QueueUrl=url)
 
 
 def test_action_level_limits_hold_for_dynamodb_and_ecs(world: World) -> None:
